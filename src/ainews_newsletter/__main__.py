@@ -1,0 +1,3 @@
+from ainews_newsletter.cli import main
+
+main()

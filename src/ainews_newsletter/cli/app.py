@@ -1,0 +1,191 @@
+"""`ainews` and its issue commands: demo, build, posts, send, status."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ainews_newsletter import __version__, pipeline
+from ainews_newsletter.cli.common import (
+    AppState,
+    ErrorHandlingGroup,
+    console,
+    json_option,
+    pass_state,
+    print_json,
+    week_option,
+)
+from ainews_newsletter.cli.subscribers import subscribers
+from ainews_newsletter.demo import run_demo
+from ainews_newsletter.models import DeliveryCounts, DeliveryState
+from ainews_newsletter.render.digest import period_label
+
+
+@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path), envvar="AINEWS_CONFIG",
+              help="Config file [default: $AINEWS_CONFIG, else ./config.toml, else built-in "
+                   "defaults].")
+@click.version_option(__version__, prog_name="ainews")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """Select a week of AI-news posts, render the digest, and send it to your subscribers.
+
+    Start with `ainews demo` to see the whole job on sample data."""
+    ctx.obj = AppState(config_path)
+
+
+def _progress(total: int) -> Progress:
+    return Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console, transient=True,
+                    disable=not console.is_terminal or total == 0)
+
+
+@cli.command()
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("demo"), show_default=True, help="Working folder for the demo.")
+def demo(folder: Path) -> None:
+    """Run the whole job end to end on sample data: posts, subscribers, and a local SMTP
+    server that captures every message. Nothing leaves this machine."""
+    started = time.perf_counter()
+    with _progress(25) as progress:
+        task = progress.add_task("send", total=None)
+        result = run_demo(folder, on_result=lambda state: progress.advance(task))
+    counts = result.counts
+    console.print(f"[bold]ainews demo[/] — the whole job on sample data "
+                  f"({time.perf_counter() - started:.1f}s)")
+    rows = [
+        ("week", result.week), ("posts", str(result.posts)), ("subject", result.subject),
+        ("recipients", str(result.recipients)), ("sent", str(counts.sent)),
+        ("failed", str(counts.failed)), ("deferred", str(counts.deferred)),
+        ("captured", f"{result.captured} messages by the SMTP capture server on "
+                     f"127.0.0.1:{result.smtp_port}"),
+    ]
+    for label, value in rows:
+        console.print(f"  {label:<11} {value}", soft_wrap=True)
+    console.print("Look at:")
+    console.print(f"  {result.issue_html}  the issue in a browser ({result.html_bytes:,} bytes)",
+                  soft_wrap=True)
+    console.print(f"  {result.outbox}/*.eml  the messages as subscribers receive them",
+                  soft_wrap=True)
+    console.print(f"  {result.folder}/config.toml  the configuration; try "
+                  f"`ainews --config {result.folder}/config.toml build`", soft_wrap=True)
+
+
+@cli.command()
+@week_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("build"), show_default=True, help="Folder for the output files.")
+@click.option("--force", is_flag=True, help="Build even with fewer posts than min_posts.")
+@pass_state
+def build(state: AppState, week: str | None, out_dir: Path, force: bool) -> None:
+    """Render the issue to OUT/issue.html, issue.txt and issue.eml (the full message as the
+    first subscriber would receive it). Sends nothing."""
+    started = time.perf_counter()
+    rendered = pipeline.build(state.config, week, force)
+    files = pipeline.write_build(state.config, rendered, out_dir)
+    elapsed = time.perf_counter() - started
+    console.print(f"{rendered.period.key} ({period_label(rendered.period)}): "
+                  f"{rendered.post_count} posts, built in {elapsed:.2f}s")
+    for path in files.values():
+        console.print(f"  {path}  {path.stat().st_size:,} bytes", soft_wrap=True)
+
+
+@cli.group()
+def posts() -> None:
+    """Inspect the posts an issue would carry."""
+
+
+@posts.command("list")
+@week_option
+@json_option
+@pass_state
+def posts_list(state: AppState, week: str | None, as_json: bool) -> None:
+    """The posts of the week, newest first, as the issue would carry them."""
+    selection = pipeline.select_posts(state.config, week)
+    tz = state.config.newsletter.tz
+    if as_json:
+        print_json({"week": selection.period.key, "in_window": selection.in_window,
+                    "posts": [{"date": post.published.astimezone(tz).isoformat(),
+                               "category": post.category, "title": post.title,
+                               "url": post.url, "source": post.source}
+                              for post in selection.posts]})
+        return
+    table = Table(title=f"{selection.period.key} · {period_label(selection.period)}")
+    for column in ("date", "category", "title", "source"):
+        table.add_column(column)
+    for post in selection.posts:
+        table.add_row(f"{post.published.astimezone(tz):%a %d %b %H:%M}", post.category or "",
+                      post.title, Path(post.source).name)
+    console.print(table)
+    console.print(f"{len(selection.posts)} posts")
+
+
+def _print_counts(counts: DeliveryCounts) -> None:
+    console.print("  ".join(f"{name} {value}" for name, value in counts.as_dict().items()))
+
+
+@cli.command()
+@week_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Send even with fewer posts than min_posts.")
+@pass_state
+def send(state: AppState, week: str | None, yes: bool, force: bool) -> None:
+    """Send the week's issue to every active subscriber.
+
+    Safe to run again: it resumes where a previous run stopped and never sends the issue
+    twice to anyone it already reached."""
+    config = state.config
+    plan = pipeline.plan_send(config, week, force)
+    if plan.pending == 0:
+        counts = pipeline.delivery_status(config, plan.period_key) if plan.existing else None
+        console.print(f"Nothing to send for {plan.period_key}"
+                      + (": every recipient has been handled." if counts else
+                         ": there are no active subscribers."))
+        if counts:
+            _print_counts(counts)
+        return
+    verb = "Resume" if plan.existing else "Send"
+    question = (f"{verb} {plan.period_key} “{plan.subject}” ({plan.post_count} posts) to "
+                f"{plan.pending} subscribers via {pipeline.make_transport(config).describe()}?")
+    if not yes and not click.confirm(question, default=False, err=True):
+        console.print("Not sent.")
+        raise SystemExit(1)
+    with _progress(plan.pending) as progress:
+        task = progress.add_task("send", total=plan.pending)
+        counts = pipeline.execute_send(config, plan,
+                                       on_result=lambda _state: progress.advance(task))
+    console.print(f"{plan.period_key}: sent {counts.sent} of {counts.total}")
+    _print_counts(counts)
+    if counts.deferred:
+        console.print(f"{counts.deferred} deferred by the server; `ainews send --week "
+                      f"{plan.period_key}` retries them when they are due.")
+
+
+@cli.command()
+@click.argument("issue", required=False, metavar="[ISSUE]")
+@json_option
+@pass_state
+def status(state: AppState, issue: str | None, as_json: bool) -> None:
+    """Delivery counts by state for ISSUE (e.g. 2026-W47) [default: the latest issue]."""
+    counts = pipeline.delivery_status(state.config, issue)
+    if as_json:
+        print_json(counts.as_dict())
+        return
+    table = Table(title=f"issue {counts.issue}")
+    table.add_column("state")
+    table.add_column("recipients", justify="right")
+    for delivery_state in DeliveryState:
+        table.add_row(delivery_state.value, str(getattr(counts, delivery_state.value)))
+    table.add_row("total", str(counts.total))
+    console.print(table)
+
+
+cli.add_command(subscribers)
+
+
+def main() -> None:
+    cli(prog_name="ainews")

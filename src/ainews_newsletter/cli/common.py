@@ -1,0 +1,74 @@
+"""What every command shares: the lazily loaded config, the error handling, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
+
+from ainews_newsletter.config import Config, load_config
+from ainews_newsletter.errors import AinewsError
+
+console = Console(highlight=False)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class AppState:
+    """Holds --config; the config is loaded on first use so `--help` never needs a file."""
+
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+pass_state = click.make_pass_decorator(AppState)
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+
+
+class ErrorHandlingGroup(click.Group):
+    """Turns user-facing errors into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AinewsError as exc:
+            fail(str(exc))
+            sys.exit(1)
+        except SQLAlchemyError as exc:
+            fail(f"database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+            sys.exit(1)
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            fail(f"{exc.filename}: {exc.strerror}")
+            sys.exit(1)
+
+
+def json_option(function: F) -> F:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print machine-readable JSON instead of a table.")(function)
+
+
+def week_option(function: F) -> F:
+    return click.option("--week", metavar="YYYY-Www",
+                        help="ISO week in the newsletter timezone, e.g. 2026-W47 "
+                             "[default: the last complete week].")(function)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))

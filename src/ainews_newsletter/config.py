@@ -1,0 +1,286 @@
+"""Typed configuration, loaded once.
+
+Precedence, highest first: CLI flags (passed as `overrides`) > environment (`AINEWS_` prefix,
+`__` for nesting, e.g. `AINEWS_SMTP__PORT=2526`) > the TOML file > defaults. Unknown keys and
+bad values raise ConfigError naming the key. Secrets (SMTP password, web secret key) are read
+from the environment only, so a config file can be committed without leaking them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ainews_newsletter import resources
+from ainews_newsletter.errors import ConfigError
+
+ENV_PREFIX = "AINEWS_"
+CONFIG_ENV_VAR = "AINEWS_CONFIG"
+DEFAULT_CONFIG_NAME = "config.toml"
+# Keys that must never be read from a file: they would end up committed next to the config.
+SECRET_KEYS = {("secret_key",), ("smtp", "password")}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+def _check_address(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not a valid email address: {exc}") from None
+
+
+class NewsletterConfig(_Section):
+    name: str = "AI News Weekly"
+    from_: str = Field(default="digest@ainews.example", alias="from")
+    reply_to: str | None = None
+    base_url: str = "https://ainews.example"
+    postal_address: str = "AI News Weekly, 1 Example Street, 00000 Example City"
+    timezone: str = "UTC"
+    list_id: str | None = None  # default: "<slug of name>.<host of base_url>"
+    unsubscribe_email: str | None = None  # mailto target; default: reply_to, else from
+
+    @field_validator("from_", "reply_to", "unsubscribe_email")
+    @classmethod
+    def _valid_address(cls, value: str | None) -> str | None:
+        return None if value is None else _check_address(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as "
+                             "'Europe/Berlin' or 'UTC')") from None
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def list_identifier(self) -> str:
+        if self.list_id:
+            return self.list_id
+        slug = re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "newsletter"
+        host = urlsplit(self.base_url).hostname or "localhost"
+        return f"{slug}.{host}"
+
+    @property
+    def unsubscribe_mailbox(self) -> str:
+        return self.unsubscribe_email or self.reply_to or self.from_
+
+
+class PostSource(_Section):
+    type: Literal["markdown"] = "markdown"
+    path: str = "posts"
+
+
+class PostsConfig(_Section):
+    sources: list[PostSource] = Field(default_factory=lambda: [PostSource()])
+    window: Literal["week"] = "week"
+    min_posts: int = Field(default=1, ge=0)
+    max_posts: int = Field(default=20, ge=1)
+    summary_chars: int = Field(default=300, ge=40)
+
+
+class StorageConfig(_Section):
+    url: str = "sqlite:///data/ainews.db"
+
+
+class SmtpConfig(_Section):
+    host: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None  # environment only: AINEWS_SMTP__PASSWORD
+    rate_per_second: float = Field(default=0, ge=0)  # 0 = unlimited
+    timeout: float = Field(default=30, gt=0)
+    ehlo_name: str | None = None
+
+
+class DeliveryConfig(_Section):
+    backend: Literal["smtp", "file", "console"] = "smtp"
+    out_dir: str = "outbox"  # for backend = "file"
+    max_attempts: int = Field(default=10, ge=1)
+    retry_base_seconds: int = Field(default=300, ge=1)
+    retry_max_seconds: int = Field(default=3600, ge=1)
+    batch_size: int = Field(default=200, ge=1, le=10_000)
+
+
+# The parsed TOML file for the load in progress; a context variable because pydantic-settings
+# builds its sources in a classmethod that cannot take arguments.
+_file_values: ContextVar[dict[str, Any]] = ContextVar("_file_values")
+
+
+class _TomlValues(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _file_values.get({}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_file_values.get({}))
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    newsletter: NewsletterConfig = Field(default_factory=NewsletterConfig)
+    posts: PostsConfig = Field(default_factory=PostsConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    secret_key: SecretStr | None = None  # environment only: AINEWS_SECRET_KEY
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlValues(settings_cls))
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths are resolved against: the config file's folder."""
+        return self._base_dir
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    def resolve(self, path: str | Path) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self._base_dir / candidate
+
+    @property
+    def database_url(self) -> str:
+        """The storage URL with a relative SQLite path made absolute against base_dir."""
+        url = self.storage.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and url != "sqlite:///:memory:":
+            return prefix + str(self.resolve(url[len(prefix):]))
+        return url
+
+    @property
+    def templates_dir(self) -> Path:
+        """`templates/` beside the config file when it exists, else the shipped copy."""
+        local = self._base_dir / "templates"
+        return local if local.is_dir() else resources.shipped("templates")
+
+
+def config_path_from(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    """Which file to read: --config, else $AINEWS_CONFIG, else ./config.toml if present."""
+    if explicit is not None:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV_VAR):
+        return Path(environ[CONFIG_ENV_VAR])
+    default = Path.cwd() / DEFAULT_CONFIG_NAME
+    return default if default.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    for key in SECRET_KEYS:
+        node: Any = data
+        for part in key:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            dotted = ".".join(key)
+            env = ENV_PREFIX + "__".join(part.upper() for part in key)
+            raise ConfigError(f"{path}: {dotted}: secrets are read from the environment only; "
+                              f"remove it from the file and set {env}")
+    return data
+
+
+def _where(loc: tuple[str | int, ...], path: Path | None, environ: Mapping[str, str]) -> str:
+    env_name = ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+    if any(name.upper() == env_name for name in environ):
+        return f"environment {env_name}"
+    return str(path) if path is not None else "command line"
+
+
+def _describe(exc: PydanticValidationError, path: Path | None, environ: Mapping[str, str]) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if not isinstance(part, int)) or ("config",)
+        dotted = ".".join(str(part) for part in error["loc"])
+        where = _where(loc, path, environ)
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown key {dotted!r}")
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {dotted}: {message} (got {error.get('input')!r})")
+    return "; ".join(problems)
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load the configuration; raise ConfigError with the offending key on any problem."""
+    environ = os.environ if environ is None else environ
+    config_path = config_path_from(path, environ)
+    file_values = _read_toml(config_path) if config_path is not None else {}
+    with _file_values_set(file_values):
+        try:
+            config = Config(**dict(overrides or {}))
+        except PydanticValidationError as exc:
+            raise ConfigError(_describe(exc, config_path, environ)) from None
+    if config_path is not None:
+        config._base_dir = config_path.resolve().parent
+        config._source = config_path.resolve()
+    return config
+
+
+@contextmanager
+def _file_values_set(values: dict[str, Any]) -> Iterator[None]:
+    token = _file_values.set(values)
+    try:
+        yield
+    finally:
+        _file_values.reset(token)

@@ -1,0 +1,257 @@
+"""The delivery ledger: one frozen issue row per (list, period) and one row per
+(issue, subscriber) that moves queued → sending → sent | deferred | failed.
+
+Every state change is its own committed transaction, so after a crash the ledger says
+exactly who got the issue, and a second send of the same issue never mails them again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from ainews_newsletter.database import UTCDateTime
+from ainews_newsletter.models import (
+    DeliveryCounts,
+    DeliveryState,
+    Period,
+    Recipient,
+    RenderedIssue,
+    SendOutcome,
+)
+
+metadata = MetaData()
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("list_id", String(255), nullable=False),
+    Column("period_key", String(64), nullable=False),
+    Column("period_start", UTCDateTime(), nullable=False),
+    Column("period_end", UTCDateTime(), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("preheader", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("unsubscribe_placeholder", String(255), nullable=False),
+    Column("post_count", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("snapshot_at", UTCDateTime(), nullable=True),  # set once the audience is copied
+    # One issue per list and period, enforced by the database, not by a process.
+    UniqueConstraint("list_id", "period_key", name="uq_issue_list_period"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    # A snapshot of the recipient: the subscriber row may change or vanish after the send.
+    Column("subscriber_id", Integer, nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=True),
+    Column("token", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("last_code", Integer, nullable=True),
+    Column("last_reply", Text, nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
+    Index("ix_delivery_issue_state", "issue_id", "state"),
+)
+
+
+@dataclass(frozen=True)
+class IssueRecord:
+    id: int
+    list_id: str
+    rendered: RenderedIssue
+    created_at: datetime
+    snapshot_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    recipient: Recipient
+    attempts: int
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: int
+    max_seconds: int
+
+    def delay(self, attempts: int) -> timedelta:
+        """Exponential backoff: base, 2 * base, 4 * base … capped at max."""
+        return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1)))
+
+
+def _issue_record(row: Any) -> IssueRecord:
+    tz = ZoneInfo(row.timezone)
+    period = Period(key=row.period_key, start=row.period_start.astimezone(tz),
+                    end=row.period_end.astimezone(tz))
+    rendered = RenderedIssue(period=period, subject=row.subject, preheader=row.preheader,
+                             html=row.html, text=row.text,
+                             unsubscribe_placeholder=row.unsubscribe_placeholder,
+                             post_count=row.post_count)
+    return IssueRecord(id=row.id, list_id=row.list_id, rendered=rendered,
+                       created_at=row.created_at, snapshot_at=row.snapshot_at)
+
+
+class Ledger:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    # -- issues ---------------------------------------------------------------------------
+
+    def find_issue(self, list_id: str, period_key: str) -> IssueRecord | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(issues).where(
+                issues.c.list_id == list_id, issues.c.period_key == period_key)).first()
+        return None if row is None else _issue_record(row)
+
+    def latest_issue(self) -> IssueRecord | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(issues).order_by(issues.c.id.desc()).limit(1)).first()
+        return None if row is None else _issue_record(row)
+
+    def create_issue(self, list_id: str, rendered: RenderedIssue, now: datetime) -> IssueRecord:
+        """Freeze the rendered issue. If another process froze this period first, theirs wins
+        and is returned: the unique key makes a second issue for the period impossible."""
+        period = rendered.period
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(issues.insert().values(
+                    list_id=list_id, period_key=period.key, period_start=period.start,
+                    period_end=period.end, timezone=str(period.start.tzinfo),
+                    subject=rendered.subject, preheader=rendered.preheader, html=rendered.html,
+                    text=rendered.text, unsubscribe_placeholder=rendered.unsubscribe_placeholder,
+                    post_count=rendered.post_count, created_at=now))
+        except IntegrityError:
+            pass
+        found = self.find_issue(list_id, period.key)
+        assert found is not None, "issue row vanished right after insert"
+        return found
+
+    # -- audience snapshot ----------------------------------------------------------------
+
+    def _insert_ignoring_duplicates(self, rows: list[dict[str, Any]]) -> Any:
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return postgresql.insert(deliveries).values(rows).on_conflict_do_nothing()
+        if dialect == "sqlite":
+            return sqlite.insert(deliveries).values(rows).on_conflict_do_nothing()
+        raise NotImplementedError(f"database {dialect!r} is not supported (use SQLite or "
+                                  "PostgreSQL)")
+
+    def snapshot(self, issue_id: int, recipients: Iterable[Recipient], now: datetime,
+                 batch_size: int = 500) -> int:
+        """Copy the audience into the ledger once. Batches are idempotent (a re-run after a
+        crash mid-snapshot adds only the missing rows); `snapshot_at` marks it complete."""
+        iterator = iter(recipients)
+        while batch := list(islice(iterator, batch_size)):
+            rows = [{"issue_id": issue_id, "subscriber_id": r.subscriber_id, "email": r.email,
+                     "name": r.name, "token": r.token, "state": DeliveryState.QUEUED.value,
+                     "attempts": 0, "updated_at": now} for r in batch]
+            with self.engine.begin() as connection:
+                connection.execute(self._insert_ignoring_duplicates(rows))
+        with self.engine.begin() as connection:
+            connection.execute(update(issues).where(issues.c.id == issue_id)
+                               .values(snapshot_at=now))
+        return self.counts(issue_id).total
+
+    # -- sending --------------------------------------------------------------------------
+
+    def due(self, issue_id: int, now: datetime, limit: int) -> list[Delivery]:
+        """Queued rows, and deferred rows whose retry time has come, oldest first."""
+        query = (select(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
+                        deliveries.c.name, deliveries.c.token, deliveries.c.attempts)
+                 .where(deliveries.c.issue_id == issue_id, or_(
+                     deliveries.c.state == DeliveryState.QUEUED.value,
+                     and_(deliveries.c.state == DeliveryState.DEFERRED.value,
+                          deliveries.c.next_attempt_at <= now)))
+                 .order_by(deliveries.c.id).limit(limit))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [Delivery(id=row.id, attempts=row.attempts, recipient=Recipient(
+            subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token))
+            for row in rows]
+
+    def mark_sending(self, delivery: Delivery, now: datetime) -> None:
+        """Committed before MAIL FROM: a crash after this point shows up as `sending`."""
+        with self.engine.begin() as connection:
+            connection.execute(update(deliveries).where(deliveries.c.id == delivery.id).values(
+                state=DeliveryState.SENDING.value, attempts=delivery.attempts + 1,
+                updated_at=now))
+
+    def requeue(self, delivery: Delivery, now: datetime) -> None:
+        """Undo `mark_sending` when the transport could not take the message (server down).
+        Resending it later is what the at-least-once contract asks for."""
+        with self.engine.begin() as connection:
+            connection.execute(update(deliveries).where(deliveries.c.id == delivery.id).values(
+                state=DeliveryState.QUEUED.value, attempts=delivery.attempts, updated_at=now))
+
+    def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
+               policy: RetryPolicy) -> DeliveryState:
+        """Store the server's answer; a 4xx becomes deferred with backoff, or failed once
+        max_attempts is used up. Returns the state written."""
+        attempts = delivery.attempts + 1
+        state = outcome.state
+        next_attempt: datetime | None = None
+        if state is DeliveryState.DEFERRED:
+            if attempts >= policy.max_attempts:
+                state = DeliveryState.FAILED
+            else:
+                next_attempt = now + policy.delay(attempts)
+        with self.engine.begin() as connection:
+            connection.execute(update(deliveries).where(deliveries.c.id == delivery.id).values(
+                state=state.value, last_code=outcome.code, last_reply=outcome.reply[:1000],
+                next_attempt_at=next_attempt, updated_at=now,
+                sent_at=now if state is DeliveryState.SENT else None))
+        return state
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def counts(self, issue_id: int) -> DeliveryCounts:
+        with self.engine.connect() as connection:
+            key = connection.execute(select(issues.c.period_key)
+                                     .where(issues.c.id == issue_id)).scalar_one()
+            rows = connection.execute(
+                select(deliveries.c.state, func.count()).where(deliveries.c.issue_id == issue_id)
+                .group_by(deliveries.c.state)).all()
+        by_state = {state: int(count) for state, count in rows}
+        return DeliveryCounts(
+            issue=key,
+            total=sum(by_state.values()),
+            **{state.value: by_state.get(state.value, 0) for state in DeliveryState},
+        )

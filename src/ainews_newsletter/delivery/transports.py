@@ -1,0 +1,200 @@
+"""Ways a message leaves: SMTP (the real one), a folder of .eml files, the console, memory.
+
+Each returns a SendOutcome per message: 2xx sent, 4xx deferred (try later), 5xx failed.
+A transport raises TransportUnavailable when it cannot take messages at all (server down),
+so the sender stops instead of marking the whole list deferred."""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import ssl
+import sys
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from ainews_newsletter.config import SmtpConfig
+from ainews_newsletter.delivery.message import eml_filename
+from ainews_newsletter.errors import DeliveryError
+from ainews_newsletter.models import DeliveryState, SendOutcome
+
+# smtplib's exceptions all derive from OSError, as do socket errors and timeouts; a reply
+# code (SMTPResponseException) is caught before this, so what remains is a lost connection.
+_CONNECTION_ERRORS = OSError
+
+
+class TransportUnavailable(DeliveryError):
+    """Nothing can be sent right now (connection refused, login failed)."""
+
+
+def outcome_for(code: int, reply: str) -> SendOutcome:
+    if 200 <= code < 300:
+        state = DeliveryState.SENT
+    elif 400 <= code < 500:
+        state = DeliveryState.DEFERRED
+    else:
+        state = DeliveryState.FAILED
+    return SendOutcome(state=state, code=code, reply=reply)
+
+
+class Transport(Protocol):
+    def describe(self) -> str: ...
+
+    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome: ...
+
+    def close(self) -> None: ...
+
+
+class SmtpTransport:
+    """One SMTP connection reused for many messages, RSET between them, reopened if the
+    server drops it. MAIL/RCPT/DATA are issued one by one so every reply code is recorded."""
+
+    def __init__(self, settings: SmtpConfig) -> None:
+        self.settings = settings
+        self._connection: smtplib.SMTP | None = None
+        self._used = False
+
+    def describe(self) -> str:
+        return f"smtp {self.settings.host}:{self.settings.port} ({self.settings.security})"
+
+    def _open(self) -> smtplib.SMTP:
+        s = self.settings
+        context = ssl.create_default_context()
+        try:
+            connection: smtplib.SMTP
+            if s.security == "tls":
+                connection = smtplib.SMTP_SSL(s.host, s.port, local_hostname=s.ehlo_name,
+                                              timeout=s.timeout, context=context)
+            else:
+                connection = smtplib.SMTP(s.host, s.port, local_hostname=s.ehlo_name,
+                                          timeout=s.timeout)
+            connection.ehlo()
+            if s.security == "starttls":
+                connection.starttls(context=context)
+                connection.ehlo()
+            if s.username:
+                password = s.password.get_secret_value() if s.password else ""
+                connection.login(s.username, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TransportUnavailable(f"{self.describe()}: login refused for "
+                                       f"{s.username!r}: {exc.smtp_code}") from None
+        except _CONNECTION_ERRORS as exc:
+            raise TransportUnavailable(f"cannot connect to {self.describe()}: {exc}") from None
+        self._used = False
+        return connection
+
+    def _ready_connection(self) -> smtplib.SMTP:
+        if self._connection is not None and self._used:
+            try:
+                self._connection.rset()  # a clean transaction; never inherit the last one's state
+            except _CONNECTION_ERRORS:
+                self._drop()
+        if self._connection is None:
+            self._connection = self._open()
+        return self._connection
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            finally:
+                self._connection = None
+
+    def _transaction(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
+        connection = self._ready_connection()
+        self._used = True
+        try:
+            code, reply = connection.mail(envelope_from)
+            if code == 250:
+                code, reply = connection.rcpt(recipient)
+                if code in (250, 251):
+                    code, reply = connection.data(message)
+        except smtplib.SMTPResponseException as exc:  # data() raises on a non-354 reply
+            code, reply = exc.smtp_code, exc.smtp_error
+        if code == 421:  # the server is closing this connection; the next message reopens
+            self._drop()
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        return outcome_for(code, text)
+
+    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
+        try:
+            return self._transaction(envelope_from, recipient, message)
+        except _CONNECTION_ERRORS:
+            # The connection died (idle timeout, server restart): reopen once and retry.
+            # If it died after DATA was accepted the reader may get it twice, which the
+            # at-least-once contract allows; losing it would not be allowed.
+            self._drop()
+        try:
+            return self._transaction(envelope_from, recipient, message)
+        except _CONNECTION_ERRORS as exc:
+            self._drop()
+            raise TransportUnavailable(f"{self.describe()}: connection lost: {exc}") from None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(_CONNECTION_ERRORS):
+                self._connection.quit()
+            self._drop()
+
+
+class FileTransport:
+    """Writes each message as an .eml file: for checking a send without a mail server."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.count = 0
+
+    def describe(self) -> str:
+        return f"files in {self.out_dir}"
+
+    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.count += 1
+        (self.out_dir / eml_filename(self.count, recipient)).write_bytes(message)
+        return outcome_for(250, "written")
+
+    def close(self) -> None:
+        return None
+
+
+class ConsoleTransport:
+    """Prints the headers and text part of each message."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def describe(self) -> str:
+        return "console"
+
+    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
+        parsed = message_from_bytes(message, policy=SMTP_POLICY)
+        print(f"--- to {recipient} (from {envelope_from}) ---", file=self.stream)
+        for name in ("Subject", "To", "Message-ID"):
+            print(f"{name}: {parsed[name]}", file=self.stream)
+        return outcome_for(250, "printed")
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class MemoryTransport:
+    """Keeps messages in a list; `replies` scripts a code per recipient (default 250)."""
+
+    sent: list[tuple[str, str, bytes]] = field(default_factory=list)
+    replies: dict[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return "memory"
+
+    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
+        code = self.replies.get(recipient, 250)
+        if code == 250:
+            self.sent.append((envelope_from, recipient, message))
+        return outcome_for(code, "scripted")
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,151 @@
+"""Plain data passed between rooms. Frozen dataclasses: once built, an issue cannot change
+under the renderer or the sender."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+
+@dataclass(frozen=True)
+class Post:
+    """One news post, loaded from a source and validated."""
+
+    title: str
+    published: datetime  # aware, UTC
+    url: str
+    slug: str
+    summary: str  # plain text lead
+    body_html: str  # sanitized HTML of the body
+    category: str | None = None
+    image: str | None = None
+    image_alt: str | None = None
+    author: str | None = None
+    tags: tuple[str, ...] = ()
+    source: str = ""  # where it came from: a file path or a feed URL
+    reading_minutes: int = 1
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open window [start, end) in the newsletter's timezone, with a stable key."""
+
+    key: str  # e.g. "2026-W47"; the identity of an issue for its list
+    start: datetime  # aware, newsletter timezone
+    end: datetime  # aware, newsletter timezone
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
+@dataclass(frozen=True)
+class Issue:
+    """What one digest carries: frozen before rendering."""
+
+    period: Period
+    posts: tuple[Post, ...]
+    subject: str
+    preheader: str
+    newsletter_name: str
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """An issue rendered once: everything the sender needs, nothing that needs the posts.
+    Stored in the ledger when a send starts, so a resumed send mails the same issue even if
+    a post or template was edited in between. The unsubscribe URL is a placeholder that
+    `personalize` fills per recipient."""
+
+    period: Period
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    unsubscribe_placeholder: str
+    post_count: int
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+    @property
+    def text_bytes(self) -> int:
+        return len(self.text.encode("utf-8"))
+
+    def personalize(self, unsubscribe_url: str) -> tuple[str, str]:
+        """The (html, text) one subscriber receives: the URL is inserted, not re-rendered."""
+        html = self.html.replace(self.unsubscribe_placeholder, escape(unsubscribe_url))
+        text = self.text.replace(self.unsubscribe_placeholder, unsubscribe_url)
+        return html, text
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str  # as given
+    email_normalized: str
+    name: str | None
+    status: SubscriberStatus
+    token: str  # opaque, random; identifies the subscriber in unsubscribe links
+    created_at: datetime
+    unsubscribed_at: datetime | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One row of an issue's audience snapshot, as the sender needs it."""
+
+    subscriber_id: int
+    email: str
+    name: str | None
+    token: str
+
+
+class DeliveryState(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What the transport reported for one message."""
+
+    state: DeliveryState  # SENT, DEFERRED or FAILED
+    code: int
+    reply: str
+
+
+@dataclass(frozen=True)
+class DeliveryCounts:
+    issue: str
+    total: int = 0
+    queued: int = 0
+    sending: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {
+            "issue": self.issue,
+            "total": self.total,
+            "queued": self.queued,
+            "sending": self.sending,
+            "sent": self.sent,
+            "deferred": self.deferred,
+            "failed": self.failed,
+        }

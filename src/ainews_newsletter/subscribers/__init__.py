@@ -1,0 +1,1 @@
+"""The subscribers room: the list a publisher cannot lose. Store, schema, addresses, CSV."""
