@@ -106,6 +106,7 @@ class SmtpTransport:
     def _transaction(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
         connection = self._ready_connection()
         self._used = True
+        reply: bytes | str
         try:
             code, reply = connection.mail(envelope_from)
             if code == 250:
