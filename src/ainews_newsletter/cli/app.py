@@ -121,7 +121,10 @@ def posts_list(state: AppState, week: str | None, as_json: bool) -> None:
         table.add_row(f"{post.published.astimezone(tz):%a %d %b %H:%M}", post.category or "",
                       post.title, Path(post.source).name)
     console.print(table)
-    console.print(f"{len(selection.posts)} posts")
+    count = len(selection.posts)
+    console.print(f"{count} post{'' if count == 1 else 's'}"
+                  + (f" (of {selection.in_window}; max_posts caps the issue)"
+                     if selection.in_window > count else ""))
 
 
 def _print_counts(counts: DeliveryCounts) -> None:

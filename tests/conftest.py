@@ -1,0 +1,209 @@
+"""Shared fixtures: a project folder with its own config, posts and SQLite file; a real SMTP
+server (aiosmtpd) on 127.0.0.1 with a free port; a CliRunner bound to the project."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import sqlite3
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner, Result
+
+from ainews_newsletter.cli import app
+from ainews_newsletter.database import dispose_all
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No AINEWS_* variable of the developer's shell leaks in; no stray ./config.toml."""
+    import os
+
+    for name in list(os.environ):
+        if name.upper().startswith("AINEWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    yield
+    dispose_all()
+
+
+# -- posts ---------------------------------------------------------------------------------
+
+def post_text(title: str, date: str, category: str = "Research", body: str | None = None,
+              **extra: str) -> str:
+    lines = ["---", f"title: {title!r}" if "'" not in title else f'title: "{title}"',
+             f"date: {date}", f"category: {category}",
+             f"image: https://img.example.org/{abs(hash(title)) % 10_000}.jpg",
+             f"image_alt: {'An illustration for ' + title!r}"]
+    lines += [f"{key}: {value}" for key, value in extra.items()]
+    lines.append("---")
+    lines.append(body or textwrap.dedent(f"""\
+        The lead paragraph of {title}, long enough to read like a real one.
+
+        ## What happened
+
+        A section with more detail.
+
+        ## Conclusion
+
+        A closing thought."""))
+    return "\n".join(lines) + "\n"
+
+
+def write_post(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- project -------------------------------------------------------------------------------
+
+@dataclass
+class Project:
+    root: Path
+    runner: CliRunner = field(default_factory=CliRunner)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def posts(self) -> Path:
+        return self.root / "posts"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "data" / "ainews.db"
+
+    def write_config(self, extra: str = "") -> None:
+        self.config_path.write_text(textwrap.dedent("""\
+            [newsletter]
+            name = "Test Digest"
+            from = "digest@news.example.org"
+            base_url = "https://news.example.org"
+            postal_address = "1 Test Road, Testville"
+            timezone = "Europe/Berlin"
+            """) + textwrap.dedent(extra), encoding="utf-8")
+
+    def run(self, *args: str, input: str | None = None,
+            env: dict[str, str] | None = None) -> Result:
+        dispose_all()  # each invocation is a fresh process in real life
+        return self.runner.invoke(app.cli, ["--config", str(self.config_path), *args],
+                                  input=input, env=env, catch_exceptions=False)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.database) as connection:
+            return connection.execute(sql, params).fetchall()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A config in Europe/Berlin with three posts in 2026-W47 and one in W46."""
+    result = Project(tmp_path / "project")
+    result.root.mkdir()
+    result.write_config()
+    write_post(result.posts, "2026-11-12-older.md",
+               post_text("Older Story From Last Week", "2026-11-12T10:00:00Z"))
+    write_post(result.posts, "2026-11-16-monday.md",
+               post_text("Monday Chip News", "2026-11-16T08:00:00Z", "Hardware"))
+    write_post(result.posts, "2026-11-18-wednesday.md",
+               post_text("Wednesday Policy Update", "2026-11-18T12:00:00Z", "Policy"))
+    write_post(result.posts, "2026-11-20-friday.md",
+               post_text("Friday Research Result", "2026-11-20T16:30:00Z"))
+    return result
+
+
+# -- SMTP ----------------------------------------------------------------------------------
+
+class _FreePortController(Controller):  # type: ignore[misc]
+    def _trigger_server(self) -> None:
+        server = cast(asyncio.Server, self.server)
+        self.port = server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return cast(EmailMessage, email.message_from_bytes(self.data, policy=email.policy.default))
+
+
+class RecordingHandler:
+    """Keeps every message; `replies` maps a recipient to the RCPT reply to give instead of
+    250; `on_rcpt` runs a check when a recipient arrives (e.g. read the ledger)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Received] = []
+        self.connections = 0
+        self.resets = 0
+        self.replies: dict[str, str] = {}
+        self.on_rcpt: Callable[[str], None] | None = None
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> str:
+        self.resets += 1
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        if self.on_rcpt is not None:
+            self.on_rcpt(address)
+        if address in self.replies:
+            return self.replies[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                      envelope.original_content or envelope.content))
+        return "250 Message accepted"
+
+
+@dataclass
+class SmtpServer:
+    handler: RecordingHandler
+    port: int
+
+    def recipients(self) -> list[str]:
+        return [rcpt for message in self.handler.messages for rcpt in message.rcpt_tos]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    handler = RecordingHandler()
+    controller = _FreePortController(handler, hostname="127.0.0.1", port=0)
+    controller.start()
+    try:
+        yield SmtpServer(handler, controller.port)
+    finally:
+        controller.stop()
+
+
+def smtp_env(server: SmtpServer) -> dict[str, str]:
+    return {"AINEWS_SMTP__HOST": "127.0.0.1", "AINEWS_SMTP__PORT": str(server.port)}
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]

@@ -1,0 +1,94 @@
+"""The message one subscriber receives: structure, headers, encoding, injection safety."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from ainews_newsletter import pipeline
+from ainews_newsletter.config import load_config
+from ainews_newsletter.delivery.message import build_message, message_id
+from ainews_newsletter.models import Recipient, RenderedIssue
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = load_config(REPO / "config.toml", environ={})
+DATE = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> RenderedIssue:
+    return pipeline.build(CONFIG, "2026-W47")
+
+
+def _roundtrip(rendered: RenderedIssue, recipient: Recipient) -> tuple[bytes, EmailMessage]:
+    raw = build_message(rendered, recipient, CONFIG.newsletter, DATE).as_bytes()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    return raw, cast(EmailMessage, parsed)
+
+
+def test_structure_and_headers(rendered: RenderedIssue) -> None:
+    recipient = Recipient(7, "zoe@example.com", "Zoë Mitchell", "tok-7")
+    raw, message = _roundtrip(rendered, recipient)
+    assert message.get_content_type() == "multipart/alternative"
+    parts = list(message.iter_parts())
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert all(part.get_content_charset() == "utf-8" for part in parts)
+    assert all(part["Content-Transfer-Encoding"] == "quoted-printable" for part in parts)
+    assert str(message["To"]) == "Zoë Mitchell <zoe@example.com>"
+    assert str(message["From"]) == "AI News Weekly <digest@ainews.example>"
+    assert message["Subject"] == rendered.subject
+    assert message["List-Id"] == "AI News Weekly <ai-news-weekly.ainews.example>"
+    assert message["List-Unsubscribe"] == (
+        "<https://ainews.example/unsubscribe/tok-7>, "
+        "<mailto:editors@ainews.example?subject=unsubscribe%20tok-7>")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Date"].datetime == DATE
+    html = cast(EmailMessage, parts[1]).get_content()
+    assert 'href="https://ainews.example/unsubscribe/tok-7"' in html
+    assert "https://ainews.example/unsubscribe/tok-7" in cast(EmailMessage, parts[0]).get_content()
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+
+
+def test_no_line_longer_than_998_octets(rendered: RenderedIssue) -> None:
+    raw, _ = _roundtrip(rendered, Recipient(1, "a@example.com", None, "t"))
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+
+
+def test_long_html_lines_are_folded_by_the_encoding() -> None:
+    """An HTML line far past SMTP's 998-octet limit still arrives whole."""
+    period = pipeline.resolve_period(CONFIG, "2026-W47")
+    long_line = "<p>" + "word " * 2000 + "</p>"
+    issue = RenderedIssue(period=period, subject="s", preheader="p", html=long_line + "U",
+                          text="t U", unsubscribe_placeholder="U", post_count=1)
+    raw, message = _roundtrip(issue, Recipient(1, "a@example.com", None, "t"))
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    html = cast(EmailMessage, list(message.iter_parts())[1]).get_content()
+    assert long_line in html
+
+
+def test_message_id_is_stable_per_issue_and_subscriber(rendered: RenderedIssue) -> None:
+    first = _roundtrip(rendered, Recipient(1, "a@example.com", None, "t1"))[1]["Message-ID"]
+    again = _roundtrip(rendered, Recipient(1, "a@example.com", None, "t1"))[1]["Message-ID"]
+    other = _roundtrip(rendered, Recipient(2, "b@example.com", None, "t2"))[1]["Message-ID"]
+    assert first == again != other
+    assert first.endswith("@ainews.example>")
+    assert message_id(CONFIG.newsletter, "2026-W46", 1) != message_id(CONFIG.newsletter,
+                                                                       "2026-W47", 1)
+
+
+@pytest.mark.parametrize("name", [
+    "Eve\r\nBcc: victim@example.net",
+    "Eve\nX-Injected: yes",
+    "Eve\x00\u2028X-Injected: yes",
+])
+def test_names_cannot_create_headers(rendered: RenderedIssue, name: str) -> None:
+    raw, message = _roundtrip(rendered, Recipient(3, "eve@example.com", name, "t3"))
+    assert message["Bcc"] is None and message["X-Injected"] is None
+    assert b"\r\nBcc:" not in raw and b"\r\nX-Injected:" not in raw
+    assert message["To"].addresses[0].addr_spec == "eve@example.com"

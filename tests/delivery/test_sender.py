@@ -1,0 +1,158 @@
+"""Sending through a real SMTP server (aiosmtpd on 127.0.0.1): one message per subscriber,
+one reused connection, a ledger that makes a second send a no-op, and retries by reply."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ainews_newsletter import clock, pipeline
+from ainews_newsletter.config import Config, load_config
+from ainews_newsletter.delivery.transports import TransportUnavailable
+from ainews_newsletter.models import DeliveryCounts
+from tests.conftest import Project, SmtpServer
+
+WEEK = "2026-W47"
+
+
+def _config(project: Project, port: int, **delivery: int) -> Config:
+    return load_config(project.config_path, environ={}, overrides={
+        "smtp": {"host": "127.0.0.1", "port": port}, "delivery": delivery})
+
+
+def _subscribe(config: Config, count: int) -> list[str]:
+    store = pipeline.open_subscribers(config)
+    addresses = [f"reader{i}@example.com" for i in range(count)]
+    for i, address in enumerate(addresses):
+        store.add(address, name=f"Reader {i}")
+    return addresses
+
+
+def _send(config: Config) -> DeliveryCounts:
+    return pipeline.execute_send(config, pipeline.plan_send(config, WEEK))
+
+
+def test_one_message_per_active_subscriber_over_one_connection(
+        project: Project, smtp_server: SmtpServer) -> None:
+    config = _config(project, smtp_server.port)
+    addresses = _subscribe(config, 5)
+    pipeline.open_subscribers(config).add("left@example.com")
+    pipeline.open_subscribers(config).unsubscribe("left@example.com")
+
+    counts = _send(config)
+
+    assert counts.as_dict() == {"issue": WEEK, "total": 5, "queued": 0, "sending": 0,
+                                "sent": 5, "deferred": 0, "failed": 0}
+    assert sorted(smtp_server.recipients()) == sorted(addresses)
+    assert smtp_server.handler.connections == 1
+    assert smtp_server.handler.resets == 4  # RSET between messages on the reused connection
+    for received in smtp_server.handler.messages:
+        message = received.message
+        assert received.mail_from == "digest@news.example.org"
+        assert message["To"].addresses[0].addr_spec == received.rcpt_tos[0]
+        parts = [part.get_content_type() for part in message.iter_parts()]
+        assert parts == ["text/plain", "text/html"]
+        assert "Monday Chip News" in message["Subject"] or "Friday" in message["Subject"]
+    ids = {received.message["Message-ID"] for received in smtp_server.handler.messages}
+    assert len(ids) == 5
+
+
+def test_second_send_of_the_same_issue_sends_nothing(
+        project: Project, smtp_server: SmtpServer) -> None:
+    config = _config(project, smtp_server.port)
+    _subscribe(config, 3)
+    _send(config)
+    pipeline.open_subscribers(config).add("late@example.com")  # after the snapshot
+
+    plan = pipeline.plan_send(config, WEEK)
+    assert plan.pending == 0 and plan.existing is not None
+    counts = pipeline.execute_send(config, plan)
+
+    assert counts.sent == 3 and counts.total == 3
+    assert len(smtp_server.handler.messages) == 3
+
+
+def test_row_is_committed_as_sending_before_the_server_sees_it(
+        project: Project, smtp_server: SmtpServer) -> None:
+    config = _config(project, smtp_server.port)
+    _subscribe(config, 3)
+    seen: list[str] = []
+
+    def check_ledger(address: str) -> None:
+        # Another connection to the same file: only committed data is visible.
+        state = project.query("SELECT state FROM deliveries WHERE email = ?", address)
+        seen.append(state[0][0])
+
+    smtp_server.handler.on_rcpt = check_ledger
+    _send(config)
+    assert seen == ["sending", "sending", "sending"]
+
+
+def test_5xx_fails_4xx_defers_and_is_retried_when_due(
+        project: Project, smtp_server: SmtpServer) -> None:
+    config = _config(project, smtp_server.port, retry_base_seconds=600)
+    addresses = _subscribe(config, 4)
+    smtp_server.handler.replies = {addresses[1]: "550 5.1.1 No such user",
+                                   addresses[2]: "451 4.7.1 Greylisted, try later"}
+    counts = _send(config)
+    assert (counts.sent, counts.failed, counts.deferred) == (2, 1, 1)
+    rows = dict(project.query("SELECT email, last_code FROM deliveries"))
+    assert rows[addresses[1]] == 550 and rows[addresses[2]] == 451
+    next_at = project.query("SELECT next_attempt_at FROM deliveries WHERE email = ?",
+                            addresses[2])[0][0]
+    assert next_at is not None
+
+    smtp_server.handler.replies = {}
+    again = _send(config)  # not yet due: nothing happens
+    assert again.deferred == 1 and len(smtp_server.handler.messages) == 2
+
+    later = clock.now() + timedelta(seconds=601)
+    with clock.use_clock(clock.frozen(later)):
+        final = _send(config)
+    assert (final.sent, final.failed, final.deferred) == (3, 1, 0)
+    assert smtp_server.recipients().count(addresses[2]) == 1
+    assert addresses[1] not in smtp_server.recipients()  # a 5xx is never retried
+
+
+def test_deferred_too_often_becomes_failed(project: Project, smtp_server: SmtpServer) -> None:
+    config = _config(project, smtp_server.port, max_attempts=2, retry_base_seconds=1)
+    (address,) = _subscribe(config, 1)
+    smtp_server.handler.replies = {address: "452 4.2.2 Mailbox full"}
+    assert _send(config).deferred == 1
+    with clock.use_clock(clock.frozen(clock.now() + timedelta(seconds=5))):
+        counts = _send(config)
+    assert counts.failed == 1 and counts.deferred == 0
+    assert project.query("SELECT attempts FROM deliveries") == [(2,)]
+
+
+def test_421_drops_the_connection_and_the_next_message_reopens(
+        project: Project, smtp_server: SmtpServer) -> None:
+    config = _config(project, smtp_server.port)
+    addresses = _subscribe(config, 4)
+    smtp_server.handler.replies = {addresses[1]: "421 4.3.2 Closing connection"}
+    counts = _send(config)
+    assert (counts.sent, counts.deferred) == (3, 1)
+    assert smtp_server.handler.connections == 2
+
+
+def test_server_down_stops_the_send_and_loses_nobody(
+        project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+    down = _config(project, unused_port)
+    addresses = _subscribe(down, 3)
+    with pytest.raises(TransportUnavailable, match="cannot connect"):
+        _send(down)
+    assert project.query("SELECT DISTINCT state FROM deliveries") == [("queued",)]
+
+    counts = _send(_config(project, smtp_server.port))  # the server is back: resume
+    assert counts.sent == 3
+    assert sorted(smtp_server.recipients()) == sorted(addresses)
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -1,0 +1,113 @@
+"""Loading post files: the sample posts are valid; every bad post names its file and field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ainews_newsletter.errors import PostError
+from ainews_newsletter.posts.loader import (
+    PostDefaults,
+    cut_at_word,
+    load_markdown_folder,
+    load_post,
+)
+from tests.conftest import post_text, write_post
+
+REPO = Path(__file__).resolve().parents[2]
+BERLIN = ZoneInfo("Europe/Berlin")
+DEFAULTS = PostDefaults(base_url="https://news.example.org", tz=BERLIN, summary_chars=300)
+
+
+def test_sample_posts_are_complete_and_span_three_weeks() -> None:
+    posts = load_markdown_folder(REPO / "posts", DEFAULTS)
+    assert len(posts) >= 12
+    weeks = {post.published.astimezone(BERLIN).isocalendar()[:2] for post in posts}
+    assert len(weeks) >= 3
+    for post in posts:
+        assert post.title and post.category and post.summary, post.source
+        assert post.image and post.image_alt, post.source
+        text = Path(post.source).read_text(encoding="utf-8")
+        assert text.count("\n## ") >= 3 and "## Conclusion" in text, post.source
+
+
+def test_fields_and_defaults(tmp_path: Path) -> None:
+    path = write_post(tmp_path, "2026-11-18-a-slug.md",
+                      post_text("A Headline", "2026-11-18T09:30:00Z", tags="[cloud, policy]"))
+    post = load_post(path, DEFAULTS)
+    assert post.published == datetime(2026, 11, 18, 9, 30, tzinfo=UTC)
+    assert post.slug == "a-slug"
+    assert post.url == "https://news.example.org/posts/a-slug"
+    assert post.summary.startswith("The lead paragraph of A Headline")
+    assert post.tags == ("cloud", "policy")
+    assert post.reading_minutes == 1
+
+
+def test_bare_date_is_midnight_in_the_newsletter_timezone(tmp_path: Path) -> None:
+    path = write_post(tmp_path, "p.md", post_text("Bare", "2026-11-18"))
+    assert load_post(path, DEFAULTS).published == datetime(2026, 11, 17, 23, 0, tzinfo=UTC)
+
+
+def test_naive_time_is_read_in_the_newsletter_timezone(tmp_path: Path) -> None:
+    path = write_post(tmp_path, "p.md", post_text("Naive", "2026-07-01T12:00:00"))
+    assert load_post(path, DEFAULTS).published == datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("---\ndate: 2026-11-18\n---\nbody\n", "field 'title' is required"),
+    ("---\ntitle: T\n---\nbody\n", "field 'date' is required"),
+    ("---\ntitle: T\ndate: next tuesday\n---\nbody\n", "field 'date': cannot parse"),
+    ("---\ntitle: T\ndate: 2026-11-18\nimage: https://x.example/a.jpg\n---\nb\n",
+     "field 'image_alt' is required"),
+    ("---\ntitle: [unclosed\ndate: 2026-11-18\n---\nbody\n", "broken YAML front matter"),
+    ("no front matter at all\n", "missing front matter"),
+])
+def test_bad_posts_name_file_and_field(tmp_path: Path, text: str, message: str) -> None:
+    path = write_post(tmp_path, "bad.md", text)
+    with pytest.raises(PostError) as caught:
+        load_post(path, DEFAULTS)
+    assert str(path) in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
+    path = write_post(tmp_path, "bad.md", "---\ntitle: ok\ndate: 2026-11-18\ntags: [a, b\n---\n")
+    with pytest.raises(PostError, match=r"bad\.md: line \d+: broken YAML"):
+        load_post(path, DEFAULTS)
+
+
+def test_one_bad_post_fails_the_folder(tmp_path: Path) -> None:
+    write_post(tmp_path, "good.md", post_text("Good", "2026-11-18"))
+    write_post(tmp_path, "bad.md", "---\ntitle: no date\n---\n")
+    with pytest.raises(PostError, match=r"bad\.md"):
+        load_markdown_folder(tmp_path, DEFAULTS)
+
+
+def test_missing_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(PostError, match="posts folder not found"):
+        load_markdown_folder(tmp_path / "nope", DEFAULTS)
+
+
+def test_html_in_the_body_is_sanitized(tmp_path: Path) -> None:
+    body = ('Lead with <b>bold</b>.\n\n<script>alert(1)</script>\n\n'
+            '<img src="x.png" onerror="alert(2)">\n\n[click](javascript:alert(3)) and '
+            '<a href="javascript:alert(4)">raw</a>\n')
+    post = load_post(write_post(tmp_path, "p.md", post_text("T", "2026-11-18", body=body)),
+                     DEFAULTS)
+    assert "<b>bold</b>" in post.body_html
+    for dangerous in ("<script", "onerror", 'href="javascript:'):
+        assert dangerous not in post.body_html
+    assert post.summary == "Lead with bold."
+
+
+@pytest.mark.parametrize(("text", "limit", "expected"), [
+    ("short", 10, "short"),
+    ("one two three four", 12, "one two…"),
+    ("unbreakablewordhere", 8, "unbreak…"),
+])
+def test_cut_at_word(text: str, limit: int, expected: str) -> None:
+    assert cut_at_word(text, limit) == expected
+    assert len(cut_at_word(text, limit)) <= limit

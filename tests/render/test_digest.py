@@ -1,0 +1,140 @@
+"""Rendering the sample week: every post shows up whole in both parts, post text stays data,
+and the text part is clean prose."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ainews_newsletter import pipeline
+from ainews_newsletter.config import load_config
+from ainews_newsletter.errors import RenderError
+from ainews_newsletter.models import RenderedIssue
+from ainews_newsletter.posts.select import parse_week
+from ainews_newsletter.render.digest import compose_issue, period_label, render_issue
+from tests.conftest import Project, post_text, write_post
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[pipeline.Selection, RenderedIssue]:
+    config = load_config(REPO / "config.toml", environ={})
+    selection = pipeline.select_posts(config, "2026-W47")
+    return selection, pipeline.render_selection(config, selection)
+
+
+def test_every_post_is_in_the_html(sample: tuple[pipeline.Selection, RenderedIssue]) -> None:
+    selection, rendered = sample
+    assert len(selection.posts) == 5 == rendered.post_count
+    html = rendered.html
+    for post in selection.posts:
+        assert f'href="{post.url}"' in html
+        assert f'alt="{post.image_alt}"' in html
+        assert f'src="{post.image}"' in html
+        assert post.category is not None and post.category in html
+    assert html.count("Read more") == 5
+    assert rendered.preheader[:40] in html
+    assert "42 Sample Lane" in html  # postal address in the footer
+    assert rendered.unsubscribe_placeholder in html
+
+
+def test_html_is_inlined_and_responsive(sample: tuple[pipeline.Selection, RenderedIssue]) -> None:
+    html = sample[1].html
+    assert "<mj-" not in html  # MJML was compiled
+    assert "@media" in html  # the phone layout survives in a <style> block
+    assert re.search(r'<div[^>]+style="[^"]*max-width:600px', html)  # premailer inlined
+
+
+def test_posts_are_newest_first(sample: tuple[pipeline.Selection, RenderedIssue]) -> None:
+    selection, rendered = sample
+    positions = [rendered.html.index(post.url) for post in selection.posts]
+    assert positions == sorted(positions)
+    dates = [post.published for post in selection.posts]
+    assert dates == sorted(dates, reverse=True)
+
+
+def test_text_part_is_clean_prose(sample: tuple[pipeline.Selection, RenderedIssue]) -> None:
+    selection, rendered = sample
+    text = rendered.text
+    for post in selection.posts:
+        assert f"Read more: {post.url}" in text
+        assert " ".join(post.title.split()[:3]) in text
+    for artifact in ("|", "---", "![", "](", "<", "&amp;", "&nbsp;"):
+        assert artifact not in text, artifact
+    for line in text.splitlines():
+        assert len(line) <= 72 or line.split()[-1].startswith(("http", "https")), line
+
+
+def test_personalize_fills_the_link_everywhere(
+        sample: tuple[pipeline.Selection, RenderedIssue]) -> None:
+    rendered = sample[1]
+    html, text = rendered.personalize("https://news.example.org/unsubscribe/a&b")
+    assert rendered.unsubscribe_placeholder not in html + text
+    assert 'href="https://news.example.org/unsubscribe/a&amp;b"' in html
+    assert "Unsubscribe: https://news.example.org/unsubscribe/a&b" in text
+
+
+def test_post_text_is_data_never_template_or_markup(project: Project) -> None:
+    write_post(project.posts, "2026-11-19-evil.md", post_text(
+        "Math {{ 7*7 }} and <script>alert(1)</script>", "2026-11-19T10:00:00Z",
+        summary="'Lead {% if true %}x{% endif %} & <b>more</b>'"))
+    config = load_config(project.config_path, environ={})
+    rendered = pipeline.build(config, "2026-W47")
+    assert "{{ 7*7 }}" in rendered.text and "49" not in rendered.text
+    assert "{% if true %}x{% endif %}" in rendered.text
+    assert "<script>alert(1)</script>" not in rendered.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered.html
+    assert "&lt;b&gt;more&lt;/b&gt;" in rendered.html
+
+
+def test_missing_template_variable_fails_the_build(project: Project) -> None:
+    templates = project.root / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    source = (templates / "digest.txt.j2").read_text()
+    (templates / "digest.txt.j2").write_text(source + "{{ issue.no_such_thing }}\n")
+    config = load_config(project.config_path, environ={})
+    with pytest.raises(RenderError, match="no_such_thing"):
+        pipeline.build(config, "2026-W47")
+
+
+def test_templates_without_unsubscribe_link_are_refused(project: Project) -> None:
+    templates = project.root / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    text = (templates / "digest.txt.j2").read_text().replace("{{ unsubscribe_url }}", "")
+    (templates / "digest.txt.j2").write_text(text)
+    config = load_config(project.config_path, environ={})
+    with pytest.raises(RenderError, match="unsubscribe"):
+        pipeline.build(config, "2026-W47")
+
+
+def test_empty_week_cannot_be_composed() -> None:
+    from zoneinfo import ZoneInfo
+
+    with pytest.raises(RenderError, match="no posts"):
+        compose_issue(parse_week("2026-W10", ZoneInfo("UTC")), [], "X")
+
+
+@pytest.mark.parametrize(("week", "label"), [
+    ("2026-W47", "16–22 November 2026"),
+    ("2026-W44", "26 October – 1 November 2026"),
+    ("2026-W53", "28 December 2026 – 3 January 2027"),
+])
+def test_period_label(week: str, label: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    assert period_label(parse_week(week, ZoneInfo("Europe/Berlin"))) == label
+
+
+def test_render_issue_uses_templates_beside_the_config(project: Project) -> None:
+    templates = project.root / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    footer = templates / "partials" / "footer.mjml.j2"
+    footer.write_text(footer.read_text().replace("Unsubscribe", "Leave this list"))
+    config = load_config(project.config_path, environ={})
+    issue = compose_issue(parse_week("2026-W47", config.newsletter.tz),
+                          pipeline.select_posts(config, "2026-W47").posts, "N")
+    assert "Leave this list" in render_issue(issue, config.newsletter, config.templates_dir).html

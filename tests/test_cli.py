@@ -1,0 +1,293 @@
+"""Every command through click's CliRunner against a real SQLite file and a real SMTP server:
+exit codes, output, and what ends up stored."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ainews_newsletter.cli import app
+from tests.conftest import Project, SmtpServer, smtp_env
+
+REPO = Path(__file__).resolve().parent.parent
+
+COMMANDS = [
+    [], ["demo"], ["build"], ["posts"], ["posts", "list"], ["send"], ["status"],
+    ["subscribers"], ["subscribers", "add"], ["subscribers", "remove"],
+    ["subscribers", "unsubscribe"], ["subscribers", "show"], ["subscribers", "list"],
+    ["subscribers", "count"], ["subscribers", "import"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "ainews")
+def test_help_works_everywhere_without_a_config(command: list[str]) -> None:
+    result = CliRunner().invoke(app.cli, [*command, "--help"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+    assert "Options:" in result.output
+
+
+def test_top_level_help_lists_every_command() -> None:
+    output = CliRunner().invoke(app.cli, ["--help"]).output
+    for name in ("demo", "build", "posts", "send", "status", "subscribers"):
+        assert f"  {name} " in output
+
+
+def test_usage_error_exits_2(project: Project) -> None:
+    result = project.run("subscribers", "add")
+    assert result.exit_code == 2
+    assert "Missing argument 'EMAIL'" in result.stderr
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+# -- subscribers ---------------------------------------------------------------------------
+
+def test_subscribers_lifecycle(project: Project) -> None:
+    assert project.run("subscribers", "add", "Ada@Example.com", "--name", "Ada").exit_code == 0
+    assert project.run("subscribers", "add", "bob@example.org").exit_code == 0
+    assert project.run("subscribers", "count").output.strip() == "2"
+
+    listed = json.loads(project.run("subscribers", "list", "--json").output)
+    assert [(s["email"], s["name"], s["status"]) for s in listed] == [
+        ("Ada@Example.com", "Ada", "active"), ("bob@example.org", None, "active")]
+
+    assert project.run("subscribers", "unsubscribe", "ada@example.com").exit_code == 0
+    shown = json.loads(project.run("subscribers", "show", "ADA@example.com", "--json").output)
+    assert shown["status"] == "unsubscribed" and shown["unsubscribed_at"]
+    assert project.run("subscribers", "count", "--status", "active").output.strip() == "1"
+    assert project.run("subscribers", "count", "--status", "unsubscribed").output.strip() == "1"
+
+    assert project.run("subscribers", "remove", "bob@example.org", "--yes").exit_code == 0
+    assert project.query("SELECT email, status FROM subscribers") == [
+        ("Ada@Example.com", "unsubscribed")]
+
+
+def test_subscribers_list_table_and_limit(project: Project) -> None:
+    for i in range(3):
+        project.run("subscribers", "add", f"p{i}@example.com")
+    table = project.run("subscribers", "list", "--limit", "2").output
+    assert "p0@example.com" in table and "p1@example.com" in table
+    assert "p2@example.com" not in table
+
+
+def test_remove_asks_first_and_keeps_the_row_on_no(project: Project) -> None:
+    project.run("subscribers", "add", "keep@example.com")
+    result = project.run("subscribers", "remove", "keep@example.com", input="n\n")
+    assert result.exit_code == 1
+    assert project.query("SELECT count(*) FROM subscribers") == [(1,)]
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "x@", "two@@example.com"])
+def test_invalid_address_exits_1_with_one_line(project: Project, address: str) -> None:
+    result = project.run("subscribers", "add", address)
+    assert result.exit_code == 1
+    assert _lines(result.stderr) == [result.stderr.strip()]
+    assert result.stderr.startswith("error: ") and address in result.stderr
+    assert "Traceback" not in result.output
+    assert project.run("subscribers", "count").output.strip() == "0"
+
+
+def test_duplicate_add_exits_1_and_keeps_the_original(project: Project) -> None:
+    project.run("subscribers", "add", "dup@example.com", "--name", "First")
+    result = project.run("subscribers", "add", "DUP@example.com", "--name", "Second")
+    assert result.exit_code == 1 and "already on the list" in result.stderr
+    assert project.query("SELECT name FROM subscribers") == [("First",)]
+
+
+def test_unknown_subscriber_exits_1(project: Project) -> None:
+    for command in (["unsubscribe"], ["show"], ["remove", "--yes"]):
+        result = project.run("subscribers", *command, "ghost@example.com")
+        assert result.exit_code == 1
+        assert "no subscriber with address 'ghost@example.com'" in result.stderr
+
+
+def test_import_sample_csv(project: Project) -> None:
+    result = project.run("subscribers", "import", str(REPO / "subscribers/sample.csv"), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"imported": 25, "updated": 0, "unchanged": 0,
+                                         "duplicates": 0, "rejected": 0}
+    again = json.loads(project.run("subscribers", "import", str(REPO / "subscribers/sample.csv"),
+                                   "--json").output)
+    assert again["imported"] == 0 and again["unchanged"] == 25
+    assert project.run("subscribers", "count").output.strip() == "25"
+
+
+def test_import_reports_rejects_by_line_and_keeps_the_good_rows(project: Project) -> None:
+    project.run("subscribers", "add", "gone@example.com")
+    project.run("subscribers", "unsubscribe", "gone@example.com")
+    csv_file = project.root / "list.csv"
+    csv_file.write_text("email,name\nfine@example.com,Fine\nbroken-address,Bad\n"
+                        "gone@example.com,Back Again\n", encoding="utf-8")
+    result = project.run("subscribers", "import", str(csv_file))
+    assert result.exit_code == 1
+    assert f"error: {csv_file}:3: 'broken-address' is not a valid email address" in result.stderr
+    assert "imported 1" in result.output and "rejected 1" in result.output
+    rows = dict(project.query("SELECT email, status FROM subscribers"))
+    assert rows == {"gone@example.com": "unsubscribed", "fine@example.com": "active"}
+
+
+def test_import_missing_file_exits_1(project: Project) -> None:
+    result = project.run("subscribers", "import", "nope.csv")
+    assert result.exit_code == 1 and "subscriber file not found: nope.csv" in result.stderr
+
+
+# -- posts, build --------------------------------------------------------------------------
+
+def test_posts_list_json(project: Project) -> None:
+    result = project.run("posts", "list", "--week", "2026-W47", "--json")
+    data = json.loads(result.output)
+    assert data["week"] == "2026-W47"
+    assert [post["title"] for post in data["posts"]] == [
+        "Friday Research Result", "Wednesday Policy Update", "Monday Chip News"]
+    assert data["posts"][0]["date"] == "2026-11-20T17:30:00+01:00"  # newsletter timezone
+
+
+def test_posts_list_table(project: Project) -> None:
+    output = project.run("posts", "list", "--week", "2026-W46").output
+    assert "Older Story" in output and output.rstrip().endswith("\n1 post")
+
+
+def test_max_posts_caps_the_issue_newest_first(project: Project) -> None:
+    project.write_config("[posts]\nmax_posts = 2\n")
+    data = json.loads(project.run("posts", "list", "--week", "2026-W47", "--json").output)
+    assert [post["title"] for post in data["posts"]] == [
+        "Friday Research Result", "Wednesday Policy Update"]
+    assert data["in_window"] == 3
+    assert "2 posts (of 3; max_posts caps the issue)" in project.run(
+        "posts", "list", "--week", "2026-W47").output
+
+
+def test_bad_week_exits_1(project: Project) -> None:
+    result = project.run("posts", "list", "--week", "47")
+    assert result.exit_code == 1 and "'47' is not an ISO week" in result.stderr
+
+
+def test_missing_posts_folder_exits_1_with_one_line(project: Project) -> None:
+    project.write_config('[posts]\nsources = [{ type = "markdown", path = "nowhere" }]\n')
+    result = project.run("build", "--week", "2026-W47")
+    assert result.exit_code == 1
+    assert _lines(result.stderr) == [f"error: posts folder not found: {project.root / 'nowhere'}"
+                                     " (set [posts] sources in the config)"]
+
+
+def test_bad_post_exits_1_naming_file_and_field(project: Project) -> None:
+    (project.posts / "2026-11-19-bad.md").write_text("---\ntitle: x\ndate: someday\n---\n")
+    result = project.run("build", "--week", "2026-W47")
+    assert result.exit_code == 1
+    assert "2026-11-19-bad.md: field 'date'" in result.stderr
+
+
+def test_build_writes_three_files(project: Project) -> None:
+    project.run("subscribers", "add", "first@example.com", "--name", "First Reader")
+    out = project.root / "out"
+    result = project.run("build", "--week", "2026-W47", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "2026-W47" in result.output and "3 posts" in result.output
+    for name in ("issue.html", "issue.txt", "issue.eml"):
+        size = (out / name).stat().st_size
+        assert size > 500 and f"{size:,} bytes" in result.output
+    message = email.message_from_bytes((out / "issue.eml").read_bytes(),
+                                       policy=email.policy.default)
+    assert message["To"] == "First Reader <first@example.com>"
+    token = project.query("SELECT token FROM subscribers")[0][0]
+    assert f"https://news.example.org/unsubscribe/{token}" in (out / "issue.html").read_text()
+    tables = project.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+    assert tables == [("subscribers",)]  # build froze no issue and queued nothing
+
+
+def test_build_refuses_an_empty_week(project: Project) -> None:
+    result = project.run("build", "--week", "2026-W30")
+    assert result.exit_code == 1
+    assert "only 0 posts in 2026-W30, min_posts is 1" in result.stderr
+
+
+def test_build_min_posts_and_force(project: Project) -> None:
+    project.write_config("[posts]\nmin_posts = 2\n")
+    refused = project.run("build", "--week", "2026-W46", "--out", "o")
+    assert refused.exit_code == 1
+    assert "only 1 posts in 2026-W46, min_posts is 2 (--force builds anyway)" in refused.stderr
+    assert project.run("build", "--week", "2026-W46", "--out", "o", "--force").exit_code == 0
+
+
+# -- send, status --------------------------------------------------------------------------
+
+def test_send_and_status(project: Project, smtp_server: SmtpServer) -> None:
+    for i in range(3):
+        project.run("subscribers", "add", f"s{i}@example.com")
+    env = smtp_env(smtp_server)
+    result = project.run("send", "--week", "2026-W47", "--yes", env=env)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "2026-W47: sent 3 of 3" in result.output
+    assert sorted(smtp_server.recipients()) == [f"s{i}@example.com" for i in range(3)]
+
+    status = json.loads(project.run("status", "--json").output)
+    assert status == {"issue": "2026-W47", "total": 3, "queued": 0, "sending": 0, "sent": 3,
+                      "deferred": 0, "failed": 0}
+    assert json.loads(project.run("status", "2026-W47", "--json").output) == status
+    table = project.run("status").output
+    assert "sent" in table and "3" in table
+
+    again = project.run("send", "--week", "2026-W47", "--yes", env=env)
+    assert again.exit_code == 0 and "Nothing to send for 2026-W47" in again.output
+    assert len(smtp_server.handler.messages) == 3
+
+
+def test_send_asks_and_no_sends_nothing(project: Project, smtp_server: SmtpServer) -> None:
+    project.run("subscribers", "add", "ask@example.com")
+    result = project.run("send", "--week", "2026-W47", input="n\n", env=smtp_env(smtp_server))
+    assert result.exit_code == 1
+    assert "Send 2026-W47" in result.stderr and "to 1 subscribers" in result.stderr
+    assert smtp_server.handler.messages == []
+    assert project.query("SELECT count(*) FROM deliveries") == [(0,)]
+
+
+def test_send_with_server_down_exits_1_and_resumes(project: Project,
+                                                   smtp_server: SmtpServer) -> None:
+    project.run("subscribers", "add", "wait@example.com")
+    result = project.run("send", "--week", "2026-W47", "--yes",
+                         env={"AINEWS_SMTP__HOST": "127.0.0.1", "AINEWS_SMTP__PORT": "9"})
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot connect to smtp 127.0.0.1:9")
+    resumed = project.run("send", "--week", "2026-W47", "--yes", env=smtp_env(smtp_server))
+    assert "Resume" not in resumed.output and "sent 1 of 1" in resumed.output
+    assert smtp_server.recipients() == ["wait@example.com"]
+
+
+def test_status_without_issues_exits_1(project: Project) -> None:
+    result = project.run("status")
+    assert result.exit_code == 1 and "no issue has been sent yet" in result.stderr
+
+
+# -- demo ----------------------------------------------------------------------------------
+
+def test_demo_runs_end_to_end_twice(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    for _ in range(2):
+        result = CliRunner().invoke(app.cli, ["demo", "--dir", str(folder)],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "week        2026-W47" in result.output
+        assert "recipients  25" in result.output
+        assert "sent        25" in result.output and "failed      0" in result.output
+        outbox = sorted((folder / "outbox").glob("*.eml"))
+        assert len(outbox) == 25
+    first = email.message_from_bytes(outbox[0].read_bytes(), policy=email.policy.default)
+    assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert (folder / "issue.html").stat().st_size > 10_000
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("do not delete")
+    result = CliRunner().invoke(app.cli, ["demo", "--dir", str(folder)])
+    assert result.exit_code == 1 and "was not made by `ainews demo`" in result.stderr
+    assert (folder / "thesis.txt").read_text() == "do not delete"
