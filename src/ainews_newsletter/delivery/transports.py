@@ -1,4 +1,4 @@
-"""Ways a message leaves: SMTP (the real one), a folder of .eml files, the console, memory.
+"""Ways a message leaves: SMTP (the real one), a folder of .eml files, the console.
 
 Each returns a SendOutcome per message: 2xx sent, 4xx deferred (try later), 5xx failed.
 A transport raises TransportUnavailable when it cannot take messages at all (server down),
@@ -10,7 +10,6 @@ import contextlib
 import smtplib
 import ssl
 import sys
-from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
@@ -176,26 +175,6 @@ class ConsoleTransport:
         for name in ("Subject", "To", "Message-ID"):
             print(f"{name}: {parsed[name]}", file=self.stream)
         return outcome_for(250, "printed")
-
-    def close(self) -> None:
-        return None
-
-
-@dataclass
-class MemoryTransport:
-    """Keeps messages in a list; `replies` scripts a code per recipient (default 250)."""
-
-    sent: list[tuple[str, str, bytes]] = field(default_factory=list)
-    replies: dict[str, int] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        return "memory"
-
-    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
-        code = self.replies.get(recipient, 250)
-        if code == 250:
-            self.sent.append((envelope_from, recipient, message))
-        return outcome_for(code, "scripted")
 
     def close(self) -> None:
         return None
