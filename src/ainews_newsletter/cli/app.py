@@ -157,10 +157,17 @@ def send(state: AppState, week: str | None, yes: bool, force: bool) -> None:
     if not yes and not click.confirm(question, default=False, err=True):
         console.print("Not sent.")
         raise SystemExit(1)
-    with _progress(plan.pending) as progress:
-        task = progress.add_task("send", total=plan.pending)
-        counts = pipeline.execute_send(config, plan,
-                                       on_result=lambda _state: progress.advance(task))
+    try:
+        with _progress(plan.pending) as progress:
+            task = progress.add_task("send", total=plan.pending)
+            counts = pipeline.execute_send(config, plan,
+                                           on_result=lambda _state: progress.advance(task))
+    except KeyboardInterrupt:
+        counts = pipeline.delivery_status(config, plan.period_key)
+        console.print(f"Interrupted: {plan.period_key} sent to {counts.sent} of {counts.total}. "
+                      f"Run `ainews send --week {plan.period_key}` to continue.")
+        _print_counts(counts)
+        raise SystemExit(130) from None
     console.print(f"{plan.period_key}: sent {counts.sent} of {counts.total}")
     _print_counts(counts)
     if counts.deferred:
