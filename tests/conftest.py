@@ -147,14 +147,27 @@ class Received:
 
 class RecordingHandler:
     """Keeps every message; `replies` maps a recipient to the RCPT reply to give instead of
-    250; `on_rcpt` runs a check when a recipient arrives (e.g. read the ledger)."""
+    250; `mail_reply` answers every MAIL FROM instead of 250; `on_rcpt` runs a check when a
+    recipient arrives (e.g. read the ledger); `data_delay` makes the server slow;
+    `drop_after_data` closes the connection after taking a message, before replying."""
 
     def __init__(self) -> None:
         self.messages: list[Received] = []
         self.connections = 0
         self.resets = 0
         self.replies: dict[str, str] = {}
+        self.mail_reply: str | None = None
         self.on_rcpt: Callable[[str], None] | None = None
+        self.data_delay = 0.0
+        self.drop_after_data = False
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        if self.mail_reply is not None:
+            return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -176,8 +189,12 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                       envelope.original_content or envelope.content))
+        if self.drop_after_data:
+            server.transport.close()
         return "250 Message accepted"
 
 

@@ -132,3 +132,39 @@ def test_cli_bad_env_value_exits_1(project: Project) -> None:
     result = project.run("posts", "list", env={"AINEWS_SMTP__PORT": "99999"})
     assert result.exit_code == 1
     assert "AINEWS_SMTP__PORT" in result.stderr and "smtp.port" in result.stderr
+
+
+def test_unknown_section_in_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AINEWS_SMPT__PORT", "2526")
+    with pytest.raises(ConfigError, match=r"environment AINEWS_SMPT__PORT: unknown key 'smpt'"):
+        load_config()
+
+
+def test_section_from_environment_that_is_not_json_names_the_fix(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AINEWS_POSTS__SOURCES", "posts")
+    with pytest.raises(ConfigError, match=r"environment: .*posts.*AINEWS_SMTP__PORT=2526"):
+        load_config()
+
+
+def test_config_file_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin.toml"
+    path.write_bytes(b'[newsletter]\nname = "Caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"latin\.toml: not UTF-8"):
+        load_config(path, environ={})
+
+
+@pytest.mark.parametrize("value", ["x\nBcc: a@b.example", "has space", "-leading", "a" * 201])
+def test_list_id_syntax(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[newsletter]\nlist_id = """' + value + '"""\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"newsletter\.list_id"):
+        load_config(path, environ={})
+
+
+def test_addresses_in_config_are_ascii(tmp_path: Path) -> None:
+    config = load_config(_file(tmp_path, '[newsletter]\nfrom = "digest@bücher.example"\n'),
+                         environ={})
+    assert config.newsletter.from_ == "digest@xn--bcher-kva.example"
+    with pytest.raises(ConfigError, match=r"newsletter\.from"):
+        load_config(_file(tmp_path, '[newsletter]\nfrom = "jürgen@example.com"\n'), environ={})

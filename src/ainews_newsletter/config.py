@@ -22,7 +22,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from ainews_newsletter import resources
 from ainews_newsletter.errors import ConfigError
@@ -30,6 +35,7 @@ from ainews_newsletter.errors import ConfigError
 ENV_PREFIX = "AINEWS_"
 CONFIG_ENV_VAR = "AINEWS_CONFIG"
 DEFAULT_CONFIG_NAME = "config.toml"
+_LIST_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
 # Keys that must never be read from a file: they would end up committed next to the config.
 SECRET_KEYS = {("secret_key",), ("smtp", "password")}
 
@@ -40,9 +46,10 @@ class _Section(BaseModel):
 
 def _check_address(value: str) -> str:
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        valid = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise ValueError(f"{value!r} is not a valid email address: {exc}") from None
+    return valid.ascii_email or valid.normalized
 
 
 class NewsletterConfig(_Section):
@@ -76,7 +83,19 @@ class NewsletterConfig(_Section):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"{value!r} must be an absolute http(s) URL")
+        # It goes into List-Unsubscribe and every link: no spaces or controls, and short
+        # enough that a header line stays far below SMTP's 998-octet limit.
+        if len(value) > 300 or any(ch.isspace() or not ch.isprintable() for ch in value):
+            raise ValueError("must be a URL of at most 300 characters without spaces")
         return value.rstrip("/")
+
+    @field_validator("list_id")
+    @classmethod
+    def _list_id_syntax(cls, value: str | None) -> str | None:
+        if value is not None and not _LIST_ID.fullmatch(value):
+            raise ValueError(f"{value!r} must look like 'weekly.news.example.org' "
+                             "(letters, digits, '.', '-', '_'; at most 200 characters)")
+        return value
 
     @property
     def tz(self) -> ZoneInfo:
@@ -130,6 +149,8 @@ class DeliveryConfig(_Section):
     retry_base_seconds: int = Field(default=300, ge=1)
     retry_max_seconds: int = Field(default=3600, ge=1)
     batch_size: int = Field(default=200, ge=1, le=10_000)
+    # A row left `sending` this long by a run that died is sent again (at-least-once).
+    claim_timeout_seconds: int = Field(default=300, ge=1)
 
 
 # The parsed TOML file for the load in progress; a context variable because pydantic-settings
@@ -222,6 +243,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     for key in SECRET_KEYS:
@@ -257,6 +280,19 @@ def _describe(exc: PydanticValidationError, path: Path | None, environ: Mapping[
     return "; ".join(problems)
 
 
+def _refuse_unknown_environment(environ: Mapping[str, str]) -> None:
+    """pydantic-settings ignores AINEWS_ variables whose section it does not know, so a typo
+    like AINEWS_SMPT__PORT would silently do nothing; refuse it like an unknown file key."""
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV_VAR:
+            continue
+        section = upper[len(ENV_PREFIX):].split("__", 1)[0].lower()
+        if section not in Config.model_fields:
+            raise ConfigError(f"environment {name}: unknown key {section!r} (known: "
+                              f"{', '.join(sorted(Config.model_fields))})")
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -264,6 +300,7 @@ def load_config(
 ) -> Config:
     """Load the configuration; raise ConfigError with the offending key on any problem."""
     environ = os.environ if environ is None else environ
+    _refuse_unknown_environment(environ)
     config_path = config_path_from(path, environ)
     file_values = _read_toml(config_path) if config_path is not None else {}
     with _file_values_set(file_values):
@@ -271,6 +308,9 @@ def load_config(
             config = Config(**dict(overrides or {}))
         except PydanticValidationError as exc:
             raise ConfigError(_describe(exc, config_path, environ)) from None
+        except SettingsError as exc:  # a section set from the environment that is not JSON
+            raise ConfigError(f"environment: {exc}; set single keys instead, e.g. "
+                              "AINEWS_SMTP__PORT=2526") from None
     if config_path is not None:
         config._base_dir = config_path.resolve().parent
         config._source = config_path.resolve()

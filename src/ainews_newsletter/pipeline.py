@@ -4,6 +4,7 @@ scheduler and web) call these functions; the rooms never call each other."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from ainews_newsletter import clock
@@ -32,6 +33,10 @@ from ainews_newsletter.posts.select import in_period, last_complete_week, parse_
 from ainews_newsletter.render.digest import compose_issue, render_issue
 from ainews_newsletter.subscribers.store import SubscriberStore
 
+# The subscriber list an issue goes to: one list until lists arrive. It keys the issue in the
+# ledger and is deliberately not the List-Id header, which follows the newsletter's name: a
+# renamed newsletter must not send an already-sent week again.
+DEFAULT_LIST = "default"
 # Who issue.eml is addressed to when the list is still empty.
 SAMPLE_RECIPIENT = Recipient(subscriber_id=0, email="reader@example.com", name="Sample Reader",
                              token="sample-token")
@@ -117,11 +122,12 @@ class SendPlan:
 def plan_send(config: Config, week: str | None, force: bool = False) -> SendPlan:
     period = resolve_period(config, week)
     ledger = open_ledger(config)
-    existing = ledger.find_issue(config.newsletter.list_identifier, period.key)
+    existing = ledger.find_issue(DEFAULT_LIST, period.key)
     if existing is not None and existing.snapshot_at is not None:
         counts = ledger.counts(existing.id)
         return SendPlan(period.key, existing.rendered.subject, existing.rendered.post_count,
-                        counts.queued + counts.deferred, existing, existing.rendered)
+                        counts.queued + counts.deferred + counts.sending, existing,
+                        existing.rendered)
     rendered = existing.rendered if existing else build(config, week, force)
     audience = open_subscribers(config).count(SubscriberStatus.ACTIVE)
     return SendPlan(period.key, rendered.subject, rendered.post_count, audience, existing,
@@ -133,8 +139,7 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     """Freeze the issue (once per list and period), snapshot the audience (once), deliver
     every due row. Safe to run again: recipients already sent are never sent again."""
     ledger = open_ledger(config)
-    issue = plan.existing or ledger.create_issue(config.newsletter.list_identifier,
-                                                 plan.rendered, clock.now())
+    issue = plan.existing or ledger.create_issue(DEFAULT_LIST, plan.rendered, clock.now())
     if issue.snapshot_at is None:
         recipients = open_subscribers(config).iter_recipients(config.delivery.batch_size)
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size)
@@ -143,9 +148,10 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
                            config.delivery.retry_max_seconds),
         batch_size=config.delivery.batch_size,
         rate_per_second=config.smtp.rate_per_second,
+        claim_timeout=timedelta(seconds=config.delivery.claim_timeout_seconds),
     )
     return deliver(issue, ledger, transport or make_transport(config), config.newsletter,
-                   settings, on_result)
+                   settings, open_subscribers(config).active_among, on_result)
 
 
 def delivery_status(config: Config, issue_key: str | None) -> DeliveryCounts:
@@ -156,7 +162,7 @@ def delivery_status(config: Config, issue_key: str | None) -> DeliveryCounts:
             raise AinewsError("no issue has been sent yet (run `ainews send`)")
     else:
         key = parse_week(issue_key, config.newsletter.tz).key
-        issue = ledger.find_issue(config.newsletter.list_identifier, key)
+        issue = ledger.find_issue(DEFAULT_LIST, key)
         if issue is None:
             raise AinewsError(f"no issue {key} in the ledger")
     return ledger.counts(issue.id)

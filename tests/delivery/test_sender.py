@@ -156,3 +156,119 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_two_senders_at_once_mail_everyone_exactly_once(
+        project: Project, smtp_server: SmtpServer) -> None:
+    import threading
+
+    config = _config(project, smtp_server.port)
+    addresses = _subscribe(config, 10)
+    smtp_server.handler.data_delay = 0.05  # slow server: both senders overlap for sure
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            pipeline.execute_send(config, pipeline.plan_send(config, WEEK))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(smtp_server.recipients()) == sorted(addresses)  # nobody twice, nobody lost
+    assert smtp_server.handler.connections == 2  # both really sent
+    assert project.query("SELECT count(*) FROM issues") == [(1,)]
+
+
+def test_row_left_sending_by_a_dead_run_is_resent_after_the_claim_timeout(
+        project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+    config = _config(project, smtp_server.port, claim_timeout_seconds=300)
+    addresses = _subscribe(config, 3)
+    with pytest.raises(TransportUnavailable):  # freeze and snapshot; nothing sent
+        _send(_config(project, unused_port))
+    # What a killed process leaves behind: a row claimed, its outcome unknown.
+    project.query("UPDATE deliveries SET state = 'sending', attempts = 1 WHERE email = ?",
+                  addresses[0])
+
+    fresh = _send(config)
+    assert (fresh.sent, fresh.sending) == (2, 1)  # a recent claim may be a live sender's
+    assert addresses[0] not in smtp_server.recipients()
+
+    with clock.use_clock(clock.frozen(clock.now() + timedelta(seconds=301))):
+        stale = _send(config)
+    assert (stale.sent, stale.sending) == (3, 0)
+    assert smtp_server.recipients().count(addresses[0]) == 1
+    assert project.query("SELECT attempts FROM deliveries WHERE email = ?",
+                         addresses[0]) == [(2,)]
+
+
+def test_unsubscribe_after_the_snapshot_is_honoured(
+        project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+    config = _config(project, smtp_server.port)
+    addresses = _subscribe(config, 3)
+    with pytest.raises(TransportUnavailable):
+        _send(_config(project, unused_port))  # snapshot taken, server down
+    pipeline.open_subscribers(config).unsubscribe(addresses[1])
+
+    counts = _send(config)
+    assert addresses[1] not in smtp_server.recipients()
+    assert (counts.sent, counts.failed) == (2, 1)
+    assert project.query("SELECT last_reply FROM deliveries WHERE email = ?", addresses[1]) == [
+        ("not sent: no longer an active subscriber",)]
+
+
+def test_sender_refused_stops_the_send_instead_of_failing_everyone(
+        project: Project, smtp_server: SmtpServer) -> None:
+    config = _config(project, smtp_server.port)
+    _subscribe(config, 3)
+    smtp_server.handler.mail_reply = "530 5.7.0 Authentication required"
+    with pytest.raises(TransportUnavailable, match=r"refused the sender .* 530"):
+        _send(config)
+    assert project.query("SELECT DISTINCT state FROM deliveries") == [("queued",)]
+
+
+def test_only_the_reply_to_data_can_mark_a_row_sent(
+        project: Project, smtp_server: SmtpServer) -> None:
+    config = _config(project, smtp_server.port)
+    _subscribe(config, 1)
+    smtp_server.handler.mail_reply = "251 odd but not an error"
+    counts = _send(config)
+    assert (counts.sent, counts.deferred) == (0, 1)
+    assert smtp_server.handler.messages == []
+
+
+def test_connection_lost_after_data_defers_instead_of_resending_at_once(
+        project: Project, smtp_server: SmtpServer) -> None:
+    config = _config(project, smtp_server.port)
+    (address,) = _subscribe(config, 1)
+    smtp_server.handler.drop_after_data = True
+    counts = _send(config)
+    assert counts.deferred == 1
+    assert smtp_server.recipients() == [address]  # the server has it once, not twice
+    assert "connection lost during DATA" in project.query("SELECT last_reply FROM deliveries")[0][0]
+
+
+def test_renaming_the_newsletter_does_not_send_a_week_again(
+        project: Project, smtp_server: SmtpServer) -> None:
+    _subscribe(_config(project, smtp_server.port), 2)
+    _send(_config(project, smtp_server.port))
+    project.write_config()
+    project.config_path.write_text(project.config_path.read_text().replace(
+        'name = "Test Digest"', 'name = "Renamed Digest"'))
+    renamed = _config(project, smtp_server.port)
+    plan = pipeline.plan_send(renamed, WEEK)
+    assert plan.pending == 0 and plan.existing is not None
+    assert len(smtp_server.handler.messages) == 2
+
+
+def test_international_domain_is_sent_in_ascii(project: Project, smtp_server: SmtpServer) -> None:
+    config = _config(project, smtp_server.port)
+    store = pipeline.open_subscribers(config)
+    added = store.add("anna@bücher.example")
+    assert added.email == "anna@xn--bcher-kva.example"
+    _send(config)
+    assert smtp_server.recipients() == ["anna@xn--bcher-kva.example"]

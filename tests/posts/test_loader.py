@@ -111,3 +111,29 @@ def test_html_in_the_body_is_sanitized(tmp_path: Path) -> None:
 def test_cut_at_word(text: str, limit: int, expected: str) -> None:
     assert cut_at_word(text, limit) == expected
     assert len(cut_at_word(text, limit)) <= limit
+
+
+@pytest.mark.parametrize("date", ["2026-13-45", "2026-02-30", "2026-11-18T09:30:00+25:00",
+                                  "0001-01-01T00:30:00+05:00"])
+def test_impossible_dates_name_the_file(tmp_path: Path, date: str) -> None:
+    path = write_post(tmp_path, "odd.md", f"---\ntitle: T\ndate: {date}\n---\nbody\n")
+    with pytest.raises(PostError) as caught:
+        load_post(path, DEFAULTS)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("url", "javascript:alert(1)"), ("url", "/relative/path"), ("image", "file:///etc/passwd"),
+    ("image", "data:image/png;base64,AAAA"),
+])
+def test_links_must_be_http(tmp_path: Path, field: str, value: str) -> None:
+    text = f"---\ntitle: T\ndate: 2026-11-18\n{field}: {value!r}\nimage_alt: a\n---\nbody\n"
+    path = write_post(tmp_path, "link.md", text)
+    with pytest.raises(PostError, match=rf"field '{field}': .* not an absolute http\(s\) URL"):
+        load_post(path, DEFAULTS)
+
+
+def test_byte_order_mark_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "bom.md"
+    path.write_bytes(b"\xef\xbb\xbf" + post_text("With BOM", "2026-11-18").encode())
+    assert load_post(path, DEFAULTS).title == "With BOM"

@@ -143,3 +143,13 @@ def test_unusable_csv_files(tmp_path: Path, content: bytes, message: str) -> Non
     with pytest.raises(SubscriberError, match=message) as caught:
         read_subscriber_csv(path)
     assert str(path) in str(caught.value)
+
+
+def test_addresses_must_be_deliverable_without_smtputf8(store: SubscriberStore) -> None:
+    with pytest.raises(SubscriberError, match=r"jürgen@example\.com"):
+        store.add("jürgen@example.com")
+    added = store.add("Anna@Bücher.example")
+    assert added.email == "Anna@xn--bcher-kva.example"
+    assert added.email_normalized == "anna@xn--bcher-kva.example"
+    with pytest.raises(SubscriberError, match="already on the list"):
+        store.add("anna@xn--bcher-kva.example")

@@ -170,9 +170,14 @@ def send(state: AppState, week: str | None, yes: bool, force: bool) -> None:
         raise SystemExit(130) from None
     console.print(f"{plan.period_key}: sent {counts.sent} of {counts.total}")
     _print_counts(counts)
+    again = f"`ainews send --week {plan.period_key}`"
     if counts.deferred:
-        console.print(f"{counts.deferred} deferred by the server; `ainews send --week "
-                      f"{plan.period_key}` retries them when they are due.")
+        console.print(f"{counts.deferred} deferred by the server; {again} retries them when "
+                      "they are due.")
+    if counts.sending:
+        console.print(f"{counts.sending} were in flight when an earlier run stopped; {again} "
+                      f"sends them again once {config.delivery.claim_timeout_seconds}s have "
+                      "passed, in case they never arrived.")
 
 
 @cli.command()

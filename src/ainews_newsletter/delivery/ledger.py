@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Engine,
     ForeignKey,
     Index,
@@ -192,14 +193,25 @@ class Ledger:
 
     # -- sending --------------------------------------------------------------------------
 
-    def due(self, issue_id: int, now: datetime, limit: int) -> list[Delivery]:
-        """Queued rows, and deferred rows whose retry time has come, oldest first."""
+    @staticmethod
+    def _is_due(now: datetime, claim_timeout: timedelta) -> ColumnElement[bool]:
+        """Queued rows; deferred rows whose retry time has come; and rows a dead run left
+        `sending` longer than the claim timeout (it may or may not have sent them, and
+        at-least-once means they go again)."""
+        return or_(
+            deliveries.c.state == DeliveryState.QUEUED.value,
+            and_(deliveries.c.state == DeliveryState.DEFERRED.value,
+                 deliveries.c.next_attempt_at <= now),
+            and_(deliveries.c.state == DeliveryState.SENDING.value,
+                 deliveries.c.updated_at < now - claim_timeout),
+        )
+
+    def due(self, issue_id: int, now: datetime, limit: int,
+            claim_timeout: timedelta) -> list[Delivery]:
+        """Rows ready to send, oldest first."""
         query = (select(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
                         deliveries.c.name, deliveries.c.token, deliveries.c.attempts)
-                 .where(deliveries.c.issue_id == issue_id, or_(
-                     deliveries.c.state == DeliveryState.QUEUED.value,
-                     and_(deliveries.c.state == DeliveryState.DEFERRED.value,
-                          deliveries.c.next_attempt_at <= now)))
+                 .where(deliveries.c.issue_id == issue_id, self._is_due(now, claim_timeout))
                  .order_by(deliveries.c.id).limit(limit))
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
@@ -207,12 +219,17 @@ class Ledger:
             subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token))
             for row in rows]
 
-    def mark_sending(self, delivery: Delivery, now: datetime) -> None:
-        """Committed before MAIL FROM: a crash after this point shows up as `sending`."""
+    def claim(self, delivery: Delivery, now: datetime, claim_timeout: timedelta) -> bool:
+        """Mark the row `sending`, committed before MAIL FROM, if it is still due. The check
+        and the write are one UPDATE, so of two senders racing for a row exactly one wins;
+        False means another sender has it."""
         with self.engine.begin() as connection:
-            connection.execute(update(deliveries).where(deliveries.c.id == delivery.id).values(
-                state=DeliveryState.SENDING.value, attempts=delivery.attempts + 1,
-                updated_at=now))
+            result = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery.id, self._is_due(now, claim_timeout))
+                .values(state=DeliveryState.SENDING.value, attempts=delivery.attempts + 1,
+                        updated_at=now))
+        return result.rowcount == 1
 
     def requeue(self, delivery: Delivery, now: datetime) -> None:
         """Undo `mark_sending` when the transport could not take the message (server down).

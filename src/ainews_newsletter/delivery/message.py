@@ -23,8 +23,19 @@ MESSAGE_POLICY = SMTP.clone(refold_source="none")
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 
 
-def header_safe(text: str) -> str:
+# Long enough for any real name or subject, short enough that even one unbroken word keeps
+# its header line far below SMTP's 998-octet limit (the folder cannot break inside a word).
+MAX_HEADER_TEXT = 200
+
+
+def _one_line(text: str) -> str:
     return _HEADER_BREAKERS.sub(" ", text).strip()
+
+
+def header_safe(text: str) -> str:
+    """One line of at most MAX_HEADER_TEXT characters, with nothing that could end a header."""
+    flat = _one_line(text)
+    return flat if len(flat) <= MAX_HEADER_TEXT else flat[: MAX_HEADER_TEXT - 1] + "…"
 
 
 def eml_filename(sequence: int, recipient: str) -> str:
@@ -68,7 +79,7 @@ def build_message(rendered: RenderedIssue, recipient: Recipient, newsletter: New
     mailto = f"mailto:{newsletter.unsubscribe_mailbox}?subject=unsubscribe%20{token}"
     # Set raw and pre-folded between the two URIs: the default folder would turn a URI
     # longer than 78 columns into an RFC 2047 encoded word, which no client can use.
-    message.set_raw("List-Unsubscribe", f"<{header_safe(link)}>,\r\n <{header_safe(mailto)}>")
+    message.set_raw("List-Unsubscribe", f"<{_one_line(link)}>,\r\n <{_one_line(mailto)}>")
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")

@@ -1,20 +1,25 @@
-"""The send loop: take due ledger rows, mark each `sending` (committed), hand it to the
+"""The send loop: take due ledger rows, claim each (`sending`, committed), hand it to the
 transport, record the answer. Stops cleanly, leaving rows queued, if the transport goes away."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import timedelta
+from email.errors import MessageError
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import NewsletterConfig
-from ainews_newsletter.delivery.ledger import IssueRecord, Ledger, RetryPolicy
+from ainews_newsletter.delivery.ledger import Delivery, IssueRecord, Ledger, RetryPolicy
 from ainews_newsletter.delivery.message import build_message
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
-from ainews_newsletter.models import DeliveryCounts, DeliveryState
+from ainews_newsletter.models import DeliveryCounts, DeliveryState, SendOutcome
 
 Progress = Callable[[DeliveryState], None]
+# Given subscriber ids, the ones still active: checked per batch right before sending, so an
+# unsubscribe that lands after the audience snapshot is still honoured.
+StillActive = Callable[[Collection[int]], set[int]]
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class SendSettings:
     policy: RetryPolicy
     batch_size: int
     rate_per_second: float  # 0 = no limit
+    claim_timeout: timedelta
 
 
 class RateLimiter:
@@ -40,25 +46,44 @@ class RateLimiter:
         self._next = max(now, self._next) + self.interval
 
 
+def _send_one(delivery: Delivery, issue: IssueRecord, ledger: Ledger, transport: Transport,
+              newsletter: NewsletterConfig, limiter: RateLimiter) -> SendOutcome:
+    try:
+        message = build_message(issue.rendered, delivery.recipient, newsletter,
+                                issue.created_at).as_bytes()
+    except (MessageError, ValueError, UnicodeError) as exc:
+        # One unbuildable message (a stored address from before validation tightened, say)
+        # must not stop the send for everyone after it.
+        return SendOutcome(DeliveryState.FAILED, 0, f"could not build the message: {exc}")
+    limiter.wait()
+    try:
+        return transport.send(newsletter.from_, delivery.recipient.email, message)
+    except TransportUnavailable:
+        ledger.requeue(delivery, clock.now())
+        raise
+
+
 def deliver(issue: IssueRecord, ledger: Ledger, transport: Transport,
             newsletter: NewsletterConfig, settings: SendSettings,
+            still_active: StillActive | None = None,
             on_result: Progress | None = None) -> DeliveryCounts:
     """Send every due row of `issue`; returns the counts afterwards. Raises
     TransportUnavailable (after requeueing the row in hand) if the server cannot be reached."""
     limiter = RateLimiter(settings.rate_per_second)
-    envelope_from = newsletter.from_
     try:
-        while batch := ledger.due(issue.id, clock.now(), settings.batch_size):
+        while batch := ledger.due(issue.id, clock.now(), settings.batch_size,
+                                  settings.claim_timeout):
+            wanted = (still_active({d.recipient.subscriber_id for d in batch})
+                      if still_active is not None else None)
             for delivery in batch:
-                message = build_message(issue.rendered, delivery.recipient, newsletter,
-                                        issue.created_at).as_bytes()
-                limiter.wait()
-                ledger.mark_sending(delivery, clock.now())
-                try:
-                    outcome = transport.send(envelope_from, delivery.recipient.email, message)
-                except TransportUnavailable:
-                    ledger.requeue(delivery, clock.now())
-                    raise
+                if not ledger.claim(delivery, clock.now(), settings.claim_timeout):
+                    continue  # another sender took it between our read and our claim
+                if wanted is not None and delivery.recipient.subscriber_id not in wanted:
+                    outcome = SendOutcome(DeliveryState.FAILED, 0,
+                                          "not sent: no longer an active subscriber")
+                else:
+                    outcome = _send_one(delivery, issue, ledger, transport, newsletter,
+                                        limiter)
                 state = ledger.record(delivery, outcome, clock.now(), settings.policy)
                 if on_result is not None:
                     on_result(state)

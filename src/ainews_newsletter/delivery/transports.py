@@ -55,6 +55,7 @@ class SmtpTransport:
         self.settings = settings
         self._connection: smtplib.SMTP | None = None
         self._used = False
+        self._message_handed_over = False
 
     def describe(self) -> str:
         return f"smtp {self.settings.host}:{self.settings.port} ({self.settings.security})"
@@ -62,8 +63,8 @@ class SmtpTransport:
     def _open(self) -> smtplib.SMTP:
         s = self.settings
         context = ssl.create_default_context()
+        connection: smtplib.SMTP | None = None
         try:
-            connection: smtplib.SMTP
             if s.security == "tls":
                 connection = smtplib.SMTP_SSL(s.host, s.port, local_hostname=s.ehlo_name,
                                               timeout=s.timeout, context=context)
@@ -77,10 +78,12 @@ class SmtpTransport:
             if s.username:
                 password = s.password.get_secret_value() if s.password else ""
                 connection.login(s.username, password)
-        except smtplib.SMTPAuthenticationError as exc:
-            raise TransportUnavailable(f"{self.describe()}: login refused for "
-                                       f"{s.username!r}: {exc.smtp_code}") from None
         except _CONNECTION_ERRORS as exc:
+            if connection is not None:
+                connection.close()
+            if isinstance(exc, smtplib.SMTPAuthenticationError):
+                raise TransportUnavailable(f"{self.describe()}: login refused for "
+                                           f"{s.username!r}: {exc.smtp_code}") from None
             raise TransportUnavailable(f"cannot connect to {self.describe()}: {exc}") from None
         self._used = False
         return connection
@@ -102,35 +105,61 @@ class SmtpTransport:
             finally:
                 self._connection = None
 
+    def _not_sent(self, code: int, reply: bytes | str, envelope_from: str | None = None,
+                  ) -> SendOutcome:
+        """A refusal before the message was taken. Only DATA's final 250 means sent, so an
+        odd 2xx/3xx here is treated as temporary. A 5xx to MAIL FROM is about us, not the
+        recipient (bad sender, authentication required): stop the send rather than fail
+        every recipient on the list."""
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        if code == 421:  # the server is closing this connection; the next message reopens
+            self._drop()
+        if envelope_from is not None and 500 <= code < 600:
+            raise TransportUnavailable(f"{self.describe()} refused the sender "
+                                       f"{envelope_from!r}: {code} {text}")
+        state = DeliveryState.FAILED if 500 <= code < 600 else DeliveryState.DEFERRED
+        return SendOutcome(state=state, code=code, reply=text)
+
     def _transaction(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
         connection = self._ready_connection()
         self._used = True
-        reply: bytes | str
+        self._message_handed_over = False
         try:
             code, reply = connection.mail(envelope_from)
-            if code == 250:
-                code, reply = connection.rcpt(recipient)
-                if code in (250, 251):
-                    code, reply = connection.data(message)
+            if code != 250:
+                return self._not_sent(code, reply, envelope_from)
+            code, reply = connection.rcpt(recipient)
+            if code not in (250, 251):
+                return self._not_sent(code, reply)
+            self._message_handed_over = True
+            code, reply = connection.data(message)
         except smtplib.SMTPResponseException as exc:  # data() raises on a non-354 reply
-            code, reply = exc.smtp_code, exc.smtp_error
-        if code == 421:  # the server is closing this connection; the next message reopens
+            return self._not_sent(exc.smtp_code, exc.smtp_error)
+        except UnicodeError:
+            return SendOutcome(DeliveryState.FAILED, 0, "address needs SMTPUTF8, not supported")
+        if code == 421:
             self._drop()
-        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-        return outcome_for(code, text)
+        return outcome_for(code, reply.decode("utf-8", "replace"))
 
     def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
         try:
             return self._transaction(envelope_from, recipient, message)
-        except _CONNECTION_ERRORS:
-            # The connection died (idle timeout, server restart): reopen once and retry.
-            # If it died after DATA was accepted the reader may get it twice, which the
-            # at-least-once contract allows; losing it would not be allowed.
+        except _CONNECTION_ERRORS as exc:
             self._drop()
+            if self._message_handed_over:
+                # Lost after the message went out: the server may have it. Do not resend at
+                # once; retry later (at-least-once allows a duplicate, not a loss).
+                return SendOutcome(DeliveryState.DEFERRED, 0,
+                                   f"connection lost during DATA: {exc}")
+        # Lost before MAIL or between commands (idle timeout, server restart): nothing was
+        # handed over, so reopen once and try again straight away.
         try:
             return self._transaction(envelope_from, recipient, message)
         except _CONNECTION_ERRORS as exc:
             self._drop()
+            if self._message_handed_over:
+                return SendOutcome(DeliveryState.DEFERRED, 0,
+                                   f"connection lost during DATA: {exc}")
             raise TransportUnavailable(f"{self.describe()}: connection lost: {exc}") from None
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import frontmatter
@@ -78,11 +79,14 @@ def _published(value: Any, tz: ZoneInfo, where: str) -> datetime:
         except ValueError:
             raise PostError(f"{where}: field 'date': cannot parse {value!r} as an ISO 8601 "
                             "date or time (e.g. 2026-11-18T09:30:00Z)") from None
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=tz)
-        return aware.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime.combine(value, time(0), tzinfo=tz).astimezone(UTC)
+    try:
+        if isinstance(value, datetime):
+            aware = value if value.tzinfo is not None else value.replace(tzinfo=tz)
+            return aware.astimezone(UTC)
+        if isinstance(value, date):
+            return datetime.combine(value, time(0), tzinfo=tz).astimezone(UTC)
+    except OverflowError:
+        raise PostError(f"{where}: field 'date': {value} is out of range") from None
     raise PostError(f"{where}: field 'date': expected an ISO 8601 date, got {value!r}")
 
 
@@ -94,6 +98,18 @@ def _optional_text(meta: dict[str, Any], key: str, where: str) -> str | None:
         raise PostError(f"{where}: field {key!r}: expected text, got {type(value).__name__}")
     text = str(value).strip()
     return text or None
+
+
+def _web_url(meta: dict[str, Any], key: str, where: str) -> str | None:
+    """An http(s) URL or None: a `javascript:` or `file:` link must never reach an email."""
+    value = _optional_text(meta, key, where)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(
+            ch.isspace() for ch in value):
+        raise PostError(f"{where}: field {key!r}: {value!r} is not an absolute http(s) URL")
+    return value
 
 
 def _tags(value: Any, where: str) -> tuple[str, ...]:
@@ -108,7 +124,7 @@ def _tags(value: Any, where: str) -> tuple[str, ...]:
 
 def _read(path: Path) -> frontmatter.Post:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from a Windows editor is fine
     except UnicodeDecodeError as exc:
         raise PostError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     if not text.lstrip().startswith("---"):
@@ -116,6 +132,9 @@ def _read(path: Path) -> frontmatter.Post:
                         "followed by 'title:' and 'date:'")
     try:
         return frontmatter.loads(text)
+    except ValueError as exc:  # YAML of the right shape but impossible, e.g. 2026-02-30
+        raise PostError(f"{path}: front matter: {exc} (a date must exist, e.g. "
+                        "2026-11-18T09:30:00Z)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
@@ -134,7 +153,7 @@ def load_post(path: Path, defaults: PostDefaults) -> Post:
         raise PostError(f"{where}: field 'date' is required")
     published = _published(meta["date"], defaults.tz, where)
     slug = _DATE_PREFIX.sub("", path.stem)
-    image = _optional_text(meta, "image", where)
+    image = _web_url(meta, "image", where)
     image_alt = _optional_text(meta, "image_alt", where)
     if image is not None and image_alt is None:
         raise PostError(f"{where}: field 'image_alt' is required when 'image' is set "
@@ -145,7 +164,7 @@ def load_post(path: Path, defaults: PostDefaults) -> Post:
     return Post(
         title=title,
         published=published,
-        url=_optional_text(meta, "url", where) or f"{defaults.base_url}/posts/{slug}",
+        url=_web_url(meta, "url", where) or f"{defaults.base_url}/posts/{slug}",
         slug=slug,
         summary=cut_at_word(summary, defaults.summary_chars),
         body_html=sanitize_html(_markdown.render(body)),

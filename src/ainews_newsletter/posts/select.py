@@ -32,7 +32,7 @@ def parse_week(text: str, tz: ZoneInfo) -> Period:
     """'2026-W47' (or '2026W47') → that ISO week in the newsletter timezone."""
     match = _WEEK.match(text.strip())
     if match is None:
-        raise SelectionError(f"--week: {text!r} is not an ISO week; use the form 2026-W47")
+        raise SelectionError(f"{text!r} is not an ISO week; use the form 2026-W47")
     return week_period(int(match.group(1)), int(match.group(2)), tz)
 
 

@@ -3,7 +3,7 @@ the list as it was. An unsubscribe is never undone by an import."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +118,15 @@ class SubscriberStore:
             query = query.where(subscribers.c.status == status.value)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def active_among(self, ids: Collection[int]) -> set[int]:
+        """Which of these subscriber ids are still active (one query per sender batch)."""
+        if not ids:
+            return set()
+        query = select(subscribers.c.id).where(
+            subscribers.c.id.in_(list(ids)), subscribers.c.status == SubscriberStatus.ACTIVE.value)
+        with self.engine.connect() as connection:
+            return {row.id for row in connection.execute(query)}
 
     def iter_subscribers(self, status: SubscriberStatus | None = None,
                          batch_size: int = 1000) -> Iterator[Subscriber]:
