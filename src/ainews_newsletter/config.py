@@ -15,12 +15,20 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -114,17 +122,48 @@ class NewsletterConfig(_Section):
         return self.unsubscribe_email or self.reply_to or self.from_
 
 
-class PostSource(_Section):
+class MarkdownSource(_Section):
+    """A folder of *.md files with YAML front matter."""
+
     type: Literal["markdown"] = "markdown"
     path: str = "posts"
 
+    def describe(self) -> str:
+        return self.path
+
+
+class FeedSource(_Section):
+    """An RSS 2.0 or Atom feed: `url` (http/https) or `path` (a local file), not both."""
+
+    type: Literal["feed"]
+    url: str | None = None
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> FeedSource:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("a feed source needs exactly one of 'url' or 'path'")
+        if self.url is not None and urlsplit(self.url).scheme not in ("http", "https"):
+            raise ValueError(f"feed url {self.url!r} must be http(s); use 'path' for a file")
+        return self
+
+    def describe(self) -> str:
+        return self.url or self.path or "?"
+
+
+PostSource = Annotated[MarkdownSource | FeedSource, Field(discriminator="type")]
+
 
 class PostsConfig(_Section):
-    sources: list[PostSource] = Field(default_factory=lambda: [PostSource()])
-    window: Literal["week"] = "week"
+    sources: list[PostSource] = Field(default_factory=lambda: list[PostSource]([MarkdownSource()]))
+    # "week": one ISO week (default: the last complete one); "since-last-issue": everything
+    # after the end of the last issue sent (the first issue: the last seven days).
+    window: Literal["week", "since-last-issue"] = "week"
+    group_by: Literal["none", "category"] = "none"
     min_posts: int = Field(default=1, ge=0)
     max_posts: int = Field(default=20, ge=1)
     summary_chars: int = Field(default=300, ge=40)
+    feed_timeout: float = Field(default=10, gt=0, le=300)  # seconds, per feed URL
 
 
 class StorageConfig(_Section):
@@ -266,11 +305,27 @@ def _where(loc: tuple[str | int, ...], path: Path | None, environ: Mapping[str, 
     return str(path) if path is not None else "command line"
 
 
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    """('posts', 'sources', 0, 'feed', 'url') → 'posts.sources[0].url' (the union tag that
+    pydantic adds after a list index is noise to a user)."""
+    text = ""
+    previous: str | int | None = None
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif isinstance(previous, int) and part in ("markdown", "feed"):
+            pass
+        else:
+            text += f".{part}" if text else part
+        previous = part
+    return text
+
+
 def _describe(exc: PydanticValidationError, path: Path | None, environ: Mapping[str, str]) -> str:
     problems = []
     for error in exc.errors():
         loc = tuple(part for part in error["loc"] if not isinstance(part, int)) or ("config",)
-        dotted = ".".join(str(part) for part in error["loc"])
+        dotted = _dotted(tuple(error["loc"]))
         where = _where(loc, path, environ)
         if error["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown key {dotted!r}")

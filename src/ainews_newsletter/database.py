@@ -3,13 +3,14 @@ tables but must share one engine (one SQLite file, one PostgreSQL database)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from sqlalchemy.types import TypeDecorator
 
 from ainews_newsletter.errors import ConfigError
@@ -51,11 +52,34 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
+_created: set[tuple[int, int]] = set()
+_create_lock = threading.Lock()
+
+
+def ensure_tables(engine: Engine, metadata: MetaData) -> None:
+    """Create missing tables once per engine and process. Two processes starting on a fresh
+    database both see a table missing and both CREATE it; the loser's "already exists" is
+    harmless, so it checks again instead of failing."""
+    key = (id(engine), id(metadata))
+    with _create_lock:
+        if key in _created:
+            return
+        for attempt in range(3):
+            try:
+                metadata.create_all(engine)
+                break
+            except (OperationalError, ProgrammingError) as exc:
+                if "already exists" not in str(exc) or attempt == 2:
+                    raise
+        _created.add(key)
+
+
 def dispose_all() -> None:
     """Close every pooled connection (tests, and the end of `ainews demo`)."""
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+    _created.clear()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

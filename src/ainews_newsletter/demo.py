@@ -74,7 +74,7 @@ def run_demo(folder: Path, on_result: Callable[[DeliveryState], None] | None = N
             period = latest_week_with_posts(load_posts(config), config.newsletter.tz)
             if period is None:
                 raise AinewsError("the sample posts folder is empty")
-            plan = pipeline.plan_send(config, period.key)
+            plan = pipeline.plan_send(config, pipeline.Window(week=period.key))
             counts = pipeline.execute_send(config, plan, on_result=on_result)
             issue_html = pipeline.write_build(config, plan.rendered, folder)["html"]
         finally:

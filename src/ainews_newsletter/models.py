@@ -26,6 +26,16 @@ class Post:
     tags: tuple[str, ...] = ()
     source: str = ""  # where it came from: a file path or a feed URL
     reading_minutes: int = 1
+    guid: str | None = None  # a feed item's guid/id; Markdown posts are known by their url
+
+
+@dataclass(frozen=True)
+class PostRef:
+    """What the ledger remembers of a post an issue carried, to never carry it again."""
+
+    guid: str | None
+    url: str  # canonical form
+    title: str
 
 
 @dataclass(frozen=True)
@@ -45,10 +55,12 @@ class Issue:
     """What one digest carries: frozen before rendering."""
 
     period: Period
-    posts: tuple[Post, ...]
+    posts: tuple[Post, ...]  # carried in full, newest first
     subject: str
     preheader: str
     newsletter_name: str
+    more: tuple[Post, ...] = ()  # over max_posts: listed as "More this week" links
+    group_by_category: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@ scheduler and web) call these functions; the rooms never call each other."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
@@ -23,13 +25,20 @@ from ainews_newsletter.errors import AinewsError, SelectionError
 from ainews_newsletter.models import (
     DeliveryCounts,
     Period,
-    Post,
+    PostRef,
     Recipient,
     RenderedIssue,
     SubscriberStatus,
 )
 from ainews_newsletter.posts.loader import load_posts
-from ainews_newsletter.posts.select import in_period, last_complete_week, parse_week
+from ainews_newsletter.posts.select import Carried, Selection, post_ref, select
+from ainews_newsletter.posts.windows import (
+    between,
+    last_complete_week,
+    parse_moment,
+    parse_week,
+    since_last_issue,
+)
 from ainews_newsletter.render.digest import compose_issue, render_issue
 from ainews_newsletter.subscribers.store import SubscriberStore
 
@@ -43,35 +52,63 @@ SAMPLE_RECIPIENT = Recipient(subscriber_id=0, email="reader@example.com", name="
 
 
 @dataclass(frozen=True)
-class Selection:
-    period: Period
-    posts: list[Post]  # what the issue carries, newest first
-    in_window: int  # how many posts the window held before max_posts
+class Window:
+    """What the user asked for: --week, or --since/--until, or nothing (the config decides)."""
+
+    week: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    @classmethod
+    def of_week(cls, week: str | None) -> Window:
+        return cls(week=week)
 
 
-def resolve_period(config: Config, week: str | None) -> Period:
+def resolve_period(config: Config, window: Window) -> Period:
     tz = config.newsletter.tz
-    return parse_week(week, tz) if week else last_complete_week(clock.now(), tz)
+    if window.week and (window.since or window.until):
+        raise SelectionError("use either --week or --since/--until, not both")
+    if window.week:
+        return parse_week(window.week, tz)
+    if window.since or window.until:
+        if not (window.since and window.until):
+            raise SelectionError("--since and --until go together: the window is "
+                                 "[since, until)")
+        return between(parse_moment(window.since, tz, "--since"),
+                       parse_moment(window.until, tz, "--until"), tz)
+    if config.posts.window == "since-last-issue":
+        last_end = open_ledger(config).last_sent_period_end(DEFAULT_LIST)
+        return since_last_issue(last_end, clock.now(), tz)
+    return last_complete_week(clock.now(), tz)
 
 
-def select_posts(config: Config, week: str | None) -> Selection:
-    period = resolve_period(config, week)
-    chosen = in_period(load_posts(config), period)
-    return Selection(period=period, posts=chosen[: config.posts.max_posts],
-                     in_window=len(chosen))
+def select_posts(config: Config, window: Window) -> Selection:
+    """The posts the issue would carry, and every other post with the reason it is left out.
+    Posts carried by an earlier sent issue (of another period) are never carried again."""
+    period = resolve_period(config, window)
+    refs = open_ledger(config).carried_posts(DEFAULT_LIST, except_period=period.key)
+    return select(load_posts(config), period, config.posts.max_posts, Carried.from_refs(refs))
 
 
 def render_selection(config: Config, selection: Selection, force: bool = False) -> RenderedIssue:
-    count, minimum = len(selection.posts), config.posts.min_posts
+    count, minimum = selection.in_window, config.posts.min_posts
     if count < max(minimum, 1) and not (force and count):
-        raise SelectionError(f"only {count} posts in {selection.period.key}, min_posts is "
-                             f"{minimum}" + ("" if count == 0 else " (--force builds anyway)"))
-    issue = compose_issue(selection.period, selection.posts, config.newsletter.name)
+        raise SelectionError(f"only {count} posts in window, min_posts is {minimum} "
+                             f"({selection.period.key}"
+                             + ("; --force builds anyway)" if count else ")"))
+    issue = compose_issue(selection.period, selection.posts, config.newsletter.name,
+                          more=selection.more,
+                          group_by_category=config.posts.group_by == "category")
     return render_issue(issue, config.newsletter, config.templates_dir)
 
 
-def build(config: Config, week: str | None, force: bool = False) -> RenderedIssue:
-    return render_selection(config, select_posts(config, week), force)
+def carried_refs(selection: Selection) -> tuple[PostRef, ...]:
+    """Every post the issue shows, in full or as a "More this week" link."""
+    return tuple(post_ref(post) for post in [*selection.posts, *selection.more])
+
+
+def build(config: Config, window: Window, force: bool = False) -> RenderedIssue:
+    return render_selection(config, select_posts(config, window), force)
 
 
 def open_subscribers(config: Config) -> SubscriberStore:
@@ -117,21 +154,42 @@ class SendPlan:
     pending: int  # recipients still to receive it
     existing: IssueRecord | None  # the frozen issue when this period was started before
     rendered: RenderedIssue
+    carried: tuple[PostRef, ...] = ()  # the posts a new issue carries, remembered on freeze
 
 
-def plan_send(config: Config, week: str | None, force: bool = False) -> SendPlan:
-    period = resolve_period(config, week)
+def _find_issue(ledger: Ledger, key: str, tz: ZoneInfo) -> IssueRecord | None:
+    found = ledger.find_issue(DEFAULT_LIST, key)
+    if found is None:  # "2026w47" for "2026-W47"
+        with suppress(SelectionError):
+            found = ledger.find_issue(DEFAULT_LIST, parse_week(key, tz).key)
+    return found
+
+
+def plan_send(config: Config, window: Window, force: bool = False,
+              issue_key: str | None = None) -> SendPlan:
+    """What a send would do. With `issue_key`, the frozen issue of that key (to resume it);
+    else the issue of the window, frozen already or to be built now."""
     ledger = open_ledger(config)
-    existing = ledger.find_issue(DEFAULT_LIST, period.key)
-    if existing is not None and existing.snapshot_at is not None:
+    if issue_key is not None:
+        existing = _find_issue(ledger, issue_key, config.newsletter.tz)
+        if existing is None:
+            raise AinewsError(f"no issue {issue_key!r} in the ledger")
+        period_key = existing.rendered.period.key
+    else:
+        period_key = resolve_period(config, window).key
+        existing = ledger.find_issue(DEFAULT_LIST, period_key)
+    if existing is not None:
         counts = ledger.counts(existing.id)
-        return SendPlan(period.key, existing.rendered.subject, existing.rendered.post_count,
-                        counts.queued + counts.deferred + counts.sending, existing,
-                        existing.rendered)
-    rendered = existing.rendered if existing else build(config, week, force)
+        pending = (counts.queued + counts.deferred + counts.sending
+                   if existing.snapshot_at is not None
+                   else open_subscribers(config).count(SubscriberStatus.ACTIVE))
+        return SendPlan(period_key, existing.rendered.subject, existing.rendered.post_count,
+                        pending, existing, existing.rendered)
+    selection = select_posts(config, window)
+    rendered = render_selection(config, selection, force)
     audience = open_subscribers(config).count(SubscriberStatus.ACTIVE)
-    return SendPlan(period.key, rendered.subject, rendered.post_count, audience, existing,
-                    rendered)
+    return SendPlan(period_key, rendered.subject, rendered.post_count, audience, None,
+                    rendered, carried_refs(selection))
 
 
 def execute_send(config: Config, plan: SendPlan, transport: Transport | None = None,
@@ -139,7 +197,8 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     """Freeze the issue (once per list and period), snapshot the audience (once), deliver
     every due row. Safe to run again: recipients already sent are never sent again."""
     ledger = open_ledger(config)
-    issue = plan.existing or ledger.create_issue(DEFAULT_LIST, plan.rendered, clock.now())
+    issue = plan.existing or ledger.create_issue(DEFAULT_LIST, plan.rendered, plan.carried,
+                                                 clock.now())
     if issue.snapshot_at is None:
         recipients = open_subscribers(config).iter_recipients(config.delivery.batch_size)
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size)
@@ -161,8 +220,8 @@ def delivery_status(config: Config, issue_key: str | None) -> DeliveryCounts:
         if issue is None:
             raise AinewsError("no issue has been sent yet (run `ainews send`)")
     else:
-        key = parse_week(issue_key, config.newsletter.tz).key
-        issue = ledger.find_issue(DEFAULT_LIST, key)
+        issue = _find_issue(ledger, issue_key, config.newsletter.tz)
         if issue is None:
-            raise AinewsError(f"no issue {key} in the ledger")
+            raise AinewsError(f"no issue {issue_key!r} in the ledger (`ainews status` shows "
+                              "the latest)")
     return ledger.counts(issue.id)

@@ -23,7 +23,7 @@ DATE = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def rendered() -> RenderedIssue:
-    return pipeline.build(CONFIG, "2026-W47")
+    return pipeline.build(CONFIG, pipeline.Window(week="2026-W47"))
 
 
 def _roundtrip(rendered: RenderedIssue, recipient: Recipient) -> tuple[bytes, EmailMessage]:
@@ -62,7 +62,7 @@ def test_no_line_longer_than_998_octets(rendered: RenderedIssue) -> None:
 
 def test_long_html_lines_are_folded_by_the_encoding() -> None:
     """An HTML line far past SMTP's 998-octet limit still arrives whole."""
-    period = pipeline.resolve_period(CONFIG, "2026-W47")
+    period = pipeline.resolve_period(CONFIG, pipeline.Window(week="2026-W47"))
     long_line = "<p>" + "word " * 2000 + "</p>"
     issue = RenderedIssue(period=period, subject="s", preheader="p", html=long_line + "U",
                           text="t U", unsubscribe_placeholder="U", post_count=1)

@@ -14,6 +14,7 @@ from ainews_newsletter.models import DeliveryCounts
 from tests.conftest import Project, SmtpServer
 
 WEEK = "2026-W47"
+W47 = pipeline.Window(week=WEEK)
 
 
 def _config(project: Project, port: int, **delivery: int) -> Config:
@@ -30,7 +31,7 @@ def _subscribe(config: Config, count: int) -> list[str]:
 
 
 def _send(config: Config) -> DeliveryCounts:
-    return pipeline.execute_send(config, pipeline.plan_send(config, WEEK))
+    return pipeline.execute_send(config, pipeline.plan_send(config, W47))
 
 
 def test_one_message_per_active_subscriber_over_one_connection(
@@ -65,7 +66,7 @@ def test_second_send_of_the_same_issue_sends_nothing(
     _send(config)
     pipeline.open_subscribers(config).add("late@example.com")  # after the snapshot
 
-    plan = pipeline.plan_send(config, WEEK)
+    plan = pipeline.plan_send(config, W47)
     assert plan.pending == 0 and plan.existing is not None
     counts = pipeline.execute_send(config, plan)
 
@@ -169,7 +170,7 @@ def test_two_senders_at_once_mail_everyone_exactly_once(
 
     def run() -> None:
         try:
-            pipeline.execute_send(config, pipeline.plan_send(config, WEEK))
+            pipeline.execute_send(config, pipeline.plan_send(config, W47))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -260,7 +261,7 @@ def test_renaming_the_newsletter_does_not_send_a_week_again(
     project.config_path.write_text(project.config_path.read_text().replace(
         'name = "Test Digest"', 'name = "Renamed Digest"'))
     renamed = _config(project, smtp_server.port)
-    plan = pipeline.plan_send(renamed, WEEK)
+    plan = pipeline.plan_send(renamed, W47)
     assert plan.pending == 0 and plan.existing is not None
     assert len(smtp_server.handler.messages) == 2
 

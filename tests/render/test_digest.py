@@ -13,17 +13,18 @@ from ainews_newsletter import pipeline
 from ainews_newsletter.config import load_config
 from ainews_newsletter.errors import RenderError
 from ainews_newsletter.models import RenderedIssue
-from ainews_newsletter.posts.select import parse_week
+from ainews_newsletter.posts.windows import parse_week
 from ainews_newsletter.render.digest import compose_issue, period_label, render_issue
 from tests.conftest import Project, post_text, write_post
 
 REPO = Path(__file__).resolve().parents[2]
+W47 = pipeline.Window(week="2026-W47")
 
 
 @pytest.fixture(scope="module")
 def sample() -> tuple[pipeline.Selection, RenderedIssue]:
     config = load_config(REPO / "config.toml", environ={})
-    selection = pipeline.select_posts(config, "2026-W47")
+    selection = pipeline.select_posts(config, W47)
     return selection, pipeline.render_selection(config, selection)
 
 
@@ -83,7 +84,7 @@ def test_post_text_is_data_never_template_or_markup(project: Project) -> None:
         "Math {{ 7*7 }} and <script>alert(1)</script>", "2026-11-19T10:00:00Z",
         summary="'Lead {% if true %}x{% endif %} & <b>more</b>'"))
     config = load_config(project.config_path, environ={})
-    rendered = pipeline.build(config, "2026-W47")
+    rendered = pipeline.build(config, W47)
     assert "{{ 7*7 }}" in rendered.text and "49" not in rendered.text
     assert "{% if true %}x{% endif %}" in rendered.text
     assert "<script>alert(1)</script>" not in rendered.html
@@ -98,7 +99,7 @@ def test_missing_template_variable_fails_the_build(project: Project) -> None:
     (templates / "digest.txt.j2").write_text(source + "{{ issue.no_such_thing }}\n")
     config = load_config(project.config_path, environ={})
     with pytest.raises(RenderError, match="no_such_thing"):
-        pipeline.build(config, "2026-W47")
+        pipeline.build(config, W47)
 
 
 def test_templates_without_unsubscribe_link_are_refused(project: Project) -> None:
@@ -108,7 +109,7 @@ def test_templates_without_unsubscribe_link_are_refused(project: Project) -> Non
     (templates / "digest.txt.j2").write_text(text)
     config = load_config(project.config_path, environ={})
     with pytest.raises(RenderError, match="unsubscribe"):
-        pipeline.build(config, "2026-W47")
+        pipeline.build(config, W47)
 
 
 def test_empty_week_cannot_be_composed() -> None:
@@ -136,5 +137,5 @@ def test_render_issue_uses_templates_beside_the_config(project: Project) -> None
     footer.write_text(footer.read_text().replace("Unsubscribe", "Leave this list"))
     config = load_config(project.config_path, environ={})
     issue = compose_issue(parse_week("2026-W47", config.newsletter.tz),
-                          pipeline.select_posts(config, "2026-W47").posts, "N")
+                          pipeline.select_posts(config, W47).posts, "N")
     assert "Leave this list" in render_issue(issue, config.newsletter, config.templates_dir).html

@@ -17,8 +17,9 @@ from ainews_newsletter.cli.common import (
     json_option,
     pass_state,
     print_json,
-    week_option,
+    window_options,
 )
+from ainews_newsletter.cli.posts import posts
 from ainews_newsletter.cli.subscribers import subscribers
 from ainews_newsletter.demo import run_demo
 from ainews_newsletter.models import DeliveryCounts, DeliveryState
@@ -76,16 +77,16 @@ def demo(folder: Path) -> None:
 
 
 @cli.command()
-@week_option
+@window_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("build"), show_default=True, help="Folder for the output files.")
 @click.option("--force", is_flag=True, help="Build even with fewer posts than min_posts.")
 @pass_state
-def build(state: AppState, week: str | None, out_dir: Path, force: bool) -> None:
+def build(state: AppState, window: pipeline.Window, out_dir: Path, force: bool) -> None:
     """Render the issue to OUT/issue.html, issue.txt and issue.eml (the full message as the
     first subscriber would receive it). Sends nothing."""
     started = time.perf_counter()
-    rendered = pipeline.build(state.config, week, force)
+    rendered = pipeline.build(state.config, window, force)
     files = pipeline.write_build(state.config, rendered, out_dir)
     elapsed = time.perf_counter() - started
     console.print(f"{rendered.period.key} ({period_label(rendered.period)}): "
@@ -94,55 +95,27 @@ def build(state: AppState, week: str | None, out_dir: Path, force: bool) -> None
         console.print(f"  {path}  {path.stat().st_size:,} bytes", soft_wrap=True)
 
 
-@cli.group()
-def posts() -> None:
-    """Inspect the posts an issue would carry."""
-
-
-@posts.command("list")
-@week_option
-@json_option
-@pass_state
-def posts_list(state: AppState, week: str | None, as_json: bool) -> None:
-    """The posts of the week, newest first, as the issue would carry them."""
-    selection = pipeline.select_posts(state.config, week)
-    tz = state.config.newsletter.tz
-    if as_json:
-        print_json({"week": selection.period.key, "in_window": selection.in_window,
-                    "posts": [{"date": post.published.astimezone(tz).isoformat(),
-                               "category": post.category, "title": post.title,
-                               "url": post.url, "source": post.source}
-                              for post in selection.posts]})
-        return
-    table = Table(title=f"{selection.period.key} · {period_label(selection.period)}")
-    for column in ("date", "category", "title", "source"):
-        table.add_column(column)
-    for post in selection.posts:
-        table.add_row(f"{post.published.astimezone(tz):%a %d %b %H:%M}", post.category or "",
-                      post.title, Path(post.source).name)
-    console.print(table)
-    count = len(selection.posts)
-    console.print(f"{count} post{'' if count == 1 else 's'}"
-                  + (f" (of {selection.in_window}; max_posts caps the issue)"
-                     if selection.in_window > count else ""))
-
-
 def _print_counts(counts: DeliveryCounts) -> None:
     console.print("  ".join(f"{name} {value}" for name, value in counts.as_dict().items()))
 
 
 @cli.command()
-@week_option
+@window_options
+@click.option("--issue", "issue_key", metavar="KEY",
+              help="Resume the issue with this key (as `ainews status` shows it).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Send even with fewer posts than min_posts.")
 @pass_state
-def send(state: AppState, week: str | None, yes: bool, force: bool) -> None:
-    """Send the week's issue to every active subscriber.
+def send(state: AppState, window: pipeline.Window, issue_key: str | None, yes: bool,
+         force: bool) -> None:
+    """Send the issue of the window to every active subscriber.
 
     Safe to run again: it resumes where a previous run stopped and never sends the issue
     twice to anyone it already reached."""
     config = state.config
-    plan = pipeline.plan_send(config, week, force)
+    if issue_key and window != pipeline.Window():
+        raise click.UsageError("--issue names the issue already; leave out --week/--since")
+    plan = pipeline.plan_send(config, window, force, issue_key)
     if plan.pending == 0:
         counts = pipeline.delivery_status(config, plan.period_key) if plan.existing else None
         console.print(f"Nothing to send for {plan.period_key}"
@@ -165,12 +138,12 @@ def send(state: AppState, week: str | None, yes: bool, force: bool) -> None:
     except KeyboardInterrupt:
         counts = pipeline.delivery_status(config, plan.period_key)
         console.print(f"Interrupted: {plan.period_key} sent to {counts.sent} of {counts.total}. "
-                      f"Run `ainews send --week {plan.period_key}` to continue.")
+                      f"Run `ainews send --issue {plan.period_key}` to continue.")
         _print_counts(counts)
         raise SystemExit(130) from None
     console.print(f"{plan.period_key}: sent {counts.sent} of {counts.total}")
     _print_counts(counts)
-    again = f"`ainews send --week {plan.period_key}`"
+    again = f"`ainews send --issue {plan.period_key}`"
     if counts.deferred:
         console.print(f"{counts.deferred} deferred by the server; {again} retries them when "
                       "they are due.")
@@ -199,6 +172,7 @@ def status(state: AppState, issue: str | None, as_json: bool) -> None:
     console.print(table)
 
 
+cli.add_command(posts)
 cli.add_command(subscribers)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -14,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.errors import AinewsError
+from ainews_newsletter.pipeline import Window
 
 console = Console(highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,10 +66,26 @@ def json_option(function: F) -> F:
                         help="Print machine-readable JSON instead of a table.")(function)
 
 
-def week_option(function: F) -> F:
-    return click.option("--week", metavar="YYYY-Www",
-                        help="ISO week in the newsletter timezone, e.g. 2026-W47 "
-                             "[default: the last complete week].")(function)
+def window_options(function: F) -> F:
+    """--week, or --since/--until; the command receives `window` (a pipeline.Window)."""
+    options = [
+        click.option("--week", metavar="YYYY-Www",
+                     help="ISO week in the newsletter timezone, e.g. 2026-W47 [default: "
+                          "[posts] window: the last complete week, or since the last issue]."),
+        click.option("--since", metavar="DATE",
+                     help="Start of a custom window (included), e.g. 2026-11-16."),
+        click.option("--until", metavar="DATE",
+                     help="End of a custom window (excluded), e.g. 2026-11-23."),
+    ]
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, week: str | None, since: str | None, until: str | None,
+                **kwargs: Any) -> Any:
+        return function(*args, window=Window(week=week, since=since, until=until), **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return cast(F, wrapper)
 
 
 def print_json(data: Any) -> None:

@@ -6,9 +6,9 @@ exactly who got the issue, and a second send of the same issue never mails them 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,11 +34,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from ainews_newsletter.database import UTCDateTime
+from ainews_newsletter.database import UTCDateTime, ensure_tables
 from ainews_newsletter.models import (
     DeliveryCounts,
     DeliveryState,
     Period,
+    PostRef,
     Recipient,
     RenderedIssue,
     SendOutcome,
@@ -65,6 +66,18 @@ issues = Table(
     Column("snapshot_at", UTCDateTime(), nullable=True),  # set once the audience is copied
     # One issue per list and period, enforced by the database, not by a process.
     UniqueConstraint("list_id", "period_key", name="uq_issue_list_period"),
+)
+
+# The posts each issue carried, so a later issue never carries them again.
+issue_posts = Table(
+    "issue_posts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("guid", Text, nullable=True),
+    Column("url", Text, nullable=False),  # canonical form
+    Column("title", Text, nullable=False),
 )
 
 deliveries = Table(
@@ -131,7 +144,7 @@ def _issue_record(row: Any) -> IssueRecord:
 class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        ensure_tables(engine, metadata)
 
     # -- issues ---------------------------------------------------------------------------
 
@@ -146,23 +159,62 @@ class Ledger:
             row = connection.execute(select(issues).order_by(issues.c.id.desc()).limit(1)).first()
         return None if row is None else _issue_record(row)
 
-    def create_issue(self, list_id: str, rendered: RenderedIssue, now: datetime) -> IssueRecord:
-        """Freeze the rendered issue. If another process froze this period first, theirs wins
-        and is returned: the unique key makes a second issue for the period impossible."""
+    def create_issue(self, list_id: str, rendered: RenderedIssue, carried: Sequence[PostRef],
+                     now: datetime) -> IssueRecord:
+        """Freeze the rendered issue and the posts it carries. If another process froze this
+        period first, theirs wins and is returned: the unique key makes a second issue for
+        the period impossible."""
         period = rendered.period
         try:
             with self.engine.begin() as connection:
-                connection.execute(issues.insert().values(
+                inserted = connection.execute(issues.insert().values(
                     list_id=list_id, period_key=period.key, period_start=period.start,
                     period_end=period.end, timezone=str(period.start.tzinfo),
                     subject=rendered.subject, preheader=rendered.preheader, html=rendered.html,
                     text=rendered.text, unsubscribe_placeholder=rendered.unsubscribe_placeholder,
                     post_count=rendered.post_count, created_at=now))
+                assert inserted.inserted_primary_key is not None
+                issue_id = inserted.inserted_primary_key[0]
+                if carried:
+                    connection.execute(issue_posts.insert(), [
+                        {"issue_id": issue_id, "guid": ref.guid, "url": ref.url,
+                         "title": ref.title} for ref in carried])
         except IntegrityError:
             pass
         found = self.find_issue(list_id, period.key)
         assert found is not None, "issue row vanished right after insert"
         return found
+
+    def _sent_issues(self, list_id: str) -> Any:
+        """Issues of the list whose send has started (the audience was snapshotted)."""
+        return select(issues.c.id).where(issues.c.list_id == list_id,
+                                         issues.c.snapshot_at.is_not(None))
+
+    def carried_posts(self, list_id: str, except_period: str | None = None,
+                      ) -> list[tuple[str, PostRef]]:
+        """(issue key, post) for every post a sent issue of the list carried."""
+        query = (select(issues.c.period_key, issue_posts.c.guid, issue_posts.c.url,
+                        issue_posts.c.title)
+                 .join(issues, issues.c.id == issue_posts.c.issue_id)
+                 .where(issue_posts.c.issue_id.in_(self._sent_issues(list_id))))
+        if except_period is not None:
+            query = query.where(issues.c.period_key != except_period)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(issues.c.id)).all()
+        return [(row.period_key, PostRef(guid=row.guid, url=row.url, title=row.title))
+                for row in rows]
+
+    def last_sent_period_end(self, list_id: str) -> datetime | None:
+        query = select(func.max(issues.c.period_end)).where(issues.c.id.in_(
+            self._sent_issues(list_id)))
+        with self.engine.connect() as connection:
+            value = connection.execute(query).scalar()
+        # max() over a TypeDecorator column comes back raw on SQLite: make it aware UTC.
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
     # -- audience snapshot ----------------------------------------------------------------
 

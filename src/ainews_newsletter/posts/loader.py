@@ -1,197 +1,63 @@
-"""Read posts from disk. A bad post is an error naming the file and the field; a post is
-never skipped silently, because a missing story is worse than a failed build."""
+"""Read every configured source (Markdown folders and feeds), in the order the config lists
+them: that order decides which copy of a duplicated story is kept."""
 
 from __future__ import annotations
 
-import html
-import math
-import re
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
+from dataclasses import dataclass, field
 
-import frontmatter
-import nh3
-import yaml
-from markdown_it import MarkdownIt
-
-from ainews_newsletter.config import Config
+from ainews_newsletter.config import Config, FeedSource, MarkdownSource
 from ainews_newsletter.errors import PostError
 from ainews_newsletter.models import Post
-
-WORDS_PER_MINUTE = 230
-_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
-# Markdown allows raw HTML; nh3 keeps a safe subset (no script, no event handlers, no
-# javascript: URLs) so a post can never inject markup into the email.
-_ALLOWED_TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "code", "em", "h2", "h3", "h4", "hr", "i", "img",
-    "li", "ol", "p", "pre", "strong", "sub", "sup", "ul",
-}
-_markdown = MarkdownIt("commonmark")
+from ainews_newsletter.posts import feeds
+from ainews_newsletter.posts.markdown import read_markdown_folder
+from ainews_newsletter.posts.text import PostDefaults
 
 
-@dataclass(frozen=True)
-class PostDefaults:
-    """What a post file may leave out, taken from the config."""
-
-    base_url: str
-    tz: ZoneInfo
-    summary_chars: int
+@dataclass
+class Loaded:
+    posts: list[Post] = field(default_factory=list)  # in source order
+    problems: list[PostError] = field(default_factory=list)
+    sources: list[tuple[str, int]] = field(default_factory=list)  # (source, posts read)
 
 
-def sanitize_html(fragment: str) -> str:
-    return nh3.clean(fragment, tags=_ALLOWED_TAGS, url_schemes={"http", "https", "mailto"})
+def defaults_from(config: Config) -> PostDefaults:
+    return PostDefaults(base_url=config.newsletter.base_url, tz=config.newsletter.tz,
+                        summary_chars=config.posts.summary_chars)
 
 
-def html_to_plain(fragment: str) -> str:
-    """Visible text of an HTML fragment, whitespace collapsed."""
-    stripped = nh3.clean(fragment, tags=set())
-    return re.sub(r"\s+", " ", html.unescape(stripped)).strip()
-
-
-def cut_at_word(text: str, limit: int) -> str:
-    """`text` shortened to at most `limit` characters at a word boundary, with an ellipsis."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    if " " in cut:
-        cut = cut[: cut.rindex(" ")]
-    return cut.rstrip(" ,;:.-") + "…"
-
-
-def _first_paragraph(body: str) -> str:
-    tokens = _markdown.parse(body)
-    for index, token in enumerate(tokens):
-        if token.type == "paragraph_open" and index + 1 < len(tokens):
-            inline = tokens[index + 1]
-            return html_to_plain(_markdown.renderer.render([inline], _markdown.options, {}))
-    return ""
-
-
-def _published(value: Any, tz: ZoneInfo, where: str) -> datetime:
-    """Aware UTC time from a front-matter date; a bare date means 00:00 in the newsletter tz."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise PostError(f"{where}: field 'date': cannot parse {value!r} as an ISO 8601 "
-                            "date or time (e.g. 2026-11-18T09:30:00Z)") from None
+def _read_source(config: Config, source: MarkdownSource | FeedSource,
+                 defaults: PostDefaults) -> tuple[list[Post], list[PostError]]:
+    if isinstance(source, MarkdownSource):
+        return read_markdown_folder(config.resolve(source.path), defaults)
     try:
-        if isinstance(value, datetime):
-            aware = value if value.tzinfo is not None else value.replace(tzinfo=tz)
-            return aware.astimezone(UTC)
-        if isinstance(value, date):
-            return datetime.combine(value, time(0), tzinfo=tz).astimezone(UTC)
-    except OverflowError:
-        raise PostError(f"{where}: field 'date': {value} is out of range") from None
-    raise PostError(f"{where}: field 'date': expected an ISO 8601 date, got {value!r}")
+        if source.url is not None:
+            return feeds.parse_feed(feeds.fetch(source.url, config.posts.feed_timeout),
+                                    source.url, defaults)
+        path = config.resolve(source.path or "")
+        return feeds.parse_feed(feeds.read_file(path), str(path), defaults)
+    except PostError as problem:
+        return [], [problem]
 
 
-def _optional_text(meta: dict[str, Any], key: str, where: str) -> str | None:
-    value = meta.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str | int | float):
-        raise PostError(f"{where}: field {key!r}: expected text, got {type(value).__name__}")
-    text = str(value).strip()
-    return text or None
-
-
-def _web_url(meta: dict[str, Any], key: str, where: str) -> str | None:
-    """An http(s) URL or None: a `javascript:` or `file:` link must never reach an email."""
-    value = _optional_text(meta, key, where)
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or any(
-            ch.isspace() for ch in value):
-        raise PostError(f"{where}: field {key!r}: {value!r} is not an absolute http(s) URL")
-    return value
-
-
-def _tags(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, list):
-        raise PostError(f"{where}: field 'tags': expected a list such as [cloud, policy]")
-    return tuple(str(tag).strip() for tag in value if str(tag).strip())
-
-
-def _read(path: Path) -> frontmatter.Post:
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM from a Windows editor is fine
-    except UnicodeDecodeError as exc:
-        raise PostError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
-    if not text.lstrip().startswith("---"):
-        raise PostError(f"{path}: missing front matter: the file must start with a '---' line "
-                        "followed by 'title:' and 'date:'")
-    try:
-        return frontmatter.loads(text)
-    except ValueError as exc:  # YAML of the right shape but impossible, e.g. 2026-02-30
-        raise PostError(f"{path}: front matter: {exc} (a date must exist, e.g. "
-                        "2026-11-18T09:30:00Z)") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PostError(f"{path}:{line}: broken YAML front matter: {problem}") from None
-
-
-def load_post(path: Path, defaults: PostDefaults) -> Post:
-    where = str(path)
-    document = _read(path)
-    meta: dict[str, Any] = dict(document.metadata)
-    title = _optional_text(meta, "title", where)
-    if title is None:
-        raise PostError(f"{where}: field 'title' is required")
-    if "date" not in meta or meta["date"] is None:
-        raise PostError(f"{where}: field 'date' is required")
-    published = _published(meta["date"], defaults.tz, where)
-    slug = _DATE_PREFIX.sub("", path.stem)
-    image = _web_url(meta, "image", where)
-    image_alt = _optional_text(meta, "image_alt", where)
-    if image is not None and image_alt is None:
-        raise PostError(f"{where}: field 'image_alt' is required when 'image' is set "
-                        "(describe the picture for readers who cannot see it)")
-    body = document.content
-    summary = _optional_text(meta, "summary", where) or _first_paragraph(body)
-    words = len(html_to_plain(_markdown.render(body)).split())
-    return Post(
-        title=title,
-        published=published,
-        url=_web_url(meta, "url", where) or f"{defaults.base_url}/posts/{slug}",
-        slug=slug,
-        summary=cut_at_word(summary, defaults.summary_chars),
-        body_html=sanitize_html(_markdown.render(body)),
-        category=_optional_text(meta, "category", where),
-        image=image,
-        image_alt=image_alt,
-        author=_optional_text(meta, "author", where),
-        tags=_tags(meta.get("tags"), where),
-        source=where,
-        reading_minutes=max(1, math.ceil(words / WORDS_PER_MINUTE)),
-    )
-
-
-def load_markdown_folder(folder: Path, defaults: PostDefaults) -> list[Post]:
-    if not folder.is_dir():
-        raise PostError(f"posts folder not found: {folder} (set [posts] sources in the config)")
-    return [load_post(path, defaults) for path in sorted(folder.glob("*.md"))]
+def read_sources(config: Config) -> Loaded:
+    """Every post of every source, and every problem found (for `ainews posts check`)."""
+    loaded = Loaded()
+    defaults = defaults_from(config)
+    for source in config.posts.sources:
+        posts, problems = _read_source(config, source, defaults)
+        loaded.posts.extend(posts)
+        loaded.problems.extend(problems)
+        loaded.sources.append((source.describe(), len(posts)))
+    return loaded
 
 
 def load_posts(config: Config) -> list[Post]:
-    """Every post of every configured source."""
-    defaults = PostDefaults(
-        base_url=config.newsletter.base_url,
-        tz=config.newsletter.tz,
-        summary_chars=config.posts.summary_chars,
-    )
-    posts: list[Post] = []
-    for source in config.posts.sources:
-        posts.extend(load_markdown_folder(config.resolve(source.path), defaults))
-    return posts
+    """Every post, or PostError for the first problem: an issue is never built from a
+    partial set of posts."""
+    loaded = read_sources(config)
+    if loaded.problems:
+        first, more = loaded.problems[0], len(loaded.problems) - 1
+        if more:
+            raise PostError(f"{first} (and {more} more; `ainews posts check` lists them all)")
+        raise first
+    return loaded.posts

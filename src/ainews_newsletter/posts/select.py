@@ -1,60 +1,125 @@
-"""Pure date-window logic: no I/O, no clock. Callers pass `now` and the posts.
-
-Windows are half-open [start, end) and computed in the newsletter's timezone: with the
-newsletter in Europe/Berlin, a post at 23:30 UTC on a Sunday is already Monday 00:30 in Berlin
-and belongs to the next ISO week, while one at 22:30 UTC Sunday still belongs to this one."""
+"""Pure selection: which posts an issue carries, and why the others are left out.
+No I/O, no clock: the caller passes the posts (in source order), the window and what earlier
+issues carried."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-from ainews_newsletter.errors import SelectionError
-from ainews_newsletter.models import Period, Post
-
-_WEEK = re.compile(r"^(\d{4})-?W(\d{1,2})$", re.IGNORECASE)
+from ainews_newsletter.models import Period, Post, PostRef
+from ainews_newsletter.posts.windows import week_containing
 
 
-def week_period(year: int, week: int, tz: ZoneInfo) -> Period:
-    try:
-        monday = date.fromisocalendar(year, week, 1)
-    except ValueError:
-        raise SelectionError(f"{year}-W{week:02d} is not an ISO week of {year}") from None
-    start = datetime.combine(monday, time(0), tzinfo=tz)
-    # Add days on the calendar, not 168 hours: a DST change inside the week makes it 167 or 169.
-    end = datetime.combine(monday + timedelta(days=7), time(0), tzinfo=tz)
-    return Period(key=f"{year}-W{week:02d}", start=start, end=end)
+class Reason(enum.StrEnum):
+    OUT_OF_WINDOW = "out of window"
+    DUPLICATE = "duplicate"
+    ALREADY_SENT = "already sent"
 
 
-def parse_week(text: str, tz: ZoneInfo) -> Period:
-    """'2026-W47' (or '2026W47') → that ISO week in the newsletter timezone."""
-    match = _WEEK.match(text.strip())
-    if match is None:
-        raise SelectionError(f"{text!r} is not an ISO week; use the form 2026-W47")
-    return week_period(int(match.group(1)), int(match.group(2)), tz)
+@dataclass(frozen=True)
+class Excluded:
+    post: Post
+    reason: Reason
+    detail: str  # which post it duplicates, which issue carried it, or the window
 
 
-def week_containing(moment: datetime, tz: ZoneInfo) -> Period:
-    year, week, _ = moment.astimezone(tz).isocalendar()
-    return week_period(year, week, tz)
+@dataclass(frozen=True)
+class Selection:
+    period: Period
+    posts: list[Post]  # carried in full, newest first
+    more: list[Post] = field(default_factory=list)  # over max_posts: listed as links only
+    excluded: list[Excluded] = field(default_factory=list)
+
+    @property
+    def in_window(self) -> int:
+        return len(self.posts) + len(self.more)
 
 
-def last_complete_week(now: datetime, tz: ZoneInfo) -> Period:
-    """The ISO week before the one `now` falls in (in the newsletter timezone)."""
-    current = week_containing(now, tz)
-    return week_containing(current.start - timedelta(days=1), tz)
+def canonical_url(url: str) -> str:
+    """The identity of a link: scheme and host lower-cased, default port, fragment, trailing
+    slash and utm_* tracking parameters dropped, so the same story shared with different
+    tracking or spelling is recognised as one."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    query = urlencode([(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
+                       if not key.lower().startswith("utm_")])
+    return urlunsplit((scheme, host, path, query, ""))
+
+
+def post_ref(post: Post) -> PostRef:
+    return PostRef(guid=post.guid, url=canonical_url(post.url), title=post.title)
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What earlier issues carried: guid → issue key and canonical url → issue key."""
+
+    guids: Mapping[str, str] = field(default_factory=dict)
+    urls: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_refs(cls, refs: Iterable[tuple[str, PostRef]]) -> Carried:
+        guids: dict[str, str] = {}
+        urls: dict[str, str] = {}
+        for issue_key, ref in refs:
+            if ref.guid:
+                guids.setdefault(ref.guid, issue_key)
+            urls.setdefault(ref.url, issue_key)
+        return cls(guids, urls)
+
+    def issue_of(self, post: Post) -> str | None:
+        if post.guid and post.guid in self.guids:
+            return self.guids[post.guid]
+        return self.urls.get(canonical_url(post.url))
+
+
+def _newest_first(posts: list[Post]) -> list[Post]:
+    ordered = sorted(posts, key=lambda post: post.title)  # stable tie-break
+    return sorted(ordered, key=lambda post: post.published, reverse=True)
+
+
+def select(posts: Iterable[Post], period: Period, max_posts: int,
+           carried: Carried | None = None) -> Selection:
+    """Window first, then duplicates (the first source listed wins: same guid, or same
+    canonical url), then posts an earlier issue carried; newest first, capped at max_posts
+    with the rest kept as links."""
+    carried = carried or Carried()
+    excluded: list[Excluded] = []
+    kept: list[Post] = []
+    seen_guids: dict[str, Post] = {}
+    seen_urls: dict[str, Post] = {}
+    for post in posts:
+        if not period.contains(post.published):
+            excluded.append(Excluded(post, Reason.OUT_OF_WINDOW, period.key))
+            continue
+        url = canonical_url(post.url)
+        original = (seen_guids.get(post.guid) if post.guid else None) or seen_urls.get(url)
+        if original is not None:
+            excluded.append(Excluded(post, Reason.DUPLICATE,
+                                     f"same story as {original.source}: {original.title}"))
+            continue
+        if post.guid:
+            seen_guids[post.guid] = post
+        seen_urls[url] = post
+        issue = carried.issue_of(post)
+        if issue is not None:
+            excluded.append(Excluded(post, Reason.ALREADY_SENT, f"carried by issue {issue}"))
+            continue
+        kept.append(post)
+    ordered = _newest_first(kept)
+    return Selection(period=period, posts=ordered[:max_posts], more=ordered[max_posts:],
+                     excluded=excluded)
 
 
 def latest_week_with_posts(posts: Iterable[Post], tz: ZoneInfo) -> Period | None:
     newest = max((post.published for post in posts), default=None)
     return None if newest is None else week_containing(newest, tz)
-
-
-def in_period(posts: Iterable[Post], period: Period) -> list[Post]:
-    """The posts published inside the period, newest first (ties by title for stability)."""
-    chosen = [post for post in posts if period.contains(post.published)]
-    chosen.sort(key=lambda post: post.title)
-    chosen.sort(key=lambda post: post.published, reverse=True)
-    return chosen

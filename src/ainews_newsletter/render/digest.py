@@ -30,16 +30,33 @@ def period_label(period: Period) -> str:
     return f"{first.day} {first:%B %Y} – {last.day} {last:%B %Y}"
 
 
-def compose_issue(period: Period, posts: list[Post], newsletter_name: str) -> Issue:
+def compose_issue(period: Period, posts: list[Post], newsletter_name: str,
+                  more: list[Post] | None = None, group_by_category: bool = False) -> Issue:
     if not posts:
         raise RenderError(f"no posts in {period.key}: nothing to put in an issue")
     lead = posts[0]
-    more = len(posts) - 1
-    subject = f"{lead.title}" + (f" (+{more} more)" if more else "") + f" | {newsletter_name}"
+    others = len(posts) + len(more or ()) - 1
+    subject = f"{lead.title}" + (f" (+{others} more)" if others else "") + f" | {newsletter_name}"
     preheader = lead.summary if len(lead.summary) <= PREHEADER_CHARS else (
         lead.summary[: PREHEADER_CHARS - 1].rsplit(" ", 1)[0] + "…")
     return Issue(period=period, posts=tuple(posts), subject=subject, preheader=preheader,
-                 newsletter_name=newsletter_name)
+                 newsletter_name=newsletter_name, more=tuple(more or ()),
+                 group_by_category=group_by_category)
+
+
+def sections(issue: Issue) -> list[tuple[str | None, list[Post]]]:
+    """The posts as (heading, posts). Ungrouped: one section without a heading. By category:
+    a section per category, ordered by its newest post; posts without one come last under
+    "More news". Within a section, newest first."""
+    if not issue.group_by_category:
+        return [(None, list(issue.posts))]
+    groups: dict[str, list[Post]] = {}
+    for post in issue.posts:  # already newest first, so the first post of a group is newest
+        groups.setdefault(post.category or "", []).append(post)
+    named: list[tuple[str | None, list[Post]]] = [
+        (heading, group) for heading, group in groups.items() if heading]
+    unnamed = groups.get("")
+    return named + ([("More news", unnamed)] if unnamed else [])
 
 
 def _post_context(post: Post, period: Period) -> dict[str, Any]:
@@ -74,6 +91,10 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
             "date_label": period_label(issue.period),
         },
         "posts": [_post_context(post, issue.period) for post in issue.posts],
+        "sections": [{"heading": heading,
+                      "posts": [_post_context(post, issue.period) for post in group]}
+                     for heading, group in sections(issue)],
+        "more": [{"title": post.title, "url": post.url} for post in issue.more],
         "unsubscribe_url": placeholder,
     }
     environment = make_environment(templates_dir)

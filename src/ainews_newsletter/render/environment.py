@@ -14,9 +14,11 @@ from ainews_newsletter.errors import RenderError
 TEXT_WIDTH = 72
 
 
-def wrap(text: str, width: int = TEXT_WIDTH) -> str:
-    """Fold prose at `width` columns; a long URL stays whole on its own line."""
-    return textwrap.fill(str(text), width=width, break_long_words=False, break_on_hyphens=False)
+def wrap(text: str, hang: str = "", width: int = TEXT_WIDTH) -> str:
+    """Fold prose at `width` columns, continuation lines indented by `hang`; a long URL
+    stays whole on its own line."""
+    return textwrap.fill(str(text), width=width, subsequent_indent=hang,
+                         break_long_words=False, break_on_hyphens=False)
 
 
 def _autoescape(template_name: str | None) -> bool:

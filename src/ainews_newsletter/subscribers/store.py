@@ -11,6 +11,7 @@ from sqlalchemy import Engine, Row, func, insert, select, update
 from sqlalchemy import delete as sql_delete
 
 from ainews_newsletter import clock
+from ainews_newsletter.database import ensure_tables
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Recipient, Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
@@ -54,7 +55,7 @@ def _subscriber(row: Row[Any]) -> Subscriber:
 class SubscriberStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        ensure_tables(engine, metadata)
 
     def get(self, address: str) -> Subscriber | None:
         _, normalized = normalize(address)

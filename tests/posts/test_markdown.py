@@ -9,17 +9,21 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ainews_newsletter.errors import PostError
-from ainews_newsletter.posts.loader import (
-    PostDefaults,
-    cut_at_word,
-    load_markdown_folder,
-    load_post,
-)
+from ainews_newsletter.models import Post
+from ainews_newsletter.posts.markdown import load_post, read_markdown_folder
+from ainews_newsletter.posts.text import PostDefaults, cut_at_word
 from tests.conftest import post_text, write_post
 
 REPO = Path(__file__).resolve().parents[2]
 BERLIN = ZoneInfo("Europe/Berlin")
 DEFAULTS = PostDefaults(base_url="https://news.example.org", tz=BERLIN, summary_chars=300)
+
+
+def load_markdown_folder(folder: Path, defaults: PostDefaults) -> list[Post]:
+    posts, problems = read_markdown_folder(folder, defaults)
+    if problems:
+        raise problems[0]
+    return posts
 
 
 def test_sample_posts_are_complete_and_span_three_weeks() -> None:
@@ -79,11 +83,14 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
         load_post(path, DEFAULTS)
 
 
-def test_one_bad_post_fails_the_folder(tmp_path: Path) -> None:
+def test_every_bad_post_of_a_folder_is_reported(tmp_path: Path) -> None:
     write_post(tmp_path, "good.md", post_text("Good", "2026-11-18"))
-    write_post(tmp_path, "bad.md", "---\ntitle: no date\n---\n")
-    with pytest.raises(PostError, match=r"bad\.md"):
-        load_markdown_folder(tmp_path, DEFAULTS)
+    write_post(tmp_path, "bad1.md", "---\ntitle: no date\n---\n")
+    write_post(tmp_path, "bad2.md", "---\ndate: 2026-11-18\n---\n")
+    posts, problems = read_markdown_folder(tmp_path, DEFAULTS)
+    assert [post.title for post in posts] == ["Good"]
+    assert [str(problem).split(": ", 1)[0] for problem in problems] == [
+        str(tmp_path / "bad1.md"), str(tmp_path / "bad2.md")]
 
 
 def test_missing_folder_is_an_error(tmp_path: Path) -> None:

@@ -1,0 +1,113 @@
+"""`ainews posts …`: what an issue would carry, and whether every source reads cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from ainews_newsletter import pipeline
+from ainews_newsletter.cli.common import (
+    AppState,
+    console,
+    fail,
+    json_option,
+    pass_state,
+    print_json,
+    window_options,
+)
+from ainews_newsletter.models import Post
+from ainews_newsletter.posts.loader import read_sources
+from ainews_newsletter.posts.select import Reason
+from ainews_newsletter.render.digest import period_label
+
+
+@click.group()
+def posts() -> None:
+    """Inspect the posts an issue would carry, and check every source."""
+
+
+def _post_json(post: Post, state: AppState) -> dict[str, Any]:
+    return {"date": post.published.astimezone(state.config.newsletter.tz).isoformat(),
+            "category": post.category, "title": post.title, "url": post.url,
+            "source": post.source, "guid": post.guid}
+
+
+def _short_source(source: str) -> str:
+    return source if "://" in source else Path(source).name
+
+
+@posts.command("list")
+@window_options
+@click.option("--all", "show_all", is_flag=True,
+              help="Also list the posts outside the window (JSON always has them).")
+@json_option
+@pass_state
+def posts_list(state: AppState, window: pipeline.Window, show_all: bool, as_json: bool) -> None:
+    """Exactly what the issue would carry, newest first, and what is left out and why:
+    a duplicate of another source's post, already carried by an earlier issue, or out of
+    the window."""
+    selection = pipeline.select_posts(state.config, window)
+    period = selection.period
+    if as_json:
+        print_json({
+            "window": {"key": period.key, "start": period.start.isoformat(),
+                       "end": period.end.isoformat()},
+            "in_window": selection.in_window,
+            "posts": [_post_json(post, state) for post in selection.posts],
+            "more": [_post_json(post, state) for post in selection.more],
+            "excluded": [{**_post_json(item.post, state), "reason": item.reason.value,
+                          "detail": item.detail} for item in selection.excluded],
+        })
+        return
+    tz = state.config.newsletter.tz
+    table = Table(title=f"{period.key} · {period_label(period)}")
+    for column in ("date", "category", "title", "source"):
+        table.add_column(column)
+    for post in [*selection.posts, *selection.more]:
+        more = " (more this week: link only)" if post in selection.more else ""
+        table.add_row(f"{post.published.astimezone(tz):%a %d %b %H:%M}", post.category or "",
+                      post.title + more, _short_source(post.source))
+    console.print(table)
+    count = selection.in_window
+    console.print(f"{count} post{'' if count == 1 else 's'}"
+                  + (f" ({len(selection.more)} beyond max_posts as links)"
+                     if selection.more else ""))
+    shown = [item for item in selection.excluded
+             if show_all or item.reason is not Reason.OUT_OF_WINDOW]
+    if shown:
+        excluded = Table(title="left out")
+        for column in ("title", "source", "reason"):
+            excluded.add_column(column)
+        for item in shown:
+            excluded.add_row(item.post.title, _short_source(item.post.source),
+                             f"{item.reason.value}: {item.detail}")
+        console.print(excluded)
+    outside = sum(item.reason is Reason.OUT_OF_WINDOW for item in selection.excluded)
+    if outside and not show_all:
+        console.print(f"{outside} posts out of window (--all lists them)")
+
+
+@posts.command("check")
+@json_option
+@pass_state
+def posts_check(state: AppState, as_json: bool) -> None:
+    """Read every source and report every problem with its file (or feed) and field.
+    Exit code 1 if there is any."""
+    loaded = read_sources(state.config)
+    if as_json:
+        print_json({"sources": [{"source": source, "posts": count}
+                                for source, count in loaded.sources],
+                    "problems": [str(problem) for problem in loaded.problems]})
+    else:
+        for source, count in loaded.sources:
+            console.print(f"{source}: {count} post{'' if count == 1 else 's'}", soft_wrap=True)
+        for problem in loaded.problems:
+            fail(str(problem))
+        total = len(loaded.problems)
+        console.print("all sources are fine" if not total else
+                      f"{total} problem{'' if total == 1 else 's'}")
+    if loaded.problems:
+        raise SystemExit(1)

@@ -1,0 +1,156 @@
+"""Markdown post files: YAML front matter, then a Markdown body with `##` sections. A bad
+file is an error naming the file and the field; a post is never skipped silently, because a
+missing story is worse than a failed build."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import frontmatter
+import yaml
+from markdown_it import MarkdownIt
+
+from ainews_newsletter.errors import PostError
+from ainews_newsletter.models import Post
+from ainews_newsletter.posts.text import (
+    PostDefaults,
+    check_web_url,
+    cut_at_word,
+    html_to_plain,
+    reading_minutes,
+    sanitize_html,
+)
+
+_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+_markdown = MarkdownIt("commonmark")
+
+
+def _first_paragraph(body: str) -> str:
+    tokens = _markdown.parse(body)
+    for index, token in enumerate(tokens):
+        if token.type == "paragraph_open" and index + 1 < len(tokens):
+            inline = tokens[index + 1]
+            return html_to_plain(_markdown.renderer.render([inline], _markdown.options, {}))
+    return ""
+
+
+def _published(value: Any, tz: ZoneInfo, where: str) -> datetime:
+    """Aware UTC time from a front-matter date; a bare date means 00:00 in the newsletter tz."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise PostError(f"{where}: field 'date': cannot parse {value!r} as an ISO 8601 "
+                            "date or time (e.g. 2026-11-18T09:30:00Z)") from None
+    try:
+        if isinstance(value, datetime):
+            aware = value if value.tzinfo is not None else value.replace(tzinfo=tz)
+            return aware.astimezone(UTC)
+        if isinstance(value, date):
+            return datetime.combine(value, time(0), tzinfo=tz).astimezone(UTC)
+    except OverflowError:
+        raise PostError(f"{where}: field 'date': {value} is out of range") from None
+    raise PostError(f"{where}: field 'date': expected an ISO 8601 date, got {value!r}")
+
+
+def _optional_text(meta: dict[str, Any], key: str, where: str) -> str | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str | int | float):
+        raise PostError(f"{where}: field {key!r}: expected text, got {type(value).__name__}")
+    text = str(value).strip()
+    return text or None
+
+
+def _web_url(meta: dict[str, Any], key: str, where: str) -> str | None:
+    value = _optional_text(meta, key, where)
+    return None if value is None else check_web_url(value, where, key)
+
+
+def _tags(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list):
+        raise PostError(f"{where}: field 'tags': expected a list such as [cloud, policy]")
+    return tuple(str(tag).strip() for tag in value if str(tag).strip())
+
+
+def _read(path: Path) -> frontmatter.Post:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from a Windows editor is fine
+    except UnicodeDecodeError as exc:
+        raise PostError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    if not text.lstrip().startswith("---"):
+        raise PostError(f"{path}: missing front matter: the file must start with a '---' line "
+                        "followed by 'title:' and 'date:'")
+    try:
+        return frontmatter.loads(text)
+    except ValueError as exc:  # YAML of the right shape but impossible, e.g. 2026-02-30
+        raise PostError(f"{path}: front matter: {exc} (a date must exist, e.g. "
+                        "2026-11-18T09:30:00Z)") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PostError(f"{path}:{line}: broken YAML front matter: {problem}") from None
+
+
+def load_post(path: Path, defaults: PostDefaults) -> Post:
+    where = str(path)
+    document = _read(path)
+    meta: dict[str, Any] = dict(document.metadata)
+    title = _optional_text(meta, "title", where)
+    if title is None:
+        raise PostError(f"{where}: field 'title' is required")
+    if "date" not in meta or meta["date"] is None:
+        raise PostError(f"{where}: field 'date' is required")
+    published = _published(meta["date"], defaults.tz, where)
+    slug = _DATE_PREFIX.sub("", path.stem)
+    image = _web_url(meta, "image", where)
+    image_alt = _optional_text(meta, "image_alt", where)
+    if image is not None and image_alt is None:
+        raise PostError(f"{where}: field 'image_alt' is required when 'image' is set "
+                        "(describe the picture for readers who cannot see it)")
+    body = document.content
+    summary = _optional_text(meta, "summary", where) or _first_paragraph(body)
+    body_html = sanitize_html(_markdown.render(body))
+    return Post(
+        title=title,
+        published=published,
+        url=_web_url(meta, "url", where) or f"{defaults.base_url}/posts/{slug}",
+        slug=slug,
+        summary=cut_at_word(summary, defaults.summary_chars),
+        body_html=body_html,
+        category=_optional_text(meta, "category", where),
+        image=image,
+        image_alt=image_alt,
+        author=_optional_text(meta, "author", where),
+        tags=_tags(meta.get("tags"), where),
+        source=where,
+        reading_minutes=reading_minutes(html_to_plain(body_html)),
+    )
+
+
+def read_markdown_folder(folder: Path, defaults: PostDefaults,
+                         ) -> tuple[list[Post], list[PostError]]:
+    """Every post of the folder, and a problem per bad file (all of them, not the first)."""
+    if not folder.is_dir():
+        return [], [PostError(f"posts folder not found: {folder} (set [posts] sources in the "
+                              "config)")]
+    posts: list[Post] = []
+    problems: list[PostError] = []
+    for path in sorted(folder.glob("*.md")):
+        try:
+            posts.append(load_post(path, defaults))
+        except PostError as problem:
+            problems.append(problem)
+        except OSError as exc:
+            problems.append(PostError(f"{path}: cannot read: {exc.strerror}"))
+    return posts, problems

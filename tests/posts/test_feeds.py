@@ -1,0 +1,151 @@
+"""RSS 2.0 and Atom feeds from local fixture files and from a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ainews_newsletter.errors import PostError
+from ainews_newsletter.posts.feeds import fetch, parse_feed
+from ainews_newsletter.posts.text import PostDefaults
+
+FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
+DEFAULTS = PostDefaults(base_url="https://news.example.org", tz=ZoneInfo("Europe/Berlin"),
+                        summary_chars=300)
+
+
+def _parse(name: str) -> tuple[list, list]:  # type: ignore[type-arg]
+    return parse_feed((FEEDS / name).read_bytes(), name, DEFAULTS)
+
+
+def test_rss_items_become_posts() -> None:
+    posts, problems = _parse("ai-wire.rss")
+    assert problems == []
+    gpu = posts[0]
+    assert gpu.title == "GPU Spot Prices Fall for a Third Week"
+    assert gpu.published == datetime(2026, 11, 17, 9, 0, tzinfo=UTC)
+    assert gpu.guid == "wire-001"
+    assert gpu.url == "https://wire.example.com/stories/gpu-prices"
+    assert gpu.category == "Hardware"
+    assert gpu.source == "ai-wire.rss"
+    # HTML sanitized, then flattened into the lead; template syntax stays text.
+    assert gpu.summary.startswith("Rental prices for data-centre GPUs slipped again, the third")
+    assert "{{ 7*7 }}" in gpu.summary
+    assert "<" not in gpu.summary and "alert" not in gpu.summary
+    assert "<script" not in gpu.body_html and "<b>the third weekly fall</b>" in gpu.body_html
+    no_guid = posts[1]
+    assert no_guid.guid is None and no_guid.url.startswith("HTTPS://News.Example.org")
+
+
+def test_atom_dates_ids_and_html_titles() -> None:
+    posts, problems = _parse("lab-notes.atom")
+    assert problems == []
+    by_title = {post.title: post for post in posts}
+    syndicated = by_title["Open Model Tops Leaderboard (Lab Notes)"]
+    assert syndicated.published == datetime(2026, 11, 19, 11, 0, tzinfo=UTC)  # from <updated>
+    robots = by_title["Robots Learn to Fold Laundry & Towels"]  # HTML title flattened
+    assert robots.published == datetime(2026, 11, 21, 15, 0, tzinfo=UTC)  # published wins
+    assert robots.guid == "tag:labnotes.example.org,2026:entry-7"
+    assert robots.author == "Lab Notes Staff" and robots.category == "Research"
+    assert robots.summary == "A household robot learned to fold towels from forty demonstrations."
+    assert "More detail follows." in robots.body_html  # the body is the full content
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("broken.rss", "broken.rss: not a valid RSS or Atom feed (XML error"),
+    ("not-a-feed.xml", "not-a-feed.xml: not an RSS or Atom feed"),
+])
+def test_documents_that_are_not_feeds(name: str, message: str) -> None:
+    posts, problems = _parse(name)
+    assert posts == [] and len(problems) == 1
+    assert str(problems[0]).startswith(f"feed {message}")
+
+
+def test_an_item_without_a_date_is_a_problem_not_a_silent_skip() -> None:
+    posts, problems = _parse("undated.rss")
+    assert [post.title for post in posts] == ["Has a date"]
+    assert [str(problem) for problem in problems] == [
+        "feed undated.rss: item 2 (undated-b): field 'published': the item has no published "
+        "or updated date"]
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("<item><link>https://x.example/a</link><pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate>"
+     "</item>", "field 'title' is required"),
+    ("<item><title>T</title><guid isPermaLink='false'>g</guid>"
+     "<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate></item>", "field 'link'"),
+    ("<item><title>T</title><link>javascript:alert(1)</link>"
+     "<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate></item>", "not an absolute http(s) URL"),
+])
+def test_bad_items_name_the_field(item: str, message: str) -> None:
+    document = f"<rss version='2.0'><channel><title>c</title>{item}</channel></rss>".encode()
+    posts, problems = parse_feed(document, "inline.rss", DEFAULTS)
+    assert posts == [] and len(problems) == 1
+    assert str(problems[0]).startswith("feed inline.rss: item 1") and message in str(problems[0])
+
+
+# -- over HTTP -----------------------------------------------------------------------------
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/slow.rss":
+            time.sleep(2)
+        if self.path in ("/ai-wire.rss", "/slow.rss"):
+            body = (FEEDS / "ai-wire.rss").read_bytes()
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/rss+xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (the timeout test)
+        else:
+            self.send_error(404, "Not Found")
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def feed_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetch_over_http(feed_server: str) -> None:
+    posts, problems = parse_feed(fetch(f"{feed_server}/ai-wire.rss", 5), "wire", DEFAULTS)
+    assert problems == [] and len(posts) == 4
+
+
+def test_fetch_404_names_the_feed(feed_server: str) -> None:
+    with pytest.raises(PostError, match=rf"feed {feed_server}/gone.rss: the server answered 404"):
+        fetch(f"{feed_server}/gone.rss", 5)
+
+
+def test_fetch_timeout_names_the_feed_and_the_setting(feed_server: str) -> None:
+    with pytest.raises(PostError, match=r"slow\.rss: no answer within 0\.3s .*feed_timeout"):
+        fetch(f"{feed_server}/slow.rss", 0.3)
+
+
+def test_fetch_refused_names_the_feed() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(PostError, match=rf"feed http://127.0.0.1:{port}/x.rss: cannot be reached"):
+        fetch(f"http://127.0.0.1:{port}/x.rss", 2)
