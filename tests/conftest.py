@@ -34,8 +34,10 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
         if name.upper().startswith("AINEWS_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+    had_data = (REPO / "data").exists()
     yield
     dispose_all()
+    assert had_data or not (REPO / "data").exists(), "a test wrote a database into the repo"
 
 
 # -- posts ---------------------------------------------------------------------------------

@@ -36,3 +36,26 @@ def test_ci_runs_the_readme_test_command_unweakened() -> None:
 def test_scripts_are_executable() -> None:
     for path in (REPO / ".ci" / "run", REPO / "scripts" / "test"):
         assert path.stat().st_mode & 0o111, path
+
+
+def test_posts_list_json_example_matches_the_real_output(tmp_path: Path) -> None:
+    """The README's `ainews posts list --json` example has the keys the command prints."""
+    import json
+
+    from click.testing import CliRunner
+
+    from ainews_newsletter.cli import app
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    example = json.loads(readme.split("`ainews posts list --json` shows exactly that:", 1)[1]
+                         .split("```json\n", 1)[1].split("```", 1)[0])
+    result = CliRunner().invoke(app.cli, ["--config", str(REPO / "config.toml"), "posts", "list",
+                                          "--week", "2026-W47", "--json"],
+                           env={"AINEWS_STORAGE__URL": f"sqlite:///{tmp_path / 'a.db'}"})
+    real = json.loads(result.output)
+    assert set(example) == set(real)
+    assert set(example["window"]) == set(real["window"])
+    assert set(example["posts"][0]) == set(real["posts"][0])
+    assert set(example["excluded"][0]) == set(real["excluded"][0])
+    assert example["posts"][0]["date"] == real["posts"][0]["date"]
+    assert example["in_window"] == real["in_window"]

@@ -17,7 +17,9 @@ from ainews_newsletter.delivery.message import build_message, message_id
 from ainews_newsletter.models import Recipient, RenderedIssue
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = load_config(REPO / "config.toml", environ={})
+# The shipped config, with a throwaway database: tests never write into the repository.
+CONFIG = load_config(REPO / "config.toml", environ={},
+                     overrides={"storage": {"url": "sqlite:///:memory:"}})
 DATE = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 
 

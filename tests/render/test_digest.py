@@ -23,7 +23,8 @@ W47 = pipeline.Window(week="2026-W47")
 
 @pytest.fixture(scope="module")
 def sample() -> tuple[pipeline.Selection, RenderedIssue]:
-    config = load_config(REPO / "config.toml", environ={})
+    config = load_config(REPO / "config.toml", environ={},
+                         overrides={"storage": {"url": "sqlite:///:memory:"}})
     selection = pipeline.select_posts(config, W47)
     return selection, pipeline.render_selection(config, selection)
 
