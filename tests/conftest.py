@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import http.server
 import sqlite3
 import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -218,6 +221,42 @@ def smtp_server() -> Iterator[SmtpServer]:
         yield SmtpServer(handler, controller.port)
     finally:
         controller.stop()
+
+
+# -- HTTP feeds ----------------------------------------------------------------------------
+
+class _FeedHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/slow.rss":
+            time.sleep(2)
+        if self.path in ("/ai-wire.rss", "/slow.rss"):
+            body = (REPO / "tests" / "fixtures" / "feeds" / "ai-wire.rss").read_bytes()
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/rss+xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (the timeout test)
+        else:
+            self.send_error(404, "Not Found")
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def feed_server() -> Iterator[str]:
+    """An HTTP server on loopback: /ai-wire.rss, /slow.rss (answers after 2 s), else 404."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FeedHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def smtp_env(server: SmtpServer) -> dict[str, str]:

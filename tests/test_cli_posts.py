@@ -295,3 +295,16 @@ def test_bad_source_config(project: Project, source: str, message: str) -> None:
     project.write_config(f"[posts]\nsources = [{source}]\n")
     result = project.run("posts", "list")
     assert result.exit_code == 1 and message in result.stderr
+
+
+def test_feed_url_through_the_cli_and_its_timeout(project: Project, feed_server: str) -> None:
+    project.write_config(f'[posts]\nfeed_timeout = 0.5\nsources = [\n'
+                         f'  {{ type = "feed", url = "{feed_server}/ai-wire.rss" }},\n]\n')
+    data = _listing(project, "--week", "2026-W47")
+    assert [post["title"] for post in data["posts"]][-1] == "GPU Spot Prices Fall for a Third Week"
+    project.write_config(f'[posts]\nfeed_timeout = 0.5\nsources = [\n'
+                         f'  {{ type = "feed", url = "{feed_server}/slow.rss" }},\n]\n')
+    result = project.run("build", "--week", "2026-W47")
+    assert result.exit_code == 1
+    assert _lines(result.stderr) == [f"error: feed {feed_server}/slow.rss: no answer within "
+                                     "0.5s ([posts] feed_timeout)"]

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -92,39 +88,6 @@ def test_bad_items_name_the_field(item: str, message: str) -> None:
 
 
 # -- over HTTP -----------------------------------------------------------------------------
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.path == "/slow.rss":
-            time.sleep(2)
-        if self.path in ("/ai-wire.rss", "/slow.rss"):
-            body = (FEEDS / "ai-wire.rss").read_bytes()
-            try:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/rss+xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up waiting (the timeout test)
-        else:
-            self.send_error(404, "Not Found")
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-
-@pytest.fixture
-def feed_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
 
 def test_fetch_over_http(feed_server: str) -> None:
     posts, problems = parse_feed(fetch(f"{feed_server}/ai-wire.rss", 5), "wire", DEFAULTS)
