@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 from datetime import UTC, datetime
@@ -84,11 +85,18 @@ def test_message_id_is_stable_per_issue_and_subscriber(rendered: RenderedIssue) 
                                                                        "2026-W47", 1)
 
 
-@pytest.mark.parametrize("name", [
+ENCODED_CRLF = "=?utf-8?b?" + base64.b64encode(b"Eve\r\nBcc: victim@example.net").decode() + "?="
+INJECTIONS = [
     "Eve\r\nBcc: victim@example.net",
     "Eve\nX-Injected: yes",
     "Eve\x00\u2028X-Injected: yes",
-])
+    "Eve\u2029\u0085X-Injected: yes",
+    ENCODED_CRLF,  # the stdlib would decode this into a raw CR LF
+    "=?utf-8?q?Eve=0D=0ABcc=3A_victim=40example.net?=",
+]
+
+
+@pytest.mark.parametrize("name", INJECTIONS)
 def test_names_cannot_create_headers(rendered: RenderedIssue, name: str) -> None:
     raw, message = _roundtrip(rendered, Recipient(3, "eve@example.com", name, "t3"))
     assert message["Bcc"] is None and message["X-Injected"] is None
@@ -104,3 +112,15 @@ def test_huge_names_keep_every_header_line_short(rendered: RenderedIssue) -> Non
     # a space between them. The name is truncated to MAX_HEADER_TEXT either way.
     shown = message["To"].addresses[0].display_name.replace(" ", "")
     assert shown.startswith("B" * 150) and shown.endswith("…") and len(shown) == 200
+
+
+@pytest.mark.parametrize("title", INJECTIONS)
+def test_titles_cannot_create_headers(rendered: RenderedIssue, title: str) -> None:
+    from dataclasses import replace
+
+    evil = replace(rendered, subject=title)
+    raw, message = _roundtrip(evil, Recipient(5, "r@example.com", title, "t5"))
+    assert message["Bcc"] is None and message["X-Injected"] is None
+    assert b"\r\nBcc:" not in raw and b"\r\nX-Injected:" not in raw
+    assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
+    assert message.defects == [] and all(not part.defects for part in message.iter_parts())

@@ -33,8 +33,12 @@ def _one_line(text: str) -> str:
 
 
 def header_safe(text: str) -> str:
-    """One line of at most MAX_HEADER_TEXT characters, with nothing that could end a header."""
-    flat = _one_line(text)
+    """One line of at most MAX_HEADER_TEXT characters, with nothing that could end a header.
+
+    "=?" is broken up too: the stdlib decodes RFC 2047 encoded words in a value it is given,
+    so a title like "=?utf-8?b?SGkNCkJjYzog...?=" would otherwise turn into a raw CR LF and a
+    new header on the way out."""
+    flat = _one_line(text).replace("=?", "= ?")
     return flat if len(flat) <= MAX_HEADER_TEXT else flat[: MAX_HEADER_TEXT - 1] + "…"
 
 
