@@ -166,6 +166,44 @@ class PostsConfig(_Section):
     feed_timeout: float = Field(default=10, gt=0, le=300)  # seconds, per feed URL
 
 
+class RenderConfig(_Section):
+    # UTM parameters for post links, e.g. "weekly-{issue}" (the issue key replaces {issue}).
+    # Unset: links go out exactly as the posts have them.
+    utm_campaign: str | None = None
+    utm_source: str = "newsletter"
+    utm_medium: str = "email"
+
+    def utm_for(self, issue_key: str) -> dict[str, str]:
+        if not self.utm_campaign:
+            return {}
+        return {"utm_source": self.utm_source, "utm_medium": self.utm_medium,
+                "utm_campaign": self.utm_campaign.replace("{issue}", issue_key)}
+
+
+class LintConfig(_Section):
+    # Score the sample message with SpamAssassin (`spamassassin -L -t`) when it is installed.
+    spamassassin: bool = True
+
+
+class DkimConfig(_Section):
+    # Sign every message when all three are set; the public key goes in DNS at
+    # <selector>._domainkey.<domain>.
+    selector: str | None = None
+    domain: str | None = None
+    private_key_path: str | None = None
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> DkimConfig:
+        given = [self.selector, self.domain, self.private_key_path]
+        if any(given) and not all(given):
+            raise ValueError("set all of selector, domain and private_key_path, or none")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.selector and self.domain and self.private_key_path)
+
+
 class StorageConfig(_Section):
     url: str = "sqlite:///data/ainews.db"
 
@@ -216,6 +254,9 @@ class Config(BaseSettings):
 
     newsletter: NewsletterConfig = Field(default_factory=NewsletterConfig)
     posts: PostsConfig = Field(default_factory=PostsConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    lint: LintConfig = Field(default_factory=LintConfig)
+    dkim: DkimConfig = Field(default_factory=DkimConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
+from ainews_newsletter.delivery.dkim import Signer, make_signer
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger, RetryPolicy
 from ainews_newsletter.delivery.message import build_message, unsubscribe_url
 from ainews_newsletter.delivery.sender import Progress, SendSettings, deliver
@@ -39,7 +40,8 @@ from ainews_newsletter.posts.windows import (
     parse_week,
     since_last_issue,
 )
-from ainews_newsletter.render.digest import compose_issue, render_issue
+from ainews_newsletter.render.digest import RenderOptions, compose_issue, render_issue
+from ainews_newsletter.render.lint import Finding, lint_issue
 from ainews_newsletter.subscribers.store import SubscriberStore
 
 # The subscriber list an issue goes to: one list until lists arrive. It keys the issue in the
@@ -90,7 +92,8 @@ def select_posts(config: Config, window: Window) -> Selection:
     return select(load_posts(config), period, config.posts.max_posts, Carried.from_refs(refs))
 
 
-def render_selection(config: Config, selection: Selection, force: bool = False) -> RenderedIssue:
+def render_selection(config: Config, selection: Selection, force: bool = False,
+                     timings: dict[str, float] | None = None) -> RenderedIssue:
     count, minimum = selection.in_window, config.posts.min_posts
     if count < max(minimum, 1) and not (force and count):
         raise SelectionError(f"only {count} posts in window, min_posts is {minimum} "
@@ -99,7 +102,10 @@ def render_selection(config: Config, selection: Selection, force: bool = False) 
     issue = compose_issue(selection.period, selection.posts, config.newsletter.name,
                           more=selection.more,
                           group_by_category=config.posts.group_by == "category")
-    return render_issue(issue, config.newsletter, config.templates_dir)
+    key = selection.period.key
+    options = RenderOptions(number=open_ledger(config).issue_number(DEFAULT_LIST, key),
+                            utm=config.render.utm_for(key))
+    return render_issue(issue, config.newsletter, config.templates_dir, options, timings)
 
 
 def carried_refs(selection: Selection) -> tuple[PostRef, ...]:
@@ -119,11 +125,35 @@ def open_ledger(config: Config) -> Ledger:
     return Ledger(engine_for(config.database_url))
 
 
+def message_signer(config: Config) -> Signer | None:
+    dkim = config.dkim
+    if not (dkim.selector and dkim.domain and dkim.private_key_path):
+        return None
+    return make_signer(dkim.selector, dkim.domain, config.resolve(dkim.private_key_path))
+
+
+def sample_recipient(config: Config) -> Recipient:
+    """The first active subscriber, or a stand-in when the list is empty."""
+    return next(open_subscribers(config).iter_recipients(batch_size=1), SAMPLE_RECIPIENT)
+
+
+def sample_message(config: Config, rendered: RenderedIssue, recipient: Recipient) -> bytes:
+    """The exact bytes `recipient` would receive (signed when DKIM is configured)."""
+    raw = build_message(rendered, recipient, config.newsletter, clock.now()).as_bytes()
+    signer = message_signer(config)
+    return signer(raw) if signer else raw
+
+
+def lint(config: Config, rendered: RenderedIssue) -> list[Finding]:
+    message = sample_message(config, rendered, sample_recipient(config))
+    return lint_issue(rendered, config.newsletter.postal_address, message,
+                      spamassassin=config.lint.spamassassin)
+
+
 def write_build(config: Config, rendered: RenderedIssue, out_dir: Path) -> dict[str, Path]:
     """issue.html and issue.txt (as rendered, placeholder filled for a sample reader) and
     issue.eml, the full message the first active subscriber would receive."""
-    recipient = next(open_subscribers(config).iter_recipients(batch_size=1), SAMPLE_RECIPIENT)
-    message = build_message(rendered, recipient, config.newsletter, clock.now())
+    recipient = sample_recipient(config)
     html_part, text_part = rendered.personalize(
         unsubscribe_url(config.newsletter, recipient.token))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +161,7 @@ def write_build(config: Config, rendered: RenderedIssue, out_dir: Path) -> dict[
              "eml": out_dir / "issue.eml"}
     files["html"].write_text(html_part, encoding="utf-8")
     files["text"].write_text(text_part, encoding="utf-8")
-    files["eml"].write_bytes(message.as_bytes())
+    files["eml"].write_bytes(sample_message(config, rendered, recipient))
     return files
 
 
@@ -208,6 +238,7 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
         batch_size=config.delivery.batch_size,
         rate_per_second=config.smtp.rate_per_second,
         claim_timeout=timedelta(seconds=config.delivery.claim_timeout_seconds),
+        signer=message_signer(config),
     )
     return deliver(issue, ledger, transport or make_transport(config), config.newsletter,
                    settings, open_subscribers(config).active_among, on_result)

@@ -167,10 +167,13 @@ def test_two_senders_at_once_mail_everyone_exactly_once(
     addresses = _subscribe(config, 10)
     smtp_server.handler.data_delay = 0.05  # slow server: both senders overlap for sure
     errors: list[BaseException] = []
+    both_planned = threading.Barrier(2, timeout=30)
 
     def run() -> None:
         try:
-            pipeline.execute_send(config, pipeline.plan_send(config, W47))
+            plan = pipeline.plan_send(config, W47)
+            both_planned.wait()  # start delivering together, as two cron runs would
+            pipeline.execute_send(config, plan)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -22,8 +22,10 @@ from ainews_newsletter.cli.common import (
 from ainews_newsletter.cli.posts import posts
 from ainews_newsletter.cli.subscribers import subscribers
 from ainews_newsletter.demo import run_demo
+from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.models import DeliveryCounts, DeliveryState
 from ainews_newsletter.render.digest import period_label
+from ainews_newsletter.render.lint import Finding, Severity, has_errors
 
 
 @click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,13 +88,26 @@ def build(state: AppState, window: pipeline.Window, out_dir: Path, force: bool) 
     """Render the issue to OUT/issue.html, issue.txt and issue.eml (the full message as the
     first subscriber would receive it). Sends nothing."""
     started = time.perf_counter()
-    rendered = pipeline.build(state.config, window, force)
+    timings: dict[str, float] = {}
+    rendered = pipeline.render_selection(state.config,
+                                         pipeline.select_posts(state.config, window), force,
+                                         timings)
     files = pipeline.write_build(state.config, rendered, out_dir)
     elapsed = time.perf_counter() - started
+    stages = ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in timings.items())
     console.print(f"{rendered.period.key} ({period_label(rendered.period)}): "
-                  f"{rendered.post_count} posts, built in {elapsed:.2f}s")
+                  f"{rendered.post_count} posts, built in {elapsed:.2f}s ({stages})")
     for path in files.values():
         console.print(f"  {path}  {path.stat().st_size:,} bytes", soft_wrap=True)
+    _print_findings(pipeline.lint(state.config, rendered))
+
+
+def _print_findings(findings: list[Finding]) -> None:
+    if not findings:
+        console.print("lint: no findings")
+    for finding in findings:
+        style = "bold red" if finding.severity is Severity.ERROR else "yellow"
+        console.print(f"[{style}]lint {finding}[/]", soft_wrap=True, markup=True)
 
 
 def _print_counts(counts: DeliveryCounts) -> None:
@@ -104,7 +119,8 @@ def _print_counts(counts: DeliveryCounts) -> None:
 @click.option("--issue", "issue_key", metavar="KEY",
               help="Resume the issue with this key (as `ainews status` shows it).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--force", is_flag=True, help="Send even with fewer posts than min_posts.")
+@click.option("--force", is_flag=True,
+              help="Send even with fewer posts than min_posts or with lint errors.")
 @pass_state
 def send(state: AppState, window: pipeline.Window, issue_key: str | None, yes: bool,
          force: bool) -> None:
@@ -124,6 +140,12 @@ def send(state: AppState, window: pipeline.Window, issue_key: str | None, yes: b
         if counts:
             _print_counts(counts)
         return
+    if plan.existing is None or plan.existing.snapshot_at is None:
+        findings = pipeline.lint(config, plan.rendered)
+        if findings:
+            _print_findings(findings)
+        if has_errors(findings) and not force:
+            raise AinewsError("lint errors block the send (fix them, or --force to send anyway)")
     verb = "Resume" if plan.existing else "Send"
     question = (f"{verb} {plan.period_key} “{plan.subject}” ({plan.post_count} posts) to "
                 f"{plan.pending} subscribers via {pipeline.make_transport(config).describe()}?")

@@ -204,6 +204,17 @@ class Ledger:
         return [(row.period_key, PostRef(guid=row.guid, url=row.url, title=row.title))
                 for row in rows]
 
+    def issue_number(self, list_id: str, period_key: str) -> int:
+        """The number an issue for `period_key` has or would get: its place among the list's
+        issues by creation, counting from 1."""
+        with self.engine.connect() as connection:
+            own = connection.execute(select(issues.c.id).where(
+                issues.c.list_id == list_id, issues.c.period_key == period_key)).scalar()
+            earlier = select(func.count()).select_from(issues).where(issues.c.list_id == list_id)
+            if own is not None:
+                earlier = earlier.where(issues.c.id < own)
+            return int(connection.execute(earlier).scalar_one()) + 1
+
     def last_sent_period_end(self, list_id: str) -> datetime | None:
         query = select(func.max(issues.c.period_end)).where(issues.c.id.in_(
             self._sent_issues(list_id)))

@@ -11,6 +11,7 @@ from email.errors import MessageError
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import NewsletterConfig
+from ainews_newsletter.delivery.dkim import Signer
 from ainews_newsletter.delivery.ledger import Delivery, IssueRecord, Ledger, RetryPolicy
 from ainews_newsletter.delivery.message import build_message
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
@@ -28,6 +29,7 @@ class SendSettings:
     batch_size: int
     rate_per_second: float  # 0 = no limit
     claim_timeout: timedelta
+    signer: Signer | None = None  # DKIM
 
 
 class RateLimiter:
@@ -47,10 +49,13 @@ class RateLimiter:
 
 
 def _send_one(delivery: Delivery, issue: IssueRecord, ledger: Ledger, transport: Transport,
-              newsletter: NewsletterConfig, limiter: RateLimiter) -> SendOutcome:
+              newsletter: NewsletterConfig, limiter: RateLimiter,
+              signer: Signer | None) -> SendOutcome:
     try:
         message = build_message(issue.rendered, delivery.recipient, newsletter,
                                 issue.created_at).as_bytes()
+        if signer is not None:
+            message = signer(message)
     except (MessageError, ValueError, UnicodeError) as exc:
         # One unbuildable message (a stored address from before validation tightened, say)
         # must not stop the send for everyone after it.
@@ -83,7 +88,7 @@ def deliver(issue: IssueRecord, ledger: Ledger, transport: Transport,
                                           "not sent: no longer an active subscriber")
                 else:
                     outcome = _send_one(delivery, issue, ledger, transport, newsletter,
-                                        limiter)
+                                        limiter, settings.signer)
                 state = ledger.record(delivery, outcome, clock.now(), settings.policy)
                 if on_result is not None:
                     on_result(state)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ainews_newsletter.config import NewsletterConfig
 from ainews_newsletter.errors import RenderError
@@ -59,11 +63,32 @@ def sections(issue: Issue) -> list[tuple[str | None, list[Post]]]:
     return named + ([("More news", unnamed)] if unnamed else [])
 
 
-def _post_context(post: Post, period: Period) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RenderOptions:
+    number: int = 1  # the issue's number, shown in the masthead
+    utm: Mapping[str, str] = field(default_factory=dict)  # added to post links if set
+
+
+def with_utm(url: str, utm: Mapping[str, str]) -> str:
+    """`url` with utm_* parameters set (replacing any the post already had)."""
+    if not utm:
+        return url
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
+             if key not in utm]
+    return urlunsplit(parts._replace(query=urlencode([*query, *utm.items()])))
+
+
+def archive_url(base_url: str, period: Period) -> str:
+    """Where the web archive (`ainews serve`) shows the issue: the "View in browser" link."""
+    return f"{base_url}/issues/{quote(period.key)}"
+
+
+def _post_context(post: Post, period: Period, utm: Mapping[str, str]) -> dict[str, Any]:
     local: datetime = post.published.astimezone(period.start.tzinfo)
     return {
         "title": post.title,
-        "url": post.url,
+        "url": with_utm(post.url, utm),
         "category": post.category,
         "image": post.image,
         "image_alt": post.image_alt,
@@ -74,10 +99,24 @@ def _post_context(post: Post, period: Period) -> dict[str, Any]:
     }
 
 
-def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path) -> RenderedIssue:
+def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path,
+                 options: RenderOptions | None = None,
+                 timings: dict[str, float] | None = None) -> RenderedIssue:
     """Render both parts once. The unsubscribe URL is a random placeholder that
-    `RenderedIssue.personalize` replaces per recipient, so N recipients cost one render."""
+    `RenderedIssue.personalize` replaces per recipient, so N recipients cost one render.
+    `timings`, if given, receives the seconds spent in each stage."""
+    options = options or RenderOptions()
+    utm = options.utm
     placeholder = f"https://unsubscribe.invalid/{secrets.token_hex(12)}"
+    clock_start = time.perf_counter()
+    stages = timings if timings is not None else {}
+
+    def lap(stage: str) -> None:
+        nonlocal clock_start
+        now = time.perf_counter()
+        stages[stage] = now - clock_start
+        clock_start = now
+
     context: dict[str, Any] = {
         "newsletter": {
             "name": newsletter.name,
@@ -86,21 +125,28 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
         },
         "issue": {
             "key": issue.period.key,
+            "number": options.number,
             "subject": issue.subject,
             "preheader": issue.preheader,
             "date_label": period_label(issue.period),
+            "archive_url": archive_url(newsletter.base_url, issue.period),
         },
-        "posts": [_post_context(post, issue.period) for post in issue.posts],
+        "posts": [_post_context(post, issue.period, utm) for post in issue.posts],
         "sections": [{"heading": heading,
-                      "posts": [_post_context(post, issue.period) for post in group]}
+                      "posts": [_post_context(post, issue.period, utm) for post in group]}
                      for heading, group in sections(issue)],
-        "more": [{"title": post.title, "url": post.url} for post in issue.more],
+        "more": [{"title": post.title, "url": with_utm(post.url, utm)} for post in issue.more],
         "unsubscribe_url": placeholder,
     }
     environment = make_environment(templates_dir)
     mjml_source = render_template(environment, HTML_TEMPLATE, context)
-    html = inline_css(mjml_to_html(mjml_source))
+    lap("template")
+    compiled = mjml_to_html(mjml_source)
+    lap("mjml")
+    html = inline_css(compiled)
+    lap("inline")
     text = tidy(render_template(environment, TEXT_TEMPLATE, context))
+    lap("text")
     if placeholder not in html or placeholder not in text:
         raise RenderError("the templates must contain the unsubscribe link "
                           "({{ unsubscribe_url }}) in both the HTML and the text part")
