@@ -140,3 +140,28 @@ def test_render_issue_uses_templates_beside_the_config(project: Project) -> None
     issue = compose_issue(parse_week("2026-W47", config.newsletter.tz),
                           pipeline.select_posts(config, W47).posts, "N")
     assert "Leave this list" in render_issue(issue, config.newsletter, config.templates_dir).html
+
+
+def test_utm_parameters_on_post_links_only(project: Project) -> None:
+    project.write_config('[render]\nutm_campaign = "weekly-{issue}"\n')
+    write_post(project.posts, "2026-11-19-tracked.md", post_text(
+        "Tracked", "2026-11-19T10:00:00Z", url="https://x.example/a?utm_source=old&id=7"))
+    config = load_config(project.config_path, environ={})
+    html, text = pipeline.build(config, W47).personalize("https://news.example.org/u/t")
+    assert ('href="https://news.example.org/posts/monday?utm_source=newsletter&amp;'
+            'utm_medium=email&amp;utm_campaign=weekly-2026-W47"') in html
+    assert ("https://x.example/a?id=7&utm_source=newsletter&utm_medium=email&"
+            "utm_campaign=weekly-2026-W47") in text  # the post's own utm_source replaced
+    assert 'href="https://news.example.org/u/t"' in html  # unsubscribe link untouched
+    assert 'href="https://news.example.org/issues/2026-W47"' in html  # so is the archive
+
+
+def test_masthead_numbers_issues_and_links_the_archive(project: Project) -> None:
+    config = load_config(project.config_path, environ={})
+    rendered = pipeline.build(config, W47)
+    assert "Issue #1 · 16–22 November 2026" in rendered.text
+    assert "View in your browser: https://news.example.org/issues/2026-W47" in rendered.text
+    ledger = pipeline.open_ledger(config)
+    ledger.create_issue(pipeline.DEFAULT_LIST, pipeline.build(
+        config, pipeline.Window(week="2026-W46")), (), rendered.period.start)
+    assert "Issue #2 ·" in pipeline.build(config, W47).text  # after one earlier issue

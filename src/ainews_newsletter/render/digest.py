@@ -105,8 +105,6 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
     """Render both parts once. The unsubscribe URL is a random placeholder that
     `RenderedIssue.personalize` replaces per recipient, so N recipients cost one render.
     `timings`, if given, receives the seconds spent in each stage."""
-    options = options or RenderOptions()
-    utm = options.utm
     placeholder = f"https://unsubscribe.invalid/{secrets.token_hex(12)}"
     clock_start = time.perf_counter()
     stages = timings if timings is not None else {}
@@ -117,7 +115,29 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
         stages[stage] = now - clock_start
         clock_start = now
 
-    context: dict[str, Any] = {
+    context = issue_context(issue, newsletter, options or RenderOptions(), placeholder)
+    environment = make_environment(templates_dir)
+    mjml_source = render_template(environment, HTML_TEMPLATE, context)
+    lap("template")
+    compiled = mjml_to_html(mjml_source)
+    lap("mjml")
+    html = inline_css(compiled)
+    lap("inline")
+    text = tidy(render_template(environment, TEXT_TEMPLATE, context))
+    lap("text")
+    if placeholder not in html or placeholder not in text:
+        raise RenderError("the templates must contain the unsubscribe link "
+                          "({{ unsubscribe_url }}) in both the HTML and the text part")
+    return RenderedIssue(period=issue.period, subject=issue.subject, preheader=issue.preheader,
+                         html=html, text=text, unsubscribe_placeholder=placeholder,
+                         post_count=len(issue.posts))
+
+
+def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOptions,
+                  unsubscribe_placeholder: str) -> dict[str, Any]:
+    """What the templates see (documented at the top of digest.mjml.j2)."""
+    utm = options.utm
+    return {
         "newsletter": {
             "name": newsletter.name,
             "base_url": newsletter.base_url,
@@ -136,20 +156,5 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
                       "posts": [_post_context(post, issue.period, utm) for post in group]}
                      for heading, group in sections(issue)],
         "more": [{"title": post.title, "url": with_utm(post.url, utm)} for post in issue.more],
-        "unsubscribe_url": placeholder,
+        "unsubscribe_url": unsubscribe_placeholder,
     }
-    environment = make_environment(templates_dir)
-    mjml_source = render_template(environment, HTML_TEMPLATE, context)
-    lap("template")
-    compiled = mjml_to_html(mjml_source)
-    lap("mjml")
-    html = inline_css(compiled)
-    lap("inline")
-    text = tidy(render_template(environment, TEXT_TEMPLATE, context))
-    lap("text")
-    if placeholder not in html or placeholder not in text:
-        raise RenderError("the templates must contain the unsubscribe link "
-                          "({{ unsubscribe_url }}) in both the HTML and the text part")
-    return RenderedIssue(period=issue.period, subject=issue.subject, preheader=issue.preheader,
-                         html=html, text=text, unsubscribe_placeholder=placeholder,
-                         post_count=len(issue.posts))

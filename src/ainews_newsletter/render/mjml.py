@@ -23,6 +23,9 @@ def inline_css(html: str) -> str:
     inliner = premailer.Premailer(
         html,
         keep_style_tags=True,  # media queries for phones only work from a <style> block
+        # MJML's mobile rules and our dark palette must beat the inlined styles: keep
+        # their !important (premailer strips it by default).
+        strip_important=False,
         remove_classes=False,
         disable_validation=True,
         allow_network=False,
