@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ainews_newsletter.errors import ConfigError
 from ainews_newsletter.delivery.dkim import make_signer
+from ainews_newsletter.errors import ConfigError
 from tests.conftest import Project, SmtpServer, smtp_env
 
 
