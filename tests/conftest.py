@@ -7,6 +7,7 @@ import asyncio
 import email
 import email.policy
 import http.server
+import os
 import sqlite3
 import textwrap
 import threading
@@ -41,8 +42,6 @@ def update_snapshots(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No AINEWS_* variable of the developer's shell leaks in; no stray ./config.toml."""
-    import os
-
     for name in list(os.environ):
         if name.upper().startswith("AINEWS_"):
             monkeypatch.delenv(name)
@@ -89,6 +88,7 @@ def write_post(folder: Path, name: str, text: str) -> Path:
 class Project:
     root: Path
     runner: CliRunner = field(default_factory=CliRunner)
+    storage_url: str | None = None  # None: the config's SQLite file in the project
 
     @property
     def config_path(self) -> Path:
@@ -118,12 +118,26 @@ class Project:
         # SpamAssassin takes a second or more per lint; the tests that are about it turn
         # it back on with AINEWS_LINT__SPAMASSASSIN=true.
         env = {"AINEWS_LINT__SPAMASSASSIN": "false", **(env or {})}
+        if self.storage_url is not None:
+            env.setdefault("AINEWS_STORAGE__URL", self.storage_url)
         return self.runner.invoke(app.cli, ["--config", str(self.config_path), *args],
                                   input=input, env=env, catch_exceptions=False)
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.database) as connection:
-            return connection.execute(sql, params).fetchall()
+        """Run SQL (with ? placeholders) on the project's database, SQLite or PostgreSQL."""
+        if self.storage_url is None:
+            with sqlite3.connect(self.database) as connection:
+                return connection.execute(sql, params).fetchall()
+        from sqlalchemy import text
+
+        from ainews_newsletter.database import engine_for
+
+        named = sql
+        for index in range(len(params)):
+            named = named.replace("?", f":p{index}", 1)
+        with engine_for(self.storage_url).begin() as connection:
+            result = connection.execute(text(named), {f"p{i}": v for i, v in enumerate(params)})
+            return [tuple(row) for row in result] if result.returns_rows else []
 
 
 @pytest.fixture
@@ -270,6 +284,82 @@ def feed_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+POSTGRES_TABLES = ("deliveries", "issue_posts", "issues", "memberships", "suppressions",
+                   "lists", "subscribers")
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A private PostgreSQL cluster for the test session: Debian's binaries (installed by
+    ./scripts/test), a throwaway data folder, a Unix socket only, no TCP port. Yields the
+    SQLAlchemy URL of an empty database."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    binaries = _postgres_bin()
+    if binaries is None:
+        pytest.fail("PostgreSQL is missing: ./scripts/test installs Debian's postgresql")
+    root = Path(tempfile.mkdtemp(prefix="ainews-pg-"))
+    root.chmod(0o755)
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    data, socket_dir, port = root / "data", root, "54329"
+    subprocess.run([*run_as, str(binaries / "initdb"), "-D", str(data), "-A", "trust",
+                    "-U", "ainews", "-E", "UTF8", "--no-sync"], check=True,
+                   capture_output=True)
+    options = (f"-c listen_addresses='' -k {socket_dir} -p {port} -c fsync=off "
+               "-c synchronous_commit=off -c full_page_writes=off")
+    subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-o", options,
+                    "-l", str(root / "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        import psycopg
+
+        with psycopg.connect(host=str(socket_dir), port=port, user="ainews", dbname="postgres",
+                             autocommit=True) as connection:
+            connection.execute("CREATE DATABASE ainews_test")
+        yield f"postgresql+psycopg://ainews@/ainews_test?host={socket_dir}&port={port}"
+    finally:
+        subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], check=False, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs twice: on a fresh SQLite file and on a freshly emptied
+    PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'ainews.db'}"
+    url: str = request.getfixturevalue("postgres_server")
+    from sqlalchemy import text
+
+    from ainews_newsletter.database import engine_for, ensure_schema
+
+    engine = engine_for(url)
+    ensure_schema(engine)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(POSTGRES_TABLES)} RESTART IDENTITY "
+                                "CASCADE"))
+    return url
+
+
+@pytest.fixture
+def any_project(project: Project, database_url: str) -> Project:
+    """The project fixture on SQLite and on PostgreSQL."""
+    project.storage_url = database_url
+    return project
 
 
 def smtp_env(server: SmtpServer) -> dict[str, str]:

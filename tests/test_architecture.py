@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = "ainews_newsletter"
 SRC = Path(__file__).resolve().parent.parent / "src" / PACKAGE
-LEAVES = {"models", "errors", "config", "clock", "database", "resources"}
+LEAVES = {"models", "errors", "config", "clock", "database", "resources", "migrations"}
 ROOMS = {"posts", "render", "subscribers", "delivery"}
 ORCHESTRATORS = {"pipeline", "demo"}
 ENTRY_POINTS = {"cli", "schedule", "web", "__main__"}

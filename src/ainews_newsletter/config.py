@@ -204,6 +204,11 @@ class DkimConfig(_Section):
         return bool(self.selector and self.domain and self.private_key_path)
 
 
+class SubscribersConfig(_Section):
+    # The list `ainews send` sends to and that `subscribers add/import` use without --list.
+    default_list: str = Field(default="newsletter", min_length=1, max_length=100)
+
+
 class StorageConfig(_Section):
     url: str = "sqlite:///data/ainews.db"
 
@@ -257,6 +262,7 @@ class Config(BaseSettings):
     render: RenderConfig = Field(default_factory=RenderConfig)
     lint: LintConfig = Field(default_factory=LintConfig)
     dkim: DkimConfig = Field(default_factory=DkimConfig)
+    subscribers: SubscribersConfig = Field(default_factory=SubscribersConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from sqlalchemy.types import TypeDecorator
 
+from ainews_newsletter import migrations
 from ainews_newsletter.errors import ConfigError
 
 _engines: dict[str, Engine] = {}
@@ -52,26 +53,51 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
-_created: set[tuple[int, int]] = set()
-_create_lock = threading.Lock()
+# The newest migration in migrations/versions; tests/test_migrations.py keeps them in step.
+SCHEMA_HEAD = "0001"
+_migrated: set[int] = set()
+_migrate_lock = threading.Lock()
 
 
-def ensure_tables(engine: Engine, metadata: MetaData) -> None:
-    """Create missing tables once per engine and process. Two processes starting on a fresh
-    database both see a table missing and both CREATE it; the loser's "already exists" is
-    harmless, so it checks again instead of failing."""
-    key = (id(engine), id(metadata))
-    with _create_lock:
-        if key in _created:
+def schema_version(engine: Engine) -> str | None:
+    """The migration the database is at, or None for an empty database."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
+    """Run every migration the database lacks; returns (version before, version after)."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    before = schema_version(engine)
+    settings = AlembicConfig()
+    settings.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    for attempt in range(3):
+        try:
+            with engine.begin() as connection:
+                settings.attributes["connection"] = connection
+                command.upgrade(settings, "head")
+            break
+        except (OperationalError, ProgrammingError) as exc:
+            # Two processes starting on a fresh database both migrate; the loser's "already
+            # exists" is harmless: look again, and the second look finds the schema current.
+            if "already exists" not in str(exc) or attempt == 2:
+                raise
+    return before, schema_version(engine) or SCHEMA_HEAD
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Bring the database to the newest schema, once per engine and process. The common case
+    (already current) costs one query."""
+    with _migrate_lock:
+        if id(engine) in _migrated:
             return
-        for attempt in range(3):
-            try:
-                metadata.create_all(engine)
-                break
-            except (OperationalError, ProgrammingError) as exc:
-                if "already exists" not in str(exc) or attempt == 2:
-                    raise
-        _created.add(key)
+        if schema_version(engine) != SCHEMA_HEAD:
+            upgrade_schema(engine)
+        _migrated.add(id(engine))
 
 
 def dispose_all() -> None:
@@ -79,7 +105,7 @@ def dispose_all() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
-    _created.clear()
+    _migrated.clear()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -20,7 +20,8 @@ from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.models import DeliveryCounts, DeliveryState
 from ainews_newsletter.posts.loader import load_posts
 from ainews_newsletter.posts.select import latest_week_with_posts
-from ainews_newsletter.subscribers.csvio import read_subscriber_csv
+from ainews_newsletter.subscribers.formats import open_subscriber_file
+from ainews_newsletter.subscribers.importer import import_rows
 
 MARKER = ".ainews-demo"  # proves a folder is ours to reset
 
@@ -66,11 +67,12 @@ def run_demo(folder: Path, on_result: Callable[[DeliveryState], None] | None = N
             "delivery": {"backend": "smtp"},
         })
         try:
-            rows, rejects = read_subscriber_csv(folder / "subscribers/sample.csv")
-            if rejects:
-                raise AinewsError(f"sample subscribers: line {rejects[0].line}: "
-                                  f"{rejects[0].reason}")
-            pipeline.open_subscribers(config).import_rows(rows, source="demo")
+            opened = open_subscriber_file(folder / "subscribers/sample.csv")
+            summary = import_rows(pipeline.open_subscribers(config), opened.rows,
+                                  source="demo")
+            if summary.rejects:
+                first = summary.rejects[0]
+                raise AinewsError(f"sample subscribers: line {first.line}: {first.reason}")
             period = latest_week_with_posts(load_posts(config), config.newsletter.tz)
             if period is None:
                 raise AinewsError("the sample posts folder is empty")

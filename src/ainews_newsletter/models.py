@@ -4,9 +4,10 @@ under the renderer or the sender."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,17 @@ class RenderedIssue:
 
 
 class SubscriberStatus(enum.StrEnum):
-    PENDING = "pending"
-    ACTIVE = "active"
-    UNSUBSCRIBED = "unsubscribed"
-    BOUNCED = "bounced"
-    COMPLAINED = "complained"
+    PENDING = "pending"  # signed up, not confirmed yet: receives nothing
+    ACTIVE = "active"  # receives every issue of their lists
+    UNSUBSCRIBED = "unsubscribed"  # left; an import never brings them back
+    BOUNCED = "bounced"  # the address does not take mail
+    COMPLAINED = "complained"  # marked an issue as spam
+
+    @property
+    def has_left(self) -> bool:
+        """Statuses only the subscriber (or a resubscribe by hand) can undo."""
+        return self in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED,
+                        SubscriberStatus.COMPLAINED)
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,9 @@ class Subscriber:
     created_at: datetime
     unsubscribed_at: datetime | None = None
     source: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    confirmed_at: datetime | None = None
+    lists: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
@@ -29,7 +28,6 @@ from ainews_newsletter.models import (
     PostRef,
     Recipient,
     RenderedIssue,
-    SubscriberStatus,
 )
 from ainews_newsletter.posts.loader import load_posts
 from ainews_newsletter.posts.select import Carried, Selection, post_ref, select
@@ -44,10 +42,6 @@ from ainews_newsletter.render.digest import RenderOptions, compose_issue, render
 from ainews_newsletter.render.lint import Finding, lint_issue
 from ainews_newsletter.subscribers.store import SubscriberStore
 
-# The subscriber list an issue goes to: one list until lists arrive. It keys the issue in the
-# ledger and is deliberately not the List-Id header, which follows the newsletter's name: a
-# renamed newsletter must not send an already-sent week again.
-DEFAULT_LIST = "default"
 # Who issue.eml is addressed to when the list is still empty.
 SAMPLE_RECIPIENT = Recipient(subscriber_id=0, email="reader@example.com", name="Sample Reader",
                              token="sample-token")
@@ -66,6 +60,13 @@ class Window:
         return cls(week=week)
 
 
+def audience_list(config: Config) -> str:
+    """The subscriber list issues go to ([subscribers] default_list). It keys the issue in
+    the ledger and is deliberately not the List-Id header, which follows the newsletter's
+    name: a renamed newsletter must not send an already-sent week again."""
+    return config.subscribers.default_list
+
+
 def resolve_period(config: Config, window: Window) -> Period:
     tz = config.newsletter.tz
     if window.week and (window.since or window.until):
@@ -79,7 +80,7 @@ def resolve_period(config: Config, window: Window) -> Period:
         return between(parse_moment(window.since, tz, "--since"),
                        parse_moment(window.until, tz, "--until"), tz)
     if config.posts.window == "since-last-issue":
-        last_end = open_ledger(config).last_sent_period_end(DEFAULT_LIST)
+        last_end = open_ledger(config).last_sent_period_end(audience_list(config))
         return since_last_issue(last_end, clock.now(), tz)
     return last_complete_week(clock.now(), tz)
 
@@ -88,7 +89,7 @@ def select_posts(config: Config, window: Window) -> Selection:
     """The posts the issue would carry, and every other post with the reason it is left out.
     Posts carried by an earlier sent issue (of another period) are never carried again."""
     period = resolve_period(config, window)
-    refs = open_ledger(config).carried_posts(DEFAULT_LIST, except_period=period.key)
+    refs = open_ledger(config).carried_posts(audience_list(config), except_period=period.key)
     return select(load_posts(config), period, config.posts.max_posts, Carried.from_refs(refs))
 
 
@@ -103,7 +104,7 @@ def render_selection(config: Config, selection: Selection, force: bool = False,
                           more=selection.more,
                           group_by_category=config.posts.group_by == "category")
     key = selection.period.key
-    options = RenderOptions(number=open_ledger(config).issue_number(DEFAULT_LIST, key),
+    options = RenderOptions(number=open_ledger(config).issue_number(audience_list(config), key),
                             utm=config.render.utm_for(key))
     return render_issue(issue, config.newsletter, config.templates_dir, options, timings)
 
@@ -118,7 +119,7 @@ def build(config: Config, window: Window, force: bool = False) -> RenderedIssue:
 
 
 def open_subscribers(config: Config) -> SubscriberStore:
-    return SubscriberStore(engine_for(config.database_url))
+    return SubscriberStore(engine_for(config.database_url), audience_list(config))
 
 
 def open_ledger(config: Config) -> Ledger:
@@ -187,11 +188,12 @@ class SendPlan:
     carried: tuple[PostRef, ...] = ()  # the posts a new issue carries, remembered on freeze
 
 
-def _find_issue(ledger: Ledger, key: str, tz: ZoneInfo) -> IssueRecord | None:
-    found = ledger.find_issue(DEFAULT_LIST, key)
+def _find_issue(config: Config, ledger: Ledger, key: str) -> IssueRecord | None:
+    found = ledger.find_issue(audience_list(config), key)
     if found is None:  # "2026w47" for "2026-W47"
         with suppress(SelectionError):
-            found = ledger.find_issue(DEFAULT_LIST, parse_week(key, tz).key)
+            found = ledger.find_issue(audience_list(config),
+                                      parse_week(key, config.newsletter.tz).key)
     return found
 
 
@@ -201,23 +203,23 @@ def plan_send(config: Config, window: Window, force: bool = False,
     else the issue of the window, frozen already or to be built now."""
     ledger = open_ledger(config)
     if issue_key is not None:
-        existing = _find_issue(ledger, issue_key, config.newsletter.tz)
+        existing = _find_issue(config, ledger, issue_key)
         if existing is None:
             raise AinewsError(f"no issue {issue_key!r} in the ledger")
         period_key = existing.rendered.period.key
     else:
         period_key = resolve_period(config, window).key
-        existing = ledger.find_issue(DEFAULT_LIST, period_key)
+        existing = ledger.find_issue(audience_list(config), period_key)
     if existing is not None:
         counts = ledger.counts(existing.id)
         pending = (counts.queued + counts.deferred + counts.sending
                    if existing.snapshot_at is not None
-                   else open_subscribers(config).count(SubscriberStatus.ACTIVE))
+                   else open_subscribers(config).count_recipients())
         return SendPlan(period_key, existing.rendered.subject, existing.rendered.post_count,
                         pending, existing, existing.rendered)
     selection = select_posts(config, window)
     rendered = render_selection(config, selection, force)
-    audience = open_subscribers(config).count(SubscriberStatus.ACTIVE)
+    audience = open_subscribers(config).count_recipients()
     return SendPlan(period_key, rendered.subject, rendered.post_count, audience, None,
                     rendered, carried_refs(selection))
 
@@ -227,10 +229,11 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     """Freeze the issue (once per list and period), snapshot the audience (once), deliver
     every due row. Safe to run again: recipients already sent are never sent again."""
     ledger = open_ledger(config)
-    issue = plan.existing or ledger.create_issue(DEFAULT_LIST, plan.rendered, plan.carried,
+    issue = plan.existing or ledger.create_issue(audience_list(config), plan.rendered, plan.carried,
                                                  clock.now())
     if issue.snapshot_at is None:
-        recipients = open_subscribers(config).iter_recipients(config.delivery.batch_size)
+        recipients = open_subscribers(config).iter_recipients(
+            batch_size=config.delivery.batch_size)
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size)
     settings = SendSettings(
         policy=RetryPolicy(config.delivery.max_attempts, config.delivery.retry_base_seconds,
@@ -251,7 +254,7 @@ def delivery_status(config: Config, issue_key: str | None) -> DeliveryCounts:
         if issue is None:
             raise AinewsError("no issue has been sent yet (run `ainews send`)")
     else:
-        issue = _find_issue(ledger, issue_key, config.newsletter.tz)
+        issue = _find_issue(config, ledger, issue_key)
         if issue is None:
             raise AinewsError(f"no issue {issue_key!r} in the ledger (`ainews status` shows "
                               "the latest)")

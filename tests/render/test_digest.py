@@ -162,6 +162,6 @@ def test_masthead_numbers_issues_and_links_the_archive(project: Project) -> None
     assert "Issue #1 · 16–22 November 2026" in rendered.text
     assert "View in your browser: https://news.example.org/issues/2026-W47" in rendered.text
     ledger = pipeline.open_ledger(config)
-    ledger.create_issue(pipeline.DEFAULT_LIST, pipeline.build(
+    ledger.create_issue(pipeline.audience_list(config), pipeline.build(
         config, pipeline.Window(week="2026-W46")), (), rendered.period.start)
     assert "Issue #2 ·" in pipeline.build(config, W47).text  # after one earlier issue

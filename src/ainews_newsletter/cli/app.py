@@ -21,6 +21,7 @@ from ainews_newsletter.cli.common import (
 )
 from ainews_newsletter.cli.posts import posts
 from ainews_newsletter.cli.subscribers import subscribers
+from ainews_newsletter.database import engine_for, upgrade_schema
 from ainews_newsletter.demo import run_demo
 from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.models import DeliveryCounts, DeliveryState
@@ -192,6 +193,21 @@ def status(state: AppState, issue: str | None, as_json: bool) -> None:
         table.add_row(delivery_state.value, str(getattr(counts, delivery_state.value)))
     table.add_row("total", str(counts.total))
     console.print(table)
+
+
+@cli.group()
+def db() -> None:
+    """The database schema (migrations run by themselves on start; this is for doing it by
+    hand, e.g. before starting several senders)."""
+
+
+@db.command()
+@pass_state
+def upgrade(state: AppState) -> None:
+    """Apply every migration the database lacks."""
+    before, after = upgrade_schema(engine_for(state.config.database_url))
+    console.print(f"schema at {after}" + (f" (was {before or 'empty'})" if before != after
+                                          else " (already current)"))
 
 
 cli.add_command(posts)

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from ainews_newsletter.database import UTCDateTime, ensure_tables
+from ainews_newsletter.database import UTCDateTime, ensure_schema
 from ainews_newsletter.models import (
     DeliveryCounts,
     DeliveryState,
@@ -144,7 +144,7 @@ def _issue_record(row: Any) -> IssueRecord:
 class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        ensure_tables(engine, metadata)
+        ensure_schema(engine)
 
     # -- issues ---------------------------------------------------------------------------
 

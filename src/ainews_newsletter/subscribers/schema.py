@@ -1,8 +1,9 @@
-"""Tables of the subscribers room (SQLAlchemy Core)."""
+"""Tables of the subscribers room (SQLAlchemy Core). The migrations in migrations/versions
+build them; tests/test_migrations.py checks the two agree."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Column, ForeignKey, Integer, MetaData, String, Table, Text
 
 from ainews_newsletter.database import UTCDateTime
 
@@ -12,13 +13,42 @@ subscribers = Table(
     "subscribers",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("email", String(320), nullable=False),  # as the subscriber typed it
+    Column("email", String(320), nullable=False),  # as given (ASCII form of an IDN domain)
     Column("email_normalized", String(320), nullable=False, unique=True),
     Column("name", Text, nullable=True),
     Column("status", String(16), nullable=False, index=True),
+    Column("attributes", JSON, nullable=True),
     Column("token", String(64), nullable=False, unique=True),
-    Column("source", String(64), nullable=True),  # cli, import:<file>, web
+    Column("source", String(64), nullable=True),  # cli, import:<file>, web, demo
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("confirmed_at", UTCDateTime(), nullable=True),
     Column("unsubscribed_at", UTCDateTime(), nullable=True),
+)
+
+lists = Table(
+    "lists",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"),
+           primary_key=True, index=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# Addresses never to send to. Keyed by address, not by subscriber, so it survives `remove`.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email_normalized", String(320), primary_key=True),
+    Column("reason", String(32), nullable=False),  # unsubscribed, bounced, complained, manual
+    Column("created_at", UTCDateTime(), nullable=False),
 )

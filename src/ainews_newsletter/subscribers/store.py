@@ -1,69 +1,136 @@
 """The subscriber store (SQLAlchemy Core). Every write is one transaction: a failure leaves
-the list as it was. An unsubscribe is never undone by an import."""
+the list as it was. An unsubscribe is never undone by an import, and an address on the
+suppression list is never made active again except by `resubscribe`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Row, func, insert, select, update
-from sqlalchemy import delete as sql_delete
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ainews_newsletter import clock
-from ainews_newsletter.database import ensure_tables
+from ainews_newsletter.database import ensure_schema
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Recipient, Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
-from ainews_newsletter.subscribers.schema import metadata, subscribers
+from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 from ainews_newsletter.subscribers.tokens import new_token
 
 
 @dataclass(frozen=True)
-class ImportRow:
-    line: int
-    email: str
-    name: str | None
+class ListInfo:
+    name: str
+    description: str | None
+    members: int
+    active: int
 
 
-@dataclass
-class ImportSummary:
-    imported: int = 0  # new rows
-    updated: int = 0  # existing rows whose name changed
-    unchanged: int = 0  # existing rows left as they were (including unsubscribed ones)
-    duplicates: int = 0  # the same address again within the file
-
-    def as_dict(self) -> dict[str, int]:
-        return {"imported": self.imported, "updated": self.updated,
-                "unchanged": self.unchanged, "duplicates": self.duplicates}
-
-
-def _subscriber(row: Row[Any]) -> Subscriber:
+def _subscriber(row: Any, list_names: tuple[str, ...] = ()) -> Subscriber:
     return Subscriber(
-        id=row.id,
-        email=row.email,
-        email_normalized=row.email_normalized,
-        name=row.name,
-        status=SubscriberStatus(row.status),
-        token=row.token,
-        created_at=row.created_at,
-        unsubscribed_at=row.unsubscribed_at,
-        source=row.source,
-    )
+        id=row.id, email=row.email, email_normalized=row.email_normalized, name=row.name,
+        status=SubscriberStatus(row.status), token=row.token, created_at=row.created_at,
+        unsubscribed_at=row.unsubscribed_at, source=row.source,
+        attributes=dict(row.attributes or {}), confirmed_at=row.confirmed_at, lists=list_names)
+
+
+def insert_ignoring_conflicts(connection: Connection, table: Any, rows: list[dict[str, Any]],
+                              ) -> None:
+    """INSERT … ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
+    if not rows:
+        return
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
 
 class SubscriberStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, default_list: str = "newsletter") -> None:
         self.engine = engine
-        ensure_tables(engine, metadata)
+        self.default_list = default_list
+        ensure_schema(engine)
+
+    # -- lists ----------------------------------------------------------------------------
+
+    def list_id(self, connection: Connection, name: str | None) -> int:
+        """The id of list `name` (the default list when None). The default list is created
+        on first use; any other must exist (`ainews subscribers lists add`)."""
+        wanted = name or self.default_list
+        found = connection.execute(select(lists.c.id).where(lists.c.name == wanted)).scalar()
+        if found is not None:
+            return int(found)
+        if wanted != self.default_list:
+            raise SubscriberError(f"no list named {wanted!r} (create it with `ainews "
+                                  f"subscribers lists add {wanted}`)")
+        insert_ignoring_conflicts(connection, lists, [{
+            "name": wanted, "description": "the default list", "created_at": clock.now()}])
+        return int(connection.execute(select(lists.c.id).where(lists.c.name == wanted))
+                   .scalar_one())
+
+    def add_list(self, name: str, description: str | None = None) -> None:
+        name = name.strip()
+        if not name or len(name) > 100:
+            raise SubscriberError("a list name needs 1 to 100 characters")
+        with self.engine.begin() as connection:
+            if connection.execute(select(lists.c.id).where(lists.c.name == name)).first():
+                raise SubscriberError(f"list {name!r} exists already")
+            connection.execute(insert(lists).values(name=name, description=description,
+                                                    created_at=clock.now()))
+
+    def remove_list(self, name: str) -> int:
+        """Delete a list and its memberships (not the subscribers). Returns members it had."""
+        with self.engine.begin() as connection:
+            list_id = self.list_id(connection, name)
+            members = connection.execute(select(func.count()).select_from(memberships)
+                                         .where(memberships.c.list_id == list_id)).scalar_one()
+            connection.execute(delete(memberships).where(memberships.c.list_id == list_id))
+            connection.execute(delete(lists).where(lists.c.id == list_id))
+        return int(members)
+
+    def lists(self) -> list[ListInfo]:
+        with self.engine.begin() as connection:
+            self.list_id(connection, None)  # the default list always shows
+            member_count = (select(func.count()).select_from(memberships)
+                            .where(memberships.c.list_id == lists.c.id).scalar_subquery())
+            active_count = (select(func.count()).select_from(
+                memberships.join(subscribers, subscribers.c.id == memberships.c.subscriber_id))
+                .where(memberships.c.list_id == lists.c.id,
+                       subscribers.c.status == SubscriberStatus.ACTIVE.value)
+                .scalar_subquery())
+            rows = connection.execute(select(lists.c.name, lists.c.description,
+                                             member_count.label("members"),
+                                             active_count.label("active"))
+                                      .order_by(lists.c.name)).all()
+        return [ListInfo(row.name, row.description, int(row.members), int(row.active))
+                for row in rows]
+
+    # -- one subscriber -------------------------------------------------------------------
+
+    def _lists_of(self, connection: Connection, subscriber_id: int) -> tuple[str, ...]:
+        rows = connection.execute(
+            select(lists.c.name).join(memberships, memberships.c.list_id == lists.c.id)
+            .where(memberships.c.subscriber_id == subscriber_id).order_by(lists.c.name)).all()
+        return tuple(row.name for row in rows)
 
     def get(self, address: str) -> Subscriber | None:
         _, normalized = normalize(address)
         with self.engine.connect() as connection:
             row = connection.execute(
-                select(subscribers).where(subscribers.c.email_normalized == normalized)
-            ).first()
-        return None if row is None else _subscriber(row)
+                select(subscribers).where(subscribers.c.email_normalized == normalized)).first()
+            return None if row is None else _subscriber(row, self._lists_of(connection, row.id))
 
     def require(self, address: str) -> Subscriber:
         found = self.get(address)
@@ -71,39 +138,92 @@ class SubscriberStore:
             raise SubscriberError(f"no subscriber with address {address.strip()!r}")
         return found
 
-    def add(self, address: str, name: str | None = None, source: str = "cli") -> Subscriber:
+    def suppression(self, address: str) -> str | None:
+        """Why the address is suppressed, or None."""
+        _, normalized = normalize(address)
+        with self.engine.connect() as connection:
+            reason = connection.execute(select(suppressions.c.reason).where(
+                suppressions.c.email_normalized == normalized)).scalar()
+        return None if reason is None else str(reason)
+
+    def add(self, address: str, name: str | None = None, list_name: str | None = None,
+            status: SubscriberStatus = SubscriberStatus.ACTIVE, source: str = "cli",
+            ) -> Subscriber:
+        """Add a subscriber to a list (the default list when None). A known address is added
+        to the list; being on it already is an error, and so is a suppressed address."""
         given, normalized = normalize(address)
         now = clock.now()
         with self.engine.begin() as connection:
-            existing = connection.execute(
-                select(subscribers.c.status).where(subscribers.c.email_normalized == normalized)
-            ).first()
-            if existing is not None:
-                raise SubscriberError(f"{given!r} is already on the list "
-                                      f"(status {existing.status})")
-            connection.execute(insert(subscribers).values(
-                email=given, email_normalized=normalized, name=(name or "").strip() or None,
-                status=SubscriberStatus.ACTIVE.value, token=new_token(), source=source,
-                created_at=now, updated_at=now,
-            ))
+            list_id = self.list_id(connection, list_name)
+            reason = connection.execute(select(suppressions.c.reason).where(
+                suppressions.c.email_normalized == normalized)).scalar()
+            if reason is not None:
+                raise SubscriberError(f"{given!r} is on the suppression list ({reason}); only "
+                                      "`ainews subscribers resubscribe` can bring it back")
+            row = connection.execute(select(subscribers.c.id, subscribers.c.status).where(
+                subscribers.c.email_normalized == normalized)).first()
+            if row is None:
+                subscriber_id = connection.execute(insert(subscribers).values(
+                    email=given, email_normalized=normalized, name=(name or "").strip() or None,
+                    status=status.value, token=new_token(), source=source[:64],
+                    created_at=now, updated_at=now,
+                    confirmed_at=now if status is SubscriberStatus.ACTIVE else None,
+                )).inserted_primary_key[0]  # type: ignore[index]
+            else:
+                subscriber_id = row.id
+                member = connection.execute(select(memberships.c.list_id).where(
+                    memberships.c.list_id == list_id,
+                    memberships.c.subscriber_id == subscriber_id)).first()
+                if member is not None:
+                    raise SubscriberError(f"{given!r} is already on list "
+                                          f"{list_name or self.default_list!r} "
+                                          f"(status {row.status})")
+            insert_ignoring_conflicts(connection, memberships, [{
+                "list_id": list_id, "subscriber_id": subscriber_id, "created_at": now}])
         return self.require(given)
 
     def remove(self, address: str) -> Subscriber:
-        """Delete the row for good (the subscriber's data is gone; see `unsubscribe`)."""
+        """Delete the row and its memberships. If the person had left (unsubscribed, bounced,
+        complained), their address stays on the suppression list: a delete must never turn
+        into a way back onto the list."""
         found = self.require(address)
         with self.engine.begin() as connection:
-            connection.execute(sql_delete(subscribers).where(subscribers.c.id == found.id))
+            if found.status.has_left:
+                insert_ignoring_conflicts(connection, suppressions, [{
+                    "email_normalized": found.email_normalized, "reason": found.status.value,
+                    "created_at": clock.now()}])
+            connection.execute(delete(memberships)
+                               .where(memberships.c.subscriber_id == found.id))
+            connection.execute(delete(subscribers).where(subscribers.c.id == found.id))
         return found
+
+    def _set_status(self, subscriber: Subscriber, status: SubscriberStatus) -> None:
+        now = clock.now()
+        values: dict[str, Any] = {"status": status.value, "updated_at": now}
+        if status is SubscriberStatus.UNSUBSCRIBED:
+            values["unsubscribed_at"] = now
+        if status is SubscriberStatus.ACTIVE:
+            values["unsubscribed_at"] = None
+            values["confirmed_at"] = subscriber.confirmed_at or now
+        with self.engine.begin() as connection:
+            connection.execute(update(subscribers).where(subscribers.c.id == subscriber.id)
+                               .values(**values))
+            if status is SubscriberStatus.ACTIVE:
+                connection.execute(delete(suppressions).where(
+                    suppressions.c.email_normalized == subscriber.email_normalized))
 
     def unsubscribe(self, address: str) -> Subscriber:
         """Keep the row, mark it unsubscribed: later imports cannot bring it back."""
         found = self.require(address)
         if found.status is not SubscriberStatus.UNSUBSCRIBED:
-            now = clock.now()
-            with self.engine.begin() as connection:
-                connection.execute(update(subscribers).where(subscribers.c.id == found.id).values(
-                    status=SubscriberStatus.UNSUBSCRIBED.value, unsubscribed_at=now,
-                    updated_at=now))
+            self._set_status(found, SubscriberStatus.UNSUBSCRIBED)
+        return self.require(address)
+
+    def resubscribe(self, address: str) -> Subscriber:
+        """Make the subscriber active again and lift any suppression: only for someone who
+        asked to come back."""
+        found = self.require(address)
+        self._set_status(found, SubscriberStatus.ACTIVE)
         return self.require(address)
 
     def unsubscribe_token(self, token: str) -> Subscriber | None:
@@ -113,72 +233,100 @@ class SubscriberStore:
                                      .where(subscribers.c.token == token)).first()
         return None if row is None else self.unsubscribe(row.email)
 
-    def count(self, status: SubscriberStatus | None = None) -> int:
-        query = select(func.count()).select_from(subscribers)
+    # -- many subscribers -----------------------------------------------------------------
+
+    def _filtered(self, query: Select[Any], connection: Connection,
+                  status: SubscriberStatus | None, list_name: str | None,
+                  search: str | None = None) -> Select[Any]:
         if status is not None:
             query = query.where(subscribers.c.status == status.value)
-        with self.engine.connect() as connection:
+        if list_name is not None:
+            list_id = self.list_id(connection, list_name)
+            query = query.where(exists().where(memberships.c.list_id == list_id,
+                                               memberships.c.subscriber_id == subscribers.c.id))
+        if search:
+            pattern = f"%{search.lower()}%"
+            query = query.where(or_(subscribers.c.email_normalized.like(pattern),
+                                    func.lower(subscribers.c.name).like(pattern)))
+        return query
+
+    def count(self, status: SubscriberStatus | None = None, list_name: str | None = None) -> int:
+        with self.engine.begin() as connection:
+            query = self._filtered(select(func.count()).select_from(subscribers), connection,
+                                   status, list_name)
             return int(connection.execute(query).scalar_one())
 
-    def active_among(self, ids: Collection[int]) -> set[int]:
-        """Which of these subscriber ids are still active (one query per sender batch)."""
-        if not ids:
-            return set()
-        query = select(subscribers.c.id).where(
-            subscribers.c.id.in_(list(ids)), subscribers.c.status == SubscriberStatus.ACTIVE.value)
-        with self.engine.connect() as connection:
-            return {row.id for row in connection.execute(query)}
-
     def iter_subscribers(self, status: SubscriberStatus | None = None,
-                         batch_size: int = 1000) -> Iterator[Subscriber]:
-        """All subscribers by id, fetched in batches (keyset pagination: constant memory)."""
+                         list_name: str | None = None, search: str | None = None,
+                         batch_size: int = 1000, with_lists: bool = False,
+                         ) -> Iterator[Subscriber]:
+        """Subscribers by id, fetched in batches (keyset pagination: constant memory)."""
         last_id = 0
         while True:
-            query = select(subscribers).where(subscribers.c.id > last_id)
-            if status is not None:
-                query = query.where(subscribers.c.status == status.value)
-            with self.engine.connect() as connection:
-                rows = connection.execute(query.order_by(subscribers.c.id).limit(batch_size)).all()
+            with self.engine.begin() as connection:
+                query = self._filtered(select(subscribers).where(subscribers.c.id > last_id),
+                                       connection, status, list_name, search)
+                rows = connection.execute(query.order_by(subscribers.c.id)
+                                          .limit(batch_size)).all()
+                names = self._lists_by_subscriber(connection, [row.id for row in rows]) \
+                    if with_lists else {}
             if not rows:
                 return
             for row in rows:
-                yield _subscriber(row)
+                yield _subscriber(row, names.get(row.id, ()))
             last_id = rows[-1].id
 
-    def iter_recipients(self, batch_size: int = 1000) -> Iterator[Recipient]:
-        """The active audience, streamed: what a send snapshots into its ledger."""
-        for subscriber in self.iter_subscribers(SubscriberStatus.ACTIVE, batch_size):
-            yield Recipient(subscriber_id=subscriber.id, email=subscriber.email,
-                            name=subscriber.name, token=subscriber.token)
+    def _lists_by_subscriber(self, connection: Connection, ids: list[int],
+                             ) -> dict[int, tuple[str, ...]]:
+        found: dict[int, list[str]] = {}
+        query = (select(memberships.c.subscriber_id, lists.c.name)
+                 .join(lists, lists.c.id == memberships.c.list_id)
+                 .where(memberships.c.subscriber_id.in_(ids)).order_by(lists.c.name))
+        for row in connection.execute(query):
+            found.setdefault(row.subscriber_id, []).append(row.name)
+        return {key: tuple(value) for key, value in found.items()}
 
-    def import_rows(self, rows: Iterable[ImportRow], source: str) -> ImportSummary:
-        """Merge rows (already validated) into the list in one transaction: new addresses are
-        added active, known ones get a missing name filled in, unsubscribed ones stay so."""
-        summary = ImportSummary()
-        seen: set[str] = set()
-        now = clock.now()
-        with self.engine.begin() as connection:
+    def _deliverable(self) -> Any:
+        """Active and not on the suppression list."""
+        return and_(subscribers.c.status == SubscriberStatus.ACTIVE.value,
+                    ~exists().where(suppressions.c.email_normalized
+                                    == subscribers.c.email_normalized))
+
+    def iter_recipients(self, list_name: str | None = None,
+                        batch_size: int = 1000) -> Iterator[Recipient]:
+        """The audience of a list, streamed: what a send snapshots into its ledger."""
+        last_id = 0
+        while True:
+            with self.engine.begin() as connection:
+                list_id = self.list_id(connection, list_name)
+                query = (select(subscribers.c.id, subscribers.c.email, subscribers.c.name,
+                                subscribers.c.token)
+                         .join(memberships, and_(memberships.c.subscriber_id == subscribers.c.id,
+                                                 memberships.c.list_id == list_id))
+                         .where(subscribers.c.id > last_id, self._deliverable())
+                         .order_by(subscribers.c.id).limit(batch_size))
+                rows = connection.execute(query).all()
+            if not rows:
+                return
             for row in rows:
-                given, normalized = normalize(row.email)
-                if normalized in seen:
-                    summary.duplicates += 1
-                    continue
-                seen.add(normalized)
-                name = (row.name or "").strip() or None
-                existing = connection.execute(
-                    select(subscribers.c.id, subscribers.c.name)
-                    .where(subscribers.c.email_normalized == normalized)).first()
-                if existing is None:
-                    connection.execute(insert(subscribers).values(
-                        email=given, email_normalized=normalized, name=name,
-                        status=SubscriberStatus.ACTIVE.value, token=new_token(),
-                        source=source[:64], created_at=now, updated_at=now))
-                    summary.imported += 1
-                elif name is not None and existing.name != name:
-                    connection.execute(update(subscribers)
-                                       .where(subscribers.c.id == existing.id)
-                                       .values(name=name, updated_at=now))
-                    summary.updated += 1
-                else:
-                    summary.unchanged += 1
-        return summary
+                yield Recipient(subscriber_id=row.id, email=row.email, name=row.name,
+                                token=row.token)
+            last_id = rows[-1].id
+
+    def count_recipients(self, list_name: str | None = None) -> int:
+        with self.engine.begin() as connection:
+            list_id = self.list_id(connection, list_name)
+            query = (select(func.count()).select_from(subscribers)
+                     .join(memberships, and_(memberships.c.subscriber_id == subscribers.c.id,
+                                             memberships.c.list_id == list_id))
+                     .where(self._deliverable()))
+            return int(connection.execute(query).scalar_one())
+
+    def active_among(self, ids: Collection[int]) -> set[int]:
+        """Which of these subscriber ids may still be sent to (one query per sender batch)."""
+        if not ids:
+            return set()
+        query = select(subscribers.c.id).where(subscribers.c.id.in_(list(ids)),
+                                               self._deliverable())
+        with self.engine.connect() as connection:
+            return {row.id for row in connection.execute(query)}

@@ -1,0 +1,193 @@
+"""Merging imported rows into the store, a batch per transaction.
+
+Rules, the same for every format:
+- a new address is added with the row's status (or --status), to the chosen list;
+- a known address is merged, never doubled: a missing name or new attributes are filled in,
+  and a status may only move away from the list (active → unsubscribed, bounced, …), never
+  back: an unsubscribe is never undone by an import;
+- an address on the suppression list is rejected;
+- a crash between batches leaves whole batches only, and running the import again reaches the
+  same end state (every step is a merge)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, insert, select, update
+
+from ainews_newsletter import clock
+from ainews_newsletter.errors import SubscriberError
+from ainews_newsletter.models import SubscriberStatus
+from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
+from ainews_newsletter.subscribers.store import SubscriberStore, insert_ignoring_conflicts
+from ainews_newsletter.subscribers.tokens import new_token
+
+BATCH_SIZE = 5000
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    line: int
+    email: str  # stored form (validated)
+    normalized: str
+    name: str | None = None
+    status: SubscriberStatus | None = None  # from the file, if it says
+    attributes: dict[str, Any] | None = None
+    lists: tuple[str, ...] = ()  # from our own export; empty: the list of the import
+
+
+@dataclass(frozen=True)
+class Rejected:
+    line: int
+    email: str
+    reason: str
+
+
+@dataclass
+class ImportSummary:
+    imported: int = 0  # new subscribers
+    updated: int = 0  # known subscribers that changed (name, attributes, status)
+    duplicates: int = 0  # the same address again, in the file or already stored unchanged
+    rejected: int = 0
+    rejects: list[Rejected] = field(default_factory=list)  # every one, in file order
+
+    def as_dict(self) -> dict[str, int]:
+        return {"imported": self.imported, "updated": self.updated,
+                "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def _merged_status(current: SubscriberStatus, incoming: SubscriberStatus) -> SubscriberStatus:
+    if current.has_left:
+        return current  # never back onto the list by import
+    if incoming.has_left:
+        return incoming
+    if current is SubscriberStatus.PENDING and incoming is SubscriberStatus.ACTIVE:
+        return incoming  # confirmed elsewhere
+    return current
+
+
+def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
+                 status: SubscriberStatus | None, source: str, summary: ImportSummary,
+                 list_ids: Callable[[tuple[str, ...]], list[int]]) -> None:
+    now = clock.now()
+    unique: dict[str, ImportRow] = {}
+    for row in batch:
+        if row.normalized in unique:
+            summary.duplicates += 1
+        else:
+            unique[row.normalized] = row
+    keys = list(unique)
+    suppressed = dict(connection.execute(
+        select(suppressions.c.email_normalized, suppressions.c.reason)
+        .where(suppressions.c.email_normalized.in_(keys))).all())
+    existing = {row.email_normalized: row for row in connection.execute(
+        select(subscribers.c.id, subscribers.c.email_normalized, subscribers.c.name,
+               subscribers.c.status, subscribers.c.attributes)
+        .where(subscribers.c.email_normalized.in_(keys)))}
+    new_rows: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    for normalized, row in unique.items():
+        # --status sets the status of arrivals, but never over a source saying they left.
+        left = row.status is not None and row.status.has_left
+        incoming = (row.status if left else status or row.status) or SubscriberStatus.ACTIVE
+        if normalized in suppressed:
+            summary.rejected += 1
+            summary.rejects.append(Rejected(row.line, row.email, f"{row.email!r} is on the "
+                                            f"suppression list ({suppressed[normalized]})"))
+            continue
+        known = existing.get(normalized)
+        if known is None:
+            new_rows.append({
+                "email": row.email, "email_normalized": normalized, "name": row.name,
+                "status": incoming.value, "attributes": row.attributes or None,
+                "token": new_token(), "source": source[:64], "created_at": now,
+                "updated_at": now,
+                "confirmed_at": now if incoming is SubscriberStatus.ACTIVE else None,
+                "unsubscribed_at": now if incoming is SubscriberStatus.UNSUBSCRIBED else None})
+            continue
+        current = SubscriberStatus(known.status)
+        merged = _merged_status(current, incoming)
+        name = known.name or row.name  # fill a missing name; never overwrite one
+        attributes = {**(known.attributes or {}), **(row.attributes or {})} or None
+        if (merged, name, attributes) == (current, known.name, known.attributes or None):
+            summary.duplicates += 1
+            continue
+        summary.updated += 1
+        changes.append({"row_id": known.id, "new_status": merged.value, "new_name": name,
+                        "new_attributes": attributes, "now": now,
+                        "left_at": now if merged is not current and merged.has_left else None})
+    if new_rows:
+        connection.execute(insert(subscribers), new_rows)
+        summary.imported += len(new_rows)
+    if changes:
+        connection.execute(
+            update(subscribers).where(subscribers.c.id == bindparam("row_id")).values(
+                status=bindparam("new_status"), name=bindparam("new_name"),
+                attributes=bindparam("new_attributes"), updated_at=bindparam("now"),
+                unsubscribed_at=func.coalesce(bindparam("left_at"),
+                                              subscribers.c.unsubscribed_at)),
+            changes)
+    ids = dict(connection.execute(select(subscribers.c.email_normalized, subscribers.c.id).where(
+        subscribers.c.email_normalized.in_([k for k in keys if k not in suppressed]))).all())
+    insert_ignoring_conflicts(connection, memberships, [
+        {"list_id": target, "subscriber_id": subscriber_id, "created_at": now}
+        for normalized, subscriber_id in ids.items()
+        for target in (list_ids(unique[normalized].lists) or [list_id])])
+
+
+def _list_resolver(store: SubscriberStore, connection: Connection,
+                   ) -> Callable[[tuple[str, ...]], list[int]]:
+    """List names from our export → ids, creating lists the target store lacks (an export
+    restored into an empty store brings its lists along)."""
+    cache: dict[str, int] = {}
+
+    def resolve(names: tuple[str, ...]) -> list[int]:
+        for name in names:
+            if name not in cache:
+                try:
+                    cache[name] = store.list_id(connection, name)
+                except SubscriberError:
+                    insert_ignoring_conflicts(connection, lists, [
+                        {"name": name[:100], "description": None, "created_at": clock.now()}])
+                    cache[name] = store.list_id(connection, name)
+        return [cache[name] for name in names]
+
+    return resolve
+
+
+def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
+                list_name: str | None = None, status: SubscriberStatus | None = None,
+                source: str = "import", dry_run: bool = False,
+                on_batch: Callable[[int], None] | None = None) -> ImportSummary:
+    """Merge `rows` (already validated, rejects interleaved) batch by batch. With `dry_run`
+    everything happens in one transaction that is rolled back: the counts are real, the
+    store is untouched."""
+    summary = ImportSummary()
+    iterator: Iterator[ImportRow | Rejected] = iter(rows)
+    outer = store.engine.connect() if dry_run else None
+    transaction = outer.begin() if outer is not None else None
+    try:
+        while batch := list(islice(iterator, BATCH_SIZE)):
+            good = [row for row in batch if isinstance(row, ImportRow)]
+            for reject in (row for row in batch if isinstance(row, Rejected)):
+                summary.rejected += 1
+                summary.rejects.append(reject)
+            if outer is not None:
+                _merge_batch(outer, good, store.list_id(outer, list_name), status, source,
+                             summary, _list_resolver(store, outer))
+            else:
+                with store.engine.begin() as connection:
+                    _merge_batch(connection, good, store.list_id(connection, list_name),
+                                 status, source, summary, _list_resolver(store, connection))
+            if on_batch is not None:
+                on_batch(len(batch))
+    finally:
+        if transaction is not None:
+            transaction.rollback()
+        if outer is not None:
+            outer.close()
+    summary.rejects.sort(key=lambda reject: reject.line)
+    return summary
