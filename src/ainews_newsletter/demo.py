@@ -17,7 +17,7 @@ from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.database import dispose_all
 from ainews_newsletter.delivery.capture import LOOPBACK, CaptureServer
 from ainews_newsletter.errors import AinewsError
-from ainews_newsletter.models import DeliveryCounts, DeliveryState
+from ainews_newsletter.models import DeliveryCounts, DeliveryState, Window
 from ainews_newsletter.posts.loader import load_posts
 from ainews_newsletter.posts.select import latest_week_with_posts
 from ainews_newsletter.subscribers.formats import open_subscriber_file
@@ -76,7 +76,7 @@ def run_demo(folder: Path, on_result: Callable[[DeliveryState], None] | None = N
             period = latest_week_with_posts(load_posts(config), config.newsletter.tz)
             if period is None:
                 raise AinewsError("the sample posts folder is empty")
-            plan = pipeline.plan_send(config, pipeline.Window(week=period.key))
+            plan = pipeline.plan_send(config, Window(week=period.key))
             counts = pipeline.execute_send(config, plan, on_result=on_result)
             issue_html = pipeline.write_build(config, plan.rendered, folder)["html"]
         finally:

@@ -171,3 +171,12 @@ class DeliveryCounts:
             "deferred": self.deferred,
             "failed": self.failed,
         }
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the user asked for: --week, or --since/--until, or nothing (the config decides)."""
+
+    week: str | None = None
+    since: str | None = None
+    until: str | None = None

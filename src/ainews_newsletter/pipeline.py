@@ -28,6 +28,7 @@ from ainews_newsletter.models import (
     PostRef,
     Recipient,
     RenderedIssue,
+    Window,
 )
 from ainews_newsletter.posts.loader import load_posts
 from ainews_newsletter.posts.select import Carried, Selection, post_ref, select
@@ -45,19 +46,6 @@ from ainews_newsletter.subscribers.store import SubscriberStore
 # Who issue.eml is addressed to when the list is still empty.
 SAMPLE_RECIPIENT = Recipient(subscriber_id=0, email="reader@example.com", name="Sample Reader",
                              token="sample-token")
-
-
-@dataclass(frozen=True)
-class Window:
-    """What the user asked for: --week, or --since/--until, or nothing (the config decides)."""
-
-    week: str | None = None
-    since: str | None = None
-    until: str | None = None
-
-    @classmethod
-    def of_week(cls, week: str | None) -> Window:
-        return cls(week=week)
 
 
 def audience_list(config: Config) -> str:
@@ -119,7 +107,7 @@ def build(config: Config, window: Window, force: bool = False) -> RenderedIssue:
 
 
 def open_subscribers(config: Config) -> SubscriberStore:
-    return SubscriberStore(engine_for(config.database_url), audience_list(config))
+    return SubscriberStore.open(config)
 
 
 def open_ledger(config: Config) -> Ledger:

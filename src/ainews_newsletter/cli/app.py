@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ainews_newsletter import __version__, pipeline
+from ainews_newsletter import __version__
 from ainews_newsletter.cli.common import (
     AppState,
     ErrorHandlingGroup,
@@ -22,11 +23,14 @@ from ainews_newsletter.cli.common import (
 from ainews_newsletter.cli.posts import posts
 from ainews_newsletter.cli.subscribers import subscribers
 from ainews_newsletter.database import engine_for, upgrade_schema
-from ainews_newsletter.demo import run_demo
 from ainews_newsletter.errors import AinewsError
-from ainews_newsletter.models import DeliveryCounts, DeliveryState
-from ainews_newsletter.render.digest import period_label
-from ainews_newsletter.render.lint import Finding, Severity, has_errors
+from ainews_newsletter.models import DeliveryCounts, DeliveryState, Window
+
+if TYPE_CHECKING:
+    from ainews_newsletter.render.lint import Finding
+
+# The pipeline (posts, rendering, delivery) is imported inside the commands that need it:
+# `ainews subscribers count` should not pay for loading the renderer.
 
 
 @click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,6 +58,8 @@ def _progress(total: int) -> Progress:
 def demo(folder: Path) -> None:
     """Run the whole job end to end on sample data: posts, subscribers, and a local SMTP
     server that captures every message. Nothing leaves this machine."""
+    from ainews_newsletter.demo import run_demo
+
     started = time.perf_counter()
     with _progress(25) as progress:
         task = progress.add_task("send", total=None)
@@ -85,9 +91,12 @@ def demo(folder: Path) -> None:
               default=Path("build"), show_default=True, help="Folder for the output files.")
 @click.option("--force", is_flag=True, help="Build even with fewer posts than min_posts.")
 @pass_state
-def build(state: AppState, window: pipeline.Window, out_dir: Path, force: bool) -> None:
+def build(state: AppState, window: Window, out_dir: Path, force: bool) -> None:
     """Render the issue to OUT/issue.html, issue.txt and issue.eml (the full message as the
     first subscriber would receive it). Sends nothing."""
+    from ainews_newsletter import pipeline
+    from ainews_newsletter.render.digest import period_label
+
     started = time.perf_counter()
     timings: dict[str, float] = {}
     rendered = pipeline.render_selection(state.config,
@@ -104,6 +113,8 @@ def build(state: AppState, window: pipeline.Window, out_dir: Path, force: bool) 
 
 
 def _print_findings(findings: list[Finding]) -> None:
+    from ainews_newsletter.render.lint import Severity
+
     if not findings:
         console.print("lint: no findings")
     for finding in findings:
@@ -123,14 +134,17 @@ def _print_counts(counts: DeliveryCounts) -> None:
 @click.option("--force", is_flag=True,
               help="Send even with fewer posts than min_posts or with lint errors.")
 @pass_state
-def send(state: AppState, window: pipeline.Window, issue_key: str | None, yes: bool,
+def send(state: AppState, window: Window, issue_key: str | None, yes: bool,
          force: bool) -> None:
     """Send the issue of the window to every active subscriber.
 
     Safe to run again: it resumes where a previous run stopped and never sends the issue
     twice to anyone it already reached."""
+    from ainews_newsletter import pipeline
+    from ainews_newsletter.render.lint import has_errors
+
     config = state.config
-    if issue_key and window != pipeline.Window():
+    if issue_key and window != Window():
         raise click.UsageError("--issue names the issue already; leave out --week/--since")
     plan = pipeline.plan_send(config, window, force, issue_key)
     if plan.pending == 0:
@@ -182,6 +196,8 @@ def send(state: AppState, window: pipeline.Window, issue_key: str | None, yes: b
 @pass_state
 def status(state: AppState, issue: str | None, as_json: bool) -> None:
     """Delivery counts by state for ISSUE (e.g. 2026-W47) [default: the latest issue]."""
+    from ainews_newsletter import pipeline
+
     counts = pipeline.delivery_status(state.config, issue)
     if as_json:
         print_json(counts.as_dict())

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.errors import AinewsError
-from ainews_newsletter.pipeline import Window
+from ainews_newsletter.models import Window
 
 console = Console(highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])

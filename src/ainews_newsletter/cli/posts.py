@@ -8,7 +8,6 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.cli.common import (
     AppState,
     console,
@@ -18,10 +17,7 @@ from ainews_newsletter.cli.common import (
     print_json,
     window_options,
 )
-from ainews_newsletter.models import Post
-from ainews_newsletter.posts.loader import read_sources
-from ainews_newsletter.posts.select import Reason
-from ainews_newsletter.render.digest import period_label
+from ainews_newsletter.models import Post, Window
 
 
 @click.group()
@@ -45,10 +41,14 @@ def _short_source(source: str) -> str:
               help="Also list the posts outside the window (JSON always has them).")
 @json_option
 @pass_state
-def posts_list(state: AppState, window: pipeline.Window, show_all: bool, as_json: bool) -> None:
+def posts_list(state: AppState, window: Window, show_all: bool, as_json: bool) -> None:
     """Exactly what the issue would carry, newest first, and what is left out and why:
     a duplicate of another source's post, already carried by an earlier issue, or out of
     the window."""
+    from ainews_newsletter import pipeline
+    from ainews_newsletter.posts.select import Reason
+    from ainews_newsletter.render.digest import period_label
+
     selection = pipeline.select_posts(state.config, window)
     period = selection.period
     if as_json:
@@ -96,6 +96,8 @@ def posts_list(state: AppState, window: pipeline.Window, show_all: bool, as_json
 def posts_check(state: AppState, as_json: bool) -> None:
     """Read every source and report every problem with its file (or feed) and field.
     Exit code 1 if there is any."""
+    from ainews_newsletter.posts.loader import read_sources
+
     loaded = read_sources(state.config)
     if as_json:
         print_json({"sources": [{"source": source, "posts": count}

@@ -11,7 +11,6 @@ import click
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.cli.common import (
     AppState,
     console,
@@ -40,7 +39,7 @@ def list_option(function: Any) -> Any:
 
 
 def _store(state: AppState) -> SubscriberStore:
-    return pipeline.open_subscribers(state.config)
+    return SubscriberStore.open(state.config)
 
 
 @click.group()

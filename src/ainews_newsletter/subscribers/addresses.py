@@ -16,7 +16,8 @@ from ainews_newsletter.errors import SubscriberError
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EVERYDAY = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+{_LABEL})")
-_SPECIAL = tuple(SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_SUFFIXES = tuple("." + name for name in SPECIAL_USE_DOMAIN_NAMES)
 
 
 def _fast(given: str) -> tuple[str, str] | None:
@@ -24,9 +25,9 @@ def _fast(given: str) -> tuple[str, str] | None:
     if match is None or len(given) > 254 or len(match.group(1)) > 64:
         return None
     domain = match.group(2).lower()
-    labels = domain.split(".")
-    if not labels[-1][-1].isalpha() or any(label[2:4] == "--" for label in labels) or any(
-            domain == special or domain.endswith("." + special) for special in _SPECIAL):
+    if (not domain[-1].isalpha() or ("--" in domain and any(
+            label[2:4] == "--" for label in domain.split("."))) or domain in _SPECIAL
+            or domain.endswith(_SPECIAL_SUFFIXES)):
         # A TLD must end in a letter; "xx--" labels are IDNA's (punycode and reserved);
         # special-use names are refused: all of these go to email-validator to judge.
         return None

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from ainews_newsletter import clock
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
+from ainews_newsletter.subscribers.bulk import bulk_insert, one_of
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 from ainews_newsletter.subscribers.store import SubscriberStore, insert_ignoring_conflicts
 from ainews_newsletter.subscribers.tokens import new_token
@@ -82,11 +83,11 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
     keys = list(unique)
     suppressed = dict(connection.execute(
         select(suppressions.c.email_normalized, suppressions.c.reason)
-        .where(suppressions.c.email_normalized.in_(keys))).all())
+        .where(one_of(connection, suppressions.c.email_normalized, keys))).all())
     existing = {row.email_normalized: row for row in connection.execute(
         select(subscribers.c.id, subscribers.c.email_normalized, subscribers.c.name,
                subscribers.c.status, subscribers.c.attributes)
-        .where(subscribers.c.email_normalized.in_(keys)))}
+        .where(one_of(connection, subscribers.c.email_normalized, keys)))}
     new_rows: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
     for normalized, row in unique.items():
@@ -119,9 +120,8 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
         changes.append({"row_id": known.id, "new_status": merged.value, "new_name": name,
                         "new_attributes": attributes, "now": now,
                         "left_at": now if merged is not current and merged.has_left else None})
-    if new_rows:
-        connection.execute(insert(subscribers), new_rows)
-        summary.imported += len(new_rows)
+    bulk_insert(connection, subscribers, new_rows)
+    summary.imported += len(new_rows)
     if changes:
         connection.execute(
             update(subscribers).where(subscribers.c.id == bindparam("row_id")).values(
@@ -130,12 +130,14 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
                 unsubscribed_at=func.coalesce(bindparam("left_at"),
                                               subscribers.c.unsubscribed_at)),
             changes)
+    wanted = [key for key in keys if key not in suppressed]
     ids = dict(connection.execute(select(subscribers.c.email_normalized, subscribers.c.id).where(
-        subscribers.c.email_normalized.in_([k for k in keys if k not in suppressed]))).all())
-    insert_ignoring_conflicts(connection, memberships, [
+        one_of(connection, subscribers.c.email_normalized, wanted))).all())
+    bulk_insert(connection, memberships, [
         {"list_id": target, "subscriber_id": subscriber_id, "created_at": now}
         for normalized, subscriber_id in ids.items()
-        for target in (list_ids(unique[normalized].lists) or [list_id])])
+        for target in (list_ids(unique[normalized].lists) or [list_id])],
+        ignore_conflicts=True)
 
 
 def _list_resolver(store: SubscriberStore, connection: Connection,

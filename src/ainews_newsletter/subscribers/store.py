@@ -24,7 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ainews_newsletter import clock
-from ainews_newsletter.database import ensure_schema
+from ainews_newsletter.config import Config
+from ainews_newsletter.database import engine_for, ensure_schema
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Recipient, Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
@@ -62,6 +63,11 @@ class SubscriberStore:
         self.engine = engine
         self.default_list = default_list
         ensure_schema(engine)
+
+    @classmethod
+    def open(cls, config: Config) -> SubscriberStore:
+        """The store of a configuration: its database, its default list."""
+        return cls(engine_for(config.database_url), config.subscribers.default_list)
 
     # -- lists ----------------------------------------------------------------------------
 

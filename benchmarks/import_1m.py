@@ -1,0 +1,115 @@
+"""A million-subscriber import: ours against a plain `sqlite3 .import` of the same file.
+
+    python benchmarks/import_1m.py [--rows 1000000]
+
+Generates a CSV (email,name; 0.1% invalid addresses, 1% repeats differing in case), then
+runs, each as its own process on a fresh SQLite file:
+  ours:  ainews subscribers import FILE --json   (validates every address, normalizes,
+         merges duplicates, tokens, list memberships; batches of 5,000 per transaction)
+  peer:  sqlite3 DB ".mode csv" ".import FILE raw"   (loads the text, checks nothing)
+and prints wall time, rows/s and peak RSS of each, the ratio, and how long `count` and
+`list --limit 20` take on the imported million."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _generate(path: Path, rows: int) -> None:
+    first = ["ada", "ben", "chen", "dara", "eli", "fay", "gus", "hana", "ivo", "juno"]
+    rng = random.Random(2026)
+    domains = ["example.com", "example.org", "mail.example.net"]
+    last_domain = domains[0]
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("email,name\n")
+        for index in range(rows):
+            name = first[index % 10]
+            domain = domains[rng.randrange(3)]
+            if index % 1000 == 999:
+                handle.write(f"broken-{index}-at-{domain},{name.title()}\n")
+            elif index % 100 == 98:  # the previous row again, in other case
+                previous = first[(index - 1) % 10]
+                handle.write(f"{previous.upper()}.{index - 1}@{last_domain.upper()},X\n")
+            else:
+                handle.write(f"{name}.{index}@{domain},{name.title()} {index}\n")
+            last_domain = domain
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(seconds, peak RSS in MB, stdout) of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               env=env)
+    assert process.stdout is not None
+    output = process.stdout.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0 and "ainews" not in command[0]:
+        raise SystemExit(f"{command[0]} failed with status {status}")
+    return seconds, usage.ru_maxrss / 1024, output
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    ainews = shutil.which("ainews")
+    sqlite3 = shutil.which("sqlite3")
+    if ainews is None or sqlite3 is None:
+        raise SystemExit("needs `ainews` (pip install -e .) and `sqlite3` (apt-get install "
+                         "sqlite3) on PATH")
+    with tempfile.TemporaryDirectory(prefix="ainews-bench-") as folder:
+        root = Path(folder)
+        source = root / "subscribers.csv"
+        _generate(source, args.rows)
+        env = {**os.environ, "AINEWS_STORAGE__URL": f"sqlite:///{root / 'ours.db'}",
+               "AINEWS_CONFIG": str(Path(__file__).resolve().parent.parent / "config.toml")}
+        ours_s, ours_mb, output = _run([ainews, "subscribers", "import", str(source),
+                                        "--json"], env)
+        peer_s, peer_mb, _ = _run([sqlite3, str(root / "peer.db"), ".mode csv",
+                                   f".import {source} raw"])
+        count_s, _, count = _run([ainews, "subscribers", "count"], env)
+        list_s, _, _ = _run([ainews, "subscribers", "list", "--limit", "20"], env)
+        query_count, query_list = _query_times(f"sqlite:///{root / 'ours.db'}")
+    summary = output[output.index("{"):] if "{" in output else output
+    print(f"{args.rows:,} rows ({source.name}); import summary: {' '.join(summary.split())}")
+    print("| tool | seconds | rows/s | peak RSS, MB |\n| --- | ---: | ---: | ---: |")
+    print(f"| ainews subscribers import | {ours_s:.1f} | {args.rows / ours_s:,.0f} | "
+          f"{ours_mb:.0f} |")
+    print(f"| sqlite3 .import (peer) | {peer_s:.1f} | {args.rows / peer_s:,.0f} | "
+          f"{peer_mb:.0f} |")
+    print(f"ratio ours/peer: {ours_s / peer_s:.1f}x the time of a raw load")
+    print(f"on the imported store: `ainews subscribers count` -> {count.strip()} in "
+          f"{count_s:.2f} s and `list --limit 20` in {list_s:.2f} s as whole processes "
+          f"(Python start and imports included); the queries themselves: count "
+          f"{query_count * 1000:.0f} ms, first 20 rows {query_list * 1000:.0f} ms")
+
+
+def _query_times(url: str) -> tuple[float, float]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from ainews_newsletter.database import engine_for
+    from ainews_newsletter.subscribers.store import SubscriberStore
+
+    store = SubscriberStore(engine_for(url))
+    started = time.perf_counter()
+    store.count()
+    counted = time.perf_counter() - started
+    started = time.perf_counter()
+    rows = []
+    for subscriber in store.iter_subscribers(batch_size=20, with_lists=True):
+        rows.append(subscriber)
+        if len(rows) == 20:
+            break
+    return counted, time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    sys.exit(main())
