@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -53,6 +52,8 @@ class _Section(BaseModel):
 
 
 def _check_address(value: str) -> str:
+    from email_validator import EmailNotValidError, validate_email  # ~40 ms: only when used
+
     try:
         valid = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:

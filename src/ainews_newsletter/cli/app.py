@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ainews_newsletter import __version__
@@ -27,6 +26,8 @@ from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.models import DeliveryCounts, DeliveryState, Window
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from ainews_newsletter.render.lint import Finding
 
 # The pipeline (posts, rendering, delivery) is imported inside the commands that need it:
@@ -47,6 +48,14 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 
 
 def _progress(total: int) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), console=console, transient=True,
                     disable=not console.is_terminal or total == 0)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ainews_newsletter.cli.common import (
@@ -190,6 +189,14 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
     store = _store(state)
     with store.engine.begin() as connection:
         store.list_id(connection, list_name)  # a missing list fails before reading the file
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     opened = open_subscriber_file(file, file_format, check_dns)
     size = max(file.stat().st_size, 1)
     with Progress(TextColumn("importing"), BarColumn(), TaskProgressColumn(),

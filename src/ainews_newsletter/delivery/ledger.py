@@ -31,7 +31,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ainews_newsletter.database import UTCDateTime, ensure_schema
@@ -230,6 +229,8 @@ class Ledger:
     # -- audience snapshot ----------------------------------------------------------------
 
     def _insert_ignoring_duplicates(self, rows: list[dict[str, Any]]) -> Any:
+        from sqlalchemy.dialects import postgresql, sqlite
+
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
             return postgresql.insert(deliveries).values(rows).on_conflict_do_nothing()

@@ -8,16 +8,23 @@ checks that claim with hypothesis. Everything else goes to email-validator."""
 from __future__ import annotations
 
 import re
-
-from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from functools import cache
 
 from ainews_newsletter.errors import SubscriberError
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EVERYDAY = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+{_LABEL})")
-_SPECIAL = frozenset(SPECIAL_USE_DOMAIN_NAMES)
-_SPECIAL_SUFFIXES = tuple("." + name for name in SPECIAL_USE_DOMAIN_NAMES)
+
+
+@cache
+def _special_use() -> tuple[frozenset[str], tuple[str, ...]]:
+    """email-validator's special-use names, loaded on first use (the module costs ~40 ms
+    to import, which a quick `ainews subscribers count` should not pay)."""
+    from email_validator import SPECIAL_USE_DOMAIN_NAMES
+
+    names = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+    return names, tuple("." + name for name in names)
 
 
 def _fast(given: str) -> tuple[str, str] | None:
@@ -25,9 +32,10 @@ def _fast(given: str) -> tuple[str, str] | None:
     if match is None or len(given) > 254 or len(match.group(1)) > 64:
         return None
     domain = match.group(2).lower()
+    special, special_suffixes = _special_use()
     if (not domain[-1].isalpha() or ("--" in domain and any(
-            label[2:4] == "--" for label in domain.split("."))) or domain in _SPECIAL
-            or domain.endswith(_SPECIAL_SUFFIXES)):
+            label[2:4] == "--" for label in domain.split("."))) or domain in special
+            or domain.endswith(special_suffixes)):
         # A TLD must end in a letter; "xx--" labels are IDNA's (punycode and reserved);
         # special-use names are refused: all of these go to email-validator to judge.
         return None
@@ -54,6 +62,8 @@ def normalize(address: str, check_dns: bool = False) -> tuple[str, str]:
     if "<" in given or ">" in given:
         raise SubscriberError(f"{given!r} looks like a name and an address; put only the "
                               "address (name@example.com) in the email field")
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         valid = validate_email(given, check_deliverability=check_dns, allow_smtputf8=False)
     except EmailNotValidError as exc:

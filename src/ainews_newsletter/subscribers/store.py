@@ -21,7 +21,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
@@ -54,6 +53,10 @@ def insert_ignoring_conflicts(connection: Connection, table: Any, rows: list[dic
     """INSERT … ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
     if not rows:
         return
+    # Imported here: the PostgreSQL dialect module pulls in asyncio and more, which a quick
+    # `ainews subscribers count` should not pay for.
+    from sqlalchemy.dialects import postgresql, sqlite
+
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
