@@ -192,6 +192,7 @@ class RecordingHandler:
         self.on_rcpt: Callable[[str], None] | None = None
         self.data_delay = 0.0
         self.drop_after_data = False
+        self.drop_at_rcpt_once = False  # close the connection at the first RCPT, then behave
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:
@@ -215,6 +216,10 @@ class RecordingHandler:
                           options: list[str]) -> str:
         if self.on_rcpt is not None:
             self.on_rcpt(address)
+        if self.drop_at_rcpt_once:
+            self.drop_at_rcpt_once = False
+            server.transport.close()
+            return "421 closing"
         if address in self.replies:
             return self.replies[address]
         envelope.rcpt_tos.append(address)

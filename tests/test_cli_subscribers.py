@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ainews_newsletter import pipeline
 from ainews_newsletter.config import load_config
-from ainews_newsletter.database import engine_for
+from ainews_newsletter.database import SCHEMA_HEAD, engine_for
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.export import write_csv
 from ainews_newsletter.subscribers.formats import open_subscriber_file
@@ -213,7 +213,7 @@ def test_export_is_spreadsheet_safe_and_reimports(any_project: Project, tmp_path
 
 def test_db_upgrade(any_project: Project) -> None:
     first = any_project.run("db", "upgrade")
-    assert first.exit_code == 0 and "schema at 0001" in first.stdout
+    assert first.exit_code == 0 and f"schema at {SCHEMA_HEAD}" in first.stdout
     assert "already current" in any_project.run("db", "upgrade").stdout
 
 

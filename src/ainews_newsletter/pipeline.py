@@ -3,6 +3,7 @@ scheduler and web) call these functions; the rooms never call each other."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,7 +15,8 @@ from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.dkim import Signer, make_signer
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger, RetryPolicy
 from ainews_newsletter.delivery.message import build_message, unsubscribe_url
-from ainews_newsletter.delivery.sender import Progress, SendSettings, deliver
+from ainews_newsletter.delivery.presence import sender_presence
+from ainews_newsletter.delivery.sender import Hooks, Progress, SendSettings, deliver
 from ainews_newsletter.delivery.transports import (
     ConsoleTransport,
     FileTransport,
@@ -28,6 +30,7 @@ from ainews_newsletter.models import (
     PostRef,
     Recipient,
     RenderedIssue,
+    SendOutcome,
     Window,
 )
 from ainews_newsletter.posts.loader import load_posts
@@ -41,6 +44,7 @@ from ainews_newsletter.posts.windows import (
 )
 from ainews_newsletter.render.digest import RenderOptions, compose_issue, render_issue
 from ainews_newsletter.render.lint import Finding, lint_issue
+from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.store import SubscriberStore
 
 # Who issue.eml is addressed to when the list is still empty.
@@ -212,27 +216,72 @@ def plan_send(config: Config, window: Window, force: bool = False,
                     rendered, carried_refs(selection))
 
 
+def _sqlite_file(config: Config) -> Path | None:
+    url = config.database_url
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") and \
+        url != "sqlite:///:memory:" else None
+
+
 def execute_send(config: Config, plan: SendPlan, transport: Transport | None = None,
-                 on_result: Progress | None = None) -> DeliveryCounts:
+                 on_result: Progress | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> DeliveryCounts:
     """Freeze the issue (once per list and period), snapshot the audience (once), deliver
     every due row. Safe to run again: recipients already sent are never sent again."""
     ledger = open_ledger(config)
-    issue = plan.existing or ledger.create_issue(audience_list(config), plan.rendered, plan.carried,
-                                                 clock.now())
+    store = open_subscribers(config)
+    issue = plan.existing or ledger.create_issue(audience_list(config), plan.rendered,
+                                                 plan.carried, clock.now())
     if issue.snapshot_at is None:
-        recipients = open_subscribers(config).iter_recipients(
-            batch_size=config.delivery.batch_size)
+        recipients = store.iter_recipients(batch_size=config.delivery.batch_size)
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size)
-    settings = SendSettings(
-        policy=RetryPolicy(config.delivery.max_attempts, config.delivery.retry_base_seconds,
-                           config.delivery.retry_max_seconds),
-        batch_size=config.delivery.batch_size,
-        rate_per_second=config.smtp.rate_per_second,
-        claim_timeout=timedelta(seconds=config.delivery.claim_timeout_seconds),
-        signer=message_signer(config),
-    )
-    return deliver(issue, ledger, transport or make_transport(config), config.newsletter,
-                   settings, open_subscribers(config).active_among, on_result)
+        issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
+    delivery = config.delivery
+    with sender_presence(_sqlite_file(config)) as alone:
+        settings = SendSettings(
+            policy=RetryPolicy(delivery.max_attempts, delivery.retry_base_seconds,
+                               delivery.retry_max_seconds,
+                               timedelta(hours=delivery.give_up_after_hours)),
+            batch_size=delivery.batch_size,
+            rate_per_second=config.smtp.rate_per_second,
+            claim_timeout=timedelta(seconds=delivery.claim_timeout_seconds),
+            signer=message_signer(config),
+            started_alone_at=clock.now() if alone else None,
+        )
+
+        def hard_bounce(subscriber_id: int) -> None:
+            store.record_hard_bounce(subscriber_id, delivery.bounce_limit)
+
+        hooks = Hooks(still_active=store.active_among, on_result=on_result,
+                      should_stop=should_stop, on_hard_bounce=hard_bounce)
+        return deliver(issue, ledger, transport or make_transport(config), config.newsletter,
+                       settings, hooks)
+
+
+def send_test(config: Config, rendered: RenderedIssue, address: str) -> SendOutcome:
+    """One copy to `address` through the configured transport; the ledger is not touched."""
+    stored, _ = normalize(address)
+    recipient = Recipient(subscriber_id=0, email=stored, name=None, token="test-copy")
+    transport = make_transport(config)
+    try:
+        return transport.send(config.newsletter.from_, stored,
+                              sample_message(config, rendered, recipient))
+    finally:
+        transport.close()
+
+
+def unfinished_issue_key(config: Config) -> str | None:
+    """The oldest issue whose send started and has rows left (what `send --resume` takes)."""
+    unfinished = open_ledger(config).unfinished_issues(audience_list(config))
+    return unfinished[0].rendered.period.key if unfinished else None
+
+
+def retry_failed(config: Config, issue_key: str) -> int:
+    """Put the failed rows of an issue back in the queue; returns how many."""
+    ledger = open_ledger(config)
+    issue = _find_issue(config, ledger, issue_key)
+    if issue is None:
+        raise AinewsError(f"no issue {issue_key!r} in the ledger")
+    return ledger.requeue_failed(issue.id, clock.now())
 
 
 def delivery_status(config: Config, issue_key: str | None) -> DeliveryCounts:

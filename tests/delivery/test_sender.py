@@ -188,26 +188,43 @@ def test_two_senders_at_once_mail_everyone_exactly_once(
     assert project.query("SELECT count(*) FROM issues") == [(1,)]
 
 
-def test_row_left_sending_by_a_dead_run_is_resent_after_the_claim_timeout(
+def _leave_in_flight(project: Project, unused_port: int, address: str) -> None:
+    """What a killed process leaves behind: the issue frozen, a row claimed, its outcome
+    unknown."""
+    with pytest.raises(TransportUnavailable):  # freeze and snapshot; nothing sent
+        _send(_config(project, unused_port))
+    project.query("UPDATE deliveries SET state = 'sending', attempts = 1 WHERE email = ?",
+                  address)
+
+
+def test_alone_on_sqlite_a_dead_runs_row_is_resent_at_once(
         project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
     config = _config(project, smtp_server.port, claim_timeout_seconds=300)
     addresses = _subscribe(config, 3)
-    with pytest.raises(TransportUnavailable):  # freeze and snapshot; nothing sent
-        _send(_config(project, unused_port))
-    # What a killed process leaves behind: a row claimed, its outcome unknown.
-    project.query("UPDATE deliveries SET state = 'sending', attempts = 1 WHERE email = ?",
-                  addresses[0])
-
-    fresh = _send(config)
-    assert (fresh.sent, fresh.sending) == (2, 1)  # a recent claim may be a live sender's
-    assert addresses[0] not in smtp_server.recipients()
-
-    with clock.use_clock(clock.frozen(clock.now() + timedelta(seconds=301))):
-        stale = _send(config)
-    assert (stale.sent, stale.sending) == (3, 0)
+    _leave_in_flight(project, unused_port, addresses[0])
+    counts = _send(config)  # no other sender holds the lock: the old one is gone
+    assert (counts.sent, counts.sending) == (3, 0)
     assert smtp_server.recipients().count(addresses[0]) == 1
     assert project.query("SELECT attempts FROM deliveries WHERE email = ?",
                          addresses[0]) == [(2,)]
+
+
+def test_with_another_sender_alive_the_claim_timeout_applies(
+        project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+    import fcntl
+
+    config = _config(project, smtp_server.port, claim_timeout_seconds=300)
+    addresses = _subscribe(config, 3)
+    _leave_in_flight(project, unused_port, addresses[0])
+    with (project.database.parent / "ainews.db.send-lock").open("a") as other_sender:
+        fcntl.flock(other_sender, fcntl.LOCK_SH)  # a live sender (maybe it holds that row)
+        fresh = _send(config)
+        assert (fresh.sent, fresh.sending) == (2, 1)
+        assert addresses[0] not in smtp_server.recipients()
+        with clock.use_clock(clock.frozen(clock.now() + timedelta(seconds=301))):
+            stale = _send(config)
+    assert (stale.sent, stale.sending) == (3, 0)
+    assert smtp_server.recipients().count(addresses[0]) == 1
 
 
 def test_unsubscribe_after_the_snapshot_is_honoured(
@@ -276,3 +293,28 @@ def test_international_domain_is_sent_in_ascii(project: Project, smtp_server: Sm
     assert added.email == "anna@xn--bcher-kva.example"
     _send(config)
     assert smtp_server.recipients() == ["anna@xn--bcher-kva.example"]
+
+
+@pytest.mark.parametrize("reply", ["452 4.5.3 Too many recipients",
+                                   "454 4.7.0 Temporary throttling, slow down"])
+def test_452_and_454_defer(project: Project, smtp_server: SmtpServer, reply: str) -> None:
+    config = _config(project, smtp_server.port)
+    addresses = _subscribe(config, 2)
+    smtp_server.handler.replies = {addresses[0]: reply}
+    counts = _send(config)
+    assert (counts.sent, counts.deferred) == (1, 1)
+    assert project.query("SELECT last_code FROM deliveries WHERE email = ?",
+                         addresses[0]) == [(int(reply[:3]),)]
+
+
+def test_connection_dropped_before_data_is_retried_at_once(
+        project: Project, smtp_server: SmtpServer) -> None:
+    """Dropped before the message went out: nothing was handed over, so the sender reopens
+    and sends it straight away, once."""
+    config = _config(project, smtp_server.port)
+    addresses = _subscribe(config, 2)
+    smtp_server.handler.drop_at_rcpt_once = True
+    counts = _send(config)
+    assert counts.sent == 2
+    assert sorted(smtp_server.recipients()) == sorted(addresses)
+    assert smtp_server.handler.connections == 2

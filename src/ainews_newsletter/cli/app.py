@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -16,19 +15,16 @@ from ainews_newsletter.cli.common import (
     console,
     json_option,
     pass_state,
+    print_findings,
     print_json,
+    progress_bar,
     window_options,
 )
 from ainews_newsletter.cli.posts import posts
+from ainews_newsletter.cli.sending import send
 from ainews_newsletter.cli.subscribers import subscribers
 from ainews_newsletter.database import engine_for, upgrade_schema
-from ainews_newsletter.errors import AinewsError
-from ainews_newsletter.models import DeliveryCounts, DeliveryState, Window
-
-if TYPE_CHECKING:
-    from rich.progress import Progress
-
-    from ainews_newsletter.render.lint import Finding
+from ainews_newsletter.models import DeliveryState, Window
 
 # The pipeline (posts, rendering, delivery) is imported inside the commands that need it:
 # `ainews subscribers count` should not pay for loading the renderer.
@@ -47,20 +43,6 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj = AppState(config_path)
 
 
-def _progress(total: int) -> Progress:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, transient=True,
-                    disable=not console.is_terminal or total == 0)
-
-
 @cli.command()
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
               default=Path("demo"), show_default=True, help="Working folder for the demo.")
@@ -70,7 +52,7 @@ def demo(folder: Path) -> None:
     from ainews_newsletter.demo import run_demo
 
     started = time.perf_counter()
-    with _progress(25) as progress:
+    with progress_bar(25) as progress:
         task = progress.add_task("send", total=None)
         result = run_demo(folder, on_result=lambda state: progress.advance(task))
     counts = result.counts
@@ -118,85 +100,7 @@ def build(state: AppState, window: Window, out_dir: Path, force: bool) -> None:
                   f"{rendered.post_count} posts, built in {elapsed:.2f}s ({stages})")
     for path in files.values():
         console.print(f"  {path}  {path.stat().st_size:,} bytes", soft_wrap=True)
-    _print_findings(pipeline.lint(state.config, rendered))
-
-
-def _print_findings(findings: list[Finding]) -> None:
-    from ainews_newsletter.render.lint import Severity
-
-    if not findings:
-        console.print("lint: no findings")
-    for finding in findings:
-        style = "bold red" if finding.severity is Severity.ERROR else "yellow"
-        console.print(f"[{style}]lint {finding}[/]", soft_wrap=True, markup=True)
-
-
-def _print_counts(counts: DeliveryCounts) -> None:
-    console.print("  ".join(f"{name} {value}" for name, value in counts.as_dict().items()))
-
-
-@cli.command()
-@window_options
-@click.option("--issue", "issue_key", metavar="KEY",
-              help="Resume the issue with this key (as `ainews status` shows it).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--force", is_flag=True,
-              help="Send even with fewer posts than min_posts or with lint errors.")
-@pass_state
-def send(state: AppState, window: Window, issue_key: str | None, yes: bool,
-         force: bool) -> None:
-    """Send the issue of the window to every active subscriber.
-
-    Safe to run again: it resumes where a previous run stopped and never sends the issue
-    twice to anyone it already reached."""
-    from ainews_newsletter import pipeline
-    from ainews_newsletter.render.lint import has_errors
-
-    config = state.config
-    if issue_key and window != Window():
-        raise click.UsageError("--issue names the issue already; leave out --week/--since")
-    plan = pipeline.plan_send(config, window, force, issue_key)
-    if plan.pending == 0:
-        counts = pipeline.delivery_status(config, plan.period_key) if plan.existing else None
-        console.print(f"Nothing to send for {plan.period_key}"
-                      + (": every recipient has been handled." if counts else
-                         ": there are no active subscribers."))
-        if counts:
-            _print_counts(counts)
-        return
-    if plan.existing is None or plan.existing.snapshot_at is None:
-        findings = pipeline.lint(config, plan.rendered)
-        if findings:
-            _print_findings(findings)
-        if has_errors(findings) and not force:
-            raise AinewsError("lint errors block the send (fix them, or --force to send anyway)")
-    verb = "Resume" if plan.existing else "Send"
-    question = (f"{verb} {plan.period_key} “{plan.subject}” ({plan.post_count} posts) to "
-                f"{plan.pending} subscribers via {pipeline.make_transport(config).describe()}?")
-    if not yes and not click.confirm(question, default=False, err=True):
-        console.print("Not sent.")
-        raise SystemExit(1)
-    try:
-        with _progress(plan.pending) as progress:
-            task = progress.add_task("send", total=plan.pending)
-            counts = pipeline.execute_send(config, plan,
-                                           on_result=lambda _state: progress.advance(task))
-    except KeyboardInterrupt:
-        counts = pipeline.delivery_status(config, plan.period_key)
-        console.print(f"Interrupted: {plan.period_key} sent to {counts.sent} of {counts.total}. "
-                      f"Run `ainews send --issue {plan.period_key}` to continue.")
-        _print_counts(counts)
-        raise SystemExit(130) from None
-    console.print(f"{plan.period_key}: sent {counts.sent} of {counts.total}")
-    _print_counts(counts)
-    again = f"`ainews send --issue {plan.period_key}`"
-    if counts.deferred:
-        console.print(f"{counts.deferred} deferred by the server; {again} retries them when "
-                      "they are due.")
-    if counts.sending:
-        console.print(f"{counts.sending} were in flight when an earlier run stopped; {again} "
-                      f"sends them again once {config.delivery.claim_timeout_seconds}s have "
-                      "passed, in case they never arrived.")
+    print_findings(pipeline.lint(state.config, rendered))
 
 
 @cli.command()
@@ -235,6 +139,7 @@ def upgrade(state: AppState) -> None:
                                           else " (already current)"))
 
 
+cli.add_command(send)
 cli.add_command(posts)
 cli.add_command(subscribers)
 

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -16,6 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.models import Window
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from ainews_newsletter.render.lint import Finding
 
 console = Console(highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -90,3 +95,27 @@ def window_options(function: F) -> F:
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def progress_bar(total: int) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console, transient=True,
+                    disable=not console.is_terminal or total == 0)
+
+
+def print_findings(findings: list[Finding]) -> None:
+    from ainews_newsletter.render.lint import Severity
+
+    if not findings:
+        console.print("lint: no findings")
+    for finding in findings:
+        style = "bold red" if finding.severity is Severity.ERROR else "yellow"
+        console.print(f"[{style}]lint {finding}[/]", soft_wrap=True, markup=True)

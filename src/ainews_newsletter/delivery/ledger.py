@@ -45,6 +45,8 @@ from ainews_newsletter.models import (
 )
 
 metadata = MetaData()
+# The reply recorded for a row skipped because the subscriber left after the snapshot.
+NOT_ACTIVE_REPLY = "not sent: no longer an active subscriber"
 
 issues = Table(
     "issues",
@@ -122,6 +124,7 @@ class RetryPolicy:
     max_attempts: int
     base_seconds: int
     max_seconds: int
+    give_up_after: timedelta = timedelta(hours=24)  # counted from the audience snapshot
 
     def delay(self, attempts: int) -> timedelta:
         """Exponential backoff: base, 2 * base, 4 * base … capped at max."""
@@ -258,24 +261,24 @@ class Ledger:
     # -- sending --------------------------------------------------------------------------
 
     @staticmethod
-    def _is_due(now: datetime, claim_timeout: timedelta) -> ColumnElement[bool]:
+    def _is_due(now: datetime, stale_before: datetime) -> ColumnElement[bool]:
         """Queued rows; deferred rows whose retry time has come; and rows a dead run left
-        `sending` longer than the claim timeout (it may or may not have sent them, and
-        at-least-once means they go again)."""
+        `sending` (claimed before `stale_before`): it may or may not have sent them, and
+        at-least-once means they go again."""
         return or_(
             deliveries.c.state == DeliveryState.QUEUED.value,
             and_(deliveries.c.state == DeliveryState.DEFERRED.value,
                  deliveries.c.next_attempt_at <= now),
             and_(deliveries.c.state == DeliveryState.SENDING.value,
-                 deliveries.c.updated_at < now - claim_timeout),
+                 deliveries.c.updated_at < stale_before),
         )
 
     def due(self, issue_id: int, now: datetime, limit: int,
-            claim_timeout: timedelta) -> list[Delivery]:
+            stale_before: datetime) -> list[Delivery]:
         """Rows ready to send, oldest first."""
         query = (select(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
                         deliveries.c.name, deliveries.c.token, deliveries.c.attempts)
-                 .where(deliveries.c.issue_id == issue_id, self._is_due(now, claim_timeout))
+                 .where(deliveries.c.issue_id == issue_id, self._is_due(now, stale_before))
                  .order_by(deliveries.c.id).limit(limit))
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
@@ -283,14 +286,14 @@ class Ledger:
             subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token))
             for row in rows]
 
-    def claim(self, delivery: Delivery, now: datetime, claim_timeout: timedelta) -> bool:
+    def claim(self, delivery: Delivery, now: datetime, stale_before: datetime) -> bool:
         """Mark the row `sending`, committed before MAIL FROM, if it is still due. The check
         and the write are one UPDATE, so of two senders racing for a row exactly one wins;
         False means another sender has it."""
         with self.engine.begin() as connection:
             result = connection.execute(
                 update(deliveries)
-                .where(deliveries.c.id == delivery.id, self._is_due(now, claim_timeout))
+                .where(deliveries.c.id == delivery.id, self._is_due(now, stale_before))
                 .values(state=DeliveryState.SENDING.value, attempts=delivery.attempts + 1,
                         updated_at=now))
         return result.rowcount == 1
@@ -303,23 +306,51 @@ class Ledger:
                 state=DeliveryState.QUEUED.value, attempts=delivery.attempts, updated_at=now))
 
     def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
-               policy: RetryPolicy) -> DeliveryState:
+               policy: RetryPolicy, started: datetime | None = None) -> DeliveryState:
         """Store the server's answer; a 4xx becomes deferred with backoff, or failed once
-        max_attempts is used up. Returns the state written."""
+        max_attempts is used up or the next try would fall after give_up_after (counted from
+        `started`). Returns the state written."""
         attempts = delivery.attempts + 1
         state = outcome.state
         next_attempt: datetime | None = None
         if state is DeliveryState.DEFERRED:
-            if attempts >= policy.max_attempts:
-                state = DeliveryState.FAILED
-            else:
-                next_attempt = now + policy.delay(attempts)
+            next_attempt = now + policy.delay(attempts)
+            too_late = started is not None and next_attempt > started + policy.give_up_after
+            if attempts >= policy.max_attempts or too_late:
+                state, next_attempt = DeliveryState.FAILED, None
         with self.engine.begin() as connection:
             connection.execute(update(deliveries).where(deliveries.c.id == delivery.id).values(
                 state=state.value, last_code=outcome.code, last_reply=outcome.reply[:1000],
                 next_attempt_at=next_attempt, updated_at=now,
                 sent_at=now if state is DeliveryState.SENT else None))
         return state
+
+    def requeue_failed(self, issue_id: int, now: datetime) -> int:
+        """`send --retry-failed`: failed rows go back to the queue with a fresh count of
+        attempts. Rows failed because the subscriber left stay failed."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.issue_id == issue_id,
+                       deliveries.c.state == DeliveryState.FAILED.value,
+                       or_(deliveries.c.last_reply.is_(None),
+                           deliveries.c.last_reply != NOT_ACTIVE_REPLY))
+                .values(state=DeliveryState.QUEUED.value, attempts=0, next_attempt_at=None,
+                        updated_at=now))
+        return int(result.rowcount)
+
+    def unfinished_issues(self, list_id: str) -> list[IssueRecord]:
+        """Issues of the list whose send started and still has rows to send, oldest first."""
+        pending = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value,
+                   DeliveryState.SENDING.value)
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(issues).where(issues.c.list_id == list_id,
+                                     issues.c.snapshot_at.is_not(None),
+                                     issues.c.id.in_(select(deliveries.c.issue_id).where(
+                                         deliveries.c.state.in_(pending))))
+                .order_by(issues.c.id)).all()
+        return [_issue_record(row) for row in rows]
 
     # -- reporting ------------------------------------------------------------------------
 

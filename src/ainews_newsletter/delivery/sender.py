@@ -3,21 +3,42 @@ transport, record the answer. Stops cleanly, leaving rows queued, if the transpo
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.errors import MessageError
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import NewsletterConfig
 from ainews_newsletter.delivery.dkim import Signer
-from ainews_newsletter.delivery.ledger import Delivery, IssueRecord, Ledger, RetryPolicy
+from ainews_newsletter.delivery.ledger import (
+    NOT_ACTIVE_REPLY,
+    Delivery,
+    IssueRecord,
+    Ledger,
+    RetryPolicy,
+)
 from ainews_newsletter.delivery.message import build_message
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
 from ainews_newsletter.models import DeliveryCounts, DeliveryState, SendOutcome
 
 Progress = Callable[[DeliveryState], None]
+StopRequested = Callable[[], bool]
+HardBounce = Callable[[int], None]  # subscriber id
+_ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def is_hard_bounce(outcome: SendOutcome) -> bool:
+    """A permanent "no such mailbox": enhanced status 5.1.x, or without an enhanced status
+    550/551/553. A 5.7.x refusal (policy, spam) is a failure but not the reader's fault."""
+    if outcome.state is not DeliveryState.FAILED or not 500 <= outcome.code < 600:
+        return False
+    enhanced = _ENHANCED_STATUS.search(outcome.reply)
+    if enhanced is not None:
+        return enhanced.group(1) == "5" and enhanced.group(2) == "1"
+    return outcome.code in (550, 551, 553)
 # Given subscriber ids, the ones still active: checked per batch right before sending, so an
 # unsubscribe that lands after the audience snapshot is still honoured.
 StillActive = Callable[[Collection[int]], set[int]]
@@ -30,6 +51,15 @@ class SendSettings:
     rate_per_second: float  # 0 = no limit
     claim_timeout: timedelta
     signer: Signer | None = None  # DKIM
+    # Set when this sender knows no other sender was alive when it started (SQLite lock):
+    # rows left `sending` before that moment are resent at once instead of after the lease.
+    started_alone_at: datetime | None = None
+
+    def stale_before(self, now: datetime) -> datetime:
+        cutoff = now - self.claim_timeout
+        if self.started_alone_at is not None and self.started_alone_at > cutoff:
+            return self.started_alone_at
+        return cutoff
 
 
 class RateLimiter:
@@ -68,30 +98,49 @@ def _send_one(delivery: Delivery, issue: IssueRecord, ledger: Ledger, transport:
         raise
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """What the caller can plug into a send (all optional)."""
+
+    still_active: StillActive | None = None  # checked per batch: honours late unsubscribes
+    on_result: Progress | None = None  # after each recorded message
+    should_stop: StopRequested | None = None  # checked before each claim: SIGTERM, Ctrl-C
+    on_hard_bounce: HardBounce | None = None  # a 5xx "no such mailbox"
+
+
 def deliver(issue: IssueRecord, ledger: Ledger, transport: Transport,
             newsletter: NewsletterConfig, settings: SendSettings,
-            still_active: StillActive | None = None,
-            on_result: Progress | None = None) -> DeliveryCounts:
+            hooks: Hooks | None = None) -> DeliveryCounts:
     """Send every due row of `issue`; returns the counts afterwards. Raises
-    TransportUnavailable (after requeueing the row in hand) if the server cannot be reached."""
+    TransportUnavailable (after requeueing the row in hand) if the server cannot be reached.
+    When `should_stop` turns true the message in hand is finished and recorded first, so a
+    stopped send leaves nothing in `sending`."""
+    hooks = hooks or Hooks()
     limiter = RateLimiter(settings.rate_per_second)
+    stop = hooks.should_stop or (lambda: False)
     try:
-        while batch := ledger.due(issue.id, clock.now(), settings.batch_size,
-                                  settings.claim_timeout):
-            wanted = (still_active({d.recipient.subscriber_id for d in batch})
-                      if still_active is not None else None)
+        while not stop() and (batch := ledger.due(
+                issue.id, clock.now(), settings.batch_size,
+                settings.stale_before(clock.now()))):
+            wanted = (hooks.still_active({d.recipient.subscriber_id for d in batch})
+                      if hooks.still_active is not None else None)
             for delivery in batch:
-                if not ledger.claim(delivery, clock.now(), settings.claim_timeout):
+                if stop():
+                    break
+                now = clock.now()
+                if not ledger.claim(delivery, now, settings.stale_before(now)):
                     continue  # another sender took it between our read and our claim
                 if wanted is not None and delivery.recipient.subscriber_id not in wanted:
-                    outcome = SendOutcome(DeliveryState.FAILED, 0,
-                                          "not sent: no longer an active subscriber")
+                    outcome = SendOutcome(DeliveryState.FAILED, 0, NOT_ACTIVE_REPLY)
                 else:
                     outcome = _send_one(delivery, issue, ledger, transport, newsletter,
                                         limiter, settings.signer)
-                state = ledger.record(delivery, outcome, clock.now(), settings.policy)
-                if on_result is not None:
-                    on_result(state)
+                state = ledger.record(delivery, outcome, clock.now(), settings.policy,
+                                      started=issue.snapshot_at)
+                if hooks.on_hard_bounce is not None and is_hard_bounce(outcome):
+                    hooks.on_hard_bounce(delivery.recipient.subscriber_id)
+                if hooks.on_result is not None:
+                    hooks.on_result(state)
     finally:
         transport.close()
     return ledger.counts(issue.id)

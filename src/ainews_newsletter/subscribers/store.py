@@ -235,6 +235,26 @@ class SubscriberStore:
         self._set_status(found, SubscriberStatus.ACTIVE)
         return self.require(address)
 
+    def record_hard_bounce(self, subscriber_id: int, limit: int) -> bool:
+        """Count a hard bounce (a 5xx saying the mailbox does not exist); at `limit` of them
+        the subscriber is marked bounced and the address suppressed. True if that happened."""
+        now = clock.now()
+        with self.engine.begin() as connection:
+            connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
+                               .values(hard_bounces=subscribers.c.hard_bounces + 1,
+                                       updated_at=now))
+            row = connection.execute(select(subscribers.c.hard_bounces, subscribers.c.status,
+                                            subscribers.c.email_normalized)
+                                     .where(subscribers.c.id == subscriber_id)).first()
+            if row is None or row.hard_bounces < limit or SubscriberStatus(row.status).has_left:
+                return False
+            connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
+                               .values(status=SubscriberStatus.BOUNCED.value))
+            insert_ignoring_conflicts(connection, suppressions, [{
+                "email_normalized": row.email_normalized, "reason": "bounced",
+                "created_at": now}])
+        return True
+
     def unsubscribe_token(self, token: str) -> Subscriber | None:
         """The one-click path: unsubscribe whoever holds `token`; idempotent."""
         with self.engine.connect() as connection:

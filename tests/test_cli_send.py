@@ -1,0 +1,167 @@
+"""`ainews send` beyond the happy path: --dry-run, --to, --resume, --retry-failed, giving up,
+hard bounces, SIGTERM, and kill -9 at random points followed by --resume."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+
+from ainews_newsletter import clock, pipeline
+from ainews_newsletter.config import Config, load_config
+from tests.conftest import Project, SmtpServer, smtp_env
+
+W47 = pipeline.Window(week="2026-W47")
+
+
+def _subscribe(project: Project, count: int) -> list[str]:
+    addresses = [f"reader{i:03d}@example.com" for i in range(count)]
+    csv_file = project.root / "list.csv"
+    csv_file.write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
+    assert project.run("subscribers", "import", str(csv_file)).exit_code == 0
+    return addresses
+
+
+def _config(project: Project, server: SmtpServer, **delivery: object) -> Config:
+    return load_config(project.config_path, environ={}, overrides={
+        "smtp": {"host": "127.0.0.1", "port": server.port}, "delivery": delivery})
+
+
+def test_dry_run_sends_and_stores_nothing(project: Project, smtp_server: SmtpServer) -> None:
+    _subscribe(project, 3)
+    result = project.run("send", "--week", "2026-W47", "--dry-run", env=smtp_env(smtp_server))
+    assert result.exit_code == 0, result.output
+    assert "would go to 3 subscribers" in result.stdout
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in result.stdout
+    assert "To: reader000@example.com" in result.stdout
+    assert smtp_server.handler.messages == []
+    assert project.query("SELECT count(*) FROM issues") == [(0,)]
+
+
+def test_to_sends_one_test_copy_outside_the_ledger(project: Project,
+                                                  smtp_server: SmtpServer) -> None:
+    _subscribe(project, 3)
+    result = project.run("send", "--week", "2026-W47", "--to", "editor@example.org",
+                         env=smtp_env(smtp_server))
+    assert result.exit_code == 0, result.output
+    assert smtp_server.recipients() == ["editor@example.org"]
+    assert project.query("SELECT count(*) FROM deliveries") == [(0,)]
+    bad = project.run("send", "--week", "2026-W47", "--to", "not an address")
+    assert bad.exit_code == 1 and "not a valid email address" in bad.stderr
+
+
+def test_resume_and_retry_failed(project: Project, smtp_server: SmtpServer) -> None:
+    addresses = _subscribe(project, 4)
+    down = project.run("send", "--week", "2026-W47", "--yes",
+                       env={"AINEWS_SMTP__HOST": "127.0.0.1", "AINEWS_SMTP__PORT": "9"})
+    assert down.exit_code == 1
+    smtp_server.handler.replies = {addresses[1]: "550 5.7.1 Refused by policy"}
+    resumed = project.run("send", "--resume", "--yes", env=smtp_env(smtp_server))
+    assert resumed.exit_code == 0, resumed.output
+    assert "sent 3 of 4" in resumed.stdout and "--retry-failed" in resumed.stdout
+    nothing = project.run("send", "--resume", "--yes", env=smtp_env(smtp_server))
+    assert nothing.exit_code == 1 and "nothing to resume" in nothing.stderr
+
+    smtp_server.handler.replies = {}
+    retried = project.run("send", "--issue", "2026-W47", "--retry-failed", "--yes",
+                          env=smtp_env(smtp_server))
+    assert retried.exit_code == 0, retried.output
+    assert "1 failed recipients queued again" in retried.stdout
+    assert sorted(smtp_server.recipients()) == sorted(addresses)
+
+
+def test_deferred_past_give_up_after_hours_fails(project: Project,
+                                                smtp_server: SmtpServer) -> None:
+    _subscribe(project, 1)
+    smtp_server.handler.replies = {"reader000@example.com": "451 4.7.1 Try later"}
+    config = _config(project, smtp_server, retry_base_seconds=600, give_up_after_hours=0.5)
+    first = pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    assert first.deferred == 1  # next try in 10 minutes: inside the half hour
+    later = clock.now() + timedelta(minutes=25)
+    with clock.use_clock(clock.frozen(later)):
+        plan = pipeline.plan_send(config, W47)
+        assert pipeline.execute_send(config, plan).failed == 1  # the next would be too late
+
+
+def test_hard_bounces_mark_the_subscriber_bounced(project: Project,
+                                                 smtp_server: SmtpServer) -> None:
+    addresses = _subscribe(project, 3)
+    smtp_server.handler.replies = {addresses[0]: "550 5.1.1 No such user",
+                                   addresses[1]: "550 5.7.1 Message refused as spam"}
+    config = _config(project, smtp_server, bounce_limit=1)
+    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    assert counts.failed == 2
+    status = dict(project.query("SELECT email, status FROM subscribers"))
+    assert status[addresses[0]] == "bounced"  # the mailbox does not exist
+    assert status[addresses[1]] == "active"  # a policy refusal is not the reader's fault
+    assert project.query("SELECT reason FROM suppressions") == [("bounced",)]
+
+
+# -- stopping and crashing -----------------------------------------------------------------
+
+def _sender(project: Project, server: SmtpServer, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **smtp_env(server), "AINEWS_LINT__SPAMASSASSIN": "false"}
+    return subprocess.Popen([sys.executable, "-m", "ainews_newsletter", "--config",
+                             str(project.config_path), "send", "--yes", *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for_messages(server: SmtpServer, at_least: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while len(server.handler.messages) < at_least:
+        assert time.monotonic() < deadline, "the sender never got going"
+        time.sleep(0.02)
+
+
+def test_sigterm_finishes_the_message_in_flight_no_duplicates(
+        project: Project, smtp_server: SmtpServer) -> None:
+    addresses = _subscribe(project, 40)
+    smtp_server.handler.data_delay = 0.05
+    process = _sender(project, smtp_server, "--week", "2026-W47")
+    _wait_for_messages(smtp_server, 5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert project.query("SELECT count(*) FROM deliveries WHERE state = 'sending'") == [(0,)]
+    stopped_at = len(smtp_server.handler.messages)
+    assert stopped_at < 40
+    resumed = _sender(project, smtp_server, "--resume")
+    resumed.communicate(timeout=60)
+    assert resumed.returncode == 0
+    assert sorted(smtp_server.recipients()) == sorted(addresses)  # everyone exactly once
+
+
+def test_kill_9_at_random_points_then_resume(project: Project, smtp_server: SmtpServer) -> None:
+    """20 crashes in one send; every subscriber gets the issue, and each crash costs at most
+    one duplicate (one connection: at most one message in flight)."""
+    addresses = _subscribe(project, 120)
+    smtp_server.handler.data_delay = 0.01
+    rng = random.Random(47)
+    kills = 0
+    process = _sender(project, smtp_server, "--week", "2026-W47")
+    for _ in range(20):
+        time.sleep(rng.uniform(0.6, 1.2))
+        if process.poll() is not None:
+            break
+        process.kill()
+        process.wait()
+        kills += 1
+        # --week, not --resume: a kill may land before the issue was even frozen.
+        process = _sender(project, smtp_server, "--week", "2026-W47")
+    process.communicate(timeout=120)
+    final = _sender(project, smtp_server, "--week", "2026-W47")
+    final.communicate(timeout=120)
+    assert final.returncode == 0
+    received = Counter(smtp_server.recipients())
+    assert set(received) == set(addresses)  # nobody lost
+    duplicates = sum(count - 1 for count in received.values())
+    assert kills >= 10 and duplicates <= kills
+    assert project.query("SELECT DISTINCT state FROM deliveries") == [("sent",)]
+    nothing_left = _sender(project, smtp_server, "--resume")
+    _, stderr = nothing_left.communicate(timeout=60)
+    assert nothing_left.returncode == 1 and b"nothing to resume" in stderr
