@@ -174,7 +174,7 @@ def test_import_dry_run_and_list_and_status(any_project: Project) -> None:
     (b"", [], "the file is empty"),
     (b"\x00\x01\x02binary", [], "binary file"),
     (b"name,phone\nA,1\n", [], "no email column; the columns found are: 'name', 'phone'"),
-    (b"email\na@example.com\n", ["--format", "excel"], "Invalid value for '--format'"),
+    (b"email\na@example.com\n", ["--format", "excel"], "unknown format 'excel'"),
     (b"email\na@example.com\n", ["--list", "ghost"], "no list named 'ghost'"),
 ])
 def test_bad_import_files_change_nothing(any_project: Project, tmp_path: Path, content: bytes,

@@ -194,6 +194,10 @@ def plan_send(config: Config, window: Window, force: bool = False,
     """What a send would do. With `issue_key`, the frozen issue of that key (to resume it);
     else the issue of the window, frozen already or to be built now."""
     ledger = open_ledger(config)
+    if issue_key is None and window == Window() and config.posts.window == "since-last-issue":
+        # The next since-last-issue window starts where an unfinished issue ends: finish
+        # that one first, or its queued readers would never get it.
+        issue_key = unfinished_issue_key(config)
     if issue_key is not None:
         existing = _find_issue(config, ledger, issue_key)
         if existing is None:

@@ -56,7 +56,7 @@ def demo(folder: Path) -> None:
         task = progress.add_task("send", total=None)
         result = run_demo(folder, on_result=lambda state: progress.advance(task))
     counts = result.counts
-    console.print(f"[bold]ainews demo[/] — the whole job on sample data "
+    console.print(f"ainews demo — the whole job on sample data "
                   f"({time.perf_counter() - started:.1f}s)")
     rows = [
         ("week", result.week), ("posts", str(result.posts)), ("subject", result.subject),

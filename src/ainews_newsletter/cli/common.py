@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
     from ainews_newsletter.render.lint import Finding
 
-console = Console(highlight=False)
+# markup=False: titles, names and addresses are printed as they are; "[/]" in a post title
+# must not be read as a style tag (or crash the table).
+console = Console(highlight=False, markup=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -118,4 +120,4 @@ def print_findings(findings: list[Finding]) -> None:
         console.print("lint: no findings")
     for finding in findings:
         style = "bold red" if finding.severity is Severity.ERROR else "yellow"
-        console.print(f"[{style}]lint {finding}[/]", soft_wrap=True, markup=True)
+        console.print(f"lint {finding}", style=style, soft_wrap=True)

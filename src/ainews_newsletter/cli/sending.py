@@ -18,7 +18,7 @@ from ainews_newsletter.cli.common import (
     progress_bar,
     window_options,
 )
-from ainews_newsletter.errors import AinewsError
+from ainews_newsletter.errors import AinewsError, DeliveryError
 from ainews_newsletter.models import DeliveryCounts, Window
 
 
@@ -130,6 +130,9 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
             counts = pipeline.execute_send(config, plan,
                                            on_result=lambda _state: progress.advance(task),
                                            should_stop=stop.is_set)
+    except DeliveryError as exc:
+        raise AinewsError(f"{exc}; nothing is lost: {again} (or `ainews send --resume`) "
+                          "continues") from None
     except KeyboardInterrupt:
         counts = pipeline.delivery_status(config, plan.period_key)
         console.print(f"Interrupted: {plan.period_key} sent to {counts.sent} of {counts.total}. "

@@ -18,6 +18,7 @@ from ainews_newsletter.cli.common import (
     pass_state,
     print_json,
 )
+from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.export import as_record, write_csv, write_json
 from ainews_newsletter.subscribers.formats import FORMATS, open_subscriber_file
@@ -169,8 +170,9 @@ def count(state: AppState, status: str | None, list_name: str | None) -> None:
 
 @subscribers.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--format", "file_format", type=click.Choice(FORMATS), default="auto",
-              show_default=True, help="The export the file comes from (auto: by its header).")
+@click.option("--format", "file_format", default="auto", show_default=True,
+              help=f"The export the file comes from: {', '.join(FORMATS)} (auto: by its "
+                   "header).")
 @list_option
 @click.option("--status", type=STATUS_CHOICE,
               help="Give new subscribers this status (never re-activates anyone who left).")
@@ -198,6 +200,12 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
     )
 
     opened = open_subscriber_file(file, file_format, check_dns)
+    if rejects_path is not None:  # fail on a bad path before anything is stored
+        try:
+            rejects_path.open("a", encoding="utf-8").close()
+        except OSError as exc:
+            raise SubscriberError(f"--rejects: cannot write {rejects_path}: "
+                                  f"{exc.strerror}") from None
     size = max(file.stat().st_size, 1)
     with Progress(TextColumn("importing"), BarColumn(), TaskProgressColumn(),
                   TimeRemainingColumn(), console=console, transient=True,

@@ -58,7 +58,10 @@ def message_id(newsletter: NewsletterConfig, issue_key: str, subscriber_id: int)
     digest = hashlib.sha256(
         f"{newsletter.list_identifier}|{issue_key}|{subscriber_id}".encode()).hexdigest()[:24]
     domain = newsletter.from_.rsplit("@", 1)[1]
-    return f"<{issue_key.lower()}.{digest}@{domain}>"
+    # Keys like "since-2026-11-18T10:33" or "2026-11-16..2026-11-23" hold characters a
+    # msg-id may not (":" ends it, ".." is invalid): keep letters, digits and single dashes.
+    readable = re.sub(r"[^a-z0-9]+", "-", issue_key.lower()).strip("-") or "issue"
+    return f"<{readable}.{digest}@{domain}>"
 
 
 def _address(name: str | None, addr_spec: str) -> Address:

@@ -8,6 +8,7 @@ import re
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import frontmatter
@@ -124,7 +125,7 @@ def load_post(path: Path, defaults: PostDefaults) -> Post:
     return Post(
         title=title,
         published=published,
-        url=_web_url(meta, "url", where) or f"{defaults.base_url}/posts/{slug}",
+        url=_web_url(meta, "url", where) or f"{defaults.base_url}/posts/{quote(slug)}",
         slug=slug,
         summary=cut_at_word(summary, defaults.summary_chars),
         body_html=body_html,

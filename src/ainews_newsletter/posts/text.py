@@ -58,7 +58,12 @@ def reading_minutes(plain_text: str) -> int:
 def check_web_url(value: str, where: str, field: str) -> str:
     """An absolute http(s) URL, or PostError: a `javascript:` or `file:` link must never
     reach an email."""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port like "8O80" or 99999
+    except ValueError as exc:
+        raise PostError(f"{where}: field {field!r}: {value!r} is not a valid URL ({exc})") \
+            from None
     if parts.scheme not in ("http", "https") or not parts.netloc or any(
             ch.isspace() for ch in value):
         raise PostError(f"{where}: field {field!r}: {value!r} is not an absolute http(s) URL")

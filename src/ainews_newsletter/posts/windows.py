@@ -19,11 +19,11 @@ _WEEK = re.compile(r"^(\d{4})-?W(\d{1,2})$", re.IGNORECASE)
 def week_period(year: int, week: int, tz: ZoneInfo) -> Period:
     try:
         monday = date.fromisocalendar(year, week, 1)
-    except ValueError:
-        raise SelectionError(f"{year}-W{week:02d} is not an ISO week of {year}") from None
-    start = datetime.combine(monday, time(0), tzinfo=tz)
-    # Add days on the calendar, not 168 hours: a DST change inside the week makes it 167 or 169.
-    end = datetime.combine(monday + timedelta(days=7), time(0), tzinfo=tz)
+        start = datetime.combine(monday, time(0), tzinfo=tz)
+        # Add days on the calendar, not 168 hours: a DST change in the week makes 167 or 169.
+        end = datetime.combine(monday + timedelta(days=7), time(0), tzinfo=tz)
+    except (ValueError, OverflowError):
+        raise SelectionError(f"{year}-W{week:02d} is not an ISO week we can use") from None
     return Period(key=f"{year}-W{week:02d}", start=start, end=end)
 
 
@@ -61,7 +61,10 @@ def between(since: datetime, until: datetime, tz: ZoneInfo) -> Period:
     if until <= since:
         raise SelectionError(f"--until ({until.isoformat()}) must be after --since "
                              f"({since.isoformat()})")
-    start, end = since.astimezone(tz), until.astimezone(tz)
+    try:
+        start, end = since.astimezone(tz), until.astimezone(tz)
+    except OverflowError:
+        raise SelectionError("--since/--until: a date out of range") from None
     return Period(key=f"{_bound_key(start)}..{_bound_key(end)}", start=start, end=end)
 
 

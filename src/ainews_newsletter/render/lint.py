@@ -5,6 +5,7 @@ lines over 998 octets, SpamAssassin's default spam threshold is 5 (we stop at 3)
 from __future__ import annotations
 
 import enum
+import html as html_module
 import re
 import shutil
 import subprocess
@@ -88,12 +89,18 @@ def spamassassin_score(message: bytes) -> tuple[float, list[str]] | None:
     executable = shutil.which("spamassassin")
     if executable is None:
         return None
-    result = subprocess.run([executable, "-L", "-t"], input=message, capture_output=True,
-                            timeout=SPAMASSASSIN_TIMEOUT, check=False)
-    report = result.stdout.decode("utf-8", "replace")
-    match = _SA_SCORE.search(report)
-    if match is None:
+    try:
+        result = subprocess.run([executable, "-L", "-t"], input=message, capture_output=True,
+                                timeout=SPAMASSASSIN_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
         return None
+    report = result.stdout.decode("utf-8", "replace")
+    # The report comes after the message, whose own text could contain a line that looks
+    # like one: the last match is SpamAssassin's.
+    matches = list(_SA_SCORE.finditer(report))
+    if not matches:
+        return None
+    match = matches[-1]
     details = report[match.start():]
     rules = [f"{name} {points}" for points, name in _SA_RULE.findall(details)
              if float(points) != 0.0]
@@ -110,7 +117,8 @@ def lint_issue(rendered: RenderedIssue, postal_address: str, sample_message: byt
         if rendered.unsubscribe_placeholder not in body:
             findings.append(Finding(Severity.ERROR, "unsubscribe",
                                     f"the {part} part has no unsubscribe link"))
-        if postal_address.strip() and postal_address not in body.replace("&amp;", "&"):
+        if postal_address.strip() and _flat(postal_address) not in _flat(html_module.unescape(
+                body)):
             findings.append(Finding(Severity.ERROR, "postal-address",
                                     f"the {part} part does not show the postal address"))
     if not postal_address.strip():
@@ -132,6 +140,11 @@ def lint_issue(rendered: RenderedIssue, postal_address: str, sample_message: byt
                 findings.append(Finding(Severity.WARNING, "spam-score",
                                         f"SpamAssassin scores {score}{hits}"))
     return findings
+
+
+def _flat(text: str) -> str:
+    """Whitespace collapsed: the text part wraps long lines, TOML allows multi-line values."""
+    return " ".join(text.split())
 
 
 def has_errors(findings: list[Finding]) -> bool:

@@ -17,7 +17,8 @@ COLUMNS = ["email", "name", "status", "lists", "attributes", "source", "created_
 
 
 def spreadsheet_safe(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_START) else value
+    """A leading ' is doubled too, so that `unescape_formula` can always undo this."""
+    return "'" + value if value.startswith((*FORMULA_START, "'")) else value
 
 
 def as_record(subscriber: Subscriber) -> dict[str, object]:

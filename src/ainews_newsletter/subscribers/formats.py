@@ -5,6 +5,7 @@ validated and comes out as an ImportRow or a Rejected with its line number and r
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -38,19 +39,36 @@ def _cell(row: Row, *names: str) -> str:
 
 def unescape_formula(value: str) -> str:
     """Undo the `'` our export puts before a cell a spreadsheet would run as a formula."""
-    return value[1:] if value.startswith("'") and value[1:2] in FORMULA_START else value
+    starts = value[1:2]
+    return value[1:] if value.startswith("'") and starts and starts in (*FORMULA_START, "'") \
+        else value
 
 
 def _truthy(value: str) -> bool:
     return value.strip().lower() in ("true", "yes", "1", "t", "y")
 
 
+class UnknownStatus(ValueError):
+    """A status column value we cannot map: the row is rejected, never guessed active."""
+
+
+_STATUS_WORDS = {status.value: status for status in SubscriberStatus} | {
+    "subscribed": SubscriberStatus.ACTIVE, "confirmed": SubscriberStatus.ACTIVE,
+    "enabled": SubscriberStatus.ACTIVE, "unconfirmed": SubscriberStatus.PENDING,
+    "inactive": SubscriberStatus.UNSUBSCRIBED, "disabled": SubscriberStatus.UNSUBSCRIBED,
+    "blocklisted": SubscriberStatus.UNSUBSCRIBED, "blacklisted": SubscriberStatus.UNSUBSCRIBED,
+    "cleaned": SubscriberStatus.BOUNCED, "spam": SubscriberStatus.COMPLAINED,
+}
+
+
 def _ours(row: Row) -> tuple[str, str | None, SubscriberStatus | None, dict[str, Any] | None]:
     status = _cell(row, "status").lower()
+    if status and status not in _STATUS_WORDS:
+        raise UnknownStatus(f"unknown status {status!r} (use one of "
+                            f"{', '.join(s.value for s in SubscriberStatus)})")
     attributes = _cell(row, "attributes")
     return (_cell(row, "email", "email address", "e-mail"), _cell(row, "name") or None,
-            SubscriberStatus(status) if status in SubscriberStatus.__members__.values()
-            else None, _json_object(attributes))
+            _STATUS_WORDS.get(status), _json_object(attributes))
 
 
 def _mailchimp(row: Row) -> tuple[str, str | None, SubscriberStatus | None, dict[str, Any] | None]:
@@ -164,6 +182,22 @@ def _delimiter(first_line: str) -> str:
     return max(counts, key=lambda delimiter: counts[delimiter]) if any(counts.values()) else ","
 
 
+def _check_encoding(path: Path) -> None:
+    """Decode the whole file before anything is imported (streaming, constant memory): a bad
+    byte on line 600,000 must fail the import before the first batch commits."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    line = 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                bad_line = line + chunk[:exc.start].count(b"\n")
+                raise SubscriberError(f"{path}:{bad_line}: not UTF-8 text; save the file as "
+                                      "UTF-8 CSV (nothing was imported)") from None
+            line += chunk.count(b"\n")
+
+
 def _check_text(path: Path) -> None:
     try:
         with path.open("rb") as handle:
@@ -187,6 +221,7 @@ def open_subscriber_file(path: Path, file_format: str = "auto",
         raise SubscriberError(f"unknown format {file_format!r}; use one of "
                               f"{', '.join(FORMATS)}")
     _check_text(path)
+    _check_encoding(path)
     with path.open(encoding="utf-8-sig", newline="") as peek:
         try:
             first = peek.readline()
@@ -221,8 +256,16 @@ def _rows(handle: IO[str], reader: Any, header: list[str], mapper: Mapper, path:
             start, line = line + 1, reader.line_num  # a quoted field may span several lines
             if not any(cell.strip() for cell in record):
                 continue
-            row = dict(zip(header, record, strict=False))
-            email, name, status, attributes = mapper(row)
+            row: Row = {}
+            for column, value in zip(header, record, strict=False):
+                # A column named twice: the first filled value wins.
+                if column not in row or (not row[column].strip() and value.strip()):
+                    row[column] = value
+            try:
+                email, name, status, attributes = mapper(row)
+            except UnknownStatus as exc:
+                yield Rejected(start, _cell(row, "email", "email address"), str(exc))
+                continue
             on_lists = tuple(name.strip() for name in _cell(row, LISTS_COLUMN).split(";")
                              if name.strip()) if mapper is _ours else ()
             try:

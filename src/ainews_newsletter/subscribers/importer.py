@@ -72,14 +72,25 @@ def _merged_status(current: SubscriberStatus, incoming: SubscriberStatus) -> Sub
 
 def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
                  status: SubscriberStatus | None, source: str, summary: ImportSummary,
-                 list_ids: Callable[[tuple[str, ...]], list[int]]) -> None:
+                 list_ids: Callable[[tuple[str, ...]], list[int]],
+                 list_explicit: bool) -> None:
     now = clock.now()
     unique: dict[str, ImportRow] = {}
     for row in batch:
-        if row.normalized in unique:
-            summary.duplicates += 1
-        else:
+        first = unique.get(row.normalized)
+        if first is None:
             unique[row.normalized] = row
+            continue
+        summary.duplicates += 1
+        # The same person twice in one file: fold the later row in by the same rules as
+        # against the store, so an "unsubscribed" further down is never lost.
+        merged = _merged_status(first.status or SubscriberStatus.ACTIVE,
+                                row.status or SubscriberStatus.ACTIVE)
+        unique[row.normalized] = ImportRow(
+            first.line, first.email, first.normalized, first.name or row.name,
+            merged if (first.status or row.status) else None,
+            {**(row.attributes or {}), **(first.attributes or {})} or None,
+            tuple(dict.fromkeys(first.lists + row.lists)))
     keys = list(unique)
     suppressed = dict(connection.execute(
         select(suppressions.c.email_normalized, suppressions.c.reason)
@@ -136,7 +147,11 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
     bulk_insert(connection, memberships, [
         {"list_id": target, "subscriber_id": subscriber_id, "created_at": now}
         for normalized, subscriber_id in ids.items()
-        for target in (list_ids(unique[normalized].lists) or [list_id])],
+        # The lists our export names, plus the import's list when it was asked for by
+        # --list, or when the row names none.
+        for target in dict.fromkeys([
+            *list_ids(unique[normalized].lists),
+            *([list_id] if list_explicit or not unique[normalized].lists else [])])],
         ignore_conflicts=True)
 
 
@@ -179,11 +194,12 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
                 summary.rejects.append(reject)
             if outer is not None:
                 _merge_batch(outer, good, store.list_id(outer, list_name), status, source,
-                             summary, _list_resolver(store, outer))
+                             summary, _list_resolver(store, outer), list_name is not None)
             else:
                 with store.engine.begin() as connection:
                     _merge_batch(connection, good, store.list_id(connection, list_name),
-                                 status, source, summary, _list_resolver(store, connection))
+                                 status, source, summary, _list_resolver(store, connection),
+                                 list_name is not None)
             if on_batch is not None:
                 on_batch(len(batch))
     finally:

@@ -91,8 +91,8 @@ class SubscriberStore:
 
     def add_list(self, name: str, description: str | None = None) -> None:
         name = name.strip()
-        if not name or len(name) > 100:
-            raise SubscriberError("a list name needs 1 to 100 characters")
+        if not name or len(name) > 100 or ";" in name:
+            raise SubscriberError("a list name needs 1 to 100 characters and no ';'")
         with self.engine.begin() as connection:
             if connection.execute(select(lists.c.id).where(lists.c.name == name)).first():
                 raise SubscriberError(f"list {name!r} exists already")
@@ -167,8 +167,9 @@ class SubscriberStore:
             reason = connection.execute(select(suppressions.c.reason).where(
                 suppressions.c.email_normalized == normalized)).scalar()
             if reason is not None:
-                raise SubscriberError(f"{given!r} is on the suppression list ({reason}); only "
-                                      "`ainews subscribers resubscribe` can bring it back")
+                raise SubscriberError(f"{given!r} is on the suppression list ({reason}); if "
+                                      "they asked to come back: `ainews subscribers "
+                                      f"resubscribe {given}`")
             row = connection.execute(select(subscribers.c.id, subscribers.c.status).where(
                 subscribers.c.email_normalized == normalized)).first()
             if row is None:
@@ -230,8 +231,17 @@ class SubscriberStore:
 
     def resubscribe(self, address: str) -> Subscriber:
         """Make the subscriber active again and lift any suppression: only for someone who
-        asked to come back."""
-        found = self.require(address)
+        asked to come back. An address whose row was removed (only its suppression is left)
+        comes back as a new active subscriber of the default list."""
+        found = self.get(address)
+        if found is None:
+            _, normalized = normalize(address)
+            with self.engine.begin() as connection:
+                lifted = connection.execute(delete(suppressions).where(
+                    suppressions.c.email_normalized == normalized)).rowcount
+            if not lifted:
+                raise SubscriberError(f"no subscriber with address {address.strip()!r}")
+            return self.add(address)
         self._set_status(found, SubscriberStatus.ACTIVE)
         return self.require(address)
 
@@ -274,9 +284,11 @@ class SubscriberStore:
             query = query.where(exists().where(memberships.c.list_id == list_id,
                                                memberships.c.subscriber_id == subscribers.c.id))
         if search:
-            pattern = f"%{search.lower()}%"
-            query = query.where(or_(subscribers.c.email_normalized.like(pattern),
-                                    func.lower(subscribers.c.name).like(pattern)))
+            escaped = (search.lower().replace("\\", "\\\\").replace("%", "\\%")
+                       .replace("_", "\\_"))
+            pattern = f"%{escaped}%"
+            query = query.where(or_(subscribers.c.email_normalized.like(pattern, escape="\\"),
+                                    func.lower(subscribers.c.name).like(pattern, escape="\\")))
         return query
 
     def count(self, status: SubscriberStatus | None = None, list_name: str | None = None) -> int:
