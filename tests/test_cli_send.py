@@ -165,3 +165,17 @@ def test_kill_9_at_random_points_then_resume(project: Project, smtp_server: Smtp
     nothing_left = _sender(project, smtp_server, "--resume")
     _, stderr = nothing_left.communicate(timeout=60)
     assert nothing_left.returncode == 1 and b"nothing to resume" in stderr
+
+
+def test_a_server_refusing_everything_pauses_the_send(project: Project,
+                                                      smtp_server: SmtpServer) -> None:
+    addresses = _subscribe(project, 30)
+    smtp_server.handler.replies = {address: "451 4.3.0 Mail server temporarily rejecting"
+                                   for address in addresses}
+    project.write_config("[delivery]\nerror_window = 10\nerror_threshold = 0.8\n")
+    result = project.run("send", "--week", "2026-W47", "--yes", env=smtp_env(smtp_server))
+    assert result.exit_code == 1
+    assert "paused: 10 of the last 10 messages were refused" in result.stderr
+    assert "nothing is lost" in result.stderr
+    states = dict(project.query("SELECT state, count(*) FROM deliveries GROUP BY state"))
+    assert states == {"deferred": 10, "queued": 20}  # the rest were not burned

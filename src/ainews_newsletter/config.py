@@ -239,6 +239,10 @@ class DeliveryConfig(_Section):
     give_up_after_hours: float = Field(default=24, gt=0)
     # Hard bounces (5xx: no such mailbox) before a subscriber is marked bounced.
     bounce_limit: int = Field(default=2, ge=1)
+    # Pause the send (rows stay queued) when this share of the last error_window messages
+    # was refused: a server rejecting everything is not helped by 100,000 more tries.
+    error_threshold: float = Field(default=0.5, gt=0, le=1)
+    error_window: int = Field(default=20, ge=1)
 
 
 # The parsed TOML file for the load in progress; a context variable because pydantic-settings

@@ -250,6 +250,8 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
             claim_timeout=timedelta(seconds=delivery.claim_timeout_seconds),
             signer=message_signer(config),
             started_alone_at=clock.now() if alone else None,
+            error_threshold=delivery.error_threshold,
+            error_window=delivery.error_window,
         )
 
         def hard_bounce(subscriber_id: int) -> None:

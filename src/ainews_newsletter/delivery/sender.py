@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from ainews_newsletter.delivery.ledger import (
 )
 from ainews_newsletter.delivery.message import build_message
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
+from ainews_newsletter.errors import DeliveryError
 from ainews_newsletter.models import DeliveryCounts, DeliveryState, SendOutcome
 
 Progress = Callable[[DeliveryState], None]
@@ -44,6 +46,27 @@ def is_hard_bounce(outcome: SendOutcome) -> bool:
 StillActive = Callable[[Collection[int]], set[int]]
 
 
+class SendPaused(DeliveryError):
+    """Too many refusals in a row: the send stops with the remaining rows still queued."""
+
+
+class ErrorWatch:
+    """The share of refused messages over the last `window` (deferred or failed)."""
+
+    def __init__(self, threshold: float, window: int) -> None:
+        self.threshold = threshold
+        self.recent: deque[bool] = deque(maxlen=window)
+
+    def record(self, outcome: SendOutcome) -> None:
+        self.recent.append(outcome.state is not DeliveryState.SENT)
+        refused = sum(self.recent)
+        if len(self.recent) == self.recent.maxlen and refused >= self.threshold * len(
+                self.recent):
+            raise SendPaused(f"paused: {refused} of the last {len(self.recent)} messages were "
+                             f"refused (last reply: {outcome.code} {outcome.reply[:120]}); "
+                             "check the mail server")
+
+
 @dataclass(frozen=True)
 class SendSettings:
     policy: RetryPolicy
@@ -51,6 +74,8 @@ class SendSettings:
     rate_per_second: float  # 0 = no limit
     claim_timeout: timedelta
     signer: Signer | None = None  # DKIM
+    error_threshold: float = 1.0  # share of the last error_window refused that pauses
+    error_window: int = 20
     # Set when this sender knows no other sender was alive when it started (SQLite lock):
     # rows left `sending` before that moment are resent at once instead of after the lease.
     started_alone_at: datetime | None = None
@@ -117,6 +142,7 @@ def deliver(issue: IssueRecord, ledger: Ledger, transport: Transport,
     stopped send leaves nothing in `sending`."""
     hooks = hooks or Hooks()
     limiter = RateLimiter(settings.rate_per_second)
+    watch = ErrorWatch(settings.error_threshold, settings.error_window)
     stop = hooks.should_stop or (lambda: False)
     try:
         while not stop() and (batch := ledger.due(
@@ -141,6 +167,8 @@ def deliver(issue: IssueRecord, ledger: Ledger, transport: Transport,
                     hooks.on_hard_bounce(delivery.recipient.subscriber_id)
                 if hooks.on_result is not None:
                     hooks.on_result(state)
+                if outcome.reply != NOT_ACTIVE_REPLY:
+                    watch.record(outcome)
     finally:
         transport.close()
     return ledger.counts(issue.id)
