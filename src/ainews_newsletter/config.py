@@ -220,7 +220,9 @@ class SmtpConfig(_Section):
     security: Literal["none", "starttls", "tls"] = "none"
     username: str | None = None
     password: SecretStr | None = None  # environment only: AINEWS_SMTP__PASSWORD
-    rate_per_second: float = Field(default=0, ge=0)  # 0 = unlimited
+    # Parallel connections, each reused for many messages (RSET between them).
+    connections: int = Field(default=1, ge=1, le=32)
+    rate_per_second: float = Field(default=0, ge=0)  # 0 = unlimited, shared by connections
     timeout: float = Field(default=30, gt=0)
     ehlo_name: str | None = None
 

@@ -259,8 +259,11 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
 
         hooks = Hooks(still_active=store.active_among, on_result=on_result,
                       should_stop=should_stop, on_hard_bounce=hard_bounce)
-        return deliver(issue, ledger, transport or make_transport(config), config.newsletter,
-                       settings, hooks)
+        if transport is not None:  # a caller-made transport: one connection
+            return deliver(issue, ledger, lambda: transport, config.newsletter, settings,
+                           hooks)
+        return deliver(issue, ledger, lambda: make_transport(config), config.newsletter,
+                       settings, hooks, connections=config.smtp.connections)
 
 
 def send_test(config: Config, rendered: RenderedIssue, address: str) -> SendOutcome:

@@ -318,3 +318,25 @@ def test_connection_dropped_before_data_is_retried_at_once(
     assert counts.sent == 2
     assert sorted(smtp_server.recipients()) == sorted(addresses)
     assert smtp_server.handler.connections == 2
+
+
+def test_parallel_connections_share_the_issue_without_duplicates(
+        project: Project, smtp_server: SmtpServer) -> None:
+    config = load_config(project.config_path, environ={}, overrides={
+        "smtp": {"host": "127.0.0.1", "port": smtp_server.port, "connections": 3}})
+    addresses = _subscribe(config, 30)
+    smtp_server.handler.data_delay = 0.02
+    counts = _send(config)
+    assert counts.sent == 30
+    assert sorted(smtp_server.recipients()) == sorted(addresses)  # each exactly once
+    assert smtp_server.handler.connections == 3
+
+
+def test_one_failing_connection_stops_them_all_and_loses_nobody(
+        project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+    down = load_config(project.config_path, environ={}, overrides={
+        "smtp": {"host": "127.0.0.1", "port": unused_port, "connections": 3}})
+    _subscribe(down, 9)
+    with pytest.raises(TransportUnavailable):
+        _send(down)
+    assert project.query("SELECT DISTINCT state FROM deliveries") == [("queued",)]

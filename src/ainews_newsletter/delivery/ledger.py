@@ -273,13 +273,17 @@ class Ledger:
                  deliveries.c.updated_at < stale_before),
         )
 
-    def due(self, issue_id: int, now: datetime, limit: int,
-            stale_before: datetime) -> list[Delivery]:
-        """Rows ready to send, oldest first."""
+    def due(self, issue_id: int, now: datetime, limit: int, stale_before: datetime,
+            share: tuple[int, int] | None = None) -> list[Delivery]:
+        """Rows ready to send, oldest first. With `share` (k, n), only rows whose id is k
+        modulo n: parallel connections of one sender take disjoint rows instead of racing
+        for the same ones (the claim would stop a double send, but not the wasted work)."""
         query = (select(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
                         deliveries.c.name, deliveries.c.token, deliveries.c.attempts)
                  .where(deliveries.c.issue_id == issue_id, self._is_due(now, stale_before))
                  .order_by(deliveries.c.id).limit(limit))
+        if share is not None:
+            query = query.where(deliveries.c.id % share[1] == share[0])
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         return [Delivery(id=row.id, attempts=row.attempts, recipient=Recipient(

@@ -4,6 +4,7 @@ transport, record the answer. Stops cleanly, leaving rows queued, if the transpo
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection
@@ -56,10 +57,12 @@ class ErrorWatch:
     def __init__(self, threshold: float, window: int) -> None:
         self.threshold = threshold
         self.recent: deque[bool] = deque(maxlen=window)
+        self._lock = threading.Lock()
 
     def record(self, outcome: SendOutcome) -> None:
-        self.recent.append(outcome.state is not DeliveryState.SENT)
-        refused = sum(self.recent)
+        with self._lock:
+            self.recent.append(outcome.state is not DeliveryState.SENT)
+            refused = sum(self.recent)
         if len(self.recent) == self.recent.maxlen and refused >= self.threshold * len(
                 self.recent):
             raise SendPaused(f"paused: {refused} of the last {len(self.recent)} messages were "
@@ -93,14 +96,17 @@ class RateLimiter:
     def __init__(self, rate_per_second: float) -> None:
         self.interval = 1.0 / rate_per_second if rate_per_second > 0 else 0.0
         self._next = time.monotonic()
+        self._lock = threading.Lock()  # one limit shared by every connection
 
     def wait(self) -> None:
         if not self.interval:
             return
-        now = time.monotonic()
-        if now < self._next:
-            time.sleep(self._next - now)
-        self._next = max(now, self._next) + self.interval
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
 
 
 def _send_one(delivery: Delivery, issue: IssueRecord, ledger: Ledger, transport: Transport,
@@ -133,21 +139,16 @@ class Hooks:
     on_hard_bounce: HardBounce | None = None  # a 5xx "no such mailbox"
 
 
-def deliver(issue: IssueRecord, ledger: Ledger, transport: Transport,
-            newsletter: NewsletterConfig, settings: SendSettings,
-            hooks: Hooks | None = None) -> DeliveryCounts:
-    """Send every due row of `issue`; returns the counts afterwards. Raises
-    TransportUnavailable (after requeueing the row in hand) if the server cannot be reached.
-    When `should_stop` turns true the message in hand is finished and recorded first, so a
-    stopped send leaves nothing in `sending`."""
-    hooks = hooks or Hooks()
-    limiter = RateLimiter(settings.rate_per_second)
-    watch = ErrorWatch(settings.error_threshold, settings.error_window)
-    stop = hooks.should_stop or (lambda: False)
+def _worker(issue: IssueRecord, ledger: Ledger, transport: Transport,
+            newsletter: NewsletterConfig, settings: SendSettings, hooks: Hooks,
+            limiter: RateLimiter, watch: ErrorWatch, stop: StopRequested,
+            share: tuple[int, int] | None) -> None:
+    """One connection's loop: claim a due row, send it, record the answer, until none is
+    left or a stop is requested."""
     try:
         while not stop() and (batch := ledger.due(
                 issue.id, clock.now(), settings.batch_size,
-                settings.stale_before(clock.now()))):
+                settings.stale_before(clock.now()), share)):
             wanted = (hooks.still_active({d.recipient.subscriber_id for d in batch})
                       if hooks.still_active is not None else None)
             for delivery in batch:
@@ -171,4 +172,42 @@ def deliver(issue: IssueRecord, ledger: Ledger, transport: Transport,
                     watch.record(outcome)
     finally:
         transport.close()
+
+
+def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transport],
+            newsletter: NewsletterConfig, settings: SendSettings,
+            hooks: Hooks | None = None, connections: int = 1) -> DeliveryCounts:
+    """Send every due row of `issue` over `connections` parallel connections (each a thread
+    with its own transport from `transports`, sharing the rate limit and the error watch);
+    returns the counts afterwards. Raises TransportUnavailable (after requeueing the row in
+    hand) if the server cannot be reached, SendPaused if it refuses too much. When
+    `should_stop` turns true each connection finishes and records the message in hand, so a
+    stopped send leaves nothing in `sending`."""
+    hooks = hooks or Hooks()
+    limiter = RateLimiter(settings.rate_per_second)
+    watch = ErrorWatch(settings.error_threshold, settings.error_window)
+    requested = hooks.should_stop or (lambda: False)
+    if connections <= 1:
+        _worker(issue, ledger, transports(), newsletter, settings, hooks, limiter, watch,
+                requested, None)
+        return ledger.counts(issue.id)
+    failed = threading.Event()
+    errors: list[BaseException] = []
+
+    def run(share: tuple[int, int]) -> None:
+        try:
+            _worker(issue, ledger, transports(), newsletter, settings, hooks, limiter, watch,
+                    lambda: requested() or failed.is_set(), share)
+        except BaseException as exc:  # handed to the caller below
+            errors.append(exc)
+            failed.set()
+
+    threads = [threading.Thread(target=run, args=((k, connections),), name=f"smtp-{k}")
+               for k in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
     return ledger.counts(issue.id)
