@@ -1,0 +1,95 @@
+"""SMTP send throughput: ours against Postfix's smtp-source, both into Postfix's smtp-sink on
+127.0.0.1, in one run.
+
+    python benchmarks/send.py [--recipients 20000] [--connections 1]
+
+ours:  the sample week's issue to --recipients subscribers (SQLite ledger, one row claimed,
+       sent and recorded per message: the crash-safety contract), over --connections
+peer:  smtp-source sending the same number of messages of the same size over the same number
+       of connections (no ledger, no message building)
+Needs Debian's postfix package (smtp-sink and smtp-source; no daemon is started)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipients", type=int, default=20_000)
+    parser.add_argument("--connections", type=int, default=1)
+    args = parser.parse_args()
+    sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    source = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    if not (Path(sink).exists() and Path(source).exists()):
+        raise SystemExit("needs postfix's smtp-sink and smtp-source (apt-get install postfix)")
+
+    from ainews_newsletter import pipeline
+    from ainews_newsletter.config import load_config
+    from ainews_newsletter.database import dispose_all
+    from ainews_newsletter.subscribers.formats import open_subscriber_file
+    from ainews_newsletter.subscribers.importer import import_rows
+
+    port = _free_port()
+    as_root = ["-u", "nobody"] if os.geteuid() == 0 else []  # smtp-sink refuses root
+    sink_process = subprocess.Popen([sink, *as_root, f"127.0.0.1:{port}", "1000"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        with tempfile.TemporaryDirectory(prefix="ainews-send-") as folder:
+            root = Path(folder)
+            people = root / "people.csv"
+            people.write_text("email\n" + "".join(f"r{i}@example.com\n"
+                                                  for i in range(args.recipients)))
+            config = load_config(REPO / "config.toml", environ={}, overrides={
+                "storage": {"url": f"sqlite:///{root / 'bench.db'}"},
+                "smtp": {"host": "127.0.0.1", "port": port,
+                         "connections": args.connections},
+                "lint": {"spamassassin": False}})
+            store = pipeline.open_subscribers(config)
+            import_rows(store, open_subscriber_file(people).rows)
+            plan = pipeline.plan_send(config, pipeline.Window(week="2026-W47"))
+            size = len(pipeline.sample_message(config, plan.rendered,
+                                               pipeline.sample_recipient(config)))
+            started = time.perf_counter()
+            counts = pipeline.execute_send(config, plan)
+            ours = time.perf_counter() - started
+            dispose_all()
+        started = time.perf_counter()
+        subprocess.run([source, "-m", str(args.recipients), "-s", str(args.connections),
+                        "-l", str(size), "-f", "digest@ainews.example",
+                        "-t", "reader@example.com", f"127.0.0.1:{port}"],
+                       check=True, stdout=subprocess.DEVNULL)
+        peer = time.perf_counter() - started
+    finally:
+        sink_process.terminate()
+        sink_process.wait()
+    ours_rate, peer_rate = counts.sent / ours, args.recipients / peer
+    print(f"{args.recipients:,} messages of {size:,} bytes over {args.connections} "
+          f"connection(s) into smtp-sink on 127.0.0.1")
+    print("| sender | seconds | msg/s |\n| --- | ---: | ---: |")
+    print(f"| ainews send (ledger, per-message commits) | {ours:.1f} | {ours_rate:,.0f} |")
+    print(f"| smtp-source (peer) | {peer:.1f} | {peer_rate:,.0f} |")
+    print(f"ratio ours/peer: {ours_rate / peer_rate:.0%} (sent {counts.sent}, failed "
+          f"{counts.failed}, deferred {counts.deferred})")
+
+
+if __name__ == "__main__":
+    main()
