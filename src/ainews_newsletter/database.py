@@ -8,7 +8,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Engine, create_engine, event, inspect, text
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from sqlalchemy.types import TypeDecorator
@@ -33,18 +43,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def engine_for(url: str) -> Engine:
-    """One engine per URL per process, created on first use."""
-    if url in _engines:
-        return _engines[url]
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL, or None (another database, or SQLite in memory)."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"storage.url: cannot parse database URL {url!r}") from None
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def engine_for(url: str) -> Engine:
+    """One engine per URL per process, created on first use."""
+    if url in _engines:
+        return _engines[url]
+    database_file = sqlite_path(url)
+    if database_file is not None or make_url(url).get_backend_name() == "sqlite":
+        if database_file is not None:
+            database_file.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
@@ -101,6 +118,24 @@ def ensure_schema(engine: Engine) -> None:
         if schema_version(engine) != SCHEMA_HEAD:
             upgrade_schema(engine)
         _migrated.add(id(engine))
+
+
+def insert_ignoring_conflicts(connection: Connection, table: Table,
+                              rows: list[dict[str, Any]]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING on SQLite and PostgreSQL (the rooms' idempotent
+    writes: audience snapshots, memberships, suppressions)."""
+    if not rows:
+        return
+    # Imported here: the PostgreSQL dialect module pulls in asyncio and more, which a quick
+    # `ainews subscribers count` should not pay for.
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    name = connection.dialect.name
+    if name not in ("postgresql", "sqlite"):
+        raise ConfigError(f"storage.url: database {name!r} is not supported (use SQLite or "
+                          "PostgreSQL)")
+    dialect = postgresql if name == "postgresql" else sqlite
+    connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
 
 def dispose_all() -> None:

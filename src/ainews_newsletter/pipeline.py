@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
-from ainews_newsletter.database import engine_for
+from ainews_newsletter.database import engine_for, sqlite_path
 from ainews_newsletter.delivery.dkim import Signer, make_signer
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger, RetryPolicy
 from ainews_newsletter.delivery.message import build_message, unsubscribe_url
@@ -220,12 +220,6 @@ def plan_send(config: Config, window: Window, force: bool = False,
                     rendered, carried_refs(selection))
 
 
-def _sqlite_file(config: Config) -> Path | None:
-    url = config.database_url
-    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") and \
-        url != "sqlite:///:memory:" else None
-
-
 def execute_send(config: Config, plan: SendPlan, transport: Transport | None = None,
                  on_result: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None) -> DeliveryCounts:
@@ -240,7 +234,7 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size)
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
     delivery = config.delivery
-    with sender_presence(_sqlite_file(config)) as alone:
+    with sender_presence(sqlite_path(config.database_url)) as alone:
         settings = SendSettings(
             policy=RetryPolicy(delivery.max_attempts, delivery.retry_base_seconds,
                                delivery.retry_max_seconds,

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +21,9 @@ from ainews_newsletter.cli.common import (
 )
 from ainews_newsletter.errors import AinewsError, DeliveryError
 from ainews_newsletter.models import DeliveryCounts, Window
+
+if TYPE_CHECKING:
+    from ainews_newsletter.pipeline import SendPlan
 
 
 def print_counts(counts: DeliveryCounts) -> None:
@@ -158,13 +162,12 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
                       "--retry-failed` queues them again.")
 
 
-def _show_dry_run(state: AppState, plan: object) -> None:
+def _show_dry_run(state: AppState, plan: SendPlan) -> None:
     import email
     import email.policy
 
     from ainews_newsletter import pipeline
 
-    assert isinstance(plan, pipeline.SendPlan)
     config = state.config
     console.print(f"dry run: {plan.period_key} “{plan.subject}” ({plan.post_count} posts) "
                   f"would go to {plan.pending} subscribers via "

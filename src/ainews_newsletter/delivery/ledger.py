@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from ainews_newsletter.database import UTCDateTime, ensure_schema
+from ainews_newsletter.database import UTCDateTime, ensure_schema, insert_ignoring_conflicts
 from ainews_newsletter.models import (
     DeliveryCounts,
     DeliveryState,
@@ -231,17 +231,6 @@ class Ledger:
 
     # -- audience snapshot ----------------------------------------------------------------
 
-    def _insert_ignoring_duplicates(self, rows: list[dict[str, Any]]) -> Any:
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            return postgresql.insert(deliveries).values(rows).on_conflict_do_nothing()
-        if dialect == "sqlite":
-            return sqlite.insert(deliveries).values(rows).on_conflict_do_nothing()
-        raise NotImplementedError(f"database {dialect!r} is not supported (use SQLite or "
-                                  "PostgreSQL)")
-
     def snapshot(self, issue_id: int, recipients: Iterable[Recipient], now: datetime,
                  batch_size: int = 500) -> int:
         """Copy the audience into the ledger once. Batches are idempotent (a re-run after a
@@ -252,7 +241,7 @@ class Ledger:
                      "name": r.name, "token": r.token, "state": DeliveryState.QUEUED.value,
                      "attempts": 0, "updated_at": now} for r in batch]
             with self.engine.begin() as connection:
-                connection.execute(self._insert_ignoring_duplicates(rows))
+                insert_ignoring_conflicts(connection, deliveries, rows)
         with self.engine.begin() as connection:
             connection.execute(update(issues).where(issues.c.id == issue_id)
                                .values(snapshot_at=now))

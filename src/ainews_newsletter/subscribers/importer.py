@@ -19,11 +19,12 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from ainews_newsletter import clock
+from ainews_newsletter.database import insert_ignoring_conflicts
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.bulk import bulk_insert, one_of
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
-from ainews_newsletter.subscribers.store import SubscriberStore, insert_ignoring_conflicts
+from ainews_newsletter.subscribers.store import SubscriberStore
 from ainews_newsletter.subscribers.tokens import new_token
 
 BATCH_SIZE = 5000

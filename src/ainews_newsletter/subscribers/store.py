@@ -24,7 +24,7 @@ from sqlalchemy import (
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
-from ainews_newsletter.database import engine_for, ensure_schema
+from ainews_newsletter.database import engine_for, ensure_schema, insert_ignoring_conflicts
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Recipient, Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
@@ -46,19 +46,6 @@ def _subscriber(row: Any, list_names: tuple[str, ...] = ()) -> Subscriber:
         status=SubscriberStatus(row.status), token=row.token, created_at=row.created_at,
         unsubscribed_at=row.unsubscribed_at, source=row.source,
         attributes=dict(row.attributes or {}), confirmed_at=row.confirmed_at, lists=list_names)
-
-
-def insert_ignoring_conflicts(connection: Connection, table: Any, rows: list[dict[str, Any]],
-                              ) -> None:
-    """INSERT … ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
-    if not rows:
-        return
-    # Imported here: the PostgreSQL dialect module pulls in asyncio and more, which a quick
-    # `ainews subscribers count` should not pay for.
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
 
 class SubscriberStore:
