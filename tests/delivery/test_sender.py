@@ -3,6 +3,7 @@ one reused connection, a ledger that makes a second send a no-op, and retries by
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -340,3 +341,60 @@ def test_one_failing_connection_stops_them_all_and_loses_nobody(
     with pytest.raises(TransportUnavailable):
         _send(down)
     assert project.query("SELECT DISTINCT state FROM deliveries") == [("queued",)]
+
+
+@pytest.fixture
+def busy_once(smtp_server: SmtpServer) -> Iterator[int]:
+    """A port in front of the SMTP server whose first connection is greeted "421 busy" and
+    closed; later connections are relayed to the real server."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    done = threading.Event()
+    greeted = threading.Event()
+
+    def pipe(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            target.close()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            if not greeted.is_set():
+                greeted.set()
+                client.sendall(b"421 4.3.2 Too busy, try again later\r\n")
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", smtp_server.port))
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(source, target), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def test_421_at_connect_then_ok(project: Project, smtp_server: SmtpServer,
+                                busy_once: int) -> None:
+    config = _config(project, busy_once)
+    addresses = _subscribe(config, 2)
+    counts = _send(config)
+    assert counts.sent == 2
+    assert sorted(smtp_server.recipients()) == sorted(addresses)

@@ -10,6 +10,7 @@ import contextlib
 import smtplib
 import ssl
 import sys
+import time
 from email import message_from_bytes
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
@@ -27,6 +28,14 @@ _CONNECTION_ERRORS = OSError
 
 class TransportUnavailable(DeliveryError):
     """Nothing can be sent right now (connection refused, login failed)."""
+
+
+class _BusyAtConnect(Exception):
+    """The server greeted with a 4xx: worth another try in a moment."""
+
+
+# Pauses (seconds) between connection attempts when the greeting is a 4xx.
+CONNECT_RETRY_PAUSES = (0.5, 2.0)
 
 
 def outcome_for(code: int, reply: str) -> SendOutcome:
@@ -61,6 +70,19 @@ class SmtpTransport:
         return f"smtp {self.settings.host}:{self.settings.port} ({self.settings.security})"
 
     def _open(self) -> smtplib.SMTP:
+        """Connect, retrying a server that greets with a 4xx ("421 too busy") a few times
+        with a short pause before calling it unavailable."""
+        for pause in CONNECT_RETRY_PAUSES:
+            try:
+                return self._open_once()
+            except _BusyAtConnect:
+                time.sleep(pause)
+        try:
+            return self._open_once()
+        except _BusyAtConnect as exc:
+            raise TransportUnavailable(f"{self.describe()} keeps answering {exc}") from None
+
+    def _open_once(self) -> smtplib.SMTP:
         s = self.settings
         context = ssl.create_default_context()
         connection: smtplib.SMTP | None = None
@@ -81,6 +103,8 @@ class SmtpTransport:
         except _CONNECTION_ERRORS as exc:
             if connection is not None:
                 connection.close()
+            if isinstance(exc, smtplib.SMTPConnectError) and 400 <= exc.smtp_code < 500:
+                raise _BusyAtConnect(f"{exc.smtp_code} {exc.smtp_error!r}") from None
             if isinstance(exc, smtplib.SMTPAuthenticationError):
                 raise TransportUnavailable(f"{self.describe()}: login refused for "
                                            f"{s.username!r}: {exc.smtp_code}") from None
