@@ -223,6 +223,7 @@ class SmtpConfig(_Section):
     # Parallel connections, each reused for many messages (RSET between them).
     connections: int = Field(default=1, ge=1, le=32)
     rate_per_second: float = Field(default=0, ge=0)  # 0 = unlimited, shared by connections
+    max_per_hour: int = Field(default=0, ge=0)  # a relay's hourly quota; 0 = none
     timeout: float = Field(default=30, gt=0)
     ehlo_name: str | None = None
 

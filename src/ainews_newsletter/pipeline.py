@@ -241,6 +241,7 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
                                timedelta(hours=delivery.give_up_after_hours)),
             batch_size=delivery.batch_size,
             rate_per_second=config.smtp.rate_per_second,
+            max_per_hour=config.smtp.max_per_hour,
             claim_timeout=timedelta(seconds=delivery.claim_timeout_seconds),
             signer=message_signer(config),
             started_alone_at=clock.now() if alone else None,

@@ -398,3 +398,42 @@ def test_421_at_connect_then_ok(project: Project, smtp_server: SmtpServer,
     counts = _send(config)
     assert counts.sent == 2
     assert sorted(smtp_server.recipients()) == sorted(addresses)
+
+
+def test_rate_limiter_hourly_quota_and_spacing_with_a_fake_clock() -> None:
+    from ainews_newsletter.delivery.sender import RateLimiter
+
+    now = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(rate_per_second=2, max_per_hour=3, clock_=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        assert limiter.wait()
+    assert now[0] == pytest.approx(1001.0)  # two gaps of 0.5 s between three messages
+    assert limiter.wait()  # the fourth waits for the first one's hour to pass
+    assert now[0] == pytest.approx(1000.0 + 3600.0)
+    stopped = RateLimiter(rate_per_second=0, max_per_hour=1, clock_=lambda: now[0],
+                          sleep=sleep)
+    assert stopped.wait()
+    assert stopped.wait(stop=lambda: True) is False  # a stop is not held up by the quota
+
+
+def test_max_per_hour_through_a_send(project: Project, smtp_server: SmtpServer) -> None:
+    """With a quota of 2 an hour, the third message waits (an hour); a stop after 2 s finds
+    two sent and the rest still queued, not `sending`. Without the quota all four would go
+    within those 2 s."""
+    import time
+
+    config = load_config(project.config_path, environ={}, overrides={
+        "smtp": {"host": "127.0.0.1", "port": smtp_server.port, "max_per_hour": 2}})
+    _subscribe(config, 4)
+    plan = pipeline.plan_send(config, W47)
+    started = time.monotonic()
+    counts = pipeline.execute_send(config, plan,
+                                   should_stop=lambda: time.monotonic() - started > 2)
+    assert (counts.sent, counts.queued, counts.sending) == (2, 2, 0)
+    assert len(smtp_server.handler.messages) == 2

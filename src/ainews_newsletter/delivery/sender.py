@@ -76,6 +76,7 @@ class SendSettings:
     batch_size: int
     rate_per_second: float  # 0 = no limit
     claim_timeout: timedelta
+    max_per_hour: int = 0  # 0 = no limit
     signer: Signer | None = None  # DKIM
     error_threshold: float = 1.0  # share of the last error_window refused that pauses
     error_window: int = 20
@@ -90,23 +91,49 @@ class SendSettings:
         return cutoff
 
 
+HOUR = 3600.0
+
+
 class RateLimiter:
-    """Spaces messages at least 1/rate seconds apart (monotonic clock: immune to NTP jumps)."""
+    """One limit shared by every connection: messages at least 1/rate_per_second apart, and
+    at most max_per_hour in any hour (a relay's quota). Monotonic clock: immune to NTP jumps.
+    `clock` and `sleep` are injectable so tests need not wait an hour."""
 
-    def __init__(self, rate_per_second: float) -> None:
+    def __init__(self, rate_per_second: float, max_per_hour: int = 0,
+                 clock_: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.interval = 1.0 / rate_per_second if rate_per_second > 0 else 0.0
-        self._next = time.monotonic()
-        self._lock = threading.Lock()  # one limit shared by every connection
+        self.max_per_hour = max_per_hour
+        self._clock, self._sleep = clock_, sleep
+        self._next = clock_()
+        self._sent: deque[float] = deque()  # send times within the last hour
+        self._lock = threading.Lock()
 
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
+    def _delay(self) -> float:
+        """Seconds to wait before the next message may go; 0 reserves the slot now."""
+        now = self._clock()
+        while self._sent and self._sent[0] <= now - HOUR:
+            self._sent.popleft()
+        if self.max_per_hour and len(self._sent) >= self.max_per_hour:
+            return self._sent[0] + HOUR - now
+        if self.interval and self._next > now:
+            return self._next - now
+        self._next = max(now, self._next) + self.interval
+        if self.max_per_hour:
+            self._sent.append(now)
+        return 0.0
+
+    def wait(self, stop: StopRequested | None = None) -> bool:
+        """Block until a message may go; False if `stop` was requested while waiting (an
+        hourly quota can mean a long wait, and SIGTERM must not wait for it)."""
+        while True:
+            with self._lock:
+                delay = self._delay()
+            if delay <= 0:
+                return True
+            if stop is not None and stop():
+                return False
+            self._sleep(min(delay, 1.0))
 
 
 def _send_one(delivery: Delivery, issue: IssueRecord, ledger: Ledger, transport: Transport,
@@ -121,7 +148,6 @@ def _send_one(delivery: Delivery, issue: IssueRecord, ledger: Ledger, transport:
         # One unbuildable message (a stored address from before validation tightened, say)
         # must not stop the send for everyone after it.
         return SendOutcome(DeliveryState.FAILED, 0, f"could not build the message: {exc}")
-    limiter.wait()
     try:
         return transport.send(newsletter.from_, delivery.recipient.email, message)
     except TransportUnavailable:
@@ -152,8 +178,8 @@ def _worker(issue: IssueRecord, ledger: Ledger, transport: Transport,
             wanted = (hooks.still_active({d.recipient.subscriber_id for d in batch})
                       if hooks.still_active is not None else None)
             for delivery in batch:
-                if stop():
-                    break
+                if stop() or not limiter.wait(stop):  # wait before claiming: a stop while
+                    break  # waiting for the quota leaves the row queued, not `sending`
                 now = clock.now()
                 if not ledger.claim(delivery, now, settings.stale_before(now)):
                     continue  # another sender took it between our read and our claim
@@ -184,7 +210,7 @@ def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transpo
     `should_stop` turns true each connection finishes and records the message in hand, so a
     stopped send leaves nothing in `sending`."""
     hooks = hooks or Hooks()
-    limiter = RateLimiter(settings.rate_per_second)
+    limiter = RateLimiter(settings.rate_per_second, settings.max_per_hour)
     watch = ErrorWatch(settings.error_threshold, settings.error_window)
     requested = hooks.should_stop or (lambda: False)
     if connections <= 1:
