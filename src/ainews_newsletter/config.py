@@ -225,6 +225,9 @@ class SmtpConfig(_Section):
     rate_per_second: float = Field(default=0, ge=0)  # 0 = unlimited, shared by connections
     max_per_hour: int = Field(default=0, ge=0)  # a relay's hourly quota; 0 = none
     timeout: float = Field(default=30, gt=0)
+    # Accept a self-signed certificate (a relay on this machine or network only). Off: the
+    # certificate and host name are verified, as for any server on the internet.
+    allow_self_signed: bool = False
     ehlo_name: str | None = None
 
 

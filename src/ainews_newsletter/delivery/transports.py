@@ -85,6 +85,9 @@ class SmtpTransport:
     def _open_once(self) -> smtplib.SMTP:
         s = self.settings
         context = ssl.create_default_context()
+        if s.allow_self_signed:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
         connection: smtplib.SMTP | None = None
         try:
             if s.security == "tls":

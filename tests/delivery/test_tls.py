@@ -1,0 +1,74 @@
+"""STARTTLS against a real aiosmtpd with a self-signed certificate: verified by default (and
+refused), accepted only with [smtp] allow_self_signed."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from ainews_newsletter import pipeline
+from ainews_newsletter.config import load_config
+from ainews_newsletter.delivery.transports import TransportUnavailable
+from tests.conftest import Project, RecordingHandler
+
+
+class _TlsController(Controller):  # type: ignore[misc]
+    def _trigger_server(self) -> None:
+        server = cast(asyncio.Server, self.server)
+        self.port = server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[RecordingHandler, int]]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.invalid")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    handler = RecordingHandler()
+    controller = _TlsController(handler, hostname="127.0.0.1", port=0,
+                                tls_context=context, require_starttls=True)
+    controller.start()
+    try:
+        yield handler, controller.port
+    finally:
+        controller.stop()
+
+
+def test_self_signed_certificates_are_refused_unless_allowed(
+        project: Project, tls_server: tuple[RecordingHandler, int]) -> None:
+    handler, port = tls_server
+    smtp = {"host": "127.0.0.1", "port": port, "security": "starttls"}
+    strict = load_config(project.config_path, environ={}, overrides={"smtp": smtp})
+    pipeline.open_subscribers(strict).add("reader@example.com")
+    with pytest.raises(TransportUnavailable, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+        pipeline.execute_send(strict, pipeline.plan_send(strict, pipeline.Window(
+            week="2026-W47")))
+    assert handler.messages == []
+    relaxed = load_config(project.config_path, environ={}, overrides={
+        "smtp": {**smtp, "allow_self_signed": True}})
+    counts = pipeline.execute_send(relaxed, pipeline.plan_send(relaxed, pipeline.Window(
+        week="2026-W47")))
+    assert counts.sent == 1 and [m.rcpt_tos for m in handler.messages] == [
+        ["reader@example.com"]]
