@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
 
 from ainews_newsletter.cli import app
 from ainews_newsletter.database import dispose_all
+from ainews_newsletter.delivery.capture import EphemeralPortController
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -159,13 +159,6 @@ def project(tmp_path: Path) -> Project:
 
 # -- SMTP ----------------------------------------------------------------------------------
 
-class _FreePortController(Controller):  # type: ignore[misc]
-    def _trigger_server(self) -> None:
-        server = cast(asyncio.Server, self.server)
-        self.port = server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
 @dataclass
 class Received:
     mail_from: str
@@ -247,7 +240,7 @@ class SmtpServer:
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
     handler = RecordingHandler()
-    controller = _FreePortController(handler, hostname="127.0.0.1", port=0)
+    controller = EphemeralPortController(handler, hostname="127.0.0.1", port=0)
     controller.start()
     try:
         yield SmtpServer(handler, controller.port)

@@ -3,15 +3,12 @@ refused), accepted only with [smtp] allow_self_signed."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
-from aiosmtpd.controller import Controller
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -19,15 +16,9 @@ from cryptography.x509.oid import NameOID
 
 from ainews_newsletter import pipeline
 from ainews_newsletter.config import load_config
+from ainews_newsletter.delivery.capture import EphemeralPortController
 from ainews_newsletter.delivery.transports import TransportUnavailable
 from tests.conftest import Project, RecordingHandler
-
-
-class _TlsController(Controller):  # type: ignore[misc]
-    def _trigger_server(self) -> None:
-        server = cast(asyncio.Server, self.server)
-        self.port = server.sockets[0].getsockname()[1]
-        super()._trigger_server()
 
 
 @pytest.fixture
@@ -47,7 +38,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[RecordingHandler, int]]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     handler = RecordingHandler()
-    controller = _TlsController(handler, hostname="127.0.0.1", port=0,
+    controller = EphemeralPortController(handler, hostname="127.0.0.1", port=0,
                                 tls_context=context, require_starttls=True)
     controller.start()
     try:

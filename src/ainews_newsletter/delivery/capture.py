@@ -16,7 +16,7 @@ from ainews_newsletter.delivery.message import eml_filename
 LOOPBACK = "127.0.0.1"
 
 
-class _EphemeralPortController(Controller):
+class EphemeralPortController(Controller):
     """aiosmtpd's Controller checks readiness by connecting to `self.port`; with port 0 the
     OS picks the port, so read it back from the listening socket before that check."""
 
@@ -49,7 +49,7 @@ class CaptureServer:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self._handler = _SaveToFolder(folder)
-        self._controller = _EphemeralPortController(self._handler, hostname=LOOPBACK, port=0)
+        self._controller = EphemeralPortController(self._handler, hostname=LOOPBACK, port=0)
 
     @property
     def port(self) -> int:
