@@ -360,6 +360,16 @@ def any_project(project: Project, database_url: str) -> Project:
     return project
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def smtp_env(server: SmtpServer) -> dict[str, str]:
     return {"AINEWS_SMTP__HOST": "127.0.0.1", "AINEWS_SMTP__PORT": str(server.port)}
 

@@ -151,15 +151,6 @@ def test_server_down_stops_the_send_and_loses_nobody(
     assert sorted(smtp_server.recipients()) == sorted(addresses)
 
 
-@pytest.fixture
-def unused_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_two_senders_at_once_mail_everyone_exactly_once(
         project: Project, smtp_server: SmtpServer) -> None:
     import threading

@@ -104,11 +104,7 @@ def test_fetch_timeout_names_the_feed_and_the_setting(feed_server: str) -> None:
         fetch(f"{feed_server}/slow.rss", 0.3)
 
 
-def test_fetch_refused_names_the_feed() -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with pytest.raises(PostError, match=rf"feed http://127.0.0.1:{port}/x.rss: cannot be reached"):
-        fetch(f"http://127.0.0.1:{port}/x.rss", 2)
+def test_fetch_refused_names_the_feed(unused_port: int) -> None:
+    with pytest.raises(PostError,
+                       match=rf"feed http://127.0.0.1:{unused_port}/x.rss: cannot be reached"):
+        fetch(f"http://127.0.0.1:{unused_port}/x.rss", 2)
