@@ -2,17 +2,21 @@
 127.0.0.1, in one run.
 
     python benchmarks/send.py [--recipients 20000] [--connections 1]
+    python benchmarks/send.py --recipients 1000000 --rss    # peak memory of a big send
 
 ours:  the sample week's issue to --recipients subscribers (SQLite ledger, one row claimed,
        sent and recorded per message: the crash-safety contract), over --connections
 peer:  smtp-source sending the same number of messages of the same size over the same number
        of connections (no ledger, no message building)
+--rss: instead, `ainews send --yes` in a child process (the real CLI, progress bar and all),
+       reporting its peak RSS and rate; the list is imported beforehand in this process.
 Needs Debian's postfix package (smtp-sink and smtp-source; no daemon is started)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -31,10 +35,29 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _measure_cli_send(database: Path, port: int, connections: int, recipients: int) -> None:
+    environ = {**os.environ, "AINEWS_STORAGE__URL": f"sqlite:///{database}",
+               "AINEWS_SMTP__HOST": "127.0.0.1", "AINEWS_SMTP__PORT": str(port),
+               "AINEWS_SMTP__CONNECTIONS": str(connections),
+               "AINEWS_LINT__SPAMASSASSIN": "false"}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "ainews_newsletter", "--config",
+                    str(REPO / "config.toml"), "send", "--week", "2026-W47", "--yes"],
+                   env=environ, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    # ru_maxrss of waited-for children, in KiB on Linux: only the send has been waited for.
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"`ainews send` to {recipients:,} subscribers over {connections} connection(s): "
+          f"{seconds:.0f} s ({recipients / seconds:,.0f} msg/s including start-up), "
+          f"peak RSS {peak_mib:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--rss", action="store_true",
+                        help="measure the peak memory of `ainews send` in a child process")
     args = parser.parse_args()
     sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
     source = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
@@ -65,6 +88,10 @@ def main() -> None:
                 "lint": {"spamassassin": False}})
             store = pipeline.open_subscribers(config)
             import_rows(store, open_subscriber_file(people).rows)
+            if args.rss:
+                dispose_all()
+                _measure_cli_send(root / "bench.db", port, args.connections, args.recipients)
+                return
             plan = pipeline.plan_send(config, pipeline.Window(week="2026-W47"))
             size = len(pipeline.sample_message(config, plan.rendered,
                                                pipeline.sample_recipient(config)))

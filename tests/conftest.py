@@ -186,6 +186,9 @@ class RecordingHandler:
         self.data_delay = 0.0
         self.drop_after_data = False
         self.drop_at_rcpt_once = False  # close the connection at the first RCPT, then behave
+        # Offer PIPELINING as real MTAs do (aiosmtpd takes pipelined commands but does not
+        # say so); off, the client must fall back to one command per round trip.
+        self.pipelining = True
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:
@@ -199,6 +202,8 @@ class RecordingHandler:
                           responses: list[str]) -> list[str]:
         self.connections += 1
         session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> str:

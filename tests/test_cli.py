@@ -162,20 +162,20 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
 def test_ctrl_c_during_send_reports_progress_and_exits_130(
         project: Project, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C cannot come from a real peer on demand, so the second ledger write raises it."""
-    from ainews_newsletter.delivery.ledger import Ledger
+    from ainews_newsletter.delivery.ledger import LedgerWriter
 
     for i in range(3):
         project.run("subscribers", "add", f"c{i}@example.com")
-    original = Ledger.record
+    original = LedgerWriter.record
     calls = {"n": 0}
 
-    def record_then_interrupt(self: Ledger, *args: object, **kwargs: object) -> object:
+    def record_then_interrupt(self: LedgerWriter, *args: object, **kwargs: object) -> object:
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Ledger, "record", record_then_interrupt)
+    monkeypatch.setattr(LedgerWriter, "record", record_then_interrupt)
     result = project.run("send", "--week", "2026-W47", "--yes", env=smtp_env(smtp_server))
     assert result.exit_code == 130
     assert "Interrupted: 2026-W47 sent to 1 of 3" in result.output

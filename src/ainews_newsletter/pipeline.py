@@ -14,7 +14,7 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for, sqlite_path
 from ainews_newsletter.delivery.dkim import Signer, make_signer
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger, RetryPolicy
-from ainews_newsletter.delivery.message import build_message, unsubscribe_url
+from ainews_newsletter.delivery.message import IssueMessages, unsubscribe_url
 from ainews_newsletter.delivery.presence import sender_presence
 from ainews_newsletter.delivery.sender import Hooks, Progress, SendSettings, deliver
 from ainews_newsletter.delivery.transports import (
@@ -132,7 +132,7 @@ def sample_recipient(config: Config) -> Recipient:
 
 def sample_message(config: Config, rendered: RenderedIssue, recipient: Recipient) -> bytes:
     """The exact bytes `recipient` would receive (signed when DKIM is configured)."""
-    raw = build_message(rendered, recipient, config.newsletter, clock.now()).as_bytes()
+    raw = IssueMessages(rendered, config.newsletter, clock.now()).bytes_for(recipient)
     signer = message_signer(config)
     return signer(raw) if signer else raw
 

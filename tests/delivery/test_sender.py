@@ -18,6 +18,14 @@ WEEK = "2026-W47"
 W47 = pipeline.Window(week=WEEK)
 
 
+@pytest.fixture(params=["pipelining", "lockstep"])
+def smtp_server(request: pytest.FixtureRequest, smtp_server: SmtpServer) -> SmtpServer:
+    """Every test here runs twice: against a server offering PIPELINING (commands sent in
+    one write) and one that does not (a command per round trip)."""
+    smtp_server.handler.pipelining = request.param == "pipelining"
+    return smtp_server
+
+
 def _config(project: Project, port: int, **delivery: int) -> Config:
     return load_config(project.config_path, environ={}, overrides={
         "smtp": {"host": "127.0.0.1", "port": port}, "delivery": delivery})

@@ -6,7 +6,8 @@ exactly who got the issue, and a second send of the same issue never mails them 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     Column,
     ColumnElement,
+    Connection,
     Engine,
     ForeignKey,
     Index,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     func,
     or_,
     select,
@@ -143,6 +146,115 @@ def _issue_record(row: Any) -> IssueRecord:
                        created_at=row.created_at, snapshot_at=row.snapshot_at)
 
 
+def _is_due(now: datetime | ColumnElement[datetime],
+            stale_before: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """Queued rows; deferred rows whose retry time has come; and rows a dead run left
+    `sending` (claimed before `stale_before`): it may or may not have sent them, and
+    at-least-once means they go again."""
+    return or_(
+        deliveries.c.state == DeliveryState.QUEUED.value,
+        and_(deliveries.c.state == DeliveryState.DEFERRED.value,
+             deliveries.c.next_attempt_at <= now),
+        and_(deliveries.c.state == DeliveryState.SENDING.value,
+             deliveries.c.updated_at < stale_before),
+    )
+
+
+# The two statements run for every message, built once: constructing a SQLAlchemy statement
+# costs more than SQLite takes to run it.
+_NOW = bindparam("now", type_=UTCDateTime())
+_CLAIM = (update(deliveries)
+          .where(deliveries.c.id == bindparam("row_id"),
+                 _is_due(_NOW, bindparam("stale_before", type_=UTCDateTime())))
+          .values(state=DeliveryState.SENDING.value, attempts=bindparam("new_attempts"),
+                  updated_at=_NOW))
+_RECORD = (update(deliveries)
+           .where(deliveries.c.id == bindparam("row_id"))
+           .values(state=bindparam("new_state"), last_code=bindparam("code"),
+                   last_reply=bindparam("reply"),
+                   next_attempt_at=bindparam("next_at", type_=UTCDateTime()),
+                   updated_at=_NOW, sent_at=bindparam("sent", type_=UTCDateTime())))
+
+
+def _answer(delivery: Delivery, outcome: SendOutcome, now: datetime, policy: RetryPolicy,
+            started: datetime | None) -> tuple[DeliveryState, datetime | None]:
+    """The state a server's answer leads to: a 4xx becomes deferred with backoff, or failed
+    once max_attempts is used up or the next try would fall after give_up_after (counted
+    from `started`); and when the next try is due."""
+    attempts = delivery.attempts + 1
+    if outcome.state is not DeliveryState.DEFERRED:
+        return outcome.state, None
+    next_attempt = now + policy.delay(attempts)
+    too_late = started is not None and next_attempt > started + policy.give_up_after
+    if attempts >= policy.max_attempts or too_late:
+        return DeliveryState.FAILED, None
+    return DeliveryState.DEFERRED, next_attempt
+
+
+@dataclass(frozen=True)
+class NextClaim:
+    """Claim this row in the same commit as the answer just recorded."""
+
+    delivery: Delivery
+    stale_before: datetime
+
+
+class LedgerWriter:
+    """A sender connection's writes to its rows, each committed before it returns, on one
+    connection kept for the whole send (a pool checkout per message cost a fifth of the
+    time per message)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def _claim(self, delivery: Delivery, now: datetime, stale_before: datetime) -> bool:
+        result = self.connection.execute(_CLAIM, {
+            "row_id": delivery.id, "now": now, "stale_before": stale_before,
+            "new_attempts": delivery.attempts + 1})
+        return result.rowcount == 1
+
+    def claim(self, delivery: Delivery, now: datetime, stale_before: datetime) -> bool:
+        """Mark the row `sending`, committed before MAIL FROM, if it is still due. The check
+        and the write are one UPDATE, so of two senders racing for a row exactly one wins;
+        False means another sender has it."""
+        try:
+            claimed = self._claim(delivery, now, stale_before)
+        except BaseException:
+            self.connection.rollback()
+            raise
+        self.connection.commit()
+        return claimed
+
+    def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
+               policy: RetryPolicy, started: datetime | None = None,
+               then_claim: NextClaim | None = None) -> tuple[DeliveryState, bool]:
+        """Store the server's answer (see `_answer`), committed at once. With `then_claim`
+        the next row's claim goes in the same commit: its `sending` is still committed
+        before its MAIL FROM, and a send costs one commit per message instead of two.
+        Returns the state written and whether the next row was claimed."""
+        state, next_attempt = _answer(delivery, outcome, now, policy, started)
+        claimed = False
+        try:
+            self.connection.execute(_RECORD, {
+                "row_id": delivery.id, "new_state": state.value, "code": outcome.code,
+                "reply": outcome.reply[:1000], "next_at": next_attempt, "now": now,
+                "sent": now if state is DeliveryState.SENT else None})
+            if then_claim is not None:
+                claimed = self._claim(then_claim.delivery, now, then_claim.stale_before)
+        except BaseException:
+            self.connection.rollback()
+            raise
+        self.connection.commit()
+        return state, claimed
+
+    def requeue(self, delivery: Delivery, now: datetime) -> None:
+        """Undo a claim when the message never went (server down, send stopped). Resending
+        it later is what the at-least-once contract asks for."""
+        self.connection.execute(update(deliveries).where(deliveries.c.id == delivery.id).values(
+            state=DeliveryState.QUEUED.value, attempts=delivery.attempts, updated_at=now))
+        self.connection.commit()
+
+
 class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -249,19 +361,6 @@ class Ledger:
 
     # -- sending --------------------------------------------------------------------------
 
-    @staticmethod
-    def _is_due(now: datetime, stale_before: datetime) -> ColumnElement[bool]:
-        """Queued rows; deferred rows whose retry time has come; and rows a dead run left
-        `sending` (claimed before `stale_before`): it may or may not have sent them, and
-        at-least-once means they go again."""
-        return or_(
-            deliveries.c.state == DeliveryState.QUEUED.value,
-            and_(deliveries.c.state == DeliveryState.DEFERRED.value,
-                 deliveries.c.next_attempt_at <= now),
-            and_(deliveries.c.state == DeliveryState.SENDING.value,
-                 deliveries.c.updated_at < stale_before),
-        )
-
     def due(self, issue_id: int, now: datetime, limit: int, stale_before: datetime,
             share: tuple[int, int] | None = None) -> list[Delivery]:
         """Rows ready to send, oldest first. With `share` (k, n), only rows whose id is k
@@ -269,7 +368,7 @@ class Ledger:
         for the same ones (the claim would stop a double send, but not the wasted work)."""
         query = (select(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
                         deliveries.c.name, deliveries.c.token, deliveries.c.attempts)
-                 .where(deliveries.c.issue_id == issue_id, self._is_due(now, stale_before))
+                 .where(deliveries.c.issue_id == issue_id, _is_due(now, stale_before))
                  .order_by(deliveries.c.id).limit(limit))
         if share is not None:
             query = query.where(deliveries.c.id % share[1] == share[0])
@@ -279,44 +378,11 @@ class Ledger:
             subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token))
             for row in rows]
 
-    def claim(self, delivery: Delivery, now: datetime, stale_before: datetime) -> bool:
-        """Mark the row `sending`, committed before MAIL FROM, if it is still due. The check
-        and the write are one UPDATE, so of two senders racing for a row exactly one wins;
-        False means another sender has it."""
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery.id, self._is_due(now, stale_before))
-                .values(state=DeliveryState.SENDING.value, attempts=delivery.attempts + 1,
-                        updated_at=now))
-        return result.rowcount == 1
-
-    def requeue(self, delivery: Delivery, now: datetime) -> None:
-        """Undo `mark_sending` when the transport could not take the message (server down).
-        Resending it later is what the at-least-once contract asks for."""
-        with self.engine.begin() as connection:
-            connection.execute(update(deliveries).where(deliveries.c.id == delivery.id).values(
-                state=DeliveryState.QUEUED.value, attempts=delivery.attempts, updated_at=now))
-
-    def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
-               policy: RetryPolicy, started: datetime | None = None) -> DeliveryState:
-        """Store the server's answer; a 4xx becomes deferred with backoff, or failed once
-        max_attempts is used up or the next try would fall after give_up_after (counted from
-        `started`). Returns the state written."""
-        attempts = delivery.attempts + 1
-        state = outcome.state
-        next_attempt: datetime | None = None
-        if state is DeliveryState.DEFERRED:
-            next_attempt = now + policy.delay(attempts)
-            too_late = started is not None and next_attempt > started + policy.give_up_after
-            if attempts >= policy.max_attempts or too_late:
-                state, next_attempt = DeliveryState.FAILED, None
-        with self.engine.begin() as connection:
-            connection.execute(update(deliveries).where(deliveries.c.id == delivery.id).values(
-                state=state.value, last_code=outcome.code, last_reply=outcome.reply[:1000],
-                next_attempt_at=next_attempt, updated_at=now,
-                sent_at=now if state is DeliveryState.SENT else None))
-        return state
+    @contextmanager
+    def writer(self) -> Iterator[LedgerWriter]:
+        """One connection kept for a sender's per-message writes."""
+        with self.engine.connect() as connection:
+            yield LedgerWriter(connection)
 
     def requeue_failed(self, issue_id: int, now: datetime) -> int:
         """`send --retry-failed`: failed rows go back to the queue with a fresh count of

@@ -1,8 +1,16 @@
 """One subscriber's email, built with the stdlib `email` package (policy SMTP: CRLF, encoded
-words for non-ASCII headers, no line over 998 octets thanks to quoted-printable bodies)."""
+words for non-ASCII headers, no line over 998 octets thanks to quoted-printable bodies).
+
+`build_message` builds one message entirely with the stdlib: simple, and the reference.
+`IssueMessages` is what a send uses: the stdlib builds the issue's message once with slots,
+and each reader's bytes are that skeleton with their To, Message-ID, unsubscribe token and
+two bodies filled in (bodies encoded by binascii's C quoted-printable encoder). The stdlib
+spends ~10 ms per 40 KB message, this ~0.2 ms; tests prove both parse to the same message."""
 
 from __future__ import annotations
 
+import binascii
+import dataclasses
 import hashlib
 import re
 from datetime import datetime
@@ -10,6 +18,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from html import escape
 from urllib.parse import quote
 
 from ainews_newsletter.config import NewsletterConfig
@@ -52,11 +61,15 @@ def unsubscribe_url(newsletter: NewsletterConfig, token: str) -> str:
     return f"{newsletter.base_url}/unsubscribe/{quote(token)}"
 
 
+def _message_digest(newsletter: NewsletterConfig, issue_key: str, subscriber_id: int) -> str:
+    return hashlib.sha256(
+        f"{newsletter.list_identifier}|{issue_key}|{subscriber_id}".encode()).hexdigest()[:24]
+
+
 def message_id(newsletter: NewsletterConfig, issue_key: str, subscriber_id: int) -> str:
     """Stable per (list, issue, subscriber): a resent message carries the same Message-ID,
     so receiving servers and clients can recognise the duplicate."""
-    digest = hashlib.sha256(
-        f"{newsletter.list_identifier}|{issue_key}|{subscriber_id}".encode()).hexdigest()[:24]
+    digest = _message_digest(newsletter, issue_key, subscriber_id)
     domain = newsletter.from_.rsplit("@", 1)[1]
     # Keys like "since-2026-11-18T10:33" or "2026-11-16..2026-11-23" hold characters a
     # msg-id may not (":" ends it, ".." is invalid): keep letters, digits and single dashes.
@@ -91,3 +104,110 @@ def build_message(rendered: RenderedIssue, recipient: Recipient, newsletter: New
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     return message
+
+
+# Slot values for the skeleton: ASCII, without characters any encoder would touch, and
+# unlikely enough that a newsletter's own text never contains them (checked anyway).
+_TOKEN_SLOT = "ainews-slot-token-7f3c"
+_TO_SLOT = "ainews-slot-to-7f3c@slot.invalid"
+_TEXT_SLOT = "AINEWS-SLOT-TEXT-7F3C"
+_HTML_SLOT = "AINEWS-SLOT-HTML-7F3C"
+_SLOT_ID = 0  # no subscriber has id 0, so its Message-ID digest is unique in the skeleton
+# Display names the stdlib writes as-is (atext words, single spaces): anything else (quotes,
+# dots, non-ASCII, long) goes through the stdlib's own folding and encoding.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+MAX_LINE = 78
+
+
+def quoted_printable_body(text: str) -> bytes:
+    """What `set_content(text, cte="quoted-printable")` puts in the body: the UTF-8 lines
+    joined with CRLF and ended by one, quoted-printable with lines of at most 76 octets."""
+    lines = text.encode("utf-8").splitlines()
+    return binascii.b2a_qp(b"\r\n".join(lines) + b"\r\n", istext=True)
+
+
+class PersonalBody:
+    """A body whose only per-reader part is the unsubscribe URL. Quoted-printable encodes
+    line by line, so the lines without the URL are encoded once, and per reader only the
+    one or two lines holding it: the pieces join to exactly `quoted_printable_body`."""
+
+    def __init__(self, text: str, placeholder: str) -> None:
+        self._mark = placeholder.encode("utf-8")
+        self._pieces: list[tuple[bool, bytes]] = []  # (holds the URL, bytes)
+        constant: list[bytes] = []
+        for line in text.encode("utf-8").splitlines():
+            if self._mark in line:
+                self._flush(constant)
+                self._pieces.append((True, line + b"\r\n"))
+            else:
+                constant.append(line)
+        self._flush(constant or ([b""] if not self._pieces else []))  # "" encodes as CRLF
+
+    def _flush(self, lines: list[bytes]) -> None:
+        if lines:
+            encoded = binascii.b2a_qp(b"\r\n".join(lines) + b"\r\n", istext=True)
+            self._pieces.append((False, encoded))
+            lines.clear()
+
+    def encoded(self, value: str) -> bytes:
+        """The body with `value` in place of the placeholder, quoted-printable."""
+        filled = value.encode("utf-8")
+        return b"".join(binascii.b2a_qp(piece.replace(self._mark, filled), istext=True)
+                        if personal else piece for personal, piece in self._pieces)
+
+
+def _to_header(recipient: Recipient) -> bytes:
+    name = header_safe(recipient.name or "")
+    if _PLAIN_ADDRESS.fullmatch(recipient.email):
+        line = f"To: {name} <{recipient.email}>" if name else f"To: {recipient.email}"
+        if (not name or _PLAIN_NAME.fullmatch(name)) and len(line) <= MAX_LINE:
+            return line.encode("ascii") + b"\r\n"
+    single = EmailMessage(policy=MESSAGE_POLICY)
+    single["To"] = _address(recipient.name, recipient.email)
+    return single.as_bytes().removesuffix(b"\r\n")  # the header, without the blank line
+
+
+class IssueMessages:
+    """Every reader's message of one issue, from one skeleton built by the stdlib."""
+
+    def __init__(self, rendered: RenderedIssue, newsletter: NewsletterConfig,
+                 date: datetime) -> None:
+        self.rendered, self.newsletter = rendered, newsletter
+        self._text = PersonalBody(rendered.text, rendered.unsubscribe_placeholder)
+        self._html = PersonalBody(rendered.html, rendered.unsubscribe_placeholder)
+        slots = dataclasses.replace(rendered, html=_HTML_SLOT, text=_TEXT_SLOT)
+        skeleton = build_message(slots, Recipient(_SLOT_ID, _TO_SLOT, None, _TOKEN_SLOT),
+                                 newsletter, date).as_bytes()
+        head, rest = _split_once(skeleton, f"{_TEXT_SLOT}\r\n".encode())
+        self._between, self._tail = _split_once(rest, f"{_HTML_SLOT}\r\n".encode())
+        self._before_to, self._after_to = _split_once(head, f"To: {_TO_SLOT}\r\n".encode())
+        self._token_slot = _TOKEN_SLOT.encode("ascii")
+        self._digest_slot = _message_digest(newsletter, rendered.period.key,
+                                            _SLOT_ID).encode("ascii")
+        # The token is in List-Unsubscribe twice (https and mailto), the digest once.
+        if head.count(self._token_slot) != 2 or head.count(self._digest_slot) != 1:
+            raise ValueError("message skeleton: unexpected unsubscribe or Message-ID slots")
+
+    def _fill(self, part: bytes, token: bytes, digest: bytes) -> bytes:
+        return part.replace(self._token_slot, token).replace(self._digest_slot, digest)
+
+    def bytes_for(self, recipient: Recipient) -> bytes:
+        """The exact bytes `recipient` receives (before DKIM signing)."""
+        token = quote(recipient.token).encode("ascii")
+        digest = _message_digest(self.newsletter, self.rendered.period.key,
+                                 recipient.subscriber_id).encode("ascii")
+        link = unsubscribe_url(self.newsletter, recipient.token)
+        return b"".join((self._fill(self._before_to, token, digest), _to_header(recipient),
+                         self._fill(self._after_to, token, digest),
+                         self._text.encoded(link), self._between,
+                         self._html.encoded(escape(link)), self._tail))
+
+
+def _split_once(data: bytes, slot: bytes) -> tuple[bytes, bytes]:
+    before, found, after = data.partition(slot)
+    if not found or slot in after:
+        # The issue's own text contains a slot string: impossible by accident, and the fast
+        # path would put a reader's data in the wrong place, so refuse loudly.
+        raise ValueError(f"message skeleton: slot {slot!r} not found exactly once")
+    return before, after

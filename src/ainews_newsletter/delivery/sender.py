@@ -20,9 +20,11 @@ from ainews_newsletter.delivery.ledger import (
     Delivery,
     IssueRecord,
     Ledger,
+    LedgerWriter,
+    NextClaim,
     RetryPolicy,
 )
-from ainews_newsletter.delivery.message import build_message
+from ainews_newsletter.delivery.message import IssueMessages
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
 from ainews_newsletter.errors import DeliveryError
 from ainews_newsletter.models import DeliveryCounts, DeliveryState, SendOutcome
@@ -123,6 +125,11 @@ class RateLimiter:
             self._sent.append(now)
         return 0.0
 
+    def try_acquire(self) -> bool:
+        """Take a slot only if one is free now (never waits)."""
+        with self._lock:
+            return self._delay() <= 0
+
     def wait(self, stop: StopRequested | None = None) -> bool:
         """Block until a message may go; False if `stop` was requested while waiting (an
         hourly quota can mean a long wait, and SIGTERM must not wait for it)."""
@@ -136,12 +143,11 @@ class RateLimiter:
             self._sleep(min(delay, 1.0))
 
 
-def _send_one(delivery: Delivery, issue: IssueRecord, ledger: Ledger, transport: Transport,
-              newsletter: NewsletterConfig, limiter: RateLimiter,
+def _send_one(delivery: Delivery, messages: IssueMessages, writer: LedgerWriter,
+              transport: Transport, newsletter: NewsletterConfig,
               signer: Signer | None) -> SendOutcome:
     try:
-        message = build_message(issue.rendered, delivery.recipient, newsletter,
-                                issue.created_at).as_bytes()
+        message = messages.bytes_for(delivery.recipient)
         if signer is not None:
             message = signer(message)
     except (MessageError, ValueError, UnicodeError) as exc:
@@ -151,7 +157,7 @@ def _send_one(delivery: Delivery, issue: IssueRecord, ledger: Ledger, transport:
     try:
         return transport.send(newsletter.from_, delivery.recipient.email, message)
     except TransportUnavailable:
-        ledger.requeue(delivery, clock.now())
+        writer.requeue(delivery, clock.now())
         raise
 
 
@@ -165,39 +171,61 @@ class Hooks:
     on_hard_bounce: HardBounce | None = None  # a 5xx "no such mailbox"
 
 
-def _worker(issue: IssueRecord, ledger: Ledger, transport: Transport,
-            newsletter: NewsletterConfig, settings: SendSettings, hooks: Hooks,
-            limiter: RateLimiter, watch: ErrorWatch, stop: StopRequested,
+def _worker(issue: IssueRecord, messages: IssueMessages, ledger: Ledger,
+            transport: Transport, newsletter: NewsletterConfig, settings: SendSettings,
+            hooks: Hooks, limiter: RateLimiter, watch: ErrorWatch, stop: StopRequested,
             share: tuple[int, int] | None) -> None:
     """One connection's loop: claim a due row, send it, record the answer, until none is
     left or a stop is requested."""
-    try:
-        while not stop() and (batch := ledger.due(
-                issue.id, clock.now(), settings.batch_size,
-                settings.stale_before(clock.now()), share)):
-            wanted = (hooks.still_active({d.recipient.subscriber_id for d in batch})
-                      if hooks.still_active is not None else None)
-            for delivery in batch:
-                if stop() or not limiter.wait(stop):  # wait before claiming: a stop while
-                    break  # waiting for the quota leaves the row queued, not `sending`
-                now = clock.now()
-                if not ledger.claim(delivery, now, settings.stale_before(now)):
-                    continue  # another sender took it between our read and our claim
-                if wanted is not None and delivery.recipient.subscriber_id not in wanted:
-                    outcome = SendOutcome(DeliveryState.FAILED, 0, NOT_ACTIVE_REPLY)
-                else:
-                    outcome = _send_one(delivery, issue, ledger, transport, newsletter,
-                                        limiter, settings.signer)
-                state = ledger.record(delivery, outcome, clock.now(), settings.policy,
-                                      started=issue.snapshot_at)
-                if hooks.on_hard_bounce is not None and is_hard_bounce(outcome):
-                    hooks.on_hard_bounce(delivery.recipient.subscriber_id)
-                if hooks.on_result is not None:
-                    hooks.on_result(state)
-                if outcome.reply != NOT_ACTIVE_REPLY:
-                    watch.record(outcome)
-    finally:
-        transport.close()
+    with ledger.writer() as writer:
+        try:
+            while not stop() and (batch := ledger.due(
+                    issue.id, clock.now(), settings.batch_size,
+                    settings.stale_before(clock.now()), share)):
+                _send_batch(batch, issue, messages, writer, transport, newsletter, settings,
+                            hooks, limiter, watch, stop)
+        finally:
+            transport.close()
+
+
+def _send_batch(batch: list[Delivery], issue: IssueRecord, messages: IssueMessages,
+                writer: LedgerWriter, transport: Transport, newsletter: NewsletterConfig,
+                settings: SendSettings, hooks: Hooks, limiter: RateLimiter,
+                watch: ErrorWatch, stop: StopRequested) -> None:
+    wanted = (hooks.still_active({d.recipient.subscriber_id for d in batch})
+              if hooks.still_active is not None else None)
+    claimed_ahead = False  # the row in hand was claimed in the previous row's commit
+    for index, delivery in enumerate(batch):
+        if not claimed_ahead:
+            if stop() or not limiter.wait(stop):  # wait before claiming: a stop while
+                return  # waiting for the quota leaves the row queued, not `sending`
+            now = clock.now()
+            if not writer.claim(delivery, now, settings.stale_before(now)):
+                continue  # another sender took it between our read and our claim
+        if wanted is not None and delivery.recipient.subscriber_id not in wanted:
+            outcome = SendOutcome(DeliveryState.FAILED, 0, NOT_ACTIVE_REPLY)
+        else:
+            outcome = _send_one(delivery, messages, writer, transport, newsletter,
+                                settings.signer)
+        # When the next row may go at once (no stop, no rate wait), its claim rides in this
+        # row's commit: one commit per message instead of two.
+        following = batch[index + 1] if index + 1 < len(batch) else None
+        now = clock.now()
+        ahead = (NextClaim(following, settings.stale_before(now))
+                 if following is not None and not stop() and limiter.try_acquire() else None)
+        state, claimed_ahead = writer.record(delivery, outcome, now, settings.policy,
+                                             started=issue.snapshot_at, then_claim=ahead)
+        try:
+            if hooks.on_hard_bounce is not None and is_hard_bounce(outcome):
+                hooks.on_hard_bounce(delivery.recipient.subscriber_id)
+            if hooks.on_result is not None:
+                hooks.on_result(state)
+            if outcome.reply != NOT_ACTIVE_REPLY:
+                watch.record(outcome)
+        except BaseException:
+            if claimed_ahead and following is not None:  # paused: it never went
+                writer.requeue(following, clock.now())
+            raise
 
 
 def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transport],
@@ -213,17 +241,19 @@ def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transpo
     limiter = RateLimiter(settings.rate_per_second, settings.max_per_hour)
     watch = ErrorWatch(settings.error_threshold, settings.error_window)
     requested = hooks.should_stop or (lambda: False)
+    # Built once, read by every connection: the same Date and MIME boundary for all readers.
+    messages = IssueMessages(issue.rendered, newsletter, issue.created_at)
     if connections <= 1:
-        _worker(issue, ledger, transports(), newsletter, settings, hooks, limiter, watch,
-                requested, None)
+        _worker(issue, messages, ledger, transports(), newsletter, settings, hooks, limiter,
+                watch, requested, None)
         return ledger.counts(issue.id)
     failed = threading.Event()
     errors: list[BaseException] = []
 
     def run(share: tuple[int, int]) -> None:
         try:
-            _worker(issue, ledger, transports(), newsletter, settings, hooks, limiter, watch,
-                    lambda: requested() or failed.is_set(), share)
+            _worker(issue, messages, ledger, transports(), newsletter, settings, hooks,
+                    limiter, watch, lambda: requested() or failed.is_set(), share)
         except BaseException as exc:  # handed to the caller below
             errors.append(exc)
             failed.set()

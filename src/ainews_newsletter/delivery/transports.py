@@ -36,6 +36,20 @@ class _BusyAtConnect(Exception):
 
 # Pauses (seconds) between connection attempts when the greeting is a 4xx.
 CONNECT_RETRY_PAUSES = (0.5, 2.0)
+_CRLF = b"\r\n"
+Reply = tuple[int, bytes]
+
+
+def dot_stuffed(message: bytes) -> bytes:
+    """The DATA payload: lines starting with "." doubled, then the lone "." that ends it.
+    Our messages end every line with CRLF (the SMTP policy and quoted-printable see to it),
+    so a plain replace does what smtplib's multi-line regex does, ten times faster."""
+    payload = message.replace(b"\r\n.", b"\r\n..")
+    if payload.startswith(b"."):
+        payload = b"." + payload
+    if not payload.endswith(_CRLF):
+        payload += _CRLF
+    return payload + b"." + _CRLF
 
 
 def outcome_for(code: int, reply: str) -> SendOutcome:
@@ -58,7 +72,10 @@ class Transport(Protocol):
 
 class SmtpTransport:
     """One SMTP connection reused for many messages, RSET between them, reopened if the
-    server drops it. MAIL/RCPT/DATA are issued one by one so every reply code is recorded."""
+    server drops it. Every reply code is read and recorded. When the server offers
+    PIPELINING (RFC 2920; every common MTA does) RSET, MAIL, RCPT and DATA go in one write
+    and their replies are read in order: two round trips per message instead of five,
+    which is most of the difference to an MTA's own speed on a fast link."""
 
     def __init__(self, settings: SmtpConfig) -> None:
         self.settings = settings
@@ -148,9 +165,19 @@ class SmtpTransport:
         return SendOutcome(state=state, code=code, reply=text)
 
     def _transaction(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
+        try:
+            commands = (f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}\r\n"
+                        f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n").encode("ascii")
+        except UnicodeError:
+            return SendOutcome(DeliveryState.FAILED, 0, "address needs SMTPUTF8, not supported")
+        self._message_handed_over = False
+        if self._connection is None:
+            self._connection = self._open()
+        connection = self._connection
+        if connection.has_extn("pipelining"):
+            return self._pipelined(connection, commands, envelope_from, message)
         connection = self._ready_connection()
         self._used = True
-        self._message_handed_over = False
         try:
             code, reply = connection.mail(envelope_from)
             if code != 250:
@@ -162,11 +189,48 @@ class SmtpTransport:
             code, reply = connection.data(message)
         except smtplib.SMTPResponseException as exc:  # data() raises on a non-354 reply
             return self._not_sent(exc.smtp_code, exc.smtp_error)
-        except UnicodeError:
-            return SendOutcome(DeliveryState.FAILED, 0, "address needs SMTPUTF8, not supported")
+        return self._final(code, reply)
+
+    def _final(self, code: int, reply: bytes) -> SendOutcome:
+        """The reply to the message itself: only this 250 marks a row sent."""
         if code == 421:
             self._drop()
         return outcome_for(code, reply.decode("utf-8", "replace"))
+
+    def _pipelined(self, connection: smtplib.SMTP, commands: bytes, envelope_from: str,
+                   message: bytes) -> SendOutcome:
+        """One write for [RSET,] MAIL, RCPT, DATA, then their replies in order. A refusal is
+        returned only after every reply of the group is read, so the connection stays in
+        step for the next message."""
+        reset = self._used
+        self._used = True
+        connection.send((b"RSET\r\n" if reset else b"") + commands + b"DATA\r\n")
+        replies: list[Reply] = []
+        if reset and connection.getreply()[0] == 421:
+            # Closing before our transaction began: nothing handed over, so `send` reopens
+            # and tries again at once, as for any connection lost before MAIL.
+            self._drop()
+            raise smtplib.SMTPServerDisconnected("421 in reply to RSET")
+        for _ in range(3):
+            replies.append(connection.getreply())
+            if replies[-1][0] == 421:  # the server is closing: no more replies will come
+                return self._not_sent(*replies[-1])
+        (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = replies
+        refusal: tuple[int, bytes, str | None] | None = None
+        if mail_code != 250:
+            refusal = (mail_code, mail_reply, envelope_from)
+        elif rcpt_code not in (250, 251):
+            refusal = (rcpt_code, rcpt_reply, None)
+        if refusal is not None:
+            if data_code == 354:  # a lenient server opened DATA anyway: close it empty
+                connection.send(b".\r\n")
+                connection.getreply()
+            return self._not_sent(*refusal)
+        if data_code != 354:
+            return self._not_sent(data_code, data_reply)
+        self._message_handed_over = True
+        connection.send(dot_stuffed(message))
+        return self._final(*connection.getreply())
 
     def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
         try:
