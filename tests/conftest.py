@@ -164,6 +164,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    peer: tuple[str, int] = ("", 0)  # the client's address: one per connection
 
     @property
     def message(self) -> EmailMessage:
@@ -227,7 +228,8 @@ class RecordingHandler:
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
         self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                      envelope.original_content or envelope.content))
+                                      envelope.original_content or envelope.content,
+                                      tuple(session.peer)))
         if self.drop_after_data:
             server.transport.close()
         return "250 Message accepted"
@@ -345,7 +347,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db' / 'ainews.db'}"
-    url: str = request.getfixturevalue("postgres_server")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """The private PostgreSQL's database, at the current schema and with every table empty."""
+    url = postgres_server
     from sqlalchemy import text
 
     from ainews_newsletter.database import engine_for, ensure_schema

@@ -106,6 +106,8 @@ def test_hard_bounces_mark_the_subscriber_bounced(project: Project,
 
 def _sender(project: Project, server: SmtpServer, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, **smtp_env(server), "AINEWS_LINT__SPAMASSASSIN": "false"}
+    if project.storage_url is not None:
+        env["AINEWS_STORAGE__URL"] = project.storage_url
     return subprocess.Popen([sys.executable, "-m", "ainews_newsletter", "--config",
                              str(project.config_path), "send", "--yes", *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -116,6 +118,28 @@ def _wait_for_messages(server: SmtpServer, at_least: int, timeout: float = 30) -
     while len(server.handler.messages) < at_least:
         assert time.monotonic() < deadline, "the sender never got going"
         time.sleep(0.02)
+
+
+def test_two_processes_share_one_issue_and_send_each_row_once(
+        any_project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+    """Scale-out: two `ainews send --resume` processes on one issue. On PostgreSQL each
+    claims the next row nobody holds (FOR UPDATE SKIP LOCKED); on SQLite the claim is one
+    atomic UPDATE. Either way every reader gets exactly one message."""
+    addresses = _subscribe(any_project, 60)
+    down = {**smtp_env(smtp_server), "AINEWS_SMTP__PORT": str(unused_port)}
+    started = any_project.run("send", "--week", "2026-W47", "--yes", env=down)
+    assert started.exit_code != 0  # the issue is frozen and its audience queued; nobody sent
+    assert any_project.query("SELECT count(*) FROM deliveries WHERE state = 'queued'") == [(60,)]
+    smtp_server.handler.data_delay = 0.05  # slow enough (3 s in all) that the two overlap
+    senders = [_sender(any_project, smtp_server, "--resume") for _ in range(2)]
+    outputs = [sender.communicate(timeout=120) for sender in senders]
+    assert [sender.returncode for sender in senders] == [0, 0], outputs
+    assert sorted(smtp_server.recipients()) == addresses  # nobody twice, nobody lost
+    assert smtp_server.handler.connections == 2
+    assert any_project.query("SELECT state, count(*) FROM deliveries GROUP BY state") == [
+        ("sent", 60)]
+    by_connection = Counter(message.peer for message in smtp_server.handler.messages)
+    assert len(by_connection) == 2 and min(by_connection.values()) >= 5  # both did real work
 
 
 def test_sigterm_finishes_the_message_in_flight_no_duplicates(

@@ -232,7 +232,7 @@ class SmtpConfig(_Section):
 
 
 class DeliveryConfig(_Section):
-    backend: Literal["smtp", "file", "console"] = "smtp"
+    backend: Literal["smtp", "file", "console", "memory"] = "smtp"
     out_dir: str = "outbox"  # for backend = "file"
     max_attempts: int = Field(default=10, ge=1)
     retry_base_seconds: int = Field(default=300, ge=1)

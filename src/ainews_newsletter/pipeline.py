@@ -20,6 +20,7 @@ from ainews_newsletter.delivery.sender import Hooks, Progress, SendSettings, del
 from ainews_newsletter.delivery.transports import (
     ConsoleTransport,
     FileTransport,
+    MemoryTransport,
     SmtpTransport,
     Transport,
 )
@@ -164,6 +165,8 @@ def make_transport(config: Config) -> Transport:
         return FileTransport(config.resolve(config.delivery.out_dir))
     if backend == "console":
         return ConsoleTransport()
+    if backend == "memory":
+        return MemoryTransport()
     return SmtpTransport(config.smtp)
 
 

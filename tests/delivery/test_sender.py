@@ -436,3 +436,23 @@ def test_max_per_hour_through_a_send(project: Project, smtp_server: SmtpServer) 
                                    should_stop=lambda: time.monotonic() - started > 2)
     assert (counts.sent, counts.queued, counts.sending) == (2, 2, 0)
     assert len(smtp_server.handler.messages) == 2
+
+
+def test_memory_backend_keeps_each_message_and_scripted_replies_count(
+        project: Project) -> None:
+    from ainews_newsletter.delivery.transports import MemoryTransport
+
+    config = load_config(project.config_path, environ={},
+                         overrides={"delivery": {"backend": "memory"}})
+    addresses = _subscribe(config, 4)
+    assert isinstance(pipeline.make_transport(config), MemoryTransport)
+    outbox: list[tuple[str, str, bytes]] = []
+    transport = MemoryTransport(outbox, replies={addresses[2]: (550, "5.1.1 no such user")})
+    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47), transport=transport)
+    assert (counts.sent, counts.failed) == (3, 1)
+    assert sorted(recipient for _, recipient, _ in outbox) == sorted(
+        a for a in addresses if a != addresses[2])
+    assert all(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in raw
+               for _, _, raw in outbox)
+    assert project.query("SELECT last_code FROM deliveries WHERE email = ?",
+                         addresses[2]) == [(550,)]

@@ -206,6 +206,37 @@ class LedgerWriter:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        # PostgreSQL can hand each sender the next row nobody else holds; SQLite has one
+        # writer at a time, and there the read-then-claim of a batch is faster.
+        self.skips_locked = connection.dialect.name == "postgresql"
+
+    def claim_next(self, issue_id: int, now: datetime,
+                   stale_before: datetime) -> Delivery | None:
+        """PostgreSQL: take the oldest due row that no other sender holds and mark it
+        `sending`, in one committed statement (UPDATE … WHERE id = (SELECT … FOR UPDATE
+        SKIP LOCKED)). Several `ainews send` processes then share one issue without waiting
+        for, or racing over, each other's rows. None when nothing is due."""
+        next_due = (select(deliveries.c.id)
+                    .where(deliveries.c.issue_id == issue_id, _is_due(now, stale_before))
+                    .order_by(deliveries.c.id).limit(1)
+                    .with_for_update(skip_locked=True).scalar_subquery())
+        statement = (update(deliveries).where(deliveries.c.id == next_due)
+                     .values(state=DeliveryState.SENDING.value,
+                             attempts=deliveries.c.attempts + 1, updated_at=now)
+                     .returning(deliveries.c.id, deliveries.c.subscriber_id,
+                                deliveries.c.email, deliveries.c.name, deliveries.c.token,
+                                deliveries.c.attempts))
+        try:
+            row = self.connection.execute(statement).first()
+        except BaseException:
+            self.connection.rollback()
+            raise
+        self.connection.commit()
+        if row is None:
+            return None
+        # `attempts` counts this claim already; a Delivery carries the count before it.
+        return Delivery(id=row.id, attempts=row.attempts - 1, recipient=Recipient(
+            subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token))
 
     def _claim(self, delivery: Delivery, now: datetime, stale_before: datetime) -> bool:
         result = self.connection.execute(_CLAIM, {

@@ -143,24 +143,6 @@ class RateLimiter:
             self._sleep(min(delay, 1.0))
 
 
-def _send_one(delivery: Delivery, messages: IssueMessages, writer: LedgerWriter,
-              transport: Transport, newsletter: NewsletterConfig,
-              signer: Signer | None) -> SendOutcome:
-    try:
-        message = messages.bytes_for(delivery.recipient)
-        if signer is not None:
-            message = signer(message)
-    except (MessageError, ValueError, UnicodeError) as exc:
-        # One unbuildable message (a stored address from before validation tightened, say)
-        # must not stop the send for everyone after it.
-        return SendOutcome(DeliveryState.FAILED, 0, f"could not build the message: {exc}")
-    try:
-        return transport.send(newsletter.from_, delivery.recipient.email, message)
-    except TransportUnavailable:
-        writer.requeue(delivery, clock.now())
-        raise
-
-
 @dataclass(frozen=True)
 class Hooks:
     """What the caller can plug into a send (all optional)."""
@@ -171,61 +153,123 @@ class Hooks:
     on_hard_bounce: HardBounce | None = None  # a 5xx "no such mailbox"
 
 
-def _worker(issue: IssueRecord, messages: IssueMessages, ledger: Ledger,
-            transport: Transport, newsletter: NewsletterConfig, settings: SendSettings,
-            hooks: Hooks, limiter: RateLimiter, watch: ErrorWatch, stop: StopRequested,
-            share: tuple[int, int] | None) -> None:
+@dataclass(frozen=True)
+class _Shared:
+    """What every connection of one send shares."""
+
+    issue: IssueRecord
+    messages: IssueMessages  # built once: the same Date and MIME boundary for all readers
+    ledger: Ledger
+    newsletter: NewsletterConfig
+    settings: SendSettings
+    hooks: Hooks
+    limiter: RateLimiter
+    watch: ErrorWatch
+
+
+class _ConnectionWorker:
     """One connection's loop: claim a due row, send it, record the answer, until none is
-    left or a stop is requested."""
-    with ledger.writer() as writer:
-        try:
-            while not stop() and (batch := ledger.due(
-                    issue.id, clock.now(), settings.batch_size,
-                    settings.stale_before(clock.now()), share)):
-                _send_batch(batch, issue, messages, writer, transport, newsletter, settings,
-                            hooks, limiter, watch, stop)
-        finally:
-            transport.close()
+    left or `stop` says so."""
 
+    def __init__(self, shared: _Shared, transport: Transport, writer: LedgerWriter,
+                 stop: StopRequested) -> None:
+        self.shared, self.transport, self.writer, self.stop = shared, transport, writer, stop
 
-def _send_batch(batch: list[Delivery], issue: IssueRecord, messages: IssueMessages,
-                writer: LedgerWriter, transport: Transport, newsletter: NewsletterConfig,
-                settings: SendSettings, hooks: Hooks, limiter: RateLimiter,
-                watch: ErrorWatch, stop: StopRequested) -> None:
-    wanted = (hooks.still_active({d.recipient.subscriber_id for d in batch})
-              if hooks.still_active is not None else None)
-    claimed_ahead = False  # the row in hand was claimed in the previous row's commit
-    for index, delivery in enumerate(batch):
-        if not claimed_ahead:
-            if stop() or not limiter.wait(stop):  # wait before claiming: a stop while
-                return  # waiting for the quota leaves the row queued, not `sending`
+    def run(self, share: tuple[int, int] | None) -> None:
+        s = self.shared
+        if self.writer.skips_locked:
+            self._run_claiming_one_by_one()
+            return
+        while not self.stop() and (batch := s.ledger.due(
+                s.issue.id, clock.now(), s.settings.batch_size,
+                s.settings.stale_before(clock.now()), share)):
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: list[Delivery]) -> None:
+        """SQLite: a batch read at once, each row claimed just before it goes."""
+        s = self.shared
+        wanted = (s.hooks.still_active({d.recipient.subscriber_id for d in batch})
+                  if s.hooks.still_active is not None else None)
+        claimed_ahead = False  # the row in hand was claimed in the previous row's commit
+        for index, delivery in enumerate(batch):
+            if not claimed_ahead:
+                if self.stop() or not s.limiter.wait(self.stop):  # wait before claiming:
+                    return  # a stop while waiting leaves the row queued, not `sending`
+                now = clock.now()
+                if not self.writer.claim(delivery, now, s.settings.stale_before(now)):
+                    continue  # another sender took it between our read and our claim
+            following = batch[index + 1] if index + 1 < len(batch) else None
+            allowed = wanted is None or delivery.recipient.subscriber_id in wanted
+            claimed_ahead = self._send_and_record(delivery, allowed, following)
+
+    def _run_claiming_one_by_one(self) -> None:
+        """PostgreSQL: claim the next row no other sender holds (SKIP LOCKED), send it,
+        record it; repeat. Several processes share the issue this way."""
+        s = self.shared
+        while not self.stop() and s.limiter.wait(self.stop):
             now = clock.now()
-            if not writer.claim(delivery, now, settings.stale_before(now)):
-                continue  # another sender took it between our read and our claim
-        if wanted is not None and delivery.recipient.subscriber_id not in wanted:
-            outcome = SendOutcome(DeliveryState.FAILED, 0, NOT_ACTIVE_REPLY)
-        else:
-            outcome = _send_one(delivery, messages, writer, transport, newsletter,
-                                settings.signer)
-        # When the next row may go at once (no stop, no rate wait), its claim rides in this
-        # row's commit: one commit per message instead of two.
-        following = batch[index + 1] if index + 1 < len(batch) else None
-        now = clock.now()
-        ahead = (NextClaim(following, settings.stale_before(now))
-                 if following is not None and not stop() and limiter.try_acquire() else None)
-        state, claimed_ahead = writer.record(delivery, outcome, now, settings.policy,
-                                             started=issue.snapshot_at, then_claim=ahead)
+            delivery = self.writer.claim_next(s.issue.id, now, s.settings.stale_before(now))
+            if delivery is None:
+                return
+            subscriber = delivery.recipient.subscriber_id
+            allowed = (s.hooks.still_active is None
+                       or subscriber in s.hooks.still_active({subscriber}))
+            self._send_and_record(delivery, allowed, None)
+
+    def _send_one(self, delivery: Delivery) -> SendOutcome:
+        s = self.shared
         try:
-            if hooks.on_hard_bounce is not None and is_hard_bounce(outcome):
-                hooks.on_hard_bounce(delivery.recipient.subscriber_id)
-            if hooks.on_result is not None:
-                hooks.on_result(state)
+            message = s.messages.bytes_for(delivery.recipient)
+            if s.settings.signer is not None:
+                message = s.settings.signer(message)
+        except (MessageError, ValueError, UnicodeError) as exc:
+            # One unbuildable message (a stored address from before validation tightened,
+            # say) must not stop the send for everyone after it.
+            return SendOutcome(DeliveryState.FAILED, 0, f"could not build the message: {exc}")
+        try:
+            return self.transport.send(s.newsletter.from_, delivery.recipient.email, message)
+        except TransportUnavailable:
+            self.writer.requeue(delivery, clock.now())
+            raise
+
+    def _send_and_record(self, delivery: Delivery, allowed: bool,
+                         following: Delivery | None) -> bool:
+        """Send one claimed row (unless its subscriber left) and record the answer. When the
+        `following` row may go at once (no stop, no rate wait) its claim rides in this
+        row's commit: one commit per message instead of two. Returns whether it did."""
+        s = self.shared
+        if allowed:
+            outcome = self._send_one(delivery)
+        else:
+            outcome = SendOutcome(DeliveryState.FAILED, 0, NOT_ACTIVE_REPLY)
+        now = clock.now()
+        ahead = (NextClaim(following, s.settings.stale_before(now))
+                 if following is not None and not self.stop() and s.limiter.try_acquire()
+                 else None)
+        state, claimed_ahead = self.writer.record(
+            delivery, outcome, now, s.settings.policy, started=s.issue.snapshot_at,
+            then_claim=ahead)
+        try:
+            if s.hooks.on_hard_bounce is not None and is_hard_bounce(outcome):
+                s.hooks.on_hard_bounce(delivery.recipient.subscriber_id)
+            if s.hooks.on_result is not None:
+                s.hooks.on_result(state)
             if outcome.reply != NOT_ACTIVE_REPLY:
-                watch.record(outcome)
+                s.watch.record(outcome)
         except BaseException:
             if claimed_ahead and following is not None:  # paused: it never went
-                writer.requeue(following, clock.now())
+                self.writer.requeue(following, clock.now())
             raise
+        return claimed_ahead
+
+
+def _run_connection(shared: _Shared, transport: Transport, stop: StopRequested,
+                    share: tuple[int, int] | None) -> None:
+    with shared.ledger.writer() as writer:
+        try:
+            _ConnectionWorker(shared, transport, writer, stop).run(share)
+        finally:
+            transport.close()
 
 
 def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transport],
@@ -238,22 +282,21 @@ def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transpo
     `should_stop` turns true each connection finishes and records the message in hand, so a
     stopped send leaves nothing in `sending`."""
     hooks = hooks or Hooks()
-    limiter = RateLimiter(settings.rate_per_second, settings.max_per_hour)
-    watch = ErrorWatch(settings.error_threshold, settings.error_window)
+    shared = _Shared(issue, IssueMessages(issue.rendered, newsletter, issue.created_at),
+                     ledger, newsletter, settings, hooks,
+                     RateLimiter(settings.rate_per_second, settings.max_per_hour),
+                     ErrorWatch(settings.error_threshold, settings.error_window))
     requested = hooks.should_stop or (lambda: False)
-    # Built once, read by every connection: the same Date and MIME boundary for all readers.
-    messages = IssueMessages(issue.rendered, newsletter, issue.created_at)
     if connections <= 1:
-        _worker(issue, messages, ledger, transports(), newsletter, settings, hooks, limiter,
-                watch, requested, None)
+        _run_connection(shared, transports(), requested, None)
         return ledger.counts(issue.id)
     failed = threading.Event()
     errors: list[BaseException] = []
 
     def run(share: tuple[int, int]) -> None:
         try:
-            _worker(issue, messages, ledger, transports(), newsletter, settings, hooks,
-                    limiter, watch, lambda: requested() or failed.is_set(), share)
+            _run_connection(shared, transports(), lambda: requested() or failed.is_set(),
+                            share)
         except BaseException as exc:  # handed to the caller below
             errors.append(exc)
             failed.set()

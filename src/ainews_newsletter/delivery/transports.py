@@ -10,6 +10,7 @@ import contextlib
 import smtplib
 import ssl
 import sys
+import threading
 import time
 from email import message_from_bytes
 from email.policy import SMTP as SMTP_POLICY
@@ -275,6 +276,35 @@ class FileTransport:
         self.count += 1
         (self.out_dir / eml_filename(self.count, recipient)).write_bytes(message)
         return outcome_for(250, "written")
+
+    def close(self) -> None:
+        return None
+
+
+# (envelope from, recipient, message) of every MemoryTransport made without its own list.
+MEMORY_OUTBOX: list[tuple[str, str, bytes]] = []
+
+
+class MemoryTransport:
+    """Keeps every message in a list (MEMORY_OUTBOX unless one is given), for tests and
+    the preview; `replies` scripts an answer per recipient, e.g.
+    {"gone@example.com": (550, "5.1.1 no such user")}."""
+
+    def __init__(self, outbox: list[tuple[str, str, bytes]] | None = None,
+                 replies: dict[str, tuple[int, str]] | None = None) -> None:
+        self.outbox = MEMORY_OUTBOX if outbox is None else outbox
+        self.replies = replies or {}
+        self._lock = threading.Lock()  # parallel connections append to one list
+
+    def describe(self) -> str:
+        return "memory"
+
+    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
+        code, reply = self.replies.get(recipient, (250, "kept in memory"))
+        if 200 <= code < 300:
+            with self._lock:
+                self.outbox.append((envelope_from, recipient, message))
+        return outcome_for(code, reply)
 
     def close(self) -> None:
         return None
