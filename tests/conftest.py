@@ -294,7 +294,7 @@ def feed_server() -> Iterator[str]:
 # -- PostgreSQL --------------------------------------------------------------------------------
 
 POSTGRES_TABLES = ("deliveries", "issue_posts", "issues", "memberships", "suppressions",
-                   "lists", "subscribers")
+                   "lists", "subscribers", "schedule_runs")
 
 
 def _postgres_bin() -> Path | None:
@@ -363,6 +363,8 @@ def postgres_url(postgres_server: str) -> str:
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(POSTGRES_TABLES)} RESTART IDENTITY "
                                 "CASCADE"))
+        # APScheduler's own table, made by the scheduler tests when they first start one.
+        connection.execute(text("DROP TABLE IF EXISTS apscheduler_jobs"))
     return url
 
 

@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -31,10 +31,12 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
+from pydantic_settings.sources.utils import parse_env_vars
 
 from ainews_newsletter import resources
 from ainews_newsletter.errors import ConfigError
@@ -251,9 +253,33 @@ class DeliveryConfig(_Section):
     error_window: int = Field(default=20, ge=1)
 
 
+class ScheduleConfig(_Section):
+    # Standard 5-field cron (minute hour day-of-month month day-of-week) in [newsletter]
+    # timezone; day-of-week 0 or 7 is Sunday, as in crontab(5).
+    cron: str = "0 8 * * MON"
+    # "auto": build, lint and send. "draft": build and freeze the issue, mail a test copy to
+    # `notify`, and wait for `ainews send --issue KEY`.
+    mode: Literal["auto", "draft"] = "auto"
+    notify: list[str] = Field(default_factory=list)
+    # A run missed while the machine was off still happens, once, if the scheduler is back
+    # within this many hours; later than that it is skipped (and logged).
+    misfire_grace_hours: float = Field(default=6, gt=0)
+
+
 # The parsed TOML file for the load in progress; a context variable because pydantic-settings
 # builds its sources in a classmethod that cannot take arguments.
 _file_values: ContextVar[dict[str, Any]] = ContextVar("_file_values")
+
+
+# The environment for the load in progress: `load_config(environ=...)` must be what is read,
+# not os.environ (tests pass {} to be independent of the shell they run in).
+_environment: ContextVar[Mapping[str, str]] = ContextVar("_environment")
+
+
+class _EnvValues(EnvSettingsSource):
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(_environment.get(os.environ), self.case_sensitive,
+                              self.env_ignore_empty, self.env_parse_none_str)
 
 
 class _TomlValues(PydanticBaseSettingsSource):
@@ -282,6 +308,7 @@ class Config(BaseSettings):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     secret_key: SecretStr | None = None  # environment only: AINEWS_SECRET_KEY
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -296,7 +323,7 @@ class Config(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlValues(settings_cls))
+        return (init_settings, _EnvValues(settings_cls), _TomlValues(settings_cls))
 
     @property
     def base_dir(self) -> Path:
@@ -421,7 +448,8 @@ def load_config(
     _refuse_unknown_environment(environ)
     config_path = config_path_from(path, environ)
     file_values = _read_toml(config_path) if config_path is not None else {}
-    with _file_values_set(file_values):
+    environment_token = _environment.set(environ)
+    with _file_values_set(file_values), _reset_after(_environment, environment_token):
         try:
             config = Config(**dict(overrides or {}))
         except PydanticValidationError as exc:
@@ -433,6 +461,14 @@ def load_config(
         config._base_dir = config_path.resolve().parent
         config._source = config_path.resolve()
     return config
+
+
+@contextmanager
+def _reset_after(variable: ContextVar[Any], token: Token[Any]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        variable.reset(token)
 
 
 @contextmanager

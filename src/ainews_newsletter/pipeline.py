@@ -223,15 +223,37 @@ def plan_send(config: Config, window: Window, force: bool = False,
                     rendered, carried_refs(selection))
 
 
+class PeriodTaken(AinewsError):
+    """Another run froze this period's issue first; that run sends it."""
+
+
+def freeze_issue(config: Config, plan: SendPlan, only_if_new: bool = False) -> IssueRecord:
+    """The plan's issue, frozen in the ledger (once per list and period). With `only_if_new`
+    raises PeriodTaken when another run froze the period between the plan and now."""
+    if plan.existing is not None:
+        return plan.existing
+    ledger = open_ledger(config)
+    created = ledger.try_create_issue(audience_list(config), plan.rendered, plan.carried,
+                                      clock.now())
+    if created is not None:
+        return created
+    if only_if_new:
+        raise PeriodTaken(f"another run froze the issue for {plan.period_key} first; "
+                          "it sends it, so this run does nothing")
+    existing = ledger.find_issue(audience_list(config), plan.period_key)
+    assert existing is not None, "the period was frozen yet has no issue"
+    return existing
+
+
 def execute_send(config: Config, plan: SendPlan, transport: Transport | None = None,
                  on_result: Progress | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> DeliveryCounts:
+                 should_stop: Callable[[], bool] | None = None,
+                 only_if_new: bool = False) -> DeliveryCounts:
     """Freeze the issue (once per list and period), snapshot the audience (once), deliver
     every due row. Safe to run again: recipients already sent are never sent again."""
     ledger = open_ledger(config)
     store = open_subscribers(config)
-    issue = plan.existing or ledger.create_issue(audience_list(config), plan.rendered,
-                                                 plan.carried, clock.now())
+    issue = freeze_issue(config, plan, only_if_new)
     if issue.snapshot_at is None:
         recipients = store.iter_recipients(batch_size=config.delivery.batch_size)
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size)
@@ -274,6 +296,12 @@ def send_test(config: Config, rendered: RenderedIssue, address: str) -> SendOutc
                               sample_message(config, rendered, recipient))
     finally:
         transport.close()
+
+
+def unfinished_issue_keys(config: Config) -> list[str]:
+    """Every issue whose send started and has rows left, oldest first."""
+    return [issue.rendered.period.key
+            for issue in open_ledger(config).unfinished_issues(audience_list(config))]
 
 
 def unfinished_issue_key(config: Config) -> str | None:

@@ -21,6 +21,7 @@ from ainews_newsletter.cli.common import (
     window_options,
 )
 from ainews_newsletter.cli.posts import posts
+from ainews_newsletter.cli.scheduling import schedule
 from ainews_newsletter.cli.sending import send
 from ainews_newsletter.cli.subscribers import subscribers
 from ainews_newsletter.database import engine_for, upgrade_schema
@@ -142,6 +143,7 @@ def upgrade(state: AppState) -> None:
 cli.add_command(send)
 cli.add_command(posts)
 cli.add_command(subscribers)
+cli.add_command(schedule)
 
 
 def main() -> None:

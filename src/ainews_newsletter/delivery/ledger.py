@@ -309,6 +309,15 @@ class Ledger:
         """Freeze the rendered issue and the posts it carries. If another process froze this
         period first, theirs wins and is returned: the unique key makes a second issue for
         the period impossible."""
+        self.try_create_issue(list_id, rendered, carried, now)
+        found = self.find_issue(list_id, rendered.period.key)
+        assert found is not None, "issue row vanished right after insert"
+        return found
+
+    def try_create_issue(self, list_id: str, rendered: RenderedIssue,
+                         carried: Sequence[PostRef], now: datetime) -> IssueRecord | None:
+        """Like `create_issue`, but None when the period was frozen already (by another
+        process, say): the caller learns it lost the race instead of joining in."""
         period = rendered.period
         try:
             with self.engine.begin() as connection:
@@ -325,10 +334,8 @@ class Ledger:
                         {"issue_id": issue_id, "guid": ref.guid, "url": ref.url,
                          "title": ref.title} for ref in carried])
         except IntegrityError:
-            pass
-        found = self.find_issue(list_id, period.key)
-        assert found is not None, "issue row vanished right after insert"
-        return found
+            return None
+        return self.find_issue(list_id, period.key)
 
     def _sent_issues(self, list_id: str) -> Any:
         """Issues of the list whose send has started (the audience was snapshotted)."""
@@ -396,18 +403,33 @@ class Ledger:
             share: tuple[int, int] | None = None) -> list[Delivery]:
         """Rows ready to send, oldest first. With `share` (k, n), only rows whose id is k
         modulo n: parallel connections of one sender take disjoint rows instead of racing
-        for the same ones (the claim would stop a double send, but not the wasted work)."""
-        query = (select(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
-                        deliveries.c.name, deliveries.c.token, deliveries.c.attempts)
-                 .where(deliveries.c.issue_id == issue_id, _is_due(now, stale_before))
-                 .order_by(deliveries.c.id).limit(limit))
-        if share is not None:
-            query = query.where(deliveries.c.id % share[1] == share[0])
+        for the same ones (the claim would stop a double send, but not the wasted work).
+
+        One query per due state, each an index range in id order: the single OR-query it
+        replaces made SQLite read and sort every row of the issue per batch, 0.15 s a batch
+        at a million readers."""
+        columns = (deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
+                   deliveries.c.name, deliveries.c.token, deliveries.c.attempts)
+        conditions = (
+            deliveries.c.state == DeliveryState.QUEUED.value,
+            and_(deliveries.c.state == DeliveryState.DEFERRED.value,
+                 deliveries.c.next_attempt_at <= now),
+            and_(deliveries.c.state == DeliveryState.SENDING.value,
+                 deliveries.c.updated_at < stale_before),
+        )
+        rows: list[Any] = []
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
+            for condition in conditions:
+                query = (select(*columns)
+                         .where(deliveries.c.issue_id == issue_id, condition)
+                         .order_by(deliveries.c.id).limit(limit))
+                if share is not None:
+                    query = query.where(deliveries.c.id % share[1] == share[0])
+                rows += connection.execute(query).all()
+        rows.sort(key=lambda row: row.id)
         return [Delivery(id=row.id, attempts=row.attempts, recipient=Recipient(
             subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token))
-            for row in rows]
+            for row in rows[:limit]]
 
     @contextmanager
     def writer(self) -> Iterator[LedgerWriter]:

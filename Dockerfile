@@ -1,0 +1,17 @@
+# The scheduler in a container. Build and run:
+#   docker build -t ainews .
+#   docker run -d --name ainews -v "$PWD:/data" -e AINEWS_SMTP__PASSWORD=... ainews
+# /data holds config.toml, posts/ and (with the default SQLite storage) data/ainews.db.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md config.toml ./
+COPY src ./src
+COPY templates ./templates
+COPY posts ./posts
+COPY subscribers ./subscribers
+RUN pip install --no-cache-dir '.[postgres]'
+WORKDIR /data
+ENV AINEWS_CONFIG=/data/config.toml PYTHONUNBUFFERED=1
+# SIGTERM (docker stop) finishes the message in flight; allow it time: docker stop -t 120
+STOPSIGNAL SIGTERM
+CMD ["ainews", "schedule", "run"]

@@ -1,0 +1,135 @@
+"""`ainews schedule run`: APScheduler with its job persisted in the project's database.
+
+The job's next fire time lives in the database (SQLAlchemyJobStore), so a run that fell due
+while the machine was off is still due when the scheduler starts again: with coalesce=True
+it runs once however many fire times were missed, if no more than misfire_grace_hours late.
+The job is replaced only when the cron, timezone or grace changed, so a restart keeps a
+missed fire instead of silently recomputing it away."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from ainews_newsletter import clock
+from ainews_newsletter.config import Config
+from ainews_newsletter.database import engine_for, ensure_schema
+from ainews_newsletter.schedule.cron import build_trigger
+from ainews_newsletter.schedule.job import needs_rerun, run_once
+
+JOB_ID = "ainews-issue"
+log = logging.getLogger("ainews.schedule")
+
+
+@dataclass
+class _Runtime:
+    config: Config
+    stop: threading.Event
+
+
+# The job stored in the database is a reference to `fire`, not a closure (it must survive a
+# restart); `fire` finds the running process's config here.
+_runtime: _Runtime | None = None
+
+
+def fire() -> None:
+    if _runtime is None:  # a stale job picked up outside `schedule run`: nothing to use
+        log.error("scheduled run fired outside `ainews schedule run`; ignored")
+        return
+    run_once(_runtime.config, _runtime.stop.is_set)
+
+
+def resume_at_start() -> None:
+    """At start: resume unfinished sends; and if the last run was cut short, run the whole
+    job again so its period is done (its fire time has passed and will not come back)."""
+    if _runtime is not None and not _runtime.stop.is_set():
+        rerun = needs_rerun(_runtime.config)
+        run_once(_runtime.config, _runtime.stop.is_set, resume_only=not rerun)
+
+
+def job_name(config: Config) -> str:
+    s = config.schedule
+    return f"ainews issue: {s.cron} ({config.newsletter.timezone}, grace {s.misfire_grace_hours}h)"
+
+
+def make_scheduler(config: Config) -> BackgroundScheduler:
+    engine = engine_for(config.database_url)
+    ensure_schema(engine)
+    # One worker: the start-up resume and a due run never overlap in one process.
+    return BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine),
+                   "memory": MemoryJobStore()},
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        timezone=config.newsletter.tz)
+
+
+def install_job(scheduler: BackgroundScheduler, config: Config) -> Any:
+    """The persisted job for [schedule], kept as stored when unchanged (so a fire missed
+    while down is still pending), replaced when the schedule changed."""
+    trigger = build_trigger(config.schedule.cron, config.newsletter.tz)
+    name = job_name(config)
+    existing = scheduler.get_job(JOB_ID, jobstore="default")
+    if existing is not None and existing.name == name:
+        return existing
+    return scheduler.add_job(
+        fire, trigger, id=JOB_ID, name=name, jobstore="default", replace_existing=True,
+        coalesce=True, max_instances=1,
+        misfire_grace_time=int(config.schedule.misfire_grace_hours * 3600))
+
+
+def stop_scheduler(scheduler: BackgroundScheduler) -> None:
+    """Stop without losing a due fire. APScheduler's shutdown wakes its loop once more, and a
+    job due at that moment would be marked done although its submission fails; with the
+    database job store detached first, the job stays due for the next start."""
+    if not scheduler.running:
+        return
+    scheduler.pause()
+    scheduler.remove_jobstore("default")  # the job stays in the database, untouched
+    scheduler.shutdown(wait=True)  # waits for a run in progress to stop
+
+
+def run_forever(config: Config) -> int:
+    """The foreground daemon: logs to stderr, stops cleanly on SIGTERM/SIGINT (the message
+    in flight is finished and recorded). Returns the exit code."""
+    global _runtime
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    build_trigger(config.schedule.cron, config.newsletter.tz)  # a bad cron fails here, early
+    stop = threading.Event()
+    _runtime = _Runtime(config, stop)
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("%s: finishing the message in flight, then stopping",
+                 signal.Signals(signum).name)
+        stop.set()
+
+    previous = {number: signal.signal(number, request_stop)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    scheduler = make_scheduler(config)
+    try:
+        scheduler.start(paused=True)
+        job = install_job(scheduler, config)
+        scheduler.add_job(resume_at_start, jobstore="memory", id="resume-at-start",
+                          next_run_time=clock.now())
+        log.info("scheduler started: %s; next run %s", job.name,
+                 job.next_run_time.isoformat() if job.next_run_time else "never")
+        scheduler.resume()
+        while not stop.wait(1.0):
+            pass
+    finally:
+        stop_scheduler(scheduler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        _runtime = None
+    log.info("scheduler stopped")
+    return 0

@@ -1,0 +1,138 @@
+"""What one scheduled run does. The scheduler decides when; this decides nothing about time
+except through the clock module, and leaves every guarantee to the database:
+
+1. resume the unfinished sends of earlier issues (a run stopped or killed mid-send);
+2. the period's issue: skipped, with the reason recorded, if it exists already or has fewer
+   posts than min_posts; blocked by lint errors; then in mode "auto" frozen and sent, in
+   mode "draft" frozen and a test copy mailed to [schedule] notify.
+
+Freezing uses the issue's unique key on (list, period): of two runs racing for a period the
+one that loses does nothing and records why."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ainews_newsletter import clock, pipeline
+from ainews_newsletter.config import Config
+from ainews_newsletter.database import engine_for
+from ainews_newsletter.errors import AinewsError, SelectionError
+from ainews_newsletter.models import DeliveryCounts, Window
+from ainews_newsletter.render.lint import has_errors
+from ainews_newsletter.schedule.history import RunHistory
+
+log = logging.getLogger("ainews.schedule")
+StopRequested = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    outcome: str  # sent | skipped | draft | failed | stopped | resumed
+    period_key: str | None
+    detail: str
+
+
+def _counted(counts: DeliveryCounts) -> str:
+    parts = [f"sent {counts.sent} of {counts.total}"]
+    parts += [f"{value} {name}" for name, value in (("deferred", counts.deferred),
+                                                    ("failed", counts.failed)) if value]
+    return ", ".join(parts)
+
+
+def resume_unfinished(config: Config, should_stop: StopRequested) -> list[str]:
+    """Continue every issue whose send started and has rows left; one note per issue."""
+    notes: list[str] = []
+    for key in pipeline.unfinished_issue_keys(config):
+        if should_stop():
+            break
+        plan = pipeline.plan_send(config, Window(), issue_key=key)
+        counts = pipeline.execute_send(config, plan, should_stop=should_stop)
+        notes.append(f"resumed {key}: {_counted(counts)}")
+        log.info("resumed %s: %s", key, _counted(counts))
+    return notes
+
+
+def _this_period(config: Config, should_stop: StopRequested) -> RunResult:
+    period = pipeline.resolve_period(config, Window()).key
+    try:
+        plan = pipeline.plan_send(config, Window())
+    except SelectionError as exc:
+        return RunResult("skipped", period, str(exc))
+    if plan.existing is not None and plan.existing.snapshot_at is not None:
+        return RunResult("skipped", period, f"the issue for {period} has been sent already")
+    if plan.existing is not None and config.schedule.mode == "draft":
+        return RunResult("skipped", period, f"the draft of {period} is waiting for "
+                                            f"`ainews send --issue {period}`")
+    errors = [f.message for f in pipeline.lint(config, plan.rendered) if has_errors([f])]
+    if errors:
+        return RunResult("failed", period, "lint errors block the send: " + "; ".join(errors))
+    if config.schedule.mode == "draft":
+        pipeline.freeze_issue(config, plan, only_if_new=True)
+        copies = [f"{address}: {pipeline.send_test(config, plan.rendered, address).state}"
+                  for address in config.schedule.notify]
+        return RunResult("draft", period, f"frozen; test copies {', '.join(copies) or 'none'}; "
+                                          f"send it with `ainews send --issue {period}`")
+    counts = pipeline.execute_send(config, plan, should_stop=should_stop,
+                                   only_if_new=plan.existing is None)
+    if should_stop() and counts.queued:
+        return RunResult("stopped", period, f"stopped by a signal: {_counted(counts)}; the "
+                                            "next start resumes it")
+    return RunResult("sent", period, _counted(counts))
+
+
+def needs_rerun(config: Config) -> bool:
+    """Whether the last run was cut short (stopped by a signal, or killed while running):
+    then the scheduler's next start runs the whole job, not only the resume, so the period
+    it was doing is not lost although its fire time has passed."""
+    last = RunHistory(engine_for(config.database_url)).recent(
+        pipeline.audience_list(config), 1)
+    if not last:
+        return False
+    if last[0].outcome == "running":  # killed, or another scheduler busy with it right now
+        return last[0].host == socket.gethostname()[:255] and not _alive(last[0].pid)
+    return last[0].outcome == "stopped"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def run_once(config: Config, should_stop: StopRequested = lambda: False,
+             resume_only: bool = False) -> RunResult | None:
+    """One run, recorded in schedule_runs. `resume_only` (the run at scheduler start) only
+    resumes unfinished sends and records itself only if there were any."""
+    if resume_only and (should_stop() or not pipeline.unfinished_issue_keys(config)):
+        return None
+    history = RunHistory(engine_for(config.database_url))
+    run_id = history.start(pipeline.audience_list(config), clock.now())
+    notes: list[str] = []
+    try:
+        notes = resume_unfinished(config, should_stop)
+        if should_stop():  # the next start runs the whole job again (see `needs_rerun`)
+            result = RunResult("stopped", None, "stopped by a signal; the next start goes on")
+        elif resume_only:
+            result = RunResult("resumed", None, "")
+        else:
+            result = _this_period(config, should_stop)
+    except pipeline.PeriodTaken as exc:
+        result = RunResult("skipped", pipeline.resolve_period(config, Window()).key, str(exc))
+    except AinewsError as exc:  # server down, sender refused, paused: the rest stays queued
+        result = RunResult("failed", None, str(exc))
+    except Exception as exc:  # recorded for `schedule status`; the scheduler keeps going
+        log.exception("run failed")
+        result = RunResult("failed", None, f"{type(exc).__name__}: {exc}")
+    detail = "; ".join([*notes, result.detail] if result.detail else notes)
+    history.finish(run_id, clock.now(), result.outcome, result.period_key, detail)
+    log.info("run %s: %s%s — %s", run_id, result.outcome,
+             f" {result.period_key}" if result.period_key else "", detail)
+    return RunResult(result.outcome, result.period_key, detail)
