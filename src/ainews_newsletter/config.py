@@ -266,6 +266,17 @@ class ScheduleConfig(_Section):
     misfire_grace_hours: float = Field(default=6, gt=0)
 
 
+class WebConfig(_Section):
+    # `ainews serve`: 127.0.0.1 unless a reverse proxy on this machine cannot reach it.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    confirm_link_hours: float = Field(default=48, gt=0)  # a confirmation link expires then
+    # Sign-ups per client address per hour, and confirmation mails per address per day:
+    # enough for people, too few for someone signing up strangers (subscription bombing).
+    signups_per_ip_per_hour: int = Field(default=10, ge=1)
+    confirmations_per_address_per_day: int = Field(default=3, ge=1)
+
+
 # The parsed TOML file for the load in progress; a context variable because pydantic-settings
 # builds its sources in a classmethod that cannot take arguments.
 _file_values: ContextVar[dict[str, Any]] = ContextVar("_file_values")
@@ -309,6 +320,7 @@ class Config(BaseSettings):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     secret_key: SecretStr | None = None  # environment only: AINEWS_SECRET_KEY
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

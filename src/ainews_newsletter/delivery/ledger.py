@@ -299,6 +299,15 @@ class Ledger:
                 issues.c.list_id == list_id, issues.c.period_key == period_key)).first()
         return None if row is None else _issue_record(row)
 
+    def sent_issues(self, list_id: str, limit: int = 100) -> list[IssueRecord]:
+        """Issues whose send has started, newest first: the public archive."""
+        query = (select(issues).where(issues.c.list_id == list_id,
+                                      issues.c.snapshot_at.is_not(None))
+                 .order_by(issues.c.period_start.desc(), issues.c.id.desc()).limit(limit))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [_issue_record(row) for row in rows]
+
     def latest_issue(self) -> IssueRecord | None:
         with self.engine.connect() as connection:
             row = connection.execute(select(issues).order_by(issues.c.id.desc()).limit(1)).first()

@@ -61,6 +61,20 @@ def unsubscribe_url(newsletter: NewsletterConfig, token: str) -> str:
     return f"{newsletter.base_url}/unsubscribe/{quote(token)}"
 
 
+def notice_message(newsletter: NewsletterConfig, to_address: str, subject: str, text: str,
+                   date: datetime) -> bytes:
+    """A one-off plain-text mail from the newsletter (the sign-up confirmation)."""
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    message["From"] = _address(newsletter.name, newsletter.from_)
+    message["To"] = _address(None, to_address)
+    message["Subject"] = header_safe(subject)
+    message["Date"] = format_datetime(date)
+    digest = hashlib.sha256(f"{to_address}|{date.isoformat()}".encode()).hexdigest()[:24]
+    message["Message-ID"] = f"<notice.{digest}@{newsletter.from_.rsplit('@', 1)[1]}>"
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    return message.as_bytes()
+
+
 def _message_digest(newsletter: NewsletterConfig, issue_key: str, subscriber_id: int) -> str:
     return hashlib.sha256(
         f"{newsletter.list_identifier}|{issue_key}|{subscriber_id}".encode()).hexdigest()[:24]

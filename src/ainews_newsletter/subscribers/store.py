@@ -144,7 +144,7 @@ class SubscriberStore:
 
     def add(self, address: str, name: str | None = None, list_name: str | None = None,
             status: SubscriberStatus = SubscriberStatus.ACTIVE, source: str = "cli",
-            ) -> Subscriber:
+            allow_suppressed: bool = False) -> Subscriber:
         """Add a subscriber to a list (the default list when None). A known address is added
         to the list; being on it already is an error, and so is a suppressed address."""
         given, normalized = normalize(address)
@@ -153,7 +153,7 @@ class SubscriberStore:
             list_id = self.list_id(connection, list_name)
             reason = connection.execute(select(suppressions.c.reason).where(
                 suppressions.c.email_normalized == normalized)).scalar()
-            if reason is not None:
+            if reason is not None and not allow_suppressed:
                 raise SubscriberError(f"{given!r} is on the suppression list ({reason}); if "
                                       "they asked to come back: `ainews subscribers "
                                       f"resubscribe {given}`")
@@ -251,6 +251,55 @@ class SubscriberStore:
                 "email_normalized": row.email_normalized, "reason": "bounced",
                 "created_at": now}])
         return True
+
+    def by_token(self, token: str) -> Subscriber | None:
+        """The subscriber whose unsubscribe/preferences link carries `token`."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(subscribers.c.email)
+                                     .where(subscribers.c.token == token)).first()
+        return None if row is None else self.get(row.email)
+
+    def sign_up(self, address: str, name: str | None, list_name: str | None) -> Subscriber:
+        """A web sign-up before confirmation: a new address is added as pending; a known one
+        joins the list without changing status (the confirmation link decides). Suppressed
+        addresses are not refused here: confirming proves they asked to come back."""
+        found = self.get(address)
+        if found is None:
+            return self._add_pending(address, name, list_name)
+        if (list_name or self.default_list) not in found.lists:
+            self.set_lists(found.email, (*found.lists, list_name or self.default_list))
+        return self.require(found.email)
+
+    def _add_pending(self, address: str, name: str | None,
+                     list_name: str | None) -> Subscriber:
+        """New from the web: pending (receives nothing) until confirmed. A suppressed
+        address may sign up; it stays suppressed until the confirmation (see `confirm`)."""
+        return self.add(address, name=name, list_name=list_name,
+                        status=SubscriberStatus.PENDING, source="web", allow_suppressed=True)
+
+    def confirm(self, address: str, list_name: str | None = None) -> Subscriber:
+        """The confirmation link was followed: active (and off the suppression list, since
+        they asked), and on `list_name`. Idempotent."""
+        found = self.require(address)
+        if found.status is not SubscriberStatus.ACTIVE:
+            self._set_status(found, SubscriberStatus.ACTIVE)
+        wanted = list_name or self.default_list
+        if wanted not in found.lists:
+            self.set_lists(found.email, (*found.lists, wanted))
+        return self.require(address)
+
+    def set_lists(self, address: str, names: Collection[str]) -> Subscriber:
+        """Exactly these lists (unknown names are an error); the preferences page."""
+        found = self.require(address)
+        now = clock.now()
+        with self.engine.begin() as connection:
+            ids = [self.list_id(connection, name) for name in names]
+            connection.execute(delete(memberships).where(
+                memberships.c.subscriber_id == found.id))
+            insert_ignoring_conflicts(connection, memberships, [
+                {"list_id": list_id, "subscriber_id": found.id, "created_at": now}
+                for list_id in ids])
+        return self.require(address)
 
     def unsubscribe_token(self, token: str) -> Subscriber | None:
         """The one-click path: unsubscribe whoever holds `token`; idempotent."""

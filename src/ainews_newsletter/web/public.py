@@ -1,0 +1,295 @@
+"""`ainews serve`: the readers' pages.
+
+/                     subscribe form (email, name): double opt-in
+/subscribe            POST: mails a signed, expiring confirmation link (same answer for
+                      every address, so the form cannot tell who is subscribed)
+/confirm/<token>      GET shows a button; POST (CSRF-checked) confirms
+/unsubscribe/<token>  GET shows a button and changes nothing (link scanners follow GETs);
+                      POST "List-Unsubscribe=One-Click" unsubscribes (RFC 8058): idempotent,
+                      200, no redirect, no CSRF (mail providers post it without cookies)
+/preferences/<token>  the lists someone is on (CSRF-checked form)
+/issues/, /issues/<key>, /feed.xml   the archive of sent issues and its Atom feed
+/healthz              for load balancers"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Any
+from urllib.parse import quote
+from xml.sax.saxutils import escape as xml_escape
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ainews_newsletter import clock, pipeline
+from ainews_newsletter.config import Config
+from ainews_newsletter.delivery.message import notice_message
+from ainews_newsletter.errors import AinewsError, ConfigError, SubscriberError
+from ainews_newsletter.models import SubscriberStatus
+from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.web.security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    SECURITY_HEADERS,
+    BadToken,
+    ConfirmationTokens,
+    Throttle,
+    csrf_ok,
+    new_csrf_value,
+)
+
+_ISSUE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+MAX_NAME = 200
+HOUR, DAY = 3600.0, 86400.0
+
+
+def _templates() -> Environment:
+    return Environment(loader=PackageLoader("ainews_newsletter.web", "templates"),
+                       autoescape=select_autoescape(default=True), trim_blocks=True,
+                       lstrip_blocks=True)
+
+
+class PublicSite:
+    """The routes, sharing one config, one template environment and the throttles."""
+
+    def __init__(self, config: Config) -> None:
+        secret = config.secret_key.get_secret_value() if config.secret_key else ""
+        if len(secret) < 16:
+            raise ConfigError("AINEWS_SECRET_KEY must be set (16+ characters) for `ainews "
+                              "serve`: it signs confirmation links. Make one with: python -c "
+                              "'import secrets; print(secrets.token_urlsafe(32))'")
+        self.config = config
+        self.tokens = ConfirmationTokens(secret, config.web.confirm_link_hours * HOUR)
+        self.templates = _templates()
+        self.per_ip = Throttle(config.web.signups_per_ip_per_hour, HOUR)
+        self.per_address = Throttle(config.web.confirmations_per_address_per_day, DAY)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def page(self, template: str, status: int = 200, csrf: str | None = None,
+             **context: Any) -> HTMLResponse:
+        html = self.templates.get_template(template).render(
+            newsletter=self.config.newsletter, csrf=csrf, csrf_field=CSRF_FIELD, **context)
+        response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        if csrf is not None:
+            response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict",
+                                secure=self.config.newsletter.base_url.startswith("https:"))
+        return response
+
+    def message(self, title: str, text: str, status: int = 200) -> HTMLResponse:
+        return self.page("message.html", status=status, title=title, text=text)
+
+    def bad_link(self, text: str) -> HTMLResponse:
+        return self.message("That link does not work", text, status=400)
+
+    async def form(self, request: Request, check_csrf: bool = True) -> Mapping[str, Any] | None:
+        """The posted form, or None when its CSRF token does not match the cookie."""
+        data = await request.form()
+        if check_csrf and not csrf_ok(request.cookies.get(CSRF_COOKIE),
+                                      str(data.get(CSRF_FIELD) or "")):
+            return None
+        return data
+
+    def store(self) -> Any:
+        return pipeline.open_subscribers(self.config)
+
+    # -- subscribe and confirm --------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        return self.page("subscribe.html", csrf=new_csrf_value())
+
+    async def subscribe(self, request: Request) -> Response:
+        data = await self.form(request)
+        if data is None:
+            return self.message("Please try again", "The form had expired. Reload the page and "
+                                "send it again.", status=400)
+        client = request.client.host if request.client else "unknown"
+        if not self.per_ip.allow(client):
+            return self.message("Too many sign-ups", "Too many sign-ups from your network; "
+                                "please try again in an hour.", status=429)
+        try:
+            address, normalized = normalize(str(data.get("email") or ""))
+        except SubscriberError:
+            return self.page("subscribe.html", status=400, csrf=new_csrf_value(),
+                             error="That does not look like an email address.",
+                             email=str(data.get("email") or "")[:320])
+        name = " ".join(str(data.get("name") or "").split())[:MAX_NAME] or None
+        if self.per_address.allow(normalized):
+            await run_in_threadpool(self._sign_up_and_mail, address, name)  # SMTP: slow
+        # The same answer whatever happened, so the form reveals nothing about anyone.
+        return self.message("Check your inbox", f"If {address} can receive mail, a message "
+                            "with a confirmation link is on its way. The subscription starts "
+                            "when you follow it.")
+
+    def _sign_up_and_mail(self, address: str, name: str | None) -> None:
+        store = self.store()
+        found = store.get(address)
+        if found is not None and found.status is SubscriberStatus.ACTIVE:
+            return  # already receiving it: no mail, nothing changes
+        store.sign_up(address, name, None)
+        token = self.tokens.make(address, None)
+        link = f"{self.config.newsletter.base_url}/confirm/{token}"
+        hours = int(self.config.web.confirm_link_hours)
+        text = (f"Someone (hopefully you) asked to receive {self.config.newsletter.name} at "
+                f"this address.\n\nConfirm here (the link works for {hours} hours):\n{link}\n\n"
+                "If it was not you, ignore this message: nothing will be sent to you.\n\n"
+                f"--\n{self.config.newsletter.name}\n{self.config.newsletter.postal_address}\n")
+        transport = pipeline.make_transport(self.config)
+        try:
+            transport.send(self.config.newsletter.from_, address, notice_message(
+                self.config.newsletter, address,
+                f"Confirm your subscription to {self.config.newsletter.name}", text,
+                clock.now()))
+        finally:
+            transport.close()
+
+    def _confirmation(self, request: Request) -> Any:
+        return self.tokens.read(str(request.path_params["token"]))
+
+    async def confirm_page(self, request: Request) -> Response:
+        try:
+            confirmation = self._confirmation(request)
+        except BadToken as exc:
+            return self.bad_link(str(exc))
+        return self.page("confirm.html", csrf=new_csrf_value(), email=confirmation.email)
+
+    async def confirm(self, request: Request) -> Response:
+        try:
+            confirmation = self._confirmation(request)
+        except BadToken as exc:
+            return self.bad_link(str(exc))
+        if await self.form(request) is None:
+            return self.message("Please try again", "The form had expired. Open the link from "
+                                "the email again.", status=400)
+        try:
+            self.store().confirm(confirmation.email, confirmation.list_name)
+        except SubscriberError:
+            return self.bad_link("this sign-up no longer exists; sign up again")
+        return self.message("You are subscribed", f"{confirmation.email} will receive "
+                            f"{self.config.newsletter.name}. Every issue has a one-click "
+                            "unsubscribe link.")
+
+    # -- unsubscribe and preferences --------------------------------------------------
+
+    def _by_token(self, request: Request) -> Any:
+        return self.store().by_token(str(request.path_params["token"]))
+
+    async def unsubscribe_page(self, request: Request) -> Response:
+        subscriber = self._by_token(request)
+        if subscriber is None:
+            return self.bad_link("this unsubscribe link is not valid (it may have been "
+                                 "copied incompletely)")
+        return self.page("unsubscribe.html", subscriber=subscriber,
+                         left=subscriber.status is SubscriberStatus.UNSUBSCRIBED)
+
+    async def unsubscribe(self, request: Request) -> Response:
+        data = await self.form(request, check_csrf=False)
+        assert data is not None
+        if data.get("List-Unsubscribe") != "One-Click":
+            return self.message("Nothing changed", "This address unsubscribes with a POST of "
+                                "List-Unsubscribe=One-Click (RFC 8058).", status=400)
+        subscriber = self.store().unsubscribe_token(str(request.path_params["token"]))
+        if subscriber is None:
+            return self.bad_link("this unsubscribe link is not valid")
+        return self.message("You are unsubscribed", f"{subscriber.email} will not receive "
+                            f"{self.config.newsletter.name} any more.")
+
+    async def unsubscribe_help(self, request: Request) -> Response:
+        return self.message("Unsubscribe", "Use the unsubscribe link at the bottom of any "
+                            "issue you received: it is personal, so this page cannot know "
+                            "who you are.")
+
+    async def preferences(self, request: Request) -> Response:
+        subscriber = self._by_token(request)
+        if subscriber is None:
+            return self.bad_link("this preferences link is not valid")
+        saved = False
+        if request.method == "POST":
+            data = await self.form(request)
+            if data is None:
+                return self.message("Please try again", "The form had expired. Reload the "
+                                    "page and save again.", status=400)
+            known = {info.name for info in self.store().lists()}
+            wanted = [name for name in known if data.get(f"list:{name}") == "on"]
+            subscriber = self.store().set_lists(subscriber.email, wanted)
+            saved = True
+        return self.page("preferences.html", csrf=new_csrf_value(), subscriber=subscriber,
+                         lists=self.store().lists(), saved=saved)
+
+    # -- archive and feed -------------------------------------------------------------
+
+    def _archive(self) -> Any:
+        return pipeline.open_ledger(self.config).sent_issues(pipeline.audience_list(self.config))
+
+    async def archive(self, request: Request) -> Response:
+        return self.page("archive.html", issues=self._archive())
+
+    async def issue(self, request: Request) -> Response:
+        key = str(request.path_params["key"])
+        if not _ISSUE_KEY.fullmatch(key):
+            raise HTTPException(404)
+        found = pipeline.open_ledger(self.config).find_issue(
+            pipeline.audience_list(self.config), key)
+        if found is None or found.snapshot_at is None:  # drafts are not public
+            raise HTTPException(404)
+        # The archive copy is nobody's: its unsubscribe link explains where the real one is.
+        html, _ = found.rendered.personalize(f"{self.config.newsletter.base_url}/unsubscribe")
+        return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+    async def feed(self, request: Request) -> Response:
+        base = self.config.newsletter.base_url
+        issues = self._archive()
+        updated = (issues[0].snapshot_at or issues[0].created_at) if issues else clock.now()
+        entries = "".join(
+            f"<entry><title>{xml_escape(i.rendered.subject)}</title>"
+            f"<id>{base}/issues/{quote(i.rendered.period.key)}</id>"
+            f'<link href="{base}/issues/{quote(i.rendered.period.key)}"/>'
+            f"<updated>{(i.snapshot_at or i.created_at).astimezone(UTC).isoformat()}</updated>"
+            f"<summary>{xml_escape(i.rendered.preheader)}</summary></entry>"
+            for i in issues)
+        body = ('<?xml version="1.0" encoding="utf-8"?>\n'
+                '<feed xmlns="http://www.w3.org/2005/Atom">'
+                f"<title>{xml_escape(self.config.newsletter.name)}</title>"
+                f"<id>{base}/feed.xml</id>"
+                f'<link rel="self" href="{base}/feed.xml"/><link href="{base}/issues/"/>'
+                f"<updated>{updated.astimezone(UTC).isoformat()}</updated>{entries}</feed>")
+        return Response(body, media_type="application/atom+xml", headers=SECURITY_HEADERS)
+
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        return self.message("Not found", "There is nothing at this address.", status=404)
+
+    async def failure(self, request: Request, exc: Exception) -> Response:
+        return self.message("Something went wrong", "Please try again in a moment.",
+                            status=500)
+
+
+def create_public_app(config: Config) -> Starlette:
+    """The app `ainews serve` runs; ConfigError if AINEWS_SECRET_KEY is missing."""
+    site = PublicSite(config)
+    routes = [
+        Route("/", site.home),
+        Route("/subscribe", site.subscribe, methods=["POST"]),
+        Route("/confirm/{token}", site.confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", site.confirm, methods=["POST"]),
+        Route("/unsubscribe", site.unsubscribe_help),
+        Route("/unsubscribe/{token}", site.unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", site.unsubscribe, methods=["POST"]),
+        Route("/preferences/{token}", site.preferences, methods=["GET", "POST"]),
+        Route("/issues/", site.archive),
+        Route("/issues/{key}", site.issue),
+        Route("/feed.xml", site.feed),
+        Route("/healthz", site.healthz),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: site.not_found,
+                                                        AinewsError: site.failure})
+
