@@ -191,3 +191,16 @@ def test_personal_body_encodes_like_the_whole_text(pieces: list[str], value: str
     text = "".join(pieces)
     assert PersonalBody(text, "PH").encoded(value) == quoted_printable_body(
         text.replace("PH", value))
+
+
+@pytest.mark.parametrize("address", ["a..b@example.com", ".a@example.com", "a.@example.com",
+                                     "a@example..com"])
+def test_malformed_stored_addresses_fail_to_build_as_with_the_stdlib(
+        rendered: RenderedIssue, address: str) -> None:
+    """Rows stored before validation tightened: the fast path must refuse what the stdlib
+    refuses (the row is then recorded failed), never send a malformed To header."""
+    recipient = Recipient(1, address, None, "t")
+    with pytest.raises(Exception) as stdlib:
+        build_message(rendered, recipient, CONFIG.newsletter, DATE).as_bytes()
+    with pytest.raises(type(stdlib.value)):
+        IssueMessages(rendered, CONFIG.newsletter, DATE).bytes_for(recipient)

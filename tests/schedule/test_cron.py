@@ -60,6 +60,12 @@ def test_day_of_month_and_weekday_mean_either_as_in_cron() -> None:
     assert [f.date().isoformat() for f in fires] == ["2026-11-30", "2026-12-01", "2026-12-07"]
 
 
+def test_a_day_field_starting_with_a_star_leaves_the_days_to_the_other() -> None:
+    """vixie cron: "*/2" in day-of-month with a weekday means Mondays (AND), not either."""
+    fires = _fires("0 8 */2 * 1", datetime(2026, 11, 25, tzinfo=UTC), 3)
+    assert [f.date().isoformat() for f in fires] == ["2026-12-07", "2026-12-21", "2027-01-11"]
+
+
 @pytest.mark.parametrize(("expression", "named"), [
     ("0 25 * * MON", "hour field '25'"),
     ("61 8 * * MON", "minute field '61'"),

@@ -149,3 +149,29 @@ def test_the_run_that_loses_the_race_for_a_period_does_nothing(
         pipeline.execute_send(config, loser, only_if_new=True)
     assert project.query("SELECT count(*) FROM deliveries") == [(0,)]  # no snapshot by it
     assert smtp_server.handler.messages == []
+
+
+def test_deferred_readers_are_retried_by_the_periodic_resume(
+        project: Project, smtp_server: SmtpServer) -> None:
+    """The scheduler resumes every retry_base_seconds; a greylisted reader goes out when
+    due, not a week later, and a resume with nothing due leaves no trace."""
+    from datetime import timedelta
+
+    from ainews_newsletter.config import load_config
+    from ainews_newsletter.schedule.job import run_once
+
+    addresses = _subscribe(project, 3)
+    smtp_server.handler.replies = {addresses[1]: "451 4.7.1 greylisted, try later"}
+    with clock.use_clock(clock.frozen(MONDAY_AFTER_W47)):
+        result = project.run("schedule", "once", env=smtp_env(smtp_server))
+    assert "sent 2 of 3, 1 deferred" in result.output
+    config = load_config(project.config_path, environ=smtp_env(smtp_server))
+    with clock.use_clock(clock.frozen(MONDAY_AFTER_W47 + timedelta(seconds=60))):
+        assert run_once(config, resume_only=True) is None  # not due yet: nothing recorded
+    assert len(_runs(project)) == 1
+    smtp_server.handler.replies = {}
+    with clock.use_clock(clock.frozen(MONDAY_AFTER_W47 + timedelta(minutes=6))):
+        resumed = run_once(config, resume_only=True)
+    assert resumed is not None and resumed.outcome == "resumed"
+    assert "resumed 2026-W47: sent 3 of 3" in resumed.detail
+    assert sorted(smtp_server.recipients()) == addresses

@@ -130,7 +130,11 @@ _SLOT_ID = 0  # no subscriber has id 0, so its Message-ID digest is unique in th
 # Display names the stdlib writes as-is (atext words, single spaces): anything else (quotes,
 # dots, non-ASCII, long) goes through the stdlib's own folding and encoding.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+# A dot-atom local part and a host name: anything else (a..b, .a, a.) goes to the stdlib,
+# which refuses it, and the row is recorded as failed instead of sent malformed.
+_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})+")
 MAX_LINE = 78
 
 

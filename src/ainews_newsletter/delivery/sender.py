@@ -212,8 +212,12 @@ class _ConnectionWorker:
             if delivery is None:
                 return
             subscriber = delivery.recipient.subscriber_id
-            allowed = (s.hooks.still_active is None
-                       or subscriber in s.hooks.still_active({subscriber}))
+            try:
+                allowed = (s.hooks.still_active is None
+                           or subscriber in s.hooks.still_active({subscriber}))
+            except BaseException:
+                self.writer.requeue(delivery, clock.now())  # claimed, never sent
+                raise
             self._send_and_record(delivery, allowed, None)
 
     def _send_one(self, delivery: Delivery) -> SendOutcome:
@@ -222,7 +226,7 @@ class _ConnectionWorker:
             message = s.messages.bytes_for(delivery.recipient)
             if s.settings.signer is not None:
                 message = s.settings.signer(message)
-        except (MessageError, ValueError, UnicodeError) as exc:
+        except (MessageError, ValueError, UnicodeError, DeliveryError) as exc:
             # One unbuildable message (a stored address from before validation tightened,
             # say) must not stop the send for everyone after it.
             return SendOutcome(DeliveryState.FAILED, 0, f"could not build the message: {exc}")

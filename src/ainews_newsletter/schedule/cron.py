@@ -106,8 +106,10 @@ def build_trigger(expression: str, timezone: ZoneInfo) -> BaseTrigger:
             raise ConfigError(f"{where}: {name} field {value!r}: {exc}") from None
     common = {"minute": values["minute"], "hour": values["hour"], "month": values["month"],
               "timezone": timezone}
-    by_date = values["day-of-month"] != "*"
-    by_weekday = values["day-of-week"] != "*"
+    # As in vixie cron and cronie: a day field starting with "*" ("*/2") leaves the days
+    # to the other field (AND); only two restricted fields mean either (OR).
+    by_date = not fields[2].startswith("*")
+    by_weekday = not fields[4].startswith("*")
     inner: BaseTrigger
     if by_date and by_weekday:  # cron: either day matches
         inner = OrTrigger([CronTrigger(day=values["day-of-month"], **common),

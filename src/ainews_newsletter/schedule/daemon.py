@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -35,6 +36,7 @@ log = logging.getLogger("ainews.schedule")
 class _Runtime:
     config: Config
     stop: threading.Event
+    started: datetime
 
 
 # The job stored in the database is a reference to `fire`, not a closure (it must survive a
@@ -53,8 +55,13 @@ def resume_at_start() -> None:
     """At start: resume unfinished sends; and if the last run was cut short, run the whole
     job again so its period is done (its fire time has passed and will not come back)."""
     if _runtime is not None and not _runtime.stop.is_set():
-        rerun = needs_rerun(_runtime.config)
+        rerun = needs_rerun(_runtime.config, _runtime.started)
         run_once(_runtime.config, _runtime.stop.is_set, resume_only=not rerun)
+
+
+def retry_deferred() -> None:
+    if _runtime is not None and not _runtime.stop.is_set():
+        run_once(_runtime.config, _runtime.stop.is_set, resume_only=True)
 
 
 def job_name(config: Config) -> str:
@@ -65,11 +72,13 @@ def job_name(config: Config) -> str:
 def make_scheduler(config: Config) -> BackgroundScheduler:
     engine = engine_for(config.database_url)
     ensure_schema(engine)
-    # One worker: the start-up resume and a due run never overlap in one process.
+    # Two workers: a long resume (a big rate-limited send) must not hold back the weekly
+    # fire, or APScheduler would find it past its grace time when it finally starts and
+    # skip it. Both may send the same issue at once; row claims keep that to once a row.
     return BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine),
                    "memory": MemoryJobStore()},
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        executors={"default": ThreadPoolExecutor(max_workers=2)},
         timezone=config.newsletter.tz)
 
 
@@ -106,7 +115,7 @@ def run_forever(config: Config) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     build_trigger(config.schedule.cron, config.newsletter.tz)  # a bad cron fails here, early
     stop = threading.Event()
-    _runtime = _Runtime(config, stop)
+    _runtime = _Runtime(config, stop, clock.now())
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         log.info("%s: finishing the message in flight, then stopping",
@@ -120,7 +129,12 @@ def run_forever(config: Config) -> int:
         scheduler.start(paused=True)
         job = install_job(scheduler, config)
         scheduler.add_job(resume_at_start, jobstore="memory", id="resume-at-start",
-                          next_run_time=clock.now())
+                          next_run_time=clock.now(), misfire_grace_time=None)
+        # Deferred readers (greylisting, a relay's 4xx) are retried when due, not a week
+        # later at the next fire: a resume every retry_base_seconds.
+        scheduler.add_job(retry_deferred, "interval", jobstore="memory", id="retry-deferred",
+                          seconds=config.delivery.retry_base_seconds, coalesce=True,
+                          max_instances=1, misfire_grace_time=None)
         log.info("scheduler started: %s; next run %s", job.name,
                  job.next_run_time.isoformat() if job.next_run_time else "never")
         scheduler.resume()

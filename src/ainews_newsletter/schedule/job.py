@@ -16,6 +16,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from ainews_newsletter import clock, pipeline
 from ainews_newsletter.config import Config
@@ -44,15 +45,18 @@ def _counted(counts: DeliveryCounts) -> str:
 
 
 def resume_unfinished(config: Config, should_stop: StopRequested) -> list[str]:
-    """Continue every issue whose send started and has rows left; one note per issue."""
+    """Continue every issue whose send started and has rows left; a note for each issue
+    where something happened (rows waiting for their retry time are not news)."""
     notes: list[str] = []
     for key in pipeline.unfinished_issue_keys(config):
         if should_stop():
             break
+        before = pipeline.delivery_status(config, key)
         plan = pipeline.plan_send(config, Window(), issue_key=key)
         counts = pipeline.execute_send(config, plan, should_stop=should_stop)
-        notes.append(f"resumed {key}: {_counted(counts)}")
-        log.info("resumed %s: %s", key, _counted(counts))
+        if (counts.sent, counts.failed) != (before.sent, before.failed):
+            notes.append(f"resumed {key}: {_counted(counts)}")
+            log.info("resumed %s: %s", key, _counted(counts))
     return notes
 
 
@@ -84,17 +88,21 @@ def _this_period(config: Config, should_stop: StopRequested) -> RunResult:
     return RunResult("sent", period, _counted(counts))
 
 
-def needs_rerun(config: Config) -> bool:
+def needs_rerun(config: Config, process_started: datetime) -> bool:
     """Whether the last run was cut short (stopped by a signal, or killed while running):
     then the scheduler's next start runs the whole job, not only the resume, so the period
     it was doing is not lost although its fire time has passed."""
-    last = RunHistory(engine_for(config.database_url)).recent(
-        pipeline.audience_list(config), 1)
+    runs = RunHistory(engine_for(config.database_url)).recent(
+        pipeline.audience_list(config), 20)
+    last = [run for run in runs if run.started_at < process_started][:1]  # not our own
     if not last:
         return False
     if last[0].outcome == "running":  # killed, or another scheduler busy with it right now
-        return last[0].host == socket.gethostname()[:255] and not _alive(last[0].pid)
-    return last[0].outcome == "stopped"
+        # Our own pid on a row from before this process started is a previous life of the
+        # pid: in a container the scheduler is PID 1 every time.
+        return last[0].host == socket.gethostname()[:255] and (
+            last[0].pid == os.getpid() or not _alive(last[0].pid))
+    return last[0].outcome == "stopped"  # full runs only: a stopped resume is "resumed"
 
 
 def _alive(pid: int) -> bool:
@@ -109,10 +117,11 @@ def _alive(pid: int) -> bool:
 
 def run_once(config: Config, should_stop: StopRequested = lambda: False,
              resume_only: bool = False) -> RunResult | None:
-    """One run, recorded in schedule_runs. `resume_only` (the run at scheduler start) only
-    resumes unfinished sends and records itself only if there were any."""
-    if resume_only and (should_stop() or not pipeline.unfinished_issue_keys(config)):
-        return None
+    """One run, recorded in schedule_runs. `resume_only` (at scheduler start, and every few
+    minutes for deferred rows) only resumes unfinished sends, and is recorded only when
+    something happened; it returns None otherwise."""
+    if resume_only:
+        return _resume_run(config, should_stop)
     history = RunHistory(engine_for(config.database_url))
     run_id = history.start(pipeline.audience_list(config), clock.now())
     notes: list[str] = []
@@ -120,8 +129,6 @@ def run_once(config: Config, should_stop: StopRequested = lambda: False,
         notes = resume_unfinished(config, should_stop)
         if should_stop():  # the next start runs the whole job again (see `needs_rerun`)
             result = RunResult("stopped", None, "stopped by a signal; the next start goes on")
-        elif resume_only:
-            result = RunResult("resumed", None, "")
         else:
             result = _this_period(config, should_stop)
     except pipeline.PeriodTaken as exc:
@@ -131,6 +138,30 @@ def run_once(config: Config, should_stop: StopRequested = lambda: False,
     except Exception as exc:  # recorded for `schedule status`; the scheduler keeps going
         log.exception("run failed")
         result = RunResult("failed", None, f"{type(exc).__name__}: {exc}")
+    return _finish(history, run_id, result, notes)
+
+
+def _resume_run(config: Config, should_stop: StopRequested) -> RunResult | None:
+    if should_stop() or not pipeline.unfinished_issue_keys(config):
+        return None
+    history = RunHistory(engine_for(config.database_url))
+    started = clock.now()
+    try:
+        notes = resume_unfinished(config, should_stop)
+        result = RunResult("resumed", None, "stopped by a signal" if should_stop() else "")
+    except AinewsError as exc:
+        notes, result = [], RunResult("failed", None, f"resuming: {exc}")
+    except Exception as exc:
+        log.exception("resume failed")
+        notes, result = [], RunResult("failed", None, f"resuming: {type(exc).__name__}: {exc}")
+    if not notes and result.outcome == "resumed":
+        return None
+    return _finish(history, history.start(pipeline.audience_list(config), started), result,
+                   notes)
+
+
+def _finish(history: RunHistory, run_id: int, result: RunResult,
+            notes: list[str]) -> RunResult:
     detail = "; ".join([*notes, result.detail] if result.detail else notes)
     history.finish(run_id, clock.now(), result.outcome, result.period_key, detail)
     log.info("run %s: %s%s — %s", run_id, result.outcome,
