@@ -145,6 +145,7 @@ def test_demo_runs_end_to_end_twice(tmp_path: Path) -> None:
         assert "sent        25" in result.output and "failed      0" in result.output
         outbox = sorted((folder / "outbox").glob("*.eml"))
         assert len(outbox) == 25
+        assert "config.toml preview --week 2026-W47" in result.output  # what to try next
     first = email.message_from_bytes(outbox[0].read_bytes(), policy=email.policy.default)
     assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert (folder / "issue.html").stat().st_size > 10_000

@@ -24,6 +24,7 @@ from ainews_newsletter.cli.posts import posts
 from ainews_newsletter.cli.scheduling import schedule
 from ainews_newsletter.cli.sending import send
 from ainews_newsletter.cli.subscribers import subscribers
+from ainews_newsletter.cli.web import preview, serve
 from ainews_newsletter.database import engine_for, upgrade_schema
 from ainews_newsletter.models import DeliveryState, Window
 
@@ -75,6 +76,10 @@ def demo(folder: Path) -> None:
                   soft_wrap=True)
     console.print(f"  {result.folder}/config.toml  the configuration; try "
                   f"`ainews --config {result.folder}/config.toml build`", soft_wrap=True)
+    console.print("Try next:")
+    console.print(f"  ainews --config {result.folder}/config.toml preview --week {result.week}"
+                  "   the issue in your browser, live-reloading as you edit posts",
+                  soft_wrap=True)
 
 
 @cli.command()
@@ -144,6 +149,8 @@ cli.add_command(send)
 cli.add_command(posts)
 cli.add_command(subscribers)
 cli.add_command(schedule)
+cli.add_command(preview)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -1,0 +1,43 @@
+"""`ainews preview` (the writer's local preview) and `ainews serve` (the public pages)."""
+
+from __future__ import annotations
+
+import click
+
+from ainews_newsletter.cli.common import AppState, console, pass_state, window_options
+from ainews_newsletter.models import Window
+
+
+@click.command()
+@window_options
+@click.option("--port", default=8025, show_default=True, type=click.IntRange(1, 65535),
+              help="Port on 127.0.0.1 (the preview never listens on another address).")
+@pass_state
+def preview(state: AppState, window: Window, port: int) -> None:
+    """Preview the issue in a browser: desktop and mobile side by side, plain text,
+    headers, lint findings, why each post is in or out, and a test send. Saving a post,
+    a template or the config reloads the page."""
+    from ainews_newsletter.web.preview import run_preview
+
+    console.print(f"Preview on http://127.0.0.1:{port}/ (Ctrl-C to stop)")
+    run_preview(state.config, window, port)
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on [default: [web] host].")
+@click.option("--port", default=None, type=click.IntRange(1, 65535),
+              help="Port [default: [web] port].")
+@pass_state
+def serve(state: AppState, host: str | None, port: int | None) -> None:
+    """Serve the public pages: subscribe (double opt-in), confirm, one-click unsubscribe,
+    preferences, the archive of sent issues and its Atom feed. Needs AINEWS_SECRET_KEY."""
+    from ainews_newsletter.web.public import create_public_app
+
+    config = state.config
+    app = create_public_app(config)  # a missing secret key fails here, before listening
+    import uvicorn
+
+    host, port = host or config.web.host, port or config.web.port
+    console.print(f"Serving {config.newsletter.name} on http://{host}:{port}/ "
+                  f"(public URL: {config.newsletter.base_url})")
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
