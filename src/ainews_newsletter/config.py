@@ -270,6 +270,9 @@ class WebConfig(_Section):
     # `ainews serve`: 127.0.0.1 unless a reverse proxy on this machine cannot reach it.
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # Proxies whose X-Forwarded-For is believed (comma-separated, "*" for any): the sign-up
+    # throttle must see the reader's address, not the proxy's.
+    forwarded_allow_ips: str = "127.0.0.1"
     confirm_link_hours: float = Field(default=48, gt=0)  # a confirmation link expires then
     # Sign-ups per client address per hour, and confirmation mails per address per day:
     # enough for people, too few for someone signing up strangers (subscription bombing).

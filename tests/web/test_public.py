@@ -19,7 +19,7 @@ from ainews_newsletter import pipeline
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.delivery.transports import MemoryTransport
 from ainews_newsletter.web.public import create_public_app
-from ainews_newsletter.web.security import CSRF_COOKIE, ConfirmationTokens
+from ainews_newsletter.web.security import CSRF_COOKIE, ConfirmationTokens, Throttle
 from tests.conftest import Project, SmtpServer, smtp_env
 
 SECRET = "test-secret-key-of-enough-length"
@@ -138,6 +138,26 @@ def test_unsubscribe_refuses_unknown_tokens_and_other_bodies(
     assert _status(project, "eve@example.com") == "active"
 
 
+def test_plus_tags_share_one_mailbox_throttle(project: Project,
+                                              smtp_server: SmtpServer) -> None:
+    client = _client(_config(project, smtp_server, confirmations_per_address_per_day=1))
+    csrf = _csrf(client)
+    for tag in range(4):
+        client.post("/subscribe", data={"email": f"wes+{tag}@example.com", "csrf": csrf})
+    assert smtp_server.recipients() == ["wes+0@example.com"]
+
+
+def test_the_throttle_forgets_quiet_keys() -> None:
+    now = [0.0]
+    throttle = Throttle(2, 60, clock_=lambda: now[0])
+    for key in range(1500):
+        assert throttle.allow(f"k{key}")
+    now[0] = 120.0
+    for key in range(1000):
+        throttle.allow(f"new{key}")
+    assert len(throttle._events) <= 1000  # the 1,500 quiet keys are gone
+
+
 def test_sign_ups_are_throttled_per_network_and_per_address(
         project: Project, smtp_server: SmtpServer) -> None:
     client = _client(_config(project, smtp_server, signups_per_ip_per_hour=3,
@@ -172,14 +192,57 @@ def test_preferences_change_lists_with_csrf(project: Project, smtp_server: SmtpS
     config = _config(project, smtp_server)
     store = pipeline.open_subscribers(config)
     store.add_list("research", "long reads")
+    store.add_list("staff-internal", "not for readers")
     token = store.add("jo@example.com").token
+    store.add("jo@example.com", list_name="research")
     client = _client(config)
-    csrf = _csrf(client, f"/preferences/{token}")
-    assert client.post(f"/preferences/{token}", data={"list:research": "on"}).status_code == 400
-    saved = client.post(f"/preferences/{token}", data={"list:research": "on", "csrf": csrf})
+    page = client.get(f"/preferences/{token}")
+    csrf = client.cookies.get(CSRF_COOKIE)
+    assert "research" in page.text and "staff-internal" not in page.text
+    form = {"list:research": "on", "list:staff-internal": "on"}
+    assert client.post(f"/preferences/{token}", data=form).status_code == 400  # no CSRF
+    saved = client.post(f"/preferences/{token}", data={**form, "csrf": csrf})
     assert saved.status_code == 200 and "Saved." in saved.text
+    # Left the default list; could not join a list that was never offered.
     assert store.require("jo@example.com").lists == ("research",)
     assert client.get("/preferences/forged").status_code == 400
+
+
+def test_an_old_confirmation_link_cannot_bring_back_someone_who_left(
+        project: Project, smtp_server: SmtpServer) -> None:
+    config = _config(project, smtp_server)
+    client = _client(config)
+    client.post("/subscribe", data={"email": "lou@example.com", "csrf": _csrf(client)})
+    path = _confirmation_path(smtp_server)
+    client.get(path)
+    csrf = client.cookies.get(CSRF_COOKIE)
+    assert client.post(path, data={"csrf": csrf}).status_code == 200
+    time.sleep(1.1)  # links carry their time to the second
+    token = pipeline.open_subscribers(config).require("lou@example.com").token
+    client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    replay = client.post(path, data={"csrf": csrf})
+    assert replay.status_code == 400 and "older than your unsubscribe" in replay.text
+    assert _status(project, "lou@example.com") == "unsubscribed"
+    project.query("UPDATE subscribers SET status = 'complained'")
+    client.post("/subscribe", data={"email": "lou@example.com", "csrf": csrf})
+    fresh = _confirmation_path(smtp_server)
+    assert client.post(fresh, data={"csrf": csrf}).status_code == 400
+    assert _status(project, "lou@example.com") == "complained"
+
+
+def test_the_confirming_sign_up_sets_the_name(project: Project,
+                                              smtp_server: SmtpServer) -> None:
+    """Someone else signing an address up first cannot choose the name its owner is
+    greeted with: the name comes with the link that is confirmed."""
+    client = _client(_config(project, smtp_server))
+    csrf = _csrf(client)
+    client.post("/subscribe", data={"email": "vic@example.com", "name": "Mallory Was Here",
+                                    "csrf": csrf})
+    client.post("/subscribe", data={"email": "vic@example.com", "name": "Victoria",
+                                    "csrf": csrf})
+    path = _confirmation_path(smtp_server)  # the owner's (second) link
+    assert client.post(path, data={"csrf": csrf}).status_code == 200
+    assert project.query("SELECT name, status FROM subscribers") == [("Victoria", "active")]
 
 
 def test_archive_issue_pages_and_feed(project: Project, smtp_server: SmtpServer) -> None:
@@ -214,3 +277,24 @@ def test_archive_issue_pages_and_feed(project: Project, smtp_server: SmtpServer)
 def test_serve_refuses_to_start_without_a_secret_key(project: Project) -> None:
     result = project.run("serve")
     assert result.exit_code == 1 and "AINEWS_SECRET_KEY must be set" in result.stderr
+
+
+def test_a_locked_database_answers_503_not_500(project: Project, smtp_server: SmtpServer,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mail providers retry a one-click unsubscribe that gets a 5xx; 503 says "again soon"."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from ainews_newsletter.subscribers.store import SubscriberStore
+
+    config = _config(project, smtp_server)
+    token = pipeline.open_subscribers(config).add("max@example.com").token
+
+    def locked(self: SubscriberStore, token: str) -> None:
+        raise OperationalError("UPDATE subscribers", {}, sqlite3.OperationalError("locked"))
+
+    monkeypatch.setattr(SubscriberStore, "unsubscribe_token", locked)
+    response = _client(config).post(f"/unsubscribe/{token}",
+                                    data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 503 and "try again" in response.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import time
 from email.message import EmailMessage
 from typing import cast
 
@@ -34,6 +35,11 @@ def test_subscribe_confirm_in_a_browser(project: Project, smtp_server: SmtpServe
         page.fill("#name", "Lena Park")
         page.click("button[type=submit]")
         page.wait_for_selector("text=Check your inbox")
+        # The mail goes after the response (so timing reveals nothing): wait for it.
+        deadline = time.monotonic() + 10
+        while not smtp_server.handler.messages:
+            assert time.monotonic() < deadline, "no confirmation mail"
+            time.sleep(0.05)
         [received] = smtp_server.handler.messages
         mail = cast(EmailMessage, email.message_from_bytes(received.data,
                                                            policy=email.policy.default))

@@ -40,4 +40,5 @@ def serve(state: AppState, host: str | None, port: int | None) -> None:
     host, port = host or config.web.host, port or config.web.port
     console.print(f"Serving {config.newsletter.name} on http://{host}:{port}/ "
                   f"(public URL: {config.newsletter.base_url})")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True,
+                forwarded_allow_ips=config.web.forwarded_allow_ips)

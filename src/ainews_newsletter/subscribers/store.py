@@ -277,10 +277,16 @@ class SubscriberStore:
         return self.add(address, name=name, list_name=list_name,
                         status=SubscriberStatus.PENDING, source="web", allow_suppressed=True)
 
-    def confirm(self, address: str, list_name: str | None = None) -> Subscriber:
+    def confirm(self, address: str, list_name: str | None = None,
+                name: str | None = None) -> Subscriber:
         """The confirmation link was followed: active (and off the suppression list, since
-        they asked), and on `list_name`. Idempotent."""
+        they asked), on `list_name`, with the name given with the sign-up being confirmed
+        (not whatever an earlier, unconfirmed sign-up of the address typed). Idempotent."""
         found = self.require(address)
+        if name and name != found.name:
+            with self.engine.begin() as connection:
+                connection.execute(update(subscribers).where(subscribers.c.id == found.id)
+                                   .values(name=name, updated_at=clock.now()))
         if found.status is not SubscriberStatus.ACTIVE:
             self._set_status(found, SubscriberStatus.ACTIVE)
         wanted = list_name or self.default_list

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC
@@ -21,7 +22,9 @@ from urllib.parse import quote
 from xml.sax.saxutils import escape as xml_escape
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -39,12 +42,16 @@ from ainews_newsletter.web.security import (
     CSRF_FIELD,
     SECURITY_HEADERS,
     BadToken,
+    Confirmation,
     ConfirmationTokens,
     Throttle,
+    client_key,
     csrf_ok,
+    mailbox_key,
     new_csrf_value,
 )
 
+log = logging.getLogger("ainews.web")
 _ISSUE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 MAX_NAME = 200
 HOUR, DAY = 3600.0, 86400.0
@@ -110,7 +117,7 @@ class PublicSite:
         if data is None:
             return self.message("Please try again", "The form had expired. Reload the page and "
                                 "send it again.", status=400)
-        client = request.client.host if request.client else "unknown"
+        client = client_key(request.client.host if request.client else "unknown")
         if not self.per_ip.allow(client):
             return self.message("Too many sign-ups", "Too many sign-ups from your network; "
                                 "please try again in an hour.", status=429)
@@ -121,20 +128,28 @@ class PublicSite:
                              error="That does not look like an email address.",
                              email=str(data.get("email") or "")[:320])
         name = " ".join(str(data.get("name") or "").split())[:MAX_NAME] or None
-        if self.per_address.allow(normalized):
-            await run_in_threadpool(self._sign_up_and_mail, address, name)  # SMTP: slow
-        # The same answer whatever happened, so the form reveals nothing about anyone.
-        return self.message("Check your inbox", f"If {address} can receive mail, a message "
-                            "with a confirmation link is on its way. The subscription starts "
-                            "when you follow it.")
+        # The same answer, as fast, whatever happens: the sign-up and the mail run after the
+        # response, so neither its text nor its timing tells whether someone subscribes.
+        response = self.message("Check your inbox", f"If {address} can receive mail, a "
+                                "message with a confirmation link is on its way. The "
+                                "subscription starts when you follow it.")
+        if self.per_address.allow(mailbox_key(normalized)):
+            response.background = BackgroundTask(self._sign_up_and_mail, address, name)
+        return response
 
     def _sign_up_and_mail(self, address: str, name: str | None) -> None:
+        try:
+            self._sign_up_and_mail_now(address, name)
+        except Exception:  # after the response: log it, the reader can simply sign up again
+            log.exception("sign-up of %s failed", address)
+
+    def _sign_up_and_mail_now(self, address: str, name: str | None) -> None:
         store = self.store()
         found = store.get(address)
         if found is not None and found.status is SubscriberStatus.ACTIVE:
             return  # already receiving it: no mail, nothing changes
         store.sign_up(address, name, None)
-        token = self.tokens.make(address, None)
+        token = self.tokens.make(address, None, name)
         link = f"{self.config.newsletter.base_url}/confirm/{token}"
         hours = int(self.config.web.confirm_link_hours)
         text = (f"Someone (hopefully you) asked to receive {self.config.newsletter.name} at "
@@ -168,13 +183,29 @@ class PublicSite:
         if await self.form(request) is None:
             return self.message("Please try again", "The form had expired. Open the link from "
                                 "the email again.", status=400)
-        try:
-            self.store().confirm(confirmation.email, confirmation.list_name)
-        except SubscriberError:
-            return self.bad_link("this sign-up no longer exists; sign up again")
+        refusal = await run_in_threadpool(self._confirm, confirmation)
+        if refusal is not None:
+            return self.bad_link(refusal)
         return self.message("You are subscribed", f"{confirmation.email} will receive "
                             f"{self.config.newsletter.name}. Every issue has a one-click "
                             "unsubscribe link.")
+
+    def _confirm(self, confirmation: Confirmation) -> str | None:
+        """Confirm, or say why not. A link older than the reader's unsubscribe must not
+        bring them back (it stays valid for two days), and a spam complaint or a bounce is
+        not undone from the web."""
+        store = self.store()
+        found = store.get(confirmation.email)
+        if found is None:
+            return "this sign-up no longer exists; sign up again"
+        if found.status in (SubscriberStatus.COMPLAINED, SubscriberStatus.BOUNCED):
+            return (f"{found.email} cannot be subscribed from here ({found.status.value}); "
+                    "please write to us")
+        if (found.status is SubscriberStatus.UNSUBSCRIBED and found.unsubscribed_at
+                and found.unsubscribed_at >= confirmation.issued_at):
+            return "this link is older than your unsubscribe; sign up again for a new one"
+        store.confirm(confirmation.email, confirmation.list_name, confirmation.name)
+        return None
 
     # -- unsubscribe and preferences --------------------------------------------------
 
@@ -182,7 +213,7 @@ class PublicSite:
         return self.store().by_token(str(request.path_params["token"]))
 
     async def unsubscribe_page(self, request: Request) -> Response:
-        subscriber = self._by_token(request)
+        subscriber = await run_in_threadpool(self._by_token, request)
         if subscriber is None:
             return self.bad_link("this unsubscribe link is not valid (it may have been "
                                  "copied incompletely)")
@@ -195,7 +226,8 @@ class PublicSite:
         if data.get("List-Unsubscribe") != "One-Click":
             return self.message("Nothing changed", "This address unsubscribes with a POST of "
                                 "List-Unsubscribe=One-Click (RFC 8058).", status=400)
-        subscriber = self.store().unsubscribe_token(str(request.path_params["token"]))
+        subscriber = await run_in_threadpool(self.store().unsubscribe_token,
+                                             str(request.path_params["token"]))
         if subscriber is None:
             return self.bad_link("this unsubscribe link is not valid")
         return self.message("You are unsubscribed", f"{subscriber.email} will not receive "
@@ -207,21 +239,25 @@ class PublicSite:
                             "who you are.")
 
     async def preferences(self, request: Request) -> Response:
-        subscriber = self._by_token(request)
+        subscriber = await run_in_threadpool(self._by_token, request)
         if subscriber is None:
             return self.bad_link("this preferences link is not valid")
+        # Only the lists they are on and the public default list: internal lists are
+        # neither shown nor joinable from here.
+        offered = [info for info in await run_in_threadpool(self.store().lists)
+                   if info.name in subscriber.lists or info.name == self.store().default_list]
         saved = False
         if request.method == "POST":
             data = await self.form(request)
             if data is None:
                 return self.message("Please try again", "The form had expired. Reload the "
                                     "page and save again.", status=400)
-            known = {info.name for info in self.store().lists()}
-            wanted = [name for name in known if data.get(f"list:{name}") == "on"]
-            subscriber = self.store().set_lists(subscriber.email, wanted)
+            wanted = [info.name for info in offered if data.get(f"list:{info.name}") == "on"]
+            subscriber = await run_in_threadpool(self.store().set_lists, subscriber.email,
+                                                 wanted)
             saved = True
         return self.page("preferences.html", csrf=new_csrf_value(), subscriber=subscriber,
-                         lists=self.store().lists(), saved=saved)
+                         lists=offered, saved=saved)
 
     # -- archive and feed -------------------------------------------------------------
 
@@ -229,14 +265,14 @@ class PublicSite:
         return pipeline.open_ledger(self.config).sent_issues(pipeline.audience_list(self.config))
 
     async def archive(self, request: Request) -> Response:
-        return self.page("archive.html", issues=self._archive())
+        return self.page("archive.html", issues=await run_in_threadpool(self._archive))
 
     async def issue(self, request: Request) -> Response:
         key = str(request.path_params["key"])
         if not _ISSUE_KEY.fullmatch(key):
             raise HTTPException(404)
-        found = pipeline.open_ledger(self.config).find_issue(
-            pipeline.audience_list(self.config), key)
+        found = await run_in_threadpool(pipeline.open_ledger(self.config).find_issue,
+                                        pipeline.audience_list(self.config), key)
         if found is None or found.snapshot_at is None:  # drafts are not public
             raise HTTPException(404)
         # The archive copy is nobody's: its unsubscribe link explains where the real one is.
@@ -245,7 +281,7 @@ class PublicSite:
 
     async def feed(self, request: Request) -> Response:
         base = self.config.newsletter.base_url
-        issues = self._archive()
+        issues = await run_in_threadpool(self._archive)
         updated = (issues[0].snapshot_at or issues[0].created_at) if issues else clock.now()
         entries = "".join(
             f"<entry><title>{xml_escape(i.rendered.subject)}</title>"
@@ -267,6 +303,12 @@ class PublicSite:
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
         return self.message("Not found", "There is nothing at this address.", status=404)
+
+    async def busy(self, request: Request, exc: Exception) -> Response:
+        """The database is locked or away for a moment: say so (503, retry) instead of a
+        500; mail providers retry a one-click unsubscribe that gets a 5xx."""
+        log.warning("database unavailable for %s: %s", request.url.path, exc)
+        return self.message("Busy for a moment", "Please try again in a minute.", status=503)
 
     async def failure(self, request: Request, exc: Exception) -> Response:
         return self.message("Something went wrong", "Please try again in a moment.",
@@ -291,5 +333,6 @@ def create_public_app(config: Config) -> Starlette:
         Route("/healthz", site.healthz),
     ]
     return Starlette(routes=routes, exception_handlers={404: site.not_found,
+                                                        OperationalError: site.busy,
                                                         AinewsError: site.failure})
 

@@ -4,17 +4,20 @@ throttles against subscription bombing, and the headers every response carries."
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from ainews_newsletter.errors import AinewsError
 
+MAX_KEYS = 100_000
 CSRF_COOKIE = "ainews_csrf"
 CSRF_FIELD = "csrf"
 
@@ -39,6 +42,8 @@ class BadToken(AinewsError):
 class Confirmation:
     email: str
     list_name: str | None
+    name: str | None
+    issued_at: datetime  # to the second: the link must be newer than an unsubscribe
 
 
 class ConfirmationTokens:
@@ -49,12 +54,13 @@ class ConfirmationTokens:
         self._serializer = URLSafeTimedSerializer(secret_key, salt="ainews-confirm")
         self.max_age = int(max_age_seconds)
 
-    def make(self, email: str, list_name: str | None) -> str:
-        return str(self._serializer.dumps({"e": email, "l": list_name}))
+    def make(self, email: str, list_name: str | None, name: str | None = None) -> str:
+        return str(self._serializer.dumps({"e": email, "l": list_name, "n": name}))
 
     def read(self, token: str) -> Confirmation:
         try:
-            data = self._serializer.loads(token, max_age=self.max_age)
+            data, issued = self._serializer.loads(token, max_age=self.max_age,
+                                                  return_timestamp=True)
         except SignatureExpired:
             raise BadToken("this confirmation link has expired; sign up again to get a new "
                            "one") from None
@@ -62,8 +68,9 @@ class ConfirmationTokens:
             raise BadToken("this confirmation link is not valid") from None
         if not isinstance(data, dict) or not isinstance(data.get("e"), str):
             raise BadToken("this confirmation link is not valid")
-        list_name = data.get("l")
-        return Confirmation(data["e"], list_name if isinstance(list_name, str) else None)
+        list_name, name = data.get("l"), data.get("n")
+        return Confirmation(data["e"], list_name if isinstance(list_name, str) else None,
+                            name if isinstance(name, str) else None, issued)
 
 
 def new_csrf_value() -> str:
@@ -78,6 +85,25 @@ def csrf_ok(cookie_value: str | None, form_value: str | None) -> bool:
     return hmac.compare_digest(cookie_value, form_value)
 
 
+def client_key(host: str) -> str:
+    """Who is signing up, for the per-network throttle: an IPv4 address, or an IPv6 /64 (one
+    home or server gets a whole /64, so single IPv6 addresses are free to rotate)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def mailbox_key(normalized: str) -> str:
+    """One mailbox, for the per-address throttle: plus-tags dropped (name+1@, name+2@ land in
+    one inbox)."""
+    local, _, domain = normalized.partition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
 class Throttle:
     """At most `limit` events per key in any `window_seconds` (in memory, per process)."""
 
@@ -86,6 +112,7 @@ class Throttle:
         self.limit, self.window = limit, window_seconds
         self._clock = clock_
         self._events: dict[str, deque[float]] = {}
+        self._calls = 0
         self._lock = threading.Lock()
 
     def allow(self, key: str) -> bool:
@@ -98,6 +125,16 @@ class Throttle:
             if len(events) >= self.limit:
                 return False
             events.append(now)
-            if len(self._events) > 100_000:  # bounded memory under a flood of keys
-                self._events = {k: v for k, v in self._events.items() if v}
+            self._calls += 1
+            if self._calls % 1000 == 0 or len(self._events) > MAX_KEYS:
+                self._forget_quiet_keys(now)
             return True
+
+    def _forget_quiet_keys(self, now: float) -> None:
+        """Keys with no event inside the window say nothing any more; and under a flood of
+        new keys the oldest go first, so memory stays bounded."""
+        self._events = {key: events for key, events in self._events.items()
+                        if events[-1] > now - self.window}
+        if len(self._events) > MAX_KEYS:
+            newest = sorted(self._events.items(), key=lambda item: item[1][-1])[-MAX_KEYS // 2:]
+            self._events = dict(newest)
