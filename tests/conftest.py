@@ -123,6 +123,15 @@ class Project:
         return self.runner.invoke(app.cli, ["--config", str(self.config_path), *args],
                                   input=input, env=env, catch_exceptions=False)
 
+    def import_readers(self, count: int) -> list[str]:
+        """`count` active subscribers (reader000@example.com, ...) through `subscribers
+        import`; returns their addresses in order."""
+        addresses = [f"reader{i:03d}@example.com" for i in range(count)]
+        csv_file = self.root / "list.csv"
+        csv_file.write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
+        assert self.run("subscribers", "import", str(csv_file)).exit_code == 0
+        return addresses
+
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         """Run SQL (with ? placeholders) on the project's database, SQLite or PostgreSQL."""
         if self.storage_url is None:

@@ -20,11 +20,7 @@ W47 = pipeline.Window(week="2026-W47")
 
 
 def _subscribe(project: Project, count: int) -> list[str]:
-    addresses = [f"reader{i:03d}@example.com" for i in range(count)]
-    csv_file = project.root / "list.csv"
-    csv_file.write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
-    assert project.run("subscribers", "import", str(csv_file)).exit_code == 0
-    return addresses
+    return project.import_readers(count)
 
 
 def _config(project: Project, server: SmtpServer, **delivery: object) -> Config:

@@ -25,11 +25,7 @@ from tests.conftest import Project, SmtpServer, smtp_env
 
 
 def _subscribe(project: Project, count: int) -> list[str]:
-    addresses = [f"reader{i:03d}@example.com" for i in range(count)]
-    csv_file = project.root / "list.csv"
-    csv_file.write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
-    assert project.run("subscribers", "import", str(csv_file)).exit_code == 0
-    return addresses
+    return project.import_readers(count)
 
 
 def _missed_while_down(project: Project, hours: int = 5) -> None:

@@ -30,7 +30,6 @@ from email.parser import BytesParser
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -54,6 +53,7 @@ from ainews_newsletter.models import Period, RenderedIssue, Window
 from ainews_newsletter.posts.select import Selection
 from ainews_newsletter.posts.windows import last_complete_week
 from ainews_newsletter.render.lint import Finding, spamassassin_score
+from ainews_newsletter.web.pages import page_templates
 from ainews_newsletter.web.preview_watch import Hub, watch_files, watch_targets
 
 logger = logging.getLogger(__name__)
@@ -188,9 +188,7 @@ class Preview:
         self.sends: dict[str, SentCopy] = {}
         self.spam_cache: dict[str, dict[str, Any]] = {}
         self.spam_lock = threading.Lock()  # one SpamAssassin at a time: it is a big process
-        self.templates = Environment(
-            loader=PackageLoader("ainews_newsletter.web", "templates"),
-            autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
+        self.templates = page_templates()
 
     def window_for(self, request: Request) -> Window:
         week = request.query_params.get("week", "").strip()

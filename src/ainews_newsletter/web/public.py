@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape as xml_escape
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -37,6 +36,7 @@ from ainews_newsletter.delivery.message import notice_message
 from ainews_newsletter.errors import AinewsError, ConfigError, SubscriberError
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.web.pages import page_templates
 from ainews_newsletter.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -57,12 +57,6 @@ MAX_NAME = 200
 HOUR, DAY = 3600.0, 86400.0
 
 
-def _templates() -> Environment:
-    return Environment(loader=PackageLoader("ainews_newsletter.web", "templates"),
-                       autoescape=select_autoescape(default=True), trim_blocks=True,
-                       lstrip_blocks=True)
-
-
 class PublicSite:
     """The routes, sharing one config, one template environment and the throttles."""
 
@@ -74,7 +68,7 @@ class PublicSite:
                               "'import secrets; print(secrets.token_urlsafe(32))'")
         self.config = config
         self.tokens = ConfirmationTokens(secret, config.web.confirm_link_hours * HOUR)
-        self.templates = _templates()
+        self.templates = page_templates()
         self.per_ip = Throttle(config.web.signups_per_ip_per_hour, HOUR)
         self.per_address = Throttle(config.web.confirmations_per_address_per_day, DAY)
 
