@@ -32,10 +32,12 @@ from starlette.routing import Route
 
 from ainews_newsletter import clock, pipeline
 from ainews_newsletter.config import Config
+from ainews_newsletter.delivery.ledger import IssueRecord
 from ainews_newsletter.delivery.message import notice_message
 from ainews_newsletter.errors import AinewsError, ConfigError, SubscriberError
-from ainews_newsletter.models import SubscriberStatus
+from ainews_newsletter.models import Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.store import SubscriberStore
 from ainews_newsletter.web.pages import page_templates
 from ainews_newsletter.web.security import (
     CSRF_COOKIE,
@@ -98,7 +100,7 @@ class PublicSite:
             return None
         return data
 
-    def store(self) -> Any:
+    def store(self) -> SubscriberStore:
         return pipeline.open_subscribers(self.config)
 
     # -- subscribe and confirm --------------------------------------------------------
@@ -159,7 +161,7 @@ class PublicSite:
         finally:
             transport.close()
 
-    def _confirmation(self, request: Request) -> Any:
+    def _confirmation(self, request: Request) -> Confirmation:
         return self.tokens.read(str(request.path_params["token"]))
 
     async def confirm_page(self, request: Request) -> Response:
@@ -203,7 +205,7 @@ class PublicSite:
 
     # -- unsubscribe and preferences --------------------------------------------------
 
-    def _by_token(self, request: Request) -> Any:
+    def _by_token(self, request: Request) -> Subscriber | None:
         return self.store().by_token(str(request.path_params["token"]))
 
     async def unsubscribe_page(self, request: Request) -> Response:
@@ -255,7 +257,7 @@ class PublicSite:
 
     # -- archive and feed -------------------------------------------------------------
 
-    def _archive(self) -> Any:
+    def _archive(self) -> list[IssueRecord]:
         return pipeline.open_ledger(self.config).sent_issues(pipeline.audience_list(self.config))
 
     async def archive(self, request: Request) -> Response:
