@@ -306,8 +306,8 @@ def unfinished_issue_keys(config: Config) -> list[str]:
 
 def unfinished_issue_key(config: Config) -> str | None:
     """The oldest issue whose send started and has rows left (what `send --resume` takes)."""
-    unfinished = open_ledger(config).unfinished_issues(audience_list(config))
-    return unfinished[0].rendered.period.key if unfinished else None
+    keys = unfinished_issue_keys(config)
+    return keys[0] if keys else None
 
 
 def retry_failed(config: Config, issue_key: str) -> int:

@@ -210,6 +210,17 @@ class LedgerWriter:
         # writer at a time, and there the read-then-claim of a batch is faster.
         self.skips_locked = connection.dialect.name == "postgresql"
 
+    @contextmanager
+    def _committed(self) -> Iterator[None]:
+        """One transaction on the kept connection: committed on leaving, rolled back on any
+        error (a half-written claim must not ride along with the next commit)."""
+        try:
+            yield
+        except BaseException:
+            self.connection.rollback()
+            raise
+        self.connection.commit()
+
     def claim_next(self, issue_id: int, now: datetime,
                    stale_before: datetime) -> Delivery | None:
         """PostgreSQL: take the oldest due row that no other sender holds and mark it
@@ -226,12 +237,8 @@ class LedgerWriter:
                      .returning(deliveries.c.id, deliveries.c.subscriber_id,
                                 deliveries.c.email, deliveries.c.name, deliveries.c.token,
                                 deliveries.c.attempts))
-        try:
+        with self._committed():
             row = self.connection.execute(statement).first()
-        except BaseException:
-            self.connection.rollback()
-            raise
-        self.connection.commit()
         if row is None:
             return None
         # `attempts` counts this claim already; a Delivery carries the count before it.
@@ -248,13 +255,8 @@ class LedgerWriter:
         """Mark the row `sending`, committed before MAIL FROM, if it is still due. The check
         and the write are one UPDATE, so of two senders racing for a row exactly one wins;
         False means another sender has it."""
-        try:
-            claimed = self._claim(delivery, now, stale_before)
-        except BaseException:
-            self.connection.rollback()
-            raise
-        self.connection.commit()
-        return claimed
+        with self._committed():
+            return self._claim(delivery, now, stale_before)
 
     def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
                policy: RetryPolicy, started: datetime | None = None,
@@ -265,25 +267,23 @@ class LedgerWriter:
         Returns the state written and whether the next row was claimed."""
         state, next_attempt = _answer(delivery, outcome, now, policy, started)
         claimed = False
-        try:
+        with self._committed():
             self.connection.execute(_RECORD, {
                 "row_id": delivery.id, "new_state": state.value, "code": outcome.code,
                 "reply": outcome.reply[:1000], "next_at": next_attempt, "now": now,
                 "sent": now if state is DeliveryState.SENT else None})
             if then_claim is not None:
                 claimed = self._claim(then_claim.delivery, now, then_claim.stale_before)
-        except BaseException:
-            self.connection.rollback()
-            raise
-        self.connection.commit()
         return state, claimed
 
     def requeue(self, delivery: Delivery, now: datetime) -> None:
         """Undo a claim when the message never went (server down, send stopped). Resending
         it later is what the at-least-once contract asks for."""
-        self.connection.execute(update(deliveries).where(deliveries.c.id == delivery.id).values(
-            state=DeliveryState.QUEUED.value, attempts=delivery.attempts, updated_at=now))
-        self.connection.commit()
+        with self._committed():
+            self.connection.execute(update(deliveries).where(
+                deliveries.c.id == delivery.id).values(
+                    state=DeliveryState.QUEUED.value, attempts=delivery.attempts,
+                    updated_at=now))
 
 
 class Ledger:
