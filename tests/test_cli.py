@@ -14,6 +14,9 @@ from click.testing import CliRunner
 from ainews_newsletter.cli import app
 from tests.conftest import Project, SmtpServer, smtp_env
 
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
+
 REPO = Path(__file__).resolve().parent.parent
 
 COMMANDS = [

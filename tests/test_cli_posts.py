@@ -17,6 +17,9 @@ import pytest
 from ainews_newsletter import clock
 from tests.conftest import Project, SmtpServer, post_text, smtp_env, write_post
 
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
+
 FEEDS = Path(__file__).resolve().parent / "fixtures" / "feeds"
 WITH_FEEDS = """
 [posts]

@@ -3,6 +3,7 @@ hard bounces, SIGTERM, and kill -9 at random points followed by --resume."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import signal
@@ -12,9 +13,15 @@ import time
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from ainews_newsletter import clock, pipeline
 from ainews_newsletter.config import Config, load_config
+from ainews_newsletter.database import sqlite_path
 from tests.conftest import Project, SmtpServer, smtp_env
+
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
 
 W47 = pipeline.Window(week="2026-W47")
 
@@ -186,6 +193,38 @@ def test_kill_9_at_random_points_then_resume(project: Project, smtp_server: Smtp
     nothing_left = _sender(project, smtp_server, "--resume")
     _, stderr = nothing_left.communicate(timeout=60)
     assert nothing_left.returncode == 1 and b"nothing to resume" in stderr
+
+
+def test_send_exits_1_while_another_sender_holds_rows_of_its_issue(
+        any_project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+    """A send that has done all it can but leaves rows under another sender's claim is not
+    finished: it says how many and when they will be retried, and exits 1."""
+    addresses = _subscribe(any_project, 3)
+    down = any_project.run("send", "--week", "2026-W47", "--yes",
+                           env={**smtp_env(smtp_server), "AINEWS_SMTP__PORT": str(unused_port)})
+    assert down.exit_code == 1
+    postgres = (any_project.storage_url or "").startswith("postgresql")
+    claimed_at = "timezone('UTC', now())" if postgres else "updated_at"
+    any_project.query(f"UPDATE deliveries SET state = 'sending', attempts = 1, "
+                      f"updated_at = {claimed_at} WHERE email = ?", addresses[0])
+    database_file = sqlite_path(any_project.storage_url or "") or any_project.database
+    database_file.parent.mkdir(exist_ok=True)  # PostgreSQL: a lock nobody looks at
+    with database_file.with_name("ainews.db.send-lock").open("a") as other:
+        fcntl.flock(other, fcntl.LOCK_SH)  # on SQLite: the claim's sender is alive
+        # It waits twice the SMTP timeout for the other's messages to be recorded.
+        held = any_project.run("send", "--resume", "--yes",
+                               env={**smtp_env(smtp_server), "AINEWS_SMTP__TIMEOUT": "0.5"})
+    assert held.exit_code == 1, held.output
+    assert "sent 2 of 3" in held.stdout
+    assert "1 message of 2026-W47 is still claimed by another" in held.stderr
+    if postgres:  # a lease by the database's clock: says from when
+        assert "sends them again from 20" in held.stderr and "database's clock" in held.stderr
+    else:  # presence: as soon as that sender is gone
+        assert "sends them again at once" in held.stderr
+        resumed = any_project.run("send", "--resume", "--yes", env=smtp_env(smtp_server))
+        assert resumed.exit_code == 0, resumed.output
+        assert sorted(smtp_server.recipients()) == addresses
+    assert smtp_server.recipients().count(addresses[0]) == (0 if postgres else 1)
 
 
 def test_a_server_refusing_everything_pauses_the_send(project: Project,

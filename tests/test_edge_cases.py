@@ -15,6 +15,9 @@ from ainews_newsletter.delivery.message import message_id
 from ainews_newsletter.render.lint import spamassassin_score
 from tests.conftest import Project, SmtpServer, post_text, smtp_env, write_post
 
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
+
 CONFIG = load_config(environ={})
 
 

@@ -240,8 +240,9 @@ class DeliveryConfig(_Section):
     retry_base_seconds: int = Field(default=300, ge=1)
     retry_max_seconds: int = Field(default=3600, ge=1)
     batch_size: int = Field(default=200, ge=1, le=10_000)
-    # A row left `sending` this long by a run that died is sent again (at-least-once). On
-    # SQLite a run that finds no other sender alive resends them at once.
+    # PostgreSQL: a row left `sending` this long (by the database's clock) by a sender that
+    # died is sent again (at-least-once). SQLite: a send that finds no other sender alive
+    # resends them at once, whatever the clocks say.
     claim_timeout_seconds: int = Field(default=300, ge=1)
     # A recipient still deferred this long after the send started is given up (failed).
     give_up_after_hours: float = Field(default=24, gt=0)

@@ -3,10 +3,11 @@ scheduler and web) call these functions; the rooms never call each other."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ainews_newsletter import clock
@@ -15,7 +16,7 @@ from ainews_newsletter.database import engine_for, sqlite_path
 from ainews_newsletter.delivery.dkim import Signer, make_signer
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger, RetryPolicy
 from ainews_newsletter.delivery.message import IssueMessages, unsubscribe_url
-from ainews_newsletter.delivery.presence import sender_presence
+from ainews_newsletter.delivery.presence import SenderPresence, sender_presence
 from ainews_newsletter.delivery.sender import Hooks, Progress, SendSettings, deliver
 from ainews_newsletter.delivery.transports import (
     ConsoleTransport,
@@ -259,31 +260,88 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size)
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
     delivery = config.delivery
-    with sender_presence(sqlite_path(config.database_url)) as alone:
-        settings = SendSettings(
-            policy=RetryPolicy(delivery.max_attempts, delivery.retry_base_seconds,
-                               delivery.retry_max_seconds,
-                               timedelta(hours=delivery.give_up_after_hours)),
-            batch_size=delivery.batch_size,
-            rate_per_second=config.smtp.rate_per_second,
-            max_per_hour=config.smtp.max_per_hour,
-            claim_timeout=timedelta(seconds=delivery.claim_timeout_seconds),
-            signer=message_signer(config),
-            started_alone_at=clock.now() if alone else None,
-            error_threshold=delivery.error_threshold,
-            error_window=delivery.error_window,
-        )
+    settings = SendSettings(
+        policy=RetryPolicy(delivery.max_attempts, delivery.retry_base_seconds,
+                           delivery.retry_max_seconds,
+                           timedelta(hours=delivery.give_up_after_hours)),
+        batch_size=delivery.batch_size,
+        rate_per_second=config.smtp.rate_per_second,
+        max_per_hour=config.smtp.max_per_hour,
+        claim_lease=claim_lease(config),
+        signer=message_signer(config),
+        error_threshold=delivery.error_threshold,
+        error_window=delivery.error_window,
+    )
 
-        def hard_bounce(subscriber_id: int) -> None:
-            store.record_hard_bounce(subscriber_id, delivery.bounce_limit)
+    def hard_bounce(subscriber_id: int) -> None:
+        store.record_hard_bounce(subscriber_id, delivery.bounce_limit)
 
-        hooks = Hooks(still_active=store.active_among, on_result=on_result,
-                      should_stop=should_stop, on_hard_bounce=hard_bounce)
+    hooks = Hooks(still_active=store.active_among, on_result=on_result,
+                  should_stop=should_stop, on_hard_bounce=hard_bounce)
+
+    def deliver_due() -> DeliveryCounts:
         if transport is not None:  # a caller-made transport: one connection
             return deliver(issue, ledger, lambda: transport, config.newsletter, settings,
                            hooks)
         return deliver(issue, ledger, lambda: make_transport(config), config.newsletter,
                        settings, hooks, connections=config.smtp.connections)
+
+    def release_dead_claims() -> None:
+        ledger.release_claims(clock.now())
+
+    with sender_presence(sqlite_path(config.database_url)) as presence:
+        presence.check_alone(release_dead_claims)  # alone: rows left `sending` are orphans
+        counts = deliver_due()
+        if counts.sending:
+            counts = _settle(config, ledger, issue.id, presence, release_dead_claims,
+                             deliver_due, should_stop or (lambda: False))
+        return counts
+
+
+def _settle(config: Config, ledger: Ledger, issue_id: int, presence: SenderPresence,
+            release_dead_claims: Callable[[], None], deliver_due: Callable[[], DeliveryCounts],
+            should_stop: Callable[[], bool]) -> DeliveryCounts:
+    """Rows still `sending` are another sender's messages in flight (several senders share
+    the issue) or a dead sender's. Wait about one message's worth of time (twice the SMTP
+    timeout) for the other to record them. If it has gone meanwhile (SQLite: this sender is
+    alone; PostgreSQL: a lease ran out) finish them here instead of leaving them for a
+    resume."""
+    postgres = ledger.engine.dialect.name == "postgresql"
+    patience = 2 * config.smtp.timeout
+    deadline = time.monotonic() + patience
+    presence.step_aside()  # nothing in flight here: do not count as a live sender
+    while not should_stop() and ledger.sending_count(issue_id):
+        if presence.check_alone(release_dead_claims):  # SQLite: their sender is gone
+            deliver_due()
+            presence.step_aside()
+            deadline = time.monotonic() + patience  # a sender that started meanwhile
+            continue
+        if postgres:  # rows whose lease ran out, or that a stopping sender put back
+            deliver_due()
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return ledger.counts(issue_id)
+
+
+def claim_lease(config: Config) -> timedelta:
+    return timedelta(seconds=config.delivery.claim_timeout_seconds)
+
+
+def claims_by_lease(config: Config) -> bool:
+    """Whether a dead sender's claims are retaken after a lease (PostgreSQL) rather than as
+    soon as no sender is alive (SQLite's sender lock)."""
+    return open_ledger(config).engine.dialect.name == "postgresql"
+
+
+def claims_retry_at(config: Config, issue_key: str) -> datetime | None:
+    """PostgreSQL: when the issue's rows another sender holds (`sending`) may be taken over
+    by `send --resume`, by the database's clock; None when none are held (or on SQLite)."""
+    ledger = open_ledger(config)
+    issue = _find_issue(config, ledger, issue_key)
+    if issue is None or not claims_by_lease(config):
+        return None
+    return ledger.claims_expire_at(issue.id, claim_lease(config))
 
 
 def send_test(config: Config, rendered: RenderedIssue, address: str) -> SendOutcome:

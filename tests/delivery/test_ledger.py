@@ -3,14 +3,19 @@ different rows instead of making them wait for, or fight over, the same one."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import Engine, select, text
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.ledger import Ledger, deliveries
 from ainews_newsletter.models import Period, Recipient, RenderedIssue
+
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
 
 START = clock.now().replace(microsecond=0)
 
@@ -29,20 +34,56 @@ def test_a_row_locked_by_one_sender_is_skipped_by_the_other(postgres_url: str) -
     engine = engine_for(postgres_url)
     ledger = Ledger(engine)
     issue_id = _issue_with_rows(ledger, 3)
-    stale = START - timedelta(minutes=5)
+    lease = timedelta(minutes=5)
     with ledger.writer() as first, ledger.writer() as second, engine.connect() as holder:
         assert first.skips_locked and second.skips_locked
         # Another sender is in the middle of claiming row 1: it holds the row's lock.
         lowest = select(deliveries.c.id).order_by(deliveries.c.id).limit(1)
         locked_id = holder.execute(lowest.with_for_update()).scalar_one()
-        taken = first.claim_next(issue_id, START, stale)
+        taken = first.claim_next(issue_id, START, lease)
         assert taken is not None and taken.id != locked_id  # skipped, not waited for
-        again = second.claim_next(issue_id, START, stale)
+        again = second.claim_next(issue_id, START, lease)
         assert again is not None and again.id not in (locked_id, taken.id)
-        assert second.claim_next(issue_id, START, stale) is None  # only the locked one left
+        assert second.claim_next(issue_id, START, lease) is None  # only the locked one left
         holder.rollback()
-        last = first.claim_next(issue_id, START, stale)
+        last = first.claim_next(issue_id, START, lease)
         assert last is not None and last.id == locked_id and last.attempts == 0
     with engine.connect() as connection:
         states = connection.execute(select(deliveries.c.state, deliveries.c.attempts)).all()
     assert sorted(states) == [("sending", 1)] * 3
+
+
+def _database_now(engine: Engine) -> datetime:
+    with engine.connect() as connection:
+        value = connection.execute(text("SELECT timezone('UTC', now())")).scalar_one()
+    return cast(datetime, value).replace(tzinfo=UTC)
+
+
+def test_the_claim_lease_runs_on_the_databases_clock_not_the_hosts(postgres_url: str) -> None:
+    """Senders on several hosts compare claims against one clock, the database's: a host
+    whose clock runs a day ahead does not take a live sender's row, and one a day behind
+    (or stepped back) still takes a row whose lease has run out."""
+    engine = engine_for(postgres_url)
+    ledger = Ledger(engine)
+    issue_id = _issue_with_rows(ledger, 2)
+    lease = timedelta(minutes=5)
+    behind, ahead = START - timedelta(days=1), START + timedelta(days=1)
+    with ledger.writer() as writer:
+        claimed = writer.claim_next(issue_id, behind, lease)
+        assert claimed is not None
+        with engine.connect() as connection:
+            stamped = connection.execute(select(deliveries.c.updated_at).where(
+                deliveries.c.id == claimed.id)).scalar_one()
+        assert abs(stamped - _database_now(engine)) < timedelta(minutes=1)  # not `behind`
+        other = writer.claim_next(issue_id, ahead, lease)
+        assert other is not None and other.id != claimed.id  # the queued one
+        assert writer.claim_next(issue_id, ahead, lease) is None  # claimed's lease holds
+        with engine.begin() as connection:
+            connection.execute(text(
+                "UPDATE deliveries SET updated_at = timezone('UTC', now()) "
+                "- interval '301 seconds' WHERE id = :id"), {"id": claimed.id})
+        retaken = writer.claim_next(issue_id, behind, lease)
+        assert retaken is not None and retaken.id == claimed.id and retaken.attempts == 1
+        expires = ledger.claims_expire_at(issue_id, lease)
+        assert expires is not None
+        assert abs(expires - (_database_now(engine) + lease)) < timedelta(minutes=1)

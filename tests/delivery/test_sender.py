@@ -3,8 +3,13 @@ one reused connection, a ledger that makes a second send a no-op, and retries by
 
 from __future__ import annotations
 
+import fcntl
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import IO
 
 import pytest
 
@@ -13,6 +18,9 @@ from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.delivery.transports import TransportUnavailable
 from ainews_newsletter.models import DeliveryCounts
 from tests.conftest import Project, SmtpServer
+
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
 
 WEEK = "2026-W47"
 W47 = pipeline.Window(week=WEEK)
@@ -26,9 +34,10 @@ def smtp_server(request: pytest.FixtureRequest, smtp_server: SmtpServer) -> Smtp
     return smtp_server
 
 
-def _config(project: Project, port: int, **delivery: int) -> Config:
+def _config(project: Project, port: int, smtp_timeout: float = 30, **delivery: int) -> Config:
     return load_config(project.config_path, environ={}, overrides={
-        "smtp": {"host": "127.0.0.1", "port": port}, "delivery": delivery})
+        "smtp": {"host": "127.0.0.1", "port": port, "timeout": smtp_timeout},
+        "delivery": delivery})
 
 
 def _subscribe(config: Config, count: int) -> list[str]:
@@ -209,22 +218,86 @@ def test_alone_on_sqlite_a_dead_runs_row_is_resent_at_once(
                          addresses[0]) == [(2,)]
 
 
-def test_with_another_sender_alive_the_claim_timeout_applies(
-        project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
-    import fcntl
+@contextmanager
+def _another_sender(project: Project) -> Iterator[IO[str]]:
+    """A live sender, as `ainews send` announces itself: a shared lock on the send lock."""
+    with (project.database.parent / "ainews.db.send-lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield lock
 
-    config = _config(project, smtp_server.port, claim_timeout_seconds=300)
+
+def test_with_another_sender_alive_its_claims_are_left_alone_whatever_the_clocks(
+        project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+    """On SQLite presence decides, not time: a live sender's claim is never taken, even by a
+    process whose clock is a day ahead; once it is gone, its row goes at once, even by a
+    process whose clock stepped back a day (earlier than the claim)."""
+    # A send waits up to twice the SMTP timeout for another sender's message in flight.
+    config = _config(project, smtp_server.port, smtp_timeout=0.5, claim_timeout_seconds=300)
     addresses = _subscribe(config, 3)
     _leave_in_flight(project, unused_port, addresses[0])
-    with (project.database.parent / "ainews.db.send-lock").open("a") as other_sender:
-        fcntl.flock(other_sender, fcntl.LOCK_SH)  # a live sender (maybe it holds that row)
-        fresh = _send(config)
+    with _another_sender(project):
+        with clock.use_clock(clock.frozen(clock.now() + timedelta(days=1))):
+            fresh = _send(config)
         assert (fresh.sent, fresh.sending) == (2, 1)
         assert addresses[0] not in smtp_server.recipients()
-        with clock.use_clock(clock.frozen(clock.now() + timedelta(seconds=301))):
-            stale = _send(config)
-    assert (stale.sent, stale.sending) == (3, 0)
+    with clock.use_clock(clock.frozen(clock.now() - timedelta(days=1))):
+        after = _send(config)
+    assert (after.sent, after.sending) == (3, 0)
     assert smtp_server.recipients().count(addresses[0]) == 1
+
+
+def test_a_symlinked_database_shares_the_sender_lock(
+        project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+    """Two senders reaching one database through different paths see each other."""
+    config = _config(project, smtp_server.port)
+    addresses = _subscribe(config, 2)
+    _leave_in_flight(project, unused_port, addresses[0])
+    link = project.database.with_name("link.db")
+    link.symlink_to(project.database)
+    through_link = load_config(project.config_path, environ={}, overrides={
+        "smtp": {"host": "127.0.0.1", "port": smtp_server.port, "timeout": 0.5},
+        "storage": {"url": f"sqlite:///{link}"}})
+    with _another_sender(project):
+        counts = _send(through_link)
+    assert (counts.sent, counts.sending) == (1, 1)  # the live sender's row left alone
+    assert addresses[0] not in smtp_server.recipients()
+
+
+def test_a_sender_outliving_the_other_finishes_its_orphaned_rows(
+        project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+    """The other sender dies while this one runs: at the end this one finds itself alone and
+    sends the dead one's row instead of leaving it for a resume."""
+    config = _config(project, smtp_server.port)
+    addresses = _subscribe(config, 3)
+    _leave_in_flight(project, unused_port, addresses[0])
+    with _another_sender(project) as lock:
+        # The other sender's lock goes when our first message arrives: it died mid-send.
+        smtp_server.handler.on_rcpt = lambda _address: fcntl.flock(lock, fcntl.LOCK_UN)
+        counts = _send(config)
+    assert (counts.sent, counts.sending) == (3, 0)
+    assert sorted(smtp_server.recipients()) == sorted(addresses)
+
+
+def test_a_send_waits_for_the_other_senders_message_in_flight(
+        project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+    """Two healthy senders share an issue: the one that runs out of rows first waits for the
+    other's message in flight to be recorded instead of reporting the send unfinished."""
+    config = _config(project, smtp_server.port)
+    addresses = _subscribe(config, 3)
+    _leave_in_flight(project, unused_port, addresses[0])
+    def record_later() -> None:
+        time.sleep(0.5)  # not threading.Timer: it hangs under libfaketime
+        project.query("UPDATE deliveries SET state = 'sent' WHERE email = ?", addresses[0])
+
+    def the_other_records_its_message(address: str) -> None:
+        if address == addresses[2]:  # our last message: the other's lands a bit later
+            threading.Thread(target=record_later).start()
+
+    with _another_sender(project):
+        smtp_server.handler.on_rcpt = the_other_records_its_message
+        counts = _send(config)
+    assert (counts.sent, counts.sending) == (3, 0)
+    assert addresses[0] not in smtp_server.recipients()  # the other sender's, not ours
 
 
 def test_unsubscribe_after_the_snapshot_is_honoured(

@@ -20,6 +20,9 @@ from ainews_newsletter.delivery.capture import EphemeralPortController
 from ainews_newsletter.delivery.transports import TransportUnavailable
 from tests.conftest import Project, RecordingHandler
 
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
+
 
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[RecordingHandler, int]]:

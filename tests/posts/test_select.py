@@ -26,6 +26,9 @@ from ainews_newsletter.posts.windows import (
     week_containing,
 )
 
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
+
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -10,6 +10,9 @@ import pytest
 from ainews_newsletter.errors import ConfigError
 from ainews_newsletter.schedule.cron import build_trigger, cron_weekdays, next_fire_times
 
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
+
 BERLIN = ZoneInfo("Europe/Berlin")
 
 

@@ -11,6 +11,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import load_config
@@ -21,19 +24,42 @@ from ainews_newsletter.schedule.daemon import (
     make_scheduler,
     stop_scheduler,
 )
-from tests.conftest import Project, SmtpServer, smtp_env
+from tests.conftest import Project, SmtpServer, post_text, smtp_env, write_post
+
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
+
+BERLIN = ZoneInfo("Europe/Berlin")  # the project fixture's newsletter timezone
 
 
 def _subscribe(project: Project, count: int) -> list[str]:
     return project.import_readers(count)
 
 
+def _posts_for_the_real_clock(project: Project) -> None:
+    """The scheduler runs on the real clock with `window = "week"`: the last complete week
+    of whatever day the suite runs. A post on Thursday of this week and of the two before,
+    so that week has posts even if a Monday passes during the test, or a process's clock
+    is behind this one's (under libfaketime each process starts at the same fake time)."""
+    now = clock.now().astimezone(BERLIN)
+    for weeks_back in range(3):
+        day = now - timedelta(weeks=weeks_back)
+        thursday = (day - timedelta(days=day.weekday() - 3)).replace(hour=12, minute=0,
+                                                                    second=0, microsecond=0)
+        week = thursday.strftime("%G-W%V")
+        write_post(project.posts, f"{week}-thursday.md",
+                   post_text(f"Thursday Story of {week}", thursday.isoformat()))
+
+
 def _missed_while_down(project: Project, hours: int = 5) -> None:
     """What a scheduler that was off for `hours` leaves in the database: the job, due since
-    then. The cron fires hourly at a minute half an hour away, so about `hours` fire times
-    were missed and the next real one cannot fall inside the test."""
-    minute = ((clock.now().minute + 30) % 60)
-    project.write_config(f'[schedule]\ncron = "{minute} * * * *"\n')
+    then. The cron fires hourly, at this minute, in the `hours` hours before now and never
+    in the next 24 - `hours`: about `hours` fire times were missed, and the next real one
+    cannot fall inside the test (nor for a process whose clock is somewhat behind)."""
+    _posts_for_the_real_clock(project)
+    now = clock.now().astimezone(BERLIN)
+    missed_hours = ",".join(str((now.hour - back) % 24) for back in range(1, hours + 1))
+    project.write_config(f'[schedule]\ncron = "{now.minute} {missed_hours} * * *"\n')
     environ = {"AINEWS_STORAGE__URL": project.storage_url} if project.storage_url else {}
     config = load_config(project.config_path, environ=environ)
     scheduler = make_scheduler(config)
@@ -137,5 +163,6 @@ def test_sigterm_mid_send_then_restart_completes_with_nobody_lost(
     assert sorted(received) == addresses and set(received.values()) == {1}  # no duplicates
     # The restart saw the last run cut short and ran the whole job: it resumed the send,
     # then found the period's issue sent.
+    [(period,)] = project.query("SELECT period_key FROM issues")
     outcome, detail = _finished_runs(project)[1]
-    assert outcome == "skipped" and "resumed 2026-W47: sent 40 of 40" in detail
+    assert outcome == "skipped" and f"resumed {period}: sent 40 of 40" in detail

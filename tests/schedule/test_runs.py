@@ -14,6 +14,9 @@ from ainews_newsletter import clock
 from ainews_newsletter.cli import app
 from tests.conftest import REPO, Project, SmtpServer, smtp_env
 
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
+
 BERLIN = ZoneInfo("Europe/Berlin")
 MONDAY_AFTER_W47 = datetime(2026, 11, 23, 8, 0, tzinfo=BERLIN)
 MONDAY_AFTER_W49 = datetime(2026, 12, 7, 8, 0, tzinfo=BERLIN)  # W49 has no posts
@@ -175,3 +178,31 @@ def test_deferred_readers_are_retried_by_the_periodic_resume(
     assert resumed is not None and resumed.outcome == "resumed"
     assert "resumed 2026-W47: sent 3 of 3" in resumed.detail
     assert sorted(smtp_server.recipients()) == addresses
+
+
+def test_a_cut_short_run_is_found_by_run_id_when_the_clock_stepped_back(
+        project: Project) -> None:
+    """A scheduler restarted after its clock stepped back (NTP, a restored VM) starts
+    "before" its previous life's runs: ids, not start times, tell which runs were earlier,
+    so a killed run is still found and its period redone."""
+    from datetime import timedelta
+
+    from ainews_newsletter.config import load_config
+    from ainews_newsletter.database import engine_for
+    from ainews_newsletter.schedule.history import RunHistory
+    from ainews_newsletter.schedule.job import needs_rerun
+
+    config = load_config(project.config_path, environ={})
+    history = RunHistory(engine_for(config.database_url))
+    assert history.newest_id() == 0
+    later = MONDAY_AFTER_W47 + timedelta(hours=3)
+    stopped = history.start("newsletter", later)  # the previous life, by a clock ahead
+    history.finish(stopped, later, "stopped", None, "stopped by a signal")
+    runs_before = history.newest_id()
+    assert runs_before == stopped
+    with clock.use_clock(clock.frozen(MONDAY_AFTER_W47)):  # this life: three hours "earlier"
+        assert needs_rerun(config, runs_before)
+        own = history.start("newsletter", clock.now())  # a run of our own, after it
+        history.finish(own, clock.now(), "sent", "2026-W47", "sent 1 of 1")
+        assert needs_rerun(config, runs_before)  # our own run does not hide the earlier one
+        assert not needs_rerun(config, history.newest_id())  # ours is the last: sent

@@ -17,6 +17,9 @@ from ainews_newsletter.subscribers.formats import open_subscriber_file
 from ainews_newsletter.subscribers.importer import ImportRow, import_rows
 from ainews_newsletter.subscribers.store import SubscriberStore
 
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "subscribers"
 ACTIVE, UNSUBSCRIBED = SubscriberStatus.ACTIVE, SubscriberStatus.UNSUBSCRIBED
 

@@ -22,6 +22,9 @@ from ainews_newsletter.web.public import create_public_app
 from ainews_newsletter.web.security import CSRF_COOKIE, ConfirmationTokens, Throttle
 from tests.conftest import Project, SmtpServer, smtp_env
 
+# Run again under libfaketime at awkward dates by scripts/test-clocks.
+pytestmark = pytest.mark.clock
+
 SECRET = "test-secret-key-of-enough-length"
 HTTPS = "https://testserver"  # the project's base_url is https: the CSRF cookie is Secure
 

@@ -153,13 +153,31 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
     if counts.deferred:
         console.print(f"{counts.deferred} deferred by the server; {again} retries them when "
                       "they are due.")
-    if counts.sending:
-        console.print(f"{counts.sending} were in flight when another run stopped; {again} "
-                      f"sends them again once {config.delivery.claim_timeout_seconds}s have "
-                      "passed, in case they never arrived.")
     if counts.failed:
         console.print(f"{counts.failed} failed; `ainews send --issue {plan.period_key} "
                       "--retry-failed` queues them again.")
+    if counts.sending:
+        raise AinewsError(_held_elsewhere(state, plan.period_key, counts.sending))
+
+
+def _held_elsewhere(state: AppState, period_key: str, count: int) -> str:
+    """Why the send is not finished although this run has nothing left to do: rows another
+    sender claimed, and when they will be retried if that sender is gone."""
+    from ainews_newsletter import pipeline
+
+    rows = f"{count} message of" if count == 1 else f"{count} messages of"
+    are = "is" if count == 1 else "are"
+    if not pipeline.claims_by_lease(state.config):  # SQLite: presence, not time, decides
+        return (f"{rows} {period_key} {are} still claimed by another `ainews send` that is "
+                "running; it finishes them, and if it stops or dies first, the next "
+                "`ainews send --resume` sends them again at once")
+    retry_at = pipeline.claims_retry_at(state.config, period_key)
+    when = (f"from {retry_at:%Y-%m-%d %H:%M:%S} UTC" if retry_at is not None
+            else "once their claims run out")
+    return (f"{rows} {period_key} {are} still claimed by another sender; if it died, "
+            f"`ainews send --resume` sends them again {when} (the database's clock; "
+            f"[delivery] claim_timeout_seconds = "
+            f"{state.config.delivery.claim_timeout_seconds})")
 
 
 def _show_dry_run(state: AppState, plan: SendPlan) -> None:

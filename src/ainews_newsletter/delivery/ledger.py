@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Interval,
     MetaData,
     String,
     Table,
@@ -146,26 +147,43 @@ def _issue_record(row: Any) -> IssueRecord:
                        created_at=row.created_at, snapshot_at=row.snapshot_at)
 
 
-def _is_due(now: datetime | ColumnElement[datetime],
-            stale_before: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
-    """Queued rows; deferred rows whose retry time has come; and rows a dead run left
-    `sending` (claimed before `stale_before`): it may or may not have sent them, and
-    at-least-once means they go again."""
+def _aggregate_time(value: datetime | str) -> datetime:
+    """max() over a TypeDecorator column comes back raw (a string on SQLite, naive on
+    PostgreSQL): as aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _is_due(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """Queued rows, and deferred rows whose retry time has come. Rows left `sending` are
+    not due here: on SQLite a sender that finds itself alone gives them back
+    (`release_claims`); on PostgreSQL `claim_next` adds the lease."""
     return or_(
         deliveries.c.state == DeliveryState.QUEUED.value,
         and_(deliveries.c.state == DeliveryState.DEFERRED.value,
              deliveries.c.next_attempt_at <= now),
-        and_(deliveries.c.state == DeliveryState.SENDING.value,
-             deliveries.c.updated_at < stale_before),
     )
+
+
+def _database_now() -> ColumnElement[datetime]:
+    """The database server's clock, as naive UTC like the stored times (PostgreSQL). Every
+    sender of a scaled-out send compares claims against this one clock, never its own."""
+    return func.timezone("UTC", func.now())
+
+
+def _lease_expired(lease: ColumnElement[timedelta]) -> ColumnElement[bool]:
+    """A row claimed longer ago than `lease` by the database's clock: its sender is presumed
+    dead, and at-least-once means the row goes again."""
+    return and_(deliveries.c.state == DeliveryState.SENDING.value,
+                deliveries.c.updated_at < _database_now() - lease)
 
 
 # The two statements run for every message, built once: constructing a SQLAlchemy statement
 # costs more than SQLite takes to run it.
 _NOW = bindparam("now", type_=UTCDateTime())
 _CLAIM = (update(deliveries)
-          .where(deliveries.c.id == bindparam("row_id"),
-                 _is_due(_NOW, bindparam("stale_before", type_=UTCDateTime())))
+          .where(deliveries.c.id == bindparam("row_id"), _is_due(_NOW))
           .values(state=DeliveryState.SENDING.value, attempts=bindparam("new_attempts"),
                   updated_at=_NOW))
 _RECORD = (update(deliveries)
@@ -191,14 +209,6 @@ def _answer(delivery: Delivery, outcome: SendOutcome, now: datetime, policy: Ret
     return DeliveryState.DEFERRED, next_attempt
 
 
-@dataclass(frozen=True)
-class NextClaim:
-    """Claim this row in the same commit as the answer just recorded."""
-
-    delivery: Delivery
-    stale_before: datetime
-
-
 class LedgerWriter:
     """A sender connection's writes to its rows, each committed before it returns, on one
     connection kept for the whole send (a pool checkout per message cost a fifth of the
@@ -221,19 +231,22 @@ class LedgerWriter:
             raise
         self.connection.commit()
 
-    def claim_next(self, issue_id: int, now: datetime,
-                   stale_before: datetime) -> Delivery | None:
-        """PostgreSQL: take the oldest due row that no other sender holds and mark it
-        `sending`, in one committed statement (UPDATE … WHERE id = (SELECT … FOR UPDATE
-        SKIP LOCKED)). Several `ainews send` processes then share one issue without waiting
-        for, or racing over, each other's rows. None when nothing is due."""
+    def claim_next(self, issue_id: int, now: datetime, lease: timedelta) -> Delivery | None:
+        """PostgreSQL: take the oldest due row that no other sender holds, or whose claim is
+        older than `lease`, and mark it `sending`, in one committed statement (UPDATE …
+        WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)). Several `ainews send` processes, on
+        several machines, then share one issue without waiting for, or racing over, each
+        other's rows. The claim time is the database's: hosts' clocks may disagree. None
+        when nothing is due."""
+        lease_param = bindparam("lease", lease, type_=Interval())
         next_due = (select(deliveries.c.id)
-                    .where(deliveries.c.issue_id == issue_id, _is_due(now, stale_before))
+                    .where(deliveries.c.issue_id == issue_id,
+                           or_(_is_due(now), _lease_expired(lease_param)))
                     .order_by(deliveries.c.id).limit(1)
                     .with_for_update(skip_locked=True).scalar_subquery())
         statement = (update(deliveries).where(deliveries.c.id == next_due)
                      .values(state=DeliveryState.SENDING.value,
-                             attempts=deliveries.c.attempts + 1, updated_at=now)
+                             attempts=deliveries.c.attempts + 1, updated_at=_database_now())
                      .returning(deliveries.c.id, deliveries.c.subscriber_id,
                                 deliveries.c.email, deliveries.c.name, deliveries.c.token,
                                 deliveries.c.attempts))
@@ -245,22 +258,21 @@ class LedgerWriter:
         return Delivery(id=row.id, attempts=row.attempts - 1, recipient=Recipient(
             subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token))
 
-    def _claim(self, delivery: Delivery, now: datetime, stale_before: datetime) -> bool:
+    def _claim(self, delivery: Delivery, now: datetime) -> bool:
         result = self.connection.execute(_CLAIM, {
-            "row_id": delivery.id, "now": now, "stale_before": stale_before,
-            "new_attempts": delivery.attempts + 1})
+            "row_id": delivery.id, "now": now, "new_attempts": delivery.attempts + 1})
         return result.rowcount == 1
 
-    def claim(self, delivery: Delivery, now: datetime, stale_before: datetime) -> bool:
-        """Mark the row `sending`, committed before MAIL FROM, if it is still due. The check
-        and the write are one UPDATE, so of two senders racing for a row exactly one wins;
-        False means another sender has it."""
+    def claim(self, delivery: Delivery, now: datetime) -> bool:
+        """SQLite: mark the row `sending`, committed before MAIL FROM, if it is still due.
+        The check and the write are one UPDATE, so of two senders racing for a row exactly
+        one wins; False means another sender has it."""
         with self._committed():
-            return self._claim(delivery, now, stale_before)
+            return self._claim(delivery, now)
 
     def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
                policy: RetryPolicy, started: datetime | None = None,
-               then_claim: NextClaim | None = None) -> tuple[DeliveryState, bool]:
+               then_claim: Delivery | None = None) -> tuple[DeliveryState, bool]:
         """Store the server's answer (see `_answer`), committed at once. With `then_claim`
         the next row's claim goes in the same commit: its `sending` is still committed
         before its MAIL FROM, and a send costs one commit per message instead of two.
@@ -273,7 +285,7 @@ class LedgerWriter:
                 "reply": outcome.reply[:1000], "next_at": next_attempt, "now": now,
                 "sent": now if state is DeliveryState.SENT else None})
             if then_claim is not None:
-                claimed = self._claim(then_claim.delivery, now, then_claim.stale_before)
+                claimed = self._claim(then_claim, now)
         return state, claimed
 
     def requeue(self, delivery: Delivery, now: datetime) -> None:
@@ -381,12 +393,7 @@ class Ledger:
             self._sent_issues(list_id)))
         with self.engine.connect() as connection:
             value = connection.execute(query).scalar()
-        # max() over a TypeDecorator column comes back raw on SQLite: make it aware UTC.
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return None if value is None else _aggregate_time(value)
 
     # -- audience snapshot ----------------------------------------------------------------
 
@@ -408,7 +415,7 @@ class Ledger:
 
     # -- sending --------------------------------------------------------------------------
 
-    def due(self, issue_id: int, now: datetime, limit: int, stale_before: datetime,
+    def due(self, issue_id: int, now: datetime, limit: int,
             share: tuple[int, int] | None = None) -> list[Delivery]:
         """Rows ready to send, oldest first. With `share` (k, n), only rows whose id is k
         modulo n: parallel connections of one sender take disjoint rows instead of racing
@@ -423,8 +430,6 @@ class Ledger:
             deliveries.c.state == DeliveryState.QUEUED.value,
             and_(deliveries.c.state == DeliveryState.DEFERRED.value,
                  deliveries.c.next_attempt_at <= now),
-            and_(deliveries.c.state == DeliveryState.SENDING.value,
-                 deliveries.c.updated_at < stale_before),
         )
         rows: list[Any] = []
         with self.engine.connect() as connection:
@@ -445,6 +450,34 @@ class Ledger:
         """One connection kept for a sender's per-message writes."""
         with self.engine.connect() as connection:
             yield LedgerWriter(connection)
+
+    def release_claims(self, now: datetime) -> int:
+        """SQLite, called only by a sender that knows it is alone: every row still `sending`
+        was claimed by a process that is gone, which may or may not have sent it; it goes
+        back to the queue (at-least-once). Its attempt stays counted. Returns how many."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(deliveries).where(deliveries.c.state == DeliveryState.SENDING.value)
+                .values(state=DeliveryState.QUEUED.value, updated_at=now))
+        return int(result.rowcount)
+
+    def sending_count(self, issue_id: int) -> int:
+        """Rows of the issue claimed and not yet recorded (an index range, cheap to poll)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(
+                select(func.count()).select_from(deliveries).where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.state == DeliveryState.SENDING.value)).scalar_one())
+
+    def claims_expire_at(self, issue_id: int, lease: timedelta) -> datetime | None:
+        """PostgreSQL: when the issue's newest `sending` claim passes its lease, by the
+        database's clock (as aware UTC); None when nothing of it is `sending`."""
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(func.max(deliveries.c.updated_at)).where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.state == DeliveryState.SENDING.value)).scalar()
+        return None if value is None else _aggregate_time(value) + lease
 
     def requeue_failed(self, issue_id: int, now: datetime) -> int:
         """`send --retry-failed`: failed rows go back to the queue with a fresh count of

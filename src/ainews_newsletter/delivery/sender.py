@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.errors import MessageError
 
 from ainews_newsletter import clock
@@ -21,7 +21,6 @@ from ainews_newsletter.delivery.ledger import (
     IssueRecord,
     Ledger,
     LedgerWriter,
-    NextClaim,
     RetryPolicy,
 )
 from ainews_newsletter.delivery.message import IssueMessages
@@ -77,20 +76,13 @@ class SendSettings:
     policy: RetryPolicy
     batch_size: int
     rate_per_second: float  # 0 = no limit
-    claim_timeout: timedelta
+    # PostgreSQL: a row `sending` for longer than this (by the database's clock) is taken
+    # as left by a dead sender. SQLite does not need it: the sender lock tells (presence.py).
+    claim_lease: timedelta
     max_per_hour: int = 0  # 0 = no limit
     signer: Signer | None = None  # DKIM
     error_threshold: float = 1.0  # share of the last error_window refused that pauses
     error_window: int = 20
-    # Set when this sender knows no other sender was alive when it started (SQLite lock):
-    # rows left `sending` before that moment are resent at once instead of after the lease.
-    started_alone_at: datetime | None = None
-
-    def stale_before(self, now: datetime) -> datetime:
-        cutoff = now - self.claim_timeout
-        if self.started_alone_at is not None and self.started_alone_at > cutoff:
-            return self.started_alone_at
-        return cutoff
 
 
 HOUR = 3600.0
@@ -181,8 +173,7 @@ class _ConnectionWorker:
             self._run_claiming_one_by_one()
             return
         while not self.stop() and (batch := s.ledger.due(
-                s.issue.id, clock.now(), s.settings.batch_size,
-                s.settings.stale_before(clock.now()), share)):
+                s.issue.id, clock.now(), s.settings.batch_size, share)):
             self._send_batch(batch)
 
     def _send_batch(self, batch: list[Delivery]) -> None:
@@ -195,8 +186,7 @@ class _ConnectionWorker:
             if not claimed_ahead:
                 if self.stop() or not s.limiter.wait(self.stop):  # wait before claiming:
                     return  # a stop while waiting leaves the row queued, not `sending`
-                now = clock.now()
-                if not self.writer.claim(delivery, now, s.settings.stale_before(now)):
+                if not self.writer.claim(delivery, clock.now()):
                     continue  # another sender took it between our read and our claim
             following = batch[index + 1] if index + 1 < len(batch) else None
             allowed = wanted is None or delivery.recipient.subscriber_id in wanted
@@ -207,8 +197,7 @@ class _ConnectionWorker:
         record it; repeat. Several processes share the issue this way."""
         s = self.shared
         while not self.stop() and s.limiter.wait(self.stop):
-            now = clock.now()
-            delivery = self.writer.claim_next(s.issue.id, now, s.settings.stale_before(now))
+            delivery = self.writer.claim_next(s.issue.id, clock.now(), s.settings.claim_lease)
             if delivery is None:
                 return
             subscriber = delivery.recipient.subscriber_id
@@ -247,7 +236,7 @@ class _ConnectionWorker:
         else:
             outcome = SendOutcome(DeliveryState.FAILED, 0, NOT_ACTIVE_REPLY)
         now = clock.now()
-        ahead = (NextClaim(following, s.settings.stale_before(now))
+        ahead = (following
                  if following is not None and not self.stop() and s.limiter.try_acquire()
                  else None)
         state, claimed_ahead = self.writer.record(
@@ -309,8 +298,14 @@ def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transpo
                for k in range(connections)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:  # a second Ctrl-C: stop claiming, but let messages in flight end
+        failed.set()  # recorded, so that nothing is `sending` once the sender lock goes
+        for thread in threads:
+            thread.join()
+        raise
     if errors:
         raise errors[0]
     return ledger.counts(issue.id)

@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
-from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -26,6 +25,7 @@ from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for, ensure_schema
 from ainews_newsletter.schedule.cron import build_trigger
+from ainews_newsletter.schedule.history import RunHistory
 from ainews_newsletter.schedule.job import needs_rerun, run_once
 
 JOB_ID = "ainews-issue"
@@ -36,7 +36,7 @@ log = logging.getLogger("ainews.schedule")
 class _Runtime:
     config: Config
     stop: threading.Event
-    started: datetime
+    runs_before: int  # the newest schedule_runs id when this process started
 
 
 # The job stored in the database is a reference to `fire`, not a closure (it must survive a
@@ -55,7 +55,7 @@ def resume_at_start() -> None:
     """At start: resume unfinished sends; and if the last run was cut short, run the whole
     job again so its period is done (its fire time has passed and will not come back)."""
     if _runtime is not None and not _runtime.stop.is_set():
-        rerun = needs_rerun(_runtime.config, _runtime.started)
+        rerun = needs_rerun(_runtime.config, _runtime.runs_before)
         run_once(_runtime.config, _runtime.stop.is_set, resume_only=not rerun)
 
 
@@ -115,7 +115,8 @@ def run_forever(config: Config) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     build_trigger(config.schedule.cron, config.newsletter.tz)  # a bad cron fails here, early
     stop = threading.Event()
-    _runtime = _Runtime(config, stop, clock.now())
+    runs_before = RunHistory(engine_for(config.database_url)).newest_id()
+    _runtime = _Runtime(config, stop, runs_before)
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         log.info("%s: finishing the message in flight, then stopping",

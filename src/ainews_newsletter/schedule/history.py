@@ -7,8 +7,20 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Column, Engine, Index, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import (
+    Column,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
 
 from ainews_newsletter.database import UTCDateTime, ensure_schema
 
@@ -63,12 +75,30 @@ class RunHistory:
                                .values(finished_at=now, outcome=outcome,
                                        period_key=period_key, detail=detail))
 
+    def newest_id(self) -> int:
+        """The id of the newest run of any list, 0 when there is none (ids only grow)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.max(schedule_runs.c.id))).scalar() or 0)
+
+    def last_up_to(self, list_id: str, run_id: int) -> RunRecord | None:
+        """The list's newest run with an id no higher than `run_id`."""
+        query = (select(schedule_runs).where(schedule_runs.c.list_id == list_id,
+                                             schedule_runs.c.id <= run_id)
+                 .order_by(schedule_runs.c.id.desc()).limit(1))
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else _record(row)
+
     def recent(self, list_id: str, limit: int = 10) -> list[RunRecord]:
         """The latest runs, newest first."""
         query = (select(schedule_runs).where(schedule_runs.c.list_id == list_id)
                  .order_by(schedule_runs.c.id.desc()).limit(limit))
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
-        return [RunRecord(id=row.id, started_at=row.started_at, finished_at=row.finished_at,
-                          period_key=row.period_key, outcome=row.outcome, detail=row.detail,
-                          host=row.host, pid=row.pid) for row in rows]
+        return [_record(row) for row in rows]
+
+
+def _record(row: Any) -> RunRecord:
+    return RunRecord(id=row.id, started_at=row.started_at, finished_at=row.finished_at,
+                     period_key=row.period_key, outcome=row.outcome, detail=row.detail,
+                     host=row.host, pid=row.pid)

@@ -16,7 +16,6 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from ainews_newsletter import clock, pipeline
 from ainews_newsletter.config import Config
@@ -41,6 +40,8 @@ def _counted(counts: DeliveryCounts) -> str:
     parts = [f"sent {counts.sent} of {counts.total}"]
     parts += [f"{value} {name}" for name, value in (("deferred", counts.deferred),
                                                     ("failed", counts.failed)) if value]
+    if counts.sending:
+        parts.append(f"{counts.sending} still claimed by another sender")
     return ", ".join(parts)
 
 
@@ -88,21 +89,22 @@ def _this_period(config: Config, should_stop: StopRequested) -> RunResult:
     return RunResult("sent", period, _counted(counts))
 
 
-def needs_rerun(config: Config, process_started: datetime) -> bool:
+def needs_rerun(config: Config, runs_before: int) -> bool:
     """Whether the last run was cut short (stopped by a signal, or killed while running):
     then the scheduler's next start runs the whole job, not only the resume, so the period
-    it was doing is not lost although its fire time has passed."""
-    runs = RunHistory(engine_for(config.database_url)).recent(
-        pipeline.audience_list(config), 20)
-    last = [run for run in runs if run.started_at < process_started][:1]  # not our own
-    if not last:
+    it was doing is not lost although its fire time has passed. `runs_before` is the newest
+    run id when this process started: ids, not start times, tell the runs of earlier
+    processes from our own, since a wall clock may step back between two lives."""
+    last = RunHistory(engine_for(config.database_url)).last_up_to(
+        pipeline.audience_list(config), runs_before)  # not our own
+    if last is None:
         return False
-    if last[0].outcome == "running":  # killed, or another scheduler busy with it right now
-        # Our own pid on a row from before this process started is a previous life of the
-        # pid: in a container the scheduler is PID 1 every time.
-        return last[0].host == socket.gethostname()[:255] and (
-            last[0].pid == os.getpid() or not _alive(last[0].pid))
-    return last[0].outcome == "stopped"  # full runs only: a stopped resume is "resumed"
+    if last.outcome == "running":  # killed, or another scheduler busy with it right now
+        # Our own pid on a row of an earlier process is a previous life of the pid: in a
+        # container the scheduler is PID 1 every time.
+        return last.host == socket.gethostname()[:255] and (
+            last.pid == os.getpid() or not _alive(last.pid))
+    return last.outcome == "stopped"  # full runs only: a stopped resume is "resumed"
 
 
 def _alive(pid: int) -> bool:
