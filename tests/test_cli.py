@@ -166,7 +166,7 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
 def test_ctrl_c_during_send_reports_progress_and_exits_130(
         project: Project, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C cannot come from a real peer on demand, so the second ledger write raises it."""
-    from ainews_newsletter.delivery.ledger import LedgerWriter
+    from ainews_newsletter.delivery.claims import LedgerWriter
 
     for i in range(3):
         project.run("subscribers", "add", f"c{i}@example.com")

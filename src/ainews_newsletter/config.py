@@ -279,6 +279,14 @@ class WebConfig(_Section):
     # enough for people, too few for someone signing up strangers (subscription bombing).
     signups_per_ip_per_hour: int = Field(default=10, ge=1)
     confirmations_per_address_per_day: int = Field(default=3, ge=1)
+    # Request bodies larger than this are refused (413) while they are read: the forms are
+    # a few hundred bytes, and a 1 MB field must not be read whole before it is refused.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # A connection whose request (headers and body) is not all in within this many seconds
+    # of its opening or of the previous response is closed: slow clients cannot pile up.
+    request_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    # An idle keep-alive connection is closed after this many seconds.
+    keep_alive_seconds: float = Field(default=5, gt=0, le=300)
 
 
 # The parsed TOML file for the load in progress; a context variable because pydantic-settings

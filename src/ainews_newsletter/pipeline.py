@@ -13,8 +13,9 @@ from pathlib import Path
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for, sqlite_path
+from ainews_newsletter.delivery.claims import Admits, RetryPolicy
 from ainews_newsletter.delivery.dkim import Signer, make_signer
-from ainews_newsletter.delivery.ledger import IssueRecord, Ledger, RetryPolicy
+from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
 from ainews_newsletter.delivery.message import IssueMessages, unsubscribe_url
 from ainews_newsletter.delivery.presence import SenderPresence, sender_presence
 from ainews_newsletter.delivery.sender import Hooks, Progress, SendSettings, deliver
@@ -47,7 +48,11 @@ from ainews_newsletter.posts.windows import (
 from ainews_newsletter.render.digest import RenderOptions, compose_issue, render_issue
 from ainews_newsletter.render.lint import Finding, lint_issue
 from ainews_newsletter.subscribers.addresses import normalize
-from ainews_newsletter.subscribers.store import SubscriberStore
+from ainews_newsletter.subscribers.store import (
+    SubscriberStore,
+    deliverable_now,
+    deliverable_subscriber,
+)
 
 # Who issue.eml is addressed to when the list is still empty.
 SAMPLE_RECIPIENT = Recipient(subscriber_id=0, email="reader@example.com", name="Sample Reader",
@@ -276,7 +281,7 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     def hard_bounce(subscriber_id: int) -> None:
         store.record_hard_bounce(subscriber_id, delivery.bounce_limit)
 
-    hooks = Hooks(still_active=store.active_among, on_result=on_result,
+    hooks = Hooks(admits=Admits(deliverable_subscriber, deliverable_now), on_result=on_result,
                   should_stop=should_stop, on_hard_bounce=hard_bounce)
 
     def deliver_due() -> DeliveryCounts:

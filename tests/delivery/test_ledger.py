@@ -11,7 +11,9 @@ from sqlalchemy import Engine, select, text
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import engine_for
-from ainews_newsletter.delivery.ledger import Ledger, deliveries
+from ainews_newsletter.delivery.claims import Claimed, Delivery
+from ainews_newsletter.delivery.ledger import Ledger
+from ainews_newsletter.delivery.tables import deliveries
 from ainews_newsletter.models import Period, Recipient, RenderedIssue
 
 # Run again under libfaketime at awkward dates by scripts/test-clocks.
@@ -30,6 +32,11 @@ def _issue_with_rows(ledger: Ledger, count: int) -> int:
     return issue.id
 
 
+def _delivery(claimed: Claimed | None) -> Delivery | None:
+    assert claimed is None or not claimed.left  # no `admits` here: nobody has left
+    return None if claimed is None else claimed.delivery
+
+
 def test_a_row_locked_by_one_sender_is_skipped_by_the_other(postgres_url: str) -> None:
     engine = engine_for(postgres_url)
     ledger = Ledger(engine)
@@ -40,13 +47,13 @@ def test_a_row_locked_by_one_sender_is_skipped_by_the_other(postgres_url: str) -
         # Another sender is in the middle of claiming row 1: it holds the row's lock.
         lowest = select(deliveries.c.id).order_by(deliveries.c.id).limit(1)
         locked_id = holder.execute(lowest.with_for_update()).scalar_one()
-        taken = first.claim_next(issue_id, START, lease)
+        taken = _delivery(first.claim_next(issue_id, START, lease))
         assert taken is not None and taken.id != locked_id  # skipped, not waited for
-        again = second.claim_next(issue_id, START, lease)
+        again = _delivery(second.claim_next(issue_id, START, lease))
         assert again is not None and again.id not in (locked_id, taken.id)
         assert second.claim_next(issue_id, START, lease) is None  # only the locked one left
         holder.rollback()
-        last = first.claim_next(issue_id, START, lease)
+        last = _delivery(first.claim_next(issue_id, START, lease))
         assert last is not None and last.id == locked_id and last.attempts == 0
     with engine.connect() as connection:
         states = connection.execute(select(deliveries.c.state, deliveries.c.attempts)).all()
@@ -69,20 +76,20 @@ def test_the_claim_lease_runs_on_the_databases_clock_not_the_hosts(postgres_url:
     lease = timedelta(minutes=5)
     behind, ahead = START - timedelta(days=1), START + timedelta(days=1)
     with ledger.writer() as writer:
-        claimed = writer.claim_next(issue_id, behind, lease)
+        claimed = _delivery(writer.claim_next(issue_id, behind, lease))
         assert claimed is not None
         with engine.connect() as connection:
             stamped = connection.execute(select(deliveries.c.updated_at).where(
                 deliveries.c.id == claimed.id)).scalar_one()
         assert abs(stamped - _database_now(engine)) < timedelta(minutes=1)  # not `behind`
-        other = writer.claim_next(issue_id, ahead, lease)
+        other = _delivery(writer.claim_next(issue_id, ahead, lease))
         assert other is not None and other.id != claimed.id  # the queued one
         assert writer.claim_next(issue_id, ahead, lease) is None  # claimed's lease holds
         with engine.begin() as connection:
             connection.execute(text(
                 "UPDATE deliveries SET updated_at = timezone('UTC', now()) "
                 "- interval '301 seconds' WHERE id = :id"), {"id": claimed.id})
-        retaken = writer.claim_next(issue_id, behind, lease)
+        retaken = _delivery(writer.claim_next(issue_id, behind, lease))
         assert retaken is not None and retaken.id == claimed.id and retaken.attempts == 1
         expires = ledger.claims_expire_at(issue_id, lease)
         assert expires is not None

@@ -32,13 +32,11 @@ def serve(state: AppState, host: str | None, port: int | None) -> None:
     """Serve the public pages: subscribe (double opt-in), confirm, one-click unsubscribe,
     preferences, the archive of sent issues and its Atom feed. Needs AINEWS_SECRET_KEY."""
     from ainews_newsletter.web.public import create_public_app
+    from ainews_newsletter.web.server import run_public_server
 
     config = state.config
     app = create_public_app(config)  # a missing secret key fails here, before listening
-    import uvicorn
-
     host, port = host or config.web.host, port or config.web.port
     console.print(f"Serving {config.newsletter.name} on http://{host}:{port}/ "
                   f"(public URL: {config.newsletter.base_url})")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True,
-                forwarded_allow_ips=config.web.forwarded_allow_ips)
+    run_public_server(app, config, host, port)

@@ -2,7 +2,8 @@
 (issue, subscriber) that moves queued → sending → sent | deferred | failed.
 
 Every state change is its own committed transaction, so after a crash the ledger says
-exactly who got the issue, and a second send of the same issue never mails them again."""
+exactly who got the issue, and a second send of the same issue never mails them again.
+The tables are in `tables`, the per-message claim and record in `claims`."""
 
 from __future__ import annotations
 
@@ -14,30 +15,17 @@ from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (
-    Column,
-    ColumnElement,
-    Connection,
-    Engine,
-    ForeignKey,
-    Index,
-    Integer,
-    Interval,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    and_,
-    bindparam,
-    func,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ainews_newsletter.database import UTCDateTime, ensure_schema, insert_ignoring_conflicts
+from ainews_newsletter.database import ensure_schema, insert_ignoring_conflicts
+from ainews_newsletter.delivery.claims import (
+    NOT_ACTIVE_REPLY,
+    Admits,
+    Delivery,
+    LedgerWriter,
+)
+from ainews_newsletter.delivery.tables import deliveries, issue_posts, issues
 from ainews_newsletter.models import (
     DeliveryCounts,
     DeliveryState,
@@ -45,65 +33,6 @@ from ainews_newsletter.models import (
     PostRef,
     Recipient,
     RenderedIssue,
-    SendOutcome,
-)
-
-metadata = MetaData()
-# The reply recorded for a row skipped because the subscriber left after the snapshot.
-NOT_ACTIVE_REPLY = "not sent: no longer an active subscriber"
-
-issues = Table(
-    "issues",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("list_id", String(255), nullable=False),
-    Column("period_key", String(64), nullable=False),
-    Column("period_start", UTCDateTime(), nullable=False),
-    Column("period_end", UTCDateTime(), nullable=False),
-    Column("timezone", String(64), nullable=False),
-    Column("subject", Text, nullable=False),
-    Column("preheader", Text, nullable=False),
-    Column("html", Text, nullable=False),
-    Column("text", Text, nullable=False),
-    Column("unsubscribe_placeholder", String(255), nullable=False),
-    Column("post_count", Integer, nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("snapshot_at", UTCDateTime(), nullable=True),  # set once the audience is copied
-    # One issue per list and period, enforced by the database, not by a process.
-    UniqueConstraint("list_id", "period_key", name="uq_issue_list_period"),
-)
-
-# The posts each issue carried, so a later issue never carries them again.
-issue_posts = Table(
-    "issue_posts",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False,
-           index=True),
-    Column("guid", Text, nullable=True),
-    Column("url", Text, nullable=False),  # canonical form
-    Column("title", Text, nullable=False),
-)
-
-deliveries = Table(
-    "deliveries",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
-    # A snapshot of the recipient: the subscriber row may change or vanish after the send.
-    Column("subscriber_id", Integer, nullable=False),
-    Column("email", String(320), nullable=False),
-    Column("name", Text, nullable=True),
-    Column("token", String(64), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", UTCDateTime(), nullable=True),
-    Column("last_code", Integer, nullable=True),
-    Column("last_reply", Text, nullable=True),
-    Column("updated_at", UTCDateTime(), nullable=False),
-    Column("sent_at", UTCDateTime(), nullable=True),
-    UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
-    Index("ix_delivery_issue_state", "issue_id", "state"),
 )
 
 
@@ -114,25 +43,6 @@ class IssueRecord:
     rendered: RenderedIssue
     created_at: datetime
     snapshot_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    recipient: Recipient
-    attempts: int
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int
-    base_seconds: int
-    max_seconds: int
-    give_up_after: timedelta = timedelta(hours=24)  # counted from the audience snapshot
-
-    def delay(self, attempts: int) -> timedelta:
-        """Exponential backoff: base, 2 * base, 4 * base … capped at max."""
-        return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1)))
 
 
 def _issue_record(row: Any) -> IssueRecord:
@@ -153,149 +63,6 @@ def _aggregate_time(value: datetime | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _is_due(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
-    """Queued rows, and deferred rows whose retry time has come. Rows left `sending` are
-    not due here: on SQLite a sender that finds itself alone gives them back
-    (`release_claims`); on PostgreSQL `claim_next` adds the lease."""
-    return or_(
-        deliveries.c.state == DeliveryState.QUEUED.value,
-        and_(deliveries.c.state == DeliveryState.DEFERRED.value,
-             deliveries.c.next_attempt_at <= now),
-    )
-
-
-def _database_now() -> ColumnElement[datetime]:
-    """The database server's clock, as naive UTC like the stored times (PostgreSQL). Every
-    sender of a scaled-out send compares claims against this one clock, never its own."""
-    return func.timezone("UTC", func.now())
-
-
-def _lease_expired(lease: ColumnElement[timedelta]) -> ColumnElement[bool]:
-    """A row claimed longer ago than `lease` by the database's clock: its sender is presumed
-    dead, and at-least-once means the row goes again."""
-    return and_(deliveries.c.state == DeliveryState.SENDING.value,
-                deliveries.c.updated_at < _database_now() - lease)
-
-
-# The two statements run for every message, built once: constructing a SQLAlchemy statement
-# costs more than SQLite takes to run it.
-_NOW = bindparam("now", type_=UTCDateTime())
-_CLAIM = (update(deliveries)
-          .where(deliveries.c.id == bindparam("row_id"), _is_due(_NOW))
-          .values(state=DeliveryState.SENDING.value, attempts=bindparam("new_attempts"),
-                  updated_at=_NOW))
-_RECORD = (update(deliveries)
-           .where(deliveries.c.id == bindparam("row_id"))
-           .values(state=bindparam("new_state"), last_code=bindparam("code"),
-                   last_reply=bindparam("reply"),
-                   next_attempt_at=bindparam("next_at", type_=UTCDateTime()),
-                   updated_at=_NOW, sent_at=bindparam("sent", type_=UTCDateTime())))
-
-
-def _answer(delivery: Delivery, outcome: SendOutcome, now: datetime, policy: RetryPolicy,
-            started: datetime | None) -> tuple[DeliveryState, datetime | None]:
-    """The state a server's answer leads to: a 4xx becomes deferred with backoff, or failed
-    once max_attempts is used up or the next try would fall after give_up_after (counted
-    from `started`); and when the next try is due."""
-    attempts = delivery.attempts + 1
-    if outcome.state is not DeliveryState.DEFERRED:
-        return outcome.state, None
-    next_attempt = now + policy.delay(attempts)
-    too_late = started is not None and next_attempt > started + policy.give_up_after
-    if attempts >= policy.max_attempts or too_late:
-        return DeliveryState.FAILED, None
-    return DeliveryState.DEFERRED, next_attempt
-
-
-class LedgerWriter:
-    """A sender connection's writes to its rows, each committed before it returns, on one
-    connection kept for the whole send (a pool checkout per message cost a fifth of the
-    time per message)."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-        # PostgreSQL can hand each sender the next row nobody else holds; SQLite has one
-        # writer at a time, and there the read-then-claim of a batch is faster.
-        self.skips_locked = connection.dialect.name == "postgresql"
-
-    @contextmanager
-    def _committed(self) -> Iterator[None]:
-        """One transaction on the kept connection: committed on leaving, rolled back on any
-        error (a half-written claim must not ride along with the next commit)."""
-        try:
-            yield
-        except BaseException:
-            self.connection.rollback()
-            raise
-        self.connection.commit()
-
-    def claim_next(self, issue_id: int, now: datetime, lease: timedelta) -> Delivery | None:
-        """PostgreSQL: take the oldest due row that no other sender holds, or whose claim is
-        older than `lease`, and mark it `sending`, in one committed statement (UPDATE …
-        WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)). Several `ainews send` processes, on
-        several machines, then share one issue without waiting for, or racing over, each
-        other's rows. The claim time is the database's: hosts' clocks may disagree. None
-        when nothing is due."""
-        lease_param = bindparam("lease", lease, type_=Interval())
-        next_due = (select(deliveries.c.id)
-                    .where(deliveries.c.issue_id == issue_id,
-                           or_(_is_due(now), _lease_expired(lease_param)))
-                    .order_by(deliveries.c.id).limit(1)
-                    .with_for_update(skip_locked=True).scalar_subquery())
-        statement = (update(deliveries).where(deliveries.c.id == next_due)
-                     .values(state=DeliveryState.SENDING.value,
-                             attempts=deliveries.c.attempts + 1, updated_at=_database_now())
-                     .returning(deliveries.c.id, deliveries.c.subscriber_id,
-                                deliveries.c.email, deliveries.c.name, deliveries.c.token,
-                                deliveries.c.attempts))
-        with self._committed():
-            row = self.connection.execute(statement).first()
-        if row is None:
-            return None
-        # `attempts` counts this claim already; a Delivery carries the count before it.
-        return Delivery(id=row.id, attempts=row.attempts - 1, recipient=Recipient(
-            subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token))
-
-    def _claim(self, delivery: Delivery, now: datetime) -> bool:
-        result = self.connection.execute(_CLAIM, {
-            "row_id": delivery.id, "now": now, "new_attempts": delivery.attempts + 1})
-        return result.rowcount == 1
-
-    def claim(self, delivery: Delivery, now: datetime) -> bool:
-        """SQLite: mark the row `sending`, committed before MAIL FROM, if it is still due.
-        The check and the write are one UPDATE, so of two senders racing for a row exactly
-        one wins; False means another sender has it."""
-        with self._committed():
-            return self._claim(delivery, now)
-
-    def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
-               policy: RetryPolicy, started: datetime | None = None,
-               then_claim: Delivery | None = None) -> tuple[DeliveryState, bool]:
-        """Store the server's answer (see `_answer`), committed at once. With `then_claim`
-        the next row's claim goes in the same commit: its `sending` is still committed
-        before its MAIL FROM, and a send costs one commit per message instead of two.
-        Returns the state written and whether the next row was claimed."""
-        state, next_attempt = _answer(delivery, outcome, now, policy, started)
-        claimed = False
-        with self._committed():
-            self.connection.execute(_RECORD, {
-                "row_id": delivery.id, "new_state": state.value, "code": outcome.code,
-                "reply": outcome.reply[:1000], "next_at": next_attempt, "now": now,
-                "sent": now if state is DeliveryState.SENT else None})
-            if then_claim is not None:
-                claimed = self._claim(then_claim, now)
-        return state, claimed
-
-    def requeue(self, delivery: Delivery, now: datetime) -> None:
-        """Undo a claim when the message never went (server down, send stopped). Resending
-        it later is what the at-least-once contract asks for."""
-        with self._committed():
-            self.connection.execute(update(deliveries).where(
-                deliveries.c.id == delivery.id).values(
-                    state=DeliveryState.QUEUED.value, attempts=delivery.attempts,
-                    updated_at=now))
 
 
 class Ledger:
@@ -446,10 +213,10 @@ class Ledger:
             for row in rows[:limit]]
 
     @contextmanager
-    def writer(self) -> Iterator[LedgerWriter]:
+    def writer(self, admits: Admits | None = None) -> Iterator[LedgerWriter]:
         """One connection kept for a sender's per-message writes."""
         with self.engine.connect() as connection:
-            yield LedgerWriter(connection)
+            yield LedgerWriter(connection, admits)
 
     def release_claims(self, now: datetime) -> int:
         """SQLite, called only by a sender that knows it is alone: every row still `sending`

@@ -7,22 +7,22 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.errors import MessageError
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import NewsletterConfig
-from ainews_newsletter.delivery.dkim import Signer
-from ainews_newsletter.delivery.ledger import (
-    NOT_ACTIVE_REPLY,
+from ainews_newsletter.delivery.claims import (
+    Admits,
+    Claim,
     Delivery,
-    IssueRecord,
-    Ledger,
     LedgerWriter,
     RetryPolicy,
 )
+from ainews_newsletter.delivery.dkim import Signer
+from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
 from ainews_newsletter.delivery.message import IssueMessages
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
 from ainews_newsletter.errors import DeliveryError
@@ -43,9 +43,6 @@ def is_hard_bounce(outcome: SendOutcome) -> bool:
     if enhanced is not None:
         return enhanced.group(1) == "5" and enhanced.group(2) == "1"
     return outcome.code in (550, 551, 553)
-# Given subscriber ids, the ones still active: checked per batch right before sending, so an
-# unsubscribe that lands after the audience snapshot is still honoured.
-StillActive = Callable[[Collection[int]], set[int]]
 
 
 class SendPaused(DeliveryError):
@@ -139,7 +136,9 @@ class RateLimiter:
 class Hooks:
     """What the caller can plug into a send (all optional)."""
 
-    still_active: StillActive | None = None  # checked per batch: honours late unsubscribes
+    # Asked in each claim's transaction: an unsubscribe (complaint, bounce) committed
+    # before a reader's claim is always honoured, however late in the send.
+    admits: Admits | None = None
     on_result: Progress | None = None  # after each recorded message
     should_stop: StopRequested | None = None  # checked before each claim: SIGTERM, Ctrl-C
     on_hard_bounce: HardBounce | None = None  # a 5xx "no such mailbox"
@@ -179,35 +178,38 @@ class _ConnectionWorker:
     def _send_batch(self, batch: list[Delivery]) -> None:
         """SQLite: a batch read at once, each row claimed just before it goes."""
         s = self.shared
-        wanted = (s.hooks.still_active({d.recipient.subscriber_id for d in batch})
-                  if s.hooks.still_active is not None else None)
-        claimed_ahead = False  # the row in hand was claimed in the previous row's commit
+        ahead: Claim | None = None  # the row in hand's claim, made in the previous commit
         for index, delivery in enumerate(batch):
-            if not claimed_ahead:
+            if ahead is Claim.LEFT:  # its reader left: recorded and counted already
+                ahead = None
+                continue
+            if ahead is not Claim.CLAIMED:
                 if self.stop() or not s.limiter.wait(self.stop):  # wait before claiming:
                     return  # a stop while waiting leaves the row queued, not `sending`
-                if not self.writer.claim(delivery, clock.now()):
-                    continue  # another sender took it between our read and our claim
+                claim = self.writer.claim(delivery, clock.now())
+                if claim is Claim.LEFT:
+                    self._count(DeliveryState.FAILED)
+                if claim is not Claim.CLAIMED:
+                    continue  # another sender took it, or the reader left
             following = batch[index + 1] if index + 1 < len(batch) else None
-            allowed = wanted is None or delivery.recipient.subscriber_id in wanted
-            claimed_ahead = self._send_and_record(delivery, allowed, following)
+            ahead = self._send_and_record(delivery, following)
 
     def _run_claiming_one_by_one(self) -> None:
         """PostgreSQL: claim the next row no other sender holds (SKIP LOCKED), send it,
         record it; repeat. Several processes share the issue this way."""
         s = self.shared
         while not self.stop() and s.limiter.wait(self.stop):
-            delivery = self.writer.claim_next(s.issue.id, clock.now(), s.settings.claim_lease)
-            if delivery is None:
+            claimed = self.writer.claim_next(s.issue.id, clock.now(), s.settings.claim_lease)
+            if claimed is None:
                 return
-            subscriber = delivery.recipient.subscriber_id
-            try:
-                allowed = (s.hooks.still_active is None
-                           or subscriber in s.hooks.still_active({subscriber}))
-            except BaseException:
-                self.writer.requeue(delivery, clock.now())  # claimed, never sent
-                raise
-            self._send_and_record(delivery, allowed, None)
+            if claimed.left:
+                self._count(DeliveryState.FAILED)
+                continue
+            self._send_and_record(claimed.delivery, None)
+
+    def _count(self, state: DeliveryState) -> None:
+        if self.shared.hooks.on_result is not None:
+            self.shared.hooks.on_result(state)
 
     def _send_one(self, delivery: Delivery) -> SendOutcome:
         s = self.shared
@@ -225,40 +227,38 @@ class _ConnectionWorker:
             self.writer.requeue(delivery, clock.now())
             raise
 
-    def _send_and_record(self, delivery: Delivery, allowed: bool,
-                         following: Delivery | None) -> bool:
-        """Send one claimed row (unless its subscriber left) and record the answer. When the
-        `following` row may go at once (no stop, no rate wait) its claim rides in this
-        row's commit: one commit per message instead of two. Returns whether it did."""
+    def _send_and_record(self, delivery: Delivery,
+                         following: Delivery | None) -> Claim | None:
+        """Send one claimed row and record the answer. When the `following` row may go at
+        once (no stop, no rate wait) its claim rides in this row's commit: one commit per
+        message instead of two. Returns what became of that claim (None: not tried)."""
         s = self.shared
-        if allowed:
-            outcome = self._send_one(delivery)
-        else:
-            outcome = SendOutcome(DeliveryState.FAILED, 0, NOT_ACTIVE_REPLY)
+        outcome = self._send_one(delivery)
         now = clock.now()
         ahead = (following
                  if following is not None and not self.stop() and s.limiter.try_acquire()
                  else None)
-        state, claimed_ahead = self.writer.record(
+        state, claim_ahead = self.writer.record(
             delivery, outcome, now, s.settings.policy, started=s.issue.snapshot_at,
             then_claim=ahead)
+        claimed_ahead = claim_ahead is Claim.CLAIMED
         try:
             if s.hooks.on_hard_bounce is not None and is_hard_bounce(outcome):
                 s.hooks.on_hard_bounce(delivery.recipient.subscriber_id)
-            if s.hooks.on_result is not None:
-                s.hooks.on_result(state)
-            if outcome.reply != NOT_ACTIVE_REPLY:
-                s.watch.record(outcome)
+            self._count(state)
+            if claim_ahead is Claim.LEFT:
+                self._count(DeliveryState.FAILED)
+            s.watch.record(outcome)
         except BaseException:
             if claimed_ahead and following is not None:  # paused: it never went
                 self.writer.requeue(following, clock.now())
             raise
-        return claimed_ahead
+        return claim_ahead
 
 
 def _run_connection(shared: _Shared, transport: Transport, stop: StopRequested,
                     share: tuple[int, int] | None) -> None:
-    with shared.ledger.writer() as writer:
+    with shared.ledger.writer(shared.hooks.admits) as writer:
         try:
             _ConnectionWorker(shared, transport, writer, stop).run(share)
         finally:

@@ -18,6 +18,7 @@ from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.importer import ImportRow, Rejected
+from ainews_newsletter.subscribers.names import clean_name
 
 FORMATS = ("auto", "csv", "mailchimp", "substack", "listmonk", "buttondown")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -273,7 +274,8 @@ def _rows(handle: IO[str], reader: Any, header: list[str], mapper: Mapper, path:
             except SubscriberError as exc:
                 yield Rejected(start, email, str(exc))
                 continue
-            yield ImportRow(start, stored, normalized, name, status, attributes, on_lists)
+            yield ImportRow(start, stored, normalized, clean_name(name), status, attributes,
+                            on_lists)
     except UnicodeDecodeError as exc:
         raise SubscriberError(f"{path}:{line + 1}: not UTF-8 text (byte {exc.start})") from None
     except csv.Error as exc:

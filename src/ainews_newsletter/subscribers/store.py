@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Select,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
@@ -28,6 +31,7 @@ from ainews_newsletter.database import engine_for, ensure_schema, insert_ignorin
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Recipient, Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 from ainews_newsletter.subscribers.tokens import new_token
 
@@ -42,7 +46,8 @@ class ListInfo:
 
 def _subscriber(row: Any, list_names: tuple[str, ...] = ()) -> Subscriber:
     return Subscriber(
-        id=row.id, email=row.email, email_normalized=row.email_normalized, name=row.name,
+        id=row.id, email=row.email, email_normalized=row.email_normalized,
+        name=clean_name(row.name),
         status=SubscriberStatus(row.status), token=row.token, created_at=row.created_at,
         unsubscribed_at=row.unsubscribed_at, source=row.source,
         attributes=dict(row.attributes or {}), confirmed_at=row.confirmed_at, lists=list_names)
@@ -161,7 +166,7 @@ class SubscriberStore:
                 subscribers.c.email_normalized == normalized)).first()
             if row is None:
                 subscriber_id = connection.execute(insert(subscribers).values(
-                    email=given, email_normalized=normalized, name=(name or "").strip() or None,
+                    email=given, email_normalized=normalized, name=clean_name(name),
                     status=status.value, token=new_token(), source=source[:64],
                     created_at=now, updated_at=now,
                     confirmed_at=now if status is SubscriberStatus.ACTIVE else None,
@@ -265,10 +270,27 @@ class SubscriberStore:
         addresses are not refused here: confirming proves they asked to come back."""
         found = self.get(address)
         if found is None:
-            return self._add_pending(address, name, list_name)
+            try:
+                return self._add_pending(address, name, list_name)
+            except (IntegrityError, SubscriberError):
+                found = self.get(address)  # a sign-up of the same address just beat us
+                if found is None:
+                    raise
         if (list_name or self.default_list) not in found.lists:
             self.set_lists(found.email, (*found.lists, list_name or self.default_list))
         return self.require(found.email)
+
+    def may_be_sent_a_confirmation(self, address: str) -> bool:
+        """Whether a web sign-up may mail this address a confirmation link: not when it
+        receives the newsletter already, nor when it complained, bounced or was suppressed
+        by hand (a stranger must not make us mail those). Someone who unsubscribed may come
+        back."""
+        found = self.get(address)
+        if found is not None and found.status in (SubscriberStatus.ACTIVE,
+                                                  SubscriberStatus.COMPLAINED,
+                                                  SubscriberStatus.BOUNCED):
+            return False
+        return self.suppression(address) in (None, "unsubscribed")
 
     def _add_pending(self, address: str, name: str | None,
                      list_name: str | None) -> Subscriber:
@@ -283,6 +305,7 @@ class SubscriberStore:
         they asked), on `list_name`, with the name given with the sign-up being confirmed
         (not whatever an earlier, unconfirmed sign-up of the address typed). Idempotent."""
         found = self.require(address)
+        name = clean_name(name)
         if name and name != found.name:
             with self.engine.begin() as connection:
                 connection.execute(update(subscribers).where(subscribers.c.id == found.id)
@@ -370,10 +393,7 @@ class SubscriberStore:
         return {key: tuple(value) for key, value in found.items()}
 
     def _deliverable(self) -> Any:
-        """Active and not on the suppression list."""
-        return and_(subscribers.c.status == SubscriberStatus.ACTIVE.value,
-                    ~exists().where(suppressions.c.email_normalized
-                                    == subscribers.c.email_normalized))
+        return _deliverable_condition()
 
     def iter_recipients(self, list_name: str | None = None,
                         batch_size: int = 1000) -> Iterator[Recipient]:
@@ -392,7 +412,7 @@ class SubscriberStore:
             if not rows:
                 return
             for row in rows:
-                yield Recipient(subscriber_id=row.id, email=row.email, name=row.name,
+                yield Recipient(subscriber_id=row.id, email=row.email, name=clean_name(row.name),
                                 token=row.token)
             last_id = rows[-1].id
 
@@ -405,11 +425,30 @@ class SubscriberStore:
                      .where(self._deliverable()))
             return int(connection.execute(query).scalar_one())
 
-    def active_among(self, ids: Collection[int]) -> set[int]:
-        """Which of these subscriber ids may still be sent to (one query per sender batch)."""
-        if not ids:
-            return set()
-        query = select(subscribers.c.id).where(subscribers.c.id.in_(list(ids)),
-                                               self._deliverable())
-        with self.engine.connect() as connection:
-            return {row.id for row in connection.execute(query)}
+
+def _deliverable_condition() -> Any:
+    """Active and not on the suppression list."""
+    return and_(subscribers.c.status == SubscriberStatus.ACTIVE.value,
+                ~exists().where(suppressions.c.email_normalized
+                                == subscribers.c.email_normalized))
+
+
+_DELIVERABLE = select(subscribers.c.id).where(subscribers.c.id == bindparam("subscriber_id"),
+                                              _deliverable_condition())
+# PostgreSQL: the subscriber row is locked FOR SHARE until the caller's claim commits, so an
+# unsubscribe (an UPDATE of that row) lands either before the check or after the claim.
+_DELIVERABLE_LOCKING = _DELIVERABLE.with_for_update(read=True, of=subscribers)
+
+
+def deliverable_subscriber(subscriber_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """A condition for another table's statement (the ledger's claim): the subscriber with
+    this id may be sent to."""
+    return exists().where(subscribers.c.id == subscriber_id, _deliverable_condition())
+
+
+def deliverable_now(connection: Connection, subscriber_id: int) -> bool:
+    """Whether the subscriber may be sent to, read in the caller's transaction: the
+    ledger's claim of a message to them (see `LedgerWriter`)."""
+    statement = (_DELIVERABLE_LOCKING if connection.dialect.name == "postgresql"
+                 else _DELIVERABLE)
+    return connection.execute(statement, {"subscriber_id": subscriber_id}).first() is not None

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import hashlib
-import hmac
 import logging
 import re
 import secrets
@@ -55,6 +54,7 @@ from ainews_newsletter.posts.windows import last_complete_week
 from ainews_newsletter.render.lint import Finding, spamassassin_score
 from ainews_newsletter.web.pages import page_templates
 from ainews_newsletter.web.preview_watch import Hub, watch_files, watch_targets
+from ainews_newsletter.web.security import csrf_ok
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class Preview:
             return PlainTextResponse("cross-site request refused", status_code=403)
         form = await request.form()
         token = str(form.get("csrf") or "")
-        if not hmac.compare_digest(token.encode(), self.csrf.encode()):
+        if not csrf_ok(self.csrf, token):
             return PlainTextResponse("missing or wrong CSRF token: reload the preview and "
                                      "send again", status_code=400)
         address = str(form.get("address") or "").strip()[:320]

@@ -1,7 +1,7 @@
 """`ainews serve`: the readers' pages.
 
 /                     subscribe form (email, name): double opt-in
-/subscribe            POST: mails a signed, expiring confirmation link (same answer for
+/subscribe            POST: mails an encrypted, expiring confirmation link (same answer for
                       every address, so the form cannot tell who is subscribed)
 /confirm/<token>      GET shows a button; POST (CSRF-checked) confirms
 /unsubscribe/<token>  GET shows a button and changes nothing (link scanners follow GETs);
@@ -21,14 +21,16 @@ from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape as xml_escape
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from ainews_newsletter import clock, pipeline
 from ainews_newsletter.config import Config
@@ -37,7 +39,9 @@ from ainews_newsletter.delivery.message import notice_message
 from ainews_newsletter.errors import AinewsError, ConfigError, SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.store import SubscriberStore
+from ainews_newsletter.web.hardening import BodyLimit, BodyTooLarge, SecurityHeaders
 from ainews_newsletter.web.pages import page_templates
 from ainews_newsletter.web.security import (
     CSRF_COOKIE,
@@ -50,12 +54,12 @@ from ainews_newsletter.web.security import (
     client_key,
     csrf_ok,
     mailbox_key,
+    mask_tokens,
     new_csrf_value,
 )
 
 log = logging.getLogger("ainews.web")
 _ISSUE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-MAX_NAME = 200
 HOUR, DAY = 3600.0, 86400.0
 
 
@@ -66,7 +70,7 @@ class PublicSite:
         secret = config.secret_key.get_secret_value() if config.secret_key else ""
         if len(secret) < 16:
             raise ConfigError("AINEWS_SECRET_KEY must be set (16+ characters) for `ainews "
-                              "serve`: it signs confirmation links. Make one with: python -c "
+                              "serve`: it encrypts confirmation links. Make one with: python -c "
                               "'import secrets; print(secrets.token_urlsafe(32))'")
         self.config = config
         self.tokens = ConfirmationTokens(secret, config.web.confirm_link_hours * HOUR)
@@ -123,7 +127,7 @@ class PublicSite:
             return self.page("subscribe.html", status=400, csrf=new_csrf_value(),
                              error="That does not look like an email address.",
                              email=str(data.get("email") or "")[:320])
-        name = " ".join(str(data.get("name") or "").split())[:MAX_NAME] or None
+        name = clean_name(str(data.get("name") or ""))
         # The same answer, as fast, whatever happens: the sign-up and the mail run after the
         # response, so neither its text nor its timing tells whether someone subscribes.
         response = self.message("Check your inbox", f"If {address} can receive mail, a "
@@ -141,10 +145,13 @@ class PublicSite:
 
     def _sign_up_and_mail_now(self, address: str, name: str | None) -> None:
         store = self.store()
-        found = store.get(address)
-        if found is not None and found.status is SubscriberStatus.ACTIVE:
-            return  # already receiving it: no mail, nothing changes
-        store.sign_up(address, name, None)
+        if not store.may_be_sent_a_confirmation(address):
+            return  # receiving it already, or complained, bounced, suppressed: no mail
+        try:
+            store.sign_up(address, name, None)
+        except IntegrityError:  # the same address signing up at this moment: that one mails
+            log.info("sign-up of %s: already being signed up", address)
+            return
         token = self.tokens.make(address, None, name)
         link = f"{self.config.newsletter.base_url}/confirm/{token}"
         hours = int(self.config.web.confirm_link_hours)
@@ -297,13 +304,36 @@ class PublicSite:
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def archive_without_slash(self, request: Request) -> Response:
+        """Starlette's own slash redirect builds its target from the request's Host header;
+        ours comes from base_url."""
+        return RedirectResponse(f"{self.config.newsletter.base_url}/issues/", status_code=308)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        """Starlette's 400 (an unreadable form), 405 and the like, as our page."""
+        assert isinstance(exc, HTTPException)
+        response = self.message("That did not work", exc.detail, status=exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def too_large(self, request: Request, exc: Exception) -> Response:
+        response = self.message("Too large", "That request was too large.", status=413)
+        response.headers["connection"] = "close"  # do not read the rest of it
+        return response
+
+    async def client_gone(self, request: Request, exc: Exception) -> Response:
+        """The client hung up before its request was read: expected, one line in the log
+        (a traceback per hang-up would let anyone flood the log)."""
+        log.info("%s %s: client disconnected", request.method, mask_tokens(request.url.path))
+        return Response(status_code=400)
+
     async def not_found(self, request: Request, exc: Exception) -> Response:
         return self.message("Not found", "There is nothing at this address.", status=404)
 
     async def busy(self, request: Request, exc: Exception) -> Response:
         """The database is locked or away for a moment: say so (503, retry) instead of a
         500; mail providers retry a one-click unsubscribe that gets a 5xx."""
-        log.warning("database unavailable for %s: %s", request.url.path, exc)
+        log.warning("database unavailable for %s: %s", mask_tokens(request.url.path), exc)
         return self.message("Busy for a moment", "Please try again in a minute.", status=503)
 
     async def failure(self, request: Request, exc: Exception) -> Response:
@@ -311,8 +341,9 @@ class PublicSite:
                             status=500)
 
 
-def create_public_app(config: Config) -> Starlette:
-    """The app `ainews serve` runs; ConfigError if AINEWS_SECRET_KEY is missing."""
+def create_public_app(config: Config) -> ASGIApp:
+    """The app `ainews serve` runs; ConfigError if AINEWS_SECRET_KEY is missing. Wrapped so
+    that every response, errors included, carries the security headers."""
     site = PublicSite(config)
     routes = [
         Route("/", site.home),
@@ -323,12 +354,19 @@ def create_public_app(config: Config) -> Starlette:
         Route("/unsubscribe/{token}", site.unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe/{token}", site.unsubscribe, methods=["POST"]),
         Route("/preferences/{token}", site.preferences, methods=["GET", "POST"]),
+        Route("/issues", site.archive_without_slash),
         Route("/issues/", site.archive),
         Route("/issues/{key}", site.issue),
         Route("/feed.xml", site.feed),
         Route("/healthz", site.healthz),
     ]
-    return Starlette(routes=routes, exception_handlers={404: site.not_found,
-                                                        OperationalError: site.busy,
-                                                        AinewsError: site.failure})
-
+    app = Starlette(routes=routes,
+                    middleware=[Middleware(BodyLimit, max_bytes=config.web.max_body_bytes)],
+                    exception_handlers={404: site.not_found,
+                                        HTTPException: site.http_error,
+                                        BodyTooLarge: site.too_large,
+                                        ClientDisconnect: site.client_gone,
+                                        OperationalError: site.busy,
+                                        AinewsError: site.failure})
+    app.router.redirect_slashes = False  # it would build a Location from the Host header
+    return SecurityHeaders(app, SECURITY_HEADERS)

@@ -3,17 +3,18 @@ throttles against subscription bombing, and the headers every response carries."
 
 from __future__ import annotations
 
+import base64
 import hmac
 import ipaddress
+import json
+import re
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from datetime import UTC, datetime
 
 from ainews_newsletter.errors import AinewsError
 
@@ -34,6 +35,15 @@ SECURITY_HEADERS = {
 }
 
 
+# /confirm/<token>, /unsubscribe/<token>, /preferences/<token>: the token is a key to the
+# reader's subscription. Logs show the path without it.
+_TOKEN_PATH = re.compile(r"^(/(?:confirm|unsubscribe|preferences)/)[^/?\s]+")
+
+
+def mask_tokens(path: str) -> str:
+    return _TOKEN_PATH.sub(r"\1…", path)
+
+
 class BadToken(AinewsError):
     """A link that was forged, altered, expired or is not for this address."""
 
@@ -47,42 +57,66 @@ class Confirmation:
 
 
 class ConfirmationTokens:
-    """`/confirm/<token>`: the address and list signed with AINEWS_SECRET_KEY, valid for
-    `max_age_seconds` after the sign-up."""
+    """`/confirm/<token>`: the address, list and name, encrypted and authenticated (Fernet:
+    AES-CBC with HMAC-SHA256) with a key derived from AINEWS_SECRET_KEY, valid for
+    `max_age_seconds` after the sign-up. Encrypted, not only signed: a link that leaks (a
+    forwarded mail, a proxy log) must not reveal whose it is."""
 
     def __init__(self, secret_key: str, max_age_seconds: float) -> None:
-        self._serializer = URLSafeTimedSerializer(secret_key, salt="ainews-confirm")
+        from cryptography.fernet import Fernet
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"ainews confirmation links").derive(secret_key.encode())
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
         self.max_age = int(max_age_seconds)
 
-    def make(self, email: str, list_name: str | None, name: str | None = None) -> str:
-        return str(self._serializer.dumps({"e": email, "l": list_name, "n": name}))
+    def make(self, email: str, list_name: str | None, name: str | None = None,
+             issued_at: float | None = None) -> str:
+        """`issued_at` (a Unix time) is for tests that need an old link."""
+        data = json.dumps({"e": email, "l": list_name, "n": name}).encode()
+        when = int(time.time() if issued_at is None else issued_at)
+        return self._fernet.encrypt_at_time(data, when).decode("ascii")
 
     def read(self, token: str) -> Confirmation:
+        from cryptography.fernet import InvalidToken
+
         try:
-            data, issued = self._serializer.loads(token, max_age=self.max_age,
-                                                  return_timestamp=True)
-        except SignatureExpired:
-            raise BadToken("this confirmation link has expired; sign up again to get a new "
-                           "one") from None
-        except BadSignature:
+            raw = token.encode("ascii")
+            issued = self._fernet.extract_timestamp(raw)  # checks the signature too
+            data = json.loads(self._fernet.decrypt(raw))
+        except (InvalidToken, UnicodeError, ValueError):
             raise BadToken("this confirmation link is not valid") from None
+        if time.time() - issued > self.max_age:
+            raise BadToken("this confirmation link has expired; sign up again to get a new "
+                           "one")
         if not isinstance(data, dict) or not isinstance(data.get("e"), str):
             raise BadToken("this confirmation link is not valid")
         list_name, name = data.get("l"), data.get("n")
         return Confirmation(data["e"], list_name if isinstance(list_name, str) else None,
-                            name if isinstance(name, str) else None, issued)
+                            name if isinstance(name, str) else None,
+                            datetime.fromtimestamp(issued, UTC))
 
 
 def new_csrf_value() -> str:
     return secrets.token_urlsafe(24)
 
 
+# Our CSRF values are 32 URL-safe characters; anything much longer is not one of them.
+MAX_CSRF_LENGTH = 128
+
+
 def csrf_ok(cookie_value: str | None, form_value: str | None) -> bool:
     """Double-submit check: the form field must equal the cookie set with the form. Another
-    site can make a browser post to us, but cannot read or set our cookie."""
+    site can make a browser post to us, but cannot read or set our cookie. Compared as
+    bytes: `hmac.compare_digest` refuses non-ASCII str (a TypeError, once a 500)."""
     if not cookie_value or not form_value:
         return False
-    return hmac.compare_digest(cookie_value, form_value)
+    if len(cookie_value) > MAX_CSRF_LENGTH or len(form_value) > MAX_CSRF_LENGTH:
+        return False
+    return hmac.compare_digest(cookie_value.encode("utf-8", "surrogatepass"),
+                               form_value.encode("utf-8", "surrogatepass"))
 
 
 def client_key(host: str) -> str:

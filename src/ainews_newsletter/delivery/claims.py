@@ -1,0 +1,254 @@
+"""Claiming and recording delivery rows: the two statements a send runs per message, the
+retry policy that turns a server's answer into a state, and the check, in the claim's own
+transaction, that the reader may still get the issue."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Interval,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
+
+from ainews_newsletter.database import UTCDateTime
+from ainews_newsletter.delivery.tables import deliveries
+from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
+
+# The reply recorded for a row skipped because the subscriber left after the snapshot.
+NOT_ACTIVE_REPLY = "not sent: no longer an active subscriber"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    recipient: Recipient
+    attempts: int
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: int
+    max_seconds: int
+    give_up_after: timedelta = timedelta(hours=24)  # counted from the audience snapshot
+
+    def delay(self, attempts: int) -> timedelta:
+        """Exponential backoff: base, 2 * base, 4 * base … capped at max."""
+        return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1)))
+
+
+def _is_due(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """Queued rows, and deferred rows whose retry time has come. Rows left `sending` are
+    not due here: on SQLite a sender that finds itself alone gives them back
+    (`release_claims`); on PostgreSQL `claim_next` adds the lease."""
+    return or_(
+        deliveries.c.state == DeliveryState.QUEUED.value,
+        and_(deliveries.c.state == DeliveryState.DEFERRED.value,
+             deliveries.c.next_attempt_at <= now),
+    )
+
+
+def _database_now() -> ColumnElement[datetime]:
+    """The database server's clock, as naive UTC like the stored times (PostgreSQL). Every
+    sender of a scaled-out send compares claims against this one clock, never its own."""
+    return func.timezone("UTC", func.now())
+
+
+def _lease_expired(lease: ColumnElement[timedelta]) -> ColumnElement[bool]:
+    """A row claimed longer ago than `lease` by the database's clock: its sender is presumed
+    dead, and at-least-once means the row goes again."""
+    return and_(deliveries.c.state == DeliveryState.SENDING.value,
+                deliveries.c.updated_at < _database_now() - lease)
+
+
+# The two statements run for every message, built once: constructing a SQLAlchemy statement
+# costs more than SQLite takes to run it.
+_NOW = bindparam("now", type_=UTCDateTime())
+_CLAIM = (update(deliveries)
+          .where(deliveries.c.id == bindparam("row_id"), _is_due(_NOW))
+          .values(state=DeliveryState.SENDING.value, attempts=bindparam("new_attempts"),
+                  updated_at=_NOW))
+_RECORD = (update(deliveries)
+           .where(deliveries.c.id == bindparam("row_id"))
+           .values(state=bindparam("new_state"), last_code=bindparam("code"),
+                   last_reply=bindparam("reply"),
+                   next_attempt_at=bindparam("next_at", type_=UTCDateTime()),
+                   updated_at=_NOW, sent_at=bindparam("sent", type_=UTCDateTime())))
+
+
+def _answer(delivery: Delivery, outcome: SendOutcome, now: datetime, policy: RetryPolicy,
+            started: datetime | None) -> tuple[DeliveryState, datetime | None]:
+    """The state a server's answer leads to: a 4xx becomes deferred with backoff, or failed
+    once max_attempts is used up or the next try would fall after give_up_after (counted
+    from `started`); and when the next try is due."""
+    attempts = delivery.attempts + 1
+    if outcome.state is not DeliveryState.DEFERRED:
+        return outcome.state, None
+    next_attempt = now + policy.delay(attempts)
+    too_late = started is not None and next_attempt > started + policy.give_up_after
+    if attempts >= policy.max_attempts or too_late:
+        return DeliveryState.FAILED, None
+    return DeliveryState.DEFERRED, next_attempt
+
+
+@dataclass(frozen=True)
+class Admits:
+    """Whether a subscriber may still be sent to, asked inside the claim's own transaction.
+    The subscribers room provides both forms; the pipeline plugs them in."""
+
+    # SQLite: a condition on the subscriber id column, joined into the claim's UPDATE, so
+    # the check costs no extra statement and runs under the claim's write lock.
+    clause: Callable[[ColumnElement[int]], ColumnElement[bool]]
+    # PostgreSQL: a read of the subscriber that locks the row FOR SHARE until the claim
+    # commits, so an unsubscribe lands either before the check or after the claim.
+    locked_check: Callable[[Connection, int], bool]
+
+
+class Claim(enum.Enum):
+    CLAIMED = "claimed"  # `sending`, committed: send it
+    TAKEN = "taken"  # not due any more: another sender has it, or it was recorded
+    LEFT = "left"  # the subscriber left before the claim: recorded failed, never sent
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row `claim_next` took: to send, or (`left`) already recorded as not sent."""
+
+    delivery: Delivery
+    left: bool
+
+
+class LedgerWriter:
+    """A sender connection's writes to its rows, each committed before it returns, on one
+    connection kept for the whole send (a pool checkout per message cost a fifth of the
+    time per message).
+
+    With `admits`, every claim asks, in its own transaction, whether the subscriber may
+    still be sent to: an unsubscribe committed before the claim is always honoured, and one
+    committed after it can only meet the message already on its way. On SQLite the check
+    is part of the claim's UPDATE (one statement, under its write lock); on PostgreSQL the
+    subscriber row is read FOR SHARE in the claim's transaction."""
+
+    def __init__(self, connection: Connection, admits: Admits | None = None) -> None:
+        self.connection = connection
+        self.admits = admits
+        # Built once per writer: the claim of a row whose reader may still get it.
+        self._claim_admitted = (_CLAIM.where(admits.clause(deliveries.c.subscriber_id))
+                                if admits is not None else _CLAIM)
+        # PostgreSQL can hand each sender the next row nobody else holds; SQLite has one
+        # writer at a time, and there the read-then-claim of a batch is faster.
+        self.skips_locked = connection.dialect.name == "postgresql"
+
+    @contextmanager
+    def _committed(self) -> Iterator[None]:
+        """One transaction on the kept connection: committed on leaving, rolled back on any
+        error (a half-written claim must not ride along with the next commit)."""
+        try:
+            yield
+        except BaseException:
+            self.connection.rollback()
+            raise
+        self.connection.commit()
+
+    def claim_next(self, issue_id: int, now: datetime, lease: timedelta) -> Claimed | None:
+        """PostgreSQL: take the oldest due row that no other sender holds, or whose claim is
+        older than `lease`, and mark it `sending`, in one committed statement (UPDATE …
+        WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)). Several `ainews send` processes, on
+        several machines, then share one issue without waiting for, or racing over, each
+        other's rows. The claim time is the database's: hosts' clocks may disagree. None
+        when nothing is due."""
+        lease_param = bindparam("lease", lease, type_=Interval())
+        next_due = (select(deliveries.c.id)
+                    .where(deliveries.c.issue_id == issue_id,
+                           or_(_is_due(now), _lease_expired(lease_param)))
+                    .order_by(deliveries.c.id).limit(1)
+                    .with_for_update(skip_locked=True).scalar_subquery())
+        statement = (update(deliveries).where(deliveries.c.id == next_due)
+                     .values(state=DeliveryState.SENDING.value,
+                             attempts=deliveries.c.attempts + 1, updated_at=_database_now())
+                     .returning(deliveries.c.id, deliveries.c.subscriber_id,
+                                deliveries.c.email, deliveries.c.name, deliveries.c.token,
+                                deliveries.c.attempts))
+        with self._committed():
+            row = self.connection.execute(statement).first()
+            if row is None:
+                return None
+            # `attempts` counts this claim already; a Delivery carries the count before it.
+            delivery = Delivery(id=row.id, attempts=row.attempts - 1, recipient=Recipient(
+                subscriber_id=row.subscriber_id, email=row.email, name=row.name,
+                token=row.token))
+            left = not self._admitted(delivery, now)
+        return Claimed(delivery, left)
+
+    def _admitted(self, delivery: Delivery, now: datetime) -> bool:
+        """PostgreSQL, in the claim's transaction: whether the subscriber may still get it;
+        if not, the row is recorded failed (not sent) in the same commit."""
+        if self.admits is None or self.admits.locked_check(self.connection,
+                                                           delivery.recipient.subscriber_id):
+            return True
+        self._record_left(delivery, now)
+        return False
+
+    def _record_left(self, delivery: Delivery, now: datetime) -> None:
+        self.connection.execute(_RECORD, {
+            "row_id": delivery.id, "new_state": DeliveryState.FAILED.value, "code": 0,
+            "reply": NOT_ACTIVE_REPLY, "next_at": None, "now": now, "sent": None})
+
+    def _claim(self, delivery: Delivery, now: datetime) -> Claim:
+        params = {"row_id": delivery.id, "now": now, "new_attempts": delivery.attempts + 1}
+        if self.connection.execute(self._claim_admitted, params).rowcount == 1:
+            return Claim.CLAIMED
+        if self.admits is None:
+            return Claim.TAKEN
+        # Not claimed: another sender has it, or its reader left. Claiming it without the
+        # reader's condition tells which (the rare path: a second statement).
+        if self.connection.execute(_CLAIM, params).rowcount != 1:
+            return Claim.TAKEN
+        self._record_left(delivery, now)
+        return Claim.LEFT
+
+    def claim(self, delivery: Delivery, now: datetime) -> Claim:
+        """SQLite: mark the row `sending`, committed before MAIL FROM, if it is still due
+        and its subscriber may still get it. The check and the write are one UPDATE, so of
+        two senders racing for a row exactly one wins (TAKEN for the other)."""
+        with self._committed():
+            return self._claim(delivery, now)
+
+    def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
+               policy: RetryPolicy, started: datetime | None = None,
+               then_claim: Delivery | None = None) -> tuple[DeliveryState, Claim | None]:
+        """Store the server's answer (see `_answer`), committed at once. With `then_claim`
+        the next row's claim goes in the same commit: its `sending` is still committed
+        before its MAIL FROM, and a send costs one commit per message instead of two.
+        Returns the state written and what became of the next row's claim."""
+        state, next_attempt = _answer(delivery, outcome, now, policy, started)
+        claimed: Claim | None = None
+        with self._committed():
+            self.connection.execute(_RECORD, {
+                "row_id": delivery.id, "new_state": state.value, "code": outcome.code,
+                "reply": outcome.reply[:1000], "next_at": next_attempt, "now": now,
+                "sent": now if state is DeliveryState.SENT else None})
+            if then_claim is not None:
+                claimed = self._claim(then_claim, now)
+        return state, claimed
+
+    def requeue(self, delivery: Delivery, now: datetime) -> None:
+        """Undo a claim when the message never went (server down, send stopped). Resending
+        it later is what the at-least-once contract asks for."""
+        with self._committed():
+            self.connection.execute(update(deliveries).where(
+                deliveries.c.id == delivery.id).values(
+                    state=DeliveryState.QUEUED.value, attempts=delivery.attempts,
+                    updated_at=now))

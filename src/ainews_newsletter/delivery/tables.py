@@ -1,0 +1,75 @@
+"""The ledger's tables (SQLAlchemy Core): one frozen issue row per (list, period), the posts
+each issue carried, and one delivery row per (issue, subscriber). The migrations in
+migrations/versions build them; tests/test_migrations.py checks the two agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from ainews_newsletter.database import UTCDateTime
+
+metadata = MetaData()
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("list_id", String(255), nullable=False),
+    Column("period_key", String(64), nullable=False),
+    Column("period_start", UTCDateTime(), nullable=False),
+    Column("period_end", UTCDateTime(), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("preheader", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("unsubscribe_placeholder", String(255), nullable=False),
+    Column("post_count", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("snapshot_at", UTCDateTime(), nullable=True),  # set once the audience is copied
+    # One issue per list and period, enforced by the database, not by a process.
+    UniqueConstraint("list_id", "period_key", name="uq_issue_list_period"),
+)
+
+# The posts each issue carried, so a later issue never carries them again.
+issue_posts = Table(
+    "issue_posts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("guid", Text, nullable=True),
+    Column("url", Text, nullable=False),  # canonical form
+    Column("title", Text, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    # A snapshot of the recipient: the subscriber row may change or vanish after the send.
+    Column("subscriber_id", Integer, nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=True),
+    Column("token", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("last_code", Integer, nullable=True),
+    Column("last_reply", Text, nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
+    Index("ix_delivery_issue_state", "issue_id", "state"),
+)
