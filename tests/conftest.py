@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -27,6 +28,18 @@ from ainews_newsletter.database import dispose_all
 from ainews_newsletter.delivery.capture import EphemeralPortController
 
 REPO = Path(__file__).resolve().parent.parent
+# Real files nobody here wrote (bounces, feeds, addresses, exports), beside the repository in
+# the workplace; never copied into it. Tests that read them skip, saying why, without them.
+CORPORA = REPO.parent / "shared" / "corpora"
+
+
+def corpus(*parts: str) -> Path:
+    """A path in ../shared/corpora, or a skip naming what is missing."""
+    path = CORPORA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not here: the shared corpora sit beside the repository "
+                    "(../shared/corpora) in the workplace; they are never copied into it")
+    return path
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -174,6 +187,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     peer: tuple[str, int] = ("", 0)  # the client's address: one per connection
+    mail_options: tuple[str, ...] = ()  # MAIL FROM's parameters (SMTPUTF8, BODY=…)
 
     @property
     def message(self) -> EmailMessage:
@@ -199,6 +213,7 @@ class RecordingHandler:
         # Offer PIPELINING as real MTAs do (aiosmtpd takes pipelined commands but does not
         # say so); off, the client must fall back to one command per round trip.
         self.pipelining = True
+        self.smtputf8 = True  # aiosmtpd offers SMTPUTF8; off, a relay that does not
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:
@@ -212,6 +227,8 @@ class RecordingHandler:
                           responses: list[str]) -> list[str]:
         self.connections += 1
         session.host_name = hostname
+        if not self.smtputf8:
+            responses = [line for line in responses if "SMTPUTF8" not in line.upper()]
         if self.pipelining:
             return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
@@ -238,7 +255,7 @@ class RecordingHandler:
             await asyncio.sleep(self.data_delay)
         self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                       envelope.original_content or envelope.content,
-                                      tuple(session.peer)))
+                                      tuple(session.peer), tuple(envelope.mail_options)))
         if self.drop_after_data:
             server.transport.close()
         return "250 Message accepted"
@@ -253,15 +270,23 @@ class SmtpServer:
         return [rcpt for message in self.handler.messages for rcpt in message.rcpt_tos]
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
+@contextmanager
+def running_smtp_server(**options: Any) -> Iterator[SmtpServer]:
+    """aiosmtpd on 127.0.0.1 and a free port; `options` go to aiosmtpd's SMTP (e.g.
+    enable_SMTPUTF8=True)."""
     handler = RecordingHandler()
-    controller = EphemeralPortController(handler, hostname="127.0.0.1", port=0)
+    controller = EphemeralPortController(handler, hostname="127.0.0.1", port=0, **options)
     controller.start()
     try:
         yield SmtpServer(handler, controller.port)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with running_smtp_server() as server:
+        yield server
 
 
 # -- HTTP feeds ----------------------------------------------------------------------------

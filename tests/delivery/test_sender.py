@@ -3,6 +3,8 @@ one reused connection, a ledger that makes a second send a no-op, and retries by
 
 from __future__ import annotations
 
+import email
+import email.policy
 import fcntl
 import threading
 import time
@@ -529,3 +531,33 @@ def test_memory_backend_keeps_each_message_and_scripted_replies_count(
                for _, _, raw in outbox)
     assert project.query("SELECT last_code FROM deliveries WHERE email = ?",
                          addresses[2]) == [(550,)]
+
+
+def test_an_internationalized_address_goes_with_smtputf8_or_fails_alone(
+        project: Project, smtp_server: SmtpServer) -> None:
+    """RFC 6531: "ömil@example.com" is stored as typed and sent with MAIL FROM … SMTPUTF8
+    to a server that offers it (the To: header in UTF-8); a server that does not fails only
+    that row, saying why."""
+    config = _config(project, smtp_server.port)
+    store = pipeline.open_subscribers(config)
+    store.add("plain@example.com")
+    stored = store.add("Ömil@Example.com", name="Ömil Ünal")
+    assert stored.email == "Ömil@example.com"
+    smtp_server.handler.smtputf8 = False  # a relay without RFC 6531
+    counts = _send(config)
+    assert (counts.sent, counts.failed) == (1, 1)
+    assert smtp_server.recipients() == ["plain@example.com"]
+    [(reply,)] = project.query("SELECT last_reply FROM deliveries WHERE state = 'failed'")
+    assert "does not offer SMTPUTF8" in reply and "Ömil@example.com" in reply
+    smtp_server.handler.smtputf8 = True
+    assert pipeline.retry_failed(config, WEEK) == 1
+    again = _send(config)
+    assert (again.sent, again.failed) == (2, 0)
+    received = smtp_server.handler.messages[-1]
+    assert received.rcpt_tos == ["Ömil@example.com"]
+    assert "SMTPUTF8" in [option.upper() for option in received.mail_options]
+    # Headers in raw UTF-8 (RFC 6532): a reader decodes the message as UTF-8 text.
+    message = email.message_from_string(received.data.decode("utf-8"),
+                                        policy=email.policy.default)
+    to = message["To"].addresses[0]
+    assert (to.addr_spec, to.display_name) == ("Ömil@example.com", "Ömil Ünal")

@@ -81,6 +81,15 @@ def test_buttondown_tabs_and_a_smuggled_display_name() -> None:
     (["uuid", "email", "name", "attributes", "status"], "listmonk"),
     (["email", "subscriber_type", "creation_date"], "buttondown"),
     (["email", "name"], "csv"),
+    (["email", "name", "note", "subscribed_to_emails", "labels"], "ghost"),
+    (["email", "First Name", "Last Name", "status", "tier", "unsubscribed_at"], "beehiiv"),
+    (["email", "expiry", "email_disabled", "type"], "substack"),
+    (["id", "email_address", "first_name", "state", "tags", "created_at"], "kit"),
+    (["Channel id", "Status", "Tier", "Email", "Name", "Surname", "Engagement OptIn"],
+     "tinynews"),
+    (["email", "First name", "Last name", "Date added", "Last modified", "status", "opens"],
+     "tinynews"),
+    (["Email Address", "Subscribed at", "UTM Source"], "curated"),
 ])
 def test_detect(header: list[str], expected: str) -> None:
     assert detect(header) == expected
@@ -114,3 +123,48 @@ def test_crlf_inside_an_address_field_is_rejected(tmp_path: Path) -> None:
     rows = list(open_subscriber_file(path).rows)
     assert isinstance(rows[0], Rejected) and "line break" in rows[0].reason
     assert isinstance(rows[1], ImportRow) and rows[1].line == 4
+
+
+def test_kit_states_and_an_unknown_state_named(tmp_path: Path) -> None:
+    export = tmp_path / "kit.csv"
+    export.write_text("id,email_address,first_name,state,tags,created_at\n"
+                      "1,a@example.com,Ann,active,,2024-01-15T10:30:00Z\n"
+                      "2,b@example.com,Bo,cancelled,,2024-01-15T10:30:00Z\n"
+                      "3,c@example.com,Cy,bounced,,2024-01-15T10:30:00Z\n"
+                      "4,d@example.com,Di,complained,,2024-01-15T10:30:00Z\n"
+                      "5,e@example.com,Ed,frozen,,2024-01-15T10:30:00Z\n", encoding="utf-8")
+    opened = open_subscriber_file(export)
+    rows = list(opened.rows)
+    assert opened.format == "kit"
+    assert [(r.email, r.status) for r in rows if isinstance(r, ImportRow)] == [
+        ("a@example.com", SubscriberStatus.ACTIVE),
+        ("b@example.com", SubscriberStatus.UNSUBSCRIBED),
+        ("c@example.com", SubscriberStatus.BOUNCED),
+        ("d@example.com", SubscriberStatus.COMPLAINED)]
+    [rejected] = [r for r in rows if isinstance(r, Rejected)]
+    assert rejected.line == 6 and rejected.reason == "unknown state 'frozen'"
+
+
+def test_every_format_can_be_asked_for_and_checks_its_columns(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.csv"
+    plain.write_text("email,name\na@example.com,Ann\n", encoding="utf-8")
+    for name in ("mailchimp", "substack", "ghost", "beehiiv", "kit", "buttondown",
+                 "listmonk", "tinynews", "curated"):
+        with pytest.raises(SubscriberError, match=rf"plain\.csv:1: not a {name} export"):
+            open_subscriber_file(plain, name)
+    assert open_subscriber_file(plain, "csv").format == "csv"
+
+
+def test_the_opt_out_rule_beats_any_status(tmp_path: Path) -> None:
+    """"active" and yet unsubscribed_at, deleted_at, email_disabled or subscribed…=false:
+    never imported mailable, in any format."""
+    export = tmp_path / "mixed.csv"
+    export.write_text("email,status,unsubscribed_at,deleted_at,email_disabled,subscribed\n"
+                      "a@example.com,active,2024-01-01,,,\n"
+                      "b@example.com,active,,2024-02-02,,\n"
+                      "c@example.com,active,,,true,\n"
+                      "d@example.com,active,,,,false\n"
+                      "e@example.com,active,,,false,true\n", encoding="utf-8")
+    rows = [r for r in open_subscriber_file(export).rows if isinstance(r, ImportRow)]
+    assert [r.status for r in rows] == [SubscriberStatus.UNSUBSCRIBED] * 4 + [
+        SubscriberStatus.ACTIVE]

@@ -181,8 +181,14 @@ def _to_header(recipient: Recipient) -> bytes:
         line = f"To: {name} <{recipient.email}>" if name else f"To: {recipient.email}"
         if (not name or _PLAIN_NAME.fullmatch(name)) and len(line) <= MAX_LINE:
             return line.encode("ascii") + b"\r\n"
-    single = EmailMessage(policy=MESSAGE_POLICY)
-    single["To"] = _address(recipient.name, recipient.email)
+    if recipient.email.isascii():
+        single = EmailMessage(policy=MESSAGE_POLICY)
+        single["To"] = _address(recipient.name, recipient.email)
+    else:  # RFC 6531: the header in UTF-8, as it travels with SMTPUTF8
+        local, _, domain = recipient.email.rpartition("@")
+        single = EmailMessage(policy=MESSAGE_POLICY.clone(utf8=True))
+        single["To"] = Address(display_name=header_safe(recipient.name or ""),
+                               username=local, domain=domain)
     return single.as_bytes().removesuffix(b"\r\n")  # the header, without the blank line
 
 

@@ -166,21 +166,25 @@ class SmtpTransport:
         return SendOutcome(state=state, code=code, reply=text)
 
     def _transaction(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
-        try:
-            commands = (f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}\r\n"
-                        f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n").encode("ascii")
-        except UnicodeError:
-            return SendOutcome(DeliveryState.FAILED, 0, "address needs SMTPUTF8, not supported")
         self._message_handed_over = False
         if self._connection is None:
             self._connection = self._open()
         connection = self._connection
+        # RFC 6531: an address with a non-ASCII local part (or a UTF-8 header) goes only
+        # to a server that offers SMTPUTF8; elsewhere only this row fails, saying why.
+        utf8 = not (envelope_from.isascii() and recipient.isascii() and message.isascii())
+        if utf8 and not connection.has_extn("smtputf8"):
+            return SendOutcome(DeliveryState.FAILED, 0, f"{self.describe()} does not offer "
+                               f"SMTPUTF8, which {recipient!r} needs (RFC 6531)")
+        options = " SMTPUTF8" if utf8 else ""
+        commands = (f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}{options}\r\n"
+                    f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n").encode()
         if connection.has_extn("pipelining"):
             return self._pipelined(connection, commands, envelope_from, message)
         connection = self._ready_connection()
         self._used = True
         try:
-            code, reply = connection.mail(envelope_from)
+            code, reply = connection.mail(envelope_from, ["SMTPUTF8"] if utf8 else [])
             if code != 250:
                 return self._not_sent(code, reply, envelope_from)
             code, reply = connection.rcpt(recipient)

@@ -47,9 +47,11 @@ def normalize(address: str, check_dns: bool = False) -> tuple[str, str]:
     """(address to store and send to, normalized address) or SubscriberError naming it.
 
     The stored address is the one given (trimmed), or its ASCII form when the domain is
-    internationalized (punycode), so every address can go through any SMTP server without
-    SMTPUTF8. Normalized = that ASCII form, fully lower-cased: mailbox names are
-    case-insensitive at every provider that matters."""
+    internationalized (punycode), so it can go through any SMTP server without SMTPUTF8.
+    A non-ASCII local part (RFC 6531, "ömil@example.com") has no ASCII form: it is stored
+    as its NFC local part at the ASCII domain and needs a relay that offers SMTPUTF8.
+    Normalized = the stored form, fully lower-cased: mailbox names are case-insensitive at
+    every provider that matters."""
     given = address.strip()
     if not given:
         raise SubscriberError("empty email address")
@@ -65,8 +67,13 @@ def normalize(address: str, check_dns: bool = False) -> tuple[str, str]:
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        valid = validate_email(given, check_deliverability=check_dns, allow_smtputf8=False)
+        valid = validate_email(given, check_deliverability=check_dns, allow_smtputf8=True)
     except EmailNotValidError as exc:
         raise SubscriberError(f"{given!r} is not a valid email address: {exc}") from None
-    ascii_form = valid.ascii_email or valid.normalized
+    if valid.ascii_email is None:  # an internationalized local part: SMTPUTF8 only
+        stored = f"{valid.local_part}@{valid.ascii_domain}"
+        return stored, stored.lower()
+    ascii_form = valid.ascii_email
     return (given if given.isascii() else ascii_form), ascii_form.lower()
+
+

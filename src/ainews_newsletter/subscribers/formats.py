@@ -1,7 +1,9 @@
-"""Subscriber files as people really have them: exports from Mailchimp, Substack, listmonk
-and Buttondown, and our own CSV. The format is detected from the header row; UTF-8 with or
-without BOM; `,` `;` or tab delimited; quoted fields with newlines; CRLF. Each row is
-validated and comes out as an ImportRow or a Rejected with its line number and reason."""
+"""Subscriber files as people really have them: our own CSV, exports of Mailchimp, Substack,
+Ghost, beehiiv, Kit, Buttondown, listmonk, TinyNews and Curated (see `exports`), a Revue
+JSON list, and a plain list of addresses one per line (Medium). The format is detected from
+the header row (or the file's first character); UTF-8 with or without BOM; `,` `;` or tab
+delimited; quoted fields with newlines; CRLF. Each row is validated and comes out as an
+ImportRow or a Rejected with its line number and reason."""
 
 from __future__ import annotations
 
@@ -9,145 +11,36 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from ainews_newsletter.errors import SubscriberError
-from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.exports import (
+    EMAIL_COLUMNS,
+    FORMULA_START,
+    LISTS_COLUMN,
+    MAPPERS,
+    SIGNATURES,
+    Mapper,
+    Row,
+    UnknownStatus,
+    cell,
+    column_key,
+    detect,
+    fits,
+    read_row,
+    unescape_formula,
+)
 from ainews_newsletter.subscribers.importer import ImportRow, Rejected
 from ainews_newsletter.subscribers.names import clean_name
 
-FORMATS = ("auto", "csv", "mailchimp", "substack", "listmonk", "buttondown")
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# "lines": one address per line, no header (Medium's export); "revue": Revue's JSON.
+FORMATS = ("auto", *MAPPERS, "lines")
 csv.field_size_limit(1024 * 1024)  # a long attributes column is not an error
-
-Row = dict[str, str]
-Mapper = Callable[[Row], tuple[str, str | None, SubscriberStatus | None, dict[str, Any] | None]]
-# Our own export names the lists a subscriber is on ("a;b"); importing it restores them.
-LISTS_COLUMN = "lists"
-
-
-def _cell(row: Row, *names: str) -> str:
-    for name in names:
-        value = row.get(name)
-        if value:
-            return unescape_formula(value.strip())
-    return ""
-
-
-def unescape_formula(value: str) -> str:
-    """Undo the `'` our export puts before a cell a spreadsheet would run as a formula."""
-    starts = value[1:2]
-    return value[1:] if value.startswith("'") and starts and starts in (*FORMULA_START, "'") \
-        else value
-
-
-def _truthy(value: str) -> bool:
-    return value.strip().lower() in ("true", "yes", "1", "t", "y")
-
-
-class UnknownStatus(ValueError):
-    """A status column value we cannot map: the row is rejected, never guessed active."""
-
-
-_STATUS_WORDS = {status.value: status for status in SubscriberStatus} | {
-    "subscribed": SubscriberStatus.ACTIVE, "confirmed": SubscriberStatus.ACTIVE,
-    "enabled": SubscriberStatus.ACTIVE, "unconfirmed": SubscriberStatus.PENDING,
-    "inactive": SubscriberStatus.UNSUBSCRIBED, "disabled": SubscriberStatus.UNSUBSCRIBED,
-    "blocklisted": SubscriberStatus.UNSUBSCRIBED, "blacklisted": SubscriberStatus.UNSUBSCRIBED,
-    "cleaned": SubscriberStatus.BOUNCED, "spam": SubscriberStatus.COMPLAINED,
-}
-
-
-def _ours(row: Row) -> tuple[str, str | None, SubscriberStatus | None, dict[str, Any] | None]:
-    status = _cell(row, "status").lower()
-    if status and status not in _STATUS_WORDS:
-        raise UnknownStatus(f"unknown status {status!r} (use one of "
-                            f"{', '.join(s.value for s in SubscriberStatus)})")
-    attributes = _cell(row, "attributes")
-    return (_cell(row, "email", "email address", "e-mail"), _cell(row, "name") or None,
-            _STATUS_WORDS.get(status), _json_object(attributes))
-
-
-def _mailchimp(row: Row) -> tuple[str, str | None, SubscriberStatus | None, dict[str, Any] | None]:
-    name = " ".join(part for part in (_cell(row, "first name"), _cell(row, "last name")) if part)
-    # Mailchimp exports one file per audience status; the timestamp columns tell which.
-    if _cell(row, "unsub_time"):
-        status = SubscriberStatus.UNSUBSCRIBED
-    elif _cell(row, "clean_time"):
-        status = SubscriberStatus.BOUNCED
-    else:
-        status = SubscriberStatus.ACTIVE
-    tags = _cell(row, "tags")
-    return (_cell(row, "email address"), name or None, status,
-            {"tags": tags} if tags else None)
-
-
-def _substack(row: Row) -> tuple[str, str | None, SubscriberStatus | None, dict[str, Any] | None]:
-    # email_disabled: the reader turned emails off; active_subscription: a paying reader.
-    status = (SubscriberStatus.UNSUBSCRIBED if _truthy(_cell(row, "email_disabled"))
-              else SubscriberStatus.ACTIVE)
-    paid = _truthy(_cell(row, "active_subscription"))
-    return _cell(row, "email"), _cell(row, "name") or None, status, {"paid": True} if paid else None
-
-
-_LISTMONK_STATUS = {"enabled": SubscriberStatus.ACTIVE, "disabled": SubscriberStatus.UNSUBSCRIBED,
-                    "blocklisted": SubscriberStatus.UNSUBSCRIBED}
-
-
-def _listmonk(row: Row) -> tuple[str, str | None, SubscriberStatus | None, dict[str, Any] | None]:
-    status = _LISTMONK_STATUS.get(_cell(row, "status").lower(), SubscriberStatus.ACTIVE)
-    return (_cell(row, "email"), _cell(row, "name") or None, status,
-            _json_object(_cell(row, "attributes")))
-
-
-_BUTTONDOWN_STATUS = {
-    "regular": SubscriberStatus.ACTIVE, "premium": SubscriberStatus.ACTIVE,
-    "gifted": SubscriberStatus.ACTIVE, "trialed": SubscriberStatus.ACTIVE,
-    "unactivated": SubscriberStatus.PENDING, "unpaid": SubscriberStatus.ACTIVE,
-    "unsubscribed": SubscriberStatus.UNSUBSCRIBED, "removed": SubscriberStatus.UNSUBSCRIBED,
-    "complained": SubscriberStatus.COMPLAINED, "undeliverable": SubscriberStatus.BOUNCED,
-}
-
-
-def _buttondown(row: Row) -> tuple[str, str | None, SubscriberStatus | None,
-                                   dict[str, Any] | None]:
-    status = _BUTTONDOWN_STATUS.get(_cell(row, "subscriber_type").lower(),
-                                    SubscriberStatus.ACTIVE)
-    tags = _cell(row, "tags")
-    return _cell(row, "email"), None, status, {"tags": tags} if tags else None
-
-
-MAPPERS: dict[str, Mapper] = {"csv": _ours, "mailchimp": _mailchimp, "substack": _substack,
-                              "listmonk": _listmonk, "buttondown": _buttondown}
-
-
-def _json_object(text: str) -> dict[str, Any] | None:
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return {"raw": text}
-    return value if isinstance(value, dict) and value else None
-
-
-def detect(header: list[str]) -> str:
-    """The export format a header row belongs to."""
-    names = {cell.strip().lower() for cell in header}
-    if "email address" in names and ({"first name", "last name"} & names or
-                                     "member_rating" in names):
-        return "mailchimp"
-    if "email" in names and "active_subscription" in names:
-        return "substack"
-    if "email" in names and "subscriber_type" in names:
-        return "buttondown"
-    if "email" in names and "attributes" in names and "uuid" in names:
-        return "listmonk"
-    return "csv"
+__all__ = ["FORMATS", "FORMULA_START", "detect", "open_subscriber_file", "unescape_formula"]
 
 
 class _CountingReader(io.RawIOBase):
@@ -215,70 +108,144 @@ def _check_text(path: Path) -> None:
                               "CSV, UTF-8)")
 
 
+def _first_line(path: Path) -> str:
+    with path.open(encoding="utf-8-sig", newline="") as peek:
+        return peek.readline()
+
+
+def _looks_like_addresses(first: str) -> bool:
+    """A file of bare addresses: its first line is one address, not a header."""
+    text = first.strip()
+    return ("@" in text and not any(mark in text for mark in (",", ";", "\t", " "))
+            and column_key(text) not in EMAIL_COLUMNS)
+
+
 def open_subscriber_file(path: Path, file_format: str = "auto",
                          check_dns: bool = False) -> Opened:
-    """Open and check the header; rows are read lazily (constant memory for any size)."""
+    """Open and check the header; rows are read lazily (constant memory for any size, but
+    for JSON, which is read whole)."""
     if file_format not in FORMATS:
         raise SubscriberError(f"unknown format {file_format!r}; use one of "
                               f"{', '.join(FORMATS)}")
     _check_text(path)
     _check_encoding(path)
-    with path.open(encoding="utf-8-sig", newline="") as peek:
-        try:
-            first = peek.readline()
-        except UnicodeDecodeError as exc:
-            raise SubscriberError(f"{path}: not UTF-8 text (byte {exc.start}); save it as "
-                                  "UTF-8 CSV") from None
+    first = _first_line(path)
+    if first.lstrip().startswith(("{", "[")) or file_format == "revue":
+        return _open_json(path, file_format, check_dns)
+    if file_format == "lines" or (file_format == "auto" and _looks_like_addresses(first)):
+        return _open_lines(path, check_dns)
     counting = _CountingReader(path.open("rb"))
     handle = io.TextIOWrapper(io.BufferedReader(counting), encoding="utf-8-sig", newline="")
-    try:
-        reader = csv.reader(handle, delimiter=_delimiter(first))
-        header = next(reader, [])
-    except UnicodeDecodeError as exc:
-        handle.close()
-        raise SubscriberError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 "
-                              "CSV") from None
-    columns = [cell.strip() for cell in header]
-    lowered = [cell.lower() for cell in columns]
-    if not ({"email", "email address", "e-mail"} & set(lowered)):
+    reader = csv.reader(handle, delimiter=_delimiter(first))
+    header = next(reader, [])
+    columns = [column.strip() for column in header]
+    keys = [column_key(column) for column in columns]
+    if not set(EMAIL_COLUMNS) & set(keys):
         handle.close()
         raise SubscriberError(f"{path}:1: no email column; the columns found are: "
                               f"{', '.join(repr(c) for c in columns) or 'none'}")
     chosen = detect(columns) if file_format == "auto" else file_format
-    return Opened(chosen, columns, _rows(handle, reader, lowered, MAPPERS[chosen], path,
-                                         check_dns), lambda: counting.bytes_read)
+    if not fits(chosen, set(keys)):
+        handle.close()
+        wanted = " or ".join("+".join(sorted(s)) for s in SIGNATURES[chosen])
+        raise SubscriberError(f"{path}:1: not a {chosen} export: it needs the columns "
+                              f"{wanted}; the columns found are: "
+                              f"{', '.join(repr(c) for c in columns)}")
+    records = _csv_records(handle, reader, keys, path)
+    return Opened(chosen, columns, _rows(records, MAPPERS[chosen], check_dns,
+                                         lists=chosen == "csv"),
+                  lambda: counting.bytes_read)
 
 
-def _rows(handle: IO[str], reader: Any, header: list[str], mapper: Mapper, path: Path,
-          check_dns: bool) -> Iterator[ImportRow | Rejected]:
+def _csv_records(handle: IO[str], reader: Any, keys: list[str],
+                 path: Path) -> Iterator[tuple[int, Row]]:
     line = reader.line_num
     try:
         for record in reader:
             start, line = line + 1, reader.line_num  # a quoted field may span several lines
-            if not any(cell.strip() for cell in record):
+            if not any(value.strip() for value in record):
                 continue
             row: Row = {}
-            for column, value in zip(header, record, strict=False):
+            for key, value in zip(keys, record, strict=False):
                 # A column named twice: the first filled value wins.
-                if column not in row or (not row[column].strip() and value.strip()):
-                    row[column] = value
-            try:
-                email, name, status, attributes = mapper(row)
-            except UnknownStatus as exc:
-                yield Rejected(start, _cell(row, "email", "email address"), str(exc))
-                continue
-            on_lists = tuple(name.strip() for name in _cell(row, LISTS_COLUMN).split(";")
-                             if name.strip()) if mapper is _ours else ()
-            try:
-                stored, normalized = normalize(email, check_dns=check_dns)
-            except SubscriberError as exc:
-                yield Rejected(start, email, str(exc))
-                continue
-            yield ImportRow(start, stored, normalized, clean_name(name), status, attributes,
-                            on_lists)
+                if key not in row or (not row[key].strip() and value.strip()):
+                    row[key] = value
+            yield start, row
     except UnicodeDecodeError as exc:
         raise SubscriberError(f"{path}:{line + 1}: not UTF-8 text (byte {exc.start})") from None
     except csv.Error as exc:
         raise SubscriberError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
     finally:
         handle.close()
+
+
+def _open_lines(path: Path, check_dns: bool) -> Opened:
+    size = path.stat().st_size
+
+    def records() -> Iterator[tuple[int, Row]]:
+        with path.open(encoding="utf-8-sig") as handle:
+            for number, text in enumerate(handle, start=1):
+                if text.strip():
+                    yield number, {"email": text.strip()}
+
+    return Opened("lines", ["email"], _rows(records(), MAPPERS["csv"], check_dns),
+                  lambda: size)
+
+
+def _open_json(path: Path, file_format: str, check_dns: bool) -> Opened:
+    """A JSON array of subscriber objects, or an object holding one (Revue's API answer:
+    {"subscribers": [...]}). Read whole: these exports are small."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise SubscriberError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    if isinstance(data, dict):
+        data = next((value for key in ("subscribers", "members", "data", "results")
+                     if isinstance(value := data.get(key), list)), None)
+    if not isinstance(data, list):
+        raise SubscriberError(f"{path}: expected a JSON list of subscribers (or an object "
+                              "with a \"subscribers\" list)")
+    chosen = "revue" if file_format in ("auto", "revue") else file_format
+    size = path.stat().st_size
+
+    def records() -> Iterator[tuple[int, Row]]:
+        for number, item in enumerate(data, start=1):
+            if isinstance(item, dict):
+                yield number, {column_key(str(key)): _text(value)
+                               for key, value in item.items()}
+
+    return Opened(chosen, sorted({key for item in data if isinstance(item, dict)
+                                  for key in item}),
+                  _rows(records(), MAPPERS.get(chosen, MAPPERS["revue"]), check_dns),
+                  lambda: size)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _rows(records: Iterable[tuple[int, Row]], mapper: Mapper, check_dns: bool,
+          lists: bool = False) -> Iterator[ImportRow | Rejected]:
+    """(line or item number, row) → ImportRow or Rejected, through the format's mapper and
+    the common opt-out rule."""
+    for start, row in records:
+        try:
+            mapped = read_row(row, mapper)
+        except UnknownStatus as exc:
+            yield Rejected(start, cell(row, *EMAIL_COLUMNS), str(exc))
+            continue
+        on_lists = tuple(name.strip() for name in cell(row, LISTS_COLUMN).split(";")
+                         if name.strip()) if lists else ()
+        try:
+            stored, normalized = normalize(mapped.email, check_dns=check_dns)
+        except SubscriberError as exc:
+            yield Rejected(start, mapped.email, str(exc))
+            continue
+        yield ImportRow(start, stored, normalized, clean_name(mapped.name), mapped.status,
+                        mapped.attributes, on_lists)
