@@ -28,6 +28,25 @@ class Post:
     source: str = ""  # where it came from: a file path or a feed URL
     reading_minutes: int = 1
     guid: str | None = None  # a feed item's guid/id; Markdown posts are known by their url
+    # True when the feed gave no title and it was made from the item's first words (RSS 2.0
+    # allows untitled items; micro.blog writes them).
+    title_derived: bool = False
+
+
+@dataclass(frozen=True)
+class Unplaced:
+    """A feed item the project cannot use (no date, an impossible date, no usable link):
+    left out with its reason, while the rest of the feed and the issue go on."""
+
+    source: str
+    item: int  # its position in the feed, from 1
+    title: str
+    link: str | None
+    guid: str | None
+    reason: str
+
+    def describe(self) -> str:
+        return f"feed {self.source}: item {self.item} ({self.guid or self.link or self.title})"
 
 
 @dataclass(frozen=True)

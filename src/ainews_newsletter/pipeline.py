@@ -36,7 +36,7 @@ from ainews_newsletter.models import (
     SendOutcome,
     Window,
 )
-from ainews_newsletter.posts.loader import load_posts
+from ainews_newsletter.posts.loader import load_sources
 from ainews_newsletter.posts.select import Carried, Selection, post_ref, select
 from ainews_newsletter.posts.windows import (
     between,
@@ -89,7 +89,9 @@ def select_posts(config: Config, window: Window) -> Selection:
     Posts carried by an earlier sent issue (of another period) are never carried again."""
     period = resolve_period(config, window)
     refs = open_ledger(config).carried_posts(audience_list(config), except_period=period.key)
-    return select(load_posts(config), period, config.posts.max_posts, Carried.from_refs(refs))
+    loaded = load_sources(config)
+    return select(loaded.posts, period, config.posts.max_posts, Carried.from_refs(refs),
+                  loaded.unplaced)
 
 
 def render_selection(config: Config, selection: Selection, force: bool = False,

@@ -22,8 +22,9 @@ def _parse(name: str) -> tuple[list, list]:  # type: ignore[type-arg]
 
 
 def test_rss_items_become_posts() -> None:
-    posts, problems = _parse("ai-wire.rss")
-    assert problems == []
+    read = _parse("ai-wire.rss")
+    posts, problems = read.posts, read.problems
+    assert problems == [] and read.unplaced == []
     gpu = posts[0]
     assert gpu.title == "GPU Spot Prices Fall for a Third Week"
     assert gpu.published == datetime(2026, 11, 17, 9, 0, tzinfo=UTC)
@@ -41,8 +42,9 @@ def test_rss_items_become_posts() -> None:
 
 
 def test_atom_dates_ids_and_html_titles() -> None:
-    posts, problems = _parse("lab-notes.atom")
-    assert problems == []
+    read = _parse("lab-notes.atom")
+    posts, problems = read.posts, read.problems
+    assert problems == [] and read.unplaced == []
     by_title = {post.title: post for post in posts}
     syndicated = by_title["Open Model Tops Leaderboard (Lab Notes)"]
     assert syndicated.published == datetime(2026, 11, 19, 11, 0, tzinfo=UTC)  # from <updated>
@@ -59,39 +61,42 @@ def test_atom_dates_ids_and_html_titles() -> None:
     ("not-a-feed.xml", "not-a-feed.xml: not an RSS or Atom feed"),
 ])
 def test_documents_that_are_not_feeds(name: str, message: str) -> None:
-    posts, problems = _parse(name)
-    assert posts == [] and len(problems) == 1
-    assert str(problems[0]).startswith(f"feed {message}")
+    read = _parse(name)
+    assert read.posts == [] and len(read.problems) == 1
+    assert str(read.problems[0]).startswith(f"feed {message}")
 
 
-def test_an_item_without_a_date_is_a_problem_not_a_silent_skip() -> None:
-    posts, problems = _parse("undated.rss")
-    assert [post.title for post in posts] == ["Has a date"]
-    assert [str(problem) for problem in problems] == [
-        "feed undated.rss: item 2 (undated-b): field 'published': the item has no published "
-        "or updated date"]
+def test_an_item_without_a_date_is_left_out_with_its_reason_not_silently() -> None:
+    read = _parse("undated.rss")
+    assert [post.title for post in read.posts] == ["Has a date"]
+    assert read.problems == []  # the rest of the feed (and the issue) goes on
+    assert [f"{item.describe()}: {item.reason}" for item in read.unplaced] == [
+        "feed undated.rss: item 2 (undated-b): it has no date (published or updated)"]
 
 
 @pytest.mark.parametrize(("item", "message"), [
     ("<item><link>https://x.example/a</link><pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate>"
-     "</item>", "field 'title' is required"),
+     "</item>", "neither a title nor any text"),
     ("<item><title>T</title><guid isPermaLink='false'>g</guid>"
-     "<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate></item>", "field 'link'"),
+     "<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate></item>", "it has no link"),
     ("<item><title>T</title><link>javascript:alert(1)</link>"
      "<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate></item>", "not an absolute http(s) URL"),
+    ("<item><title>T</title><link>https://x.example/a</link>"
+     "<pubDate>2013-xx-27</pubDate></item>", "its date '2013-xx-27' cannot be read"),
 ])
-def test_bad_items_name_the_field(item: str, message: str) -> None:
+def test_unusable_items_are_left_out_saying_why(item: str, message: str) -> None:
     document = f"<rss version='2.0'><channel><title>c</title>{item}</channel></rss>".encode()
-    posts, problems = parse_feed(document, "inline.rss", DEFAULTS)
-    assert posts == [] and len(problems) == 1
-    assert str(problems[0]).startswith("feed inline.rss: item 1") and message in str(problems[0])
+    read = parse_feed(document, "inline.rss", DEFAULTS)
+    assert read.posts == [] and read.problems == [] and len(read.unplaced) == 1
+    described = f"{read.unplaced[0].describe()}: {read.unplaced[0].reason}"
+    assert described.startswith("feed inline.rss: item 1") and message in described
 
 
 # -- over HTTP -----------------------------------------------------------------------------
 
 def test_fetch_over_http(feed_server: str) -> None:
-    posts, problems = parse_feed(fetch(f"{feed_server}/ai-wire.rss", 5), "wire", DEFAULTS)
-    assert problems == [] and len(posts) == 4
+    read = parse_feed(fetch(f"{feed_server}/ai-wire.rss", 5), "wire", DEFAULTS)
+    assert read.problems == [] and read.unplaced == [] and len(read.posts) == 4
 
 
 def test_fetch_404_names_the_feed(feed_server: str) -> None:

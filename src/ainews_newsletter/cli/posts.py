@@ -17,7 +17,7 @@ from ainews_newsletter.cli.common import (
     print_json,
     window_options,
 )
-from ainews_newsletter.models import Post, Window
+from ainews_newsletter.models import Post, Unplaced, Window
 
 
 @click.group()
@@ -27,8 +27,19 @@ def posts() -> None:
 
 def _post_json(post: Post, state: AppState) -> dict[str, Any]:
     return {"date": post.published.astimezone(state.config.newsletter.tz).isoformat(),
-            "category": post.category, "title": post.title, "url": post.url,
-            "source": post.source, "guid": post.guid}
+            "category": post.category, "title": post.title,
+            "title_derived": post.title_derived, "url": post.url, "source": post.source,
+            "guid": post.guid}
+
+
+# The reason a feed item that cannot be placed is listed under in "excluded".
+UNUSABLE = "unusable"
+
+
+def _unplaced_json(item: Unplaced) -> dict[str, Any]:
+    return {"date": None, "category": None, "title": item.title, "title_derived": False,
+            "url": item.link, "source": item.source, "guid": item.guid, "item": item.item,
+            "reason": UNUSABLE, "detail": item.reason}
 
 
 def _short_source(source: str) -> str:
@@ -58,8 +69,9 @@ def posts_list(state: AppState, window: Window, show_all: bool, as_json: bool) -
             "in_window": selection.in_window,
             "posts": [_post_json(post, state) for post in selection.posts],
             "more": [_post_json(post, state) for post in selection.more],
-            "excluded": [{**_post_json(item.post, state), "reason": item.reason.value,
-                          "detail": item.detail} for item in selection.excluded],
+            "excluded": [*({**_post_json(item.post, state), "reason": item.reason.value,
+                            "detail": item.detail} for item in selection.excluded),
+                         *(_unplaced_json(item) for item in selection.unplaced)],
         })
         return
     tz = state.config.newsletter.tz
@@ -77,13 +89,16 @@ def posts_list(state: AppState, window: Window, show_all: bool, as_json: bool) -
                      if selection.more else ""))
     shown = [item for item in selection.excluded
              if show_all or item.reason is not Reason.OUT_OF_WINDOW]
-    if shown:
+    if shown or selection.unplaced:
         excluded = Table(title="left out")
         for column in ("title", "source", "reason"):
             excluded.add_column(column)
         for item in shown:
             excluded.add_row(item.post.title, _short_source(item.post.source),
                              f"{item.reason.value}: {item.detail}")
+        for unplaced in selection.unplaced:
+            excluded.add_row(unplaced.title, _short_source(unplaced.source),
+                             f"{UNUSABLE}: item {unplaced.item}: {unplaced.reason}")
         console.print(excluded)
     outside = sum(item.reason is Reason.OUT_OF_WINDOW for item in selection.excluded)
     if outside and not show_all:
@@ -94,18 +109,24 @@ def posts_list(state: AppState, window: Window, show_all: bool, as_json: bool) -
 @json_option
 @pass_state
 def posts_check(state: AppState, as_json: bool) -> None:
-    """Read every source and report every problem with its file (or feed) and field.
-    Exit code 1 if there is any."""
+    """Read every source and report every problem with its file (or feed) and field, and
+    every feed item left out with why. Exit code 1 if there is any problem (items left out
+    do not stop an issue, so they do not fail the check)."""
     from ainews_newsletter.posts.loader import read_sources
 
     loaded = read_sources(state.config)
     if as_json:
         print_json({"sources": [{"source": source, "posts": count}
                                 for source, count in loaded.sources],
-                    "problems": [str(problem) for problem in loaded.problems]})
+                    "problems": [str(problem) for problem in loaded.problems],
+                    "left_out": [f"{item.describe()}: {item.reason}"
+                                 for item in loaded.unplaced]})
     else:
         for source, count in loaded.sources:
             console.print(f"{source}: {count} post{'' if count == 1 else 's'}", soft_wrap=True)
+        for item in loaded.unplaced:
+            console.print(f"left out: {item.describe()}: {item.reason}", soft_wrap=True,
+                          markup=False, highlight=False)
         for problem in loaded.problems:
             fail(str(problem))
         total = len(loaded.problems)

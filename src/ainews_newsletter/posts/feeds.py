@@ -1,21 +1,27 @@
-"""RSS 2.0 and Atom feeds, read with feedparser from a URL or a local file. Each item becomes
-a Post: date from published, then updated; guid from the item's guid/id; the item's HTML
-sanitized (nh3) and flattened into the lead. A bad feed or item is a problem naming the feed."""
+"""RSS and Atom feeds, read with feedparser from a URL or a local file, as other people's
+software writes them. Each item becomes a Post: date from published, then updated (read
+strictly, never invented: see `dates`); guid from the item's guid/id; links resolved against
+xml:base, then the feed's own link, then its URL; the item's HTML sanitized (nh3) and
+flattened into the lead; an untitled item titled by its first words. An item that cannot be
+placed (no readable date, no usable link) is left out with its reason (`Unplaced`); a
+document that is not a feed at all is a problem naming the feed."""
 
 from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
 from ainews_newsletter import __version__
 from ainews_newsletter.errors import PostError
-from ainews_newsletter.models import Post
+from ainews_newsletter.models import Post, Unplaced
+from ainews_newsletter.posts.dates import parse_feed_date
 from ainews_newsletter.posts.text import (
     PostDefaults,
     check_web_url,
@@ -62,13 +68,25 @@ def read_file(path: Path) -> bytes:
         raise PostError(f"feed {path}: cannot read: {exc.strerror}") from None
 
 
-def _when(entry: Any, where: str) -> datetime:
-    for key in ("published_parsed", "updated_parsed"):
-        parsed = entry.get(key)
-        if parsed:
-            year, month, day, hour, minute, second = parsed[:6]
-            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-    raise PostError(f"{where}: field 'published': the item has no published or updated date")
+# How long a title made from an item's first words may be (feed readers cut about here).
+DERIVED_TITLE_CHARS = 80
+
+
+class _Unusable(Exception):
+    """This item cannot be placed; the message says why."""
+
+
+def _when(entry: Any) -> datetime:
+    """The item's date from the raw strings (never feedparser's *_parsed tuples, which fill
+    what they cannot read from today's clock)."""
+    for key in ("published", "updated", "created"):
+        raw = str(entry.get(key) or "").strip()
+        if raw:
+            when = parse_feed_date(raw)
+            if when is None:
+                raise _Unusable(f"its date {raw!r} cannot be read")
+            return when
+    raise _Unusable("it has no date (published or updated)")
 
 
 def _text(entry: Any, key: str) -> str:
@@ -78,28 +96,51 @@ def _text(entry: Any, key: str) -> str:
     return html_to_plain(value) if "html" in str(detail.get("type", "")) else value
 
 
-def _post(entry: Any, index: int, source: str, defaults: PostDefaults) -> Post:
+def _absolute(link: str, base: str | None) -> str:
+    if urlsplit(link).scheme:
+        return link
+    if base is None:
+        raise _Unusable(f"its link {link!r} is relative and the feed gives no base to "
+                        "resolve it against")
+    return urljoin(base, link)
+
+
+@dataclass(frozen=True)
+class _Item:
+    index: int
+    source: str
+    base: str | None  # the feed's own link or URL, for relative links xml:base left
+
+
+def _post(entry: Any, item: _Item, defaults: PostDefaults) -> Post:
     guid = str(entry.get("id") or "").strip() or None
     link = str(entry.get("link") or "").strip() or None
-    where = f"feed {source}: item {index} ({guid or link or 'no id'})"
-    title = _text(entry, "title")
-    if not title:
-        raise PostError(f"{where}: field 'title' is required")
+    where = f"feed {item.source}: item {item.index} ({guid or link or 'no id'})"
     if link is None and guid is not None and urlsplit(guid).scheme in ("http", "https"):
         link = guid  # an Atom id or a permalink guid is often the link itself
     if link is None:
-        raise PostError(f"{where}: field 'link': the item has no link")
-    check_web_url(link, where, "link")
+        raise _Unusable("it has no link")
+    link = _absolute(link, item.base)
+    try:
+        check_web_url(link, where, "link")
+    except PostError as exc:
+        raise _Unusable(f"its link is not usable: {exc}") from None
+    published = _when(entry)
     contents = entry.get("content") or []
     body = str(contents[0].get("value", "")) if contents else str(entry.get("summary") or "")
     body_html = sanitize_html(body)
     lead = html_to_plain(sanitize_html(str(entry.get("summary") or ""))) or html_to_plain(body_html)
+    title, derived = _text(entry, "title"), False
+    if not title:
+        title, derived = cut_at_word(lead, DERIVED_TITLE_CHARS), True
+        if not title:
+            raise _Unusable("it has neither a title nor any text to make one from")
     tags = tuple(str(tag.get("term")).strip() for tag in entry.get("tags") or []
                  if str(tag.get("term") or "").strip())
-    slug = urlsplit(link).path.rstrip("/").rsplit("/", 1)[-1] or f"item-{index}"
+    slug = urlsplit(link).path.rstrip("/").rsplit("/", 1)[-1] or f"item-{item.index}"
     return Post(
         title=title,
-        published=_when(entry, where),
+        published=published,
         url=link,
         slug=slug,
         summary=cut_at_word(lead, defaults.summary_chars),
@@ -107,28 +148,55 @@ def _post(entry: Any, index: int, source: str, defaults: PostDefaults) -> Post:
         category=tags[0] if tags else None,
         author=str(entry.get("author") or "").strip() or None,
         tags=tags,
-        source=source,
+        source=item.source,
         reading_minutes=reading_minutes(html_to_plain(body_html)),
         guid=guid,
+        title_derived=derived,
     )
 
 
-def parse_feed(data: bytes, source: str, defaults: PostDefaults,
-               ) -> tuple[list[Post], list[PostError]]:
-    """Posts of a feed document and a problem per bad item; a document that is not an RSS or
-    Atom feed is one problem for the whole source."""
+@dataclass
+class FeedRead:
+    posts: list[Post] = field(default_factory=list)
+    problems: list[PostError] = field(default_factory=list)  # the whole feed failed
+    unplaced: list[Unplaced] = field(default_factory=list)  # items left out, with why
+
+
+def _feed_base(parsed: Any, source: str) -> str | None:
+    """What relative links resolve against once xml:base is applied (feedparser does that):
+    the feed's own self or alternate link when absolute, else the URL it came from."""
+    feed = parsed.get("feed") or {}
+    links = feed.get("links") or []
+    for rel in ("self", "alternate"):
+        for link in links:
+            href = str(link.get("href") or "")
+            if link.get("rel") == rel and urlsplit(href).scheme in ("http", "https"):
+                return href
+    return source if urlsplit(source).scheme in ("http", "https") else None
+
+
+def parse_feed(data: bytes, source: str, defaults: PostDefaults) -> FeedRead:
+    """Posts of a feed document, the items left out and why; a document that is not an RSS
+    or Atom feed is one problem for the whole source."""
+    if data[:1].isspace() and data.lstrip()[:5] == b"<?xml":
+        data = data.lstrip()  # whitespace before the XML declaration: harmless in practice
     parsed = feedparser.parse(data)
     problem = parsed.get("bozo_exception")
+    read = FeedRead()
     if parsed.get("bozo") and not isinstance(problem, _HARMLESS_BOZO):
-        return [], [PostError(f"feed {source}: not a valid RSS or Atom feed (XML error: "
-                              f"{problem})")]
+        read.problems.append(PostError(f"feed {source}: not a valid RSS or Atom feed (XML "
+                                       f"error: {problem})"))
+        return read
     if not parsed.get("version"):
-        return [], [PostError(f"feed {source}: not an RSS or Atom feed")]
-    posts: list[Post] = []
-    problems: list[PostError] = []
+        read.problems.append(PostError(f"feed {source}: not an RSS or Atom feed"))
+        return read
+    base = _feed_base(parsed, source)
     for index, entry in enumerate(parsed.entries, start=1):
         try:
-            posts.append(_post(entry, index, source, defaults))
-        except PostError as exc:
-            problems.append(exc)
-    return posts, problems
+            read.posts.append(_post(entry, _Item(index, source, base), defaults))
+        except _Unusable as exc:
+            read.unplaced.append(Unplaced(
+                source=source, item=index, title=_text(entry, "title") or "(untitled)",
+                link=str(entry.get("link") or "").strip() or None,
+                guid=str(entry.get("id") or "").strip() or None, reason=str(exc)))
+    return read

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-from ainews_newsletter.models import Period, Post, PostRef
+from ainews_newsletter.models import Period, Post, PostRef, Unplaced
 from ainews_newsletter.posts.windows import week_containing
 
 
@@ -33,6 +33,7 @@ class Selection:
     posts: list[Post]  # carried in full, newest first
     more: list[Post] = field(default_factory=list)  # over max_posts: listed as links only
     excluded: list[Excluded] = field(default_factory=list)
+    unplaced: list[Unplaced] = field(default_factory=list)  # feed items no date/link placed
 
     @property
     def in_window(self) -> int:
@@ -88,10 +89,10 @@ def _newest_first(posts: list[Post]) -> list[Post]:
 
 
 def select(posts: Iterable[Post], period: Period, max_posts: int,
-           carried: Carried | None = None) -> Selection:
+           carried: Carried | None = None, unplaced: Iterable[Unplaced] = ()) -> Selection:
     """Window first, then duplicates (the first source listed wins: same guid, or same
     canonical url), then posts an earlier issue carried; newest first, capped at max_posts
-    with the rest kept as links."""
+    with the rest kept as links. `unplaced` feed items are passed through, to be shown."""
     carried = carried or Carried()
     excluded: list[Excluded] = []
     kept: list[Post] = []
@@ -117,7 +118,7 @@ def select(posts: Iterable[Post], period: Period, max_posts: int,
         kept.append(post)
     ordered = _newest_first(kept)
     return Selection(period=period, posts=ordered[:max_posts], more=ordered[max_posts:],
-                     excluded=excluded)
+                     excluded=excluded, unplaced=list(unplaced))
 
 
 def latest_week_with_posts(posts: Iterable[Post], tz: ZoneInfo) -> Period | None:
