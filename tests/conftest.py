@@ -30,7 +30,9 @@ from ainews_newsletter.delivery.capture import EphemeralPortController
 REPO = Path(__file__).resolve().parent.parent
 # Real files nobody here wrote (bounces, feeds, addresses, exports), beside the repository in
 # the workplace; never copied into it. Tests that read them skip, saying why, without them.
-CORPORA = REPO.parent / "shared" / "corpora"
+# A checkout elsewhere can point at them with SHARED_CORPORA (read once, at import; not an
+# AINEWS_ variable, which the config would read as a setting).
+CORPORA = Path(os.environ.get("SHARED_CORPORA") or REPO.parent / "shared" / "corpora")
 
 
 def corpus(*parts: str) -> Path:
