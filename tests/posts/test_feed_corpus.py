@@ -21,9 +21,10 @@ DEFAULTS = PostDefaults(base_url="https://news.example.org", tz=ZoneInfo("UTC"),
                         summary_chars=300)
 
 # Where feedparser's own tests expect a date and ours says "no date", by our rule: two-digit
-# and truncated ISO years whose century is guessed, and a year outside 1970-2100.
+# and truncated ISO years whose century is guessed, a year outside 1970-2100, and a year or
+# year-month without a day (January 1 would be invented).
 OUR_RULE_WINS = {"-0312", "031231", "03-12-31", "-03-12", "03335",
-                 "Thu, 01 Jan 0100 00:00:01 +0100"}
+                 "Thu, 01 Jan 0100 00:00:01 +0100", "2003", "2003-12"}
 
 
 def _dates() -> list[tuple[str, str]]:
@@ -61,6 +62,9 @@ def test_real_world_quirks_are_read(raw: str, utc: str) -> None:
     "2003-12-31T25:14:55Z",  # feedparser rolled over to the next day
     "9999-12-31T23:59:59-99:99", "Fri, 31 Dec 9999 23:59:59 GMT",  # once a traceback
     "Wed, 18 Nov 2026 08:00:00 +1500",  # an offset beyond ±14 h
+    "Wed, 18 Nov 2026 08:00:00 EST+0500",  # a zone and an offset that cancel out
+    "Jan 2004 12 Dec 05 1", "04 Jan 2004 1 2 3",  # feedparser reorders and drops tokens
+    "2024", "2024-05",  # no day
 ])
 def test_dates_that_cannot_be_read_for_sure_are_none(raw: str) -> None:
     assert parse_feed_date(raw) is None
@@ -75,6 +79,44 @@ def test_whitespace_before_the_xml_declaration_is_fine() -> None:
     assert corpus("feeds", "feed-rs", "atom", "atom_scattered.xml").read_bytes()[:1] == b"\n"
     read = _read("feed-rs", "atom", "atom_scattered.xml")
     assert read.problems == [] and len(read.posts) == 1
+
+
+def test_broken_links_leave_the_item_out_never_a_traceback() -> None:
+    document = (b"<rss version='2.0'><channel><title>c</title><link>http://[bad/</link>"
+                b"<item><title>A</title><link>//[oops/x</link>"
+                b"<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate></item>"
+                b"<item><title>B</title><guid>http://[x</guid>"
+                b"<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate></item>"
+                b"<item><title>C</title><link>relative/c</link>"
+                b"<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate></item>"
+                b"</channel></rss>")
+    read = parse_feed(document, "https://site.example/feed.xml", DEFAULTS)
+    assert read.problems == []
+    assert [post.url for post in read.posts] == ["https://site.example/relative/c"]
+    assert [item.item for item in read.unplaced] == [1, 2]
+
+
+def test_rss_relative_links_resolve_against_the_channel_link_not_the_feed_url() -> None:
+    document = (b"<rss version='2.0' xmlns:atom='http://www.w3.org/2005/Atom'><channel>"
+                b"<title>c</title><link>https://site.example/blog/</link>"
+                b"<atom:link rel='self' href='https://site.example/blog/feed/'/>"
+                b"<item><title>A</title><link>2024/post</link>"
+                b"<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate></item>"
+                b"<item><title>B</title><link>/x</link><pubDate>Thu, 19 Nov 2026 08:00:00 GMT"
+                b"</pubDate><updated>Wed, 18 Nov 2026</updated></item>"
+                b"</channel></rss>")
+    read = parse_feed(document, "feed.xml", DEFAULTS)
+    assert [post.url for post in read.posts] == ["https://site.example/blog/2024/post",
+                                                 "https://site.example/x"]
+
+
+def test_an_unreadable_published_date_falls_back_to_updated() -> None:
+    document = (b"<feed xmlns='http://www.w3.org/2005/Atom'><title>t</title>"
+                b"<entry><title>A</title><link href='https://a.example/1'/><id>1</id>"
+                b"<published>2013-xx-27</published><updated>2013-01-27T10:00:00Z</updated>"
+                b"</entry></feed>")
+    [post] = parse_feed(document, "a.atom", DEFAULTS).posts
+    assert post.published == datetime(2013, 1, 27, 10, tzinfo=UTC)
 
 
 def test_relative_links_resolve_against_the_feeds_own_link() -> None:

@@ -76,7 +76,8 @@ def test_buttondown_tabs_and_a_smuggled_display_name() -> None:
 
 
 @pytest.mark.parametrize(("header", "expected"), [
-    (["Email Address", "First Name", "Last Name"], "mailchimp"),
+    (["Email Address", "First Name", "Last Name", "MEMBER_RATING"], "mailchimp"),
+    (["Email Address", "First Name", "Last Name", "Status"], "csv"),  # anyone's columns
     (["email", "active_subscription", "expiry"], "substack"),
     (["uuid", "email", "name", "attributes", "status"], "listmonk"),
     (["email", "subscriber_type", "creation_date"], "buttondown"),
@@ -153,6 +154,60 @@ def test_every_format_can_be_asked_for_and_checks_its_columns(tmp_path: Path) ->
         with pytest.raises(SubscriberError, match=rf"plain\.csv:1: not a {name} export"):
             open_subscriber_file(plain, name)
     assert open_subscriber_file(plain, "csv").format == "csv"
+
+
+@pytest.mark.parametrize(("header", "detected"), [
+    ("Email Address,First Name,Last Name,Status", "csv"),
+    ("email,name,subscribed_to_emails,status", "ghost"),
+    ("email,active_subscription,status", "substack"),
+    ("Email Address,Subscribed at,Status", "curated"),
+    ("email_address,id,first_name,last_name,state", "kit"),
+])
+def test_a_status_column_is_read_in_every_format(tmp_path: Path, header: str,
+                                                 detected: str) -> None:
+    export = tmp_path / "export.csv"
+    cells = len(header.split(","))
+    export.write_text(f"{header}\n" + ",".join(["a@example.com", *[""] * (cells - 2),
+                                                 "unsubscribed"]) + "\n"
+                      + ",".join(["b@example.com", *[""] * (cells - 2), "frozen"]) + "\n",
+                      encoding="utf-8")
+    opened = open_subscriber_file(export)
+    rows = list(opened.rows)
+    assert opened.format == detected
+    assert [(r.email, r.status) for r in rows if isinstance(r, ImportRow)] == [
+        ("a@example.com", SubscriberStatus.UNSUBSCRIBED)]
+    [rejected] = [r for r in rows if isinstance(r, Rejected)]
+    assert rejected.email == "b@example.com" and "'frozen'" in rejected.reason
+
+
+def test_json_lists_of_objects_or_addresses(tmp_path: Path) -> None:
+    objects = tmp_path / "a.json"
+    objects.write_text('\n[{"email": "a@example.com", "status": "unsubscribed"},'
+                       ' {"email": "b@example.com"}]', encoding="utf-8")
+    rows = list(open_subscriber_file(objects).rows)
+    assert [(r.email, r.status) for r in rows if isinstance(r, ImportRow)] == [
+        ("a@example.com", SubscriberStatus.UNSUBSCRIBED), ("b@example.com", None)]
+    bare = tmp_path / "b.json"
+    bare.write_text('["c@example.com", 7]', encoding="utf-8")
+    rows = list(open_subscriber_file(bare).rows)
+    assert [r.email for r in rows if isinstance(r, ImportRow)] == ["c@example.com"]
+    assert [(r.line, r.email) for r in rows if isinstance(r, Rejected)] == [(2, "7")]
+    deep = tmp_path / "c.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(SubscriberError, match="nested too deeply"):
+        open_subscriber_file(deep)
+
+
+def test_nulls_are_empty_and_more_opt_out_columns(tmp_path: Path) -> None:
+    export = tmp_path / "generic.csv"
+    export.write_text("email,unsubscribed_at,is_subscribed,email_opt_out,unsubscribed\n"
+                      "a@example.com,NULL,,,\n"
+                      "b@example.com,0000-00-00,,,\n"
+                      "c@example.com,,false,,\n"
+                      "d@example.com,,,true,\n"
+                      "e@example.com,,,,2024-03-01\n", encoding="utf-8")
+    rows = [r for r in open_subscriber_file(export).rows if isinstance(r, ImportRow)]
+    assert [r.status for r in rows] == [None, None] + [SubscriberStatus.UNSUBSCRIBED] * 3
 
 
 def test_the_opt_out_rule_beats_any_status(tmp_path: Path) -> None:

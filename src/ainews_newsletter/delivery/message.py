@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from html import escape
+from typing import Any
 from urllib.parse import quote
 
 from ainews_newsletter.config import NewsletterConfig
@@ -64,7 +65,7 @@ def unsubscribe_url(newsletter: NewsletterConfig, token: str) -> str:
 def notice_message(newsletter: NewsletterConfig, to_address: str, subject: str, text: str,
                    date: datetime) -> bytes:
     """A one-off plain-text mail from the newsletter (the sign-up confirmation)."""
-    message = EmailMessage(policy=MESSAGE_POLICY)
+    message = EmailMessage(policy=_policy_for(to_address))
     message["From"] = _address(newsletter.name, newsletter.from_)
     message["To"] = _address(None, to_address)
     message["Subject"] = header_safe(subject)
@@ -92,7 +93,15 @@ def message_id(newsletter: NewsletterConfig, issue_key: str, subscriber_id: int)
 
 
 def _address(name: str | None, addr_spec: str) -> Address:
+    if not addr_spec.isascii():  # RFC 6531: the stdlib refuses such an addr_spec whole
+        local, _, domain = addr_spec.rpartition("@")
+        return Address(display_name=header_safe(name or ""), username=local, domain=domain)
     return Address(display_name=header_safe(name or ""), addr_spec=addr_spec)
+
+
+def _policy_for(address: str) -> Any:
+    """UTF-8 headers (RFC 6532) for a reader whose address needs SMTPUTF8; else ASCII."""
+    return MESSAGE_POLICY if address.isascii() else MESSAGE_POLICY.clone(utf8=True)
 
 
 def build_message(rendered: RenderedIssue, recipient: Recipient, newsletter: NewsletterConfig,
@@ -181,14 +190,8 @@ def _to_header(recipient: Recipient) -> bytes:
         line = f"To: {name} <{recipient.email}>" if name else f"To: {recipient.email}"
         if (not name or _PLAIN_NAME.fullmatch(name)) and len(line) <= MAX_LINE:
             return line.encode("ascii") + b"\r\n"
-    if recipient.email.isascii():
-        single = EmailMessage(policy=MESSAGE_POLICY)
-        single["To"] = _address(recipient.name, recipient.email)
-    else:  # RFC 6531: the header in UTF-8, as it travels with SMTPUTF8
-        local, _, domain = recipient.email.rpartition("@")
-        single = EmailMessage(policy=MESSAGE_POLICY.clone(utf8=True))
-        single["To"] = Address(display_name=header_safe(recipient.name or ""),
-                               username=local, domain=domain)
+    single = EmailMessage(policy=_policy_for(recipient.email))
+    single["To"] = _address(recipient.name, recipient.email)
     return single.as_bytes().removesuffix(b"\r\n")  # the header, without the blank line
 
 

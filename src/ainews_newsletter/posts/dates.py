@@ -1,17 +1,19 @@
 """Feed dates read strictly, never invented.
 
 RFC 822/1123 (RSS `pubDate`) and RFC 3339/ISO 8601/W3C-DTF (Atom, `dc:date`) are parsed here,
-strictly: a missing space after the comma is fine, but a missing month, an hour of 25, a day
-of 99, a year outside 1970-2100 or an offset beyond ±14 h is no date. Other forms (asctime,
-Greek, Korean, Hungarian, Perforce) go to feedparser's looser parsers, whose answer is taken
-only when it agrees with the raw string: feedparser fills what it cannot read from today's
-clock ("2013-xx-27" became a day of the current month), which would date a story by when
-the issue was built. Anything else is None, never a traceback."""
+strictly: a missing space after the comma is fine, but a missing month or day, an hour of
+25, a day of 99, a year outside 1970-2100 or an offset beyond ±14 h is no date. Other forms
+(asctime, Greek, Korean, Hungarian, Perforce) go to feedparser's looser parsers, each asked
+only about its own shape, whose answer is taken only when it agrees with the raw string:
+feedparser fills what it cannot read from today's clock ("2013-xx-27" became a day of the
+current month), which would date a story by when the issue was built. Anything else is
+None, never a traceback."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 MIN_YEAR, MAX_YEAR = 1970, 2100
 MAX_OFFSET = timedelta(hours=14)
@@ -79,6 +81,8 @@ def parse_rfc822(text: str) -> datetime | None:
         hours = _ZONES.get(found["zone"].lower())
         if hours is None:
             return None
+        if found["offset"] is not None and hours != 0:
+            return None  # "EST+0500": an offset may only follow GMT/UTC ("GMT-01:01")
         offset = timedelta(hours=hours)
     if found["offset"] is not None:
         extra = _offset(found["offset"])
@@ -95,6 +99,9 @@ def parse_iso(text: str) -> datetime | None:
     found = _ISO.fullmatch(text.strip())
     if found is None:
         return None
+    if found["day"] is None:
+        return None  # "2003" or "2003-12": no day to place a story in a week (January 1 would
+        # be invented)
     offset = timedelta(0)
     if found["zone"] is not None:
         parsed = _offset(found["zone"])
@@ -126,16 +133,32 @@ def _agrees(raw: str, when: datetime) -> bool:
             and (bool({day.month for day in near} & numbers) or has_month_word))
 
 
+# The shapes feedparser's looser parsers are asked about; anything else is no date (they
+# reorder and drop tokens: "Jan 2004 12 Dec 05 1" read as 12 January).
+_ASCTIME = re.compile(r"[A-Za-z]{3} [A-Za-z]{3} +\d{1,2} \d{1,2}:\d{2}:\d{2}"
+                      r"(?: [+-]\d{4})? \d{4}")
+_JAVASCRIPT = re.compile(r"[A-Za-z]{3} [A-Za-z]{3} \d{1,2} \d{4} \d{1,2}:\d{2}:\d{2}"
+                         r"(?: [+-]\d{4})?(?: \([^)]*\))?")
+_PERFORCE = re.compile(r"[A-Za-z]{3}, \d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} [A-Za-z]{2,5}")
+
+
 def _looser(text: str) -> datetime | None:
-    """feedparser's parsers for the forms not parsed above (asctime, Perforce, Hungarian,
-    Greek, Korean, and RFC 822's looser cousins such as JavaScript's "Thu Aug 30 2012
-    17:26:16 +0200"), each taken only when it agrees with the raw string."""
+    """feedparser's parsers for the other forms real feeds use, each asked only about its own
+    shape and taken only when its reading agrees with the raw string: asctime, JavaScript's
+    Date, Perforce, and (for text with non-ASCII letters) Hungarian, Greek and Korean."""
     from feedparser.datetimes import asctime, greek, hungarian, korean, perforce, rfc822
 
-    for parser in (asctime._parse_date_asctime, perforce._parse_date_perforce,
-                   hungarian._parse_date_hungarian, greek._parse_date_greek,
-                   korean._parse_date_nate, korean._parse_date_onblog,
-                   rfc822._parse_date_rfc822):
+    parsers: list[Any] = []
+    if _ASCTIME.fullmatch(text):
+        parsers.append(asctime._parse_date_asctime)
+    elif _JAVASCRIPT.fullmatch(text):
+        parsers.append(rfc822._parse_date_rfc822)
+    elif _PERFORCE.fullmatch(text):
+        parsers.append(perforce._parse_date_perforce)
+    elif not text.isascii():
+        parsers += [hungarian._parse_date_hungarian, greek._parse_date_greek,
+                    korean._parse_date_nate, korean._parse_date_onblog]
+    for parser in parsers:
         try:
             parsed = parser(text)
             if parsed is None:

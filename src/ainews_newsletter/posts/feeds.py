@@ -77,16 +77,27 @@ class _Unusable(Exception):
 
 
 def _when(entry: Any) -> datetime:
-    """The item's date from the raw strings (never feedparser's *_parsed tuples, which fill
-    what they cannot read from today's clock)."""
+    """The item's date from the raw strings, published first, else updated (never
+    feedparser's *_parsed tuples, which fill what they cannot read from today's clock)."""
+    unreadable: str | None = None
     for key in ("published", "updated", "created"):
         raw = str(entry.get(key) or "").strip()
         if raw:
             when = parse_feed_date(raw)
-            if when is None:
-                raise _Unusable(f"its date {raw!r} cannot be read")
-            return when
+            if when is not None:
+                return when
+            unreadable = unreadable or raw
+    if unreadable is not None:
+        raise _Unusable(f"its date {unreadable!r} cannot be read")
     raise _Unusable("it has no date (published or updated)")
+
+
+def _scheme(url: str) -> str | None:
+    """The URL's scheme, or None when it does not even split ("http://[oops")."""
+    try:
+        return urlsplit(url).scheme
+    except ValueError:
+        return None
 
 
 def _text(entry: Any, key: str) -> str:
@@ -97,12 +108,18 @@ def _text(entry: Any, key: str) -> str:
 
 
 def _absolute(link: str, base: str | None) -> str:
-    if urlsplit(link).scheme:
+    scheme = _scheme(link)
+    if scheme is None:
+        raise _Unusable(f"its link {link!r} is not a URL")
+    if scheme:
         return link
     if base is None:
         raise _Unusable(f"its link {link!r} is relative and the feed gives no base to "
                         "resolve it against")
-    return urljoin(base, link)
+    try:
+        return urljoin(base, link)
+    except ValueError:
+        raise _Unusable(f"its link {link!r} is not a URL") from None
 
 
 @dataclass(frozen=True)
@@ -116,14 +133,15 @@ def _post(entry: Any, item: _Item, defaults: PostDefaults) -> Post:
     guid = str(entry.get("id") or "").strip() or None
     link = str(entry.get("link") or "").strip() or None
     where = f"feed {item.source}: item {item.index} ({guid or link or 'no id'})"
-    if link is None and guid is not None and urlsplit(guid).scheme in ("http", "https"):
+    if link is None and guid is not None and _scheme(guid) in ("http", "https"):
         link = guid  # an Atom id or a permalink guid is often the link itself
     if link is None:
         raise _Unusable("it has no link")
     link = _absolute(link, item.base)
     try:
         check_web_url(link, where, "link")
-    except PostError as exc:
+        slug = urlsplit(link).path.rstrip("/").rsplit("/", 1)[-1] or f"item-{item.index}"
+    except (PostError, ValueError) as exc:
         raise _Unusable(f"its link is not usable: {exc}") from None
     published = _when(entry)
     contents = entry.get("content") or []
@@ -137,7 +155,6 @@ def _post(entry: Any, item: _Item, defaults: PostDefaults) -> Post:
             raise _Unusable("it has neither a title nor any text to make one from")
     tags = tuple(str(tag.get("term")).strip() for tag in entry.get("tags") or []
                  if str(tag.get("term") or "").strip())
-    slug = urlsplit(link).path.rstrip("/").rsplit("/", 1)[-1] or f"item-{item.index}"
     return Post(
         title=title,
         published=published,
@@ -167,12 +184,16 @@ def _feed_base(parsed: Any, source: str) -> str | None:
     the feed's own self or alternate link when absolute, else the URL it came from."""
     feed = parsed.get("feed") or {}
     links = feed.get("links") or []
-    for rel in ("self", "alternate"):
+    # RSS items link into the site (the channel's <link>); Atom's own rule is the document's
+    # address (its self link).
+    order = ("alternate", "self") if str(parsed.get("version", "")).startswith("rss") \
+        else ("self", "alternate")
+    for rel in order:
         for link in links:
             href = str(link.get("href") or "")
-            if link.get("rel") == rel and urlsplit(href).scheme in ("http", "https"):
+            if link.get("rel") == rel and _scheme(href) in ("http", "https"):
                 return href
-    return source if urlsplit(source).scheme in ("http", "https") else None
+    return source if _scheme(source) in ("http", "https") else None
 
 
 def parse_feed(data: bytes, source: str, defaults: PostDefaults) -> FeedRead:

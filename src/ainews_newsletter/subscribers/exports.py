@@ -84,21 +84,30 @@ def _stronger(a: SubscriberStatus | None, b: SubscriberStatus | None) -> Subscri
     return a if _STRENGTH[a] >= _STRENGTH[b] else b
 
 
-# Opt-out columns by what a filled cell means. Yes/no columns count when true (or, for
-# `subscribed…`, when false); time columns count when filled with anything but "false".
-_LEFT_IF_TRUE = {"email_disabled", "unsubscribed", "opted_out"}
+# Opt-out columns by what a filled cell means. Yes/no columns count when they say no to
+# mail; time columns when filled with anything but "false" or a null.
+_CONSENT_PREFIXES = ("subscribed", "is_subscribed", "opt_in", "opted_in", "email_opt_in",
+                     "accepts_marketing", "accepts_email")
+_LEFT_IF_TRUE = {"email_disabled", "unsubscribed", "is_unsubscribed", "opted_out",
+                 "email_opt_out", "do_not_email"}
 _LEFT_IF_DATED = {"unsubscribed_at", "unsub_time", "deleted_at", "unsubscribed_on",
-                  "opted_out_at"}
+                  "opted_out_at", "unsubscribed"}
 _BOUNCED_IF_DATED = {"clean_time", "cleaned_at", "bounced_at"}
 _COMPLAINED_IF_DATED = {"complained_at", "spam_complaint_at"}
+_STATUS_COLUMNS = {"status", "state", "subscriber_status", "subscription_status"}
+# What exports write for "no value".
+_NULL = {"null", "none", "nil", "n/a", "na", "-", "0000-00-00", "0000-00-00 00:00:00"}
 
 
 def _refusal_of(key: str, text: str) -> SubscriberStatus | None:
-    if key.startswith("subscribed") and text in _FALSE:  # subscribed_to_emails=false
+    if key.startswith(_CONSENT_PREFIXES) and text in _FALSE:  # subscribed_to_emails=false
         return SubscriberStatus.UNSUBSCRIBED
     if key in _LEFT_IF_TRUE and text in _TRUE:
         return SubscriberStatus.UNSUBSCRIBED
-    if text in _FALSE:
+    if key in _STATUS_COLUMNS:  # a status any format spells the same way, if it left
+        word = STATUS_WORDS.get(text)
+        return word if word is not None and word.has_left else None
+    if text in _FALSE or text in _TRUE:
         return None
     if key in _LEFT_IF_DATED:
         return SubscriberStatus.UNSUBSCRIBED
@@ -114,7 +123,7 @@ def refusal(row: Row) -> SubscriberStatus | None:
     found: SubscriberStatus | None = None
     for key, value in row.items():
         text = value.strip().lower()
-        if text:
+        if text and text not in _NULL:
             found = _stronger(found, _refusal_of(key, text))
     return found
 
@@ -126,6 +135,17 @@ def _status(value: str, words: dict[str, SubscriberStatus], column: str) -> Subs
     if word in STATUS_WORDS:
         return STATUS_WORDS[word]
     raise UnknownStatus(f"unknown {column} {value.strip()!r}")
+
+
+def _stated(row: Row, default: SubscriberStatus | None,
+            words: dict[str, SubscriberStatus] | None = None) -> SubscriberStatus | None:
+    """The row's status or state column when it has one (an unknown value rejects the
+    row), else `default`."""
+    for column in ("status", "state"):
+        value = cell(row, column)
+        if value:
+            return _status(value, words or {}, column)
+    return default
 
 
 def _name(row: Row, full: tuple[str, ...], first: tuple[str, ...] = ("first_name", "first"),
@@ -170,8 +190,8 @@ def ours(row: Row) -> Mapped:
 def mailchimp(row: Row) -> Mapped:
     # One file per audience status; its time columns (UNSUB_TIME, CLEAN_TIME) say which,
     # through the common rule.
-    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ()), SubscriberStatus.ACTIVE,
-                  _kept(row, "tags"))
+    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ()),
+                  _stated(row, SubscriberStatus.ACTIVE), _kept(row, "tags"))
 
 
 def substack(row: Row) -> Mapped:
@@ -180,14 +200,14 @@ def substack(row: Row) -> Mapped:
     attributes = _kept(row, "type")
     if cell(row, "active_subscription").lower() in _TRUE:
         attributes = {**(attributes or {}), "paid": True}
-    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)), SubscriberStatus.ACTIVE,
-                  attributes)
+    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)),
+                  _stated(row, SubscriberStatus.ACTIVE), attributes)
 
 
 def ghost(row: Row) -> Mapped:
     # subscribed_to_emails=false, through the common rule, is a member who gets no mail.
-    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)), SubscriberStatus.ACTIVE,
-                  _kept(row, "labels", "note"))
+    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)),
+                  _stated(row, SubscriberStatus.ACTIVE), _kept(row, "labels", "note"))
 
 
 _BEEHIIV = {"active": SubscriberStatus.ACTIVE, "inactive": SubscriberStatus.UNSUBSCRIBED,
@@ -197,7 +217,7 @@ _BEEHIIV = {"active": SubscriberStatus.ACTIVE, "inactive": SubscriberStatus.UNSU
 
 def beehiiv(row: Row) -> Mapped:
     return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ()),
-                  _status(cell(row, "status"), _BEEHIIV, "status"), _kept(row, "tier"))
+                  _stated(row, None, _BEEHIIV), _kept(row, "tier"))
 
 
 _KIT = {"active": SubscriberStatus.ACTIVE, "inactive": SubscriberStatus.UNSUBSCRIBED,
@@ -256,13 +276,14 @@ def tinynews(row: Row) -> Mapped:
 
 def curated(row: Row) -> Mapped:
     # Curated exports only its subscribed readers.
-    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)), SubscriberStatus.ACTIVE,
-                  None)
+    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)),
+                  _stated(row, SubscriberStatus.ACTIVE), None)
 
 
 def revue(row: Row) -> Mapped:
     """A subscriber object of Revue's API (JSON), flattened to text cells."""
-    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)), None, None)
+    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)), _stated(row, None),
+                  None)
 
 
 Mapper = Callable[[Row], Mapped]
@@ -275,8 +296,10 @@ MAPPERS: dict[str, Mapper] = {
 # What a header must hold for each format (when detected, or when asked for by --format):
 # any one of the column sets.
 SIGNATURES: dict[str, tuple[frozenset[str], ...]] = {
+    # Columns only Mailchimp writes: "Email Address, First Name, Last Name" alone is anyone's.
     "mailchimp": (frozenset({"email_address", "member_rating"}),
-                  frozenset({"email_address", "first_name", "last_name"})),
+                  frozenset({"email_address", "optin_time"}),
+                  frozenset({"email_address", "leid"}), frozenset({"email_address", "euid"})),
     "substack": (frozenset({"email", "active_subscription"}),
                  frozenset({"email", "email_disabled"})),
     "ghost": (frozenset({"email", "subscribed_to_emails"}),

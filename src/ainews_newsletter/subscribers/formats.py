@@ -109,8 +109,12 @@ def _check_text(path: Path) -> None:
 
 
 def _first_line(path: Path) -> str:
+    """The first line that is not blank (a JSON export may start with an empty line)."""
     with path.open(encoding="utf-8-sig", newline="") as peek:
-        return peek.readline()
+        for line in peek:
+            if line.strip():
+                return line
+    return ""
 
 
 def _looks_like_addresses(first: str) -> bool:
@@ -199,6 +203,9 @@ def _open_json(path: Path, file_format: str, check_dns: bool) -> Opened:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise SubscriberError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise SubscriberError(f"{path}: JSON nested too deeply to be a subscriber list"
+                              ) from None
     if isinstance(data, dict):
         data = next((value for key in ("subscribers", "members", "data", "results")
                      if isinstance(value := data.get(key), list)), None)
@@ -213,6 +220,8 @@ def _open_json(path: Path, file_format: str, check_dns: bool) -> Opened:
             if isinstance(item, dict):
                 yield number, {column_key(str(key)): _text(value)
                                for key, value in item.items()}
+            else:  # a bare address ("a@example.com") or something that is not a subscriber
+                yield number, {"email": item if isinstance(item, str) else json.dumps(item)}
 
     return Opened(chosen, sorted({key for item in data if isinstance(item, dict)
                                   for key in item}),
