@@ -181,9 +181,7 @@ def detect(header: list[str]) -> str:
 # -- one mapper per service ---------------------------------------------------------------
 
 def ours(row: Row) -> Mapped:
-    status = cell(row, "status")
-    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)),
-                  _status(status, {}, "status") if status else None,
+    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)), _stated(row, None),
                   json_object(cell(row, "attributes")))
 
 
@@ -226,9 +224,8 @@ _KIT = {"active": SubscriberStatus.ACTIVE, "inactive": SubscriberStatus.UNSUBSCR
 
 
 def kit(row: Row) -> Mapped:
-    state = cell(row, "state", "status")
-    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)),
-                  _status(state, _KIT, "state") if state else None, _kept(row, "tags"))
+    return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)), _stated(row, None, _KIT),
+                  _kept(row, "tags"))
 
 
 _BUTTONDOWN = {
@@ -254,10 +251,8 @@ _LISTMONK = {"enabled": SubscriberStatus.ACTIVE, "disabled": SubscriberStatus.UN
 
 
 def listmonk(row: Row) -> Mapped:
-    status = cell(row, "status")
     return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)),
-                  _status(status, _LISTMONK, "status") if status else None,
-                  json_object(cell(row, "attributes")))
+                  _stated(row, None, _LISTMONK), json_object(cell(row, "attributes")))
 
 
 # TinyNews's first export numbers its statuses; Ghost's importer (the only reference) takes
@@ -267,11 +262,9 @@ _TINYNEWS = {"1": SubscriberStatus.ACTIVE, "0": SubscriberStatus.UNSUBSCRIBED,
 
 
 def tinynews(row: Row) -> Mapped:
-    status = cell(row, "status")
     return Mapped(cell(row, *EMAIL_COLUMNS),
                   _name(row, (), first=("first_name", "name"), last=("surname", "last_name")),
-                  _status(status, _TINYNEWS, "status") if status else None,
-                  _kept(row, "tags"))
+                  _stated(row, None, _TINYNEWS), _kept(row, "tags"))
 
 
 def curated(row: Row) -> Mapped:
