@@ -81,7 +81,8 @@ def _when(entry: Any) -> datetime:
     feedparser's *_parsed tuples, which fill what they cannot read from today's clock)."""
     unreadable: str | None = None
     for key in ("published", "updated", "created"):
-        raw = str(entry.get(key) or "").strip()
+        # Not entry.get: feedparser answers a missing "updated" with "published" (deprecated)
+        raw = str(entry[key] if key in entry else "").strip()  # noqa: SIM401
         if raw:
             when = parse_feed_date(raw)
             if when is not None:
