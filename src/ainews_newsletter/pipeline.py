@@ -313,7 +313,6 @@ def _settle(config: Config, ledger: Ledger, issue_id: int, presence: SenderPrese
     timeout) for the other to record them. If it has gone meanwhile (SQLite: this sender is
     alone; PostgreSQL: a lease ran out) finish them here instead of leaving them for a
     resume."""
-    postgres = ledger.engine.dialect.name == "postgresql"
     patience = 2 * config.smtp.timeout
     deadline = time.monotonic() + patience
     presence.step_aside()  # nothing in flight here: do not count as a live sender
@@ -323,7 +322,7 @@ def _settle(config: Config, ledger: Ledger, issue_id: int, presence: SenderPrese
             presence.step_aside()
             deadline = time.monotonic() + patience  # a sender that started meanwhile
             continue
-        if postgres:  # rows whose lease ran out, or that a stopping sender put back
+        if ledger.leases_claims:  # rows whose lease ran out, or a stopping sender put back
             deliver_due()
         if time.monotonic() > deadline:
             break
@@ -336,9 +335,8 @@ def claim_lease(config: Config) -> timedelta:
 
 
 def claims_by_lease(config: Config) -> bool:
-    """Whether a dead sender's claims are retaken after a lease (PostgreSQL) rather than as
-    soon as no sender is alive (SQLite's sender lock)."""
-    return open_ledger(config).engine.dialect.name == "postgresql"
+    """See `Ledger.leases_claims`."""
+    return open_ledger(config).leases_claims
 
 
 def claims_retry_at(config: Config, issue_key: str) -> datetime | None:
@@ -346,7 +344,7 @@ def claims_retry_at(config: Config, issue_key: str) -> datetime | None:
     by `send --resume`, by the database's clock; None when none are held (or on SQLite)."""
     ledger = open_ledger(config)
     issue = _find_issue(config, ledger, issue_key)
-    if issue is None or not claims_by_lease(config):
+    if issue is None or not ledger.leases_claims:
         return None
     return ledger.claims_expire_at(issue.id, claim_lease(config))
 

@@ -70,6 +70,13 @@ class Ledger:
         self.engine = engine
         ensure_schema(engine)
 
+    @property
+    def leases_claims(self) -> bool:
+        """Whether a dead sender's claims are retaken after a lease on the database's clock
+        (PostgreSQL, senders on several machines) rather than as soon as no sender is alive
+        (SQLite's sender lock, see presence.py)."""
+        return self.engine.dialect.name == "postgresql"
+
     # -- issues ---------------------------------------------------------------------------
 
     def find_issue(self, list_id: str, period_key: str) -> IssueRecord | None:

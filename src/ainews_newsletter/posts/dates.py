@@ -66,10 +66,7 @@ def _build(year: int, month: int, day: int, hour: int, minute: int, second: int,
     return local - offset
 
 
-def parse_rfc822(text: str) -> datetime | None:
-    found = _RFC822.fullmatch(text.strip())
-    if found is None:
-        return None
+def _from_rfc822(found: re.Match[str]) -> datetime | None:
     month = _MONTHS.get(found["month"].lower())
     if month is None:
         return None
@@ -95,20 +92,18 @@ def parse_rfc822(text: str) -> datetime | None:
                   int(found["minute"] or 0), int(found["second"] or 0), offset)
 
 
-def parse_iso(text: str) -> datetime | None:
-    found = _ISO.fullmatch(text.strip())
-    if found is None:
+def _from_iso(text: str) -> datetime | None:
+    found = _ISO.fullmatch(text)
+    # "2003" or "2003-12" has no day to place a story in a week: January 1 would be invented.
+    if found is None or found["day"] is None:
         return None
-    if found["day"] is None:
-        return None  # "2003" or "2003-12": no day to place a story in a week (January 1 would
-        # be invented)
     offset = timedelta(0)
     if found["zone"] is not None:
         parsed = _offset(found["zone"])
         if parsed is None:
             return None
         offset = parsed
-    return _build(int(found["year"]), int(found["month"] or 1), int(found["day"] or 1),
+    return _build(int(found["year"]), int(found["month"]), int(found["day"]),
                   int(found["hour"] or 0), int(found["minute"] or 0),
                   int(found["second"] or 0), offset)
 
@@ -184,8 +179,9 @@ def parse_feed_date(raw: str) -> datetime | None:
         return None
     # A string of RFC 822's or ISO's shape is theirs to judge: when the strict reading
     # refuses it (hour 25, offset +1500), no looser reading may make something up.
-    if _RFC822.fullmatch(text):
-        return parse_rfc822(text)
+    rfc822 = _RFC822.fullmatch(text)
+    if rfc822 is not None:
+        return _from_rfc822(rfc822)
     if text.isascii() and re.match(r"\d{4}(?:-\d|$)", text):
-        return parse_iso(_GOOGLE_MONTH.sub(r"\1-\2-", text))
+        return _from_iso(_GOOGLE_MONTH.sub(r"\1-\2-", text))
     return _looser(text)

@@ -392,9 +392,6 @@ class SubscriberStore:
             found.setdefault(row.subscriber_id, []).append(row.name)
         return {key: tuple(value) for key, value in found.items()}
 
-    def _deliverable(self) -> Any:
-        return _deliverable_condition()
-
     def iter_recipients(self, list_name: str | None = None,
                         batch_size: int = 1000) -> Iterator[Recipient]:
         """The audience of a list, streamed: what a send snapshots into its ledger."""
@@ -406,7 +403,7 @@ class SubscriberStore:
                                 subscribers.c.token)
                          .join(memberships, and_(memberships.c.subscriber_id == subscribers.c.id,
                                                  memberships.c.list_id == list_id))
-                         .where(subscribers.c.id > last_id, self._deliverable())
+                         .where(subscribers.c.id > last_id, _deliverable_condition())
                          .order_by(subscribers.c.id).limit(batch_size))
                 rows = connection.execute(query).all()
             if not rows:
@@ -422,7 +419,7 @@ class SubscriberStore:
             query = (select(func.count()).select_from(subscribers)
                      .join(memberships, and_(memberships.c.subscriber_id == subscribers.c.id,
                                              memberships.c.list_id == list_id))
-                     .where(self._deliverable()))
+                     .where(_deliverable_condition()))
             return int(connection.execute(query).scalar_one())
 
 
@@ -433,11 +430,12 @@ def _deliverable_condition() -> Any:
                                 == subscribers.c.email_normalized))
 
 
-_DELIVERABLE = select(subscribers.c.id).where(subscribers.c.id == bindparam("subscriber_id"),
-                                              _deliverable_condition())
 # PostgreSQL: the subscriber row is locked FOR SHARE until the caller's claim commits, so an
 # unsubscribe (an UPDATE of that row) lands either before the check or after the claim.
-_DELIVERABLE_LOCKING = _DELIVERABLE.with_for_update(read=True, of=subscribers)
+# SQLite has no row locks (SQLAlchemy leaves the clause out there).
+_DELIVERABLE = (select(subscribers.c.id)
+                .where(subscribers.c.id == bindparam("subscriber_id"), _deliverable_condition())
+                .with_for_update(read=True, of=subscribers))
 
 
 def deliverable_subscriber(subscriber_id: ColumnElement[int]) -> ColumnElement[bool]:
@@ -449,6 +447,5 @@ def deliverable_subscriber(subscriber_id: ColumnElement[int]) -> ColumnElement[b
 def deliverable_now(connection: Connection, subscriber_id: int) -> bool:
     """Whether the subscriber may be sent to, read in the caller's transaction: the
     ledger's claim of a message to them (see `LedgerWriter`)."""
-    statement = (_DELIVERABLE_LOCKING if connection.dialect.name == "postgresql"
-                 else _DELIVERABLE)
-    return connection.execute(statement, {"subscriber_id": subscriber_id}).first() is not None
+    return connection.execute(_DELIVERABLE,
+                              {"subscriber_id": subscriber_id}).first() is not None

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape as xml_escape
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -147,11 +147,7 @@ class PublicSite:
         store = self.store()
         if not store.may_be_sent_a_confirmation(address):
             return  # receiving it already, or complained, bounced, suppressed: no mail
-        try:
-            store.sign_up(address, name, None)
-        except IntegrityError:  # the same address signing up at this moment: that one mails
-            log.info("sign-up of %s: already being signed up", address)
-            return
+        store.sign_up(address, name, None)  # a sign-up racing this one joins its row
         token = self.tokens.make(address, None, name)
         link = f"{self.config.newsletter.base_url}/confirm/{token}"
         hours = int(self.config.web.confirm_link_hours)
