@@ -27,6 +27,10 @@ from ainews_newsletter.cli import app
 from ainews_newsletter.database import dispose_all
 from ainews_newsletter.delivery.capture import EphemeralPortController
 
+# The private Postfix and Dovecot (session fixtures postfix_peer, dovecot_peer), started
+# only by the tests that ask for them.
+pytest_plugins = ["tests.peers.postfix", "tests.peers.dovecot"]
+
 REPO = Path(__file__).resolve().parent.parent
 # Real files nobody here wrote (bounces, feeds, addresses, exports), beside the repository in
 # the workplace; never copied into it. Tests that read them skip, saying why, without them.

@@ -14,13 +14,15 @@ from sqlalchemy import MetaData
 from ainews_newsletter import migrations
 from ainews_newsletter.database import SCHEMA_HEAD, engine_for, schema_version, upgrade_schema
 from ainews_newsletter.delivery.tables import metadata as ledger_metadata
+from ainews_newsletter.feedback.events import metadata as feedback_metadata
 from ainews_newsletter.schedule.history import metadata as schedule_metadata
 from ainews_newsletter.subscribers.schema import metadata as subscribers_metadata
 
 
 def _declared() -> MetaData:
     combined = MetaData()
-    for metadata in (subscribers_metadata, ledger_metadata, schedule_metadata):
+    for metadata in (subscribers_metadata, ledger_metadata, schedule_metadata,
+                     feedback_metadata):
         for table in metadata.tables.values():
             table.to_metadata(combined)
     return combined

@@ -46,7 +46,7 @@ CONFIG_ENV_VAR = "AINEWS_CONFIG"
 DEFAULT_CONFIG_NAME = "config.toml"
 _LIST_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
 # Keys that must never be read from a file: they would end up committed next to the config.
-SECRET_KEYS = {("secret_key",), ("smtp", "password")}
+SECRET_KEYS = {("secret_key",), ("smtp", "password"), ("bounces", "password")}
 
 
 class _Section(BaseModel):
@@ -246,12 +246,67 @@ class DeliveryConfig(_Section):
     claim_timeout_seconds: int = Field(default=300, ge=1)
     # A recipient still deferred this long after the send started is given up (failed).
     give_up_after_hours: float = Field(default=24, gt=0)
-    # Hard bounces (5xx: no such mailbox) before a subscriber is marked bounced.
-    bounce_limit: int = Field(default=2, ge=1)
+    # Before [bounces] hard_limit: still read from existing configs, and used as hard_limit
+    # when [bounces] does not set one.
+    bounce_limit: int | None = Field(default=None, ge=1)
     # Pause the send (rows stay queued) when this share of the last error_window messages
     # was refused: a server rejecting everything is not helped by 100,000 more tries.
     error_threshold: float = Field(default=0.5, gt=0, le=1)
     error_window: int = Field(default=20, ge=1)
+
+
+# A VERP tag: 16 lower-case base32 characters (80 random bits), lower case because some
+# mailbox hosts fold the local part.
+VERP_TAG_LENGTH = 16
+
+
+class BouncesConfig(_Section):
+    # The bounce mailbox. Set, each message's envelope sender (Return-Path) becomes
+    # "<local><delimiter><tag>@<domain>", the tag naming its delivery; unset, bounces go to
+    # [newsletter] from and are matched by the returned message and recipient only.
+    address: str | None = None
+    delimiter: Literal["+", "-", "=", "_", "."] = "+"
+    # A bounce naming only a recipient is matched to the newest issue sent to that address
+    # within this many days.
+    match_days: int = Field(default=14, ge=1, le=365)
+    # The policy, for bounce messages and refusals at RCPT time alike: hard bounces
+    # (the address does not exist) before a subscriber is marked bounced; soft bounces on
+    # distinct issues within soft_window_days before the same; a complaint stops mail at once.
+    hard_limit: int = Field(default=1, ge=1)
+    soft_limit: int = Field(default=3, ge=1)
+    soft_window_days: int = Field(default=30, ge=1, le=3650)
+    # `ainews bounces fetch` and the scheduler read this IMAP mailbox; processed messages are
+    # moved to processed_folder, never deleted. Password: AINEWS_BOUNCES__PASSWORD only.
+    imap_host: str | None = None
+    imap_port: int | None = Field(default=None, ge=1, le=65535)  # default 993, 143 starttls
+    imap_user: str | None = None
+    imap_folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
+    imap_ca_file: str | None = None  # a CA to trust beside the system's (a private server)
+    password: SecretStr | None = None
+    fetch_minutes: int = Field(default=15, ge=1, le=1440)  # how often the scheduler fetches
+
+    @field_validator("address")
+    @classmethod
+    def _valid_bounce_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        checked = _check_address(value)
+        local = checked.rsplit("@", 1)[0]
+        if len(local) + 1 + VERP_TAG_LENGTH > 64:  # RFC 5321: a local part is <= 64 octets
+            raise ValueError(f"{value!r}: the local part must leave room for the "
+                             f"{VERP_TAG_LENGTH + 1}-character tag (at most "
+                             f"{63 - VERP_TAG_LENGTH} characters)")
+        return checked
+
+    @property
+    def imap_configured(self) -> bool:
+        return bool(self.imap_host and self.imap_user)
+
+    @property
+    def imap_port_or_default(self) -> int:
+        return self.imap_port or (993 if self.imap_security == "tls" else 143)
 
 
 class ScheduleConfig(_Section):
@@ -333,6 +388,7 @@ class Config(BaseSettings):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    bounces: BouncesConfig = Field(default_factory=BouncesConfig)
     secret_key: SecretStr | None = None  # environment only: AINEWS_SECRET_KEY
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -361,6 +417,13 @@ class Config(BaseSettings):
     def resolve(self, path: str | Path) -> Path:
         candidate = Path(path).expanduser()
         return candidate if candidate.is_absolute() else self._base_dir / candidate
+
+    @property
+    def hard_bounce_limit(self) -> int:
+        """[bounces] hard_limit, or the older [delivery] bounce_limit when only that is set."""
+        if "hard_limit" in self.bounces.model_fields_set or self.delivery.bounce_limit is None:
+            return self.bounces.hard_limit
+        return self.delivery.bounce_limit
 
     @property
     def database_url(self) -> str:

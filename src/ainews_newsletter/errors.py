@@ -28,3 +28,8 @@ class SubscriberError(AinewsError):
 
 class DeliveryError(AinewsError):
     """The transport cannot be reached or refuses the whole send."""
+
+
+class FeedbackError(AinewsError):
+    """A returned mail cannot be read (not mail, too big) or the bounce mailbox cannot be
+    reached (connection, certificate, login, folder): names the file or the server."""

@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from ainews_newsletter import __version__
+from ainews_newsletter.cli.bounces import bounces
 from ainews_newsletter.cli.common import (
     AppState,
     ErrorHandlingGroup,
@@ -116,10 +117,12 @@ def build(state: AppState, window: Window, out_dir: Path, force: bool) -> None:
 def status(state: AppState, issue: str | None, as_json: bool) -> None:
     """Delivery counts by state for ISSUE (e.g. 2026-W47) [default: the latest issue]."""
     from ainews_newsletter import pipeline
+    from ainews_newsletter.pipeline.feedback import issue_feedback
 
     counts = pipeline.delivery_status(state.config, issue)
+    feedback = issue_feedback(state.config, counts.issue)
     if as_json:
-        print_json(counts.as_dict())
+        print_json({**counts.as_dict(), "feedback": feedback})
         return
     table = Table(title=f"issue {counts.issue}")
     table.add_column("state")
@@ -128,6 +131,9 @@ def status(state: AppState, issue: str | None, as_json: bool) -> None:
         table.add_row(delivery_state.value, str(getattr(counts, delivery_state.value)))
     table.add_row("total", str(counts.total))
     console.print(table)
+    console.print(f"came back: bounced {feedback['bounced']} (hard {feedback['hard']}, soft "
+                  f"{feedback['soft']}), complained {feedback['complained']}, auto-replies "
+                  f"{feedback['autoreply']}", soft_wrap=True)
 
 
 @cli.group()
@@ -151,6 +157,7 @@ cli.add_command(subscribers)
 cli.add_command(schedule)
 cli.add_command(preview)
 cli.add_command(serve)
+cli.add_command(bounces)
 
 
 def main() -> None:

@@ -108,13 +108,23 @@ def resubscribe(state: AppState, email: str) -> None:
 @pass_state
 def show(state: AppState, email: str, as_json: bool) -> None:
     """Everything stored about EMAIL."""
+    from ainews_newsletter.pipeline.feedback import last_failure
+
     store = _store(state)
-    record = as_record(store.require(email))
+    subscriber = store.require(email)
+    record = as_record(subscriber)
     record["suppressed"] = store.suppression(email)
+    last = last_failure(state.config, subscriber.id)
+    record["last_bounce"] = None if last is None else {
+        "kind": last.kind.value, "status": last.status, "diagnostic": last.diagnostic,
+        "received_at": last.received_at.isoformat(), "source": last.source}
     if as_json:
         print_json(record)
         return
     for key, value in record.items():
+        if isinstance(value, dict) and key == "last_bounce":
+            value = (f"{value['kind']} {value['status']} {value['received_at'][:16]}: "
+                     f"{value['diagnostic']}")
         shown = ", ".join(value) if isinstance(value, list) else value
         console.print(f"{key:<16}{shown if shown not in (None, {}, '') else ''}", soft_wrap=True)
 

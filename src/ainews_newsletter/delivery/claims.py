@@ -35,6 +35,7 @@ class Delivery:
     id: int
     recipient: Recipient
     attempts: int
+    return_tag: str | None = None  # VERP tag of its return path (None: rows before 0004)
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class LedgerWriter:
                              attempts=deliveries.c.attempts + 1, updated_at=_database_now())
                      .returning(deliveries.c.id, deliveries.c.subscriber_id,
                                 deliveries.c.email, deliveries.c.name, deliveries.c.token,
-                                deliveries.c.attempts))
+                                deliveries.c.attempts, deliveries.c.return_tag))
         with self._committed():
             row = self.connection.execute(statement).first()
             if row is None:
@@ -188,7 +189,7 @@ class LedgerWriter:
             # `attempts` counts this claim already; a Delivery carries the count before it.
             delivery = Delivery(id=row.id, attempts=row.attempts - 1, recipient=Recipient(
                 subscriber_id=row.subscriber_id, email=row.email, name=row.name,
-                token=row.token))
+                token=row.token), return_tag=row.return_tag)
             left = not self._admitted(delivery, now)
         return Claimed(delivery, left)
 

@@ -25,6 +25,7 @@ from ainews_newsletter.delivery.claims import (
     Delivery,
     LedgerWriter,
 )
+from ainews_newsletter.delivery.returnpath import new_return_tag
 from ainews_newsletter.delivery.tables import deliveries, issue_posts, issues
 from ainews_newsletter.models import (
     DeliveryCounts,
@@ -179,7 +180,8 @@ class Ledger:
         while batch := list(islice(iterator, batch_size)):
             rows = [{"issue_id": issue_id, "subscriber_id": r.subscriber_id, "email": r.email,
                      "name": r.name, "token": r.token, "state": DeliveryState.QUEUED.value,
-                     "attempts": 0, "updated_at": now} for r in batch]
+                     "attempts": 0, "updated_at": now, "return_tag": new_return_tag()}
+                    for r in batch]
             with self.engine.begin() as connection:
                 insert_ignoring_conflicts(connection, deliveries, rows)
         with self.engine.begin() as connection:
@@ -199,7 +201,8 @@ class Ledger:
         replaces made SQLite read and sort every row of the issue per batch, 0.15 s a batch
         at a million readers."""
         columns = (deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
-                   deliveries.c.name, deliveries.c.token, deliveries.c.attempts)
+                   deliveries.c.name, deliveries.c.token, deliveries.c.attempts,
+                   deliveries.c.return_tag)
         conditions = (
             deliveries.c.state == DeliveryState.QUEUED.value,
             and_(deliveries.c.state == DeliveryState.DEFERRED.value,
@@ -216,8 +219,8 @@ class Ledger:
                 rows += connection.execute(query).all()
         rows.sort(key=lambda row: row.id)
         return [Delivery(id=row.id, attempts=row.attempts, recipient=Recipient(
-            subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token))
-            for row in rows[:limit]]
+            subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token),
+            return_tag=row.return_tag) for row in rows[:limit]]
 
     @contextmanager
     def writer(self, admits: Admits | None = None) -> Iterator[LedgerWriter]:

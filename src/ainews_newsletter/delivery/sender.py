@@ -3,7 +3,6 @@ transport, record the answer. Stops cleanly, leaving rows queued, if the transpo
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import deque
@@ -24,25 +23,16 @@ from ainews_newsletter.delivery.claims import (
 from ainews_newsletter.delivery.dkim import Signer
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
 from ainews_newsletter.delivery.message import IssueMessages
+from ainews_newsletter.delivery.returnpath import verp_address
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
 from ainews_newsletter.errors import DeliveryError
 from ainews_newsletter.models import DeliveryCounts, DeliveryState, SendOutcome
 
 Progress = Callable[[DeliveryState], None]
 StopRequested = Callable[[], bool]
-HardBounce = Callable[[int], None]  # subscriber id
-_ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-
-
-def is_hard_bounce(outcome: SendOutcome) -> bool:
-    """A permanent "no such mailbox": enhanced status 5.1.x, or without an enhanced status
-    550/551/553. A 5.7.x refusal (policy, spam) is a failure but not the reader's fault."""
-    if outcome.state is not DeliveryState.FAILED or not 500 <= outcome.code < 600:
-        return False
-    enhanced = _ENHANCED_STATUS.search(outcome.reply)
-    if enhanced is not None:
-        return enhanced.group(1) == "5" and enhanced.group(2) == "1"
-    return outcome.code in (550, 551, 553)
+# A message refused for good (5xx, or given up after deferrals): the feedback policy's
+# input for refusals at RCPT/DATA time, the same as for a bounce that comes back later.
+Refused = Callable[[Delivery, SendOutcome], None]
 
 
 class SendPaused(DeliveryError):
@@ -78,6 +68,9 @@ class SendSettings:
     claim_lease: timedelta
     max_per_hour: int = 0  # 0 = no limit
     signer: Signer | None = None  # DKIM
+    # (bounce address, delimiter): each message's envelope sender becomes its VERP address.
+    # None: the envelope sender is [newsletter] from.
+    verp: tuple[str, str] | None = None
     error_threshold: float = 1.0  # share of the last error_window refused that pauses
     error_window: int = 20
 
@@ -141,7 +134,7 @@ class Hooks:
     admits: Admits | None = None
     on_result: Progress | None = None  # after each recorded message
     should_stop: StopRequested | None = None  # checked before each claim: SIGTERM, Ctrl-C
-    on_hard_bounce: HardBounce | None = None  # a 5xx "no such mailbox"
+    on_refused: Refused | None = None  # recorded failed with a server's answer
 
 
 @dataclass(frozen=True)
@@ -222,10 +215,17 @@ class _ConnectionWorker:
             # say) must not stop the send for everyone after it.
             return SendOutcome(DeliveryState.FAILED, 0, f"could not build the message: {exc}")
         try:
-            return self.transport.send(s.newsletter.from_, delivery.recipient.email, message)
+            return self.transport.send(self._envelope_sender(delivery),
+                                       delivery.recipient.email, message)
         except TransportUnavailable:
             self.writer.requeue(delivery, clock.now())
             raise
+
+    def _envelope_sender(self, delivery: Delivery) -> str:
+        verp = self.shared.settings.verp
+        if verp is None or delivery.return_tag is None:  # rows snapshotted before 0004
+            return self.shared.newsletter.from_
+        return verp_address(verp[0], verp[1], delivery.return_tag)
 
     def _send_and_record(self, delivery: Delivery,
                          following: Delivery | None) -> Claim | None:
@@ -243,8 +243,9 @@ class _ConnectionWorker:
             then_claim=ahead)
         claimed_ahead = claim_ahead is Claim.CLAIMED
         try:
-            if s.hooks.on_hard_bounce is not None and is_hard_bounce(outcome):
-                s.hooks.on_hard_bounce(delivery.recipient.subscriber_id)
+            if (s.hooks.on_refused is not None and state is DeliveryState.FAILED
+                    and outcome.code):  # code 0: never reached a server (unbuildable)
+                s.hooks.on_refused(delivery, outcome)
             self._count(state)
             if claim_ahead is Claim.LEFT:
                 self._count(DeliveryState.FAILED)

@@ -70,6 +70,12 @@ deliveries = Table(
     Column("last_reply", Text, nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=True),
+    # The VERP tag in this message's return path (bounces+<tag>@…): random, so a bounce
+    # names its delivery without revealing who it was for. NULL on rows from before 0004.
+    Column("return_tag", String(32), nullable=True),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
+    UniqueConstraint("return_tag", name="uq_delivery_return_tag"),
     Index("ix_delivery_issue_state", "issue_id", "state"),
+    # A bounce that names only its recipient is matched through the address.
+    Index("ix_delivery_email", "email"),
 )

@@ -26,7 +26,7 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for, ensure_schema
 from ainews_newsletter.schedule.cron import build_trigger
 from ainews_newsletter.schedule.history import RunHistory
-from ainews_newsletter.schedule.job import needs_rerun, run_once
+from ainews_newsletter.schedule.job import fetch_bounces, needs_rerun, run_once
 
 JOB_ID = "ainews-issue"
 log = logging.getLogger("ainews.schedule")
@@ -62,6 +62,11 @@ def resume_at_start() -> None:
 def retry_deferred() -> None:
     if _runtime is not None and not _runtime.stop.is_set():
         run_once(_runtime.config, _runtime.stop.is_set, resume_only=True)
+
+
+def read_bounces() -> None:
+    if _runtime is not None and not _runtime.stop.is_set():
+        fetch_bounces(_runtime.config)
 
 
 def job_name(config: Config) -> str:
@@ -136,6 +141,11 @@ def run_forever(config: Config) -> int:
         scheduler.add_job(retry_deferred, "interval", jobstore="memory", id="retry-deferred",
                           seconds=config.delivery.retry_base_seconds, coalesce=True,
                           max_instances=1, misfire_grace_time=None)
+        if config.bounces.imap_configured:  # bounces and complaints stop mail between issues
+            scheduler.add_job(read_bounces, "interval", jobstore="memory", id="read-bounces",
+                              minutes=config.bounces.fetch_minutes, coalesce=True,
+                              max_instances=1, misfire_grace_time=None,
+                              next_run_time=clock.now())
         log.info("scheduler started: %s; next run %s", job.name,
                  job.next_run_time.isoformat() if job.next_run_time else "never")
         scheduler.resume()

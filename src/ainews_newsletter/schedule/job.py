@@ -169,3 +169,25 @@ def _finish(history: RunHistory, run_id: int, result: RunResult,
     log.info("run %s: %s%s — %s", run_id, result.outcome,
              f" {result.period_key}" if result.period_key else "", detail)
     return RunResult(result.outcome, result.period_key, detail)
+
+
+def fetch_bounces(config: Config) -> bool:
+    """The scheduler's bounce-mailbox read, every [bounces] fetch_minutes. A mailbox that
+    cannot be reached is logged and tried again next time: it must not stop the sends.
+    True when the fetch went through."""
+    from ainews_newsletter.pipeline.feedback import fetch
+
+    try:
+        fetched = fetch(config)
+    except AinewsError as exc:
+        log.error("bounces: %s", exc)
+        return False
+    summary = fetched.ingest
+    log.info("bounces: %s: %d messages, %d new events (%s), %d bounced, %d complained",
+             fetched.mailbox, summary.messages, summary.new_events,
+             ", ".join(f"{kind} {count}" for kind, count in sorted(summary.kinds.items()))
+             or "none", summary.changed.get("bounced", 0),
+             summary.changed.get("complained", 0))
+    for problem in summary.problems:
+        log.warning("bounces: %s: %s", problem.source, problem.reason)
+    return True

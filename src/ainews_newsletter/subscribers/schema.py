@@ -24,7 +24,6 @@ subscribers = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("confirmed_at", UTCDateTime(), nullable=True),
     Column("unsubscribed_at", UTCDateTime(), nullable=True),
-    Column("hard_bounces", Integer, nullable=False, server_default="0"),
 )
 
 lists = Table(

@@ -237,25 +237,29 @@ class SubscriberStore:
         self._set_status(found, SubscriberStatus.ACTIVE)
         return self.require(address)
 
-    def record_hard_bounce(self, subscriber_id: int, limit: int) -> bool:
-        """Count a hard bounce (a 5xx saying the mailbox does not exist); at `limit` of them
-        the subscriber is marked bounced and the address suppressed. True if that happened."""
+    def mark_left(self, subscriber_id: int, status: SubscriberStatus) -> bool:
+        """The feedback policy's verdict: the subscriber becomes `bounced` or `complained`
+        and the address is suppressed (an import never brings it back). Nothing changes
+        for someone who has left already. True if this call changed them."""
+        assert status.has_left and status is not SubscriberStatus.UNSUBSCRIBED
         now = clock.now()
         with self.engine.begin() as connection:
-            connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
-                               .values(hard_bounces=subscribers.c.hard_bounces + 1,
-                                       updated_at=now))
-            row = connection.execute(select(subscribers.c.hard_bounces, subscribers.c.status,
-                                            subscribers.c.email_normalized)
+            row = connection.execute(select(subscribers.c.status, subscribers.c.email_normalized)
                                      .where(subscribers.c.id == subscriber_id)).first()
-            if row is None or row.hard_bounces < limit or SubscriberStatus(row.status).has_left:
+            if row is None or SubscriberStatus(row.status).has_left:
                 return False
             connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
-                               .values(status=SubscriberStatus.BOUNCED.value))
+                               .values(status=status.value, updated_at=now))
             insert_ignoring_conflicts(connection, suppressions, [{
-                "email_normalized": row.email_normalized, "reason": "bounced",
+                "email_normalized": row.email_normalized, "reason": status.value,
                 "created_at": now}])
         return True
+
+    def by_id(self, subscriber_id: int) -> Subscriber | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(subscribers.c.email)
+                                     .where(subscribers.c.id == subscriber_id)).first()
+        return None if row is None else self.get(row.email)
 
     def by_token(self, token: str) -> Subscriber | None:
         """The subscriber whose unsubscribe/preferences link carries `token`."""

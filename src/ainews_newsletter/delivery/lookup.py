@@ -1,0 +1,115 @@
+"""Finding the delivery a bounce or complaint is about: by the VERP tag of its return path,
+by the unsubscribe token and Message-ID of the returned copy, or by the address it was sent
+to. Only messages that really left count (state sent, or failed after a server's answer):
+a forged report about an address we never mailed matches nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from ainews_newsletter.config import NewsletterConfig
+from ainews_newsletter.database import ensure_schema
+from ainews_newsletter.delivery.message import message_id
+from ainews_newsletter.delivery.tables import deliveries, issues
+from ainews_newsletter.models import DeliveryState
+
+# A message that reached a server: sent, or refused by it (a DSN may follow a 250 from a
+# relay, and a refusal recorded failed can also come back as a DSN from a relay).
+_REACHED = (DeliveryState.SENT.value, DeliveryState.FAILED.value)
+
+
+@dataclass(frozen=True)
+class SentDelivery:
+    id: int
+    issue_id: int
+    issue_key: str
+    subscriber_id: int
+    email: str
+    sent_at: datetime | None
+
+
+_COLUMNS = (deliveries.c.id, deliveries.c.issue_id, issues.c.period_key,
+            deliveries.c.subscriber_id, deliveries.c.email, deliveries.c.sent_at)
+
+
+def _sent(row: Any) -> SentDelivery:
+    return SentDelivery(id=row.id, issue_id=row.issue_id, issue_key=row.period_key,
+                        subscriber_id=row.subscriber_id, email=row.email, sent_at=row.sent_at)
+
+
+class DeliveryLookup:
+    def __init__(self, engine: Engine, newsletter: NewsletterConfig) -> None:
+        ensure_schema(engine)
+        self.engine = engine
+        self.newsletter = newsletter
+
+    def _query(self) -> Any:
+        # Every list in the database: tags and tokens are unique, and a reader who left
+        # one list by bouncing has a dead address for all of them.
+        return (select(*_COLUMNS).join(issues, issues.c.id == deliveries.c.issue_id)
+                .where(deliveries.c.state.in_(_REACHED)))
+
+    def by_tag(self, tag: str) -> SentDelivery | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(self._query()
+                                     .where(deliveries.c.return_tag == tag)).first()
+        return None if row is None else _sent(row)
+
+    def by_token(self, token: str, message_ids: tuple[str, ...]) -> SentDelivery | None:
+        """The delivery whose unsubscribe token the returned copy carries: the one whose
+        Message-ID it also carries, else the newest to that subscriber."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(self._query().where(deliveries.c.token == token)
+                                      .order_by(deliveries.c.id.desc()).limit(100)).all()
+        found = [_sent(row) for row in rows]
+        for candidate in found:
+            if self.message_id_of(candidate) in message_ids:
+                return candidate
+        return found[0] if found else None
+
+    def to_address(self, email: str, message_ids: tuple[str, ...],
+                   since: datetime) -> SentDelivery | None:
+        """A delivery to `email` whose Message-ID the report carries (any age), else the
+        newest one sent since `since`."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(self._query().where(deliveries.c.email == email)
+                                      .order_by(deliveries.c.id.desc()).limit(100)).all()
+            if not rows:  # the report may change the case of the local part
+                rows = connection.execute(
+                    self._query().where(func.lower(deliveries.c.email) == email.lower())
+                    .order_by(deliveries.c.id.desc()).limit(100)).all()
+        found = [_sent(row) for row in rows]
+        for candidate in found:
+            if self.message_id_of(candidate) in message_ids:
+                return candidate
+        for candidate in found:
+            if candidate.sent_at is not None and candidate.sent_at >= since:
+                return candidate
+        return None
+
+    def message_id_of(self, delivery: SentDelivery) -> str:
+        return message_id(self.newsletter, delivery.issue_key, delivery.subscriber_id)
+
+
+def tokens_in(urls: tuple[str, ...], newsletter: NewsletterConfig) -> list[str]:
+    """Unsubscribe tokens in the List-Unsubscribe URLs of a returned copy, read back the way
+    delivery/message.py writes them (…/unsubscribe/<token>, mailto:…?subject=unsubscribe
+    <token>); links to other sites are ignored."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    found: list[str] = []
+    prefix = f"{newsletter.base_url}/unsubscribe/"
+    for url in urls:
+        url = url.strip().strip("<>")
+        if url.startswith(prefix):
+            found.append(unquote(url[len(prefix):].split("?", 1)[0].split("/", 1)[0]))
+        elif url.lower().startswith("mailto:"):
+            subject = parse_qs(urlsplit(url).query).get("subject", [""])[0]
+            words = subject.split()
+            if len(words) == 2 and words[0].lower() == "unsubscribe":
+                found.append(words[1])
+    return [token for token in found if token]

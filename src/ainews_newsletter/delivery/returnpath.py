@@ -1,0 +1,24 @@
+"""The envelope sender of each message. With a bounce mailbox configured it is a VERP address,
+`bounces+<tag>@domain`, whose tag names the delivery row: a bounce that comes back to it says
+which message failed even when the bounce itself is unreadable or names a forwarded address."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+from ainews_newsletter.config import VERP_TAG_LENGTH
+
+
+def new_return_tag() -> str:
+    """16 lower-case base32 characters: 80 random bits, unguessable, and unchanged by mail
+    systems that fold the local part to lower case."""
+    raw = secrets.token_bytes(VERP_TAG_LENGTH * 5 // 8)
+    return base64.b32encode(raw).decode("ascii").lower()
+
+
+def verp_address(bounce_address: str, delimiter: str, tag: str) -> str:
+    """`bounces@news.example` + tag → `bounces+tag@news.example` (the config checked that
+    the local part stays within 64 octets)."""
+    local, domain = bounce_address.rsplit("@", 1)
+    return f"{local}{delimiter}{tag}@{domain}"

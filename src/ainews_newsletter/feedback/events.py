@@ -1,0 +1,184 @@
+"""Every bounce, complaint and auto-reply we hear of, one row per (message, recipient), and
+the counts the policy and the reports read from them. A row is written once: the same
+message read again (a second `ingest` of one file, IMAP handing it over twice) finds its key
+taken and adds nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from ainews_newsletter.database import UTCDateTime, ensure_schema
+from ainews_newsletter.feedback.report import FeedbackKind
+
+metadata = MetaData()
+
+feedback_events = Table(
+    "feedback_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("dedup_key", String(200), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("email", String(320), nullable=False),  # as the report gave it ("" if redacted)
+    Column("status", String(32), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("diagnostic", Text, nullable=False),
+    Column("feedback_type", String(64), nullable=True),
+    Column("source", Text, nullable=False),  # a file, "imap:INBOX", "smtp" (RCPT time), "-"
+    Column("matched_by", String(16), nullable=False),  # tag, token, message-id, recipient, -
+    Column("delivery_id", Integer, nullable=True),
+    Column("issue_id", Integer, nullable=True),
+    Column("subscriber_id", Integer, nullable=True),
+    Column("effect", String(32), nullable=False),  # what it changed: bounced, counted, none…
+    UniqueConstraint("dedup_key", name="uq_feedback_event_key"),
+    Index("ix_feedback_subscriber", "subscriber_id", "kind"),
+    Index("ix_feedback_received", "received_at"),
+    Index("ix_feedback_issue", "issue_id", "kind"),
+)
+
+
+def event_key(*parts: str) -> str:
+    """A fixed-length key for what makes an event the same event (the message's Message-ID
+    or content hash, and the recipient)."""
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class FeedbackEvent:
+    dedup_key: str
+    received_at: datetime
+    kind: FeedbackKind
+    email: str
+    status: str
+    action: str
+    diagnostic: str
+    feedback_type: str | None
+    source: str
+    matched_by: str
+    delivery_id: int | None
+    issue_id: int | None
+    subscriber_id: int | None
+    effect: str = "none"
+    id: int | None = None
+
+    @property
+    def columns(self) -> dict[str, Any]:
+        values = {column.name: getattr(self, column.name) for column in feedback_events.c
+                  if column.name != "id"}
+        values["kind"] = self.kind.value
+        values["diagnostic"] = self.diagnostic[:2000]  # a whole returned body is not a reason
+        return values
+
+
+def _event(row: Any) -> FeedbackEvent:
+    values = dict(row._mapping)
+    values["kind"] = FeedbackKind(values["kind"])
+    return FeedbackEvent(**values)
+
+
+class EventLog:
+    def __init__(self, engine: Engine) -> None:
+        ensure_schema(engine)
+        self.engine = engine
+
+    def record(self, event: FeedbackEvent) -> tuple[FeedbackEvent, bool]:
+        """Store the event unless its key is known. Returns the stored event (the earlier
+        one when it was a repeat) and whether it is new."""
+        try:
+            with self.engine.begin() as connection:
+                inserted = connection.execute(feedback_events.insert().values(event.columns))
+                assert inserted.inserted_primary_key is not None
+                return replace(event, id=inserted.inserted_primary_key[0]), True
+        except IntegrityError:
+            earlier = self.by_key(event.dedup_key)
+            if earlier is None:
+                raise
+            return earlier, False
+
+    def by_key(self, key: str) -> FeedbackEvent | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(feedback_events)
+                                     .where(feedback_events.c.dedup_key == key)).first()
+        return None if row is None else _event(row)
+
+    def set_effect(self, event_id: int, effect: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(update(feedback_events).where(feedback_events.c.id == event_id)
+                               .values(effect=effect))
+
+    def failures(self, subscriber_id: int, kind: FeedbackKind,
+                 since: datetime | None = None) -> int:
+        """How many distinct issues `kind` events name for this subscriber (since `since`):
+        one bad week counts once, however many messages said so."""
+        query = (select(func.count(func.distinct(feedback_events.c.issue_id)))
+                 .where(feedback_events.c.subscriber_id == subscriber_id,
+                        feedback_events.c.kind == kind.value))
+        if since is not None:
+            query = query.where(feedback_events.c.received_at >= since)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def events(self, since: datetime | None = None, limit: int | None = None,
+               subscriber_id: int | None = None) -> Iterator[FeedbackEvent]:
+        """Oldest first (newest first when `limit` asks for the latest few)."""
+        query = select(feedback_events)
+        if since is not None:
+            query = query.where(feedback_events.c.received_at >= since)
+        if subscriber_id is not None:
+            query = query.where(feedback_events.c.subscriber_id == subscriber_id)
+        if limit is not None:
+            query = query.order_by(feedback_events.c.id.desc()).limit(limit)
+        else:
+            query = query.order_by(feedback_events.c.id)
+        with self.engine.connect() as connection:
+            for row in connection.execute(query):
+                yield _event(row)
+
+    def last_failure(self, subscriber_id: int) -> FeedbackEvent | None:
+        """The newest hard, soft or complaint event of a subscriber (`subscribers show`)."""
+        kinds = (FeedbackKind.HARD.value, FeedbackKind.SOFT.value,
+                 FeedbackKind.COMPLAINT.value)
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(feedback_events).where(feedback_events.c.subscriber_id == subscriber_id,
+                                              feedback_events.c.kind.in_(kinds))
+                .order_by(feedback_events.c.id.desc()).limit(1)).first()
+        return None if row is None else _event(row)
+
+    def subscribers_with(self, issue_id: int, kinds: tuple[FeedbackKind, ...]) -> int:
+        """Distinct subscribers of one issue with an event of any of `kinds`."""
+        query = (select(func.count(func.distinct(feedback_events.c.subscriber_id)))
+                 .where(feedback_events.c.issue_id == issue_id,
+                        feedback_events.c.kind.in_([kind.value for kind in kinds])))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def subscribers_by_kind(self, issue_id: int) -> dict[FeedbackKind, int]:
+        """Distinct subscribers per kind of event for one issue (`ainews status`)."""
+        query = (select(feedback_events.c.kind,
+                        func.count(func.distinct(feedback_events.c.subscriber_id)))
+                 .where(feedback_events.c.issue_id == issue_id)
+                 .group_by(feedback_events.c.kind))
+        with self.engine.connect() as connection:
+            return {FeedbackKind(kind): int(count)
+                    for kind, count in connection.execute(query).all()}

@@ -1,0 +1,302 @@
+"""The mail that comes back → events → subscriber states. The feedback room parses and
+classifies; this module matches each report to the delivery it is about (ledger), stores the
+event once (feedback events) and applies the one policy (subscribers), for bounce messages
+and for refusals at RCPT time alike.
+
+A report changes nobody unless it is tied to a message that really left: a VERP tag naming a
+delivery, an unsubscribe token or Message-ID of ours in the returned copy, or, last, its
+recipient having been sent an issue within [bounces] match_days. A report addressed to our
+bounce mailbox with a tag that names no delivery is forged or stale and matches nothing."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from ainews_newsletter import clock
+from ainews_newsletter.config import Config
+from ainews_newsletter.database import engine_for
+from ainews_newsletter.delivery.claims import Delivery
+from ainews_newsletter.delivery.lookup import DeliveryLookup, SentDelivery, tokens_in
+from ainews_newsletter.errors import FeedbackError
+from ainews_newsletter.feedback.classify import classify
+from ainews_newsletter.feedback.events import EventLog, FeedbackEvent, event_key
+from ainews_newsletter.feedback.mailfile import MailItem, Unreadable
+from ainews_newsletter.feedback.parse import parse_message
+from ainews_newsletter.feedback.report import FailedRecipient, FeedbackKind, FeedbackReport
+from ainews_newsletter.feedback.verp import tag_in
+from ainews_newsletter.models import SendOutcome, SubscriberStatus
+from ainews_newsletter.pipeline.issue import open_ledger, open_subscribers
+from ainews_newsletter.subscribers.store import SubscriberStore
+
+_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    event: FeedbackEvent
+    new: bool  # False: this message was ingested before and adds nothing
+
+
+@dataclass
+class IngestSummary:
+    messages: int = 0
+    new_events: int = 0
+    repeated: int = 0  # events already stored by an earlier ingest
+    unmatched: int = 0  # new events tied to no delivery of ours: nobody changed
+    kinds: Counter[str] = field(default_factory=Counter)  # new events by kind
+    changed: Counter[str] = field(default_factory=Counter)  # bounced / complained
+    problems: list[Unreadable] = field(default_factory=list)
+    events: list[FeedbackEvent] = field(default_factory=list)
+
+    def add(self, recorded: Recorded) -> None:
+        if not recorded.new:
+            self.repeated += 1
+            return
+        event = recorded.event
+        self.new_events += 1
+        self.kinds[event.kind.value] += 1
+        self.unmatched += event.delivery_id is None
+        if event.effect in (SubscriberStatus.BOUNCED.value, SubscriberStatus.COMPLAINED.value):
+            self.changed[event.effect] += 1
+        self.events.append(event)
+
+
+class FeedbackDesk:
+    """One ingest's open stores (engines are shared per URL, so this is cheap)."""
+
+    def __init__(self, config: Config) -> None:
+        engine = engine_for(config.database_url)
+        self.config = config
+        self.lookup = DeliveryLookup(engine, config.newsletter)
+        self.log = EventLog(engine)
+        self.store: SubscriberStore = open_subscribers(config)
+
+    # -- matching -------------------------------------------------------------------------
+
+    def _tags(self, report: FeedbackReport) -> list[str]:
+        bounces = self.config.bounces
+        if bounces.address is None:
+            return []
+        found = (tag_in(address, bounces.address, bounces.delimiter)
+                 for address in (*report.sent_to, *report.returned.return_paths))
+        return [tag for tag in found if tag is not None]
+
+    def _anchor(self, report: FeedbackReport) -> tuple[SentDelivery | None, str]:
+        """The one delivery the whole report points at, and how it was found. ("unknown tag",
+        None): addressed to our VERP mailbox with a tag that names nothing: trust nothing."""
+        tags = self._tags(report)
+        for tag in tags:
+            found = self.lookup.by_tag(tag)
+            if found is not None:
+                return found, "tag"
+        if tags:
+            return None, "unknown tag"
+        for token in tokens_in(report.returned.unsubscribe_urls, self.config.newsletter):
+            found = self.lookup.by_token(token, report.returned.message_ids)
+            if found is not None:
+                return found, "token"
+        return None, ""
+
+    def _match(self, report: FeedbackReport, recipient: FailedRecipient,
+               anchor: SentDelivery | None, how: str) -> tuple[SentDelivery | None, str]:
+        if anchor is not None and (len(report.recipients) <= 1 or not recipient.email
+                                   or recipient.email.lower() == anchor.email.lower()):
+            return anchor, how  # VERP: a forwarded address still names our reader's row
+        if how == "unknown tag" or not recipient.email:
+            return None, how or "-"
+        since = clock.now() - timedelta(days=self.config.bounces.match_days)
+        found = self.lookup.to_address(recipient.email, report.returned.message_ids, since)
+        if found is None:
+            return None, "-"
+        by_id = self.lookup.message_id_of(found) in report.returned.message_ids
+        return found, "message-id" if by_id else "recipient"
+
+    # -- recording and the policy ---------------------------------------------------------
+
+    def record_report(self, report: FeedbackReport) -> list[Recorded]:
+        anchor, how = self._anchor(report)
+        recipients = report.recipients or (FailedRecipient(email="", kind=report.kind),)
+        identity = report.message_id or f"sha256:{report.digest}"
+        recorded: list[Recorded] = []
+        for index, recipient in enumerate(recipients):
+            delivery, matched_by = self._match(report, recipient, anchor, how)
+            kind = recipient.kind if report.recipients else report.kind
+            event = FeedbackEvent(
+                dedup_key=event_key(identity, str(index), recipient.email.lower()),
+                received_at=clock.now(), kind=kind, email=recipient.email,
+                status=recipient.status, action=recipient.action,
+                diagnostic=recipient.diagnostic, feedback_type=report.feedback_type,
+                source=report.source, matched_by=matched_by,
+                delivery_id=delivery.id if delivery else None,
+                issue_id=delivery.issue_id if delivery else None,
+                subscriber_id=delivery.subscriber_id if delivery else None,
+                effect="none" if delivery else "unmatched")
+            recorded.append(self._store(event))
+        return recorded
+
+    def record_refusal(self, delivery: Delivery, issue_id: int,
+                       outcome: SendOutcome) -> Recorded:
+        """A message refused for good while we sent it (5xx, or given up after deferrals):
+        the same event and policy as a bounce that arrives later."""
+        status = _STATUS.search(outcome.reply)
+        code = status.group(1) if status else f"{str(outcome.code)[:1]}.0.0"
+        event = FeedbackEvent(
+            dedup_key=event_key("smtp", str(delivery.id)), received_at=clock.now(),
+            kind=classify(code, f"{outcome.code} {outcome.reply}", "failed"),
+            email=delivery.recipient.email, status=code, action="failed",
+            diagnostic=f"{outcome.code} {outcome.reply}".strip(), feedback_type=None,
+            source="smtp", matched_by="sent", delivery_id=delivery.id, issue_id=issue_id,
+            subscriber_id=delivery.recipient.subscriber_id)
+        return self._store(event)
+
+    def _store(self, event: FeedbackEvent) -> Recorded:
+        stored, new = self.log.record(event)
+        # Applied for repeats too: if a crash came between storing an event and acting on
+        # it, reading the message again finishes the job (the policy is idempotent).
+        effect = self._apply_policy(stored)
+        # A repeat keeps its first effect unless it is the one that finally acted.
+        changes = new or effect in (SubscriberStatus.BOUNCED.value,
+                                    SubscriberStatus.COMPLAINED.value)
+        if effect is not None and effect != stored.effect and stored.id is not None and changes:
+            self.log.set_effect(stored.id, effect)
+            stored = replace(stored, effect=effect)
+        return Recorded(stored, new)
+
+    def _apply_policy(self, event: FeedbackEvent) -> str | None:
+        """What the event does to its subscriber: None when it is tied to nobody."""
+        subscriber_id = event.subscriber_id
+        if subscriber_id is None:
+            return None
+        bounces = self.config.bounces
+        if event.kind is FeedbackKind.COMPLAINT:
+            return self._leave(subscriber_id, SubscriberStatus.COMPLAINED)
+        if event.kind is FeedbackKind.HARD:
+            limit, seen = self.config.hard_bounce_limit, self.log.failures(
+                subscriber_id, FeedbackKind.HARD)
+        elif event.kind is FeedbackKind.SOFT:
+            since = clock.now() - timedelta(days=bounces.soft_window_days)
+            limit, seen = bounces.soft_limit, self.log.failures(
+                subscriber_id, FeedbackKind.SOFT, since)
+        else:
+            return "none"  # auto-replies, delay warnings, "delivered" reports
+        if seen >= limit:
+            return self._leave(subscriber_id, SubscriberStatus.BOUNCED)
+        return f"counted {seen} of {limit}"
+
+    def _leave(self, subscriber_id: int, status: SubscriberStatus) -> str:
+        if self.store.mark_left(subscriber_id, status):
+            return status.value
+        return "had left"
+
+
+def parse_items(items: Iterable[MailItem | Unreadable]) -> list[FeedbackReport | Unreadable]:
+    """`bounces parse`: reports without side effects, problems in the same order."""
+    parsed: list[FeedbackReport | Unreadable] = []
+    for item in items:
+        if isinstance(item, Unreadable):
+            parsed.append(item)
+            continue
+        try:
+            parsed.append(parse_message(item.raw, item.source))
+        except FeedbackError as exc:
+            parsed.append(Unreadable(item.source, str(exc)))
+    return parsed
+
+
+def ingest(config: Config, items: Iterable[MailItem | Unreadable],
+           after_each: Callable[[MailItem | Unreadable, bool], None] | None = None
+           ) -> IngestSummary:
+    """Parse, match, store and apply the policy to each message. `after_each(item, ok)`
+    runs once a message is safely stored (the IMAP reader moves it then)."""
+    desk = FeedbackDesk(config)
+    summary = IngestSummary()
+    for item in items:
+        summary.messages += 1
+        report = parse_items([item])[0]
+        if isinstance(report, Unreadable):
+            summary.problems.append(report)
+            if after_each is not None:
+                after_each(item, False)
+            continue
+        for recorded in desk.record_report(report):
+            summary.add(recorded)
+        if after_each is not None:
+            after_each(item, True)
+    return summary
+
+
+def refusal_recorder(config: Config, issue_id: int) -> Callable[[Delivery, SendOutcome], None]:
+    """The sender's hook for refusals during a send (delivery.sender.Hooks.on_refused)."""
+    desk = FeedbackDesk(config)
+
+    def refused(delivery: Delivery, outcome: SendOutcome) -> None:
+        desk.record_refusal(delivery, issue_id, outcome)
+    return refused
+
+
+def feedback_events(config: Config, since: datetime | None = None) -> list[FeedbackEvent]:
+    return list(EventLog(engine_for(config.database_url)).events(since=since))
+
+
+def last_failure(config: Config, subscriber_id: int) -> FeedbackEvent | None:
+    return EventLog(engine_for(config.database_url)).last_failure(subscriber_id)
+
+
+def issue_feedback(config: Config, issue_key: str | None) -> dict[str, int]:
+    """Readers of one issue (default: the latest) whose message bounced (hard or soft) or
+    who complained, and the events of each kind: `ainews status`."""
+    from ainews_newsletter.pipeline.send import issue_for
+
+    issue = issue_for(config, open_ledger(config), issue_key)
+    log = EventLog(engine_for(config.database_url))
+    counts = {kind.value: count for kind, count in log.subscribers_by_kind(issue.id).items()}
+    return {"bounced": log.subscribers_with(issue.id, (FeedbackKind.HARD, FeedbackKind.SOFT)),
+            "complained": counts.get(FeedbackKind.COMPLAINT.value, 0),
+            **{kind.value: counts.get(kind.value, 0) for kind in FeedbackKind}}
+
+
+@dataclass
+class FetchSummary:
+    ingest: IngestSummary
+    moved: int
+    mailbox: str  # "user@host:port/folder", for the log and the CLI
+
+
+def fetch(config: Config, limit: int = 500) -> FetchSummary:
+    """Read the IMAP bounce mailbox: each message is parsed and stored, then moved to the
+    processed folder (never deleted). A crash between the two leaves it in the folder, and
+    the next fetch reads it again without counting it twice."""
+    from ainews_newsletter.feedback.imap import ImapMailbox, ImapSettings
+
+    bounces = config.bounces
+    if not bounces.imap_configured:
+        raise FeedbackError("bounces: set [bounces] imap_host and imap_user (and the password "
+                            "in AINEWS_BOUNCES__PASSWORD) to fetch from a mailbox")
+    if bounces.password is None:
+        raise FeedbackError("bounces: the IMAP password is read from the environment only: "
+                            "set AINEWS_BOUNCES__PASSWORD")
+    assert bounces.imap_host is not None and bounces.imap_user is not None
+    settings = ImapSettings(
+        host=bounces.imap_host, port=bounces.imap_port_or_default, user=bounces.imap_user,
+        password=bounces.password.get_secret_value(), folder=bounces.imap_folder,
+        processed_folder=bounces.processed_folder, security=bounces.imap_security,
+        ca_file=str(config.resolve(bounces.imap_ca_file)) if bounces.imap_ca_file else None,
+        timeout=config.smtp.timeout)
+    moved = 0
+    with ImapMailbox(settings) as mailbox:
+        fetched = {f"imap:{bounces.imap_folder}/{mail.uid}": mail
+                   for mail in mailbox.messages(limit)}
+
+        def move(item: MailItem | Unreadable, ok: bool) -> None:
+            nonlocal moved
+            mailbox.mark_processed(fetched[item.source].uid)  # unreadable too: looked at
+            moved += 1
+
+        summary = ingest(config, (MailItem(source, mail.raw)
+                                  for source, mail in fetched.items()), after_each=move)
+    where = f"{bounces.imap_user}@{bounces.imap_host}:{settings.port}/{bounces.imap_folder}"
+    return FetchSummary(summary, moved, where)
