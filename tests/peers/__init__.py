@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import time
@@ -77,3 +78,35 @@ def listening(port: int) -> bool:
                 and address in ("0100007F", "00000000")):
             return True
     return False
+
+
+def system_binary(name: str, package: str) -> str:
+    """The Debian program `name` (in PATH or /usr/sbin), or fail saying what installs it."""
+    import pytest
+
+    found = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists()
+                                   else None)
+    if found is None:
+        pytest.fail(f"{name} is missing: ./scripts/test installs Debian's {package}")
+    return found
+
+
+def read_pid(path: Path) -> int | None:
+    """A daemon's pid file, or None while it is absent or half written."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def open_to_daemon_users(tmp: Path, daemon: str) -> None:
+    """Daemons drop to their own users, which must reach `tmp`: every parent folder must be
+    searchable by others (pytest's tmp_path is not; a mkdtemp in /tmp is)."""
+    import pytest
+
+    tmp.chmod(0o755)
+    for folder in tmp.parents:
+        if not folder.stat().st_mode & 0o001:
+            pytest.fail(f"{folder} is not searchable by others; {daemon}'s users cannot reach "
+                        f"{tmp} (use tempfile.mkdtemp, as the {daemon.lower()}_peer fixture "
+                        "does)")

@@ -26,17 +26,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.peers import end_session, free_port, listening, wait_until
+from tests.peers import (
+    end_session,
+    free_port,
+    listening,
+    open_to_daemon_users,
+    read_pid,
+    system_binary,
+    wait_until,
+)
 
 MAIL_USER = "nobody"  # owns the Maildir; Dovecot refuses to serve mail as root
 
 
-def dovecot_binary() -> str:
-    found = shutil.which("dovecot") or ("/usr/sbin/dovecot"
-                                        if Path("/usr/sbin/dovecot").exists() else None)
-    if found is None:
-        pytest.fail("Dovecot is missing: ./scripts/test installs Debian's dovecot-imapd")
-    return found
 
 
 @dataclass
@@ -183,22 +185,15 @@ service imap-login {{
 
 
 def _master_pid(peer: DovecotPeer) -> int | None:
-    try:
-        return int((peer.root / "run" / "master.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
+    return read_pid(peer.root / "run" / "master.pid")
 
 
 @contextmanager
 def running_dovecot(tmp: Path) -> Iterator[DovecotPeer]:
     """Dovecot with everything under `tmp`, which must be short (its sockets live there) and
     reachable by the dovecot, dovenull and nobody users (every parent world-searchable)."""
-    binary = dovecot_binary()
-    tmp.chmod(0o755)
-    for folder in tmp.parents:
-        if not folder.stat().st_mode & 0o001:
-            pytest.fail(f"{folder} is not searchable by others; Dovecot's users cannot reach "
-                        f"{tmp} (use tempfile.mkdtemp, as the dovecot_peer fixture does)")
+    binary = system_binary("dovecot", "dovecot-imapd")
+    open_to_daemon_users(tmp, "Dovecot")
     account = pwd.getpwnam(MAIL_USER)
     peer = DovecotPeer(tmp, free_port(), free_port())
     write_certificates(tmp / "tls")

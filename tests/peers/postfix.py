@@ -25,7 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import end_session, free_port, listening, wait_until
+from tests.peers import (
+    end_session,
+    free_port,
+    listening,
+    open_to_daemon_users,
+    read_pid,
+    system_binary,
+    wait_until,
+)
 
 MAILBOXES = {
     "bounces@news.example": "news.example/bounces/",
@@ -36,12 +44,6 @@ MAILBOXES = {
 MAIL_USER = "nobody"
 
 
-def postfix_binary() -> str:
-    found = shutil.which("postfix") or ("/usr/sbin/postfix"
-                                        if Path("/usr/sbin/postfix").exists() else None)
-    if found is None:
-        pytest.fail("Postfix is missing: ./scripts/test installs Debian's postfix")
-    return found
 
 
 @dataclass
@@ -156,22 +158,15 @@ def _postfix(binary: str, config_dir: Path, command: str) -> str:
 
 
 def _master_pid(root: Path) -> int | None:
-    try:
-        return int((root / "queue" / "pid" / "master.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
+    return read_pid(root / "queue" / "pid" / "master.pid")
 
 
 @contextmanager
 def running_postfix(tmp: Path) -> Iterator[PostfixPeer]:
     """Postfix with everything under `tmp`, which the postfix and nobody users must be able
     to reach (every parent world-searchable: pytest's tmp_path is not, a mkdtemp in /tmp is)."""
-    binary = postfix_binary()
-    tmp.chmod(0o755)
-    for folder in tmp.parents:
-        if not folder.stat().st_mode & 0o001:
-            pytest.fail(f"{folder} is not searchable by others; Postfix's users cannot reach "
-                        f"{tmp} (use tempfile.mkdtemp, as the postfix_peer fixture does)")
+    binary = system_binary("postfix", "postfix")
+    open_to_daemon_users(tmp, "Postfix")
     account = pwd.getpwnam(MAIL_USER)
     port = free_port()
     config_dir, mail = tmp / "etc", tmp / "mail"

@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from ainews_newsletter import pipeline
+from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.web.hardening import PRIVATE_PREFIXES
 from ainews_newsletter.web.security import CSRF_COOKIE, SECURITY_HEADERS
 from tests.conftest import Project, SmtpServer
@@ -203,7 +204,7 @@ def test_a_sign_up_that_loses_the_race_for_a_new_address_joins_the_winner(
     from ainews_newsletter.subscribers.store import SubscriberStore
 
     store = pipeline.open_subscribers(_config(project, smtp_server))
-    store.sign_up("race@example.com", "First", None)  # the winner, already committed
+    SignUps(store).sign_up("race@example.com", "First", None)  # the winner, already committed
     real_get = SubscriberStore.get
     calls: list[str] = []
 
@@ -212,7 +213,7 @@ def test_a_sign_up_that_loses_the_race_for_a_new_address_joins_the_winner(
         return None if len(calls) == 1 else real_get(self, address)
 
     monkeypatch.setattr(SubscriberStore, "get", stale_get)
-    joined = store.sign_up("race@example.com", "Second", None)
+    joined = SignUps(store).sign_up("race@example.com", "Second", None)
     assert joined.email == "race@example.com" and joined.status.value == "pending"
     assert project.query("SELECT count(*) FROM subscribers") == [(1,)]
     assert len(calls) >= 2  # it did look again

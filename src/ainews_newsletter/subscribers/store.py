@@ -23,7 +23,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
@@ -199,7 +198,8 @@ class SubscriberStore:
             connection.execute(delete(subscribers).where(subscribers.c.id == found.id))
         return found
 
-    def _set_status(self, subscriber: Subscriber, status: SubscriberStatus) -> None:
+    def set_status(self, subscriber: Subscriber, status: SubscriberStatus) -> None:
+        """Active lifts the suppression (only for someone who asked to come back)."""
         now = clock.now()
         values: dict[str, Any] = {"status": status.value, "updated_at": now}
         if status is SubscriberStatus.UNSUBSCRIBED:
@@ -218,7 +218,7 @@ class SubscriberStore:
         """Keep the row, mark it unsubscribed: later imports cannot bring it back."""
         found = self.require(address)
         if found.status is not SubscriberStatus.UNSUBSCRIBED:
-            self._set_status(found, SubscriberStatus.UNSUBSCRIBED)
+            self.set_status(found, SubscriberStatus.UNSUBSCRIBED)
         return self.require(address)
 
     def resubscribe(self, address: str) -> Subscriber:
@@ -234,7 +234,7 @@ class SubscriberStore:
             if not lifted:
                 raise SubscriberError(f"no subscriber with address {address.strip()!r}")
             return self.add(address)
-        self._set_status(found, SubscriberStatus.ACTIVE)
+        self.set_status(found, SubscriberStatus.ACTIVE)
         return self.require(address)
 
     def mark_left(self, subscriber_id: int, status: SubscriberStatus) -> bool:
@@ -255,11 +255,10 @@ class SubscriberStore:
                 "created_at": now}])
         return True
 
-    def by_id(self, subscriber_id: int) -> Subscriber | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(select(subscribers.c.email)
-                                     .where(subscribers.c.id == subscriber_id)).first()
-        return None if row is None else self.get(row.email)
+    def set_name(self, subscriber_id: int, name: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
+                               .values(name=name, updated_at=clock.now()))
 
     def by_token(self, token: str) -> Subscriber | None:
         """The subscriber whose unsubscribe/preferences link carries `token`."""
@@ -267,59 +266,6 @@ class SubscriberStore:
             row = connection.execute(select(subscribers.c.email)
                                      .where(subscribers.c.token == token)).first()
         return None if row is None else self.get(row.email)
-
-    def sign_up(self, address: str, name: str | None, list_name: str | None) -> Subscriber:
-        """A web sign-up before confirmation: a new address is added as pending; a known one
-        joins the list without changing status (the confirmation link decides). Suppressed
-        addresses are not refused here: confirming proves they asked to come back."""
-        found = self.get(address)
-        if found is None:
-            try:
-                return self._add_pending(address, name, list_name)
-            except (IntegrityError, SubscriberError):
-                found = self.get(address)  # a sign-up of the same address just beat us
-                if found is None:
-                    raise
-        if (list_name or self.default_list) not in found.lists:
-            self.set_lists(found.email, (*found.lists, list_name or self.default_list))
-        return self.require(found.email)
-
-    def may_be_sent_a_confirmation(self, address: str) -> bool:
-        """Whether a web sign-up may mail this address a confirmation link: not when it
-        receives the newsletter already, nor when it complained, bounced or was suppressed
-        by hand (a stranger must not make us mail those). Someone who unsubscribed may come
-        back."""
-        found = self.get(address)
-        if found is not None and found.status in (SubscriberStatus.ACTIVE,
-                                                  SubscriberStatus.COMPLAINED,
-                                                  SubscriberStatus.BOUNCED):
-            return False
-        return self.suppression(address) in (None, "unsubscribed")
-
-    def _add_pending(self, address: str, name: str | None,
-                     list_name: str | None) -> Subscriber:
-        """New from the web: pending (receives nothing) until confirmed. A suppressed
-        address may sign up; it stays suppressed until the confirmation (see `confirm`)."""
-        return self.add(address, name=name, list_name=list_name,
-                        status=SubscriberStatus.PENDING, source="web", allow_suppressed=True)
-
-    def confirm(self, address: str, list_name: str | None = None,
-                name: str | None = None) -> Subscriber:
-        """The confirmation link was followed: active (and off the suppression list, since
-        they asked), on `list_name`, with the name given with the sign-up being confirmed
-        (not whatever an earlier, unconfirmed sign-up of the address typed). Idempotent."""
-        found = self.require(address)
-        name = clean_name(name)
-        if name and name != found.name:
-            with self.engine.begin() as connection:
-                connection.execute(update(subscribers).where(subscribers.c.id == found.id)
-                                   .values(name=name, updated_at=clock.now()))
-        if found.status is not SubscriberStatus.ACTIVE:
-            self._set_status(found, SubscriberStatus.ACTIVE)
-        wanted = list_name or self.default_list
-        if wanted not in found.lists:
-            self.set_lists(found.email, (*found.lists, wanted))
-        return self.require(address)
 
     def set_lists(self, address: str, names: Collection[str]) -> Subscriber:
         """Exactly these lists (unknown names are an error); the preferences page."""

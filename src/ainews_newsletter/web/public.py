@@ -40,6 +40,7 @@ from ainews_newsletter.errors import AinewsError, ConfigError, SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.names import clean_name
+from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.subscribers.store import SubscriberStore
 from ainews_newsletter.web.hardening import BodyLimit, BodyTooLarge, SecurityHeaders
 from ainews_newsletter.web.pages import page_templates
@@ -144,10 +145,10 @@ class PublicSite:
             log.exception("sign-up of %s failed", address)
 
     def _sign_up_and_mail_now(self, address: str, name: str | None) -> None:
-        store = self.store()
-        if not store.may_be_sent_a_confirmation(address):
+        signups = SignUps(self.store())
+        if not signups.may_be_sent_a_confirmation(address):
             return  # receiving it already, or complained, bounced, suppressed: no mail
-        store.sign_up(address, name, None)  # a sign-up racing this one joins its row
+        signups.sign_up(address, name, None)  # a sign-up racing this one joins its row
         token = self.tokens.make(address, None, name)
         link = f"{self.config.newsletter.base_url}/confirm/{token}"
         hours = int(self.config.web.confirm_link_hours)
@@ -203,7 +204,7 @@ class PublicSite:
         if (found.status is SubscriberStatus.UNSUBSCRIBED and found.unsubscribed_at
                 and found.unsubscribed_at >= confirmation.issued_at):
             return "this link is older than your unsubscribe; sign up again for a new one"
-        store.confirm(confirmation.email, confirmation.list_name, confirmation.name)
+        SignUps(store).confirm(confirmation.email, confirmation.list_name, confirmation.name)
         return None
 
     # -- unsubscribe and preferences --------------------------------------------------

@@ -1,0 +1,68 @@
+"""Web sign-ups with double opt-in, on top of the store: a new address waits as pending until
+its confirmation link is followed; a stranger must not be able to make us mail someone who
+bounced, complained or was suppressed by hand."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from ainews_newsletter.errors import SubscriberError
+from ainews_newsletter.models import Subscriber, SubscriberStatus
+from ainews_newsletter.subscribers.names import clean_name
+from ainews_newsletter.subscribers.store import SubscriberStore
+
+
+class SignUps:
+    def __init__(self, store: SubscriberStore) -> None:
+        self.store = store
+
+    def sign_up(self, address: str, name: str | None, list_name: str | None) -> Subscriber:
+        """A web sign-up before confirmation: a new address is added as pending; a known one
+        joins the list without changing status (the confirmation link decides). Suppressed
+        addresses are not refused here: confirming proves they asked to come back."""
+        store = self.store
+        found = store.get(address)
+        if found is None:
+            try:
+                # Pending (receives nothing) until confirmed; a suppressed address stays
+                # suppressed until the confirmation (see `confirm`).
+                return store.add(address, name=name, list_name=list_name,
+                                 status=SubscriberStatus.PENDING, source="web",
+                                 allow_suppressed=True)
+            except (IntegrityError, SubscriberError):
+                found = store.get(address)  # a sign-up of the same address just beat us
+                if found is None:
+                    raise
+        wanted = list_name or store.default_list
+        if wanted not in found.lists:
+            store.set_lists(found.email, (*found.lists, wanted))
+        return store.require(found.email)
+
+    def may_be_sent_a_confirmation(self, address: str) -> bool:
+        """Whether a web sign-up may mail this address a confirmation link: not when it
+        receives the newsletter already, nor when it complained, bounced or was suppressed
+        by hand (a stranger must not make us mail those). Someone who unsubscribed may come
+        back."""
+        found = self.store.get(address)
+        if found is not None and found.status in (SubscriberStatus.ACTIVE,
+                                                  SubscriberStatus.COMPLAINED,
+                                                  SubscriberStatus.BOUNCED):
+            return False
+        return self.store.suppression(address) in (None, "unsubscribed")
+
+    def confirm(self, address: str, list_name: str | None = None,
+                name: str | None = None) -> Subscriber:
+        """The confirmation link was followed: active (and off the suppression list, since
+        they asked), on `list_name`, with the name given with the sign-up being confirmed
+        (not whatever an earlier, unconfirmed sign-up of the address typed). Idempotent."""
+        store = self.store
+        found = store.require(address)
+        name = clean_name(name)
+        if name and name != found.name:
+            store.set_name(found.id, name)
+        if found.status is not SubscriberStatus.ACTIVE:
+            store.set_status(found, SubscriberStatus.ACTIVE)
+        wanted = list_name or store.default_list
+        if wanted not in found.lists:
+            store.set_lists(found.email, (*found.lists, wanted))
+        return store.require(address)
