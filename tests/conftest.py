@@ -334,7 +334,7 @@ def feed_server() -> Iterator[str]:
 # -- PostgreSQL --------------------------------------------------------------------------------
 
 POSTGRES_TABLES = ("deliveries", "issue_posts", "issues", "memberships", "suppressions",
-                   "lists", "subscribers", "schedule_runs")
+                   "lists", "subscribers", "schedule_runs", "feedback_events")
 
 
 def _postgres_bin() -> Path | None:

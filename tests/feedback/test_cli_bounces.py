@@ -144,3 +144,18 @@ def test_a_piped_message_is_kept_by_the_mta_when_the_database_is_down(project: P
     from_file.write_bytes(report)
     assert project.run("bounces", "ingest", str(from_file), env={
         "AINEWS_STORAGE__URL": f"sqlite:///{blocker}/ainews.db"}).exit_code == 1
+
+
+def test_parse_json_keeps_the_order_and_names_what_is_not_mail(project: Project,
+                                                               tmp_path: Path) -> None:
+    good = tmp_path / "good.eml"
+    good.write_bytes(dsn("bounces@news.example.org", "gone@readers.example"))
+    binary = tmp_path / "photo.eml"
+    binary.write_bytes(bytes(range(256)) * 8)
+    result = project.run("bounces", "parse", str(binary), str(good), "--json")
+    assert result.exit_code == 1
+    parsed = json.loads(result.stdout)
+    assert [p["source"] for p in parsed] == [str(binary), str(good)]
+    assert "error" in parsed[0] and "kind" not in parsed[0]
+    assert parsed[1]["kind"] == "hard"
+    assert f"error: {binary}:" in result.stderr

@@ -125,6 +125,29 @@ def test_copy_and_expunge_when_the_server_has_no_move(imap: DovecotPeer) -> None
     assert len(imap.folder_messages("Processed")) == 3
 
 
+def test_without_uidplus_copies_stay_flagged_and_are_skipped(imap: DovecotPeer) -> None:
+    imap.deliver(bounce(1))
+    imap.deliver(bounce(2))
+    with ImapMailbox(settings(imap)) as box:
+        # An old server: no MOVE, no UIDPLUS. A plain EXPUNGE would also remove messages
+        # another client flagged \Deleted, so the copied message stays, flagged.
+        box._capabilities.difference_update({"MOVE", "UIDPLUS"})
+        first = next(box.messages())
+        box.mark_processed(first.uid)
+        assert [lf(m.raw) for m in box.messages()] == [lf(bounce(2))]
+    assert len(imap.folder_messages("INBOX")) == 2  # nothing expunged
+    assert [lf(m) for m in imap.folder_messages("Processed")] == [lf(bounce(1))]
+
+
+def test_a_message_over_the_size_cap_comes_without_its_body(imap: DovecotPeer) -> None:
+    imap.deliver(bounce(1))
+    imap.deliver(bounce(2) + b"x" * 5000 + b"\r\n")
+    with ImapMailbox(settings(imap)) as box:
+        found = list(box.messages(max_bytes=2000))
+    assert [(lf(m.raw) == lf(bounce(1)), m.size) for m in found] == [(True, 0), (False, 2001)]
+    assert found[1].raw == b""
+
+
 def test_a_missing_folder_is_named(imap: DovecotPeer) -> None:
     message = failure(settings(imap, folder="Bounces"))
     assert re.search(r"folder 'Bounces' cannot be opened.*imap_folder", message)

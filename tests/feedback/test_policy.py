@@ -5,13 +5,16 @@ states, repeats counted once, and forged or stray reports changing nobody."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from ainews_newsletter import clock, pipeline
 from ainews_newsletter.config import Config, load_config
+from ainews_newsletter.feedback.events import FeedbackEvent, event_key
 from ainews_newsletter.feedback.mailfile import MailItem
+from ainews_newsletter.feedback.report import FeedbackReport
 from ainews_newsletter.pipeline import feedback
 from tests.conftest import Project, SmtpServer, post_text, write_post
 from tests.feedback.returns import arf, dsn, out_of_office
@@ -118,16 +121,91 @@ def test_a_forged_tag_or_a_stranger_changes_nobody(any_project: Project,
 def test_a_recipient_alone_matches_only_within_match_days(project: Project,
                                                           smtp_server: SmtpServer) -> None:
     readers = project.import_readers(2)
-    config = _config(project, smtp_server)
+    config = _config(project, smtp_server, bounces={"address": None})  # no VERP
     _send(config)
-    late = dsn(BOUNCES, readers[0], message_id="<late@mx.readers.example>")
+    late = dsn("digest@news.example.org", readers[0], message_id="<late@mx.readers.example>")
     with clock.use_clock(clock.frozen(clock.now() + timedelta(days=15))):
         assert _ingest(config, late).unmatched == 1  # 15 days > match_days 14
     assert _status(project, readers[0]) == "active"
-    in_time = dsn(BOUNCES, readers[1], message_id="<in-time@mx.readers.example>")
+    in_time = dsn("digest@news.example.org", readers[1].upper(),  # case does not matter
+                  message_id="<in-time@mx.readers.example>")
     summary = _ingest(config, in_time)
     assert summary.events[0].matched_by == "recipient"
     assert _status(project, readers[1]) == "bounced"
+
+
+def test_with_verp_naming_a_reader_is_not_enough(any_project: Project,
+                                                 smtp_server: SmtpServer) -> None:
+    reader = any_project.import_readers(1)[0]
+    config = _config(any_project, smtp_server)
+    _send(config)
+    # Anyone can mail the plain bounce address a DSN naming a reader: a genuine one for a
+    # message that left with a VERP return path would have come to its tag.
+    forged = dsn(BOUNCES, reader, message_id="<forged-3@attacker.example>")
+    summary = _ingest(config, forged)
+    assert (summary.unmatched, summary.events[0].matched_by) == (1, "no tag")
+    assert _status(any_project, reader) == "active"
+
+
+def test_a_reader_who_came_back_is_not_bounced_again_by_an_old_report(
+        project: Project, smtp_server: SmtpServer) -> None:
+    reader = project.import_readers(1)[0]
+    config = _config(project, smtp_server)
+    _send(config)
+    envelope, original = _sent(smtp_server, reader)
+    report = dsn(envelope, reader, original=original)
+    assert _ingest(config, report).changed["bounced"] == 1
+    assert project.run("subscribers", "resubscribe", reader).exit_code == 0
+    again = _ingest(config, report, source="the same Maildir, read again")
+    assert (again.repeated, sum(again.changed.values())) == (1, 0)
+    assert _status(project, reader) == "active"
+
+
+def test_an_event_stored_but_never_acted_on_is_finished_later(
+        any_project: Project, smtp_server: SmtpServer) -> None:
+    reader = any_project.import_readers(1)[0]
+    config = _config(any_project, smtp_server)
+    _send(config)
+    envelope, original = _sent(smtp_server, reader)
+    desk = feedback.FeedbackDesk(config)
+    # A crash right after storing: the event is there, the policy never ran.
+    parsed = feedback.parse_items([MailItem("r.eml", dsn(envelope, reader,
+                                                         original=original))])[0]
+    assert isinstance(parsed, FeedbackReport)
+    stored, _ = desk.log.record(replace(_event_for(desk, parsed), effect="none"))
+    assert _status(any_project, reader) == "active"
+    feedback.ingest(config, [])  # the next ingest (or send) starts by finishing it
+    assert _status(any_project, reader) == "bounced"
+    assert desk.log.by_key(stored.dedup_key).effect == "bounced"  # type: ignore[union-attr]
+
+
+def _event_for(desk: feedback.FeedbackDesk, report: FeedbackReport) -> FeedbackEvent:
+    """The event record_report would store, built without storing it."""
+    anchor, how = desk._anchor(report)
+    delivery, matched_by = desk._match(report, report.recipients[0], anchor, how)
+    assert delivery is not None
+    recipient = report.recipients[0]
+    return FeedbackEvent(
+        dedup_key=event_key(report.message_id or "", "0", recipient.email),
+        received_at=clock.now(), kind=recipient.kind, email=recipient.email,
+        status=recipient.status, action=recipient.action, diagnostic=recipient.diagnostic,
+        feedback_type=None, source=report.source, matched_by=matched_by,
+        delivery_id=delivery.id, issue_id=delivery.issue_id,
+        subscriber_id=delivery.subscriber_id, sent_at=delivery.sent_at)
+
+
+def test_oversized_fields_are_cut_to_fit(any_project: Project,
+                                         smtp_server: SmtpServer) -> None:
+    reader = any_project.import_readers(1)[0]
+    config = _config(any_project, smtp_server)
+    _send(config)
+    envelope, original = _sent(smtp_server, reader)
+    report = dsn(envelope, reader, original=original, action="failed" + "-x" * 40,
+                 status="5.1.1" + ".1" * 30)
+    event = _ingest(config, report).events[0]
+    assert event.effect == "bounced"
+    stored = any_project.query("SELECT action, status FROM feedback_events")[0]
+    assert len(stored[0]) <= 32 and len(stored[1]) <= 32 and stored[0].startswith("failed")
 
 
 def test_a_redacted_complaint_is_matched_by_the_returned_copy(

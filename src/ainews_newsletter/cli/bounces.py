@@ -79,8 +79,10 @@ def parse(paths: tuple[str, ...], as_json: bool) -> None:
     parsed = parse_items(_read(paths))
     reports = [item for item in parsed if not isinstance(item, Unreadable)]
     problems = [item for item in parsed if isinstance(item, Unreadable)]
-    if as_json:
-        print_json([_report_record(report) for report in reports])
+    if as_json:  # in the order given; what is not mail says why instead of a kind
+        print_json([{"source": item.source, "error": item.reason}
+                    if isinstance(item, Unreadable) else _report_record(item)
+                    for item in parsed])
     else:
         table = Table()
         for column in ("source", "kind", "recipient", "status", "diagnostic"):

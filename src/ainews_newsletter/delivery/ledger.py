@@ -173,14 +173,16 @@ class Ledger:
     # -- audience snapshot ----------------------------------------------------------------
 
     def snapshot(self, issue_id: int, recipients: Iterable[Recipient], now: datetime,
-                 batch_size: int = 500) -> int:
+                 batch_size: int = 500, tagged: bool = False) -> int:
         """Copy the audience into the ledger once. Batches are idempotent (a re-run after a
-        crash mid-snapshot adds only the missing rows); `snapshot_at` marks it complete."""
+        crash mid-snapshot adds only the missing rows); `snapshot_at` marks it complete.
+        `tagged`: each row gets a VERP tag (a bounce mailbox is configured)."""
         iterator = iter(recipients)
         while batch := list(islice(iterator, batch_size)):
             rows = [{"issue_id": issue_id, "subscriber_id": r.subscriber_id, "email": r.email,
                      "name": r.name, "token": r.token, "state": DeliveryState.QUEUED.value,
-                     "attempts": 0, "updated_at": now, "return_tag": new_return_tag()}
+                     "attempts": 0, "updated_at": now,
+                     "return_tag": new_return_tag() if tagged else None}
                     for r in batch]
             with self.engine.begin() as connection:
                 insert_ignoring_conflicts(connection, deliveries, rows)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from ainews_newsletter.config import NewsletterConfig
 from ainews_newsletter.database import ensure_schema
@@ -30,15 +30,18 @@ class SentDelivery:
     subscriber_id: int
     email: str
     sent_at: datetime | None
+    tagged: bool  # it left with a VERP return path: a genuine bounce names its tag
 
 
 _COLUMNS = (deliveries.c.id, deliveries.c.issue_id, issues.c.period_key,
-            deliveries.c.subscriber_id, deliveries.c.email, deliveries.c.sent_at)
+            deliveries.c.subscriber_id, deliveries.c.email, deliveries.c.sent_at,
+            deliveries.c.return_tag)
 
 
 def _sent(row: Any) -> SentDelivery:
     return SentDelivery(id=row.id, issue_id=row.issue_id, issue_key=row.period_key,
-                        subscriber_id=row.subscriber_id, email=row.email, sent_at=row.sent_at)
+                        subscriber_id=row.subscriber_id, email=row.email, sent_at=row.sent_at,
+                        tagged=row.return_tag is not None)
 
 
 class DeliveryLookup:
@@ -71,17 +74,14 @@ class DeliveryLookup:
                 return candidate
         return found[0] if found else None
 
-    def to_address(self, email: str, message_ids: tuple[str, ...],
-                   since: datetime) -> SentDelivery | None:
-        """A delivery to `email` whose Message-ID the report carries (any age), else the
+    def to_subscriber(self, subscriber_id: int, message_ids: tuple[str, ...],
+                      since: datetime) -> SentDelivery | None:
+        """A delivery to this subscriber whose Message-ID the report carries, else the
         newest one sent since `since`."""
         with self.engine.connect() as connection:
-            rows = connection.execute(self._query().where(deliveries.c.email == email)
-                                      .order_by(deliveries.c.id.desc()).limit(100)).all()
-            if not rows:  # the report may change the case of the local part
-                rows = connection.execute(
-                    self._query().where(func.lower(deliveries.c.email) == email.lower())
-                    .order_by(deliveries.c.id.desc()).limit(100)).all()
+            rows = connection.execute(
+                self._query().where(deliveries.c.subscriber_id == subscriber_id)
+                .order_by(deliveries.c.id.desc()).limit(100)).all()
         found = [_sent(row) for row in rows]
         for candidate in found:
             if self.message_id_of(candidate) in message_ids:

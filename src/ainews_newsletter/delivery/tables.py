@@ -76,6 +76,6 @@ deliveries = Table(
     UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
     UniqueConstraint("return_tag", name="uq_delivery_return_tag"),
     Index("ix_delivery_issue_state", "issue_id", "state"),
-    # A bounce that names only its recipient is matched through the address.
-    Index("ix_delivery_email", "email"),
+    # A bounce that names only its recipient is matched through the subscriber.
+    Index("ix_delivery_subscriber", "subscriber_id"),
 )

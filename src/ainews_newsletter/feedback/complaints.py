@@ -53,7 +53,7 @@ def find_complaint(msg: Message, original_fields: dict[str, list[str]]) -> Compl
     report = _report_text(msg)
     if report is not None:
         fields = _fields(report)
-        kind = (fields.get("feedback-type") or ["abuse"])[0].split()[0].lower() or "abuse"
+        kind = ((fields.get("feedback-type") or [""])[0].split() or ["abuse"])[0].lower()
         emails = _bare_all(fields.get("original-rcpt-to", []) + fields.get("removal-recipient", []))
         if not emails:
             emails = _original_recipients(original_fields)
@@ -65,7 +65,7 @@ def find_complaint(msg: Message, original_fields: dict[str, list[str]]) -> Compl
     if ses is not None and ses.get("notificationType") == "Complaint":
         detail = ses.get("complaint") if isinstance(ses.get("complaint"), dict) else {}
         assert isinstance(detail, dict)
-        people = detail.get("complainedRecipients") or []
+        people = as_list(detail.get("complainedRecipients"))
         emails = [mime.bare_address(str(p.get("emailAddress", ""))) for p in people
                   if isinstance(p, dict)]
         kind = str(detail.get("complaintFeedbackType") or "abuse").lower()
@@ -113,10 +113,15 @@ def ses_notification(msg: Message) -> dict[str, object] | None:
     return None
 
 
+def as_list(value: object) -> list[object]:
+    """A JSON field that should hold a list: anything else counts as empty."""
+    return value if isinstance(value, list) else []
+
+
 def _json_object(text: str) -> dict[str, object] | None:
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
         return None
     return data if isinstance(data, dict) else None
 

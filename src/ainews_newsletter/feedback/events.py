@@ -49,6 +49,9 @@ feedback_events = Table(
     Column("delivery_id", Integer, nullable=True),
     Column("issue_id", Integer, nullable=True),
     Column("subscriber_id", Integer, nullable=True),
+    # When the message it is about left: the soft-bounce window counts from here, so a
+    # backlog of old bounces ingested today does not look recent.
+    Column("sent_at", UTCDateTime(), nullable=True),
     Column("effect", String(32), nullable=False),  # what it changed: bounced, counted, none…
     UniqueConstraint("dedup_key", name="uq_feedback_event_key"),
     Index("ix_feedback_subscriber", "subscriber_id", "kind"),
@@ -78,6 +81,7 @@ class FeedbackEvent:
     delivery_id: int | None
     issue_id: int | None
     subscriber_id: int | None
+    sent_at: datetime | None = None
     effect: str = "none"
     id: int | None = None
 
@@ -86,6 +90,13 @@ class FeedbackEvent:
         values = {column.name: getattr(self, column.name) for column in feedback_events.c
                   if column.name != "id"}
         values["kind"] = self.kind.value
+        # Whatever a report says must fit its column (PostgreSQL refuses, SQLite would not):
+        # a hostile or broken report must not block the mailbox behind it.
+        for name in ("email", "status", "action", "feedback_type", "matched_by", "effect"):
+            column = feedback_events.c[name].type
+            length = getattr(column, "length", None)
+            if values[name] is not None and length is not None:
+                values[name] = values[name][:length]
         values["diagnostic"] = self.diagnostic[:2000]  # a whole returned body is not a reason
         return values
 
@@ -115,6 +126,19 @@ class EventLog:
                 raise
             return earlier, False
 
+    def unapplied(self, limit: int = 1000) -> list[FeedbackEvent]:
+        """Events tied to a subscriber that the policy never looked at (a crash between
+        storing and acting): the next ingest or send finishes them."""
+        kinds = (FeedbackKind.HARD.value, FeedbackKind.SOFT.value,
+                 FeedbackKind.COMPLAINT.value)
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(feedback_events).where(feedback_events.c.effect == "none",
+                                              feedback_events.c.subscriber_id.is_not(None),
+                                              feedback_events.c.kind.in_(kinds))
+                .order_by(feedback_events.c.id).limit(limit)).all()
+        return [_event(row) for row in rows]
+
     def by_key(self, key: str) -> FeedbackEvent | None:
         with self.engine.connect() as connection:
             row = connection.execute(select(feedback_events)
@@ -134,7 +158,8 @@ class EventLog:
                  .where(feedback_events.c.subscriber_id == subscriber_id,
                         feedback_events.c.kind == kind.value))
         if since is not None:
-            query = query.where(feedback_events.c.received_at >= since)
+            when = func.coalesce(feedback_events.c.sent_at, feedback_events.c.received_at)
+            query = query.where(when >= since)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 

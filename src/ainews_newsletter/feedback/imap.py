@@ -36,7 +36,8 @@ class ImapSettings:
 @dataclass(frozen=True)
 class FetchedMail:
     uid: str     # the message's UID in the folder, for mark_processed
-    raw: bytes   # the message as the server holds it (CRLF line ends)
+    raw: bytes   # the message as the server holds it (CRLF line ends); b"" when too big
+    size: int = 0  # set (and raw left empty) for a message over the size cap
 
 
 class ImapMailbox:
@@ -73,14 +74,26 @@ class ImapMailbox:
     def __exit__(self, *exc_info: object) -> None:
         self._close()
 
-    def messages(self, limit: int = 500) -> Iterator[FetchedMail]:
-        """Every message in the folder, read or not (a person glancing at the mailbox must
-        not hide a bounce from us), oldest first, at most `limit` per run."""
+    def _search(self, *criteria: str) -> list[str]:
         imap = self._open()
-        typ, data = self._call("searching the folder", imap.uid, "SEARCH", "ALL")
+        typ, data = self._call("searching the folder", imap.uid, "SEARCH", *criteria)
         found = data[0].split() if typ == "OK" and data and data[0] else []
+        return [item.decode() for item in found]
+
+    def messages(self, limit: int = 500, max_bytes: int = 20 * 1024 * 1024
+                 ) -> Iterator[FetchedMail]:
+        """Every message in the folder, read or not (a person glancing at the mailbox must
+        not hide a bounce from us), oldest first, at most `limit` per run, one in memory at
+        a time. Messages flagged \\Deleted are skipped: a server without UIDPLUS keeps the
+        ones we copied away that way (see mark_processed). One over `max_bytes` comes with
+        its size and no body."""
+        imap = self._open()
+        too_big = set(self._search("UNDELETED", "LARGER", str(max_bytes)))
         # UIDs grow with arrival, so the lowest are the oldest.
-        for uid in sorted((item.decode() for item in found), key=int)[:max(limit, 0)]:
+        for uid in sorted(self._search("UNDELETED"), key=int)[:max(limit, 0)]:
+            if uid in too_big:
+                yield FetchedMail(uid, b"", size=max_bytes + 1)
+                continue
             # BODY.PEEK: reading must not mark the message \Seen for people who look too.
             typ, data = self._call(f"fetching message {uid}", imap.uid, "FETCH", uid,
                                    "(BODY.PEEK[])")
@@ -106,10 +119,9 @@ class ImapMailbox:
                    r"(\Deleted)")
         if "UIDPLUS" in self._capabilities:
             self._call(f"expunging message {uid}", imap.uid, "EXPUNGE", uid)
-        else:
-            # Without UIDPLUS only a plain EXPUNGE exists; it also drops messages someone
-            # else flagged \Deleted here, which in a bounce mailbox were meant to go anyway.
-            self._call("expunging", imap.expunge)
+        # Without UIDPLUS only a plain EXPUNGE exists, and it would also remove messages
+        # someone else flagged \Deleted: the copy stays flagged instead, and `messages`
+        # skips flagged ones (the mail client or server expunges them in its own time).
 
     def _connect(self) -> imaplib.IMAP4:
         settings = self._settings

@@ -15,7 +15,7 @@ from ainews_newsletter.errors import FeedbackError
 from ainews_newsletter.feedback import mime
 from ainews_newsletter.feedback.autoreply import is_autoreply
 from ainews_newsletter.feedback.classify import classify, worst
-from ainews_newsletter.feedback.complaints import find_complaint, ses_notification
+from ainews_newsletter.feedback.complaints import as_list, find_complaint, ses_notification
 from ainews_newsletter.feedback.dsn import parse_dsn
 from ainews_newsletter.feedback.mailfile import normalise_line_ends
 from ainews_newsletter.feedback.prose import (
@@ -122,7 +122,7 @@ def _from_ses(msg: Message) -> list[FailedRecipient]:
     found: list[FailedRecipient] = []
     if kind_name == "Bounce":
         transient = section.get("bounceType") == "Transient"
-        for item in section.get("bouncedRecipients") or []:
+        for item in as_list(section.get("bouncedRecipients")):
             if not isinstance(item, dict):
                 continue
             address = mime.bare_address(str(item.get("emailAddress", "")))
@@ -134,8 +134,8 @@ def _from_ses(msg: Message) -> list[FailedRecipient]:
             if address:
                 found.append(FailedRecipient(address, kind, status, "failed", diagnostic))
     else:
-        for address in section.get("recipients") or []:
-            if bare := mime.bare_address(str(address)):
+        for listed in as_list(section.get("recipients")):
+            if bare := mime.bare_address(str(listed)):
                 found.append(FailedRecipient(bare, FeedbackKind.OTHER, "2.0.0", "delivered",
                                              str(section.get("smtpResponse") or "")))
     return found

@@ -6,25 +6,30 @@ and for refusals at RCPT time alike.
 A report changes nobody unless it is tied to a message that really left: a VERP tag naming a
 delivery, an unsubscribe token or Message-ID of ours in the returned copy, or, last, its
 recipient having been sent an issue within [bounces] match_days. A report addressed to our
-bounce mailbox with a tag that names no delivery is forged or stale and matches nothing."""
+bounce mailbox with a tag that names no delivery is forged or stale and matches nothing; and
+a message that left with a VERP return path is matched only through its tag or its token
+(a genuine bounce comes to the tag), so naming a reader's address is not enough."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.claims import Delivery
 from ainews_newsletter.delivery.lookup import DeliveryLookup, SentDelivery, tokens_in
-from ainews_newsletter.errors import FeedbackError
+from ainews_newsletter.errors import AinewsError, FeedbackError
 from ainews_newsletter.feedback.classify import classify
 from ainews_newsletter.feedback.events import EventLog, FeedbackEvent, event_key
-from ainews_newsletter.feedback.mailfile import MailItem, Unreadable
+from ainews_newsletter.feedback.mailfile import MAX_BYTES, MailItem, Unreadable
 from ainews_newsletter.feedback.parse import parse_message
 from ainews_newsletter.feedback.report import FailedRecipient, FeedbackKind, FeedbackReport
 from ainews_newsletter.feedback.verp import tag_in
@@ -32,6 +37,7 @@ from ainews_newsletter.models import SendOutcome, SubscriberStatus
 from ainews_newsletter.pipeline.issue import open_ledger, open_subscribers
 from ainews_newsletter.subscribers.store import SubscriberStore
 
+log = logging.getLogger("ainews.feedback")
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
 
@@ -108,10 +114,18 @@ class FeedbackDesk:
             return anchor, how  # VERP: a forwarded address still names our reader's row
         if how == "unknown tag" or not recipient.email:
             return None, how or "-"
+        try:
+            subscriber = self.store.get(recipient.email)  # compared normalised
+        except AinewsError:  # not an address we could ever have mailed
+            return None, "-"
+        if subscriber is None:
+            return None, "-"
         since = clock.now() - timedelta(days=self.config.bounces.match_days)
-        found = self.lookup.to_address(recipient.email, report.returned.message_ids, since)
+        found = self.lookup.to_subscriber(subscriber.id, report.returned.message_ids, since)
         if found is None:
             return None, "-"
+        if found.tagged and self.config.bounces.address is not None:
+            return None, "no tag"  # it left with a VERP return path: a forgery, or misrouted
         by_id = self.lookup.message_id_of(found) in report.returned.message_ids
         return found, "message-id" if by_id else "recipient"
 
@@ -134,6 +148,7 @@ class FeedbackDesk:
                 delivery_id=delivery.id if delivery else None,
                 issue_id=delivery.issue_id if delivery else None,
                 subscriber_id=delivery.subscriber_id if delivery else None,
+                sent_at=delivery.sent_at if delivery else None,
                 effect="none" if delivery else "unmatched")
             recorded.append(self._store(event))
         return recorded
@@ -150,21 +165,31 @@ class FeedbackDesk:
             email=delivery.recipient.email, status=code, action="failed",
             diagnostic=f"{outcome.code} {outcome.reply}".strip(), feedback_type=None,
             source="smtp", matched_by="sent", delivery_id=delivery.id, issue_id=issue_id,
-            subscriber_id=delivery.recipient.subscriber_id)
+            subscriber_id=delivery.recipient.subscriber_id, sent_at=clock.now())
         return self._store(event)
 
     def _store(self, event: FeedbackEvent) -> Recorded:
         stored, new = self.log.record(event)
-        # Applied for repeats too: if a crash came between storing an event and acting on
-        # it, reading the message again finishes the job (the policy is idempotent).
-        effect = self._apply_policy(stored)
-        # A repeat keeps its first effect unless it is the one that finally acted.
-        changes = new or effect in (SubscriberStatus.BOUNCED.value,
-                                    SubscriberStatus.COMPLAINED.value)
-        if effect is not None and effect != stored.effect and stored.id is not None and changes:
-            self.log.set_effect(stored.id, effect)
-            stored = replace(stored, effect=effect)
+        if new:
+            stored = self._act(stored)
+        # A repeat acts only if the first reading never got to (effect still "none": a
+        # crash came between storing and acting). One that acted must not act again: the
+        # reader may have come back since (`subscribers resubscribe`).
         return Recorded(stored, new)
+
+    def _act(self, event: FeedbackEvent) -> FeedbackEvent:
+        effect = self._apply_policy(event)
+        if effect is None or effect == event.effect or event.id is None:
+            return event
+        self.log.set_effect(event.id, effect)
+        return replace(event, effect=effect)
+
+    def finish_unapplied(self) -> int:
+        """Apply the policy to stored events it never saw (see `_store`). Returns how many."""
+        pending = self.log.unapplied()
+        for event in pending:
+            self._act(event)
+        return len(pending)
 
     def _apply_policy(self, event: FeedbackEvent) -> str | None:
         """What the event does to its subscriber: None when it is tied to nobody."""
@@ -204,6 +229,12 @@ def parse_items(items: Iterable[MailItem | Unreadable]) -> list[FeedbackReport |
             parsed.append(parse_message(item.raw, item.source))
         except FeedbackError as exc:
             parsed.append(Unreadable(item.source, str(exc)))
+        except (ValueError, TypeError, LookupError, RecursionError, AttributeError) as exc:
+            # A parser bug on one strange message must not block the mailbox behind it
+            # (an IMAP folder is read oldest first): name it, move on, keep the message.
+            log.warning("%s: the parser failed", item.source, exc_info=True)
+            parsed.append(Unreadable(item.source, f"could not be parsed "
+                                                  f"({exc.__class__.__name__}: {exc})"))
     return parsed
 
 
@@ -213,6 +244,7 @@ def ingest(config: Config, items: Iterable[MailItem | Unreadable],
     """Parse, match, store and apply the policy to each message. `after_each(item, ok)`
     runs once a message is safely stored (the IMAP reader moves it then)."""
     desk = FeedbackDesk(config)
+    desk.finish_unapplied()
     summary = IngestSummary()
     for item in items:
         summary.messages += 1
@@ -232,9 +264,14 @@ def ingest(config: Config, items: Iterable[MailItem | Unreadable],
 def refusal_recorder(config: Config, issue_id: int) -> Callable[[Delivery, SendOutcome], None]:
     """The sender's hook for refusals during a send (delivery.sender.Hooks.on_refused)."""
     desk = FeedbackDesk(config)
+    desk.finish_unapplied()
 
     def refused(delivery: Delivery, outcome: SendOutcome) -> None:
-        desk.record_refusal(delivery, issue_id, outcome)
+        try:
+            desk.record_refusal(delivery, issue_id, outcome)
+        except (AinewsError, SQLAlchemyError):
+            # The refusal is in the ledger already; losing its event must not stop the send.
+            log.exception("could not record the refusal of %s", delivery.recipient.email)
     return refused
 
 
@@ -287,16 +324,23 @@ def fetch(config: Config, limit: int = 500) -> FetchSummary:
         ca_file=str(config.resolve(bounces.imap_ca_file)) if bounces.imap_ca_file else None,
         timeout=config.smtp.timeout)
     moved = 0
+    uids: dict[str, str] = {}
     with ImapMailbox(settings) as mailbox:
-        fetched = {f"imap:{bounces.imap_folder}/{mail.uid}": mail
-                   for mail in mailbox.messages(limit)}
+
+        def items() -> Iterator[MailItem | Unreadable]:
+            for mail in mailbox.messages(limit, MAX_BYTES):  # one message in memory at a time
+                source = f"imap:{bounces.imap_folder}/{mail.uid}"
+                uids[source] = mail.uid
+                if mail.size:
+                    yield Unreadable(source, f"larger than {MAX_BYTES // 2**20} MB: not read")
+                else:
+                    yield MailItem(source, mail.raw)
 
         def move(item: MailItem | Unreadable, ok: bool) -> None:
             nonlocal moved
-            mailbox.mark_processed(fetched[item.source].uid)  # unreadable too: looked at
+            mailbox.mark_processed(uids[item.source])  # unreadable too: looked at, kept
             moved += 1
 
-        summary = ingest(config, (MailItem(source, mail.raw)
-                                  for source, mail in fetched.items()), after_each=move)
+        summary = ingest(config, items(), after_each=move)
     where = f"{bounces.imap_user}@{bounces.imap_host}:{settings.port}/{bounces.imap_folder}"
     return FetchSummary(summary, moved, where)

@@ -151,7 +151,8 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     issue = freeze_issue(config, plan, only_if_new)
     if issue.snapshot_at is None:
         recipients = store.iter_recipients(batch_size=config.delivery.batch_size)
-        ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size)
+        ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size,
+                        tagged=config.bounces.address is not None)
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
     delivery = config.delivery
     settings = SendSettings(

@@ -20,6 +20,9 @@ subscribers = Table(
     Column("attributes", JSON, nullable=True),
     Column("token", String(64), nullable=False, unique=True),
     Column("source", String(64), nullable=True),  # cli, import:<file>, web, demo
+    # Unused since 0004 (feedback events are counted instead); kept because dropping it
+    # rebuilds the table on SQLite, and that DROP TABLE cascades into the memberships.
+    Column("hard_bounces", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("confirmed_at", UTCDateTime(), nullable=True),

@@ -1,7 +1,8 @@
 """The feedback loop: a VERP tag per delivery (unique, so a bounce names exactly one row), an
-index on the delivery address (bounces that name only a recipient), and one row per bounce,
-complaint or auto-reply event. `subscribers.hard_bounces` goes: the policy counts events now
-(a count below the old limit is forgotten; at worst one more message to a dead address).
+index on the delivery's subscriber (bounces that name only a recipient), and one row per bounce,
+complaint or auto-reply event. `subscribers.hard_bounces` stays, unused: the policy counts
+events now, and dropping a column rebuilds the table on SQLite, whose DROP TABLE would
+cascade into every list membership.
 
 Revision ID: 0004
 Revises: 0003
@@ -20,12 +21,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("subscribers") as batch:
-        batch.drop_column("hard_bounces")
     with op.batch_alter_table("deliveries") as batch:
         batch.add_column(sa.Column("return_tag", sa.String(32), nullable=True))
         batch.create_unique_constraint("uq_delivery_return_tag", ["return_tag"])
-        batch.create_index("ix_delivery_email", ["email"])
+        batch.create_index("ix_delivery_subscriber", ["subscriber_id"])
     op.create_table(
         "feedback_events",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -42,6 +41,7 @@ def upgrade() -> None:
         sa.Column("delivery_id", sa.Integer, nullable=True),
         sa.Column("issue_id", sa.Integer, nullable=True),
         sa.Column("subscriber_id", sa.Integer, nullable=True),
+        sa.Column("sent_at", sa.DateTime, nullable=True),
         sa.Column("effect", sa.String(32), nullable=False),
         sa.UniqueConstraint("dedup_key", name="uq_feedback_event_key"),
     )
@@ -53,9 +53,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("feedback_events")
     with op.batch_alter_table("deliveries") as batch:
-        batch.drop_index("ix_delivery_email")
+        batch.drop_index("ix_delivery_subscriber")
         batch.drop_constraint("uq_delivery_return_tag", type_="unique")
         batch.drop_column("return_tag")
-    with op.batch_alter_table("subscribers") as batch:
-        batch.add_column(sa.Column("hard_bounces", sa.Integer, nullable=False,
-                                   server_default="0"))
