@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -16,6 +20,7 @@ from ainews_newsletter.config import load_config
 from ainews_newsletter.schedule.job import fetch_bounces
 from tests.conftest import Project, SmtpServer, smtp_env
 from tests.feedback.returns import dsn
+from tests.peers import wait_until
 
 if TYPE_CHECKING:
     from tests.peers.dovecot import DovecotPeer
@@ -105,3 +110,25 @@ def test_the_scheduler_fetch_logs_instead_of_failing(project: Project, imap: Dov
     assert any("bounces:" in m and "login" in m.lower() for m in messages), messages
     assert any("1 messages, 1 new events (hard 1), 0 bounced" in m for m in messages), messages
     assert all("not-the-password" not in m for m in messages)
+
+
+def test_the_scheduler_reads_the_mailbox_every_fetch_minutes(project: Project,
+                                                             imap: DovecotPeer) -> None:
+    project.write_config(_mailbox_config(imap))
+    imap.deliver(dsn("bounces@news.example.org", "stranger@readers.example"))
+    env = {**os.environ, "AINEWS_BOUNCES__PASSWORD": imap.password,
+           "AINEWS_LINT__SPAMASSASSIN": "false"}
+    process = subprocess.Popen([sys.executable, "-m", "ainews_newsletter", "--config",
+                                str(project.config_path), "schedule", "run"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        moved = wait_until(lambda: len(imap.folder_messages("Processed")) == 1, 60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert moved, stderr
+    assert process.returncode == 0, stderr
+    assert "bounces: bounces@127.0.0.1" in stderr and "1 new events (hard 1)" in stderr
+    assert imap.folder_messages("INBOX") == []
+    assert project.query("SELECT kind, effect FROM feedback_events") == [("hard", "unmatched")]

@@ -76,9 +76,20 @@ def test_bad_inputs_are_named_with_a_reason_and_do_not_stop_the_rest(tmp_path: P
     assert "empty" in reasons[0]
     assert "binary" in reasons[1]
     assert "no such file" in reasons[2]
-    assert "not a Maildir" in reasons[3]
+    assert "empty folder" in reasons[3]
     assert "header" in reasons[4]
     assert isinstance(items[-1], MailItem)
+
+
+def test_a_plain_folder_gives_its_files_in_name_order(tmp_path: Path) -> None:
+    saved = tmp_path / "saved"
+    (saved / "sub").mkdir(parents=True)
+    (saved / "b.eml").write_bytes((FIXTURES / "exim-prose.eml").read_bytes())
+    (saved / "a.eml").write_bytes((FIXTURES / "out-of-office.eml").read_bytes())
+    (saved / "sub" / "c.eml").write_bytes((FIXTURES / "exim-prose.eml").read_bytes())
+    items = _items(saved)
+    assert [item.source for item in items] == [str(saved / "a.eml"), str(saved / "b.eml")]
+    assert all(isinstance(item, MailItem) for item in items)
 
 
 def test_a_file_over_the_cap_is_refused_with_the_size(tmp_path: Path) -> None:

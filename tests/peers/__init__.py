@@ -110,3 +110,12 @@ def open_to_daemon_users(tmp: Path, daemon: str) -> None:
             pytest.fail(f"{folder} is not searchable by others; {daemon}'s users cannot reach "
                         f"{tmp} (use tempfile.mkdtemp, as the {daemon.lower()}_peer fixture "
                         "does)")
+
+
+def await_stopped(pid: int, daemon: str, log: Callable[[], str]) -> None:
+    """After asking a daemon to stop: the master detached into a session of its own, so
+    wait for the whole session; leftovers are killed and the test fails with the log."""
+    killed = end_session(pid, timeout=15)
+    if killed:
+        raise AssertionError(f"{daemon} processes {killed} did not stop when asked and were "
+                             f"killed; log:\n{log()}")

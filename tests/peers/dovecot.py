@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.peers import (
-    end_session,
+    await_stopped,
     free_port,
     listening,
     open_to_daemon_users,
@@ -228,11 +228,7 @@ def _stop(peer: DovecotPeer) -> None:
     # SIGTERM is what `doveadm stop` sends, without its seconds of polling afterwards.
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    # The master detached into a session of its own: wait for all of it, kill leftovers.
-    killed = end_session(pid, timeout=15)
-    if killed:
-        raise AssertionError(f"Dovecot processes {killed} ignored SIGTERM and were "
-                             f"killed; log:\n{peer.log()}")
+    await_stopped(pid, "Dovecot", peer.log)
 
 
 @pytest.fixture(scope="session")

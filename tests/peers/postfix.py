@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers import (
-    end_session,
+    await_stopped,
     free_port,
     listening,
     open_to_daemon_users,
@@ -198,12 +198,8 @@ def _stop(binary: str, peer: PostfixPeer) -> None:
     if pid is None:
         return
     _postfix(binary, peer.config_dir, "stop")
-    # `postfix stop` signals the master and returns; the master (a session leader since it
-    # detached) takes its children down with it. Wait for the whole session, kill leftovers.
-    killed = end_session(pid, timeout=15)
-    if killed:
-        raise AssertionError(f"Postfix processes {killed} ignored `postfix stop` and were "
-                             f"killed; maillog:\n{peer.log()}")
+    # `postfix stop` signals the master and returns; the master takes its children down.
+    await_stopped(pid, "Postfix", peer.log)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from ainews_newsletter.cli.common import (
     json_option,
     pass_state,
     print_json,
+    progress_bar,
 )
 
 if TYPE_CHECKING:
@@ -139,7 +140,11 @@ def ingest(state: AppState, paths: tuple[str, ...], as_json: bool) -> None:
     from ainews_newsletter.pipeline import feedback
 
     try:
-        summary = feedback.ingest(state.config, _read(paths))
+        # A spinner with a count on a terminal: a Maildir of thousands takes a while.
+        with progress_bar(1) as progress:
+            task = progress.add_task("messages", total=None)
+            summary = feedback.ingest(state.config, _read(paths),
+                                      after_each=lambda item, ok: progress.advance(task))
     except (SQLAlchemyError, OSError) as exc:
         if "-" not in paths:
             raise

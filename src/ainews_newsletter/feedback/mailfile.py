@@ -89,8 +89,15 @@ def _read_path(path: str, max_bytes: int) -> Iterator[MailItem | Unreadable]:
 def _read_maildir(folder: Path, max_bytes: int) -> Iterator[MailItem | Unreadable]:
     subfolders = [folder / "cur", folder / "new"]
     if not any(sub.is_dir() for sub in subfolders):
-        yield Unreadable(str(folder), "a folder that is not a Maildir (no cur/ or new/ inside);"
-                                      " give the message files or the Maildir itself")
+        # A plain folder of saved messages (a mail client's export): each file in it, in
+        # name order, not its subfolders.
+        files = sorted((entry for entry in folder.iterdir()
+                        if entry.is_file() and not entry.name.startswith(".")),
+                       key=lambda entry: entry.name)
+        if not files:
+            yield Unreadable(str(folder), "an empty folder (neither a Maildir nor any files)")
+        for entry in files:
+            yield from _read_path(os.fspath(entry), max_bytes)
         return
     for sub in subfolders:
         if not sub.is_dir():
