@@ -14,7 +14,7 @@ PACKAGE = "ainews_newsletter"
 SRC = Path(__file__).resolve().parent.parent / "src" / PACKAGE
 LEAVES = {"models", "errors", "config", "clock", "database", "resources", "migrations"}
 ROOMS = {"posts", "render", "subscribers", "delivery", "feedback"}
-ORCHESTRATORS = {"pipeline", "demo"}
+ORCHESTRATORS = {"pipeline", "demo", "init"}
 ENTRY_POINTS = {"cli", "schedule", "web", "__main__"}
 
 

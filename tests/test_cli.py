@@ -81,7 +81,7 @@ def test_build_min_posts_and_force(project: Project) -> None:
     project.write_config("[posts]\nmin_posts = 2\n")
     refused = project.run("build", "--week", "2026-W46", "--out", "o")
     assert refused.exit_code == 1
-    assert ("only 1 posts in window, min_posts is 2 (2026-W46; --force builds anyway)"
+    assert ("only 1 post in window, min_posts is 2 (2026-W46; --force builds anyway)"
             in refused.stderr)
     assert project.run("build", "--week", "2026-W46", "--out", "o", "--force").exit_code == 0
 
@@ -111,11 +111,13 @@ def test_send_and_status(project: Project, smtp_server: SmtpServer) -> None:
     assert len(smtp_server.handler.messages) == 3
 
 
-def test_send_asks_and_no_sends_nothing(project: Project, smtp_server: SmtpServer) -> None:
+def test_send_without_a_terminal_asks_nobody_and_sends_nothing(
+        project: Project, smtp_server: SmtpServer) -> None:
     project.run("subscribers", "add", "ask@example.com")
-    result = project.run("send", "--week", "2026-W47", input="n\n", env=smtp_env(smtp_server))
-    assert result.exit_code == 1
-    assert "Send 2026-W47" in result.stderr and "to 1 subscribers" in result.stderr
+    result = project.run("send", "--week", "2026-W47", input="y\n", env=smtp_env(smtp_server))
+    assert result.exit_code == 1  # a "y" on a pipe is not a person: --yes is the way
+    assert "Send 2026-W47" in result.stderr and "to 1 subscriber via" in result.stderr
+    assert "no terminal to confirm: add --yes" in result.stderr
     assert smtp_server.handler.messages == []
     assert project.query("SELECT count(*) FROM deliveries") == [(0,)]
 

@@ -74,7 +74,7 @@ def test_resume_and_retry_failed(project: Project, smtp_server: SmtpServer) -> N
     retried = project.run("send", "--issue", "2026-W47", "--retry-failed", "--yes",
                           env=smtp_env(smtp_server))
     assert retried.exit_code == 0, retried.output
-    assert "1 failed recipients queued again" in retried.stdout
+    assert "1 failed recipient queued again" in retried.stdout
     assert sorted(smtp_server.recipients()) == sorted(addresses)
 
 

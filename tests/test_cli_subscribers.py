@@ -94,9 +94,10 @@ def test_list_search_limit_csv(any_project: Project) -> None:
                                               "p2@example.com"]
 
 
-def test_remove_asks_first_and_keeps_the_row_on_no(any_project: Project) -> None:
+def test_remove_without_yes_keeps_the_row(any_project: Project) -> None:
     any_project.run("subscribers", "add", "keep@example.com")
-    result = any_project.run("subscribers", "remove", "keep@example.com", input="n\n")
+    result = any_project.run("subscribers", "remove", "keep@example.com", input="y\n")
+    assert "no terminal to confirm: add --yes" in result.stderr  # a pipe is not a person
     assert result.exit_code == 1
     assert _count(any_project) == 1
 

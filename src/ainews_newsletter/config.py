@@ -54,21 +54,44 @@ class _Section(BaseModel):
 
 
 def _check_address(value: str) -> str:
+    """Syntax only; a .test address passes here and is refused by Config unless
+    [subscribers] allow_test_domains (the section is not visible from here)."""
     from email_validator import EmailNotValidError, validate_email  # ~40 ms: only when used
 
     try:
-        valid = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+        valid = validate_email(value, check_deliverability=False, allow_smtputf8=False,
+                               test_environment=True)
     except EmailNotValidError as exc:
         raise ValueError(f"{value!r} is not a valid email address: {exc}") from None
     return valid.ascii_email or valid.normalized
+
+
+# The sample's site and postal address (the defaults and the shipped config.toml): fine for
+# the demo, never for a real send, where every unsubscribe link would point at them. The
+# lint gate refuses them (render/lint.py); tests check the shipped config uses these.
+SAMPLE_BASE_URL = "https://ainews.example"
+SAMPLE_POSTAL_ADDRESSES = ("AI News Weekly, 1 Example Street, 00000 Example City",
+                           "AI News Weekly, 42 Sample Lane, Springfield 00000, Exampleland")
+
+
+def _names_a_domain(host: str) -> bool:
+    """Whether a List-Id can be built on it (RFC 2919 wants a domain we control): not an IP
+    address, not localhost."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return False
+    except ValueError:
+        return bool(host) and host != "localhost" and not host.endswith(".localhost")
 
 
 class NewsletterConfig(_Section):
     name: str = "AI News Weekly"
     from_: str = Field(default="digest@ainews.example", alias="from")
     reply_to: str | None = None
-    base_url: str = "https://ainews.example"
-    postal_address: str = "AI News Weekly, 1 Example Street, 00000 Example City"
+    base_url: str = SAMPLE_BASE_URL
+    postal_address: str = SAMPLE_POSTAL_ADDRESSES[0]
     timezone: str = "UTC"
     list_id: str | None = None  # default: "<slug of name>.<host of base_url>"
     unsubscribe_email: str | None = None  # mailto target; default: reply_to, else from
@@ -117,7 +140,9 @@ class NewsletterConfig(_Section):
         if self.list_id:
             return self.list_id
         slug = re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "newsletter"
-        host = urlsplit(self.base_url).hostname or "localhost"
+        host = urlsplit(self.base_url).hostname or ""
+        if not _names_a_domain(host):  # a staging site on 127.0.0.1 or localhost
+            host = self.from_.rpartition("@")[2].lower()
         return f"{slug}.{host}"
 
     @property
@@ -210,6 +235,9 @@ class DkimConfig(_Section):
 class SubscribersConfig(_Section):
     # The list `ainews send` sends to and that `subscribers add/import` use without --list.
     default_list: str = Field(default="newsletter", min_length=1, max_length=100)
+    # Accept addresses under .test (RFC 2606/6761's name for testing), in [newsletter] from
+    # too: for staging against a local mail server. Never for a real list.
+    allow_test_domains: bool = False
 
 
 class StorageConfig(_Section):
@@ -326,6 +354,8 @@ class WebConfig(_Section):
     # `ainews serve`: 127.0.0.1 unless a reverse proxy on this machine cannot reach it.
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # The subscribe page's pitch, under its heading (plain text: it is escaped).
+    tagline: str = "One email a week with the AI news that mattered."
     # Proxies whose X-Forwarded-For is believed (comma-separated, "*" for any): the sign-up
     # throttle must see the reader's address, not the proxy's.
     forwarded_allow_ips: str = "127.0.0.1"
@@ -544,10 +574,29 @@ def load_config(
         except SettingsError as exc:  # a section set from the environment that is not JSON
             raise ConfigError(f"environment: {exc}; set single keys instead, e.g. "
                               "AINEWS_SMTP__PORT=2526") from None
+    _refuse_test_addresses(config, config_path, environ)
     if config_path is not None:
         config._base_dir = config_path.resolve().parent
         config._source = config_path.resolve()
     return config
+
+
+def _refuse_test_addresses(config: Config, path: Path | None,
+                           environ: Mapping[str, str]) -> None:
+    """Our own addresses under .test only for staging ([subscribers] allow_test_domains):
+    mail from a .test sender cannot be answered, bounced or trusted anywhere real."""
+    if config.subscribers.allow_test_domains:
+        return
+    ours = {("newsletter", "from"): config.newsletter.from_,
+            ("newsletter", "reply_to"): config.newsletter.reply_to,
+            ("newsletter", "unsubscribe_email"): config.newsletter.unsubscribe_email,
+            ("bounces", "address"): config.bounces.address}
+    for loc, address in ours.items():
+        domain = (address or "").rpartition("@")[2].lower().rstrip(".")
+        if address and (domain == "test" or domain.endswith(".test")):
+            raise ConfigError(f"{_where(loc, path, environ)}: {'.'.join(loc)}: {address!r} is "
+                              "under .test, a name reserved for testing; set [subscribers] "
+                              "allow_test_domains = true to use it for staging")
 
 
 @contextmanager

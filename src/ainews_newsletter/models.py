@@ -199,3 +199,9 @@ class Window:
     week: str | None = None
     since: str | None = None
     until: str | None = None
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """'1 post', '3 posts', '0 posts': every count a person reads (`plural` when the noun
+    does not just take an s)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"

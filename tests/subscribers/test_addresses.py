@@ -18,22 +18,28 @@ shaped = st.builds(lambda local, domain: f"{local}@{domain}",
 
 
 @settings(max_examples=1000, deadline=None)
-@given(address=st.one_of(shaped, st.emails(), st.text(max_size=40)))
-@example("a..b@example.com")
-@example(".a@example.com")
-@example("a@-example.com")
-@example("a@example.c0m")
-@example("a@example.123")
-@example("a@x.local")
-@example("a@xn--bcher-kva.example")
-@example("a" * 65 + "@example.com")
-@example("a@" + "b" * 64 + ".com")
-def test_fast_path_accepts_only_what_email_validator_accepts(address: str) -> None:
-    fast = _fast(address)
+@given(address=st.one_of(shaped, st.emails(), st.text(max_size=40)), allow_test=st.booleans())
+@example(address="a..b@example.com", allow_test=False)
+@example(address=".a@example.com", allow_test=False)
+@example(address="a@-example.com", allow_test=False)
+@example(address="a@example.c0m", allow_test=False)
+@example(address="a@example.123", allow_test=False)
+@example(address="a@x.local", allow_test=False)
+@example(address="a@mail.test", allow_test=False)
+@example(address="a@test", allow_test=False)
+@example(address="a@xn--bcher-kva.example", allow_test=False)
+@example(address="a" * 65 + "@example.com", allow_test=False)
+@example(address="a@" + "b" * 64 + ".com", allow_test=False)
+@example(address="a@mail.test", allow_test=True)
+@example(address="a@test", allow_test=True)
+def test_fast_path_accepts_only_what_email_validator_accepts(address: str,
+                                                             allow_test: bool) -> None:
+    fast = _fast(address, allow_test)
     if fast is None:
         return
     try:
-        valid = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+        valid = validate_email(address, check_deliverability=False, allow_smtputf8=False,
+                               test_environment=allow_test)
     except EmailNotValidError as exc:
         raise AssertionError(f"fast path accepted {address!r}; email-validator: {exc}") from exc
     assert fast == (address, (valid.ascii_email or valid.normalized).lower())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 from rich.table import Table
@@ -27,7 +29,8 @@ from ainews_newsletter.cli.sending import send
 from ainews_newsletter.cli.subscribers import subscribers
 from ainews_newsletter.cli.web import preview, serve
 from ainews_newsletter.database import engine_for, upgrade_schema
-from ainews_newsletter.models import DeliveryState, Window
+from ainews_newsletter.errors import AinewsError
+from ainews_newsletter.models import DeliveryState, Window, counted
 
 # The pipeline (posts, rendering, delivery) is imported inside the commands that need it:
 # `ainews subscribers count` should not pay for loading the renderer.
@@ -44,6 +47,62 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 
     Start with `ainews demo` to see the whole job on sample data."""
     ctx.obj = AppState(config_path)
+
+
+def _ask(value: str | None, option: str, question: str, default: str | None,
+         missing: list[str]) -> str:
+    """The option's value; on a terminal, asked for when missing; never asked without one
+    (cron, CI, a script): then it is listed as missing, or takes its default."""
+    if value:
+        return value
+    if sys.stdin.isatty():
+        return str(click.prompt(question, default=default, err=True))
+    if default is None:
+        missing.append(option)
+    return default or ""
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--name", help="The newsletter's name [default: from the folder's name].")
+@click.option("--from", "from_address", metavar="ADDRESS",
+              help="The sender readers see, e.g. digest@your.domain.")
+@click.option("--base-url", metavar="URL",
+              help="Your public site (unsubscribe links point there), e.g. "
+                   "https://news.your.domain.")
+@click.option("--postal-address", metavar="TEXT",
+              help="The postal address every issue shows (required by law in most places).")
+@click.option("--timezone", metavar="ZONE",
+              help="IANA name for weeks and dates, e.g. Europe/Berlin [default: UTC].")
+def init(folder: Path, name: str | None, from_address: str | None, base_url: str | None,
+         postal_address: str | None, timezone: str | None) -> None:
+    """Start a newsletter of your own in FOLDER: a commented config.toml with your answers,
+    posts/ with one example post dated today, and templates/ (email and web pages) to edit.
+    On a terminal it asks for what the options leave out; without one it never asks."""
+    from ainews_newsletter import clock
+    from ainews_newsletter.init import NewNewsletter, create
+
+    missing: list[str] = []
+    folder_name = folder.resolve().name.replace("-", " ").replace("_", " ").strip()
+    answers = NewNewsletter(
+        name=_ask(name, "--name", "Newsletter name", folder_name.title() or "My Newsletter",
+                  missing),
+        from_address=_ask(from_address, "--from", "Sender address (From)", None, missing),
+        base_url=_ask(base_url, "--base-url", "Public site (https://…)", None, missing),
+        postal_address=_ask(postal_address, "--postal-address", "Postal address", None,
+                            missing),
+        timezone=_ask(timezone, "--timezone", "Timezone", "UTC", missing))
+    if missing:
+        raise AinewsError(f"init: no terminal to ask, so give {', '.join(missing)}")
+    create(folder, answers)
+    week = clock.now().astimezone(ZoneInfo(answers.timezone)).strftime("%G-W%V")
+    console.print(f"Made {folder}/: config.toml, posts/welcome.md, templates/ (email and web)")
+    console.print(f"Next, in {folder}:")
+    for command, why in (
+            (f"ainews posts list --week {week}", "what this week's issue carries"),
+            (f"ainews build --week {week} --out build", "issue.html, issue.txt, issue.eml"),
+            (f"ainews preview --week {week}", "the issue in your browser, live as you edit")):
+        console.print(f"  {command}   # {why}")
 
 
 @cli.command()
@@ -65,7 +124,7 @@ def demo(folder: Path) -> None:
         ("week", result.week), ("posts", str(result.posts)), ("subject", result.subject),
         ("recipients", str(result.recipients)), ("sent", str(counts.sent)),
         ("failed", str(counts.failed)), ("deferred", str(counts.deferred)),
-        ("captured", f"{result.captured} messages by the SMTP capture server on "
+        ("captured", f"{counted(result.captured, 'message')} by the SMTP capture server on "
                      f"127.0.0.1:{result.smtp_port}"),
     ]
     for label, value in rows:
@@ -104,7 +163,7 @@ def build(state: AppState, window: Window, out_dir: Path, force: bool) -> None:
     elapsed = time.perf_counter() - started
     stages = ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in timings.items())
     console.print(f"{rendered.period.key} ({period_label(rendered.period)}): "
-                  f"{rendered.post_count} posts, built in {elapsed:.2f}s ({stages})")
+                  f"{counted(rendered.post_count, 'post')}, built in {elapsed:.2f}s ({stages})")
     for path in files.values():
         console.print(f"  {path}  {path.stat().st_size:,} bytes", soft_wrap=True)
     print_findings(pipeline.lint(state.config, rendered))

@@ -19,6 +19,7 @@ from ainews_newsletter.cli.common import (
     print_json,
     progress_bar,
 )
+from ainews_newsletter.models import counted
 
 if TYPE_CHECKING:
     from ainews_newsletter.feedback.events import FeedbackEvent
@@ -108,14 +109,10 @@ def _summary_record(summary: IngestSummary) -> dict[str, Any]:
             "events": [_event_record(event) for event in summary.events]}
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def _print_summary(summary: IngestSummary) -> None:
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(summary.kinds.items()))
-    console.print(f"read {_plural(summary.messages, 'message')}: "
-                  f"{_plural(summary.new_events, 'new event')}"
+    console.print(f"read {counted(summary.messages, 'message')}: "
+                  f"{counted(summary.new_events, 'new event')}"
                   + (f" ({kinds})" if kinds else "")
                   + f", {summary.repeated} seen before, {summary.unmatched} matched no "
                     "delivery of ours", soft_wrap=True)
@@ -175,7 +172,7 @@ def fetch(state: AppState, limit: int, as_json: bool) -> None:
         print_json({**_summary_record(fetched.ingest), "moved": fetched.moved,
                     "mailbox": fetched.mailbox})
     else:
-        console.print(f"{fetched.mailbox}: moved {_plural(fetched.moved, 'message')} to "
+        console.print(f"{fetched.mailbox}: moved {counted(fetched.moved, 'message')} to "
                       f"{state.config.bounces.processed_folder}", soft_wrap=True)
         _print_summary(fetched.ingest)
     _exit_if_problems(fetched.ingest.problems)
@@ -201,7 +198,7 @@ def list_(state: AppState, since: str | None, everything: bool, as_json: bool) -
     if as_json:
         print_json([_event_record(event) for event in events])
         return
-    table = Table(title=_plural(len(events), "event"))
+    table = Table(title=counted(len(events), "event"))
     for column in ("received", "kind", "address", "status", "effect", "diagnostic"):
         table.add_column(column, overflow="fold")
     for event in events:

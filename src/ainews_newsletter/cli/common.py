@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from sqlalchemy.exc import SQLAlchemyError
 
-from ainews_newsletter.config import Config, load_config
-from ainews_newsletter.errors import AinewsError
+from ainews_newsletter.config import (
+    CONFIG_ENV_VAR,
+    DEFAULT_CONFIG_NAME,
+    Config,
+    config_path_from,
+    load_config,
+)
+from ainews_newsletter.errors import AinewsError, ConfigError
 from ainews_newsletter.models import Window
 
 if TYPE_CHECKING:
@@ -22,9 +29,36 @@ if TYPE_CHECKING:
 
     from ainews_newsletter.render.lint import Finding
 
+PIPED_WIDTH = 10_000  # "no wrapping" for rich, which always lays out to some width
+
+
+class _Console(Console):
+    """On a terminal, lines wrap at its width; piped or redirected (cron mail, a log, grep)
+    they never wrap: a sentence cut at column 80 is harder to read and to search."""
+
+    @property
+    def soft_wrap(self) -> bool:
+        return not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:  # Console.__init__ sets it; the terminal decides
+        pass
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        measured: ConsoleDimensions = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self.is_terminal:
+            return measured
+        return ConsoleDimensions(PIPED_WIDTH, measured.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
 # markup=False: titles, names and addresses are printed as they are; "[/]" in a post title
 # must not be read as a style tag (or crash the table).
-console = Console(highlight=False, markup=False)
+console = _Console(highlight=False, markup=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -37,7 +71,15 @@ class AppState:
 
     @property
     def config(self) -> Config:
+        """Every command that needs the configuration reads or writes the database, so none
+        runs on built-in defaults: that would quietly make data/ainews.db wherever it was
+        started. `demo` and `init` make their own folder and never come here."""
         if self._config is None:
+            if config_path_from(self.config_path, os.environ) is None:
+                raise ConfigError(
+                    f"no configuration: no --config, no {CONFIG_ENV_VAR}, and no "
+                    f"{DEFAULT_CONFIG_NAME} in {Path.cwd()}; start a newsletter with "
+                    "`ainews init DIR` (or try the sample with `ainews demo`)")
             self._config = load_config(self.config_path)
         return self._config
 
@@ -66,6 +108,16 @@ class ErrorHandlingGroup(click.Group):
                 raise
             fail(f"{exc.filename}: {exc.strerror}")
             sys.exit(1)
+
+
+def confirmed(question: str, yes: bool) -> bool:
+    """--yes, or the person at the terminal said yes. Without a terminal (cron, systemd, CI,
+    a pipe) there is nobody to ask: stop at once instead of reading "no" from nowhere."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise AinewsError(f"{question.rstrip('?')}: no terminal to confirm: add --yes")
+    return click.confirm(question, default=False, err=True)
 
 
 def json_option(function: F) -> F:

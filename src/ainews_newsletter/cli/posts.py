@@ -17,7 +17,7 @@ from ainews_newsletter.cli.common import (
     print_json,
     window_options,
 )
-from ainews_newsletter.models import Post, Unplaced, Window
+from ainews_newsletter.models import Post, Unplaced, Window, counted
 
 
 @click.group()
@@ -102,7 +102,7 @@ def posts_list(state: AppState, window: Window, show_all: bool, as_json: bool) -
         console.print(excluded)
     outside = sum(item.reason is Reason.OUT_OF_WINDOW for item in selection.excluded)
     if outside and not show_all:
-        console.print(f"{outside} posts out of window (--all lists them)")
+        console.print(f"{counted(outside, 'post')} out of window (--all lists them)")
 
 
 @posts.command("check")

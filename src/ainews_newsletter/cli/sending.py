@@ -13,6 +13,7 @@ import click
 
 from ainews_newsletter.cli.common import (
     AppState,
+    confirmed,
     console,
     pass_state,
     print_findings,
@@ -20,7 +21,7 @@ from ainews_newsletter.cli.common import (
     window_options,
 )
 from ainews_newsletter.errors import AinewsError, DeliveryError
-from ainews_newsletter.models import DeliveryCounts, Window
+from ainews_newsletter.models import DeliveryCounts, Window, counted
 
 if TYPE_CHECKING:
     from ainews_newsletter.pipeline import SendPlan
@@ -93,8 +94,8 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
             raise AinewsError("nothing to resume: every issue's recipients have been handled")
     if retry_failed:
         key = issue_key or pipeline.resolve_period(config, window).key
-        console.print(f"{key}: {pipeline.retry_failed(config, key)} failed recipients queued "
-                      "again")
+        again_queued = counted(pipeline.retry_failed(config, key), "failed recipient")
+        console.print(f"{key}: {again_queued} queued again")
         issue_key = key
     plan = pipeline.plan_send(config, window, force, issue_key)
     if test_address is not None:
@@ -122,12 +123,13 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
         if has_errors(findings) and not force:
             raise AinewsError("lint errors block the send (fix them, or --force to send anyway)")
     verb = "Resume" if plan.existing else "Send"
-    question = (f"{verb} {plan.period_key} “{plan.subject}” ({plan.post_count} posts) to "
-                f"{plan.pending} subscribers via {pipeline.make_transport(config).describe()}?")
-    if not yes and not click.confirm(question, default=False, err=True):
+    question = (f"{verb} {plan.period_key} “{plan.subject}” ({counted(plan.post_count, 'post')})"
+                f" to {counted(plan.pending, 'subscriber')} via "
+                f"{pipeline.make_transport(config).describe()}?")
+    if not confirmed(question, yes):
         console.print("Not sent.")
         raise SystemExit(1)
-    again = f"`ainews send --issue {plan.period_key}`"
+    again = f"`ainews send --issue {plan.period_key} --yes`"
     try:
         with graceful_stop() as stop, progress_bar(plan.pending) as progress:
             task = progress.add_task("send", total=plan.pending)
@@ -135,8 +137,8 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
                                            on_result=lambda _state: progress.advance(task),
                                            should_stop=stop.is_set)
     except DeliveryError as exc:
-        raise AinewsError(f"{exc}; nothing is lost: {again} (or `ainews send --resume`) "
-                          "continues") from None
+        raise AinewsError(f"{exc}; nothing is lost: {again} (or `ainews send --resume "
+                          "--yes`) continues") from None
     except KeyboardInterrupt:
         counts = pipeline.delivery_status(config, plan.period_key)
         console.print(f"Interrupted: {plan.period_key} sent to {counts.sent} of {counts.total}. "
@@ -145,7 +147,7 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
         raise SystemExit(130) from None
     if stop.is_set():
         console.print(f"Stopped: {plan.period_key} sent to {counts.sent} of {counts.total}. "
-                      f"Run {again} (or `ainews send --resume`) to continue.")
+                      f"Run {again} (or `ainews send --resume --yes`) to continue.")
         print_counts(counts)
         raise SystemExit(130)
     console.print(f"{plan.period_key}: sent {counts.sent} of {counts.total}")
@@ -155,7 +157,7 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
                       "they are due.")
     if counts.failed:
         console.print(f"{counts.failed} failed; `ainews send --issue {plan.period_key} "
-                      "--retry-failed` queues them again.")
+                      "--retry-failed --yes` sends to them again.")
     if counts.sending:
         raise AinewsError(_held_elsewhere(state, plan.period_key, counts.sending))
 
@@ -165,17 +167,17 @@ def _held_elsewhere(state: AppState, period_key: str, count: int) -> str:
     sender claimed, and when they will be retried if that sender is gone."""
     from ainews_newsletter import pipeline
 
-    rows = f"{count} message of" if count == 1 else f"{count} messages of"
+    rows = f"{counted(count, 'message')} of"
     are = "is" if count == 1 else "are"
     if not pipeline.claims_by_lease(state.config):  # SQLite: presence, not time, decides
         return (f"{rows} {period_key} {are} still claimed by another `ainews send` that is "
                 "running; it finishes them, and if it stops or dies first, the next "
-                "`ainews send --resume` sends them again at once")
+                "`ainews send --resume --yes` sends them again at once")
     retry_at = pipeline.claims_retry_at(state.config, period_key)
     when = (f"from {retry_at:%Y-%m-%d %H:%M:%S} UTC" if retry_at is not None
             else "once their claims run out")
     return (f"{rows} {period_key} {are} still claimed by another sender; if it died, "
-            f"`ainews send --resume` sends them again {when} (the database's clock; "
+            f"`ainews send --resume --yes` sends them again {when} (the database's clock; "
             f"[delivery] claim_timeout_seconds = "
             f"{state.config.delivery.claim_timeout_seconds})")
 
@@ -187,8 +189,9 @@ def _show_dry_run(state: AppState, plan: SendPlan) -> None:
     from ainews_newsletter import pipeline
 
     config = state.config
-    console.print(f"dry run: {plan.period_key} “{plan.subject}” ({plan.post_count} posts) "
-                  f"would go to {plan.pending} subscribers via "
+    console.print(f"dry run: {plan.period_key} “{plan.subject}” "
+                  f"({counted(plan.post_count, 'post')}) would go to "
+                  f"{counted(plan.pending, 'subscriber')} via "
                   f"{pipeline.make_transport(config).describe()}; nothing is sent or stored.")
     raw = pipeline.sample_message(config, plan.rendered, pipeline.sample_recipient(config))
     message = email.message_from_bytes(raw, policy=email.policy.default)

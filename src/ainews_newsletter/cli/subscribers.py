@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ainews_newsletter.cli.common import (
     AppState,
+    confirmed,
     console,
     fail,
     json_option,
@@ -19,7 +20,7 @@ from ainews_newsletter.cli.common import (
     print_json,
 )
 from ainews_newsletter.errors import SubscriberError
-from ainews_newsletter.models import Subscriber, SubscriberStatus
+from ainews_newsletter.models import Subscriber, SubscriberStatus, counted
 from ainews_newsletter.subscribers.export import as_record, write_csv, write_json
 from ainews_newsletter.subscribers.formats import FORMATS, open_subscriber_file
 from ainews_newsletter.subscribers.importer import import_rows
@@ -76,8 +77,7 @@ def remove(state: AppState, email: str, yes: bool) -> None:
     keep the record, use `unsubscribe`."""
     store = _store(state)
     subscriber = store.require(email)
-    if not yes and not click.confirm(f"Delete {subscriber.email} for good?", default=False,
-                                     err=True):
+    if not confirmed(f"Delete {subscriber.email} for good?", yes):
         console.print("Not removed.")
         raise SystemExit(1)
     store.remove(email)
@@ -209,7 +209,8 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
         TimeRemainingColumn,
     )
 
-    opened = open_subscriber_file(file, file_format, check_dns)
+    opened = open_subscriber_file(file, file_format, check_dns,
+                                  state.config.subscribers.allow_test_domains)
     if rejects_path is not None:  # fail on a bad path before anything is stored
         try:
             rejects_path.open("a", encoding="utf-8").close()
@@ -266,7 +267,7 @@ def export(state: AppState, status: str | None, list_name: str | None, file_form
         handle: TextIO
         with output.open("w", encoding="utf-8", newline="") as handle:
             written = writer(rows, handle)
-        console.print(f"exported {written} subscribers to {output}")
+        console.print(f"exported {counted(written, 'subscriber')} to {output}")
 
 
 @subscribers.group("lists")
@@ -290,11 +291,11 @@ def lists_add(state: AppState, name: str, description: str | None) -> None:
 @pass_state
 def lists_remove(state: AppState, name: str, yes: bool) -> None:
     """Delete the list NAME and its memberships (the subscribers stay)."""
-    if not yes and not click.confirm(f"Delete list {name}?", default=False, err=True):
+    if not confirmed(f"Delete list {name}?", yes):
         console.print("Not removed.")
         raise SystemExit(1)
     members = _store(state).remove_list(name)
-    console.print(f"removed list {name} ({members} memberships)")
+    console.print(f"removed list {name} ({counted(members, 'membership')})")
 
 
 @lists_group.command("list")

@@ -208,7 +208,12 @@ class IssueMessages:
                                  newsletter, date).as_bytes()
         head, rest = _split_once(skeleton, f"{_TEXT_SLOT}\r\n".encode())
         self._between, self._tail = _split_once(rest, f"{_HTML_SLOT}\r\n".encode())
-        self._before_to, self._after_to = _split_once(head, f"To: {_TO_SLOT}\r\n".encode())
+        self._before_to, after_to = _split_once(head, f"To: {_TO_SLOT}\r\n".encode())
+        # The Date line is filled per message: the moment it is handed over, not when the
+        # issue was frozen (a send resumed after an outage must not carry an old date).
+        date_line = f"Date: {format_datetime(date)}\r\n".encode("ascii")
+        self._to_date, self._after_date = _split_once(after_to, date_line)
+        self._date_cache = (int(date.timestamp()), date_line)
         self._token_slot = _TOKEN_SLOT.encode("ascii")
         self._digest_slot = _message_digest(newsletter, rendered.period.key,
                                             _SLOT_ID).encode("ascii")
@@ -219,14 +224,28 @@ class IssueMessages:
     def _fill(self, part: bytes, token: bytes, digest: bytes) -> bytes:
         return part.replace(self._token_slot, token).replace(self._digest_slot, digest)
 
-    def bytes_for(self, recipient: Recipient) -> bytes:
-        """The exact bytes `recipient` receives (before DKIM signing)."""
+    def _date_line(self, date: datetime | None) -> bytes:
+        """The Date header for `date` (None: the one the skeleton was built with), made at
+        most once a second; one tuple, so connection threads never see half an update."""
+        if date is None:
+            return self._date_cache[1]
+        second = int(date.timestamp())
+        cached = self._date_cache
+        if cached[0] != second:
+            line = f"Date: {format_datetime(date.replace(microsecond=0))}\r\n".encode()
+            cached = self._date_cache = (second, line)
+        return cached[1]
+
+    def bytes_for(self, recipient: Recipient, date: datetime | None = None) -> bytes:
+        """The exact bytes `recipient` receives (before DKIM signing), dated `date` (the
+        moment it is handed to the relay; None: the date the messages were built with)."""
         token = quote(recipient.token).encode("ascii")
         digest = _message_digest(self.newsletter, self.rendered.period.key,
                                  recipient.subscriber_id).encode("ascii")
         link = unsubscribe_url(self.newsletter, recipient.token)
         return b"".join((self._fill(self._before_to, token, digest), _to_header(recipient),
-                         self._fill(self._after_to, token, digest),
+                         self._fill(self._to_date, token, digest), self._date_line(date),
+                         self._fill(self._after_date, token, digest),
                          self._text.encoded(link), self._between,
                          self._html.encoded(escape(link)), self._tail))
 

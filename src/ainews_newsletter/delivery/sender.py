@@ -26,7 +26,7 @@ from ainews_newsletter.delivery.message import IssueMessages
 from ainews_newsletter.delivery.returnpath import verp_address
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
 from ainews_newsletter.errors import DeliveryError
-from ainews_newsletter.models import DeliveryCounts, DeliveryState, SendOutcome
+from ainews_newsletter.models import DeliveryCounts, DeliveryState, SendOutcome, counted
 
 Progress = Callable[[DeliveryState], None]
 StopRequested = Callable[[], bool]
@@ -53,7 +53,8 @@ class ErrorWatch:
             refused = sum(self.recent)
         if len(self.recent) == self.recent.maxlen and refused >= self.threshold * len(
                 self.recent):
-            raise SendPaused(f"paused: {refused} of the last {len(self.recent)} messages were "
+            raise SendPaused(f"paused: {refused} of the last "
+                             f"{counted(len(self.recent), 'message')} were "
                              f"refused (last reply: {outcome.code} {outcome.reply[:120]}); "
                              "check the mail server")
 
@@ -142,7 +143,7 @@ class _Shared:
     """What every connection of one send shares."""
 
     issue: IssueRecord
-    messages: IssueMessages  # built once: the same Date and MIME boundary for all readers
+    messages: IssueMessages  # built once: one MIME boundary; Date filled in per message
     ledger: Ledger
     newsletter: NewsletterConfig
     settings: SendSettings
@@ -207,7 +208,7 @@ class _ConnectionWorker:
     def _send_one(self, delivery: Delivery) -> SendOutcome:
         s = self.shared
         try:
-            message = s.messages.bytes_for(delivery.recipient)
+            message = s.messages.bytes_for(delivery.recipient, clock.now())
             if s.settings.signer is not None:
                 message = s.settings.signer(message)
         except (MessageError, ValueError, UnicodeError, DeliveryError) as exc:

@@ -18,6 +18,7 @@ from ainews_newsletter.models import (
     Recipient,
     RenderedIssue,
     Window,
+    counted,
 )
 from ainews_newsletter.posts.loader import load_sources
 from ainews_newsletter.posts.select import Carried, Selection, post_ref, select
@@ -29,7 +30,7 @@ from ainews_newsletter.posts.windows import (
     since_last_issue,
 )
 from ainews_newsletter.render.digest import RenderOptions, compose_issue, render_issue
-from ainews_newsletter.render.lint import Finding, lint_issue
+from ainews_newsletter.render.lint import Finding, lint_issue, sample_settings
 from ainews_newsletter.subscribers.store import (
     SubscriberStore,
 )
@@ -78,7 +79,7 @@ def render_selection(config: Config, selection: Selection, force: bool = False,
                      timings: dict[str, float] | None = None) -> RenderedIssue:
     count, minimum = selection.in_window, config.posts.min_posts
     if count < max(minimum, 1) and not (force and count):
-        raise SelectionError(f"only {count} posts in window, min_posts is {minimum} "
+        raise SelectionError(f"only {counted(count, 'post')} in window, min_posts is {minimum} "
                              f"({selection.period.key}"
                              + ("; --force builds anyway)" if count else ")"))
     issue = compose_issue(selection.period, selection.posts, config.newsletter.name,
@@ -128,8 +129,9 @@ def sample_message(config: Config, rendered: RenderedIssue, recipient: Recipient
 
 def lint(config: Config, rendered: RenderedIssue) -> list[Finding]:
     message = sample_message(config, rendered, sample_recipient(config))
-    return lint_issue(rendered, config.newsletter.postal_address, message,
-                      spamassassin=config.lint.spamassassin)
+    return sample_settings(config.newsletter) + lint_issue(
+        rendered, config.newsletter.postal_address, message,
+        spamassassin=config.lint.spamassassin)
 
 
 def write_build(config: Config, rendered: RenderedIssue, out_dir: Path) -> dict[str, Path]:

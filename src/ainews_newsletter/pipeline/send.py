@@ -237,7 +237,7 @@ def claims_retry_at(config: Config, issue_key: str) -> datetime | None:
 
 def send_test(config: Config, rendered: RenderedIssue, address: str) -> SendOutcome:
     """One copy to `address` through the configured transport; the ledger is not touched."""
-    stored, _ = normalize(address)
+    stored, _ = normalize(address, allow_test=config.subscribers.allow_test_domains)
     recipient = Recipient(subscriber_id=0, email=stored, name=None, token="test-copy")
     transport = make_transport(config)
     try:
@@ -278,7 +278,8 @@ def issue_for(config: Config, ledger: Ledger, issue_key: str | None) -> IssueRec
     if issue_key is None:
         issue = ledger.latest_issue()
         if issue is None:
-            raise AinewsError("no issue has been sent yet (run `ainews send`)")
+            raise AinewsError("no issue has been sent yet (run `ainews send`, or `ainews "
+                              "send --yes` where there is no terminal)")
     else:
         issue = _find_issue(config, ledger, issue_key)
         if issue is None:

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
+from ainews_newsletter.config import (
+    SAMPLE_BASE_URL,
+    SAMPLE_POSTAL_ADDRESSES,
+    NewsletterConfig,
+)
 from ainews_newsletter.models import RenderedIssue
 
 KB = 1024
@@ -105,6 +110,22 @@ def spamassassin_score(message: bytes) -> tuple[float, list[str]] | None:
     rules = [f"{name} {points}" for points, name in _SA_RULE.findall(details)
              if float(points) != 0.0]
     return float(match.group(1)), rules
+
+
+def sample_settings(newsletter: NewsletterConfig) -> list[Finding]:
+    """The sample's site or postal address still in place: every List-Unsubscribe link and
+    the footer would point at a place that does not exist."""
+    findings: list[Finding] = []
+    host = (urlsplit(newsletter.base_url).hostname or "").lower()
+    if host == urlsplit(SAMPLE_BASE_URL).hostname or host.endswith(".ainews.example"):
+        findings.append(Finding(Severity.ERROR, "sample-setting",
+                                f"[newsletter] base_url is still the sample's "
+                                f"({newsletter.base_url}); set your site's address"))
+    if newsletter.postal_address.strip() in SAMPLE_POSTAL_ADDRESSES:
+        findings.append(Finding(Severity.ERROR, "sample-setting",
+                                "[newsletter] postal_address is still the sample's; set "
+                                "yours (the law in most places requires a real one)"))
+    return findings
 
 
 def lint_issue(rendered: RenderedIssue, postal_address: str, sample_message: bytes,

@@ -71,7 +71,7 @@ def _this_period(config: Config, should_stop: StopRequested) -> RunResult:
         return RunResult("skipped", period, f"the issue for {period} has been sent already")
     if plan.existing is not None and config.schedule.mode == "draft":
         return RunResult("skipped", period, f"the draft of {period} is waiting for "
-                                            f"`ainews send --issue {period}`")
+                                            f"`ainews send --issue {period} --yes`")
     errors = [f.message for f in pipeline.lint(config, plan.rendered) if has_errors([f])]
     if errors:
         return RunResult("failed", period, "lint errors block the send: " + "; ".join(errors))
@@ -80,7 +80,8 @@ def _this_period(config: Config, should_stop: StopRequested) -> RunResult:
         copies = [f"{address}: {pipeline.send_test(config, plan.rendered, address).state}"
                   for address in config.schedule.notify]
         return RunResult("draft", period, f"frozen; test copies {', '.join(copies) or 'none'}; "
-                                          f"send it with `ainews send --issue {period}`")
+                                          f"send it with `ainews send --issue {period} "
+                                          "--yes`")
     counts = pipeline.execute_send(config, plan, should_stop=should_stop,
                                    only_if_new=plan.existing is None)
     if should_stop() and counts.queued:

@@ -27,15 +27,22 @@ def _special_use() -> tuple[frozenset[str], tuple[str, ...]]:
     return names, tuple("." + name for name in names)
 
 
-def _fast(given: str) -> tuple[str, str] | None:
+def is_test_domain(domain: str) -> bool:
+    """Under `.test`, the name RFC 2606/6761 reserve for testing: staging only."""
+    domain = domain.lower().rstrip(".")
+    return domain == "test" or domain.endswith(".test")
+
+
+def _fast(given: str, allow_test: bool) -> tuple[str, str] | None:
     match = _EVERYDAY.fullmatch(given)
     if match is None or len(given) > 254 or len(match.group(1)) > 64:
         return None
     domain = match.group(2).lower()
     special, special_suffixes = _special_use()
+    reserved = (domain in special or domain.endswith(special_suffixes)) and not (
+        allow_test and is_test_domain(domain))
     if (not domain[-1].isalpha() or ("--" in domain and any(
-            label[2:4] == "--" for label in domain.split("."))) or domain in special
-            or domain.endswith(special_suffixes)):
+            label[2:4] == "--" for label in domain.split("."))) or reserved):
         # A TLD must end in a letter; "xx--" labels are IDNA's (punycode and reserved);
         # special-use names are refused: all of these go to email-validator to judge.
         return None
@@ -43,7 +50,8 @@ def _fast(given: str) -> tuple[str, str] | None:
     return given, ascii_form.lower()
 
 
-def normalize(address: str, check_dns: bool = False) -> tuple[str, str]:
+def normalize(address: str, check_dns: bool = False,
+              allow_test: bool = False) -> tuple[str, str]:
     """(address to store and send to, normalized address) or SubscriberError naming it.
 
     The stored address is the one given (trimmed), or its ASCII form when the domain is
@@ -51,14 +59,15 @@ def normalize(address: str, check_dns: bool = False) -> tuple[str, str]:
     A non-ASCII local part (RFC 6531, "ömil@example.com") has no ASCII form: it is stored
     as its NFC local part at the ASCII domain and needs a relay that offers SMTPUTF8.
     Normalized = the stored form, fully lower-cased: mailbox names are case-insensitive at
-    every provider that matters."""
+    every provider that matters. `allow_test`: addresses under `.test` are accepted
+    ([subscribers] allow_test_domains, for staging against a local mail server)."""
     given = address.strip()
     if not given:
         raise SubscriberError("empty email address")
     if "\r" in given or "\n" in given:
         raise SubscriberError(f"{given!r} contains a line break")
     if not check_dns:
-        fast = _fast(given)
+        fast = _fast(given, allow_test)
         if fast is not None:
             return fast
     if "<" in given or ">" in given:
@@ -67,9 +76,11 @@ def normalize(address: str, check_dns: bool = False) -> tuple[str, str]:
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        valid = validate_email(given, check_deliverability=check_dns, allow_smtputf8=True)
+        valid = validate_email(given, check_deliverability=check_dns and not allow_test,
+                               allow_smtputf8=True, test_environment=allow_test)
     except EmailNotValidError as exc:
-        raise SubscriberError(f"{given!r} is not a valid email address: {exc}") from None
+        raise SubscriberError(f"{given!r} is not a valid email address: {exc}"
+                              + reserved_domain_hint(given)) from None
     if valid.ascii_email is None:  # an internationalized local part: SMTPUTF8 only
         stored = f"{valid.local_part}@{valid.ascii_domain}"
         return stored, stored.lower()
@@ -77,3 +88,9 @@ def normalize(address: str, check_dns: bool = False) -> tuple[str, str]:
     return (given if given.isascii() else ascii_form), ascii_form.lower()
 
 
+def reserved_domain_hint(address: str) -> str:
+    """The way out when a `.test` address is refused: the setting that allows it."""
+    if is_test_domain(address.rpartition("@")[2]):
+        return (" (addresses under .test are accepted with [subscribers] "
+                "allow_test_domains = true, for staging)")
+    return ""

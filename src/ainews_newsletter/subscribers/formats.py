@@ -125,7 +125,7 @@ def _looks_like_addresses(first: str) -> bool:
 
 
 def open_subscriber_file(path: Path, file_format: str = "auto",
-                         check_dns: bool = False) -> Opened:
+                         check_dns: bool = False, allow_test: bool = False) -> Opened:
     """Open and check the header; rows are read lazily (constant memory for any size, but
     for JSON, which is read whole)."""
     if file_format not in FORMATS:
@@ -135,9 +135,9 @@ def open_subscriber_file(path: Path, file_format: str = "auto",
     _check_encoding(path)
     first = _first_line(path)
     if first.lstrip().startswith(("{", "[")) or file_format == "revue":
-        return _open_json(path, file_format, check_dns)
+        return _open_json(path, file_format, check_dns, allow_test)
     if file_format == "lines" or (file_format == "auto" and _looks_like_addresses(first)):
-        return _open_lines(path, check_dns)
+        return _open_lines(path, check_dns, allow_test)
     counting = _CountingReader(path.open("rb"))
     handle = io.TextIOWrapper(io.BufferedReader(counting), encoding="utf-8-sig", newline="")
     reader = csv.reader(handle, delimiter=_delimiter(first))
@@ -156,7 +156,7 @@ def open_subscriber_file(path: Path, file_format: str = "auto",
                               f"{wanted}; the columns found are: "
                               f"{', '.join(repr(c) for c in columns)}")
     records = _csv_records(handle, reader, keys, path)
-    return Opened(chosen, columns, _rows(records, MAPPERS[chosen], check_dns,
+    return Opened(chosen, columns, _rows(records, MAPPERS[chosen], check_dns, allow_test,
                                          lists=chosen == "csv"),
                   lambda: counting.bytes_read)
 
@@ -183,7 +183,7 @@ def _csv_records(handle: IO[str], reader: Any, keys: list[str],
         handle.close()
 
 
-def _open_lines(path: Path, check_dns: bool) -> Opened:
+def _open_lines(path: Path, check_dns: bool, allow_test: bool) -> Opened:
     size = path.stat().st_size
 
     def records() -> Iterator[tuple[int, Row]]:
@@ -192,11 +192,12 @@ def _open_lines(path: Path, check_dns: bool) -> Opened:
                 if text.strip():
                     yield number, {"email": text.strip()}
 
-    return Opened("lines", ["email"], _rows(records(), MAPPERS["csv"], check_dns),
+    return Opened("lines", ["email"], _rows(records(), MAPPERS["csv"], check_dns, allow_test),
                   lambda: size)
 
 
-def _open_json(path: Path, file_format: str, check_dns: bool) -> Opened:
+def _open_json(path: Path, file_format: str, check_dns: bool,
+               allow_test: bool) -> Opened:
     """A JSON array of subscriber objects, or an object holding one (Revue's API answer:
     {"subscribers": [...]}). Read whole: these exports are small."""
     try:
@@ -225,7 +226,8 @@ def _open_json(path: Path, file_format: str, check_dns: bool) -> Opened:
 
     return Opened(chosen, sorted({key for item in data if isinstance(item, dict)
                                   for key in item}),
-                  _rows(records(), MAPPERS.get(chosen, MAPPERS["revue"]), check_dns),
+                  _rows(records(), MAPPERS.get(chosen, MAPPERS["revue"]), check_dns,
+                        allow_test),
                   lambda: size)
 
 
@@ -240,6 +242,7 @@ def _text(value: object) -> str:
 
 
 def _rows(records: Iterable[tuple[int, Row]], mapper: Mapper, check_dns: bool,
+          allow_test: bool,
           lists: bool = False) -> Iterator[ImportRow | Rejected]:
     """(line or item number, row) → ImportRow or Rejected, through the format's mapper and
     the common opt-out rule."""
@@ -252,7 +255,8 @@ def _rows(records: Iterable[tuple[int, Row]], mapper: Mapper, check_dns: bool,
         on_lists = tuple(name.strip() for name in cell(row, LISTS_COLUMN).split(";")
                          if name.strip()) if lists else ()
         try:
-            stored, normalized = normalize(mapped.email, check_dns=check_dns)
+            stored, normalized = normalize(mapped.email, check_dns=check_dns,
+                                           allow_test=allow_test)
         except SubscriberError as exc:
             yield Rejected(start, mapped.email, str(exc))
             continue

@@ -53,15 +53,18 @@ def _subscriber(row: Any, list_names: tuple[str, ...] = ()) -> Subscriber:
 
 
 class SubscriberStore:
-    def __init__(self, engine: Engine, default_list: str = "newsletter") -> None:
+    def __init__(self, engine: Engine, default_list: str = "newsletter",
+                 allow_test: bool = False) -> None:
         self.engine = engine
         self.default_list = default_list
+        self.allow_test = allow_test  # [subscribers] allow_test_domains: .test addresses
         ensure_schema(engine)
 
     @classmethod
     def open(cls, config: Config) -> SubscriberStore:
-        """The store of a configuration: its database, its default list."""
-        return cls(engine_for(config.database_url), config.subscribers.default_list)
+        """The store of a configuration: its database, its default list, its rules."""
+        return cls(engine_for(config.database_url), config.subscribers.default_list,
+                   config.subscribers.allow_test_domains)
 
     # -- lists ----------------------------------------------------------------------------
 
@@ -126,7 +129,7 @@ class SubscriberStore:
         return tuple(row.name for row in rows)
 
     def get(self, address: str) -> Subscriber | None:
-        _, normalized = normalize(address)
+        _, normalized = normalize(address, allow_test=self.allow_test)
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(subscribers).where(subscribers.c.email_normalized == normalized)).first()
@@ -140,7 +143,7 @@ class SubscriberStore:
 
     def suppression(self, address: str) -> str | None:
         """Why the address is suppressed, or None."""
-        _, normalized = normalize(address)
+        _, normalized = normalize(address, allow_test=self.allow_test)
         with self.engine.connect() as connection:
             reason = connection.execute(select(suppressions.c.reason).where(
                 suppressions.c.email_normalized == normalized)).scalar()
@@ -151,7 +154,7 @@ class SubscriberStore:
             allow_suppressed: bool = False) -> Subscriber:
         """Add a subscriber to a list (the default list when None). A known address is added
         to the list; being on it already is an error, and so is a suppressed address."""
-        given, normalized = normalize(address)
+        given, normalized = normalize(address, allow_test=self.allow_test)
         now = clock.now()
         with self.engine.begin() as connection:
             list_id = self.list_id(connection, list_name)
@@ -227,7 +230,7 @@ class SubscriberStore:
         comes back as a new active subscriber of the default list."""
         found = self.get(address)
         if found is None:
-            _, normalized = normalize(address)
+            _, normalized = normalize(address, allow_test=self.allow_test)
             with self.engine.begin() as connection:
                 lifted = connection.execute(delete(suppressions).where(
                     suppressions.c.email_normalized == normalized)).rowcount

@@ -36,14 +36,15 @@ from ainews_newsletter import clock, pipeline
 from ainews_newsletter.config import Config
 from ainews_newsletter.delivery.ledger import IssueRecord
 from ainews_newsletter.delivery.message import notice_message
-from ainews_newsletter.errors import AinewsError, ConfigError, SubscriberError
-from ainews_newsletter.models import Subscriber, SubscriberStatus
+from ainews_newsletter.delivery.transports import TransportUnavailable
+from ainews_newsletter.errors import AinewsError, ConfigError, RenderError, SubscriberError
+from ainews_newsletter.models import DeliveryState, SendOutcome, Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.subscribers.store import SubscriberStore
 from ainews_newsletter.web.hardening import BodyLimit, BodyTooLarge, SecurityHeaders
-from ainews_newsletter.web.pages import page_templates
+from ainews_newsletter.web.pages import public_page_templates, render_page
 from ainews_newsletter.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -55,6 +56,7 @@ from ainews_newsletter.web.security import (
     client_key,
     csrf_ok,
     mailbox_key,
+    mask_address,
     mask_tokens,
     new_csrf_value,
 )
@@ -75,7 +77,7 @@ class PublicSite:
                               "'import secrets; print(secrets.token_urlsafe(32))'")
         self.config = config
         self.tokens = ConfirmationTokens(secret, config.web.confirm_link_hours * HOUR)
-        self.templates = page_templates()
+        self.templates = public_page_templates(config)  # a broken override stops here
         self.per_ip = Throttle(config.web.signups_per_ip_per_hour, HOUR)
         self.per_address = Throttle(config.web.confirmations_per_address_per_day, DAY)
 
@@ -83,8 +85,14 @@ class PublicSite:
 
     def page(self, template: str, status: int = 200, csrf: str | None = None,
              **context: Any) -> HTMLResponse:
-        html = self.templates.get_template(template).render(
-            newsletter=self.config.newsletter, csrf=csrf, csrf_field=CSRF_FIELD, **context)
+        try:
+            html = render_page(self.templates, template, {
+                "newsletter": self.config.newsletter, "tagline": self.config.web.tagline,
+                "csrf": csrf, "csrf_field": CSRF_FIELD, **context})
+        except RenderError as exc:  # an edited page: one line naming it, a page without it
+            log.error("page %s not shown: %s", template, exc)
+            return HTMLResponse("<h1>Something went wrong</h1>", status_code=500,
+                                headers=SECURITY_HEADERS)
         response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
         if csrf is not None:
             response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict",
@@ -123,7 +131,9 @@ class PublicSite:
             return self.message("Too many sign-ups", "Too many sign-ups from your network; "
                                 "please try again in an hour.", status=429)
         try:
-            address, normalized = normalize(str(data.get("email") or ""))
+            address, normalized = normalize(
+                str(data.get("email") or ""),
+                allow_test=self.config.subscribers.allow_test_domains)
         except SubscriberError:
             return self.page("subscribe.html", status=400, csrf=new_csrf_value(),
                              error="That does not look like an email address.",
@@ -139,15 +149,25 @@ class PublicSite:
         return response
 
     def _sign_up_and_mail(self, address: str, name: str | None) -> None:
+        """After the response, so only the log can tell why a sign-up stays pending: one
+        line per confirmation mail not sent, the address masked (a log is no mailing list).
+        A refusal or a server that is down is expected: no traceback; a bug keeps its own."""
+        masked = mask_address(address)
         try:
-            self._sign_up_and_mail_now(address, name)
-        except Exception:  # after the response: log it, the reader can simply sign up again
-            log.exception("sign-up of %s failed", address)
+            outcome = self._sign_up_and_mail_now(address, name)
+        except TransportUnavailable as exc:
+            log.warning("confirmation mail to %s not sent: %s", masked, exc)
+        except Exception:  # the reader can simply sign up again
+            log.exception("sign-up of %s failed", masked)
+        else:
+            if outcome is not None and outcome.state is not DeliveryState.SENT:
+                log.warning("confirmation mail to %s not sent: %s %s", masked, outcome.code,
+                            outcome.reply)
 
-    def _sign_up_and_mail_now(self, address: str, name: str | None) -> None:
+    def _sign_up_and_mail_now(self, address: str, name: str | None) -> SendOutcome | None:
         signups = SignUps(self.store())
         if not signups.may_be_sent_a_confirmation(address):
-            return  # receiving it already, or complained, bounced, suppressed: no mail
+            return None  # receiving it already, or complained, bounced, suppressed: no mail
         signups.sign_up(address, name, None)  # a sign-up racing this one joins its row
         token = self.tokens.make(address, None, name)
         link = f"{self.config.newsletter.base_url}/confirm/{token}"
@@ -158,7 +178,7 @@ class PublicSite:
                 f"--\n{self.config.newsletter.name}\n{self.config.newsletter.postal_address}\n")
         transport = pipeline.make_transport(self.config)
         try:
-            transport.send(self.config.newsletter.from_, address, notice_message(
+            return transport.send(self.config.newsletter.from_, address, notice_message(
                 self.config.newsletter, address,
                 f"Confirm your subscription to {self.config.newsletter.name}", text,
                 clock.now()))

@@ -44,6 +44,13 @@ def mask_tokens(path: str) -> str:
     return _TOKEN_PATH.sub(r"\1…", path)
 
 
+def mask_address(address: str) -> str:
+    """`j***@example.com`: enough to tell which provider refused, not who signed up (logs
+    are kept and shared more freely than the subscriber list)."""
+    local, at, domain = address.rpartition("@")
+    return f"{local[:1]}***@{domain}" if at and local else "***"
+
+
 class BadToken(AinewsError):
     """A link that was forged, altered, expired or is not for this address."""
 
