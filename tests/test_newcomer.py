@@ -281,3 +281,60 @@ def test_the_own_newsletter_section_starts_with_init_and_ci_tries_it() -> None:
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     order = [ci.find(step) for step in ("ainews init", "ainews posts check", "ainews build")]
     assert -1 not in order and order == sorted(order)
+
+
+# -- review findings -----------------------------------------------------------------------
+
+def test_init_fills_the_current_folder_and_keeps_its_mode(tmp_path: Path) -> None:
+    here = tmp_path / "here"
+    here.mkdir(mode=0o770)
+    here.chmod(0o770)
+    made = _ainews("init", ".", "--name", "AI: Weekly #1", *INIT_ANSWERS, cwd=here)
+    assert made.returncode == 0, made.stderr
+    assert here.stat().st_mode & 0o777 == 0o770  # the same folder, not a new one
+    checked = _ainews("posts", "check", cwd=here)
+    assert checked.returncode == 0, checked.stderr
+    listed = _ainews("posts", "list", "--all", "--json", cwd=here)
+    assert "Welcome to AI: Weekly #1" in listed.stdout  # ": " and " #" kept in the title
+
+
+def test_init_for_staging_and_its_errors_name_the_real_file(tmp_path: Path) -> None:
+    staging = ("--from", "digest@news.test", "--base-url", "https://news.example.org",
+               "--postal-address", "1 Test Road")
+    refused = _ainews("init", "stage", *staging, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "stage/config.toml: newsletter.from" in refused.stderr
+    assert "--allow-test-domains" in refused.stderr and not (tmp_path / "stage").exists()
+    made = _ainews("init", "stage", *staging, "--allow-test-domains", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    config = load_config(tmp_path / "stage" / "config.toml", environ={})
+    assert config.subscribers.allow_test_domains
+
+
+def test_staging_addresses_left_behind_block_the_send_and_can_be_removed(
+        project: Project, smtp_server: SmtpServer) -> None:
+    project.write_config('[subscribers]\nallow_test_domains = true\n')
+    assert project.run("subscribers", "add", "left@mail.test").exit_code == 0
+    project.write_config()  # staging over: the setting is off again
+    result = project.run("send", "--week", "2026-W47", "--yes", env=smtp_env(smtp_server))
+    assert result.exit_code == 1 and "1 active subscriber under .test" in result.output
+    assert smtp_server.handler.messages == []
+    assert project.run("subscribers", "remove", "left@mail.test", "--yes").exit_code == 0
+    assert project.query("SELECT count(*) FROM subscribers") == [(0,)]
+
+
+def test_a_storage_url_in_the_environment_is_configuration_enough(tmp_path: Path) -> None:
+    database = tmp_path / "elsewhere" / "news.db"
+    result = _ainews("subscribers", "count", cwd=tmp_path,
+                     env={"AINEWS_CONFIG": "", "AINEWS_STORAGE__URL": f"sqlite:///{database}"})
+    assert result.returncode == 0 and result.stdout.strip() == "0", result.stderr
+    assert database.exists() and not (tmp_path / "data").exists()
+
+
+def test_notify_addresses_are_checked_like_the_senders(project: Project) -> None:
+    project.write_config('[schedule]\nnotify = ["editor@desk.test"]\n')
+    result = project.run("subscribers", "count")
+    assert result.exit_code == 1 and "schedule.notify" in result.stderr
+    project.write_config('[schedule]\nnotify = ["not an address"]\n')
+    bad = project.run("subscribers", "count")
+    assert bad.exit_code == 1 and "schedule.notify" in bad.stderr

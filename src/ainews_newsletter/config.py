@@ -349,6 +349,11 @@ class ScheduleConfig(_Section):
     # within this many hours; later than that it is skipped (and logged).
     misfire_grace_hours: float = Field(default=6, gt=0)
 
+    @field_validator("notify")
+    @classmethod
+    def _valid_notify(cls, value: list[str]) -> list[str]:
+        return [_check_address(address) for address in value]
+
 
 class WebConfig(_Section):
     # `ainews serve`: 127.0.0.1 unless a reverse proxy on this machine cannot reach it.
@@ -587,11 +592,13 @@ def _refuse_test_addresses(config: Config, path: Path | None,
     mail from a .test sender cannot be answered, bounced or trusted anywhere real."""
     if config.subscribers.allow_test_domains:
         return
-    ours = {("newsletter", "from"): config.newsletter.from_,
-            ("newsletter", "reply_to"): config.newsletter.reply_to,
-            ("newsletter", "unsubscribe_email"): config.newsletter.unsubscribe_email,
-            ("bounces", "address"): config.bounces.address}
-    for loc, address in ours.items():
+    ours: list[tuple[tuple[str, str], str | None]] = [
+        (("newsletter", "from"), config.newsletter.from_),
+        (("newsletter", "reply_to"), config.newsletter.reply_to),
+        (("newsletter", "unsubscribe_email"), config.newsletter.unsubscribe_email),
+        (("bounces", "address"), config.bounces.address),
+        *((("schedule", "notify"), address) for address in config.schedule.notify)]
+    for loc, address in ours:
         domain = (address or "").rpartition("@")[2].lower().rstrip(".")
         if address and (domain == "test" or domain.endswith(".test")):
             raise ConfigError(f"{_where(loc, path, environ)}: {'.'.join(loc)}: {address!r} is "

@@ -42,6 +42,10 @@ sources = [{{ type = "markdown", path = "posts" }}]
 [storage]
 # url = "sqlite:///data/ainews.db"        # or postgresql+psycopg://user@host/db
 
+{test_domains}[subscribers]
+# Staging against a local mail server with addresses under .test only:
+{test_domains}allow_test_domains = true
+
 [smtp]
 # A local mail server (Postfix) is the usual relay; a provider's relay works too.
 # host = "localhost"
@@ -62,10 +66,10 @@ sources = [{{ type = "markdown", path = "posts" }}]
 
 EXAMPLE_POST = """\
 ---
-title: Welcome to {name}
+title: {title}
 date: {date}
 category: Notes
-summary: The first post of {name}, written by `ainews init` so the first build has a post.
+summary: {summary}
 ---
 
 This is an example post. Replace it with your own: a Markdown file in this folder with
@@ -89,6 +93,7 @@ class NewNewsletter:
     base_url: str
     postal_address: str
     timezone: str
+    allow_test_domains: bool = False  # staging against a local mail server with .test
 
 
 def _toml(value: str) -> str:
@@ -98,9 +103,28 @@ def _toml(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def create(folder: Path, answers: NewNewsletter) -> Path:
-    """Write the newsletter folder; returns the config path. A folder that holds anything
-    already is refused: nothing of someone's is overwritten."""
+def _check(config_text: str, folder: Path) -> datetime:
+    """The config as any command would read it, before anything is written: an error names
+    the file it will be (FOLDER/config.toml). Returns now in the newsletter's timezone."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        trial = Path(scratch) / "config.toml"
+        trial.write_text(config_text, encoding="utf-8")
+        try:
+            config = load_config(trial, environ={})
+        except ConfigError as exc:
+            message = str(exc).replace(str(trial), str(folder / "config.toml"))
+            if "allow_test_domains" in message:
+                message += " (with `ainews init`: --allow-test-domains)"
+            raise ConfigError(message) from None
+    return clock.now().astimezone(config.newsletter.tz).replace(microsecond=0)
+
+
+def create(folder: Path, answers: NewNewsletter) -> datetime:
+    """Fill FOLDER (made if missing; an existing empty one keeps its owner and mode, as
+    the deploy layout's /srv/ainews needs). A folder that holds anything already is
+    refused: nothing of someone's is overwritten. Returns the example post's date."""
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ConfigError(f"{folder}: exists and is not an empty folder; `ainews init` makes "
                           "a new one (pick another name)")
@@ -109,24 +133,29 @@ def create(folder: Path, answers: NewNewsletter) -> Path:
         name=answers.name.replace("\n", " "), today=f"{now:%Y-%m-%d}",
         name_toml=_toml(answers.name), from_toml=_toml(answers.from_address),
         base_url_toml=_toml(answers.base_url), postal_toml=_toml(answers.postal_address),
-        timezone_toml=_toml(answers.timezone), example_post="welcome.md")
-    staging = folder.with_name(f".{folder.name}.init")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+        timezone_toml=_toml(answers.timezone), example_post="welcome.md",
+        test_domains="" if answers.allow_test_domains else "# ")
+    posted = _check(config_text, folder)
+    # JSON strings are YAML strings: a name with ": " or " #" stays one title.
+    post = EXAMPLE_POST.format(title=_toml(f"Welcome to {answers.name}"),
+                               summary=_toml(f"The first post of {answers.name}, written by "
+                                             "`ainews init` so the first build has a post."),
+                               date=posted.isoformat())
+    made_folder = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
     try:
-        (staging / "config.toml").write_text(config_text, encoding="utf-8")
-        # Checked as any command would read it, before anything is put in place.
-        config = load_config(staging / "config.toml", environ={})
-        local_now: datetime = now.astimezone(config.newsletter.tz).replace(microsecond=0)
-        (staging / "posts").mkdir()
-        (staging / "posts" / "welcome.md").write_text(EXAMPLE_POST.format(
-            name=answers.name.replace("\n", " "), date=local_now.isoformat()),
-            encoding="utf-8")
-        shutil.copytree(resources.shipped("templates"), staging / "templates")
-        if folder.exists():
-            folder.rmdir()  # empty, checked above
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        (folder / "config.toml").write_text(config_text, encoding="utf-8")
+        (folder / "posts").mkdir()
+        (folder / "posts" / "welcome.md").write_text(post, encoding="utf-8")
+        shutil.copytree(resources.shipped("templates"), folder / "templates")
+    except BaseException:  # leave the folder as it was found
+        for made in ("config.toml", "posts", "templates"):
+            target = folder / made
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+        if made_folder:
+            folder.rmdir()
         raise
-    return folder / "config.toml"
+    return posted

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 from rich.table import Table
@@ -28,6 +28,7 @@ from ainews_newsletter.cli.scheduling import schedule
 from ainews_newsletter.cli.sending import send
 from ainews_newsletter.cli.subscribers import subscribers
 from ainews_newsletter.cli.web import preview, serve
+from ainews_newsletter.config import CONFIG_ENV_VAR
 from ainews_newsletter.database import engine_for, upgrade_schema
 from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.models import DeliveryState, Window, counted
@@ -74,12 +75,14 @@ def _ask(value: str | None, option: str, question: str, default: str | None,
               help="The postal address every issue shows (required by law in most places).")
 @click.option("--timezone", metavar="ZONE",
               help="IANA name for weeks and dates, e.g. Europe/Berlin [default: UTC].")
+@click.option("--allow-test-domains", is_flag=True,
+              help="For staging against a local mail server: accept addresses under .test "
+                   "(From included).")
 def init(folder: Path, name: str | None, from_address: str | None, base_url: str | None,
-         postal_address: str | None, timezone: str | None) -> None:
+         postal_address: str | None, timezone: str | None, allow_test_domains: bool) -> None:
     """Start a newsletter of your own in FOLDER: a commented config.toml with your answers,
     posts/ with one example post dated today, and templates/ (email and web pages) to edit.
     On a terminal it asks for what the options leave out; without one it never asks."""
-    from ainews_newsletter import clock
     from ainews_newsletter.init import NewNewsletter, create
 
     missing: list[str] = []
@@ -91,11 +94,11 @@ def init(folder: Path, name: str | None, from_address: str | None, base_url: str
         base_url=_ask(base_url, "--base-url", "Public site (https://…)", None, missing),
         postal_address=_ask(postal_address, "--postal-address", "Postal address", None,
                             missing),
-        timezone=_ask(timezone, "--timezone", "Timezone", "UTC", missing))
+        timezone=_ask(timezone, "--timezone", "Timezone", "UTC", missing),
+        allow_test_domains=allow_test_domains)
     if missing:
         raise AinewsError(f"init: no terminal to ask, so give {', '.join(missing)}")
-    create(folder, answers)
-    week = clock.now().astimezone(ZoneInfo(answers.timezone)).strftime("%G-W%V")
+    week = create(folder, answers).strftime("%G-W%V")  # the example post's week
     console.print(f"Made {folder}/: config.toml, posts/welcome.md, templates/ (email and web)")
     console.print(f"Next, in {folder}:")
     for command, why in (
@@ -103,6 +106,10 @@ def init(folder: Path, name: str | None, from_address: str | None, base_url: str
             (f"ainews build --week {week} --out build", "issue.html, issue.txt, issue.eml"),
             (f"ainews preview --week {week}", "the issue in your browser, live as you edit")):
         console.print(f"  {command}   # {why}")
+    if os.environ.get(CONFIG_ENV_VAR):
+        console.print(f"note: {CONFIG_ENV_VAR} is set ({os.environ[CONFIG_ENV_VAR]}): it wins "
+                      f"over {folder}/config.toml; unset it, or add --config "
+                      f"{folder}/config.toml")
 
 
 @cli.command()

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ainews_newsletter.config import (
     CONFIG_ENV_VAR,
     DEFAULT_CONFIG_NAME,
+    ENV_PREFIX,
     Config,
     config_path_from,
     load_config,
@@ -71,11 +72,13 @@ class AppState:
 
     @property
     def config(self) -> Config:
-        """Every command that needs the configuration reads or writes the database, so none
-        runs on built-in defaults: that would quietly make data/ainews.db wherever it was
-        started. `demo` and `init` make their own folder and never come here."""
+        """No command runs on built-in defaults alone: most read or write the database, and
+        a default one would quietly appear as data/ainews.db wherever they were started.
+        A config file, or AINEWS_STORAGE__URL (a container configured by its environment),
+        says where the newsletter lives. `demo` and `init` never come here."""
         if self._config is None:
-            if config_path_from(self.config_path, os.environ) is None:
+            if (config_path_from(self.config_path, os.environ) is None
+                    and not os.environ.get(f"{ENV_PREFIX}STORAGE__URL")):
                 raise ConfigError(
                     f"no configuration: no --config, no {CONFIG_ENV_VAR}, and no "
                     f"{DEFAULT_CONFIG_NAME} in {Path.cwd()}; start a newsletter with "

@@ -30,7 +30,7 @@ from ainews_newsletter.posts.windows import (
     since_last_issue,
 )
 from ainews_newsletter.render.digest import RenderOptions, compose_issue, render_issue
-from ainews_newsletter.render.lint import Finding, lint_issue, sample_settings
+from ainews_newsletter.render.lint import Finding, Severity, lint_issue, sample_settings
 from ainews_newsletter.subscribers.store import (
     SubscriberStore,
 )
@@ -129,7 +129,15 @@ def sample_message(config: Config, rendered: RenderedIssue, recipient: Recipient
 
 def lint(config: Config, rendered: RenderedIssue) -> list[Finding]:
     message = sample_message(config, rendered, sample_recipient(config))
-    return sample_settings(config.newsletter) + lint_issue(
+    staged: list[Finding] = []
+    if not config.subscribers.allow_test_domains:
+        left = open_subscribers(config).count_test_addresses()
+        if left:
+            staged.append(Finding(Severity.ERROR, "test-addresses", (
+                f"{counted(left, 'active subscriber')} under .test (from staging) and "
+                "[subscribers] allow_test_domains is off: remove them (`ainews subscribers "
+                "list --search .test`)")))
+    return staged + sample_settings(config.newsletter) + lint_issue(
         rendered, config.newsletter.postal_address, message,
         spamassassin=config.lint.spamassassin)
 

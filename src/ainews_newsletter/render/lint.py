@@ -121,10 +121,15 @@ def sample_settings(newsletter: NewsletterConfig) -> list[Finding]:
         findings.append(Finding(Severity.ERROR, "sample-setting",
                                 f"[newsletter] base_url is still the sample's "
                                 f"({newsletter.base_url}); set your site's address"))
-    if newsletter.postal_address.strip() in SAMPLE_POSTAL_ADDRESSES:
+    if _flat(newsletter.postal_address).lower() in {_flat(a).lower()
+                                                    for a in SAMPLE_POSTAL_ADDRESSES}:
         findings.append(Finding(Severity.ERROR, "sample-setting",
                                 "[newsletter] postal_address is still the sample's; set "
                                 "yours (the law in most places requires a real one)"))
+    if newsletter.from_.lower().endswith("@" + (urlsplit(SAMPLE_BASE_URL).hostname or "")):
+        findings.append(Finding(Severity.ERROR, "sample-setting",
+                                f"[newsletter] from is still the sample's ({newsletter.from_}):"
+                                " replies and bounces would go nowhere"))
     return findings
 
 

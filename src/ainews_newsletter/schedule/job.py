@@ -77,8 +77,7 @@ def _this_period(config: Config, should_stop: StopRequested) -> RunResult:
         return RunResult("failed", period, "lint errors block the send: " + "; ".join(errors))
     if config.schedule.mode == "draft":
         pipeline.freeze_issue(config, plan, only_if_new=True)
-        copies = [f"{address}: {pipeline.send_test(config, plan.rendered, address).state}"
-                  for address in config.schedule.notify]
+        copies = [_test_copy(config, plan, address) for address in config.schedule.notify]
         return RunResult("draft", period, f"frozen; test copies {', '.join(copies) or 'none'}; "
                                           f"send it with `ainews send --issue {period} "
                                           "--yes`")
@@ -170,6 +169,15 @@ def _finish(history: RunHistory, run_id: int, result: RunResult,
     log.info("run %s: %s%s — %s", run_id, result.outcome,
              f" {result.period_key}" if result.period_key else "", detail)
     return RunResult(result.outcome, result.period_key, detail)
+
+
+def _test_copy(config: Config, plan: pipeline.SendPlan, address: str) -> str:
+    """One editor's copy of a draft; a failure is said in the run's detail, and the other
+    editors still get theirs (the issue is frozen already)."""
+    try:
+        return f"{address}: {pipeline.send_test(config, plan.rendered, address).state}"
+    except AinewsError as exc:
+        return f"{address}: not sent ({exc})"
 
 
 def fetch_bounces(config: Config) -> bool:

@@ -76,11 +76,13 @@ def normalize(address: str, check_dns: bool = False,
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        valid = validate_email(given, check_deliverability=check_dns and not allow_test,
-                               allow_smtputf8=True, test_environment=allow_test)
+        # email-validator's test environment also turns DNS checks off: only for .test.
+        testing = allow_test and is_test_domain(given.rpartition("@")[2])
+        valid = validate_email(given, check_deliverability=check_dns and not testing,
+                               allow_smtputf8=True, test_environment=testing)
     except EmailNotValidError as exc:
         raise SubscriberError(f"{given!r} is not a valid email address: {exc}"
-                              + reserved_domain_hint(given)) from None
+                              + ("" if allow_test else reserved_domain_hint(given))) from None
     if valid.ascii_email is None:  # an internationalized local part: SMTPUTF8 only
         stored = f"{valid.local_part}@{valid.ascii_domain}"
         return stored, stored.lower()
