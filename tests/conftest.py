@@ -334,7 +334,8 @@ def feed_server() -> Iterator[str]:
 # -- PostgreSQL --------------------------------------------------------------------------------
 
 POSTGRES_TABLES = ("deliveries", "issue_posts", "issues", "memberships", "suppressions",
-                   "lists", "subscribers", "schedule_runs", "feedback_events")
+                   "lists", "subscribers", "schedule_runs", "feedback_events",
+                   "subscriber_events", "issue_links", "clicks")
 
 
 def _postgres_bin() -> Path | None:

@@ -89,5 +89,8 @@ def test_upgrading_a_used_database_keeps_its_data(database_url: str) -> None:
         counts = [connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
                   for table in ("subscribers", "memberships", "deliveries")]
         tag = connection.execute(text("SELECT return_tag FROM deliveries")).scalar_one()
+        history = connection.execute(text(
+            "SELECT subscriber_id, kind, source FROM subscriber_events")).all()
     assert counts == [1, 1, 1]
+    assert [tuple(row) for row in history] == [(1, "joined", "backfill")]  # 0005 backfill
     assert tag is None  # sent before VERP: matched by what the bounce quotes

@@ -5,6 +5,7 @@ migrations/versions build them; tests/test_migrations.py checks the two agree.""
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -78,4 +79,31 @@ deliveries = Table(
     Index("ix_delivery_issue_state", "issue_id", "state"),
     # A bounce that names only its recipient is matched through the subscriber.
     Index("ix_delivery_subscriber", "subscriber_id"),
+)
+
+# Click tracking ([tracking] clicks, opt-in): the links an issue carried, numbered, so a
+# click token names (delivery, position) and never a URL from the request.
+issue_links = Table(
+    "issue_links",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("url", Text, nullable=False),
+    UniqueConstraint("issue_id", "position", name="uq_issue_link_position"),
+)
+
+clicks = Table(
+    "clicks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", Integer, nullable=False),
+    Column("delivery_id", Integer, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    # A security scanner's fetch (HEAD, or a burst over many links right after delivery):
+    # counted apart from people's.
+    Column("scanner", Boolean, nullable=False),
+    Index("ix_clicks_issue_position", "issue_id", "position"),
+    Index("ix_clicks_delivery", "delivery_id"),
 )

@@ -3,7 +3,7 @@ build them; tests/test_migrations.py checks the two agree."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 from ainews_newsletter.database import UTCDateTime
 
@@ -54,4 +54,22 @@ suppressions = Table(
     Column("email_normalized", String(320), primary_key=True),
     Column("reason", String(32), nullable=False),  # unsubscribed, bounced, complained, manual
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# Every change of a subscriber, for reports (growth per week, unsubscribes per issue). No
+# foreign key: the history outlives a removed row ("removed" is itself an event).
+subscriber_events = Table(
+    "subscriber_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, nullable=False),
+    # joined, confirmed, unsubscribed, bounced, complained, resubscribed, removed
+    Column("kind", String(16), nullable=False),
+    # cli, import, web, one-click, bounce, complaint, demo, backfill (from 0005's columns)
+    Column("source", String(32), nullable=False),
+    Column("issue_id", Integer, nullable=True),  # the issue it is attributed to, if any
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_subscriber_events_kind_at", "kind", "at"),
+    Index("ix_subscriber_events_subscriber", "subscriber_id"),
+    Index("ix_subscriber_events_issue", "issue_id", "kind"),
 )
