@@ -379,6 +379,13 @@ class WebConfig(_Section):
     keep_alive_seconds: float = Field(default=5, gt=0, le=300)
 
 
+class TrackingConfig(_Section):
+    # Click counts, opt-in: each post link of a sent copy goes through base_url/c/<token>
+    # (signed with AINEWS_SECRET_KEY), which records the click and redirects. Off, the mail
+    # carries the posts' own links and nothing is counted. There is no open pixel at all.
+    clicks: bool = False
+
+
 # The parsed TOML file for the load in progress; a context variable because pydantic-settings
 # builds its sources in a classmethod that cannot take arguments.
 _file_values: ContextVar[dict[str, Any]] = ContextVar("_file_values")
@@ -424,6 +431,7 @@ class Config(BaseSettings):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     bounces: BouncesConfig = Field(default_factory=BouncesConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     secret_key: SecretStr | None = None  # environment only: AINEWS_SECRET_KEY
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

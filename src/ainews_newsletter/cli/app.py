@@ -24,6 +24,7 @@ from ainews_newsletter.cli.common import (
     window_options,
 )
 from ainews_newsletter.cli.posts import posts
+from ainews_newsletter.cli.reports import report
 from ainews_newsletter.cli.scheduling import schedule
 from ainews_newsletter.cli.sending import send
 from ainews_newsletter.cli.subscribers import subscribers
@@ -178,13 +179,23 @@ def build(state: AppState, window: Window, out_dir: Path, force: bool) -> None:
 
 @cli.command()
 @click.argument("issue", required=False, metavar="[ISSUE]")
+@click.option("--state", "in_state", type=click.Choice([s.value for s in DeliveryState]),
+              help="List the recipients in this state with the server's last answer and "
+                   "the bounce kind where one came back.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="With --state: list at most this many.")
 @json_option
 @pass_state
-def status(state: AppState, issue: str | None, as_json: bool) -> None:
-    """Delivery counts by state for ISSUE (e.g. 2026-W47) [default: the latest issue]."""
+def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
+           as_json: bool) -> None:
+    """Delivery counts by state for ISSUE (e.g. 2026-W47) [default: the latest issue]; with
+    --state, who is in that state and why."""
     from ainews_newsletter import pipeline
     from ainews_newsletter.pipeline.feedback import issue_feedback
 
+    if in_state is not None:
+        _list_state(state, issue, DeliveryState(in_state), limit, as_json)
+        return
     counts = pipeline.delivery_status(state.config, issue)
     feedback = issue_feedback(state.config, counts.issue)
     if as_json:
@@ -200,6 +211,26 @@ def status(state: AppState, issue: str | None, as_json: bool) -> None:
     console.print(f"came back: bounced {feedback['bounced']} (hard {feedback['hard']}, soft "
                   f"{feedback['soft']}), complained {feedback['complained']}, auto-replies "
                   f"{feedback['autoreply']}", soft_wrap=True)
+
+
+def _list_state(state: AppState, issue: str | None, in_state: DeliveryState, limit: int,
+                as_json: bool) -> None:
+    from ainews_newsletter.pipeline.report import recipients_in
+
+    key, rows = recipients_in(state.config, issue, in_state, limit)
+    records = [{"email": row.email, "state": row.state, "attempts": row.attempts,
+                "code": row.last_code, "reply": row.last_reply, "bounce": kind,
+                "updated_at": row.updated_at.isoformat()} for row, kind in rows]
+    if as_json:
+        print_json(records)
+        return
+    table = Table(title=f"{key}: {counted(len(records), 'recipient')} {in_state.value}")
+    for column in ("email", "attempts", "code", "reply", "bounce"):
+        table.add_column(column, overflow="fold")
+    for row, kind in rows:
+        table.add_row(row.email, str(row.attempts), str(row.last_code or ""),
+                      row.last_reply or "", kind or "")
+    console.print(table)
 
 
 @cli.group()
@@ -224,6 +255,7 @@ cli.add_command(schedule)
 cli.add_command(preview)
 cli.add_command(serve)
 cli.add_command(bounces)
+cli.add_command(report)
 
 
 def main() -> None:

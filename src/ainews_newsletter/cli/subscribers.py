@@ -23,11 +23,13 @@ from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus, counted
 from ainews_newsletter.subscribers.export import as_record, write_csv, write_json
 from ainews_newsletter.subscribers.formats import FORMATS, open_subscriber_file
+from ainews_newsletter.subscribers.history import SubscriberEvent, SubscriberHistory
 from ainews_newsletter.subscribers.importer import import_rows
 from ainews_newsletter.subscribers.store import SubscriberStore
 
 STATUS_CHOICE = click.Choice([status.value for status in SubscriberStatus])
 SHOWN_REJECTS = 20
+SHOWN_EVENTS = 10  # the newest, in `show`'s plain output (--json has them all)
 
 
 def _status(value: str | None) -> SubscriberStatus | None:
@@ -118,8 +120,9 @@ def show(state: AppState, email: str, as_json: bool) -> None:
     record["last_bounce"] = None if last is None else {
         "kind": last.kind.value, "status": last.status, "diagnostic": last.diagnostic,
         "received_at": last.received_at.isoformat(), "source": last.source}
+    events = SubscriberHistory(store.engine).events_for(subscriber.id)
     if as_json:
-        print_json(record)
+        print_json({**record, "history": [event.as_record() for event in events]})
         return
     for key, value in record.items():
         if isinstance(value, dict) and key == "last_bounce":
@@ -127,6 +130,19 @@ def show(state: AppState, email: str, as_json: bool) -> None:
                      f"{value['diagnostic']}")
         shown = ", ".join(value) if isinstance(value, list) else value
         console.print(f"{key:<16}{shown if shown not in (None, {}, '') else ''}", soft_wrap=True)
+    _print_history(events)
+
+
+def _print_history(events: list[SubscriberEvent]) -> None:
+    """One line per event, oldest first, time in UTC to the minute."""
+    console.print("history" if events else "history         none recorded")
+    if len(events) > SHOWN_EVENTS:
+        console.print(f"  … {counted(len(events) - SHOWN_EVENTS, 'earlier event')} "
+                      "(--json lists all)")
+    for event in events[-SHOWN_EVENTS:]:
+        issue = f", issue {event.issue_id}" if event.issue_id is not None else ""
+        console.print(f"  {event.at:%Y-%m-%d %H:%M} UTC  {event.kind:<13}({event.source}{issue})",
+                      soft_wrap=True, markup=False)
 
 
 def _selected(state: AppState, status: str | None, list_name: str | None,

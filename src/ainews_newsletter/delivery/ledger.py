@@ -26,7 +26,7 @@ from ainews_newsletter.delivery.claims import (
     LedgerWriter,
 )
 from ainews_newsletter.delivery.returnpath import new_return_tag
-from ainews_newsletter.delivery.tables import deliveries, issue_posts, issues
+from ainews_newsletter.delivery.tables import deliveries, issue_links, issue_posts, issues
 from ainews_newsletter.models import (
     DeliveryCounts,
     DeliveryState,
@@ -111,9 +111,11 @@ class Ledger:
         return found
 
     def try_create_issue(self, list_id: str, rendered: RenderedIssue,
-                         carried: Sequence[PostRef], now: datetime) -> IssueRecord | None:
+                         carried: Sequence[PostRef], now: datetime,
+                         links: Sequence[str] = ()) -> IssueRecord | None:
         """Like `create_issue`, but None when the period was frozen already (by another
-        process, say): the caller learns it lost the race instead of joining in."""
+        process, say): the caller learns it lost the race instead of joining in. `links`:
+        with click counts on, the issue's counted links (numbered from 1), frozen with it."""
         period = rendered.period
         try:
             with self.engine.begin() as connection:
@@ -129,9 +131,20 @@ class Ledger:
                     connection.execute(issue_posts.insert(), [
                         {"issue_id": issue_id, "guid": ref.guid, "url": ref.url,
                          "title": ref.title} for ref in carried])
+                if links:
+                    connection.execute(issue_links.insert(), [
+                        {"issue_id": issue_id, "position": number, "url": url}
+                        for number, url in enumerate(links, start=1)])
         except IntegrityError:
             return None
         return self.find_issue(list_id, period.key)
+
+    def issue_links(self, issue_id: int) -> list[str]:
+        """The issue's counted links, link 1 first; empty when clicks were not counted."""
+        with self.engine.connect() as connection:
+            return list(connection.execute(
+                select(issue_links.c.url).where(issue_links.c.issue_id == issue_id)
+                .order_by(issue_links.c.position)).scalars())
 
     def _sent_issues(self, list_id: str) -> Any:
         """Issues of the list whose send has started (the audience was snapshotted)."""
@@ -286,6 +299,18 @@ class Ledger:
         return [_issue_record(row) for row in rows]
 
     # -- reporting ------------------------------------------------------------------------
+
+    def last_issue_sent_to(self, subscriber_id: int) -> int | None:
+        """The issue of the newest message that reached this subscriber (state sent), or
+        None: what an unsubscribe is put down to, since the unsubscribe link is per reader,
+        not per issue. The subscriber index keeps it to their few rows."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(deliveries.c.issue_id).where(
+                    deliveries.c.subscriber_id == subscriber_id,
+                    deliveries.c.state == DeliveryState.SENT.value)
+                .order_by(deliveries.c.sent_at.desc(), deliveries.c.id.desc()).limit(1)).scalar()
+        return None if found is None else int(found)
 
     def counts(self, issue_id: int) -> DeliveryCounts:
         with self.engine.connect() as connection:

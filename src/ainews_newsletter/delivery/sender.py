@@ -20,6 +20,7 @@ from ainews_newsletter.delivery.claims import (
     LedgerWriter,
     RetryPolicy,
 )
+from ainews_newsletter.delivery.clicklinks import ClickLinks
 from ainews_newsletter.delivery.dkim import Signer
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
 from ainews_newsletter.delivery.message import IssueMessages
@@ -74,6 +75,7 @@ class SendSettings:
     verp: tuple[str, str] | None = None
     error_threshold: float = 1.0  # share of the last error_window refused that pauses
     error_window: int = 20
+    clicks: ClickLinks | None = None  # count clicks: each reader's post links become theirs
 
 
 HOUR = 3600.0
@@ -208,7 +210,7 @@ class _ConnectionWorker:
     def _send_one(self, delivery: Delivery) -> SendOutcome:
         s = self.shared
         try:
-            message = s.messages.bytes_for(delivery.recipient, clock.now())
+            message = s.messages.bytes_for(delivery.recipient, clock.now(), delivery.id)
             if s.settings.signer is not None:
                 message = s.settings.signer(message)
         except (MessageError, ValueError, UnicodeError, DeliveryError) as exc:
@@ -277,7 +279,8 @@ def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transpo
     `should_stop` turns true each connection finishes and records the message in hand, so a
     stopped send leaves nothing in `sending`."""
     hooks = hooks or Hooks()
-    shared = _Shared(issue, IssueMessages(issue.rendered, newsletter, issue.created_at),
+    shared = _Shared(issue, IssueMessages(issue.rendered, newsletter, issue.created_at,
+                                           settings.clicks),
                      ledger, newsletter, settings, hooks,
                      RateLimiter(settings.rate_per_second, settings.max_per_hour),
                      ErrorWatch(settings.error_threshold, settings.error_window))

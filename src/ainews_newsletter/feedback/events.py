@@ -190,6 +190,20 @@ class EventLog:
                 .order_by(feedback_events.c.id.desc()).limit(1)).first()
         return None if row is None else _event(row)
 
+    def kinds_for_deliveries(self, delivery_ids: list[int]) -> dict[int, str]:
+        """The newest event kind per delivery (`status --state` shows why one failed)."""
+        if not delivery_ids:
+            return {}
+        found: dict[int, str] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(delivery_ids), 500):  # bounded IN lists
+                rows = connection.execute(
+                    select(feedback_events.c.delivery_id, feedback_events.c.kind)
+                    .where(feedback_events.c.delivery_id.in_(delivery_ids[start:start + 500]))
+                    .order_by(feedback_events.c.id)).all()
+                found.update({int(row.delivery_id): row.kind for row in rows})
+        return found
+
     def subscribers_with(self, issue_id: int, kinds: tuple[FeedbackKind, ...]) -> int:
         """Distinct subscribers of one issue with an event of any of `kinds`."""
         query = (select(func.count(func.distinct(feedback_events.c.subscriber_id)))

@@ -198,7 +198,7 @@ class FeedbackDesk:
             return None
         bounces = self.config.bounces
         if event.kind is FeedbackKind.COMPLAINT:
-            return self._leave(subscriber_id, SubscriberStatus.COMPLAINED)
+            return self._leave(subscriber_id, SubscriberStatus.COMPLAINED, event.issue_id)
         if event.kind is FeedbackKind.HARD:
             limit, seen = self.config.hard_bounce_limit, self.log.failures(
                 subscriber_id, FeedbackKind.HARD)
@@ -209,11 +209,12 @@ class FeedbackDesk:
         else:
             return "none"  # auto-replies, delay warnings, "delivered" reports
         if seen >= limit:
-            return self._leave(subscriber_id, SubscriberStatus.BOUNCED)
+            return self._leave(subscriber_id, SubscriberStatus.BOUNCED, event.issue_id)
         return f"counted {seen} of {limit}"
 
-    def _leave(self, subscriber_id: int, status: SubscriberStatus) -> str:
-        if self.store.mark_left(subscriber_id, status):
+    def _leave(self, subscriber_id: int, status: SubscriberStatus,
+               issue_id: int | None) -> str:
+        if self.store.mark_left(subscriber_id, status, issue_id):
             return status.value
         return "had left"
 

@@ -13,6 +13,8 @@ from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import sqlite_path
 from ainews_newsletter.delivery.claims import Admits, RetryPolicy
+from ainews_newsletter.delivery.clicklinks import ClickLinks, post_links
+from ainews_newsletter.delivery.clicktokens import ClickTokens
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
 from ainews_newsletter.delivery.presence import SenderPresence, sender_presence
 from ainews_newsletter.delivery.sender import Hooks, Progress, SendSettings, deliver
@@ -91,6 +93,8 @@ def plan_send(config: Config, window: Window, force: bool = False,
               issue_key: str | None = None) -> SendPlan:
     """What a send would do. With `issue_key`, the frozen issue of that key (to resume it);
     else the issue of the window, frozen already or to be built now."""
+    if config.tracking.clicks:
+        click_tokens(config)  # said before the confirmation question, not after it
     ledger = open_ledger(config)
     if issue_key is None and window == Window() and config.posts.window == "since-last-issue":
         # The next since-last-issue window starts where an unfinished issue ends: finish
@@ -118,6 +122,21 @@ def plan_send(config: Config, window: Window, force: bool = False,
                     rendered, carried_refs(selection))
 
 
+def click_tokens(config: Config) -> ClickTokens:
+    """The signer of click links; a ConfigError saying to set AINEWS_SECRET_KEY without it."""
+    secret = config.secret_key.get_secret_value() if config.secret_key else ""
+    return ClickTokens(secret)
+
+
+def _click_links(config: Config, ledger: Ledger, issue: IssueRecord) -> ClickLinks | None:
+    """The issue's click links when it was frozen with click counts on (the frozen issue
+    decides, like its HTML: a resumed send rewrites the links the first part of it did)."""
+    links = ledger.issue_links(issue.id)
+    if not links:
+        return None
+    return ClickLinks(config.newsletter.base_url, click_tokens(config), tuple(links))
+
+
 class PeriodTaken(AinewsError):
     """Another run froze this period's issue first; that run sends it."""
 
@@ -128,8 +147,10 @@ def freeze_issue(config: Config, plan: SendPlan, only_if_new: bool = False) -> I
     if plan.existing is not None:
         return plan.existing
     ledger = open_ledger(config)
+    links = (post_links(plan.rendered, config.newsletter.base_url)
+             if config.tracking.clicks else [])
     created = ledger.try_create_issue(audience_list(config), plan.rendered, plan.carried,
-                                      clock.now())
+                                      clock.now(), links)
     if created is not None:
         return created
     if only_if_new:
@@ -146,9 +167,12 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
                  only_if_new: bool = False) -> DeliveryCounts:
     """Freeze the issue (once per list and period), snapshot the audience (once), deliver
     every due row. Safe to run again: recipients already sent are never sent again."""
+    if config.tracking.clicks:
+        click_tokens(config)  # no secret: stop before the issue is frozen or anyone mailed
     ledger = open_ledger(config)
     store = open_subscribers(config)
     issue = freeze_issue(config, plan, only_if_new)
+    clicks = _click_links(config, ledger, issue)
     if issue.snapshot_at is None:
         recipients = store.iter_recipients(batch_size=config.delivery.batch_size)
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size,
@@ -168,6 +192,7 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
         error_window=delivery.error_window,
         verp=((config.bounces.address, config.bounces.delimiter)
               if config.bounces.address else None),
+        clicks=clicks,
     )
     hooks = Hooks(admits=Admits(deliverable_subscriber, deliverable_now), on_result=on_result,
                   should_stop=should_stop, on_refused=refusal_recorder(config, issue.id))

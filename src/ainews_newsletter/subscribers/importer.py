@@ -7,7 +7,9 @@ Rules, the same for every format:
   back: an unsubscribe is never undone by an import;
 - an address on the suppression list is rejected;
 - a crash between batches leaves whole batches only, and running the import again reaches the
-  same end state (every step is a merge)."""
+  same end state (every step is a merge);
+- each arrival and each status change writes its subscriber event (history.py) in the
+  batch's transaction, one INSERT … SELECT per kind of event."""
 
 from __future__ import annotations
 
@@ -23,6 +25,12 @@ from ainews_newsletter.database import insert_ignoring_conflicts
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.bulk import bulk_insert, one_of
+from ainews_newsletter.subscribers.history import (
+    arrival_kinds,
+    change_kind,
+    event_source,
+    record_by_address,
+)
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 from ainews_newsletter.subscribers.store import SubscriberStore
 from ainews_newsletter.subscribers.tokens import new_token
@@ -102,6 +110,7 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
         .where(one_of(connection, subscribers.c.email_normalized, keys)))}
     new_rows: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
+    events: dict[str, list[str]] = {"joined": []}  # kind → normalized addresses
     for normalized, row in unique.items():
         # --status sets the status of arrivals, but never over a source saying they left.
         left = row.status is not None and row.status.has_left
@@ -120,6 +129,8 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
                 "updated_at": now,
                 "confirmed_at": now if incoming is SubscriberStatus.ACTIVE else None,
                 "unsubscribed_at": now if incoming is SubscriberStatus.UNSUBSCRIBED else None})
+            for arrival in arrival_kinds(incoming):
+                events.setdefault(arrival, []).append(normalized)
             continue
         current = SubscriberStatus(known.status)
         merged = _merged_status(current, incoming)
@@ -129,6 +140,9 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
             summary.duplicates += 1
             continue
         summary.updated += 1
+        change = change_kind(current, merged)
+        if change is not None:
+            events.setdefault(change, []).append(normalized)
         changes.append({"row_id": known.id, "new_status": merged.value, "new_name": name,
                         "new_attributes": attributes, "now": now,
                         "left_at": now if merged is not current and merged.has_left else None})
@@ -145,6 +159,7 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
     wanted = [key for key in keys if key not in suppressed]
     ids = dict(connection.execute(select(subscribers.c.email_normalized, subscribers.c.id).where(
         one_of(connection, subscribers.c.email_normalized, wanted))).all())
+    record_by_address(connection, events, event_source(source), now)
     bulk_insert(connection, memberships, [
         {"list_id": target, "subscriber_id": subscriber_id, "created_at": now}
         for normalized, subscriber_id in ids.items()

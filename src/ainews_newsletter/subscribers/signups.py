@@ -61,7 +61,8 @@ class SignUps:
         if name and name != found.name:
             store.set_name(found.id, name)
         if found.status is not SubscriberStatus.ACTIVE:
-            store.set_status(found, SubscriberStatus.ACTIVE)
+            # "confirmed" from pending, "resubscribed" for someone who had unsubscribed
+            store.set_status(found, SubscriberStatus.ACTIVE, source="web")
         wanted = list_name or store.default_list
         if wanted not in found.lists:
             store.set_lists(found.email, (*found.lists, wanted))

@@ -1,6 +1,7 @@
 """The subscriber store (SQLAlchemy Core). Every write is one transaction: a failure leaves
-the list as it was. An unsubscribe is never undone by an import, and an address on the
-suppression list is never made active again except by `resubscribe`."""
+the list as it was, and every change writes its event (history.py) in that transaction. An
+unsubscribe is never undone by an import, and an address on the suppression list is never
+made active again except by `resubscribe`."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for, ensure_schema, insert_ignoring_conflicts
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Recipient, Subscriber, SubscriberStatus
+from ainews_newsletter.subscribers import history
 from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.history import Attribution, change_kind, record
 from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 from ainews_newsletter.subscribers.tokens import new_token
@@ -58,6 +61,9 @@ class SubscriberStore:
         self.engine = engine
         self.default_list = default_list
         self.allow_test = allow_test  # [subscribers] allow_test_domains: .test addresses
+        # Who `unsubscribe_token` says asked, and the issue: the web sets it per request
+        # (it knows which button was pressed and asks the ledger for the issue).
+        self.attribution = Attribution("one-click")
         ensure_schema(engine)
 
     @classmethod
@@ -173,6 +179,7 @@ class SubscriberStore:
                     created_at=now, updated_at=now,
                     confirmed_at=now if status is SubscriberStatus.ACTIVE else None,
                 )).inserted_primary_key[0]  # type: ignore[index]
+                history.arrived(connection, subscriber_id, status, source, now)
             else:
                 subscriber_id = row.id
                 member = connection.execute(select(memberships.c.list_id).where(
@@ -186,12 +193,13 @@ class SubscriberStore:
                 "list_id": list_id, "subscriber_id": subscriber_id, "created_at": now}])
         return self.require(given)
 
-    def remove(self, address: str) -> Subscriber:
+    def remove(self, address: str, source: str = "cli") -> Subscriber:
         """Delete the row and its memberships. If the person had left (unsubscribed, bounced,
         complained), their address stays on the suppression list: a delete must never turn
-        into a way back onto the list."""
+        into a way back onto the list. Their events stay, ending in "removed"."""
         found = self.require(address)
         with self.engine.begin() as connection:
+            record(connection, found.id, "removed", source)
             if found.status.has_left:
                 insert_ignoring_conflicts(connection, suppressions, [{
                     "email_normalized": found.email_normalized, "reason": found.status.value,
@@ -201,8 +209,10 @@ class SubscriberStore:
             connection.execute(delete(subscribers).where(subscribers.c.id == found.id))
         return found
 
-    def set_status(self, subscriber: Subscriber, status: SubscriberStatus) -> None:
-        """Active lifts the suppression (only for someone who asked to come back)."""
+    def set_status(self, subscriber: Subscriber, status: SubscriberStatus, source: str = "cli",
+                   issue_id: int | None = None) -> bool:
+        """Active lifts the suppression (only for someone who asked to come back). A row with
+        `status` already is left alone: no event, so a repeated unsubscribe counts once."""
         now = clock.now()
         values: dict[str, Any] = {"status": status.value, "updated_at": now}
         if status is SubscriberStatus.UNSUBSCRIBED:
@@ -211,17 +221,24 @@ class SubscriberStore:
             values["unsubscribed_at"] = None
             values["confirmed_at"] = subscriber.confirmed_at or now
         with self.engine.begin() as connection:
-            connection.execute(update(subscribers).where(subscribers.c.id == subscriber.id)
-                               .values(**values))
+            changed = connection.execute(
+                update(subscribers).where(subscribers.c.id == subscriber.id,
+                                          subscribers.c.status != status.value)
+                .values(**values)).rowcount > 0
+            kind = change_kind(subscriber.status, status)
+            if changed and kind is not None:
+                record(connection, subscriber.id, kind, source, issue_id, now)
             if status is SubscriberStatus.ACTIVE:
                 connection.execute(delete(suppressions).where(
                     suppressions.c.email_normalized == subscriber.email_normalized))
+        return changed
 
-    def unsubscribe(self, address: str) -> Subscriber:
+    def unsubscribe(self, address: str, source: str = "cli",
+                    issue_id: int | None = None) -> Subscriber:
         """Keep the row, mark it unsubscribed: later imports cannot bring it back."""
         found = self.require(address)
         if found.status is not SubscriberStatus.UNSUBSCRIBED:
-            self.set_status(found, SubscriberStatus.UNSUBSCRIBED)
+            self.set_status(found, SubscriberStatus.UNSUBSCRIBED, source, issue_id)
         return self.require(address)
 
     def resubscribe(self, address: str) -> Subscriber:
@@ -237,10 +254,11 @@ class SubscriberStore:
             if not lifted:
                 raise SubscriberError(f"no subscriber with address {address.strip()!r}")
             return self.add(address)
-        self.set_status(found, SubscriberStatus.ACTIVE)
+        self.set_status(found, SubscriberStatus.ACTIVE)  # "resubscribed" (or "confirmed")
         return self.require(address)
 
-    def mark_left(self, subscriber_id: int, status: SubscriberStatus) -> bool:
+    def mark_left(self, subscriber_id: int, status: SubscriberStatus,
+                  issue_id: int | None = None) -> bool:
         """The feedback policy's verdict: the subscriber becomes `bounced` or `complained`
         and the address is suppressed (an import never brings it back). Nothing changes
         for someone who has left already. True if this call changed them."""
@@ -256,6 +274,8 @@ class SubscriberStore:
             insert_ignoring_conflicts(connection, suppressions, [{
                 "email_normalized": row.email_normalized, "reason": status.value,
                 "created_at": now}])
+            record(connection, subscriber_id, status.value,
+                   "bounce" if status is SubscriberStatus.BOUNCED else "complaint", issue_id, now)
         return True
 
     def set_name(self, subscriber_id: int, name: str) -> None:
@@ -284,11 +304,13 @@ class SubscriberStore:
         return self.require(address)
 
     def unsubscribe_token(self, token: str) -> Subscriber | None:
-        """The one-click path: unsubscribe whoever holds `token`; idempotent."""
+        """The one-click path: unsubscribe whoever holds `token`; idempotent. Its event:
+        `self.attribution`."""
         with self.engine.connect() as connection:
             row = connection.execute(select(subscribers.c.email)
                                      .where(subscribers.c.token == token)).first()
-        return None if row is None else self.unsubscribe(row.email)
+        return None if row is None else self.unsubscribe(
+            row.email, self.attribution.source, self.attribution.issue_id)
 
     # -- many subscribers -----------------------------------------------------------------
 

@@ -178,6 +178,8 @@ class SentCopy:
     error: str | None = None
 
 
+DASHBOARD_REFRESH = 5  # seconds between reloads of /dashboard while a send runs
+
 class Preview:
     def __init__(self, config: Config, window: Window,
                  environ: Mapping[str, str] | None) -> None:
@@ -282,6 +284,15 @@ class Preview:
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def dashboard(self, request: Request) -> Response:
+        """The report page of the latest issue and the list; it reloads itself every few
+        seconds (a meta refresh: no script) while that issue's send is still running."""
+        from ainews_newsletter.pipeline.report import report_html
+
+        config, _ = self.config_file.current()
+        html = await run_in_threadpool(report_html, config, None, 12, DASHBOARD_REFRESH)
+        return HTMLResponse(html, headers=_headers(secrets.token_urlsafe(16)))
+
 
 def _same_local_origin(origin: str, host: str | None) -> bool:
     parts = urlsplit(origin)
@@ -321,6 +332,7 @@ def create_preview_app(config: Config, window: Window, *, watch: bool = True,
 
     routes = [Route("/", preview.page), Route("/events", preview.events),
               Route("/spam", preview.spam), Route("/healthz", preview.healthz),
+              Route("/dashboard", preview.dashboard),
               Route("/send-test", preview.send_test, methods=["POST"])]
     # Only our own names: a DNS-rebinding page (evil.example → 127.0.0.1) is refused
     # before it could read the CSRF token.

@@ -9,6 +9,7 @@
                       200, no redirect, no CSRF (mail providers post it without cookies)
 /preferences/<token>  the lists someone is on (CSRF-checked form)
 /issues/, /issues/<key>, /feed.xml   the archive of sent issues and its Atom feed
+/c/<token>            GET/HEAD: a click link ([tracking] clicks): 302 to the link, see clicks.py
 /healthz              for load balancers"""
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ from ainews_newsletter.delivery.transports import TransportUnavailable
 from ainews_newsletter.errors import AinewsError, ConfigError, RenderError, SubscriberError
 from ainews_newsletter.models import DeliveryState, SendOutcome, Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.history import Attribution
 from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.subscribers.store import SubscriberStore
+from ainews_newsletter.web.clicks import ClickRedirects
 from ainews_newsletter.web.hardening import BodyLimit, BodyTooLarge, SecurityHeaders
 from ainews_newsletter.web.pages import public_page_templates, render_page
 from ainews_newsletter.web.security import (
@@ -75,7 +78,7 @@ class PublicSite:
             raise ConfigError("AINEWS_SECRET_KEY must be set (16+ characters) for `ainews "
                               "serve`: it encrypts confirmation links. Make one with: python -c "
                               "'import secrets; print(secrets.token_urlsafe(32))'")
-        self.config = config
+        self.config, self.secret = config, secret
         self.tokens = ConfirmationTokens(secret, config.web.confirm_link_hours * HOUR)
         self.templates = public_page_templates(config)  # a broken override stops here
         self.per_ip = Throttle(config.web.signups_per_ip_per_hour, HOUR)
@@ -246,12 +249,26 @@ class PublicSite:
         if data.get("List-Unsubscribe") != "One-Click":
             return self.message("Nothing changed", "This address unsubscribes with a POST of "
                                 "List-Unsubscribe=One-Click (RFC 8058).", status=400)
-        subscriber = await run_in_threadpool(self.store().unsubscribe_token,
-                                             str(request.path_params["token"]))
+        # The page's button is a browser navigating (a form POST: Sec-Fetch-Mode navigate);
+        # a mail provider's RFC 8058 POST is a server's request with no fetch metadata.
+        source = "web" if request.headers.get("sec-fetch-mode") == "navigate" else "one-click"
+        subscriber = await run_in_threadpool(self._unsubscribe,
+                                             str(request.path_params["token"]), source)
         if subscriber is None:
             return self.bad_link("this unsubscribe link is not valid")
         return self.message("You are unsubscribed", f"{subscriber.email} will not receive "
                             f"{self.config.newsletter.name} any more.")
+
+    def _unsubscribe(self, token: str, source: str) -> Subscriber | None:
+        """Unsubscribe whoever holds `token`, put down to the last issue they were sent: the
+        link is the reader's, the same in every issue, so it cannot say which one they used."""
+        store = self.store()
+        found = store.by_token(token)
+        if found is None:
+            return None
+        issue_id = pipeline.open_ledger(self.config).last_issue_sent_to(found.id)
+        store.attribution = Attribution(source, issue_id)
+        return store.unsubscribe_token(token)
 
     async def unsubscribe_help(self, request: Request) -> Response:
         return self.message("Unsubscribe", "Use the unsubscribe link at the bottom of any "
@@ -376,6 +393,7 @@ def create_public_app(config: Config) -> ASGIApp:
         Route("/issues/{key}", site.issue),
         Route("/feed.xml", site.feed),
         Route("/healthz", site.healthz),
+        Route("/c/{token}", ClickRedirects(config, site.secret).redirect, methods=["GET"]),
     ]
     app = Starlette(routes=routes,
                     middleware=[Middleware(BodyLimit, max_bytes=config.web.max_body_bytes)],
