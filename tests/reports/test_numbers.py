@@ -31,10 +31,11 @@ def _numbers(sent: int = 1000, hard: int = 0, soft: int = 0, complaints: int = 0
                         timeline=((start, 600), (start + timedelta(minutes=1), 400)))
 
 
-def test_rates_are_fractions_of_what_was_sent() -> None:
-    numbers = _numbers(sent=2000, hard=10, soft=6, complaints=1, unsubscribes=8)
-    assert numbers.rates == {"bounce": 0.008, "complaint": 0.0005, "unsubscribe": 0.004}
-    assert numbers.per_second == 40.0
+def test_rates_are_fractions_of_what_was_tried_and_sent() -> None:
+    numbers = _numbers(sent=1990, hard=10, soft=6, complaints=1, unsubscribes=8)
+    # bounces over tried (1990 accepted + 10 refused); the others over accepted
+    assert numbers.rates == {"bounce": 0.008, "complaint": 1 / 1990, "unsubscribe": 8 / 1990}
+    assert numbers.per_second == 39.8
     record = issue_json(numbers)
     assert record["bounces"] == {"hard": 10, "soft": 6} and record["clicks"] is None
     assert set(record) >= {"issue", "audience", "sent", "failed", "deferred", "bounces",
@@ -54,9 +55,27 @@ def test_complaint_warnings_follow_the_providers_thresholds(complaints: int,
 
 
 def test_a_bounce_rate_over_two_percent_warns() -> None:
-    assert warnings(_numbers(sent=1000, hard=15, soft=5)) == []  # exactly 2 %
-    [found] = warnings(_numbers(sent=1000, hard=15, soft=6))
+    assert warnings(_numbers(sent=990, hard=15, soft=5)) == []  # 20 of 1000 tried: 2 %
+    [found] = warnings(_numbers(sent=990, hard=15, soft=6))
     assert "bounce rate 2.10%" in found and "re-confirm" in found
+
+
+def test_everything_refused_is_all_bounced_not_zero() -> None:
+    numbers = _numbers(sent=0, hard=10)  # 10 refused while sending, none accepted
+    assert numbers.rates["bounce"] == 1.0
+    assert any("bounce rate 100.00%" in w for w in warnings(numbers))
+
+
+def test_a_url_with_a_backslash_is_just_text_in_a_chart() -> None:
+    clicks = Clicks(total=1, unique=1, links=(LinkClicks(r"https://ex.example/a\d\1", 1, 1),))
+    svg = charts.links_chart(clicks)
+    assert svg.count("<svg") == 1 and r"a\d\1" in svg
+
+
+def test_removals_from_the_list_count_as_leaving() -> None:
+    weeks = growth([("2026-W47", date(2026, 11, 16), {"joined": 3, "removed": 1,
+                                                      "erased": 1})], total_now=2)
+    assert (weeks[0].net, weeks[0].total) == (2, 2)
 
 
 def test_weekly_totals_walk_back_from_today() -> None:

@@ -1,6 +1,6 @@
 """The report page and /dashboard in real Chromium at 375 and 1024 px: nothing wider than the
 screen, every chart drawn, no script run. Screenshots go to tests/output/ (report-375.png,
-report-1024.png, dashboard-1024.png)."""
+report-1024.png, dashboard-375.png, dashboard-1024.png)."""
 
 from __future__ import annotations
 
@@ -54,19 +54,21 @@ def test_the_report_page_fits_and_draws(project: Project, smtp_server: SmtpServe
     assert config.newsletter.name in html
 
 
+@pytest.mark.parametrize("width", [375, 1024])
 def test_the_dashboard_is_the_report_and_refreshes_only_while_sending(
-        project: Project, smtp_server: SmtpServer, browser: Browser) -> None:  # noqa: F811
+        project: Project, smtp_server: SmtpServer, browser: Browser,  # noqa: F811
+        width: int) -> None:
     config = _sent_with_refusals(project, smtp_server)
     port = free_port()
     with served(create_preview_app(config, Window(), watch=False), port):
-        page = browser.new_page(viewport={"width": 1024, "height": 900})
+        page = browser.new_page(viewport={"width": width, "height": 900})
         response = page.goto(f"http://127.0.0.1:{port}/dashboard")
         assert response is not None and response.status == 200
         assert "script-src 'nonce-" in response.headers["content-security-policy"]
         assert page.locator("figure svg[role=img]").count() == 3
         assert page.locator("meta[http-equiv=refresh]").count() == 0  # the send is done
         assert _overflow(page) <= 0
-        page.screenshot(path=str(OUTPUT / "dashboard-1024.png"), full_page=True)
+        page.screenshot(path=str(OUTPUT / f"dashboard-{width}.png"), full_page=True)
         page.close()
     # A send still running (rows queued) makes the page reload itself.
     project.query("UPDATE deliveries SET state = 'queued' WHERE id = "

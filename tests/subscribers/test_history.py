@@ -69,14 +69,17 @@ def test_each_store_change_writes_exactly_its_event(store: SubscriberStore) -> N
     assert store.mark_left(ada.id, SubscriberStatus.BOUNCED, issue_id=7)
     assert not store.mark_left(ada.id, SubscriberStatus.COMPLAINED, issue_id=8)  # left already
     assert _events(store)[3:] == [("bounced", "bounce", 7)]
-    store.remove("ada@example.com")
-    assert _events(store)[4:] == [("removed", "cli", None)]
+    store.remove("ada@example.com")  # she had left (bounced): the list does not shrink
+    assert _events(store)[4:] == [("erased", "cli", None)]
+    store.add("bo@example.com")
+    store.remove("bo@example.com")  # on the list: the list shrinks
+    assert _events(store)[-1] == ("removed", "cli", None)
     assert [event.kind for event in SubscriberHistory(store.engine).events_for(ada.id)] == []
 
     bob = store.add("bob@example.com", source="import:old-list.csv")
     assert store.mark_left(bob.id, SubscriberStatus.COMPLAINED, issue_id=3)
     # (by position: on SQLite Bob has Ada's id, see the test of that below)
-    assert _events(store)[5:] == [("joined", "import", None), ("complained", "complaint", 3)]
+    assert _events(store)[-2:] == [("joined", "import", None), ("complained", "complaint", 3)]
 
 
 def test_two_unsubscribes_that_both_saw_an_active_row_write_one_event(
@@ -106,7 +109,7 @@ def test_what_changes_no_subscriber_writes_no_event(store: SubscriberStore) -> N
     store.remove("ada@example.com")
     with pytest.raises(SubscriberError, match="suppression list"):
         store.add("ada@example.com")  # refused: its transaction wrote nothing
-    assert [kind for kind, _, _ in _events(store)] == ["joined", "unsubscribed", "removed"]
+    assert [kind for kind, _, _ in _events(store)] == ["joined", "unsubscribed", "erased"]
 
 
 def test_web_sign_up_confirmation_and_return(store: SubscriberStore) -> None:
@@ -274,7 +277,7 @@ def test_counts_between_is_half_open_and_per_kind(store: SubscriberStore) -> Non
     history = SubscriberHistory(store.engine)
     counts = history.counts_between(T0, T0 + timedelta(days=2))  # c joins at the end: out
     assert counts == {"joined": 2, "confirmed": 0, "unsubscribed": 2, "bounced": 0,
-                      "complained": 0, "resubscribed": 1, "removed": 0}
+                      "complained": 0, "resubscribed": 1, "removed": 0, "erased": 0}
     assert history.counts_between(T0 + timedelta(days=2), T0 + timedelta(days=3))["joined"] == 1
     assert history.unsubscribes_for_issue(4) == 1  # distinct subscribers
     assert history.unsubscribes_for_issue(5) == 0

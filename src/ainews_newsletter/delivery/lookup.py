@@ -74,15 +74,16 @@ class DeliveryLookup:
                 return candidate
         return found[0] if found else None
 
-    def to_subscriber(self, subscriber_id: int, message_ids: tuple[str, ...],
-                      since: datetime) -> SentDelivery | None:
+    def to_subscriber(self, subscriber_id: int, email_normalized: str,
+                      message_ids: tuple[str, ...], since: datetime) -> SentDelivery | None:
         """A delivery to this subscriber whose Message-ID the report carries, else the
-        newest one sent since `since`."""
+        newest one sent since `since`. Only deliveries to the same address: SQLite hands a
+        removed subscriber's id to the next one, whose deliveries these are not."""
         with self.engine.connect() as connection:
             rows = connection.execute(
                 self._query().where(deliveries.c.subscriber_id == subscriber_id)
                 .order_by(deliveries.c.id.desc()).limit(100)).all()
-        found = [_sent(row) for row in rows]
+        found = [_sent(row) for row in rows if row.email.lower() == email_normalized]
         for candidate in found:
             if self.message_id_of(candidate) in message_ids:
                 return candidate

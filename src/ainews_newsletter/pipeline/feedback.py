@@ -121,7 +121,8 @@ class FeedbackDesk:
         if subscriber is None:
             return None, "-"
         since = clock.now() - timedelta(days=self.config.bounces.match_days)
-        found = self.lookup.to_subscriber(subscriber.id, report.returned.message_ids, since)
+        found = self.lookup.to_subscriber(subscriber.id, subscriber.email_normalized,
+                                          report.returned.message_ids, since)
         if found is None:
             return None, "-"
         if found.tagged and self.config.bounces.address is not None:

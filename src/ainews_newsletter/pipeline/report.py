@@ -27,7 +27,11 @@ def issue_numbers(config: Config, issue_key: str | None) -> IssueNumbers:
     issue = issue_for(config, ledger, issue_key)
     engine = engine_for(config.database_url)
     counts = ledger.counts(issue.id)
-    feedback = EventLog(engine).subscribers_by_kind(issue.id)
+    log = EventLog(engine)
+    feedback = log.subscribers_by_kind(issue.id)
+    # A reader with a soft and then a hard bounce is one bounced reader, counted as hard.
+    bounced = log.subscribers_with(issue.id, (FeedbackKind.HARD, FeedbackKind.SOFT))
+    hard = feedback.get(FeedbackKind.HARD, 0)
     per_minute, _, finished = LedgerReports(engine).timeline(issue.id)
     tracked = click_counts(engine, issue.id)
     clicks = None if tracked is None else Clicks(
@@ -38,8 +42,7 @@ def issue_numbers(config: Config, issue_key: str | None) -> IssueNumbers:
         issue=counts.issue, subject=issue.rendered.subject, audience=counts.total,
         sent=counts.sent, failed=counts.failed, deferred=counts.deferred,
         queued=counts.queued, sending=counts.sending,
-        bounces_hard=feedback.get(FeedbackKind.HARD, 0),
-        bounces_soft=feedback.get(FeedbackKind.SOFT, 0),
+        bounces_hard=hard, bounces_soft=bounced - hard,
         complaints=feedback.get(FeedbackKind.COMPLAINT, 0),
         unsubscribes=SubscriberHistory(engine).unsubscribes_for_issue(issue.id),
         clicks=clicks, started=issue.snapshot_at, finished=finished,

@@ -40,7 +40,10 @@ def _finish(chart: Any, slug: str, description: str) -> str:
                .replace(">", "&gt;"))
     svg = re.sub(r"<svg\b", f'<svg role="img" aria-labelledby="{title_id} {desc_id}"', svg,
                  count=1)
-    svg = re.sub(r"(<svg\b[^>]*>)", rf'\1<desc id="{desc_id}">{escaped}</desc>', svg, count=1)
+    # A function, not a template: a URL with a backslash must stay text.
+    svg = re.sub(r"(<svg\b[^>]*>)",
+                 lambda found: f'{found.group(1)}<desc id="{desc_id}">{escaped}</desc>', svg,
+                 count=1)
     return re.sub(r"<title>", f'<title id="{title_id}">', svg, count=1)
 
 
@@ -59,9 +62,11 @@ def growth_chart(weeks: Sequence[GrowthWeek]) -> str:
 
 
 def funnel_chart(numbers: IssueNumbers) -> str:
-    bounced = numbers.bounces_hard + numbers.bounces_soft
+    # Bounces that came back after a server accepted the message (refusals while sending
+    # are in `failed` already, and each refusal is one failed row at most).
+    later = max(numbers.bounces_hard + numbers.bounces_soft - numbers.failed, 0)
     steps = [("audience", numbers.audience), ("accepted by servers", numbers.sent),
-             ("not bounced", max(numbers.sent - bounced, 0))]
+             ("not bounced", max(numbers.sent - later, 0))]
     if numbers.clicks is not None:
         steps.append(("clicked a link", numbers.clicks.unique))
     chart = pygal.HorizontalBar(**_options(f"Delivery of {numbers.issue}", show_legend=False))

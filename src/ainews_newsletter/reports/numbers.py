@@ -52,8 +52,11 @@ class IssueNumbers:
 
     @property
     def rates(self) -> dict[str, float]:
-        """Fractions of the messages sent (what mailbox providers measure)."""
-        return {"bounce": self._share(self.bounces_hard + self.bounces_soft),
+        """Bounces as a share of the messages tried (a refusal while sending is a bounce that
+        never reached `sent`); complaints and unsubscribes as a share of those delivered."""
+        tried = self.sent + self.failed
+        bounced = self.bounces_hard + self.bounces_soft
+        return {"bounce": bounced / tried if tried else 0.0,
                 "complaint": self._share(self.complaints),
                 "unsubscribe": self._share(self.unsubscribes)}
 
@@ -66,7 +69,8 @@ class IssueNumbers:
 
     @property
     def in_progress(self) -> bool:
-        return bool(self.queued or self.sending or self.deferred)
+        """Messages still going out now (deferred ones wait minutes to days for a retry)."""
+        return bool(self.queued or self.sending)
 
 
 def warnings(numbers: IssueNumbers) -> list[str]:
@@ -105,7 +109,6 @@ def issue_json(numbers: IssueNumbers) -> dict[str, Any]:
     }
 
 
-GROWTH_KINDS = ("joined", "confirmed", "unsubscribed", "bounced", "complained", "resubscribed")
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class GrowthWeek:
     @property
     def left(self) -> int:
         return sum(self.counts.get(kind, 0) for kind in ("unsubscribed", "bounced",
-                                                           "complained"))
+                                                           "complained", "removed"))
 
     @property
     def net(self) -> int:

@@ -17,8 +17,10 @@ from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.bulk import one_of
 from ainews_newsletter.subscribers.schema import subscriber_events, subscribers
 
+# "removed": deleted while on the list (the list shrinks); "erased": the record of someone
+# who had left already, deleted (the list does not change; their suppression stays).
 KINDS = ("joined", "confirmed", "unsubscribed", "bounced", "complained", "resubscribed",
-         "removed")
+         "removed", "erased")
 
 
 @dataclass(frozen=True)
@@ -138,5 +140,6 @@ class SubscriberHistory:
                 .where(subscriber_events.c.subscriber_id == subscriber_id)
                 .order_by(subscriber_events.c.id)).all()
         events = [SubscriberEvent(row.kind, row.source, row.issue_id, row.at) for row in rows]
-        removed = [index for index, event in enumerate(events) if event.kind == "removed"]
+        removed = [index for index, event in enumerate(events)
+                   if event.kind in ("removed", "erased")]
         return events[removed[-1] + 1:] if removed else events

@@ -196,10 +196,12 @@ class SubscriberStore:
     def remove(self, address: str, source: str = "cli") -> Subscriber:
         """Delete the row and its memberships. If the person had left (unsubscribed, bounced,
         complained), their address stays on the suppression list: a delete must never turn
-        into a way back onto the list. Their events stay, ending in "removed"."""
+        into a way back onto the list. Their events stay, ending in "removed" (they were on
+        the list) or "erased" (they had left: the list's size does not change)."""
         found = self.require(address)
         with self.engine.begin() as connection:
-            record(connection, found.id, "removed", source)
+            record(connection, found.id, "erased" if found.status.has_left else "removed",
+                   source)
             if found.status.has_left:
                 insert_ignoring_conflicts(connection, suppressions, [{
                     "email_normalized": found.email_normalized, "reason": found.status.value,
@@ -269,8 +271,14 @@ class SubscriberStore:
                                      .where(subscribers.c.id == subscriber_id)).first()
             if row is None or SubscriberStatus(row.status).has_left:
                 return False
-            connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
-                               .values(status=status.value, updated_at=now))
+            # Guarded: a refusal hook and an ingest acting at once change (and record) once.
+            left = [s.value for s in SubscriberStatus if s.has_left]
+            changed = connection.execute(
+                update(subscribers).where(subscribers.c.id == subscriber_id,
+                                          subscribers.c.status.not_in(left))
+                .values(status=status.value, updated_at=now)).rowcount
+            if not changed:
+                return False
             insert_ignoring_conflicts(connection, suppressions, [{
                 "email_normalized": row.email_normalized, "reason": status.value,
                 "created_at": now}])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -47,7 +47,7 @@ class ClickRedirects:
     def _record(self, target: ClickTarget, head: bool) -> None:
         try:
             record_click(pipeline.open_ledger(self.config).engine, target, clock.now(), head)
-        except OperationalError as exc:  # a busy database loses a count, not the reader
+        except SQLAlchemyError as exc:  # a database error loses a count, not the reader
             log.warning("click on link %s not recorded: %s", target.position, exc)
 
     async def redirect(self, request: Request) -> Response:

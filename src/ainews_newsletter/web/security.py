@@ -37,7 +37,7 @@ SECURITY_HEADERS = {
 
 # /confirm/<token>, /unsubscribe/<token>, /preferences/<token>: the token is a key to the
 # reader's subscription. Logs show the path without it.
-_TOKEN_PATH = re.compile(r"^(/(?:confirm|unsubscribe|preferences)/)[^/?\s]+")
+_TOKEN_PATH = re.compile(r"^(/(?:confirm|unsubscribe|preferences|c)/)[^/?\s]+")
 
 
 def mask_tokens(path: str) -> str:

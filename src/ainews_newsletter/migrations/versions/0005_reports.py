@@ -35,7 +35,9 @@ def upgrade() -> None:
     for kind, when, condition in (
             ("joined", "created_at", "1 = 1"),
             ("confirmed", "confirmed_at", "confirmed_at IS NOT NULL"),
-            ("unsubscribed", "unsubscribed_at", "unsubscribed_at IS NOT NULL"),
+            # Older imports set unsubscribed_at for any who left: by status, not by date.
+            ("unsubscribed", "unsubscribed_at",
+             "status = 'unsubscribed' AND unsubscribed_at IS NOT NULL"),
             ("bounced", "updated_at", "status = 'bounced'"),
             ("complained", "updated_at", "status = 'complained'")):
         op.execute(f"INSERT INTO subscriber_events (subscriber_id, kind, source, at) "
