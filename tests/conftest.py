@@ -28,8 +28,8 @@ from ainews_newsletter.database import dispose_all
 from ainews_newsletter.delivery.capture import EphemeralPortController
 
 # The private Postfix and Dovecot (session fixtures postfix_peer, dovecot_peer), started
-# only by the tests that ask for them.
-pytest_plugins = ["tests.peers.postfix", "tests.peers.dovecot"]
+# only by the tests that ask for them; the DNS server factory dns_peer (function-scoped).
+pytest_plugins = ["tests.peers.postfix", "tests.peers.dovecot", "tests.peers.dns"]
 
 REPO = Path(__file__).resolve().parent.parent
 # Real files nobody here wrote (bounces, feeds, addresses, exports), beside the repository in

@@ -337,6 +337,13 @@ class BouncesConfig(_Section):
         return self.imap_port or (993 if self.imap_security == "tls" else 143)
 
 
+class DoctorConfig(_Section):
+    # `ainews doctor` asks these DNS servers ("host:port" or "host"; port 53) and no others;
+    # empty: the system's resolvers. Tests point it at a server on 127.0.0.1.
+    nameservers: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=5, gt=0, le=60)  # seconds per DNS query
+
+
 class ScheduleConfig(_Section):
     # Standard 5-field cron (minute hour day-of-month month day-of-week) in [newsletter]
     # timezone; day-of-week 0 or 7 is Sunday, as in crontab(5).
@@ -431,6 +438,7 @@ class Config(BaseSettings):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     bounces: BouncesConfig = Field(default_factory=BouncesConfig)
+    doctor: DoctorConfig = Field(default_factory=DoctorConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     secret_key: SecretStr | None = None  # environment only: AINEWS_SECRET_KEY
 

@@ -23,6 +23,8 @@ from ainews_newsletter.cli.common import (
     progress_bar,
     window_options,
 )
+from ainews_newsletter.cli.dkim import dkim
+from ainews_newsletter.cli.doctor import doctor
 from ainews_newsletter.cli.posts import posts
 from ainews_newsletter.cli.reports import report
 from ainews_newsletter.cli.scheduling import schedule
@@ -256,6 +258,8 @@ cli.add_command(preview)
 cli.add_command(serve)
 cli.add_command(bounces)
 cli.add_command(report)
+cli.add_command(dkim)
+cli.add_command(doctor)
 
 
 def main() -> None:

@@ -63,6 +63,17 @@ def outcome_for(code: int, reply: str) -> SendOutcome:
     return SendOutcome(state=state, code=code, reply=reply)
 
 
+def tls_context(settings: SmtpConfig) -> ssl.SSLContext:
+    """How the relay's certificate is checked, for sending and for `ainews doctor` alike (so
+    the doctor's verdict is the sender's): the system's trust store and the host name, unless
+    [smtp] allow_self_signed turns verification off for a relay on this machine or network."""
+    context = ssl.create_default_context()
+    if settings.allow_self_signed:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class Transport(Protocol):
     def describe(self) -> str: ...
 
@@ -102,10 +113,7 @@ class SmtpTransport:
 
     def _open_once(self) -> smtplib.SMTP:
         s = self.settings
-        context = ssl.create_default_context()
-        if s.allow_self_signed:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        context = tls_context(s)
         connection: smtplib.SMTP | None = None
         try:
             if s.security == "tls":
