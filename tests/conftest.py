@@ -9,6 +9,7 @@ import email.policy
 import http.server
 import os
 import sqlite3
+import ssl
 import textwrap
 import threading
 import time
@@ -274,6 +275,33 @@ class SmtpServer:
 
     def recipients(self) -> list[str]:
         return [rcpt for message in self.handler.messages for rcpt in message.rcpt_tos]
+
+
+def self_signed_server_context(folder: Path) -> ssl.SSLContext:
+    """A server-side TLS context with a fresh self-signed certificate for relay.invalid
+    (valid from a day before to a day after the clock's now), its files in `folder`."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.invalid")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context
 
 
 @contextmanager

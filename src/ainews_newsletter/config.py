@@ -602,6 +602,12 @@ def load_config(
     return config
 
 
+def is_test_domain(domain: str) -> bool:
+    """Under `.test`, the name RFC 2606/6761 reserve for testing: staging only."""
+    domain = domain.lower().rstrip(".")
+    return domain == "test" or domain.endswith(".test")
+
+
 def _refuse_test_addresses(config: Config, path: Path | None,
                            environ: Mapping[str, str]) -> None:
     """Our own addresses under .test only for staging ([subscribers] allow_test_domains):
@@ -615,8 +621,7 @@ def _refuse_test_addresses(config: Config, path: Path | None,
         (("bounces", "address"), config.bounces.address),
         *((("schedule", "notify"), address) for address in config.schedule.notify)]
     for loc, address in ours:
-        domain = (address or "").rpartition("@")[2].lower().rstrip(".")
-        if address and (domain == "test" or domain.endswith(".test")):
+        if address and is_test_domain(address.rpartition("@")[2]):
             raise ConfigError(f"{_where(loc, path, environ)}: {'.'.join(loc)}: {address!r} is "
                               "under .test, a name reserved for testing; set [subscribers] "
                               "allow_test_domains = true to use it for staging")

@@ -3,22 +3,16 @@ refused), accepted only with [smtp] allow_self_signed."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from ainews_newsletter import pipeline
 from ainews_newsletter.config import load_config
 from ainews_newsletter.delivery.capture import EphemeralPortController
 from ainews_newsletter.delivery.transports import TransportUnavailable
-from tests.conftest import Project, RecordingHandler
+from tests.conftest import Project, RecordingHandler, self_signed_server_context
 
 # Run again under libfaketime at awkward dates by scripts/test-clocks.
 pytestmark = pytest.mark.clock
@@ -26,20 +20,7 @@ pytestmark = pytest.mark.clock
 
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[RecordingHandler, int]]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.invalid")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
+    context = self_signed_server_context(tmp_path)
     handler = RecordingHandler()
     controller = EphemeralPortController(handler, hostname="127.0.0.1", port=0,
                                 tls_context=context, require_starttls=True)

@@ -11,21 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ainews_newsletter import clock
+from ainews_newsletter.delivery.dkim import new_private_key
 from ainews_newsletter.doctor.dkimcheck import dkim_txt_value
 from tests.conftest import Project, SmtpServer
 from tests.peers.dns import DnsPeer, Zones
 
 WEDNESDAY_OF_W48 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # last complete week: W47
-
-
-def _key() -> bytes:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 def _zone(key: bytes, spf: list[str]) -> Zones:
@@ -60,7 +53,7 @@ def _doctor(project: Project, server: SmtpServer, dns: DnsPeer, key: bytes) -> t
 
 def test_a_right_setup_passes_every_check(project: Project, smtp_server: SmtpServer,
                                           dns_peer: Callable[..., DnsPeer]) -> None:
-    key = _key()
+    key = new_private_key()
     dns = dns_peer(_zone(key, ["v=spf1 ip4:127.0.0.1 -all"]))
     code, report = _doctor(project, smtp_server, dns, key)
     verdicts = {check["name"]: check["status"] for check in report["checks"]}
@@ -80,7 +73,7 @@ def test_a_right_setup_passes_every_check(project: Project, smtp_server: SmtpSer
 def test_a_broken_spf_fails_its_check_only(project: Project, smtp_server: SmtpServer,
                                            dns_peer: Callable[..., DnsPeer],
                                            spf: list[str], expected: str) -> None:
-    key = _key()
+    key = new_private_key()
     dns = dns_peer(_zone(key, spf))
     code, report = _doctor(project, smtp_server, dns, key)
     checks = {check["name"]: check for check in report["checks"]}
@@ -95,7 +88,7 @@ def test_a_broken_spf_fails_its_check_only(project: Project, smtp_server: SmtpSe
 def test_an_unreachable_dns_server_is_one_line_per_check(
         project: Project, smtp_server: SmtpServer, dns_peer: Callable[..., DnsPeer]) -> None:
     silent = dns_peer({}, silent=True)
-    code, report = _doctor(project, smtp_server, silent, _key())
+    code, report = _doctor(project, smtp_server, silent, new_private_key())
     dns_checks = [c for c in report["checks"] if c["name"] in ("spf", "dkim", "dmarc",
                                                                 "bounce-mx")]
     assert code == 1 and len(dns_checks) == 4
@@ -105,7 +98,7 @@ def test_an_unreachable_dns_server_is_one_line_per_check(
 
 def test_a_missing_key_fails_dkim_and_the_rest_still_report(
         project: Project, smtp_server: SmtpServer, dns_peer: Callable[..., DnsPeer]) -> None:
-    key = _key()
+    key = new_private_key()
     dns = dns_peer(_zone(key, ["v=spf1 a mx -all"]))
     _doctor(project, smtp_server, dns, key)  # writes the config pointing at dkim.pem
     (project.root / "dkim.pem").unlink()
@@ -120,7 +113,7 @@ def test_a_missing_key_fails_dkim_and_the_rest_still_report(
 
 def test_the_samples_site_fails_the_message_check_even_without_posts(
         project: Project, smtp_server: SmtpServer, dns_peer: Callable[..., DnsPeer]) -> None:
-    key = _key()
+    key = new_private_key()
     dns = dns_peer(_zone(key, ["v=spf1 a mx -all"]))
     _doctor(project, smtp_server, dns, key)
     text = project.config_path.read_text(encoding="utf-8").replace(

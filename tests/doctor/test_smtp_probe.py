@@ -5,7 +5,6 @@ an address off this machine (refused without connecting). Nothing is ever sent."
 
 from __future__ import annotations
 
-import datetime as dt
 import socket
 import ssl
 import time
@@ -13,15 +12,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from ainews_newsletter.config import SmtpConfig
 from ainews_newsletter.delivery.probe import is_loopback, probe_smtp
-from tests.conftest import SmtpServer, running_smtp_server
+from tests.conftest import SmtpServer, running_smtp_server, self_signed_server_context
 
 
 def _settings(port: int, **values: Any) -> SmtpConfig:
@@ -43,22 +38,7 @@ def _count_mail_from(server: SmtpServer) -> list[str]:
 
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.invalid")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
-    folder = tmp_path_factory.mktemp("tls")
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
-    return context
+    return self_signed_server_context(tmp_path_factory.mktemp("tls"))
 
 
 def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str,

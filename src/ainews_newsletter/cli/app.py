@@ -220,13 +220,12 @@ def _list_state(state: AppState, issue: str | None, in_state: DeliveryState, lim
     from ainews_newsletter.pipeline.report import recipients_in
 
     key, rows = recipients_in(state.config, issue, in_state, limit)
-    records = [{"email": row.email, "state": row.state, "attempts": row.attempts,
-                "code": row.last_code, "reply": row.last_reply, "bounce": kind,
-                "updated_at": row.updated_at.isoformat()} for row, kind in rows]
     if as_json:
-        print_json(records)
+        print_json([{"email": row.email, "state": row.state, "attempts": row.attempts,
+                     "code": row.last_code, "reply": row.last_reply, "bounce": kind,
+                     "updated_at": row.updated_at.isoformat()} for row, kind in rows])
         return
-    table = Table(title=f"{key}: {counted(len(records), 'recipient')} {in_state.value}")
+    table = Table(title=f"{key}: {counted(len(rows), 'recipient')} {in_state.value}")
     for column in ("email", "attempts", "code", "reply", "bounce"):
         table.add_column(column, overflow="fold")
     for row, kind in rows:

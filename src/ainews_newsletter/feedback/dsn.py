@@ -13,6 +13,12 @@ _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$")
 STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
+def status_in(text: str) -> str:
+    """The first RFC 3463 enhanced status code in `text` ("5.1.1"), or ""."""
+    match = STATUS.search(text)
+    return ".".join(match.groups()) if match else ""
+
+
 @dataclass(frozen=True)
 class DsnRecipient:
     email: str

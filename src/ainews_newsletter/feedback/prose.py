@@ -13,7 +13,7 @@ from email.message import Message
 from flufl.bounce import all_failures
 
 from ainews_newsletter.feedback import mime
-from ainews_newsletter.feedback.dsn import STATUS
+from ainews_newsletter.feedback.dsn import status_in
 from ainews_newsletter.feedback.returned import SEPARATOR
 
 # flufl.bounce logs every crash of one of its detectors (they trip over odd From headers) with
@@ -170,11 +170,6 @@ def _context(notice: str, address: str) -> tuple[str, str]:
                     break
                 window.append(following.strip())
             diagnostic = " ".join(" ".join(window).split())
-            status = STATUS.search(diagnostic)
-            return (".".join(status.groups()) if status else _any_status(notice)), diagnostic
-    return _any_status(notice), " ".join(notice.split())[:300]
+            return status_in(diagnostic) or status_in(notice), diagnostic
+    return status_in(notice), " ".join(notice.split())[:300]
 
-
-def _any_status(text: str) -> str:
-    match = STATUS.search(text)
-    return ".".join(match.groups()) if match else ""

@@ -13,7 +13,6 @@ a message that left with a VERP return path is matched only through its tag or i
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -28,6 +27,7 @@ from ainews_newsletter.delivery.claims import Delivery
 from ainews_newsletter.delivery.lookup import DeliveryLookup, SentDelivery, tokens_in
 from ainews_newsletter.errors import AinewsError, FeedbackError
 from ainews_newsletter.feedback.classify import classify
+from ainews_newsletter.feedback.dsn import status_in
 from ainews_newsletter.feedback.events import EventLog, FeedbackEvent, event_key
 from ainews_newsletter.feedback.mailfile import MAX_BYTES, MailItem, Unreadable
 from ainews_newsletter.feedback.parse import parse_message
@@ -38,7 +38,6 @@ from ainews_newsletter.pipeline.issue import open_ledger, open_subscribers
 from ainews_newsletter.subscribers.store import SubscriberStore
 
 log = logging.getLogger("ainews.feedback")
-_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 @dataclass(frozen=True)
@@ -158,8 +157,7 @@ class FeedbackDesk:
                        outcome: SendOutcome) -> Recorded:
         """A message refused for good while we sent it (5xx, or given up after deferrals):
         the same event and policy as a bounce that arrives later."""
-        status = _STATUS.search(outcome.reply)
-        code = status.group(1) if status else f"{str(outcome.code)[:1]}.0.0"
+        code = status_in(outcome.reply) or f"{str(outcome.code)[:1]}.0.0"
         event = FeedbackEvent(
             dedup_key=event_key("smtp", str(delivery.id)), received_at=clock.now(),
             kind=classify(code, f"{outcome.code} {outcome.reply}", "failed"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
+from ainews_newsletter.config import is_test_domain
 from ainews_newsletter.errors import SubscriberError
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -25,12 +26,6 @@ def _special_use() -> tuple[frozenset[str], tuple[str, ...]]:
 
     names = frozenset(SPECIAL_USE_DOMAIN_NAMES)
     return names, tuple("." + name for name in names)
-
-
-def is_test_domain(domain: str) -> bool:
-    """Under `.test`, the name RFC 2606/6761 reserve for testing: staging only."""
-    domain = domain.lower().rstrip(".")
-    return domain == "test" or domain.endswith(".test")
 
 
 def _fast(given: str, allow_test: bool) -> tuple[str, str] | None:
