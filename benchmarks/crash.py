@@ -1,7 +1,7 @@
 """Crash safety at length: `ainews send` killed with SIGKILL at random moments, many times,
 then run to the end; counts who was lost (must be nobody) and the duplicates per kill.
 
-    python benchmarks/crash.py [--kills 100] [--recipients 3000] [--connections 1]
+    python benchmarks/crash.py [--kills 100] [--recipients 3000] [--connections 1] [--workers 0]
 
 peer: listmonk's documented behaviour (issue #3022) is to skip up to 1,000 recipients after
 a crash; our contract is nobody lost and at most one duplicate per connection per kill.
@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--recipients", type=int, default=3000)
     parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes the connections are spread over (0: automatic)")
     parser.add_argument("--seed", type=int, default=47)
     args = parser.parse_args()
 
@@ -43,6 +45,7 @@ def main() -> None:
             environ = {**os.environ, "AINEWS_STORAGE__URL": f"sqlite:///{root / 'crash.db'}",
                        "AINEWS_SMTP__HOST": "127.0.0.1", "AINEWS_SMTP__PORT": str(capture.port),
                        "AINEWS_SMTP__CONNECTIONS": str(args.connections),
+                       "AINEWS_SMTP__WORKERS": str(args.workers),
                        "AINEWS_LINT__SPAMASSASSIN": "false"}
             base = [sys.executable, "-m", "ainews_newsletter", "--config",
                     str(REPO / "config.toml")]
@@ -78,7 +81,8 @@ def main() -> None:
     lost = sorted(set(addresses) - set(received))
     duplicates = sum(count - 1 for count in received.values())
     print(f"{args.recipients:,} readers, {kills} kill -9 at random moments, "
-          f"{args.connections} connection(s), {seconds:.0f} s; final run exit {final.returncode}")
+          f"{args.connections} connection(s), workers={args.workers}, {seconds:.0f} s; "
+          f"final run exit {final.returncode}")
     print(f"lost: {len(lost)}  duplicates: {duplicates}  (contract: 0 lost, duplicates <= "
           f"{kills * args.connections}; listmonk #3022: up to 1,000 skipped per crash)")
     if lost or duplicates > kills * args.connections:

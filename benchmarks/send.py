@@ -1,11 +1,13 @@
 """SMTP send throughput: ours against Postfix's smtp-source, both into Postfix's smtp-sink on
 127.0.0.1, in one run.
 
-    python benchmarks/send.py [--recipients 20000] [--connections 1]
+    python benchmarks/send.py [--recipients 20000] [--connections 1] [--workers 0]
     python benchmarks/send.py --recipients 1000000 --rss    # peak memory of a big send
 
 ours:  the sample week's issue to --recipients subscribers (SQLite ledger, one row claimed,
        sent and recorded per message: the crash-safety contract), over --connections
+       spread over --workers processes (0: one per connection, at most one per core; 1: all
+       connections as threads of one process)
 peer:  smtp-source sending the same number of messages of the same size over the same number
        of connections (no ledger, no message building)
 --rss: instead, `ainews send --yes` in a child process (the real CLI, progress bar and all),
@@ -35,10 +37,12 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _measure_cli_send(database: Path, port: int, connections: int, recipients: int) -> None:
+def _measure_cli_send(database: Path, port: int, connections: int, workers: int,
+                      recipients: int) -> None:
     environ = {**os.environ, "AINEWS_STORAGE__URL": f"sqlite:///{database}",
                "AINEWS_SMTP__HOST": "127.0.0.1", "AINEWS_SMTP__PORT": str(port),
                "AINEWS_SMTP__CONNECTIONS": str(connections),
+               "AINEWS_SMTP__WORKERS": str(workers),
                "AINEWS_LINT__SPAMASSASSIN": "false"}
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "ainews_newsletter", "--config",
@@ -56,6 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes the connections are spread over (0: automatic)")
     parser.add_argument("--rss", action="store_true",
                         help="measure the peak memory of `ainews send` in a child process")
     args = parser.parse_args()
@@ -84,20 +90,28 @@ def main() -> None:
             config = load_config(REPO / "config.toml", environ={}, overrides={
                 "storage": {"url": f"sqlite:///{root / 'bench.db'}"},
                 "smtp": {"host": "127.0.0.1", "port": port,
-                         "connections": args.connections},
+                         "connections": args.connections, "workers": args.workers},
                 "lint": {"spamassassin": False}})
             store = pipeline.open_subscribers(config)
             import_rows(store, open_subscriber_file(people).rows)
             if args.rss:
                 dispose_all()
-                _measure_cli_send(root / "bench.db", port, args.connections, args.recipients)
+                _measure_cli_send(root / "bench.db", port, args.connections, args.workers,
+                                  args.recipients)
                 return
             plan = pipeline.plan_send(config, pipeline.Window(week="2026-W47"))
             size = len(pipeline.sample_message(config, plan.rendered,
                                                pipeline.sample_recipient(config)))
+            cpu_before = (resource.getrusage(resource.RUSAGE_SELF),
+                          resource.getrusage(resource.RUSAGE_CHILDREN))
             started = time.perf_counter()
             counts = pipeline.execute_send(config, plan)
             ours = time.perf_counter() - started
+            cpu_main, cpu_workers = (
+                after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+                for before, after in zip(cpu_before, (
+                    resource.getrusage(resource.RUSAGE_SELF),
+                    resource.getrusage(resource.RUSAGE_CHILDREN)), strict=True))
             dispose_all()
         started = time.perf_counter()
         subprocess.run([source, "-m", str(args.recipients), "-s", str(args.connections),
@@ -109,13 +123,18 @@ def main() -> None:
         sink_process.terminate()
         sink_process.wait()
     ours_rate, peer_rate = counts.sent / ours, args.recipients / peer
+    processes = config.smtp.worker_processes()
     print(f"{args.recipients:,} messages of {size:,} bytes over {args.connections} "
-          f"connection(s) into smtp-sink on 127.0.0.1")
+          f"connection(s) in {processes} process(es) into smtp-sink on 127.0.0.1")
     print("| sender | seconds | msg/s |\n| --- | ---: | ---: |")
     print(f"| ainews send (ledger, per-message commits) | {ours:.1f} | {ours_rate:,.0f} |")
     print(f"| smtp-source (peer) | {peer:.1f} | {peer_rate:,.0f} |")
     print(f"ratio ours/peer: {ours_rate / peer_rate:.0%} (sent {counts.sent}, failed "
           f"{counts.failed}, deferred {counts.deferred})")
+    per_message = 1e6 / max(counts.sent, 1)
+    print(f"CPU of ours: sending process {cpu_main:.1f} s ({cpu_main * per_message:.0f} µs a "
+          f"message), worker processes {cpu_workers:.1f} s ({cpu_workers * per_message:.0f} µs "
+          f"a message); {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

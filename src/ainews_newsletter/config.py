@@ -252,6 +252,10 @@ class SmtpConfig(_Section):
     password: SecretStr | None = None  # environment only: AINEWS_SMTP__PASSWORD
     # Parallel connections, each reused for many messages (RSET between them).
     connections: int = Field(default=1, ge=1, le=32)
+    # Processes the connections are spread over (each builds and sends; this process alone
+    # claims and records). 0 = one per connection, at most one per CPU core. 1 = every
+    # connection a thread of this process: one interpreter lock, so little faster than one.
+    workers: int = Field(default=0, ge=0, le=32)
     rate_per_second: float = Field(default=0, ge=0)  # 0 = unlimited, shared by connections
     max_per_hour: int = Field(default=0, ge=0)  # a relay's hourly quota; 0 = none
     timeout: float = Field(default=30, gt=0)
@@ -259,6 +263,12 @@ class SmtpConfig(_Section):
     # certificate and host name are verified, as for any server on the internet.
     allow_self_signed: bool = False
     ehlo_name: str | None = None
+
+    def worker_processes(self) -> int:
+        """How many processes the connections are spread over (see `workers`)."""
+        if self.workers:
+            return min(self.workers, self.connections)
+        return min(self.connections, os.cpu_count() or 1)
 
 
 class DeliveryConfig(_Section):

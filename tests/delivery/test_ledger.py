@@ -3,18 +3,26 @@ different rows instead of making them wait for, or fight over, the same one."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import cast
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select, text, update
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import engine_for
-from ainews_newsletter.delivery.claims import Claimed, Delivery
+from ainews_newsletter.delivery.claims import Claim, Claimed, Delivery, RetryPolicy
 from ainews_newsletter.delivery.ledger import Ledger
 from ainews_newsletter.delivery.tables import deliveries
-from ainews_newsletter.models import Period, Recipient, RenderedIssue
+from ainews_newsletter.models import (
+    DeliveryState,
+    Period,
+    Recipient,
+    RenderedIssue,
+    SendOutcome,
+)
 
 # Run again under libfaketime at awkward dates by scripts/test-clocks.
 pytestmark = pytest.mark.clock
@@ -94,3 +102,51 @@ def test_the_claim_lease_runs_on_the_databases_clock_not_the_hosts(postgres_url:
         expires = ledger.claims_expire_at(issue_id, lease)
         assert expires is not None
         assert abs(expires - (_database_now(engine) + lease)) < timedelta(minutes=1)
+
+
+def test_sqlite_writer_stores_what_sqlalchemy_would(tmp_path: Path) -> None:
+    """The per-message statements go to sqlite3 directly (claims._DriverStatement): the
+    values stored must be byte for byte what SQLAlchemy stores for the same answer, or
+    reports and retries would read them differently."""
+    engine = engine_for(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(engine)
+    issue_id = _issue_with_rows(ledger, 2)
+    policy = RetryPolicy(max_attempts=5, base_seconds=60, max_seconds=600)
+    when = START + timedelta(seconds=7, microseconds=123456)
+    first, second = ledger.due(issue_id, START, 10)
+    outcome = SendOutcome(DeliveryState.DEFERRED, 451, "4.3.0 try later")
+    with ledger.writer() as writer:  # the driver's path
+        assert writer.claim(first, when) is Claim.CLAIMED
+        writer.record(first, outcome, when, policy)
+    with engine.begin() as connection:  # SQLAlchemy's, same values
+        connection.execute(update(deliveries).where(deliveries.c.id == second.id).values(
+            state="deferred", attempts=1, last_code=451, last_reply="4.3.0 try later",
+            next_attempt_at=when + policy.delay(1), updated_at=when, sent_at=None))
+    with sqlite3.connect(tmp_path / "ledger.db") as raw:
+        stored = raw.execute("SELECT state, attempts, last_code, last_reply, "
+                             "next_attempt_at, updated_at, sent_at FROM deliveries "
+                             "ORDER BY id").fetchall()
+    assert stored[0] == stored[1]
+    assert stored[0][4] is not None and stored[0][4].startswith(
+        (when + policy.delay(1)).strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def test_writes_made_together_are_undone_together(tmp_path: Path) -> None:
+    engine = engine_for(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(engine)
+    issue_id = _issue_with_rows(ledger, 2)
+    policy = RetryPolicy(max_attempts=5, base_seconds=60, max_seconds=600)
+    first, second = ledger.due(issue_id, START, 10)
+    sent = SendOutcome(DeliveryState.SENT, 250, "ok")
+    with ledger.writer() as writer:
+        writer.claim(first, START)
+        writer.claim(second, START)
+        with pytest.raises(RuntimeError), writer.together():
+            writer.record(first, sent, START, policy)
+            raise RuntimeError("the ledger failed half-way")
+        assert ledger.counts(issue_id).sending == 2  # the first answer was not kept alone
+        with writer.together():
+            writer.record(first, sent, START, policy)
+            writer.record(second, sent, START, policy)
+            assert ledger.counts(issue_id).sent == 0  # nothing committed inside the block
+    assert ledger.counts(issue_id).sent == 2

@@ -3,15 +3,18 @@ exactly what arrived in each read: one write per message group, replies kept in 
 
 from __future__ import annotations
 
+import smtplib
 import socketserver
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ainews_newsletter.config import SmtpConfig
-from ainews_newsletter.delivery.transports import SmtpTransport, dot_stuffed
+from ainews_newsletter.delivery.transports import SmtpTransport, angle_address, dot_stuffed
 from ainews_newsletter.models import DeliveryState
 
 
@@ -120,3 +123,11 @@ def test_dot_stuffing_round_trips() -> None:
     stuffed = dot_stuffed(b"a\r\n.b\r\n..c\r\nd")
     assert stuffed == b"a\r\n..b\r\n...c\r\nd\r\n.\r\n"
 
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab.-+_'!#$%&*=?^`{|}~@ \"<>()[],;:\\é1"),
+               max_size=24))
+def test_angle_address_is_what_smtplib_quoteaddr_gives(address: str) -> None:
+    """The fast path for plain addresses must never differ from smtplib's parsing."""
+    assert angle_address(address) == smtplib.quoteaddr(address)

@@ -395,10 +395,12 @@ def test_connection_dropped_before_data_is_retried_at_once(
     assert smtp_server.handler.connections == 2
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["threads", "processes"])
 def test_parallel_connections_share_the_issue_without_duplicates(
-        project: Project, smtp_server: SmtpServer) -> None:
+        project: Project, smtp_server: SmtpServer, workers: int) -> None:
     config = load_config(project.config_path, environ={}, overrides={
-        "smtp": {"host": "127.0.0.1", "port": smtp_server.port, "connections": 3}})
+        "smtp": {"host": "127.0.0.1", "port": smtp_server.port, "connections": 3,
+                 "workers": workers}})
     addresses = _subscribe(config, 30)
     smtp_server.handler.data_delay = 0.02
     counts = _send(config)
@@ -407,10 +409,12 @@ def test_parallel_connections_share_the_issue_without_duplicates(
     assert smtp_server.handler.connections == 3
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["threads", "processes"])
 def test_one_failing_connection_stops_them_all_and_loses_nobody(
-        project: Project, smtp_server: SmtpServer, unused_port: int) -> None:
+        project: Project, smtp_server: SmtpServer, unused_port: int, workers: int) -> None:
     down = load_config(project.config_path, environ={}, overrides={
-        "smtp": {"host": "127.0.0.1", "port": unused_port, "connections": 3}})
+        "smtp": {"host": "127.0.0.1", "port": unused_port, "connections": 3,
+                 "workers": workers}})
     _subscribe(down, 9)
     with pytest.raises(TransportUnavailable):
         _send(down)

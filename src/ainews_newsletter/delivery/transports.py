@@ -7,6 +7,7 @@ so the sender stops instead of marking the whole list deferred."""
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 import sys
@@ -38,6 +39,10 @@ class _BusyAtConnect(Exception):
 # Pauses (seconds) between connection attempts when the greeting is a 4xx.
 CONNECT_RETRY_PAUSES = (0.5, 2.0)
 _CRLF = b"\r\n"
+_END_OF_DATA = b".\r\n"
+# An address that needs no quoting or parsing to go in angle brackets (every address the
+# subscribers room stores): smtplib.quoteaddr parses each one, a tenth of a message's cost.
+_PLAIN_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:\"]+@[^\s<>()\[\]\\,;:\"@]+")
 Reply = tuple[int, bytes]
 
 
@@ -50,7 +55,14 @@ def dot_stuffed(message: bytes) -> bytes:
         payload = b"." + payload
     if not payload.endswith(_CRLF):
         payload += _CRLF
-    return payload + b"." + _CRLF
+    return payload + _END_OF_DATA  # one copy of the message, not two
+
+
+def angle_address(address: str) -> str:
+    """`<address>` for MAIL FROM and RCPT TO, as smtplib.quoteaddr gives it."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
 
 
 def outcome_for(code: int, reply: str) -> SendOutcome:
@@ -185,8 +197,8 @@ class SmtpTransport:
             return SendOutcome(DeliveryState.FAILED, 0, f"{self.describe()} does not offer "
                                f"SMTPUTF8, which {recipient!r} needs (RFC 6531)")
         options = " SMTPUTF8" if utf8 else ""
-        commands = (f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}{options}\r\n"
-                    f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n").encode()
+        commands = (f"MAIL FROM:{angle_address(envelope_from)}{options}\r\n"
+                    f"RCPT TO:{angle_address(recipient)}\r\n").encode()
         if connection.has_extn("pipelining"):
             return self._pipelined(connection, commands, envelope_from, message)
         connection = self._ready_connection()

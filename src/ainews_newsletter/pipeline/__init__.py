@@ -31,6 +31,7 @@ from ainews_newsletter.pipeline.send import (
     make_transport,
     plan_send,
     retry_failed,
+    send_settings,
     send_test,
     unfinished_issue_key,
     unfinished_issue_keys,
@@ -41,6 +42,7 @@ __all__ = [
     "carried_refs", "claim_lease", "claims_by_lease", "claims_retry_at", "delivery_status",
     "execute_send", "freeze_issue", "lint", "make_transport", "message_signer", "open_ledger",
     "open_subscribers", "plan_send", "render_selection", "resolve_period", "retry_failed",
-    "sample_message", "sample_recipient", "select_posts", "send_test", "unfinished_issue_key",
+    "sample_message", "sample_recipient", "select_posts", "send_settings", "send_test",
+    "unfinished_issue_key",
     "unfinished_issue_keys", "write_build",
 ]

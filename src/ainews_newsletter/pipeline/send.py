@@ -161,6 +161,27 @@ def freeze_issue(config: Config, plan: SendPlan, only_if_new: bool = False) -> I
     return existing
 
 
+def send_settings(config: Config, clicks: ClickLinks | None = None) -> SendSettings:
+    """The sender's settings from the config (`clicks`: the issue's click links, if frozen
+    with them)."""
+    delivery = config.delivery
+    return SendSettings(
+        policy=RetryPolicy(delivery.max_attempts, delivery.retry_base_seconds,
+                           delivery.retry_max_seconds,
+                           timedelta(hours=delivery.give_up_after_hours)),
+        batch_size=delivery.batch_size,
+        rate_per_second=config.smtp.rate_per_second,
+        max_per_hour=config.smtp.max_per_hour,
+        claim_lease=claim_lease(config),
+        signer=message_signer(config),
+        error_threshold=delivery.error_threshold,
+        error_window=delivery.error_window,
+        verp=((config.bounces.address, config.bounces.delimiter)
+              if config.bounces.address else None),
+        clicks=clicks,
+    )
+
+
 def execute_send(config: Config, plan: SendPlan, transport: Transport | None = None,
                  on_result: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None,
@@ -178,22 +199,7 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size,
                         tagged=config.bounces.address is not None)
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
-    delivery = config.delivery
-    settings = SendSettings(
-        policy=RetryPolicy(delivery.max_attempts, delivery.retry_base_seconds,
-                           delivery.retry_max_seconds,
-                           timedelta(hours=delivery.give_up_after_hours)),
-        batch_size=delivery.batch_size,
-        rate_per_second=config.smtp.rate_per_second,
-        max_per_hour=config.smtp.max_per_hour,
-        claim_lease=claim_lease(config),
-        signer=message_signer(config),
-        error_threshold=delivery.error_threshold,
-        error_window=delivery.error_window,
-        verp=((config.bounces.address, config.bounces.delimiter)
-              if config.bounces.address else None),
-        clicks=clicks,
-    )
+    settings = send_settings(config, clicks)
     hooks = Hooks(admits=Admits(deliverable_subscriber, deliverable_now), on_result=on_result,
                   should_stop=should_stop, on_refused=refusal_recorder(config, issue.id))
 
@@ -201,8 +207,12 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
         if transport is not None:  # a caller-made transport: one connection
             return deliver(issue, ledger, lambda: transport, config.newsletter, settings,
                            hooks)
+        # Worker processes only for SMTP: the other backends are for looking at a send
+        # here (a memory outbox in a child would be lost to this process).
+        workers = config.smtp.worker_processes() if config.delivery.backend == "smtp" else 1
         return deliver(issue, ledger, lambda: make_transport(config), config.newsletter,
-                       settings, hooks, connections=config.smtp.connections)
+                       settings, hooks, connections=config.smtp.connections,
+                       workers=workers)
 
     def release_dead_claims() -> None:
         ledger.release_claims(clock.now())
