@@ -1,66 +1,56 @@
-"""What every command shares: the lazily loaded config, the error handling, JSON output."""
+"""What every command shares: the lazily loaded config, the error handling, JSON output,
+and the lazily loaded commands.
+
+Start-up time matters here (`ainews --help`, `ainews subscribers count` in a script): this
+module and app.py import only click and the standard library. rich, pydantic (the config),
+SQLAlchemy and the rooms are imported when a command needs them."""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
-from rich.console import Console, ConsoleDimensions
-from sqlalchemy.exc import SQLAlchemyError
+from click.utils import make_default_short_help
 
-from ainews_newsletter.config import (
-    CONFIG_ENV_VAR,
-    DEFAULT_CONFIG_NAME,
-    ENV_PREFIX,
-    Config,
-    config_path_from,
-    load_config,
-)
 from ainews_newsletter.errors import AinewsError, ConfigError
-from ainews_newsletter.models import Window
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
 
+    from ainews_newsletter.config import Config
     from ainews_newsletter.render.lint import Finding
 
-PIPED_WIDTH = 10_000  # "no wrapping" for rich, which always lays out to some width
-
-
-class _Console(Console):
-    """On a terminal, lines wrap at its width; piped or redirected (cron mail, a log, grep)
-    they never wrap: a sentence cut at column 80 is harder to read and to search."""
-
-    @property
-    def soft_wrap(self) -> bool:
-        return not self.is_terminal
-
-    @soft_wrap.setter
-    def soft_wrap(self, value: bool) -> None:  # Console.__init__ sets it; the terminal decides
-        pass
-
-    @property
-    def size(self) -> ConsoleDimensions:
-        measured: ConsoleDimensions = Console.size.fget(self)  # type: ignore[attr-defined]
-        if self.is_terminal:
-            return measured
-        return ConsoleDimensions(PIPED_WIDTH, measured.height)
-
-    @size.setter
-    def size(self, new_size: tuple[int, int]) -> None:
-        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
-
-
-# markup=False: titles, names and addresses are printed as they are; "[/]" in a post title
-# must not be read as a style tag (or crash the table).
-console = _Console(highlight=False, markup=False)
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@functools.cache
+def real_console() -> Console:
+    """The one rich console (see output.py), made on first use."""
+    from ainews_newsletter.cli.output import make_console
+
+    return make_console()
+
+
+class _LazyConsole:
+    """Stands in for the console until something is printed, so that importing a command
+    module does not import rich."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(real_console(), name)
+
+
+if TYPE_CHECKING:
+    console: Console
+else:
+    console = _LazyConsole()
 
 
 class AppState:
@@ -77,6 +67,14 @@ class AppState:
         A config file, or AINEWS_STORAGE__URL (a container configured by its environment),
         says where the newsletter lives. `demo` and `init` never come here."""
         if self._config is None:
+            from ainews_newsletter.config import (
+                CONFIG_ENV_VAR,
+                DEFAULT_CONFIG_NAME,
+                ENV_PREFIX,
+                config_path_from,
+                load_config,
+            )
+
             if (config_path_from(self.config_path, os.environ) is None
                     and not os.environ.get(f"{ENV_PREFIX}STORAGE__URL")):
                 raise ConfigError(
@@ -94,7 +92,59 @@ def fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
 
 
-class ErrorHandlingGroup(click.Group):
+class LazyGroup(click.Group):
+    """A group that knows some commands by name and short help only, and imports a
+    command's module when that command is run (or its own --help is asked for): listing
+    the commands in `--help` imports none of them.
+
+    `lazy_commands` maps a name to ("package.module:attribute", short help), the short help
+    being the command's first sentence as click makes it (get_short_help_str with no limit);
+    tests/test_cli_startup.py checks the table against the commands themselves."""
+
+    def __init__(self, *args: Any, lazy_commands: Mapping[str, tuple[str, str]] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            self.add_command(self.load(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def load(self, cmd_name: str) -> click.Command:
+        module_name, _, attribute = self.lazy_commands[cmd_name][0].partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module_name}:{attribute} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own, but a command not loaded yet shows its short help from the table."""
+        rows: list[tuple[str, Callable[[int], str]]] = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:
+                text = self.lazy_commands[name][1]
+                rows.append((name, functools.partial(make_default_short_help, text)))
+            elif not command.hidden:
+                rows.append((name, command.get_short_help_str))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, short_help(limit)) for name, short_help in rows])
+
+
+def _database_error(exc: Exception) -> bool:
+    """An SQLAlchemy error, checked without importing SQLAlchemy: a command that raised one
+    has imported it already."""
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError)
+
+
+class ErrorHandlingGroup(LazyGroup):
     """Turns user-facing errors into one line on stderr and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -103,13 +153,15 @@ class ErrorHandlingGroup(click.Group):
         except AinewsError as exc:
             fail(str(exc))
             sys.exit(1)
-        except SQLAlchemyError as exc:
-            fail(f"database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
-            sys.exit(1)
         except OSError as exc:
             if exc.filename is None:
                 raise
             fail(f"{exc.filename}: {exc.strerror}")
+            sys.exit(1)
+        except Exception as exc:
+            if not _database_error(exc):
+                raise
+            fail(f"database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
             sys.exit(1)
 
 
@@ -143,6 +195,8 @@ def window_options(function: F) -> F:
     @functools.wraps(function)
     def wrapper(*args: Any, week: str | None, since: str | None, until: str | None,
                 **kwargs: Any) -> Any:
+        from ainews_newsletter.models import Window
+
         return function(*args, window=Window(week=week, since=since, until=until), **kwargs)
 
     for option in reversed(options):
@@ -164,7 +218,7 @@ def progress_bar(total: int) -> Progress:
     )
 
     return Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, transient=True,
+                    TimeRemainingColumn(), console=real_console(), transient=True,
                     disable=not console.is_terminal or total == 0)
 
 

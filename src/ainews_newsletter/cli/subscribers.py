@@ -2,37 +2,34 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
-from rich.table import Table
 
 from ainews_newsletter.cli.common import (
     AppState,
+    LazyGroup,
     confirmed,
     console,
-    fail,
     json_option,
     pass_state,
     print_json,
 )
-from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus, counted
-from ainews_newsletter.subscribers.export import as_record, write_csv, write_json
-from ainews_newsletter.subscribers.formats import FORMATS, open_subscriber_file
-from ainews_newsletter.subscribers.history import SubscriberEvent, SubscriberHistory
-from ainews_newsletter.subscribers.importer import import_rows
-from ainews_newsletter.subscribers.store import SubscriberStore
 
+if TYPE_CHECKING:
+    from ainews_newsletter.subscribers.history import SubscriberEvent
+    from ainews_newsletter.subscribers.store import SubscriberStore
+
+# The rooms' modules are imported inside the commands: `ainews subscribers count` loads the
+# store (SQLAlchemy) and nothing it does not use.
 STATUS_CHOICE = click.Choice([status.value for status in SubscriberStatus])
-SHOWN_REJECTS = 20
 SHOWN_EVENTS = 10  # the newest, in `show`'s plain output (--json has them all)
 
 
-def _status(value: str | None) -> SubscriberStatus | None:
+def status_filter(value: str | None) -> SubscriberStatus | None:
     return SubscriberStatus(value) if value else None
 
 
@@ -41,11 +38,22 @@ def list_option(function: Any) -> Any:
                         help="The list [default: [subscribers] default_list].")(function)
 
 
-def _store(state: AppState) -> SubscriberStore:
+def open_store(state: AppState) -> SubscriberStore:
+    from ainews_newsletter.subscribers.store import SubscriberStore
+
     return SubscriberStore.open(state.config)
 
 
-@click.group()
+# `import` lives apart: its --format help names every file format, and reading that list
+# loads the importer. (name → where, short help: see LazyGroup.)
+LAZY_COMMANDS = {
+    "import": ("ainews_newsletter.cli.subscribers_import:import_",
+               "Import FILE: our CSV (email, name, status, …) or an export from Mailchimp, "
+               "Substack, listmonk or Buttondown."),
+}
+
+
+@click.group(cls=LazyGroup, lazy_commands=LAZY_COMMANDS)
 def subscribers() -> None:
     """Add, remove, unsubscribe, list, count, import and export subscribers, and manage
     lists. Statuses: pending, active, unsubscribed, bounced, complained."""
@@ -61,7 +69,9 @@ def subscribers() -> None:
 def add(state: AppState, email: str, name: str | None, list_name: str | None, status: str,
         as_json: bool) -> None:
     """Add EMAIL to a list (a known address is added to the list)."""
-    subscriber = _store(state).add(email, name, list_name, SubscriberStatus(status))
+    from ainews_newsletter.subscribers.export import as_record
+
+    subscriber = open_store(state).add(email, name, list_name, SubscriberStatus(status))
     if as_json:
         print_json(as_record(subscriber))
     else:
@@ -77,7 +87,7 @@ def remove(state: AppState, email: str, yes: bool) -> None:
     """Delete EMAIL and its data for good. If they had unsubscribed, bounced or complained,
     the address stays on the suppression list so nothing can add it back. To stop mail but
     keep the record, use `unsubscribe`."""
-    store = _store(state)
+    store = open_store(state)
     subscriber = store.require(email)
     if not confirmed(f"Delete {subscriber.email} for good?", yes):
         console.print("Not removed.")
@@ -91,7 +101,7 @@ def remove(state: AppState, email: str, yes: bool) -> None:
 @pass_state
 def unsubscribe(state: AppState, email: str) -> None:
     """Stop sending to EMAIL; the row stays so later imports cannot re-add it."""
-    subscriber = _store(state).unsubscribe(email)
+    subscriber = open_store(state).unsubscribe(email)
     console.print(f"unsubscribed {subscriber.email}")
 
 
@@ -100,7 +110,7 @@ def unsubscribe(state: AppState, email: str) -> None:
 @pass_state
 def resubscribe(state: AppState, email: str) -> None:
     """Make EMAIL active again and lift its suppression: only for someone who asked."""
-    subscriber = _store(state).resubscribe(email)
+    subscriber = open_store(state).resubscribe(email)
     console.print(f"resubscribed {subscriber.email} (active)")
 
 
@@ -111,8 +121,10 @@ def resubscribe(state: AppState, email: str) -> None:
 def show(state: AppState, email: str, as_json: bool) -> None:
     """Everything stored about EMAIL."""
     from ainews_newsletter.pipeline.feedback import last_failure
+    from ainews_newsletter.subscribers.export import as_record
+    from ainews_newsletter.subscribers.history import SubscriberHistory
 
-    store = _store(state)
+    store = open_store(state)
     subscriber = store.require(email)
     record = as_record(subscriber)
     record["suppressed"] = store.suppression(email)
@@ -148,7 +160,7 @@ def _print_history(events: list[SubscriberEvent]) -> None:
 def _selected(state: AppState, status: str | None, list_name: str | None,
               search: str | None = None, limit: int | None = None) -> list[Subscriber]:
     found: list[Subscriber] = []
-    for subscriber in _store(state).iter_subscribers(_status(status), list_name, search,
+    for subscriber in open_store(state).iter_subscribers(status_filter(status), list_name, search,
                                                      batch_size=min(limit or 1000, 1000),
                                                      with_lists=True):
         if limit is not None and len(found) >= limit:
@@ -169,6 +181,10 @@ def _selected(state: AppState, status: str | None, list_name: str | None,
 def list_(state: AppState, status: str | None, list_name: str | None, search: str | None,
           limit: int, as_json: bool, as_csv: bool) -> None:
     """Subscribers, oldest first."""
+    from rich.table import Table
+
+    from ainews_newsletter.subscribers.export import as_record, write_csv
+
     found = _selected(state, status, list_name, search, limit)
     if as_json:
         print_json([as_record(subscriber) for subscriber in found])
@@ -191,76 +207,7 @@ def list_(state: AppState, status: str | None, list_name: str | None, search: st
 @pass_state
 def count(state: AppState, status: str | None, list_name: str | None) -> None:
     """Print the number of subscribers (one integer)."""
-    click.echo(_store(state).count(_status(status), list_name))
-
-
-@subscribers.command("import")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option("--format", "file_format", default="auto", show_default=True,
-              help=f"The export the file comes from: {', '.join(FORMATS)} (auto: by its "
-                   "header).")
-@list_option
-@click.option("--status", type=STATUS_CHOICE,
-              help="Give new subscribers this status (never re-activates anyone who left).")
-@click.option("--dry-run", is_flag=True, help="Report what would change; store nothing.")
-@click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write every rejected row (line, email, reason) to this CSV file.")
-@click.option("--check-dns", is_flag=True, help="Also check that each domain takes mail (DNS).")
-@json_option
-@pass_state
-def import_(state: AppState, file: Path, file_format: str, list_name: str | None,
-            status: str | None, dry_run: bool, rejects_path: Path | None, check_dns: bool,
-            as_json: bool) -> None:
-    """Import FILE: our CSV (email, name, status, …) or an export from Mailchimp, Substack,
-    listmonk or Buttondown. Known addresses are merged, not doubled; an unsubscribe is never
-    undone; suppressed addresses are rejected. Exit code 1 if any row was rejected."""
-    store = _store(state)
-    with store.engine.begin() as connection:
-        store.list_id(connection, list_name)  # a missing list fails before reading the file
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    opened = open_subscriber_file(file, file_format, check_dns,
-                                  state.config.subscribers.allow_test_domains)
-    if rejects_path is not None:  # fail on a bad path before anything is stored
-        try:
-            rejects_path.open("a", encoding="utf-8").close()
-        except OSError as exc:
-            raise SubscriberError(f"--rejects: cannot write {rejects_path}: "
-                                  f"{exc.strerror}") from None
-    size = max(file.stat().st_size, 1)
-    with Progress(TextColumn("importing"), BarColumn(), TaskProgressColumn(),
-                  TimeRemainingColumn(), console=console, transient=True,
-                  disable=not console.is_terminal) as progress:
-        task = progress.add_task("import", total=size)
-        summary = import_rows(store, opened.rows, list_name, _status(status),
-                              source=f"import:{file.name}", dry_run=dry_run,
-                              on_batch=lambda _rows: progress.update(
-                                  task, completed=opened.bytes_read()))
-    if rejects_path is not None:
-        with rejects_path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["line", "email", "reason"])
-            writer.writerows([reject.line, reject.email, reject.reason]
-                             for reject in summary.rejects)
-    for reject in summary.rejects[:SHOWN_REJECTS]:
-        fail(f"{file}:{reject.line}: {reject.reason}")
-    if len(summary.rejects) > SHOWN_REJECTS:
-        fail(f"… and {len(summary.rejects) - SHOWN_REJECTS} more rejected rows"
-             + (f" (all in {rejects_path})" if rejects_path else " (--rejects FILE lists all)"))
-    result = summary.as_dict()
-    if as_json:
-        print_json({**result, "format": opened.format, "dry_run": dry_run})
-    else:
-        console.print(f"{opened.format} file{' (dry run: nothing stored)' if dry_run else ''}: "
-                      + ", ".join(f"{key} {value}" for key, value in result.items()))
-    if summary.rejected:
-        raise SystemExit(1)
+    click.echo(open_store(state).count(status_filter(status), list_name))
 
 
 @subscribers.command()
@@ -275,7 +222,9 @@ def export(state: AppState, status: str | None, list_name: str | None, file_form
            output: Path | None) -> None:
     """Export subscribers (all their fields and lists). The CSV re-imports with `import`
     and is safe to open in a spreadsheet (no formula runs)."""
-    rows = _store(state).iter_subscribers(_status(status), list_name, with_lists=True)
+    from ainews_newsletter.subscribers.export import write_csv, write_json
+
+    rows = open_store(state).iter_subscribers(status_filter(status), list_name, with_lists=True)
     writer = write_csv if file_format == "csv" else write_json
     if output is None:
         written = writer(rows, sys.stdout)
@@ -297,7 +246,7 @@ def lists_group() -> None:
 @pass_state
 def lists_add(state: AppState, name: str, description: str | None) -> None:
     """Create the list NAME."""
-    _store(state).add_list(name, description)
+    open_store(state).add_list(name, description)
     console.print(f"created list {name}")
 
 
@@ -310,7 +259,7 @@ def lists_remove(state: AppState, name: str, yes: bool) -> None:
     if not confirmed(f"Delete list {name}?", yes):
         console.print("Not removed.")
         raise SystemExit(1)
-    members = _store(state).remove_list(name)
+    members = open_store(state).remove_list(name)
     console.print(f"removed list {name} ({counted(members, 'membership')})")
 
 
@@ -319,7 +268,9 @@ def lists_remove(state: AppState, name: str, yes: bool) -> None:
 @pass_state
 def lists_list(state: AppState, as_json: bool) -> None:
     """Every list with its member counts."""
-    found = _store(state).lists()
+    from rich.table import Table
+
+    found = open_store(state).lists()
     if as_json:
         print_json([{"name": item.name, "description": item.description,
                      "members": item.members, "active": item.active} for item in found])

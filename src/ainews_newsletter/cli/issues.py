@@ -1,0 +1,106 @@
+"""`ainews build` and `ainews status`: an issue rendered to files, and what became of one
+that was sent."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from ainews_newsletter.cli.common import (
+    AppState,
+    console,
+    json_option,
+    pass_state,
+    print_findings,
+    print_json,
+    window_options,
+)
+from ainews_newsletter.models import DeliveryState, Window, counted
+
+
+@click.command()
+@window_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("build"), show_default=True, help="Folder for the output files.")
+@click.option("--force", is_flag=True, help="Build even with fewer posts than min_posts.")
+@pass_state
+def build(state: AppState, window: Window, out_dir: Path, force: bool) -> None:
+    """Render the issue to OUT/issue.html, issue.txt and issue.eml (the full message as the
+    first subscriber would receive it). Sends nothing."""
+    from ainews_newsletter import pipeline
+    from ainews_newsletter.render.digest import period_label
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    rendered = pipeline.render_selection(state.config,
+                                         pipeline.select_posts(state.config, window), force,
+                                         timings)
+    files = pipeline.write_build(state.config, rendered, out_dir)
+    elapsed = time.perf_counter() - started
+    stages = ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in timings.items())
+    console.print(f"{rendered.period.key} ({period_label(rendered.period)}): "
+                  f"{counted(rendered.post_count, 'post')}, built in {elapsed:.2f}s ({stages})")
+    for path in files.values():
+        console.print(f"  {path}  {path.stat().st_size:,} bytes", soft_wrap=True)
+    print_findings(pipeline.lint(state.config, rendered))
+
+
+@click.command()
+@click.argument("issue", required=False, metavar="[ISSUE]")
+@click.option("--state", "in_state", type=click.Choice([s.value for s in DeliveryState]),
+              help="List the recipients in this state with the server's last answer and "
+                   "the bounce kind where one came back.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="With --state: list at most this many.")
+@json_option
+@pass_state
+def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
+           as_json: bool) -> None:
+    """Delivery counts by state for ISSUE (e.g. 2026-W47) [default: the latest issue]; with
+    --state, who is in that state and why."""
+    from rich.table import Table
+
+    from ainews_newsletter import pipeline
+    from ainews_newsletter.pipeline.feedback import issue_feedback
+
+    if in_state is not None:
+        _list_state(state, issue, DeliveryState(in_state), limit, as_json)
+        return
+    counts = pipeline.delivery_status(state.config, issue)
+    feedback = issue_feedback(state.config, counts.issue)
+    if as_json:
+        print_json({**counts.as_dict(), "feedback": feedback})
+        return
+    table = Table(title=f"issue {counts.issue}")
+    table.add_column("state")
+    table.add_column("recipients", justify="right")
+    for delivery_state in DeliveryState:
+        table.add_row(delivery_state.value, str(getattr(counts, delivery_state.value)))
+    table.add_row("total", str(counts.total))
+    console.print(table)
+    console.print(f"came back: bounced {feedback['bounced']} (hard {feedback['hard']}, soft "
+                  f"{feedback['soft']}), complained {feedback['complained']}, auto-replies "
+                  f"{feedback['autoreply']}", soft_wrap=True)
+
+
+def _list_state(state: AppState, issue: str | None, in_state: DeliveryState, limit: int,
+                as_json: bool) -> None:
+    from rich.table import Table
+
+    from ainews_newsletter.pipeline.report import recipients_in
+
+    key, rows = recipients_in(state.config, issue, in_state, limit)
+    if as_json:
+        print_json([{"email": row.email, "state": row.state, "attempts": row.attempts,
+                     "code": row.last_code, "reply": row.last_reply, "bounce": kind,
+                     "updated_at": row.updated_at.isoformat()} for row, kind in rows])
+        return
+    table = Table(title=f"{key}: {counted(len(rows), 'recipient')} {in_state.value}")
+    for column in ("email", "attempts", "code", "reply", "bounce"):
+        table.add_column(column, overflow="fold")
+    for row, kind in rows:
+        table.add_row(row.email, str(row.attempts), str(row.last_code or ""),
+                      row.last_reply or "", kind or "")
+    console.print(table)

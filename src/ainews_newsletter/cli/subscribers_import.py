@@ -1,0 +1,95 @@
+"""`ainews subscribers import`: a file of addresses (ours, or another service's export)
+merged into the list. Apart from subscribers.py so that the other subscriber commands do not
+load the importer and its file formats."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import click
+
+from ainews_newsletter.cli.common import (
+    AppState,
+    console,
+    fail,
+    json_option,
+    pass_state,
+    print_json,
+    real_console,
+)
+from ainews_newsletter.cli.subscribers import STATUS_CHOICE, list_option, open_store, status_filter
+from ainews_newsletter.errors import SubscriberError
+from ainews_newsletter.subscribers.formats import FORMATS, open_subscriber_file
+from ainews_newsletter.subscribers.importer import import_rows
+
+SHOWN_REJECTS = 20
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "file_format", default="auto", show_default=True,
+              help=f"The export the file comes from: {', '.join(FORMATS)} (auto: by its "
+                   "header).")
+@list_option
+@click.option("--status", type=STATUS_CHOICE,
+              help="Give new subscribers this status (never re-activates anyone who left).")
+@click.option("--dry-run", is_flag=True, help="Report what would change; store nothing.")
+@click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every rejected row (line, email, reason) to this CSV file.")
+@click.option("--check-dns", is_flag=True, help="Also check that each domain takes mail (DNS).")
+@json_option
+@pass_state
+def import_(state: AppState, file: Path, file_format: str, list_name: str | None,
+            status: str | None, dry_run: bool, rejects_path: Path | None, check_dns: bool,
+            as_json: bool) -> None:
+    """Import FILE: our CSV (email, name, status, …) or an export from Mailchimp, Substack,
+    listmonk or Buttondown. Known addresses are merged, not doubled; an unsubscribe is never
+    undone; suppressed addresses are rejected. Exit code 1 if any row was rejected."""
+    store = open_store(state)
+    with store.engine.begin() as connection:
+        store.list_id(connection, list_name)  # a missing list fails before reading the file
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    opened = open_subscriber_file(file, file_format, check_dns,
+                                  state.config.subscribers.allow_test_domains)
+    if rejects_path is not None:  # fail on a bad path before anything is stored
+        try:
+            rejects_path.open("a", encoding="utf-8").close()
+        except OSError as exc:
+            raise SubscriberError(f"--rejects: cannot write {rejects_path}: "
+                                  f"{exc.strerror}") from None
+    size = max(file.stat().st_size, 1)
+    with Progress(TextColumn("importing"), BarColumn(), TaskProgressColumn(),
+                  TimeRemainingColumn(), console=real_console(), transient=True,
+                  disable=not console.is_terminal) as progress:
+        task = progress.add_task("import", total=size)
+        summary = import_rows(store, opened.rows, list_name, status_filter(status),
+                              source=f"import:{file.name}", dry_run=dry_run,
+                              on_batch=lambda _rows: progress.update(
+                                  task, completed=opened.bytes_read()))
+    if rejects_path is not None:
+        with rejects_path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["line", "email", "reason"])
+            writer.writerows([reject.line, reject.email, reject.reason]
+                             for reject in summary.rejects)
+    for reject in summary.rejects[:SHOWN_REJECTS]:
+        fail(f"{file}:{reject.line}: {reject.reason}")
+    if len(summary.rejects) > SHOWN_REJECTS:
+        fail(f"… and {len(summary.rejects) - SHOWN_REJECTS} more rejected rows"
+             + (f" (all in {rejects_path})" if rejects_path else " (--rejects FILE lists all)"))
+    result = summary.as_dict()
+    if as_json:
+        print_json({**result, "format": opened.format, "dry_run": dry_run})
+    else:
+        console.print(f"{opened.format} file{' (dry run: nothing stored)' if dry_run else ''}: "
+                      + ", ".join(f"{key} {value}" for key, value in result.items()))
+    if summary.rejected:
+        raise SystemExit(1)
