@@ -74,7 +74,7 @@ def engine_for(url: str) -> Engine:
 
 
 # The newest migration in migrations/versions; tests/test_migrations.py keeps them in step.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 _migrated: set[int] = set()
 _migrate_lock = threading.Lock()
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Interval,
+    Select,
     Update,
     and_,
     bindparam,
@@ -229,17 +230,31 @@ class LedgerWriter:
             self.connection.commit()
 
     def claim_next(self, issue_id: int, now: datetime, lease: timedelta) -> Claimed | None:
-        """PostgreSQL: take the oldest due row that no other sender holds, or whose claim is
-        older than `lease`, and mark it `sending`, in one committed statement (UPDATE …
-        WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)). Several `ainews send` processes, on
-        several machines, then share one issue without waiting for, or racing over, each
-        other's rows. The claim time is the database's: hosts' clocks may disagree. None
-        when nothing is due."""
+        """PostgreSQL: take the oldest queued row that no other sender holds (else a deferred
+        row now due, else one whose claim is older than `lease`) and mark it `sending`, in
+        one committed statement (UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)).
+        Several `ainews send` processes, on several machines, then share one issue without
+        waiting for, or racing over, each other's rows. The claim time is the database's:
+        hosts' clocks may disagree. None when nothing is due.
+
+        One statement per kind of row, each walking the (issue, state, id) index from its
+        lowest id: a single statement over all three walked the primary key past every
+        row already sent, so a claim cost more the further the send had got."""
         lease_param = bindparam("lease", lease, type_=Interval())
-        next_due = (select(deliveries.c.id)
-                    .where(deliveries.c.issue_id == issue_id,
-                           or_(_is_due(now), _lease_expired(lease_param)))
-                    .order_by(deliveries.c.id).limit(1)
+        in_issue = deliveries.c.issue_id == issue_id
+        for condition in (
+                deliveries.c.state == DeliveryState.QUEUED.value,
+                and_(deliveries.c.state == DeliveryState.DEFERRED.value,
+                     deliveries.c.next_attempt_at <= now),
+                _lease_expired(lease_param)):
+            claimed = self._claim_first(select(deliveries.c.id).where(in_issue, condition),
+                                        now)
+            if claimed is not None:
+                return claimed
+        return None
+
+    def _claim_first(self, candidates: Select[tuple[int]], now: datetime) -> Claimed | None:
+        next_due = (candidates.order_by(deliveries.c.id).limit(1)
                     .with_for_update(skip_locked=True).scalar_subquery())
         statement = (update(deliveries).where(deliveries.c.id == next_due)
                      .values(state=DeliveryState.SENDING.value,

@@ -76,7 +76,7 @@ deliveries = Table(
     Column("return_tag", String(32), nullable=True),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
     UniqueConstraint("return_tag", name="uq_delivery_return_tag"),
-    Index("ix_delivery_issue_state", "issue_id", "state"),
+    Index("ix_delivery_issue_state_id", "issue_id", "state", "id"),
     # A bounce that names only its recipient is matched through the subscriber.
     Index("ix_delivery_subscriber", "subscriber_id"),
 )
