@@ -71,11 +71,22 @@ def test_help_imports_no_command_and_nothing_heavy() -> None:
     assert commands == {"ainews_newsletter.cli.app", "ainews_newsletter.cli.common"}
 
 
-def test_count_loads_the_store_but_not_the_renderer_or_the_importer(project: Project) -> None:
+def test_count_on_sqlite_needs_neither_sqlalchemy_nor_pydantic(project: Project) -> None:
     project.import_readers(3)
     code, output, modules = _probe("--config", str(project.config_path), "subscribers",
                                    "count")
     assert (code, output.strip()) == (0, "3")
+    assert "ainews_newsletter.subscribers.quickcount" in modules
+    assert _loaded(modules, (*NOT_FOR_COUNTING, *HEAVY)) == []
+
+
+def test_count_the_quick_path_cannot_answer_loads_the_store_only(project: Project) -> None:
+    """A list the database lacks: the store answers (and says so), still without the
+    renderer or the importer."""
+    project.import_readers(3)
+    code, _, modules = _probe("--config", str(project.config_path), "subscribers",
+                                   "count", "--list", "nosuch")
+    assert code == 1
     assert "ainews_newsletter.subscribers.store" in modules
     assert _loaded(modules, NOT_FOR_COUNTING) == []
 

@@ -39,11 +39,15 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from ainews_newsletter import resources
+from ainews_newsletter.configfile import (
+    CONFIG_ENV_VAR,
+    DEFAULT_STORAGE_URL,
+    ENV_PREFIX,
+    absolute_storage_url,
+    config_path_from,
+)
 from ainews_newsletter.errors import ConfigError
 
-ENV_PREFIX = "AINEWS_"
-CONFIG_ENV_VAR = "AINEWS_CONFIG"
-DEFAULT_CONFIG_NAME = "config.toml"
 _LIST_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
 # Keys that must never be read from a file: they would end up committed next to the config.
 SECRET_KEYS = {("secret_key",), ("smtp", "password"), ("bounces", "password")}
@@ -244,7 +248,7 @@ class SubscribersConfig(_Section):
 
 
 class StorageConfig(_Section):
-    url: str = "sqlite:///data/ainews.db"
+    url: str = DEFAULT_STORAGE_URL
 
 
 class SmtpConfig(_Section):
@@ -492,27 +496,13 @@ class Config(BaseSettings):
     @property
     def database_url(self) -> str:
         """The storage URL with a relative SQLite path made absolute against base_dir."""
-        url = self.storage.url
-        prefix = "sqlite:///"
-        if url.startswith(prefix) and url != "sqlite:///:memory:":
-            return prefix + str(self.resolve(url[len(prefix):]))
-        return url
+        return absolute_storage_url(self.storage.url, self._base_dir)
 
     @property
     def templates_dir(self) -> Path:
         """`templates/` beside the config file when it exists, else the shipped copy."""
         local = self._base_dir / "templates"
         return local if local.is_dir() else resources.shipped("templates")
-
-
-def config_path_from(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
-    """Which file to read: --config, else $AINEWS_CONFIG, else ./config.toml if present."""
-    if explicit is not None:
-        return Path(explicit)
-    if environ.get(CONFIG_ENV_VAR):
-        return Path(environ[CONFIG_ENV_VAR])
-    default = Path.cwd() / DEFAULT_CONFIG_NAME
-    return default if default.is_file() else None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

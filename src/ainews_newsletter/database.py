@@ -25,6 +25,7 @@ from sqlalchemy.types import TypeDecorator
 
 from ainews_newsletter import migrations
 from ainews_newsletter.errors import ConfigError
+from ainews_newsletter.migrations import SCHEMA_HEAD
 
 _engines: dict[str, Engine] = {}
 
@@ -73,8 +74,6 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
-# The newest migration in migrations/versions; tests/test_migrations.py keeps them in step.
-SCHEMA_HEAD = "0006"
 _migrated: set[int] = set()
 _migrate_lock = threading.Lock()
 

@@ -67,12 +67,12 @@ class AppState:
         A config file, or AINEWS_STORAGE__URL (a container configured by its environment),
         says where the newsletter lives. `demo` and `init` never come here."""
         if self._config is None:
-            from ainews_newsletter.config import (
+            from ainews_newsletter.config import load_config
+            from ainews_newsletter.configfile import (
                 CONFIG_ENV_VAR,
                 DEFAULT_CONFIG_NAME,
                 ENV_PREFIX,
                 config_path_from,
-                load_config,
             )
 
             if (config_path_from(self.config_path, os.environ) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -207,6 +208,18 @@ def list_(state: AppState, status: str | None, list_name: str | None, search: st
 @pass_state
 def count(state: AppState, status: str | None, list_name: str | None) -> None:
     """Print the number of subscribers (one integer)."""
+    # A SQLite file at the newest schema is counted with the standard library alone: no
+    # pydantic, no SQLAlchemy, a third of the start-up. Anything else takes the full path.
+    from ainews_newsletter.configfile import quick_storage_url, sqlite_file
+
+    url = quick_storage_url(state.config_path, os.environ)
+    database = sqlite_file(url) if url is not None else None
+    if database is not None:
+        from ainews_newsletter.subscribers.quickcount import quick_count
+
+        if (found := quick_count(database, status, list_name)) is not None:
+            click.echo(found)
+            return
     click.echo(open_store(state).count(status_filter(status), list_name))
 
 
