@@ -6,10 +6,13 @@ another click command line (the peer; `pip install sqlite-utils`), each a fresh 
 The count runs on a temporary newsletter (config.toml, SQLite database at the current
 schema, SUBSCRIBERS imported). The commands run in turn, A B C A B C …, RUNS times each,
 after one warm-up round; the table has the median wall time of each, min–max, and the ratio
-to the peer (targets: --help at most 1.0x, count at most 1.5x). Two floors for scale:
-`python -c pass`, the interpreter's own start, and the libraries a count cannot do without,
-imported and nothing run: click, SQLAlchemy, our config module (pydantic, pydantic-settings)
-and email-validator (the config checks its addresses with it).
+to the peer (targets: --help at most 1.0x, count at most 1.5x, judged against the peer
+without numpy, which sqlite-utils imports when it can: on a fresh machine it cannot). The
+count reads a SQLite file at the newest schema with the standard library; "(full config)"
+is the same count with a setting in the environment, which takes the path through the
+pydantic config and SQLAlchemy. Two floors for scale: `python -c pass`, the interpreter's
+own start, and the full path's libraries imported with nothing run: click, SQLAlchemy, our
+config module (pydantic, pydantic-settings) and email-validator.
 
 Bytecode: with PYTHONDONTWRITEBYTECODE=1 an editable install compiles its modules from
 source at every start, while the peer, installed in site-packages, runs from the .pyc files
@@ -42,7 +45,11 @@ timezone = "Europe/Berlin"
 """
 TARGETS = {"ainews --help": 1.0, "ainews subscribers count": 1.5}
 PEER = "sqlite-utils --help"
+# sqlite-utils imports numpy when it can (98 ms here, where scipy brought it in); on a fresh
+# machine it cannot. The targets are judged against this faster peer.
+LEAN_PEER = "sqlite-utils --help (no numpy)"
 LIBRARIES = "import click, sqlalchemy, email_validator, ainews_newsletter.config"
+NO_NUMPY = "raise ImportError('numpy hidden by benchmarks/startup.py')\n"
 
 
 def _script(name: str) -> str | None:
@@ -68,11 +75,16 @@ def _time(commands: dict[str, list[str]], env: dict[str, str], cwd: Path,
           runs: int) -> dict[str, list[float]]:
     """Wall seconds of each command, taken in turn; one untimed round first."""
     times: dict[str, list[float]] = {name: [] for name in commands}
+    hidden = cwd / "no-numpy"
+    hidden.mkdir(exist_ok=True)
+    (hidden / "numpy.py").write_text(NO_NUMPY, encoding="utf-8")
+    special = {LEAN_PEER: {**env, "PYTHONPATH": str(hidden)},
+               "ainews subscribers count (full config)": {**env, "AINEWS_SMTP__PORT": "25"}}
     for round_ in range(runs + 1):
         for name, command in commands.items():
             started = time.perf_counter()
-            done = subprocess.run(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE)
+            done = subprocess.run(command, env=special.get(name, env), cwd=cwd,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             elapsed = time.perf_counter() - started
             if done.returncode != 0:
                 raise SystemExit(f"{name} failed ({done.returncode}): "
@@ -84,16 +96,18 @@ def _time(commands: dict[str, list[str]], env: dict[str, str], cwd: Path,
 
 def _table(title: str, times: dict[str, list[float]]) -> None:
     peer = statistics.median(times[PEER])
+    lean = statistics.median(times[LEAN_PEER])
     print(f"\n{title}\n")
-    print("| command | median ms | min–max ms | ratio to peer | target |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| command | median ms | min–max ms | vs peer | vs peer without numpy | target |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, seconds in times.items():
         median = statistics.median(seconds)
         target = TARGETS.get(name)
         verdict = "" if target is None else (
-            f"≤ {target:.1f}x {'met' if median / peer <= target else 'MISSED'}")
+            f"≤ {target:.1f}x {'met' if median / lean <= target else 'MISSED'}")
         print(f"| `{name}` | {median * 1000:.0f} | {min(seconds) * 1000:.0f}–"
-              f"{max(seconds) * 1000:.0f} | {median / peer:.2f}x | {verdict} |")
+              f"{max(seconds) * 1000:.0f} | {median / peer:.2f}x | {median / lean:.2f}x | "
+              f"{verdict} |")
 
 
 def main() -> None:
@@ -110,8 +124,10 @@ def main() -> None:
     commands = {"ainews --help": [ainews, "--help"],
                 "ainews subscribers count": [ainews, "subscribers", "count"],
                 PEER: [peer, "--help"],
+                LEAN_PEER: [peer, "--help"],
+                "ainews subscribers count (full config)": [ainews, "subscribers", "count"],
                 "python -c pass": [sys.executable, "-c", "pass"],
-                "imports a count needs": [sys.executable, "-c", LIBRARIES]}
+                "imports of the full config path": [sys.executable, "-c", LIBRARIES]}
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.runs} runs each, "
           f"{args.subscribers:,} subscribers; ainews: {ainews}; peer: {peer}")
     with tempfile.TemporaryDirectory(prefix="ainews-startup-") as scratch:
