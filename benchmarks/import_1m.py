@@ -1,14 +1,16 @@
 """A million-subscriber import: ours against a plain `sqlite3 .import` of the same file.
 
-    python benchmarks/import_1m.py [--rows 1000000]
+    python benchmarks/import_1m.py [--rows 1000000] [--runs 1]
 
 Generates a CSV (email,name; 0.1% invalid addresses, 1% repeats differing in case), then
 runs, each as its own process on a fresh SQLite file:
   ours:  ainews subscribers import FILE --json   (validates every address, normalizes,
          merges duplicates, tokens, list memberships; batches of 5,000 per transaction)
   peer:  sqlite3 DB ".mode csv" ".import FILE raw"   (loads the text, checks nothing)
-and prints wall time, rows/s and peak RSS of each, the ratio, and how long `count` and
-`list --limit 20` take on the imported million."""
+and prints wall time, CPU time (user + system), rows/s and peak RSS of each, the ratio, and
+how long `count` and `list --limit 20` take on the imported million. With --runs N the two
+run alternately N times (each on a fresh database) and the medians are printed as well: on a
+shared machine one run says little."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import argparse
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,8 +46,9 @@ def _generate(path: Path, rows: int) -> None:
             last_domain = domain
 
 
-def _run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MB, stdout) of one child process."""
+def _run(command: list[str], env: dict[str, str] | None = None,
+         ) -> tuple[float, float, str, float]:
+    """(seconds, peak RSS in MB, stdout, CPU seconds) of one child process."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                env=env)
@@ -54,39 +58,56 @@ def _run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, 
     seconds = time.perf_counter() - started
     if status != 0 and "ainews" not in command[0]:
         raise SystemExit(f"{command[0]} failed with status {status}")
-    return seconds, usage.ru_maxrss / 1024, output
+    return seconds, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=1,
+                        help="run ours and the peer alternately this many times")
     args = parser.parse_args()
     ainews = shutil.which("ainews")
     sqlite3 = shutil.which("sqlite3")
     if ainews is None or sqlite3 is None:
         raise SystemExit("needs `ainews` (pip install -e .) and `sqlite3` (apt-get install "
                          "sqlite3) on PATH")
+    ours: list[tuple[float, float, float]] = []  # (seconds, CPU seconds, MB) per run
+    peer: list[tuple[float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="ainews-bench-") as folder:
         root = Path(folder)
         source = root / "subscribers.csv"
         _generate(source, args.rows)
-        env = {**os.environ, "AINEWS_STORAGE__URL": f"sqlite:///{root / 'ours.db'}",
-               "AINEWS_CONFIG": str(Path(__file__).resolve().parent.parent / "config.toml")}
-        ours_s, ours_mb, output = _run([ainews, "subscribers", "import", str(source),
-                                        "--json"], env)
-        peer_s, peer_mb, _ = _run([sqlite3, str(root / "peer.db"), ".mode csv",
-                                   f".import {source} raw"])
-        count_s, _, count = _run([ainews, "subscribers", "count"], env)
-        list_s, _, _ = _run([ainews, "subscribers", "list", "--limit", "20"], env)
+        config = str(Path(__file__).resolve().parent.parent / "config.toml")
+        for run in range(args.runs):
+            for stale in root.glob("*.db*"):
+                stale.unlink()
+            env = {**os.environ, "AINEWS_STORAGE__URL": f"sqlite:///{root / 'ours.db'}",
+                   "AINEWS_CONFIG": config}
+            ours_s, ours_mb, output, ours_cpu = _run(
+                [ainews, "subscribers", "import", str(source), "--json"], env)
+            peer_s, peer_mb, _, peer_cpu = _run([sqlite3, str(root / "peer.db"), ".mode csv",
+                                                 f".import {source} raw"])
+            ours.append((ours_s, ours_cpu, ours_mb))
+            peer.append((peer_s, peer_cpu, peer_mb))
+            if args.runs > 1:
+                print(f"run {run + 1}: ours {ours_s:.1f} s ({ours_cpu:.1f} s CPU, "
+                      f"{ours_mb:.0f} MB), peer {peer_s:.1f} s ({peer_cpu:.1f} s CPU, "
+                      f"{peer_mb:.0f} MB)", flush=True)
+        count_s, _, count, _ = _run([ainews, "subscribers", "count"], env)
+        list_s, _, _, _ = _run([ainews, "subscribers", "list", "--limit", "20"], env)
         query_count, query_list = _query_times(f"sqlite:///{root / 'ours.db'}")
     summary = output[output.index("{"):] if "{" in output else output
     print(f"{args.rows:,} rows ({source.name}); import summary: {' '.join(summary.split())}")
-    print("| tool | seconds | rows/s | peak RSS, MB |\n| --- | ---: | ---: | ---: |")
-    print(f"| ainews subscribers import | {ours_s:.1f} | {args.rows / ours_s:,.0f} | "
-          f"{ours_mb:.0f} |")
-    print(f"| sqlite3 .import (peer) | {peer_s:.1f} | {args.rows / peer_s:,.0f} | "
-          f"{peer_mb:.0f} |")
-    print(f"ratio ours/peer: {ours_s / peer_s:.1f}x the time of a raw load")
+    median = "median of " + str(args.runs) + " runs, " if args.runs > 1 else ""
+    print(f"| tool ({median}each its own process) | seconds | CPU seconds | rows/s "
+          "| peak RSS, MB |\n| --- | ---: | ---: | ---: | ---: |")
+    for tool, runs in (("ainews subscribers import", ours), ("sqlite3 .import (peer)", peer)):
+        seconds, cpu, mb = (statistics.median(run[i] for run in runs) for i in range(3))
+        print(f"| {tool} | {seconds:.1f} | {cpu:.1f} | {args.rows / seconds:,.0f} | "
+              f"{mb:.0f} |")
+    ratio = statistics.median(o[0] / p[0] for o, p in zip(ours, peer, strict=True))
+    print(f"ratio ours/peer: {ratio:.1f}x the time of a raw load")
     print(f"on the imported store: `ainews subscribers count` -> {count.strip()} in "
           f"{count_s:.2f} s and `list --limit 20` in {list_s:.2f} s as whole processes "
           f"(Python start and imports included); the queries themselves: count "

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
@@ -223,3 +225,60 @@ def test_the_opt_out_rule_beats_any_status(tmp_path: Path) -> None:
     rows = [r for r in open_subscriber_file(export).rows if isinstance(r, ImportRow)]
     assert [r.status for r in rows] == [SubscriberStatus.UNSUBSCRIBED] * 4 + [
         SubscriberStatus.ACTIVE]
+
+
+# -- the plain-list fast path ------------------------------------------------------------
+
+def _general(path: Path) -> list[ImportRow | Rejected]:
+    """What the general path (dict per row, `ours` mapper, opt-out rule) reads from a CSV."""
+    import csv
+
+    from ainews_newsletter.subscribers.exports import MAPPERS, column_key
+    from ainews_newsletter.subscribers.formats import _csv_records, _rows
+
+    handle = path.open(encoding="utf-8-sig", newline="")  # _csv_records closes it
+    reader = csv.reader(handle)
+    keys = [column_key(column) for column in next(reader)]
+    return list(_rows(_csv_records(handle, reader, keys, path), MAPPERS["csv"], False, False,
+                      lists=True))
+
+
+CELL = st.one_of(
+    st.sampled_from(["ada@example.com", " Ada@Example.COM ", "'=x@example.com", "'", "",
+                     "  ", "not-an-address", "a@b.test", "jürgen@example.de", "Ada Lovelace",
+                     "'+Ada", "Ada\tLovelace", "Ada\nLovelace", "Ada\u202eevil", "  Ada  B  ",
+                     "x" * 210, "a@xn--bcher-kva.example", "Ada <ada@example.com>"]),
+    st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
+            max_size=12))  # UTF-8 text (a NUL makes it a binary file)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.sampled_from([["email", "name"], ["Name", "E-mail"], ["Email Address"],
+                               ["email"]]),
+       records=st.lists(st.lists(CELL, max_size=3), max_size=12))
+def test_a_plain_list_reads_exactly_as_the_general_path(tmp_path: Path, header: list[str],
+                                                        records: list[list[str]]) -> None:
+    import csv
+
+    path = tmp_path / "plain.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(records)
+    opened = open_subscriber_file(path, "csv")
+    assert list(opened.rows) == _general(path)
+
+
+def test_plain_list_line_numbers_count_quoted_line_breaks(tmp_path: Path) -> None:
+    path = tmp_path / "plain.csv"
+    path.write_text('email,name\na@example.com,"Ada\nLovelace"\n\nbroken,B\n'
+                    '"c@example.com\n",C\nd@example.com,"D\n\nD"\ne@example.com,E\n',
+                    encoding="utf-8")
+    rows = list(open_subscriber_file(path).rows)
+    assert [(type(r).__name__, r.line, r.email) for r in rows] == [
+        ("ImportRow", 2, "a@example.com"), ("Rejected", 5, "broken"),
+        ("ImportRow", 6, "c@example.com"), ("ImportRow", 8, "d@example.com"),
+        ("ImportRow", 11, "e@example.com")]
+    assert [r.name for r in rows if isinstance(r, ImportRow)] == [
+        "Ada Lovelace", "C", "D D", "E"]

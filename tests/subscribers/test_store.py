@@ -3,18 +3,22 @@ lists, suppression, import merge rules, and an unsubscribe racing a send."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
+from ainews_newsletter.subscribers import importer
 from ainews_newsletter.subscribers.formats import open_subscriber_file
 from ainews_newsletter.subscribers.importer import ImportRow, import_rows
+from ainews_newsletter.subscribers.schema import subscriber_events
 from ainews_newsletter.subscribers.store import SubscriberStore
 
 # Run again under libfaketime at awkward dates by scripts/test-clocks.
@@ -183,7 +187,10 @@ def test_reimport_gives_the_same_end_state(store: SubscriberStore) -> None:
     assert statuses["mo.farah@example.org"] is UNSUBSCRIBED
 
 
-def test_a_failed_batch_leaves_no_half_rows(store: SubscriberStore) -> None:
+def test_a_failed_batch_leaves_no_half_rows(store: SubscriberStore,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importer, "BATCH_SIZE", 5000)
+
     def rows() -> object:
         for i in range(7000):  # the first batch of 5000 commits, then the source breaks
             if i == 6000:
@@ -204,3 +211,63 @@ def test_search_and_keyset_pages(store: SubscriberStore) -> None:
     assert [s.email for s in store.iter_subscribers(search="zed")] == ["someone@else.example.org"]
     emails = [s.email for s in store.iter_subscribers(batch_size=3)]
     assert len(emails) == 8 and emails[0] == "r0@example.com"
+
+
+def test_import_tokens_are_random_distinct_and_shaped_like_new_token() -> None:
+    from ainews_newsletter.subscribers.tokens import new_token
+
+    tokens = importer.new_tokens(5000)
+    assert len(tokens) == len(set(tokens)) == 5000
+    shape = re.compile(rf"[A-Za-z0-9_-]{{{len(new_token())}}}")
+    assert all(shape.fullmatch(token) for token in tokens)
+    assert importer.new_tokens(0) == [] and len(importer.new_tokens(1)) == 1
+    assert set(importer.new_tokens(100)).isdisjoint(tokens)  # not a seeded sequence
+
+
+def test_import_across_batches_merges_repeats_keeps_lines_and_gives_each_a_token(
+        store: SubscriberStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(importer, "BATCH_SIZE", 4)
+    store.add_list("beta")
+    path = tmp_path / "list.csv"
+    # Line 6 repeats line 2 in another batch; line 4 repeats line 3 in the same batch;
+    # the rejects sit on both sides of a batch border; a quoted name spans lines 8-9.
+    path.write_text("email,name\na@example.com,A\nb@example.com,\nB@EXAMPLE.COM,Bee\n"
+                    "broken\nA@Example.com,Other\nc@example.com,C\n"
+                    'd@example.com,"D\nD"\nnope@\ne@example.com,E\n', encoding="utf-8")
+    summary = import_rows(store, open_subscriber_file(path).rows, list_name="beta")
+    assert summary.as_dict() == {"imported": 5, "updated": 0, "duplicates": 2,
+                                 "rejected": 2}
+    assert [(reject.line, reject.email) for reject in summary.rejects] == [
+        (5, "broken"), (10, "nope@")]
+    stored = {s.email_normalized: s for s in store.iter_subscribers(with_lists=True)}
+    assert sorted(stored) == [f"{c}@example.com" for c in "abcde"]
+    assert stored["a@example.com"].name == "A" and stored["b@example.com"].name == "Bee"
+    assert stored["d@example.com"].name == "D D"
+    assert all(s.lists == ("beta",) for s in stored.values())
+    tokens = [s.token for s in stored.values()]
+    assert len(set(tokens)) == 5 and all(len(token) == 24 for token in tokens)
+    with store.engine.connect() as connection:
+        joined = sorted(connection.execute(
+            select(subscriber_events.c.subscriber_id)
+            .where(subscriber_events.c.kind == "joined")).scalars())
+    assert joined == sorted(s.id for s in stored.values())
+
+
+def test_import_restores_the_lists_of_our_export_and_adds_the_asked_for_list(
+        store: SubscriberStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importer, "BATCH_SIZE", 2)
+    store.add_list("beta")
+    store.add("known@example.com")  # on "newsletter" already: stays there, once
+    rows = [ImportRow(2, "x@example.com", "x@example.com", lists=("research", "weekly")),
+            ImportRow(3, "y@example.com", "y@example.com"),
+            ImportRow(4, "known@example.com", "known@example.com", lists=("weekly",)),
+            ImportRow(5, "z@example.com", "z@example.com", lists=("research",))]
+    import_rows(store, rows)
+    on = {s.email: s.lists for s in store.iter_subscribers(with_lists=True)}
+    assert on == {"x@example.com": ("research", "weekly"), "y@example.com": ("newsletter",),
+                  "known@example.com": ("newsletter", "weekly"),
+                  "z@example.com": ("research",)}
+    import_rows(store, rows, list_name="beta")
+    on = {s.email: s.lists for s in store.iter_subscribers(with_lists=True)}
+    assert on["x@example.com"] == ("beta", "research", "weekly")
+    assert on["y@example.com"] == ("beta", "newsletter")

@@ -8,14 +8,15 @@ checks that claim with hypothesis. Everything else goes to email-validator."""
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 from ainews_newsletter.config import is_test_domain
 from ainews_newsletter.errors import SubscriberError
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_EVERYDAY = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+{_LABEL})")
+_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
+_DOMAIN = re.compile(rf"(?:{_LABEL}\.)+{_LABEL}")
 
 
 @cache
@@ -28,21 +29,32 @@ def _special_use() -> tuple[frozenset[str], tuple[str, ...]]:
     return names, tuple("." + name for name in names)
 
 
-def _fast(given: str, allow_test: bool) -> tuple[str, str] | None:
-    match = _EVERYDAY.fullmatch(given)
-    if match is None or len(given) > 254 or len(match.group(1)) > 64:
-        return None
-    domain = match.group(2).lower()
+@lru_cache(maxsize=4096)
+def _everyday_domain(domain: str, allow_test: bool) -> bool:
+    """Whether the fast path may judge an address at `domain` (as typed). A list holds
+    few domains many times over, so this is asked once per domain, not once per row."""
+    if _DOMAIN.fullmatch(domain) is None:
+        return False
+    domain = domain.lower()
     special, special_suffixes = _special_use()
     reserved = (domain in special or domain.endswith(special_suffixes)) and not (
         allow_test and is_test_domain(domain))
-    if (not domain[-1].isalpha() or ("--" in domain and any(
-            label[2:4] == "--" for label in domain.split("."))) or reserved):
-        # A TLD must end in a letter; "xx--" labels are IDNA's (punycode and reserved);
-        # special-use names are refused: all of these go to email-validator to judge.
+    # A TLD must end in a letter; "xx--" labels are IDNA's (punycode and reserved);
+    # special-use names are refused: all of these go to email-validator to judge.
+    return not (not domain[-1].isalpha() or ("--" in domain and any(
+        label[2:4] == "--" for label in domain.split("."))) or reserved)
+
+
+def _fast(given: str, allow_test: bool) -> tuple[str, str] | None:
+    # local@domain, neither holding an "@" (the local part's characters exclude it), so
+    # the first "@" is the only one of an address this path accepts.
+    at = given.find("@")
+    if (at < 1 or at > 64 or len(given) > 254 or _LOCAL.fullmatch(given, 0, at) is None
+            or not _everyday_domain(given[at + 1:], allow_test)):
         return None
-    ascii_form = f"{match.group(1)}@{domain}"
-    return given, ascii_form.lower()
+    # Everything matched is ASCII: the normalized form is the address in lower case (its
+    # domain lower-cased, then the whole).
+    return given, given.lower()
 
 
 def normalize(address: str, check_dns: bool = False,

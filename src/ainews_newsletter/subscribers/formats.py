@@ -35,7 +35,7 @@ from ainews_newsletter.subscribers.exports import (
     unescape_formula,
 )
 from ainews_newsletter.subscribers.importer import ImportRow, Rejected
-from ainews_newsletter.subscribers.names import clean_name
+from ainews_newsletter.subscribers.names import MAX_NAME, clean_name
 
 # "lines": one address per line, no header (Medium's export); "revue": Revue's JSON.
 FORMATS = ("auto", *MAPPERS, "lines")
@@ -155,10 +155,64 @@ def open_subscriber_file(path: Path, file_format: str = "auto",
         raise SubscriberError(f"{path}:1: not a {chosen} export: it needs the columns "
                               f"{wanted}; the columns found are: "
                               f"{', '.join(repr(c) for c in columns)}")
-    records = _csv_records(handle, reader, keys, path)
-    return Opened(chosen, columns, _rows(records, MAPPERS[chosen], check_dns, allow_test,
-                                         lists=chosen == "csv"),
-                  lambda: counting.bytes_read)
+    if chosen == "csv" and _is_plain(keys):
+        rows = _plain_rows(handle, reader, keys, path, check_dns, allow_test)
+    else:
+        rows = _rows(_csv_records(handle, reader, keys, path), MAPPERS[chosen], check_dns,
+                     allow_test, lists=chosen == "csv")
+    return Opened(chosen, columns, rows, lambda: counting.bytes_read)
+
+
+def _is_plain(keys: list[str]) -> bool:
+    """An address column and perhaps a name, nothing else: the shape of most lists, read
+    by `_plain_rows` without a dict, a mapper and the opt-out rule per row (none of which
+    can say anything about such a row: no status, opt-out, attributes or lists column)."""
+    return (len(set(keys)) == len(keys) and set(keys) <= {*EMAIL_COLUMNS, "name"}
+            and len(set(keys) & set(EMAIL_COLUMNS)) == 1)
+
+
+def _cell(value: str) -> str:
+    """`exports.cell` of one present value."""
+    value = value.strip()
+    return unescape_formula(value) if value[:1] == "'" else value
+
+
+def _clean_name(raw: str | None) -> str | None:
+    """`clean_name`, without its Unicode work for a printable ASCII name (no control or
+    bidi characters to drop, NFC is the identity)."""
+    if raw is not None and raw.isascii() and raw.isprintable():
+        return " ".join(raw.split())[:MAX_NAME] or None
+    return clean_name(raw)
+
+
+def _plain_rows(handle: IO[str], reader: Any, keys: list[str], path: Path, check_dns: bool,
+                allow_test: bool) -> Iterator[ImportRow | Rejected]:
+    """`_rows(_csv_records(…), ours, lists=True)` for a file `_is_plain` accepts, row for
+    row the same (tests/subscribers/test_formats.py checks it with hypothesis)."""
+    email_at = next(index for index, key in enumerate(keys) if key in EMAIL_COLUMNS)
+    name_at = keys.index("name") if "name" in keys else -1
+    line = reader.line_num
+    try:
+        for record in reader:
+            start, line = line + 1, reader.line_num  # a quoted field may span several lines
+            size = len(record)
+            email = _cell(record[email_at]) if email_at < size else ""
+            if not email and not any(value.strip() for value in record):
+                continue
+            name = _cell(record[name_at]) if 0 <= name_at < size else ""
+            try:
+                stored, normalized = normalize(email, check_dns=check_dns,
+                                               allow_test=allow_test)
+            except SubscriberError as exc:
+                yield Rejected(start, email, str(exc))
+                continue
+            yield ImportRow(start, stored, normalized, _clean_name(name or None))
+    except UnicodeDecodeError as exc:
+        raise SubscriberError(f"{path}:{line + 1}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise SubscriberError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
+    finally:
+        handle.close()
 
 
 def _csv_records(handle: IO[str], reader: Any, keys: list[str],
@@ -260,5 +314,5 @@ def _rows(records: Iterable[tuple[int, Row]], mapper: Mapper, check_dns: bool,
         except SubscriberError as exc:
             yield Rejected(start, mapped.email, str(exc))
             continue
-        yield ImportRow(start, stored, normalized, clean_name(mapped.name), mapped.status,
+        yield ImportRow(start, stored, normalized, _clean_name(mapped.name), mapped.status,
                         mapped.attributes, on_lists)
