@@ -124,6 +124,17 @@ def test_dot_stuffing_round_trips() -> None:
     assert stuffed == b"a\r\n..b\r\n...c\r\nd\r\n.\r\n"
 
 
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(".ab\t ="), max_size=6), max_size=8),
+       st.booleans())
+def test_dot_stuffing_is_what_smtplib_does(lines: list[str], final_break: bool) -> None:
+    """Every line that starts with "." doubled, as smtplib's multi-line regex does."""
+    message = "\r\n".join(lines).encode() + (b"\r\n" if final_break else b"")
+    expected = smtplib._quote_periods(message)  # type: ignore[attr-defined]
+    if not expected.endswith(b"\r\n"):
+        expected += b"\r\n"
+    assert dot_stuffed(message) == expected + b".\r\n"
+
 
 @settings(max_examples=2000, deadline=None)
 @given(st.text(alphabet=st.sampled_from("ab.-+_'!#$%&*=?^`{|}~@ \"<>()[],;:\\é1"),

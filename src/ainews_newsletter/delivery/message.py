@@ -79,15 +79,15 @@ def notice_message(newsletter: NewsletterConfig, to_address: str, subject: str, 
     return message.as_bytes()
 
 
-def _message_digest(newsletter: NewsletterConfig, issue_key: str, subscriber_id: int) -> str:
+def _message_digest(list_identifier: str, issue_key: str, subscriber_id: int) -> str:
     return hashlib.sha256(
-        f"{newsletter.list_identifier}|{issue_key}|{subscriber_id}".encode()).hexdigest()[:24]
+        f"{list_identifier}|{issue_key}|{subscriber_id}".encode()).hexdigest()[:24]
 
 
 def message_id(newsletter: NewsletterConfig, issue_key: str, subscriber_id: int) -> str:
     """Stable per (list, issue, subscriber): a resent message carries the same Message-ID,
     so receiving servers and clients can recognise the duplicate."""
-    digest = _message_digest(newsletter, issue_key, subscriber_id)
+    digest = _message_digest(newsletter.list_identifier, issue_key, subscriber_id)
     domain = newsletter.from_.rsplit("@", 1)[1]
     # Keys like "since-2026-11-18T10:33" or "2026-11-16..2026-11-23" hold characters a
     # msg-id may not (":" ends it, ".." is invalid): keep letters, digits and single dashes.
@@ -239,7 +239,9 @@ class IssueMessages:
         self._to_date, self._after_date = _split_once(after_to, date_line)
         self._date_cache = (int(date.timestamp()), date_line)
         self._token_slot = _TOKEN_SLOT.encode("ascii")
-        self._digest_slot = _message_digest(newsletter, rendered.period.key,
+        # Worked out once: per message it cost more than the rest of the headers.
+        self._list_identifier = newsletter.list_identifier
+        self._digest_slot = _message_digest(self._list_identifier, rendered.period.key,
                                             _SLOT_ID).encode("ascii")
         # The token is in List-Unsubscribe twice (https and mailto), the digest once.
         if head.count(self._token_slot) != 2 or head.count(self._digest_slot) != 1:
@@ -266,7 +268,7 @@ class IssueMessages:
         moment it is handed to the relay; None: the date the messages were built with).
         With click counts on, `delivery_id` (the ledger row) is in each click link."""
         token = quote(recipient.token).encode("ascii")
-        digest = _message_digest(self.newsletter, self.rendered.period.key,
+        digest = _message_digest(self._list_identifier, self.rendered.period.key,
                                  recipient.subscriber_id).encode("ascii")
         link = unsubscribe_url(self.newsletter, recipient.token)
         text_links: list[bytes] = []
