@@ -168,3 +168,4 @@ def test_addresses_in_config_are_ascii(tmp_path: Path) -> None:
     assert config.newsletter.from_ == "digest@xn--bcher-kva.example"
     with pytest.raises(ConfigError, match=r"newsletter\.from"):
         load_config(_file(tmp_path, '[newsletter]\nfrom = "jürgen@example.com"\n'), environ={})
+

@@ -4,6 +4,7 @@ builds on it."""
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,9 +16,19 @@ DEFAULT_STORAGE_URL = "sqlite:///data/ainews.db"
 STORAGE_URL_ENV_VAR = f"{ENV_PREFIX}STORAGE__URL"
 _SQLITE_PREFIX = "sqlite:///"
 # What may be in the environment without changing where the database is (anything else
-# might: the quick path then steps aside for the full config).
+# might: the quick path then steps aside for the full config). Names in upper case: the
+# full config reads the environment without regard to case, and so does this.
 _NOT_ABOUT_STORAGE = {CONFIG_ENV_VAR, STORAGE_URL_ENV_VAR, f"{ENV_PREFIX}SECRET_KEY",
                       f"{ENV_PREFIX}SMTP__PASSWORD", f"{ENV_PREFIX}BOUNCES__PASSWORD"}
+CHECKED_SUFFIX = ".config-checked"
+
+
+def environment_value(environ: Mapping[str, str], name: str) -> str | None:
+    """The variable `name` in any case, as the full config reads it (None: unset)."""
+    if name in environ:
+        return environ[name]
+    found = [value for key, value in environ.items() if key.upper() == name]
+    return found[0] if len(found) == 1 else None
 
 
 def config_path_from(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
@@ -39,24 +50,58 @@ def absolute_storage_url(url: str, base_dir: Path) -> str:
 
 
 def quick_storage_url(explicit: str | Path | None, environ: Mapping[str, str]) -> str | None:
-    """The database URL as the full config would give it, read from the TOML file and the
-    environment alone; None whenever that is not plainly so (no config file, a file that
-    does not parse, settings in the environment that the full config must judge): the
-    caller then loads the config, which says what is wrong."""
-    if any(key.startswith(ENV_PREFIX) and key not in _NOT_ABOUT_STORAGE for key in environ):
+    """The SQLite database URL as the full config would give it, read from the TOML file
+    and the environment alone; None whenever that is not plainly so (no config file, one
+    the full config has not accepted as it is now, settings in the environment that the
+    full config must judge, another database): the caller then loads the config, which
+    says what is wrong."""
+    ours = [key.upper() for key in environ if key.upper().startswith(ENV_PREFIX)]
+    if any(key not in _NOT_ABOUT_STORAGE for key in ours) or len(ours) != len(set(ours)):
         return None
     path = config_path_from(explicit, environ)
     if path is None:
         return None
     try:
-        with path.open("rb") as handle:
-            storage = tomllib.load(handle).get("storage", {})
-    except (OSError, tomllib.TOMLDecodeError):
+        content = path.read_bytes()
+        storage = tomllib.loads(content.decode("utf-8")).get("storage", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
-    url = environ.get(STORAGE_URL_ENV_VAR) or storage.get("url", DEFAULT_STORAGE_URL)
-    if not isinstance(url, str) or not isinstance(storage, dict):
+    from_environment = environment_value(environ, STORAGE_URL_ENV_VAR)
+    url = from_environment if from_environment is not None else (
+        storage.get("url", DEFAULT_STORAGE_URL) if isinstance(storage, dict) else None)
+    if not isinstance(url, str) or not url:
         return None
-    return absolute_storage_url(url, path.resolve().parent)
+    url = absolute_storage_url(url, path.resolve().parent)
+    database = sqlite_file(url)
+    if database is None or _checked_stamp(path, content) != _read_stamp(database):
+        return None  # not this file as the full config last accepted it
+    return url
+
+
+def _checked_stamp(path: Path, content: bytes) -> str:
+    return f"{path.resolve()}\n{hashlib.sha256(content).hexdigest()}\n"
+
+
+def _read_stamp(database: Path) -> str | None:
+    try:
+        return database.with_name(database.name + CHECKED_SUFFIX).read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def remember_checked(path: Path | None, database_url: str) -> None:
+    """Note, beside a SQLite database, that the full config accepted the config file as it
+    is now: the quick path answers only for a file noted so (any error in it, anywhere, is
+    then reported by the full config first). Nothing happens where it cannot be written."""
+    database = sqlite_file(database_url)
+    if path is None or database is None or not database.parent.is_dir():
+        return
+    try:
+        stamp = _checked_stamp(path, path.read_bytes())
+        if _read_stamp(database) != stamp:
+            database.with_name(database.name + CHECKED_SUFFIX).write_text(stamp, "utf-8")
+    except OSError:
+        return
 
 
 def sqlite_file(url: str) -> Path | None:

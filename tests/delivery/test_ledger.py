@@ -150,3 +150,21 @@ def test_writes_made_together_are_undone_together(tmp_path: Path) -> None:
             writer.record(second, sent, START, policy)
             assert ledger.counts(issue_id).sent == 0  # nothing committed inside the block
     assert ledger.counts(issue_id).sent == 2
+
+
+def test_a_locked_database_is_sqlalchemys_error_not_the_drivers(tmp_path: Path) -> None:
+    """The per-message statements run on sqlite3 itself; its errors still come out as
+    SQLAlchemy's, which the CLI turns into one line ("database: OperationalError: …")."""
+    from sqlalchemy.exc import OperationalError
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(engine)
+    issue_id = _issue_with_rows(ledger, 1)
+    (row,) = ledger.due(issue_id, START, 10)
+    with ledger.writer() as writer, sqlite3.connect(tmp_path / "ledger.db") as other:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        writer.connection.exec_driver_sql("PRAGMA busy_timeout = 0")
+        with pytest.raises(OperationalError, match="database is locked"):
+            writer.claim(row, START)
+        other.rollback()
+        assert writer.claim(row, START) is Claim.CLAIMED  # and the writer is still usable

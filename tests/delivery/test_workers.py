@@ -235,3 +235,57 @@ def test_kill_9_of_the_sender_ends_its_workers_and_loses_nobody(
     duplicates = sum(count - 1 for count in received.values())
     assert duplicates <= kills * 3
     assert project.query("SELECT DISTINCT state FROM deliveries") == [("sent",)]
+
+
+def test_a_rate_limited_send_waits_for_its_slots_instead_of_ending(
+        project: Project, smtp_server: SmtpServer) -> None:
+    """Lanes sit empty between slots while rows are still due: the send goes on."""
+    config = _config(project, smtp_server, connections=2, workers=2, rate_per_second=20)
+    addresses = _subscribe(config, 10)
+    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    assert (counts.sent, counts.queued, counts.sending) == (10, 0, 0)
+    assert sorted(smtp_server.recipients()) == sorted(addresses)
+
+
+def test_a_ledger_failure_mid_send_stops_it_instead_of_hanging(
+        project: Project, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answers in the failed commit stay `sending` (resent later: at-least-once), the
+    workers waiting to hear about them are let go, and the error comes out."""
+    import threading
+
+    from ainews_newsletter.delivery.claims import LedgerWriter
+
+    config = _config(project, smtp_server, connections=2, workers=2)
+    addresses = _subscribe(config, 30)
+    smtp_server.handler.data_delay = 0.01
+    record = LedgerWriter.record
+    calls = [0]
+
+    def failing(self: LedgerWriter, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 5:
+            raise OSError(28, "No space left on device")
+        return record(self, *args, **kwargs)
+
+    monkeypatch.setattr(LedgerWriter, "record", failing)
+    raised: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            pipeline.execute_send(config, pipeline.plan_send(config, W47))
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while thread.is_alive():
+        assert time.monotonic() < deadline, "the send hung after the ledger failed"
+        time.sleep(0.05)
+    assert len(raised) == 1 and "No space left" in str(raised[0])
+    monkeypatch.undo()
+    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    assert counts.sent == 30
+    received = Counter(smtp_server.recipients())
+    assert set(received) == set(addresses)  # nobody lost
+    assert sum(count - 1 for count in received.values()) <= 2  # the answers in that commit

@@ -82,7 +82,54 @@ def test_the_command_counts_the_same_either_way(project: Project) -> None:
     judge) give one answer; the quick one writes nothing."""
     readers = project.import_readers(7)
     assert project.run("subscribers", "unsubscribe", readers[0]).exit_code == 0
+    assert _count(project) == "6"  # the full config accepts the file, and says so
     before = project.database.stat().st_mtime_ns
-    assert _count(project) == "6"
+    stamp = project.database.with_name(project.database.name + ".config-checked")
+    assert stamp.is_file()
+    assert _count(project) == "6"  # quick: nothing written
     assert project.database.stat().st_mtime_ns == before
     assert _count(project, AINEWS_SMTP__PORT="2526") == "6"
+    project.config_path.write_text(project.config_path.read_text() + "\n# edited\n")
+    stamp.unlink()
+    assert _count(project) == "6"  # full again: an edited file is checked first
+    assert stamp.is_file()
+
+
+def _count_run(project: Project, **environ: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.upper().startswith("AINEWS_")}
+    return subprocess.run([sys.executable, "-m", "ainews_newsletter", "--config",
+                           str(project.config_path), "subscribers", "count"],
+                          capture_output=True, text=True, env={**env, **environ})
+
+
+def test_a_storage_url_in_lower_case_is_read_as_the_full_config_reads_it(
+        project: Project, tmp_path: Path) -> None:
+    project.import_readers(2)
+    other = tmp_path / "other.db"
+    SubscriberStore(engine_for(f"sqlite:///{other}")).add("only@example.com")
+    done = _count_run(project, ainews_storage__url=f"sqlite:///{other}")
+    assert (done.returncode, done.stdout.strip()) == (0, "1")
+
+
+@pytest.mark.parametrize(("config", "says"), [
+    ('storage = "sqlite:///x.db"\n', "storage"),  # lands in the last table: unknown key
+    ("[storge]\nurl = 'sqlite:///x.db'\n", "storge"),
+    ("[storage]\nurll = 'sqlite:///x.db'\n", "urll"),
+    ("# caf\xe9\n", "UTF-8"),
+])
+def test_a_config_the_full_path_refuses_is_refused_with_one_line(
+        project: Project, config: str, says: str) -> None:
+    """The quick count never answers for a config the full one would refuse."""
+    project.import_readers(2)
+    project.config_path.write_bytes(project.config_path.read_bytes()
+                                    + b"\n" + config.encode("latin-1"))
+    done = _count_run(project)
+    assert done.returncode == 1, done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1 and says in done.stderr
+
+
+def test_an_empty_storage_url_in_the_environment_is_an_error(project: Project) -> None:
+    project.import_readers(2)
+    done = _count_run(project, AINEWS_STORAGE__URL="")
+    assert done.returncode == 1 and "storage.url" in done.stderr

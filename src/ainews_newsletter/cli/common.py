@@ -71,17 +71,21 @@ class AppState:
             from ainews_newsletter.configfile import (
                 CONFIG_ENV_VAR,
                 DEFAULT_CONFIG_NAME,
-                ENV_PREFIX,
+                STORAGE_URL_ENV_VAR,
                 config_path_from,
+                environment_value,
+                remember_checked,
             )
 
             if (config_path_from(self.config_path, os.environ) is None
-                    and not os.environ.get(f"{ENV_PREFIX}STORAGE__URL")):
+                    and not environment_value(os.environ, STORAGE_URL_ENV_VAR)):
                 raise ConfigError(
                     f"no configuration: no --config, no {CONFIG_ENV_VAR}, and no "
                     f"{DEFAULT_CONFIG_NAME} in {Path.cwd()}; start a newsletter with "
                     "`ainews init DIR` (or try the sample with `ainews demo`)")
             self._config = load_config(self.config_path)
+            # For `subscribers count`'s quick path: this file, as it is, was accepted.
+            remember_checked(self._config.source, self._config.database_url)
         return self._config
 
 

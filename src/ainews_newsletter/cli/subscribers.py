@@ -210,7 +210,7 @@ def count(state: AppState, status: str | None, list_name: str | None) -> None:
     """Print the number of subscribers (one integer)."""
     # A SQLite file at the newest schema is counted with the standard library alone: no
     # pydantic, no SQLAlchemy, a third of the start-up. Anything else takes the full path.
-    from ainews_newsletter.configfile import quick_storage_url, sqlite_file
+    from ainews_newsletter.configfile import quick_storage_url, remember_checked, sqlite_file
 
     url = quick_storage_url(state.config_path, os.environ)
     database = sqlite_file(url) if url is not None else None
@@ -221,6 +221,8 @@ def count(state: AppState, status: str | None, list_name: str | None) -> None:
             click.echo(found)
             return
     click.echo(open_store(state).count(status_filter(status), list_name))
+    # The config was accepted; its database's folder may be new: the next count is quick.
+    remember_checked(state.config.source, state.config.database_url)
 
 
 @subscribers.command()

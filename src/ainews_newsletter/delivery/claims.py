@@ -5,6 +5,7 @@ transaction, that the reader may still get the issue."""
 from __future__ import annotations
 
 import enum
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter.database import UTCDateTime
 from ainews_newsletter.delivery.tables import deliveries
@@ -117,6 +119,16 @@ class _DriverStatement:
             for value in (values.get(name, default),))
 
 
+@contextmanager
+def _as_sqlalchemy_error(sql: str, parameters: tuple[Any, ...]) -> Iterator[None]:
+    """The driver's errors ("database is locked", "disk is full") as SQLAlchemy would have
+    raised them: every caller, and the CLI's one-line error, knows those."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+
+
 def _answer(delivery: Delivery, outcome: SendOutcome, now: datetime, policy: RetryPolicy,
             started: datetime | None) -> tuple[DeliveryState, datetime | None]:
     """The state a server's answer leads to: a 4xx becomes deferred with backoff, or failed
@@ -183,9 +195,14 @@ class LedgerWriter:
         # the round trip, which SQLAlchemy does not add to).
         self._driver: Any = None
         self._depth = 0  # nesting of `together`
-        if connection.dialect.name == "sqlite":
+        driver = connection.connection.driver_connection
+        # Only with sqlite3's own transactions (BEGIN before the first write, ended by
+        # commit()): in autocommit each statement would commit alone, and `together` and
+        # the claim riding in the record's commit would silently stop being one commit.
+        if connection.dialect.name == "sqlite" and getattr(driver, "isolation_level",
+                                                           None) is not None:
             dialect = connection.dialect
-            self._driver = connection.connection.driver_connection
+            self._driver = driver
             self._raw = {statement: _DriverStatement(statement, dialect)
                          for statement in (self._claim_admitted, _CLAIM, _RECORD)}
 
@@ -194,7 +211,9 @@ class LedgerWriter:
         if self._driver is None:
             return int(self.connection.execute(statement, values).rowcount)
         raw = self._raw[statement]
-        return int(self._driver.execute(raw.sql, raw.parameters(values)).rowcount)
+        parameters = raw.parameters(values)
+        with _as_sqlalchemy_error(raw.sql, parameters):
+            return int(self._driver.execute(raw.sql, parameters).rowcount)
 
     @contextmanager
     def together(self) -> Iterator[None]:
@@ -225,7 +244,8 @@ class LedgerWriter:
                 self._driver.rollback()
             raise
         if self._driver is not None and not self.connection.in_transaction():
-            self._driver.commit()
+            with _as_sqlalchemy_error("COMMIT", ()):
+                self._driver.commit()
         else:
             self.connection.commit()
 

@@ -32,11 +32,12 @@ import os
 import selectors
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from multiprocessing.synchronize import Event
+from multiprocessing.sharedctypes import Synchronized
 
 from ainews_newsletter import clock
 from ainews_newsletter.delivery.claims import Claim, Delivery, LedgerWriter
@@ -58,6 +59,9 @@ Answer = tuple[int, str, int, str]  # row id, kind (a DeliveryState value or bel
 SKIPPED = "skipped"  # not sent: a stop was asked, or the parent is gone
 UNAVAILABLE = "unavailable"  # the server cannot be reached: the send stops
 BROKEN = "broken"  # an unexpected error in the worker: the send stops, saying what
+# After an unexpected error, how long the answers still coming are waited for (a message
+# on the wire ends within the SMTP timeout); then the workers are killed.
+DRAIN_SECONDS = 60.0
 GONE_WORKER = ("a sending worker process ended unexpectedly; run the send again to "
                "finish (`ainews send --resume`)")
 
@@ -96,11 +100,35 @@ def _build(outgoing: Outgoing, delivery: Delivery) -> bytes | SendOutcome | Exce
         return exc
 
 
+class StopFlag:
+    """"Send no more", set by the parent, read by the workers before each row: one byte of
+    shared memory, no lock (a worker killed while holding a lock, as
+    multiprocessing.Event's, would leave the parent waiting for it for ever)."""
+
+    def __init__(self, value: Synchronized[int]) -> None:
+        self._value = value
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
 def _serve(pipe: Connection, outgoing: Outgoing, transports: Callable[[], Transport],
-           stop: Event, parent: int) -> None:
+           stop: StopFlag, parent: int) -> None:
     """One connection: take the next row, build its message, wait until the previous
     answer is recorded, send, answer; until the parent says "no more" or is gone."""
-    transport = transports()
+    try:
+        _serve_rows(pipe, outgoing, transports(), stop, parent)
+    except (EOFError, OSError):  # the parent is gone: what was sent stays `sending`
+        return
+    finally:
+        pipe.close()  # the parent sees EOF, not silence, if this thread ends early
+
+
+def _serve_rows(pipe: Connection, outgoing: Outgoing, transport: Transport, stop: StopFlag,
+                parent: int) -> None:
     rows: deque[Job] = deque()
     built: bytes | SendOutcome | Exception | None = None  # the first row's message, made
     unrecorded = False  # an answer of ours the parent has not recorded yet
@@ -126,19 +154,22 @@ def _serve(pipe: Connection, outgoing: Outgoing, transports: Callable[[], Transp
             built = None
             pipe.send(answer)
             unrecorded = True
-    except (EOFError, OSError):  # the parent is gone: what was sent stays `sending`
-        return
     finally:
         transport.close()
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _work(pipes: list[Connection], foreign: list[Connection], outgoing: Outgoing,
-          transports: Callable[[], Transport], stop: Event, parent: int) -> None:
+          transports: Callable[[], Transport], stop: StopFlag, parent: int) -> None:
     """A worker process: its connections, one thread each."""
     # Ctrl-C and SIGTERM reach the whole process group; the parent decides when to stop
     # (finishing the messages in hand), so the workers must not die half-way through one.
+    # They were blocked across the fork (the parent's handlers must never run here).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     for other in foreign:  # the parent's ends and other workers': a pipe must see EOF
         other.close()  # when the one process at its other end goes
     if len(pipes) == 1:
@@ -161,6 +192,7 @@ class _Lane:
     pipe: Connection
     out: deque[Delivery] = field(default_factory=deque)
     ahead: Delivery | None = None  # while an answer is recorded: the row claimed with it
+    unreplied: bool = False  # an answer taken, the worker not yet told it is recorded
 
 
 @dataclass(frozen=True)
@@ -177,7 +209,7 @@ class _Dispatcher:
     """Claims rows, hands them to the lanes, records the answers: the ledger's one writer."""
 
     def __init__(self, context: SendContext, writer: LedgerWriter, lanes: list[_Lane],
-                 stop: Event) -> None:
+                 stop: StopFlag) -> None:
         self.context, self.writer, self.lanes, self.stop = context, writer, lanes, stop
         self.selector = selectors.DefaultSelector()
         for lane in lanes:
@@ -201,6 +233,7 @@ class _Dispatcher:
             self._loop()
         except BaseException as exc:  # a second Ctrl-C, or the ledger failing: stop handing
             self._halt(exc)  # out rows, record what comes back, then let it through
+            self._release_waiting()
             self._drain()
             raise
         finally:
@@ -216,16 +249,31 @@ class _Dispatcher:
     def _loop(self) -> None:
         for lane in self.lanes:
             self._fill(lane)
-        while any(lane.out for lane in self.lanes):
+        # Until nothing is out and nothing more may go: a lane may sit empty for a while
+        # (the rate limit's next slot, the hourly quota) while rows are still due.
+        while (any(lane.out for lane in self.lanes)
+               or not (self.stopping or self.exhausted)):
             self._take_answers(self._patience())
             for lane in self.lanes:
                 self._fill(lane)
 
+    def _release_waiting(self) -> None:
+        """After an unexpected error: tell every worker waiting to hear its answer was
+        recorded to go on (the stop flag is set, so it skips what it has and answers)."""
+        for lane in self.lanes:
+            if lane.unreplied:
+                lane.unreplied = False
+                with contextlib.suppress(OSError):
+                    lane.pipe.send((True, None))
+
     def _drain(self) -> None:
-        """After an unexpected stop: take the answers still coming, best effort."""
+        """After an unexpected error: take the answers still coming, best effort and for
+        DRAIN_SECONDS at most (the ledger itself may be what failed)."""
+        deadline = time.monotonic() + DRAIN_SECONDS
         try:
-            while any(lane.out for lane in self.lanes):
+            while any(lane.out for lane in self.lanes) and time.monotonic() < deadline:
                 self._take_answers(1.0)
+                self._release_waiting()
         except BaseException:  # the first error is the one to report
             return
 
@@ -290,6 +338,7 @@ class _Dispatcher:
                 continue
             try:
                 answered.append((lane, lane.pipe.recv()))
+                lane.unreplied = True
             except (EOFError, OSError):
                 # The worker died (killed, out of memory) with rows out: whether the one on
                 # the wire went is unknown, so they stay `sending`; the next send resends.
@@ -307,12 +356,14 @@ class _Dispatcher:
                 self.context.watch.record(result.outcome)
             except SendPaused as exc:
                 self._halt(exc)
+        stopping = self.stopping  # a stop asked meanwhile is set before anyone goes on
         for lane, _ in answered:
             ahead, lane.ahead = lane.ahead, None
-            if ahead is not None and self.stopping:
-                lane.out.remove(ahead)  # paused meanwhile: it never went
+            if ahead is not None and stopping:
+                lane.out.remove(ahead)  # stopped meanwhile: it never went
                 self.writer.requeue(ahead, clock.now())
                 ahead = None
+            lane.unreplied = False
             self._tell(lane, (True, None if ahead is None else _job(ahead)))
         for result in results:
             self._after_commit(result)
@@ -361,7 +412,7 @@ def deliver_by_processes(context: SendContext, transports: Callable[[], Transpor
     pairs = [fork.Pipe(duplex=True) for _ in range(connections)]
     ours = [mine for mine, _ in pairs]
     theirs = [other for _, other in pairs]
-    stop = fork.Event()
+    stop = StopFlag(fork.RawValue("b", 0))
     processes = []
     for number in range(workers):
         pipes = theirs[number::workers]
@@ -370,8 +421,12 @@ def deliver_by_processes(context: SendContext, transports: Callable[[], Transpor
             target=_work, name=f"ainews-send-{number + 1}", daemon=True,
             args=(pipes, foreign, context.outgoing, transports, stop, os.getpid())))
     try:
-        for process in processes:
-            process.start()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:  # a Ctrl-C now runs the parent's handler once the workers are all started
+            for process in processes:
+                process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for pipe in theirs:
             pipe.close()
         with context.ledger.writer(context.hooks.admits) as writer:
@@ -382,5 +437,9 @@ def deliver_by_processes(context: SendContext, transports: Callable[[], Transpor
             with contextlib.suppress(OSError):  # a worker already gone
                 pipe.send(None)
             pipe.close()
-        for process in processes:
-            process.join()
+        deadline = time.monotonic() + DRAIN_SECONDS
+        for process in processes:  # each ends after the message in hand, if it has one
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():  # stuck (a server that never answers): no more waiting
+                process.kill()
+                process.join()
