@@ -168,3 +168,22 @@ def test_a_locked_database_is_sqlalchemys_error_not_the_drivers(tmp_path: Path) 
             writer.claim(row, START)
         other.rollback()
         assert writer.claim(row, START) is Claim.CLAIMED  # and the writer is still usable
+
+
+def test_claims_go_on_from_the_last_one_and_still_find_rows_put_back(
+        postgres_url: str) -> None:
+    """PostgreSQL looks for the next queued row above the last one claimed (walking from
+    the start cost more with every row sent), and from the start once none is above."""
+    ledger = Ledger(engine_for(postgres_url))
+    issue_id = _issue_with_rows(ledger, 3)
+    lease = timedelta(minutes=5)
+    with ledger.writer() as writer:
+        first = _delivery(writer.claim_next(issue_id, START, lease))
+        second = _delivery(writer.claim_next(issue_id, START, lease))
+        assert first is not None and second is not None and first.id < second.id
+        writer.requeue(first, START)  # put back: below where the claims have got to
+        third = _delivery(writer.claim_next(issue_id, START, lease))
+        assert third is not None and third.id > second.id
+        again = _delivery(writer.claim_next(issue_id, START, lease))
+        assert again is not None and again.id == first.id
+        assert writer.claim_next(issue_id, START, lease) is None

@@ -17,7 +17,6 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Interval,
-    Select,
     Update,
     and_,
     bindparam,
@@ -93,6 +92,30 @@ _RECORD = (update(deliveries)
                    last_reply=bindparam("reply"),
                    next_attempt_at=bindparam("next_at", type_=UTCDateTime()),
                    updated_at=_NOW, sent_at=bindparam("sent", type_=UTCDateTime())))
+
+
+def _claim_lowest(*conditions: ColumnElement[bool]) -> Update:
+    """PostgreSQL: mark `sending` the lowest-id row meeting `conditions` that no other
+    sender holds (FOR UPDATE SKIP LOCKED), by the database's clock; returns the row."""
+    lowest = (select(deliveries.c.id).where(*conditions).order_by(deliveries.c.id).limit(1)
+              .with_for_update(skip_locked=True).scalar_subquery())
+    return (update(deliveries).where(deliveries.c.id == lowest)
+            .values(state=DeliveryState.SENDING.value, attempts=deliveries.c.attempts + 1,
+                    updated_at=_database_now())
+            .returning(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
+                       deliveries.c.name, deliveries.c.token, deliveries.c.attempts,
+                       deliveries.c.return_tag))
+
+
+# The three claims of `claim_next`, built once: the lowest queued row above `after`, the
+# lowest deferred row due at `now`, the lowest row whose claim outlived `lease`.
+_IN_ISSUE = deliveries.c.issue_id == bindparam("issue")
+_CLAIM_QUEUED = _claim_lowest(_IN_ISSUE, deliveries.c.state == DeliveryState.QUEUED.value,
+                              deliveries.c.id > bindparam("after"))
+_CLAIM_DEFERRED = _claim_lowest(_IN_ISSUE,
+                                deliveries.c.state == DeliveryState.DEFERRED.value,
+                                deliveries.c.next_attempt_at <= _NOW)
+_CLAIM_EXPIRED = _claim_lowest(_IN_ISSUE, _lease_expired(bindparam("lease", type_=Interval())))
 
 
 class _DriverStatement:
@@ -195,6 +218,7 @@ class LedgerWriter:
         # the round trip, which SQLAlchemy does not add to).
         self._driver: Any = None
         self._depth = 0  # nesting of `together`
+        self._claimed_up_to = 0  # PostgreSQL: the id of the last queued row claimed here
         driver = connection.connection.driver_connection
         # Only with sqlite3's own transactions (BEGIN before the first write, ended by
         # commit()): in autocommit each statement would commit alone, and `together` and
@@ -257,33 +281,27 @@ class LedgerWriter:
         waiting for, or racing over, each other's rows. The claim time is the database's:
         hosts' clocks may disagree. None when nothing is due.
 
-        One statement per kind of row, each walking the (issue, state, id) index from its
-        lowest id: a single statement over all three walked the primary key past every
-        row already sent, so a claim cost more the further the send had got."""
-        lease_param = bindparam("lease", lease, type_=Interval())
-        in_issue = deliveries.c.issue_id == issue_id
-        for condition in (
-                deliveries.c.state == DeliveryState.QUEUED.value,
-                and_(deliveries.c.state == DeliveryState.DEFERRED.value,
-                     deliveries.c.next_attempt_at <= now),
-                _lease_expired(lease_param)):
-            claimed = self._claim_first(select(deliveries.c.id).where(in_issue, condition),
-                                        now)
+        Queued rows are looked for above the last one this writer claimed (then, once none
+        is left there, from the start: rows put back, or another sender's): PostgreSQL's
+        planner takes the primary key for "lowest id", and from the start that walk passed
+        every row already sent, so a claim cost more the further the send had got (16 ms at
+        45,000 sent). Deferred and lease-expired rows are few, each its own statement."""
+        values = {"issue": issue_id, "now": now, "lease": lease}
+        for after in dict.fromkeys((self._claimed_up_to, 0)):
+            claimed = self._claim_first(_CLAIM_QUEUED, {**values, "after": after}, now)
+            if claimed is not None:
+                self._claimed_up_to = claimed.delivery.id
+                return claimed
+        for statement in (_CLAIM_DEFERRED, _CLAIM_EXPIRED):
+            claimed = self._claim_first(statement, values, now)
             if claimed is not None:
                 return claimed
         return None
 
-    def _claim_first(self, candidates: Select[tuple[int]], now: datetime) -> Claimed | None:
-        next_due = (candidates.order_by(deliveries.c.id).limit(1)
-                    .with_for_update(skip_locked=True).scalar_subquery())
-        statement = (update(deliveries).where(deliveries.c.id == next_due)
-                     .values(state=DeliveryState.SENDING.value,
-                             attempts=deliveries.c.attempts + 1, updated_at=_database_now())
-                     .returning(deliveries.c.id, deliveries.c.subscriber_id,
-                                deliveries.c.email, deliveries.c.name, deliveries.c.token,
-                                deliveries.c.attempts, deliveries.c.return_tag))
+    def _claim_first(self, statement: Update, values: dict[str, Any],
+                     now: datetime) -> Claimed | None:
         with self._committed():
-            row = self.connection.execute(statement).first()
+            row = self.connection.execute(statement, values).first()
             if row is None:
                 return None
             # `attempts` counts this claim already; a Delivery carries the count before it.
