@@ -5,9 +5,12 @@ builds on it."""
 from __future__ import annotations
 
 import hashlib
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+
+from ainews_newsletter import __version__
 
 ENV_PREFIX = "AINEWS_"
 CONFIG_ENV_VAR = "AINEWS_CONFIG"
@@ -55,8 +58,7 @@ def quick_storage_url(explicit: str | Path | None, environ: Mapping[str, str]) -
     the full config has not accepted as it is now, settings in the environment that the
     full config must judge, another database): the caller then loads the config, which
     says what is wrong."""
-    ours = [key.upper() for key in environ if key.upper().startswith(ENV_PREFIX)]
-    if any(key not in _NOT_ABOUT_STORAGE for key in ours) or len(ours) != len(set(ours)):
+    if not _plain_environment(environ):
         return None
     path = config_path_from(explicit, environ)
     if path is None:
@@ -78,28 +80,42 @@ def quick_storage_url(explicit: str | Path | None, environ: Mapping[str, str]) -
     return url
 
 
-def _checked_stamp(path: Path, content: bytes) -> str:
-    return f"{path.resolve()}\n{hashlib.sha256(content).hexdigest()}\n"
+def _plain_environment(environ: Mapping[str, str]) -> bool:
+    """No setting in the environment beyond where the config is, where the database is, and
+    secrets without rules: nothing that could make a file valid (or not) for the full
+    config."""
+    ours = [key.upper() for key in environ if key.upper().startswith(ENV_PREFIX)]
+    return all(key in _NOT_ABOUT_STORAGE for key in ours) and len(ours) == len(set(ours))
 
 
-def _read_stamp(database: Path) -> str | None:
+def _checked_stamp(path: Path, content: bytes) -> bytes:
+    """Which file, its exact bytes, and the version whose rules accepted them."""
+    return b"\n".join((os.fsencode(path.resolve()), hashlib.sha256(content).hexdigest()
+                       .encode(), __version__.encode(), b""))
+
+
+def _read_stamp(database: Path) -> bytes | None:
     try:
-        return database.with_name(database.name + CHECKED_SUFFIX).read_text("utf-8")
-    except (OSError, UnicodeDecodeError):
+        return database.with_name(database.name + CHECKED_SUFFIX).read_bytes()
+    except OSError:
         return None
 
 
-def remember_checked(path: Path | None, database_url: str) -> None:
+def remember_checked(path: Path | None, database_url: str, environ: Mapping[str, str],
+                     ) -> None:
     """Note, beside a SQLite database, that the full config accepted the config file as it
-    is now: the quick path answers only for a file noted so (any error in it, anywhere, is
-    then reported by the full config first). Nothing happens where it cannot be written."""
+    is now, in an environment that could not have helped it: the quick path answers only
+    for a file noted so (any error in it, anywhere, is then reported by the full config
+    first). Nothing happens where it cannot be written."""
     database = sqlite_file(database_url)
-    if path is None or database is None or not database.parent.is_dir():
+    if path is None or database is None or not _plain_environment(environ):
         return
     try:
+        if not database.parent.is_dir():
+            return
         stamp = _checked_stamp(path, path.read_bytes())
         if _read_stamp(database) != stamp:
-            database.with_name(database.name + CHECKED_SUFFIX).write_text(stamp, "utf-8")
+            database.with_name(database.name + CHECKED_SUFFIX).write_bytes(stamp)
     except OSError:
         return
 

@@ -133,3 +133,16 @@ def test_an_empty_storage_url_in_the_environment_is_an_error(project: Project) -
     project.import_readers(2)
     done = _count_run(project, AINEWS_STORAGE__URL="")
     assert done.returncode == 1 and "storage.url" in done.stderr
+
+
+def test_a_file_accepted_only_thanks_to_the_environment_is_not_counted_quickly(
+        project: Project) -> None:
+    """A `from` the file gets wrong, set right in the environment: the full config accepts
+    it there, but that must not vouch for the file when the environment is plain."""
+    project.import_readers(2)
+    text = project.config_path.read_text()
+    project.config_path.write_text(text.replace('from = "', 'from = "not an address ', 1))
+    helped = _count_run(project, AINEWS_NEWSLETTER__FROM="news@example.org")
+    assert (helped.returncode, helped.stdout.strip()) == (0, "2")
+    plain = _count_run(project)
+    assert plain.returncode == 1 and "from" in plain.stderr

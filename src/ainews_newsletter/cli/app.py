@@ -21,29 +21,32 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "mbox, a Maildir, standard input, or the IMAP mailbox of [bounces]) and list "
                 "what happened."),
     "build": (f"{_CLI}.issues:build",
-              "Render the issue to OUT/issue.html, issue.txt and issue.eml (the full message "
-              "as the first subscriber would receive it)."),
+              "Render the issue to OUT/issue.html, issue.txt and issue.eml (the full message as "
+              "the first subscriber would receive it). Sends nothing."),
     "db": (f"{_CLI}.db:db",
-           "The database schema (migrations run by themselves on start; this is for doing it "
-           "by hand, e.g."),
+           "The database schema (migrations run by themselves on start; this is for doing it by "
+           "hand, e.g. before starting several senders)."),
     "demo": (f"{_CLI}.start:demo",
-             "Run the whole job end to end on sample data: posts, subscribers, and a local "
-             "SMTP server that captures every message."),
+             "Run the whole job end to end on sample data: posts, subscribers, and a local SMTP "
+             "server that captures every message. Nothing leaves this machine."),
     "dkim": (f"{_CLI}.dkim:dkim",
              "DKIM keys: every message is signed with [dkim]'s key, and receivers check the "
              "signature against the public half published in DNS."),
     "doctor": (f"{_CLI}.doctor:doctor",
                "Check SPF, DKIM, DMARC, the bounce domain's MX, the relay (TLS, login) and the "
-               "sample issue, the way Gmail and Yahoo will."),
+               "sample issue, the way Gmail and Yahoo will. Each check passes, warns or fails, "
+               "with exactly what to publish or change. Exit 1 when any fails. Nothing is sent."),
     "init": (f"{_CLI}.start:init",
              "Start a newsletter of your own in FOLDER: a commented config.toml with your "
-             "answers, posts/ with one example post dated today, and templates/ (email and "
-             "web pages) to edit."),
+             "answers, posts/ with one example post dated today, and templates/ (email and web "
+             "pages) to edit. On a terminal it asks for what the options leave out; without one "
+             "it never asks."),
     "posts": (f"{_CLI}.posts:posts",
               "Inspect the posts an issue would carry, and check every source."),
     "preview": (f"{_CLI}.web:preview",
                 "Preview the issue in a browser: desktop and mobile side by side, plain text, "
-                "headers, lint findings, why each post is in or out, and a test send."),
+                "headers, lint findings, why each post is in or out, and a test send. Saving a "
+                "post, a template or the config reloads the page."),
     "report": (f"{_CLI}.reports:report",
                "How ISSUE went (default: the latest): readers, accepted, failed, bounces, "
                "complaints, unsubscribes, clicks (when [tracking] clicks is on), rates and "
@@ -55,12 +58,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "Send the issue of the window to every active subscriber."),
     "serve": (f"{_CLI}.web:serve",
               "Serve the public pages: subscribe (double opt-in), confirm, one-click "
-              "unsubscribe, preferences, the archive of sent issues and its Atom feed."),
+              "unsubscribe, preferences, the archive of sent issues and its Atom feed. Needs "
+              "AINEWS_SECRET_KEY."),
     "status": (f"{_CLI}.issues:status",
-               "Delivery counts by state for ISSUE (e.g."),
+               "Delivery counts by state for ISSUE (e.g. 2026-W47) [default: the latest issue]; "
+               "with --state, who is in that state and why."),
     "subscribers": (f"{_CLI}.subscribers:subscribers",
                     "Add, remove, unsubscribe, list, count, import and export subscribers, and "
-                    "manage lists."),
+                    "manage lists. Statuses: pending, active, unsubscribed, bounced, complained."),
 }
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
-from click.utils import make_default_short_help
 
 from ainews_newsletter.errors import AinewsError, ConfigError
 
@@ -85,7 +84,7 @@ class AppState:
                     "`ainews init DIR` (or try the sample with `ainews demo`)")
             self._config = load_config(self.config_path)
             # For `subscribers count`'s quick path: this file, as it is, was accepted.
-            remember_checked(self._config.source, self._config.database_url)
+            remember_checked(self._config.source, self._config.database_url, os.environ)
         return self._config
 
 
@@ -101,9 +100,10 @@ class LazyGroup(click.Group):
     command's module when that command is run (or its own --help is asked for): listing
     the commands in `--help` imports none of them.
 
-    `lazy_commands` maps a name to ("package.module:attribute", short help), the short help
-    being the command's first sentence as click makes it (get_short_help_str with no limit);
-    tests/test_cli_startup.py checks the table against the commands themselves."""
+    `lazy_commands` maps a name to ("package.module:attribute", help), the help being the
+    first paragraph of the command's docstring, from which click makes the short help at any
+    width (whichever click: how it shortens changed in 8.5); tests/test_cli_startup.py
+    checks the table against the commands themselves."""
 
     def __init__(self, *args: Any, lazy_commands: Mapping[str, tuple[str, str]] | None = None,
                  **kwargs: Any) -> None:
@@ -132,13 +132,19 @@ class LazyGroup(click.Group):
             command = self.commands.get(name)
             if command is None:
                 text = self.lazy_commands[name][1]
-                rows.append((name, functools.partial(make_default_short_help, text)))
+                rows.append((name, functools.partial(short_help_of, text)))
             elif not command.hidden:
                 rows.append((name, command.get_short_help_str))
         if rows:
             limit = formatter.width - 6 - max(len(name) for name, _ in rows)
             with formatter.section("Commands"):
                 formatter.write_dl([(name, short_help(limit)) for name, short_help in rows])
+
+
+def short_help_of(text: str, limit: int) -> str:
+    """The short help click makes of `text` for a listing `limit` wide (through a command,
+    click's public way: its helper for it is private from 8.5 on)."""
+    return click.Command(None, help=text).get_short_help_str(limit)
 
 
 def _database_error(exc: Exception) -> bool:

@@ -50,7 +50,9 @@ def open_store(state: AppState) -> SubscriberStore:
 LAZY_COMMANDS = {
     "import": ("ainews_newsletter.cli.subscribers_import:import_",
                "Import FILE: our CSV (email, name, status, …) or an export from Mailchimp, "
-               "Substack, listmonk or Buttondown."),
+               "Substack, listmonk or Buttondown. Known addresses are merged, not doubled; an "
+               "unsubscribe is never undone; suppressed addresses are rejected. Exit code 1 "
+               "if any row was rejected."),
 }
 
 
@@ -222,7 +224,7 @@ def count(state: AppState, status: str | None, list_name: str | None) -> None:
             return
     click.echo(open_store(state).count(status_filter(status), list_name))
     # The config was accepted; its database's folder may be new: the next count is quick.
-    remember_checked(state.config.source, state.config.database_url)
+    remember_checked(state.config.source, state.config.database_url, os.environ)
 
 
 @subscribers.command()

@@ -289,8 +289,8 @@ class LedgerWriter:
         values = {"issue": issue_id, "now": now, "lease": lease}
         for after in dict.fromkeys((self._claimed_up_to, 0)):
             claimed = self._claim_first(_CLAIM_QUEUED, {**values, "after": after}, now)
-            if claimed is not None:
-                self._claimed_up_to = claimed.delivery.id
+            if claimed is not None:  # (a row put back below does not move it back)
+                self._claimed_up_to = max(self._claimed_up_to, claimed.delivery.id)
                 return claimed
         for statement in (_CLAIM_DEFERRED, _CLAIM_EXPIRED):
             claimed = self._claim_first(statement, values, now)

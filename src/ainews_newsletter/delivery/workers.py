@@ -35,9 +35,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from ctypes import c_byte
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from multiprocessing.sharedctypes import Synchronized
 
 from ainews_newsletter import clock
 from ainews_newsletter.delivery.claims import Claim, Delivery, LedgerWriter
@@ -105,7 +105,7 @@ class StopFlag:
     shared memory, no lock (a worker killed while holding a lock, as
     multiprocessing.Event's, would leave the parent waiting for it for ever)."""
 
-    def __init__(self, value: Synchronized[int]) -> None:
+    def __init__(self, value: c_byte) -> None:
         self._value = value
 
     def set(self) -> None:
@@ -294,12 +294,19 @@ class _Dispatcher:
                 self.exhausted = True
                 return
             lane.out.append(delivery)
-            self._tell(lane, (False, _job(delivery)))
+            self._tell(lane, (False, _job(delivery)), delivery)
+            if self.stopping:
+                return
 
-    def _tell(self, lane: _Lane, order: Order) -> None:
+    def _tell(self, lane: _Lane, order: Order, row: Delivery | None) -> None:
+        """Send a worker its order; if it is gone, the row in the order (which never went)
+        is put back, and the send stops (its rows before stay `sending`, resent later)."""
         try:
             lane.pipe.send(order)
-        except OSError:  # the worker is gone; its rows out stay `sending`, resent later
+        except OSError:
+            if row is not None:
+                lane.out.remove(row)
+                self.writer.requeue(row, clock.now())
             self._halt(DeliveryError(GONE_WORKER))
 
     def _claim_one(self) -> Delivery | None:
@@ -334,7 +341,8 @@ class _Dispatcher:
         for key, _ in self.selector.select(timeout):
             lane: _Lane = key.data
             if not lane.out:  # nothing out, so nothing to say: its worker has ended
-                self.selector.unregister(lane.pipe)  # (the next row for it says so)
+                self.selector.unregister(lane.pipe)
+                self._halt(DeliveryError(GONE_WORKER))
                 continue
             try:
                 answered.append((lane, lane.pipe.recv()))
@@ -346,11 +354,25 @@ class _Dispatcher:
                 self._halt(DeliveryError(GONE_WORKER))
         if not answered:
             return
+        # Each answer is for the first row out on its lane; matched before anything is
+        # written, so that a failed commit leaves every lane's rows as they are at the worker.
+        matched: list[tuple[_Lane, Delivery, Answer]] = []
+        for lane, answer in answered:
+            delivery = lane.out.popleft()
+            assert delivery.id == answer[0], "a worker answered out of order"
+            matched.append((lane, delivery, answer))
         results: list[_Result] = []
-        with self.writer.together():
-            for lane, answer in answered:
-                if (result := self._settle(lane, answer)) is not None:
-                    results.append(result)
+        try:
+            with self.writer.together():
+                for lane, delivery, answer in matched:
+                    if (result := self._settle(lane, delivery, answer)) is not None:
+                        results.append(result)
+        except BaseException:  # rolled back: the rows claimed ahead were not claimed
+            for lane, _, _ in matched:
+                if lane.ahead is not None:
+                    lane.out.remove(lane.ahead)
+                    lane.ahead = None
+            raise
         for result in results:  # before the next rows go: a pause keeps them back
             try:
                 self.context.watch.record(result.outcome)
@@ -364,16 +386,14 @@ class _Dispatcher:
                 self.writer.requeue(ahead, clock.now())
                 ahead = None
             lane.unreplied = False
-            self._tell(lane, (True, None if ahead is None else _job(ahead)))
+            self._tell(lane, (True, None if ahead is None else _job(ahead)), ahead)
         for result in results:
             self._after_commit(result)
 
-    def _settle(self, lane: _Lane, answer: Answer) -> _Result | None:
+    def _settle(self, lane: _Lane, delivery: Delivery, answer: Answer) -> _Result | None:
         """Write one answer (inside the shared commit); on SQLite the lane's next row is
         claimed in the same commit when it may go now, as in the threaded sender."""
-        row_id, kind, code, text = answer
-        delivery = lane.out.popleft()
-        assert delivery.id == row_id, "a worker answered out of order"
+        _, kind, code, text = answer
         if kind in (SKIPPED, UNAVAILABLE, BROKEN):
             self.writer.requeue(delivery, clock.now())  # it never went, or may not have
             if kind == UNAVAILABLE:
@@ -420,11 +440,13 @@ def deliver_by_processes(context: SendContext, transports: Callable[[], Transpor
         processes.append(fork.Process(
             target=_work, name=f"ainews-send-{number + 1}", daemon=True,
             args=(pipes, foreign, context.outgoing, transports, stop, os.getpid())))
+    started = []
     try:
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:  # a Ctrl-C now runs the parent's handler once the workers are all started
             for process in processes:
                 process.start()
+                started.append(process)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for pipe in theirs:
@@ -438,8 +460,8 @@ def deliver_by_processes(context: SendContext, transports: Callable[[], Transpor
                 pipe.send(None)
             pipe.close()
         deadline = time.monotonic() + DRAIN_SECONDS
-        for process in processes:  # each ends after the message in hand, if it has one
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():  # stuck (a server that never answers): no more waiting
-                process.kill()
-                process.join()
+        for worker in started:  # each ends after the message in hand, if it has one
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():  # stuck (a server that never answers): no more waiting
+                worker.kill()
+                worker.join()
