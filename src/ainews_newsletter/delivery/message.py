@@ -145,8 +145,9 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 # A dot-atom local part and a host name: anything else (a..b, .a, a.) goes to the stdlib,
-# which refuses it, and the row is recorded as failed instead of sent malformed.
-_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})+")
+# which refuses it, and the row is recorded as failed instead of sent malformed. The SMTP
+# transport writes such an address in angle brackets without parsing it, too.
+PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})+")
 MAX_LINE = 78
 
 
@@ -206,7 +207,7 @@ class PersonalBody:
 
 def _to_header(recipient: Recipient) -> bytes:
     name = header_safe(recipient.name or "")
-    if _PLAIN_ADDRESS.fullmatch(recipient.email):
+    if PLAIN_ADDRESS.fullmatch(recipient.email):
         line = f"To: {name} <{recipient.email}>" if name else f"To: {recipient.email}"
         if (not name or _PLAIN_NAME.fullmatch(name)) and len(line) <= MAX_LINE:
             return line.encode("ascii") + b"\r\n"
