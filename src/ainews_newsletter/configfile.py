@@ -52,9 +52,10 @@ def absolute_storage_url(url: str, base_dir: Path) -> str:
     return url
 
 
-def quick_storage_url(explicit: str | Path | None, environ: Mapping[str, str]) -> str | None:
-    """The SQLite database URL as the full config would give it, read from the TOML file
-    and the environment alone; None whenever that is not plainly so (no config file, one
+def quick_sqlite_database(explicit: str | Path | None, environ: Mapping[str, str],
+                          ) -> Path | None:
+    """The SQLite database file the full config would name, read from the TOML file and
+    the environment alone; None whenever that is not plainly so (no config file, one
     the full config has not accepted as it is now, settings in the environment that the
     full config must judge, another database): the caller then loads the config, which
     says what is wrong."""
@@ -73,11 +74,10 @@ def quick_storage_url(explicit: str | Path | None, environ: Mapping[str, str]) -
         storage.get("url", DEFAULT_STORAGE_URL) if isinstance(storage, dict) else None)
     if not isinstance(url, str) or not url:
         return None
-    url = absolute_storage_url(url, path.resolve().parent)
-    database = sqlite_file(url)
+    database = sqlite_file(absolute_storage_url(url, path.resolve().parent))
     if database is None or _checked_stamp(path, content) != _read_stamp(database):
         return None  # not this file as the full config last accepted it
-    return url
+    return database
 
 
 def _plain_environment(environ: Mapping[str, str]) -> bool:

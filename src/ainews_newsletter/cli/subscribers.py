@@ -212,10 +212,9 @@ def count(state: AppState, status: str | None, list_name: str | None) -> None:
     """Print the number of subscribers (one integer)."""
     # A SQLite file at the newest schema is counted with the standard library alone: no
     # pydantic, no SQLAlchemy, a third of the start-up. Anything else takes the full path.
-    from ainews_newsletter.configfile import quick_storage_url, remember_checked, sqlite_file
+    from ainews_newsletter.configfile import quick_sqlite_database, remember_checked
 
-    url = quick_storage_url(state.config_path, os.environ)
-    database = sqlite_file(url) if url is not None else None
+    database = quick_sqlite_database(state.config_path, os.environ)
     if database is not None:
         from ainews_newsletter.subscribers.quickcount import quick_count
 
