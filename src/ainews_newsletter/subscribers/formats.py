@@ -11,7 +11,8 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -191,10 +192,8 @@ def _plain_rows(handle: IO[str], reader: Any, keys: list[str], path: Path, check
     row the same (tests/subscribers/test_formats.py checks it with hypothesis)."""
     email_at = next(index for index, key in enumerate(keys) if key in EMAIL_COLUMNS)
     name_at = keys.index("name") if "name" in keys else -1
-    line = reader.line_num
-    try:
-        for record in reader:
-            start, line = line + 1, reader.line_num  # a quoted field may span several lines
+    with closing(_csv_lines(handle, reader, path)) as lines:
+        for start, record in lines:
             size = len(record)
             email = _cell(record[email_at]) if email_at < size else ""
             if not email and not any(value.strip() for value in record):
@@ -207,6 +206,17 @@ def _plain_rows(handle: IO[str], reader: Any, keys: list[str], path: Path, check
                 yield Rejected(start, email, str(exc))
                 continue
             yield ImportRow(start, stored, normalized, _clean_name(name or None))
+
+
+def _csv_lines(handle: IO[str], reader: Any,
+               path: Path) -> Generator[tuple[int, list[str]], None, None]:
+    """Each record of a CSV with the line it starts on; a file that is not UTF-8 or not CSV
+    becomes one SubscriberError naming the line. Closes the file when done."""
+    line = reader.line_num
+    try:
+        for record in reader:
+            start, line = line + 1, reader.line_num  # a quoted field may span several lines
+            yield start, record
     except UnicodeDecodeError as exc:
         raise SubscriberError(f"{path}:{line + 1}: not UTF-8 text (byte {exc.start})") from None
     except csv.Error as exc:
@@ -217,10 +227,8 @@ def _plain_rows(handle: IO[str], reader: Any, keys: list[str], path: Path, check
 
 def _csv_records(handle: IO[str], reader: Any, keys: list[str],
                  path: Path) -> Iterator[tuple[int, Row]]:
-    line = reader.line_num
-    try:
-        for record in reader:
-            start, line = line + 1, reader.line_num  # a quoted field may span several lines
+    with closing(_csv_lines(handle, reader, path)) as lines:
+        for start, record in lines:
             if not any(value.strip() for value in record):
                 continue
             row: Row = {}
@@ -229,12 +237,6 @@ def _csv_records(handle: IO[str], reader: Any, keys: list[str],
                 if key not in row or (not row[key].strip() and value.strip()):
                     row[key] = value
             yield start, row
-    except UnicodeDecodeError as exc:
-        raise SubscriberError(f"{path}:{line + 1}: not UTF-8 text (byte {exc.start})") from None
-    except csv.Error as exc:
-        raise SubscriberError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
-    finally:
-        handle.close()
 
 
 def _open_lines(path: Path, check_dns: bool, allow_test: bool) -> Opened:
