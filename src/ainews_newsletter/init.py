@@ -15,8 +15,9 @@ from ainews_newsletter.config import load_config
 from ainews_newsletter.errors import ConfigError
 
 CONFIG_TEMPLATE = """\
-# {name}: made by `ainews init` on {today}. Every section and key is in the README
-# ("Configuration"); the shipped sample config.toml shows them all with comments.
+# {name}: made by `ainews init` on {today}. Every section and key is described in the
+# documentation's configuration reference (docs/reference/configuration.md); the shipped
+# sample config.toml shows them all with comments.
 
 [newsletter]
 name = {name_toml}
@@ -54,7 +55,7 @@ sources = [{{ type = "markdown", path = "posts" }}]
 # username = "…"                           # password: AINEWS_SMTP__PASSWORD
 
 # [bounces]
-# address = "bounces@your.domain"          # see README "Bounces and complaints"
+# address = "bounces@your.domain"          # see docs/bounces.md
 
 [schedule]
 # cron = "0 8 * * MON"                     # Mondays at 08:00 in the timezone above

@@ -67,7 +67,7 @@ class AppState:
         says where the newsletter lives. `demo` and `init` never come here."""
         if self._config is None:
             from ainews_newsletter.config import load_config
-            from ainews_newsletter.configfile import (
+            from ainews_newsletter.config.locate import (
                 CONFIG_ENV_VAR,
                 DEFAULT_CONFIG_NAME,
                 STORAGE_URL_ENV_VAR,

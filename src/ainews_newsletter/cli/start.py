@@ -71,7 +71,7 @@ def init(folder: Path, name: str | None, from_address: str | None, base_url: str
             (f"ainews build --week {week} --out build", "issue.html, issue.txt, issue.eml"),
             (f"ainews preview --week {week}", "the issue in your browser, live as you edit")):
         console.print(f"  {command}   # {why}")
-    from ainews_newsletter.configfile import CONFIG_ENV_VAR
+    from ainews_newsletter.config.locate import CONFIG_ENV_VAR
 
     if os.environ.get(CONFIG_ENV_VAR):
         console.print(f"note: {CONFIG_ENV_VAR} is set ({os.environ[CONFIG_ENV_VAR]}): it wins "

@@ -212,7 +212,7 @@ def count(state: AppState, status: str | None, list_name: str | None) -> None:
     """Print the number of subscribers (one integer)."""
     # A SQLite file at the newest schema is counted with the standard library alone: no
     # pydantic, no SQLAlchemy, a third of the start-up. Anything else takes the full path.
-    from ainews_newsletter.configfile import quick_sqlite_database, remember_checked
+    from ainews_newsletter.config.locate import quick_sqlite_database, remember_checked
 
     database = quick_sqlite_database(state.config_path, os.environ)
     if database is not None:

@@ -1,6 +1,7 @@
 """Where the config file is and where it puts the database, found without loading the config
-(pydantic): what every command asks first, and all a quick count needs. A leaf; config.py
-builds on it."""
+(pydantic): what every command asks first, and all a quick count needs. Importing it loads
+no other part of the config package (its __init__ is lazy), so `ainews subscribers count`
+and `ainews --help` stay free of pydantic."""
 
 from __future__ import annotations
 

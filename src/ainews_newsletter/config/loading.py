@@ -1,0 +1,160 @@
+"""Loading the configuration, once.
+
+Precedence, highest first: CLI flags (passed as `overrides`) > environment (`AINEWS_` prefix,
+`__` for nesting, e.g. `AINEWS_SMTP__PORT=2526`) > the TOML file > defaults. Unknown keys and
+bad values raise ConfigError naming the key. Secrets (SMTP password, web secret key) are read
+from the environment only, so a config file can be committed without leaking them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import SettingsError
+
+from ainews_newsletter.config.base import is_test_domain
+from ainews_newsletter.config.locate import CONFIG_ENV_VAR, ENV_PREFIX, config_path_from
+from ainews_newsletter.config.root import SECRET_KEYS, Config, environment, file_values
+from ainews_newsletter.errors import ConfigError
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    for key in SECRET_KEYS:
+        node: Any = data
+        for part in key:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            dotted = ".".join(key)
+            env = ENV_PREFIX + "__".join(part.upper() for part in key)
+            raise ConfigError(f"{path}: {dotted}: secrets are read from the environment only; "
+                              f"remove it from the file and set {env}")
+    return data
+
+
+def _where(loc: tuple[str | int, ...], path: Path | None, environ: Mapping[str, str]) -> str:
+    env_name = ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+    if any(name.upper() == env_name for name in environ):
+        return f"environment {env_name}"
+    return str(path) if path is not None else "command line"
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    """('posts', 'sources', 0, 'feed', 'url') → 'posts.sources[0].url' (the union tag that
+    pydantic adds after a list index is noise to a user)."""
+    text = ""
+    previous: str | int | None = None
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif isinstance(previous, int) and part in ("markdown", "feed"):
+            pass
+        else:
+            text += f".{part}" if text else part
+        previous = part
+    return text
+
+
+def _describe(exc: PydanticValidationError, path: Path | None, environ: Mapping[str, str]) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if not isinstance(part, int)) or ("config",)
+        dotted = _dotted(tuple(error["loc"]))
+        where = _where(loc, path, environ)
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown key {dotted!r}")
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {dotted}: {message} (got {error.get('input')!r})")
+    return "; ".join(problems)
+
+
+def _refuse_unknown_environment(environ: Mapping[str, str]) -> None:
+    """pydantic-settings ignores AINEWS_ variables whose section it does not know, so a typo
+    like AINEWS_SMPT__PORT would silently do nothing; refuse it like an unknown file key."""
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV_VAR:
+            continue
+        section = upper[len(ENV_PREFIX):].split("__", 1)[0].lower()
+        if section not in Config.model_fields:
+            raise ConfigError(f"environment {name}: unknown key {section!r} (known: "
+                              f"{', '.join(sorted(Config.model_fields))})")
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load the configuration; raise ConfigError with the offending key on any problem."""
+    environ = os.environ if environ is None else environ
+    _refuse_unknown_environment(environ)
+    config_path = config_path_from(path, environ)
+    from_file = _read_toml(config_path) if config_path is not None else {}
+    environment_token = environment.set(environ)
+    with _file_values_set(from_file), _reset_after(environment, environment_token):
+        try:
+            config = Config(**dict(overrides or {}))
+        except PydanticValidationError as exc:
+            raise ConfigError(_describe(exc, config_path, environ)) from None
+        except SettingsError as exc:  # a section set from the environment that is not JSON
+            raise ConfigError(f"environment: {exc}; set single keys instead, e.g. "
+                              "AINEWS_SMTP__PORT=2526") from None
+    _refuse_test_addresses(config, config_path, environ)
+    if config_path is not None:
+        config.located_at(config_path)
+    return config
+
+
+def _refuse_test_addresses(config: Config, path: Path | None,
+                           environ: Mapping[str, str]) -> None:
+    """Our own addresses under .test only for staging ([subscribers] allow_test_domains):
+    mail from a .test sender cannot be answered, bounced or trusted anywhere real."""
+    if config.subscribers.allow_test_domains:
+        return
+    ours: list[tuple[tuple[str, str], str | None]] = [
+        (("newsletter", "from"), config.newsletter.from_),
+        (("newsletter", "reply_to"), config.newsletter.reply_to),
+        (("newsletter", "unsubscribe_email"), config.newsletter.unsubscribe_email),
+        (("bounces", "address"), config.bounces.address),
+        *((("schedule", "notify"), address) for address in config.schedule.notify)]
+    for loc, address in ours:
+        if address and is_test_domain(address.rpartition("@")[2]):
+            raise ConfigError(f"{_where(loc, path, environ)}: {'.'.join(loc)}: {address!r} is "
+                              "under .test, a name reserved for testing; set [subscribers] "
+                              "allow_test_domains = true to use it for staging")
+
+
+@contextmanager
+def _reset_after(variable: ContextVar[Any], token: Token[Any]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        variable.reset(token)
+
+
+@contextmanager
+def _file_values_set(values: dict[str, Any]) -> Iterator[None]:
+    token = file_values.set(values)
+    try:
+        yield
+    finally:
+        file_values.reset(token)

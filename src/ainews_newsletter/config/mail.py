@@ -1,0 +1,182 @@
+"""[smtp], [delivery], [dkim] and [bounces]: how mail goes out and how what comes back is
+read."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from ainews_newsletter.config.base import Section, check_address
+
+# A VERP tag: 16 lower-case base32 characters (80 random bits), lower case because some
+# mailbox hosts fold the local part.
+VERP_TAG_LENGTH = 16
+
+
+class SmtpConfig(Section):
+    host: str = Field(default="localhost", description="The relay's host name or address.")
+    port: int = Field(default=25, ge=1, le=65535, description="The relay's port.")
+    security: Literal["none", "starttls", "tls"] = Field(
+        default="none",
+        description='"none", "starttls" (usually port 587) or "tls" (implicit TLS, usually '
+                    "port 465).")
+    username: str | None = Field(default=None,
+                                 description="Login name; the password comes from the "
+                                             "environment.")
+    password: SecretStr | None = Field(default=None,
+                                       description="The relay's password (secret).")
+    connections: int = Field(
+        default=1, ge=1, le=32,
+        description="Parallel connections, each reused for many messages (RSET between "
+                    "them); many small relays allow 1 to 5.")
+    workers: int = Field(
+        default=0, ge=0, le=32,
+        description="Processes the connections are spread over (each builds and sends; the "
+                    "sending process alone claims and records). 0 = one per connection, at "
+                    "most one per CPU core; 1 = every connection a thread of one process.")
+    rate_per_second: float = Field(default=0, ge=0,
+                                   description="Messages per second across all connections; "
+                                               "0 = as fast as the server accepts.")
+    max_per_hour: int = Field(default=0, ge=0,
+                              description="At most this many messages in any hour (a relay's "
+                                          "hourly quota); 0 = none.")
+    timeout: float = Field(default=30, gt=0,
+                           description="Seconds to wait for the server before giving up on "
+                                       "a connection.")
+    allow_self_signed: bool = Field(
+        default=False,
+        description="Accept a self-signed certificate (a relay on this machine or network "
+                    "only). Off: certificate and host name are verified.")
+    ehlo_name: str | None = Field(default=None,
+                                  description="Name sent in EHLO; default: this machine's.")
+
+    def worker_processes(self) -> int:
+        """How many processes the connections are spread over (see `workers`)."""
+        if self.workers:
+            return min(self.workers, self.connections)
+        return min(self.connections, os.cpu_count() or 1)
+
+
+class DeliveryConfig(Section):
+    backend: Literal["smtp", "file", "console", "memory"] = Field(
+        default="smtp",
+        description='"smtp" sends; "file" writes one .eml per recipient into out_dir; '
+                    '"console" prints them; "memory" keeps them in the process (tests).')
+    out_dir: str = Field(default="outbox", description='The folder for backend = "file".')
+    max_attempts: int = Field(default=10, ge=1,
+                              description="A recipient whose server keeps answering 4xx is "
+                                          "given up after this many attempts.")
+    retry_base_seconds: int = Field(default=300, ge=1,
+                                    description="First retry of a temporary failure after "
+                                                "this long, doubling each time.")
+    retry_max_seconds: int = Field(default=3600, ge=1,
+                                   description="The longest wait between retries.")
+    batch_size: int = Field(default=200, ge=1, le=10_000,
+                            description="Recipients read from the ledger per query.")
+    claim_timeout_seconds: int = Field(
+        default=300, ge=1,
+        description="PostgreSQL: a row a crashed sender left `sending` this long (by the "
+                    "database's clock) is sent again by another sender (at least once). "
+                    "SQLite: a send that finds no other sender alive resends them at once.")
+    give_up_after_hours: float = Field(default=24, gt=0,
+                                       description="A recipient still deferred this long "
+                                                   "after the send started is failed.")
+    bounce_limit: int | None = Field(
+        default=None, ge=1,
+        description="Older name of [bounces] hard_limit: still read, and used when [bounces] "
+                    "sets no hard_limit.")
+    error_threshold: float = Field(
+        default=0.5, gt=0, le=1,
+        description="Pause the send (rows stay queued) when this share of the last "
+                    "error_window messages was refused: a server rejecting everything is "
+                    "not helped by more tries.")
+    error_window: int = Field(default=20, ge=1,
+                              description="How many recent messages error_threshold looks at.")
+
+
+class DkimConfig(Section):
+    selector: str | None = Field(default=None,
+                                 description="DKIM selector; the public key goes in DNS at "
+                                             "<selector>._domainkey.<domain>.")
+    domain: str | None = Field(default=None, description="The signing domain (d=).")
+    private_key_path: str | None = Field(default=None,
+                                         description="PEM private key (`ainews dkim keygen` "
+                                                     "makes one). All three set: every message "
+                                                     "is signed.")
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> DkimConfig:
+        given = [self.selector, self.domain, self.private_key_path]
+        if any(given) and not all(given):
+            raise ValueError("set all of selector, domain and private_key_path, or none")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.selector and self.domain and self.private_key_path)
+
+
+class BouncesConfig(Section):
+    address: str | None = Field(
+        default=None,
+        description="The bounce mailbox. Set, each message's envelope sender becomes "
+                    "<local><delimiter><tag>@<domain>, the tag naming its delivery (VERP); "
+                    "unset, bounces go to [newsletter] from and are matched by the returned "
+                    "message and recipient only.")
+    delimiter: Literal["+", "-", "=", "_", "."] = Field(
+        default="+", description="Between the mailbox's local part and the tag.")
+    match_days: int = Field(default=14, ge=1, le=365,
+                            description="A bounce naming only its recipient is matched to "
+                                        "the newest issue sent to that address within this "
+                                        "many days.")
+    hard_limit: int = Field(default=1, ge=1,
+                            description="Hard bounces (no such address) before a subscriber "
+                                        "is marked bounced.")
+    soft_limit: int = Field(default=3, ge=1,
+                            description="Soft bounces on distinct issues within "
+                                        "soft_window_days before a subscriber is marked "
+                                        "bounced. A complaint stops mail at once.")
+    soft_window_days: int = Field(default=30, ge=1, le=3650,
+                                  description="The window soft_limit counts in.")
+    imap_host: str | None = Field(default=None,
+                                  description="An IMAP bounce mailbox read by `ainews bounces "
+                                              "fetch` and the scheduler.")
+    imap_port: int | None = Field(default=None, ge=1, le=65535,
+                                  description="Default 993 (tls), 143 (starttls, none).")
+    imap_user: str | None = Field(default=None, description="The IMAP login name.")
+    imap_folder: str = Field(default="INBOX", description="The folder read.")
+    processed_folder: str = Field(default="Processed",
+                                  description="Processed messages are moved here, never "
+                                              "deleted.")
+    imap_security: Literal["tls", "starttls", "none"] = Field(
+        default="tls",
+        description='The certificate is always verified; "none" only to 127.0.0.1.')
+    imap_ca_file: str | None = Field(default=None,
+                                     description="A CA to trust beside the system's (a "
+                                                 "private server).")
+    password: SecretStr | None = Field(default=None, description="The IMAP password (secret).")
+    fetch_minutes: int = Field(default=15, ge=1, le=1440,
+                               description="How often the scheduler fetches the mailbox.")
+
+    @field_validator("address")
+    @classmethod
+    def _valid_bounce_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        checked = check_address(value)
+        local = checked.rsplit("@", 1)[0]
+        if len(local) + 1 + VERP_TAG_LENGTH > 64:  # RFC 5321: a local part is <= 64 octets
+            raise ValueError(f"{value!r}: the local part must leave room for the "
+                             f"{VERP_TAG_LENGTH + 1}-character tag (at most "
+                             f"{63 - VERP_TAG_LENGTH} characters)")
+        return checked
+
+    @property
+    def imap_configured(self) -> bool:
+        return bool(self.imap_host and self.imap_user)
+
+    @property
+    def imap_port_or_default(self) -> int:
+        return self.imap_port or (993 if self.imap_security == "tls" else 143)

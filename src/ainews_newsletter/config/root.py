@@ -1,0 +1,168 @@
+"""The whole configuration: one field per section, the secret key, and where its values come
+from (pydantic-settings sources: arguments, then the environment, then the TOML file)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, PrivateAttr, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+from ainews_newsletter import resources
+from ainews_newsletter.config.content import LintConfig, PostsConfig, RenderConfig
+from ainews_newsletter.config.locate import ENV_PREFIX, absolute_storage_url
+from ainews_newsletter.config.mail import BouncesConfig, DeliveryConfig, DkimConfig, SmtpConfig
+from ainews_newsletter.config.newsletter import NewsletterConfig
+from ainews_newsletter.config.site import (
+    DoctorConfig,
+    ScheduleConfig,
+    StorageConfig,
+    SubscribersConfig,
+    TrackingConfig,
+    WebConfig,
+)
+
+# Keys that must never be read from a file: they would end up committed next to the config.
+SECRET_KEYS = {("secret_key",), ("smtp", "password"), ("bounces", "password")}
+
+# The parsed TOML file for the load in progress; a context variable because pydantic-settings
+# builds its sources in a classmethod that cannot take arguments.
+file_values: ContextVar[dict[str, Any]] = ContextVar("file_values")
+
+# The environment for the load in progress: `load_config(environ=...)` must be what is read,
+# not os.environ (tests pass {} to be independent of the shell they run in).
+environment: ContextVar[Mapping[str, str]] = ContextVar("environment")
+
+
+class _EnvValues(EnvSettingsSource):
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(environment.get(os.environ), self.case_sensitive,
+                              self.env_ignore_empty, self.env_parse_none_str)
+
+
+class _TomlValues(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return file_values.get({}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(file_values.get({}))
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    newsletter: NewsletterConfig = Field(
+        default_factory=NewsletterConfig,
+        description="Who sends, from where, for whom, in which timezone.")
+    posts: PostsConfig = Field(
+        default_factory=PostsConfig,
+        description="Where posts come from and which of them an issue carries.")
+    render: RenderConfig = Field(
+        default_factory=RenderConfig,
+        description="How links in the email are dressed.")
+    lint: LintConfig = Field(
+        default_factory=LintConfig,
+        description="What the lint gate checks before a send (oversized HTML, missing alt "
+                    "text or unsubscribe link, long lines, spam score).")
+    dkim: DkimConfig = Field(
+        default_factory=DkimConfig,
+        description="DKIM signing of every message (Gmail and Yahoo want it for bulk mail).")
+    subscribers: SubscribersConfig = Field(
+        default_factory=SubscribersConfig,
+        description="The subscriber list.")
+    storage: StorageConfig = Field(
+        default_factory=StorageConfig,
+        description="Where subscribers, issues and the delivery ledger are kept.")
+    smtp: SmtpConfig = Field(
+        default_factory=SmtpConfig,
+        description="The relay mail goes out through.")
+    delivery: DeliveryConfig = Field(
+        default_factory=DeliveryConfig,
+        description="How a send runs: backend, retries, giving up, pausing on errors.")
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig,
+        description="When `ainews schedule run` builds and sends the issue.")
+    web: WebConfig = Field(
+        default_factory=WebConfig,
+        description="`ainews serve`: the public subscribe, confirm, unsubscribe and archive pages.")
+    bounces: BouncesConfig = Field(
+        default_factory=BouncesConfig,
+        description="The mail that comes back: bounces, complaints and auto-replies, and "
+                    "the policy acting on them.")
+    doctor: DoctorConfig = Field(
+        default_factory=DoctorConfig,
+        description="`ainews doctor`'s DNS lookups.")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig,
+        description="Opt-in click counts.")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs confirmation, unsubscribe and click links (secret; at least 32 "
+                    "random characters).")
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _EnvValues(settings_cls), _TomlValues(settings_cls))
+
+    def located_at(self, config_path: Path) -> None:
+        """Remember the file this config came from: relative paths resolve against its
+        folder."""
+        self._base_dir = config_path.resolve().parent
+        self._source = config_path.resolve()
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths are resolved against: the config file's folder."""
+        return self._base_dir
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    def resolve(self, path: str | Path) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self._base_dir / candidate
+
+    @property
+    def hard_bounce_limit(self) -> int:
+        """[bounces] hard_limit, or the older [delivery] bounce_limit when only that is set."""
+        if "hard_limit" in self.bounces.model_fields_set or self.delivery.bounce_limit is None:
+            return self.bounces.hard_limit
+        return self.delivery.bounce_limit
+
+    @property
+    def database_url(self) -> str:
+        """The storage URL with a relative SQLite path made absolute against base_dir."""
+        return absolute_storage_url(self.storage.url, self._base_dir)
+
+    @property
+    def templates_dir(self) -> Path:
+        """`templates/` beside the config file when it exists, else the shipped copy."""
+        local = self._base_dir / "templates"
+        return local if local.is_dir() else resources.shipped("templates")
