@@ -316,10 +316,10 @@ def _volume(folder: Path, cron: str) -> str:
 # runs them again at its fake dates.
 @pytest.mark.clock
 def test_image_command_runs_from_exactly_the_copied_files(image: Image) -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    docs = (REPO / "docs" / "scheduling.md").read_text(encoding="utf-8")
     assert image.command == ["ainews", "schedule", "run"]
-    assert "the `Dockerfile`'s default command is `ainews schedule run`" in readme
-    assert image.stopsignal in (None, "SIGTERM"), "README promises SIGTERM finishes cleanly"
+    assert "the `Dockerfile`'s default command is `ainews schedule run`" in docs
+    assert image.stopsignal in (None, "SIGTERM"), "the docs promise SIGTERM finishes cleanly"
     # The documented run mounts the newsletter folder at /data (`-v "$PWD:/data"`).
     assert image.workdir == PurePosixPath("/data")
     timezone = _volume(image.path("/data"), "30 6 * * TUE")
@@ -459,12 +459,12 @@ def test_unit_paths_are_made_by_its_documented_steps() -> None:
     assert re.search(rf"install .*{re.escape(environment_file)}$", steps, re.MULTILINE)
 
 
-def test_readme_names_the_units_environment_file() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Running it every week", 1)[1].split("\n## ", 1)[0]
+def test_docs_name_the_units_environment_file() -> None:
+    docs = (REPO / "docs" / "scheduling.md").read_text(encoding="utf-8")
+    section = docs.split("## systemd", 1)[1].split("\n## ", 1)[0]
     environment_file = _service()["EnvironmentFile"].lstrip("-")
     assert environment_file in section, (
-        f"README's 'Running it every week' says where the secrets go: {environment_file}")
+        f"docs/scheduling.md's 'systemd' says where the secrets go: {environment_file}")
 
 
 @pytest.mark.clock
