@@ -19,8 +19,8 @@ from watchfiles import Change
 from ainews_newsletter import pipeline
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.models import Window
+from ainews_newsletter.web.live_reload import Hub, watch_targets
 from ainews_newsletter.web.preview import create_preview_app, force_dark
-from ainews_newsletter.web.preview_watch import Hub, watch_targets
 from tests.conftest import REPO, Project, SmtpServer, post_text, smtp_env, write_post
 
 LOCAL = "http://127.0.0.1:8025"

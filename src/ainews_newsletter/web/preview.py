@@ -52,9 +52,9 @@ from ainews_newsletter.models import Period, RenderedIssue, Window
 from ainews_newsletter.posts.select import Selection
 from ainews_newsletter.posts.windows import last_complete_week
 from ainews_newsletter.render.lint import Finding, spamassassin_score
-from ainews_newsletter.web.pages import page_templates
-from ainews_newsletter.web.preview_watch import Hub, watch_files, watch_targets
+from ainews_newsletter.web.live_reload import Hub, watch_files, watch_targets
 from ainews_newsletter.web.security import csrf_ok
+from ainews_newsletter.web.templating import page_templates
 
 logger = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.subscribers.store import SubscriberStore
 from ainews_newsletter.web.clicks import ClickRedirects
 from ainews_newsletter.web.hardening import BodyLimit, BodyTooLarge, SecurityHeaders
-from ainews_newsletter.web.pages import public_page_templates, render_page
+from ainews_newsletter.web.templating import public_page_templates, render_page
 from ainews_newsletter.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
