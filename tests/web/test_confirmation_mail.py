@@ -11,9 +11,11 @@ import textwrap
 from email.message import EmailMessage
 from typing import Any, cast
 
+import pytest
 from starlette.testclient import TestClient
 
 from ainews_newsletter.config import load_config
+from ainews_newsletter.errors import RenderError
 from ainews_newsletter.web.public import create_public_app
 from ainews_newsletter.web.security import CSRF_COOKIE
 from tests.conftest import Project, SmtpServer, smtp_env
@@ -76,3 +78,40 @@ def _operator_file(project: Project, name: str, text: str) -> None:
     path = project.root / "templates" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text), encoding="utf-8")
+
+
+def test_a_folder_without_the_confirmation_templates_sends_the_shipped_one(
+        project: Project, smtp_server: SmtpServer) -> None:
+    """An operator's templates/ made before the confirmation was a template."""
+    _operator_file(project, "digest.txt.j2", "Ours. {{ unsubscribe_url }}\n")
+    message = _confirmation_mail(project, smtp_server)
+    text = message.get_content()
+    assert text == _expected(text, name="Test Digest", hours=48,
+                             postal="1 Test Road, Testville")
+    assert message["Subject"] == OLD_SUBJECT.format(name="Test Digest")
+
+
+def test_the_operators_confirmation_templates_are_used(project: Project,
+                                                       smtp_server: SmtpServer) -> None:
+    _operator_file(project, "confirmation.txt.j2", """\
+        Hello {{ reader.name }} <{{ reader.email }}>,
+        please confirm within {{ link_hours }} hours: {{ confirm_url }}
+        {{ newsletter.name }} & co.
+        """)
+    _operator_file(project, "confirmation_subject.txt.j2", """\
+        {{ newsletter.name }}: one more step
+        """)
+    message = _confirmation_mail(project, smtp_server)
+    text = message.get_content()
+    assert text == (f"Hello Ada <ada@example.com>,\r\nplease confirm within 48 hours: "
+                    f"{_link(text)}\r\nTest Digest & co.\r\n")
+    assert message["Subject"] == "Test Digest: one more step"
+
+
+def test_a_broken_confirmation_override_stops_serve_at_start(project: Project,
+                                                             smtp_server: SmtpServer) -> None:
+    _operator_file(project, "confirmation.txt.j2", "Hello\n{{ reader.name }\n")
+    config = load_config(project.config_path,
+                         environ={**smtp_env(smtp_server), "AINEWS_SECRET_KEY": SECRET})
+    with pytest.raises(RenderError, match=r"confirmation.txt.j2:2: template syntax error"):
+        create_public_app(config)
