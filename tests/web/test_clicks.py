@@ -14,11 +14,13 @@ from typing import cast
 import pytest
 from starlette.testclient import TestClient
 
-from ainews_newsletter import clock, pipeline
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.delivery.clickstats import click_counts
 from ainews_newsletter.delivery.clicktokens import ClickTokens
 from ainews_newsletter.models import Window
+from ainews_newsletter.pipeline.issue import open_ledger
+from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.web.preview import create_preview_app
 from ainews_newsletter.web.public import create_public_app
 from tests.conftest import Project, SmtpServer, smtp_env
@@ -40,7 +42,7 @@ def config(project: Project, smtp_server: SmtpServer) -> Config:
     project.write_config("[tracking]\nclicks = true\n")
     project.import_readers(2)
     config = _config(project, smtp_server)
-    pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    execute_send(config, plan_send(config, W47))
     return config
 
 
@@ -93,7 +95,7 @@ def test_a_click_redirects_to_the_post_and_is_counted_once(
     assert answer.headers["referrer-policy"] == "no-referrer"  # the post never sees the token
     ref = ClickTokens(SECRET).read(tokens[1])
     assert ref is not None and _clicks(project) == [(ref.delivery_id, 2, 0)]
-    counts = click_counts(pipeline.open_ledger(config).engine, _issue_id(project))
+    counts = click_counts(open_ledger(config).engine, _issue_id(project))
     assert counts is not None and (counts.total, counts.unique, counts.scanner) == (1, 1, 0)
     assert counts.links[0].url == links[1] and counts.links[0].total == 1
     assert [link.total for link in counts.links] == [1, 0, 0]
@@ -105,7 +107,7 @@ def test_head_requests_are_counted_as_scanners(project: Project, smtp_server: Sm
         answer = client.head(f"/c/{_tokens(smtp_server)[0]}")
     assert answer.status_code == 302 and answer.headers["location"] == _links(project)[0]
     assert [scanner for _, _, scanner in _clicks(project)] == [1]
-    counts = click_counts(pipeline.open_ledger(config).engine, _issue_id(project))
+    counts = click_counts(open_ledger(config).engine, _issue_id(project))
     assert counts is not None and (counts.total, counts.unique, counts.scanner) == (0, 0, 1)
 
 
@@ -122,7 +124,7 @@ def test_a_burst_over_three_links_in_ten_seconds_is_a_scanner(
     scanner = [flag for delivery, _, flag in _clicks(project)
                if delivery == ClickTokens(SECRET).read(scanned[0]).delivery_id]  # type: ignore[union-attr]
     assert scanner == [1, 1, 1]  # the first two are marked once the third shows the burst
-    counts = click_counts(pipeline.open_ledger(config).engine, _issue_id(project))
+    counts = click_counts(open_ledger(config).engine, _issue_id(project))
     assert counts is not None and (counts.total, counts.unique, counts.scanner) == (3, 1, 3)
 
 
@@ -154,7 +156,7 @@ def test_forged_unknown_and_open_redirect_attempts_get_404_and_no_location(
     signer = ClickTokens(SECRET)
     _refused(client, f"/c/{signer.make(999_999, 1)}")  # a delivery that does not exist
     # W46 (one post) sent too: its delivery with W47's link 3, which W46 never carried.
-    pipeline.execute_send(config, pipeline.plan_send(config, W46, force=True))
+    execute_send(config, plan_send(config, W46, force=True))
     assert len(_links(project, "2026-W46")) == 1 and len(_links(project)) == 3
     [(w46_delivery,)] = project.query(
         "SELECT d.id FROM deliveries d JOIN issues i ON i.id = d.issue_id "

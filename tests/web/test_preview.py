@@ -16,11 +16,11 @@ import pytest
 from starlette.testclient import TestClient
 from watchfiles import Change
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.models import Window
+from ainews_newsletter.pipeline.issue import build
+from ainews_newsletter.web.live_reload import Hub, watch_targets
 from ainews_newsletter.web.preview import create_preview_app, force_dark
-from ainews_newsletter.web.preview_watch import Hub, watch_targets
 from tests.conftest import REPO, Project, SmtpServer, post_text, smtp_env, write_post
 
 LOCAL = "http://127.0.0.1:8025"
@@ -62,7 +62,7 @@ def test_page_shows_the_issue_and_why_each_post_is_in_or_out(
         client: TestClient, project: Project, smtp_server: SmtpServer) -> None:
     page = client.get("/")
     assert page.status_code == 200
-    expected = pipeline.build(_config(project, smtp_server), W47).subject
+    expected = build(_config(project, smtp_server), W47).subject
     assert expected.startswith("Friday Research Result")
     assert _panel(page.text, "p", "subject") == expected
     assert _posts(page.text) == {"Friday Research Result": "carried",

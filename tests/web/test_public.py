@@ -14,9 +14,11 @@ from typing import cast
 import pytest
 from starlette.testclient import TestClient
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.delivery.transports import MemoryTransport
+from ainews_newsletter.models import Window
+from ainews_newsletter.pipeline.issue import open_subscribers
+from ainews_newsletter.pipeline.send import execute_send, freeze_issue, plan_send
 from ainews_newsletter.web.public import create_public_app
 from ainews_newsletter.web.security import CSRF_COOKIE, ConfirmationTokens, Throttle
 from tests.conftest import Project, SmtpServer, smtp_env
@@ -110,7 +112,7 @@ def test_forged_altered_and_expired_confirmation_links(
 def test_one_click_unsubscribe_is_idempotent_and_get_changes_nothing(
         project: Project, smtp_server: SmtpServer) -> None:
     config = _config(project, smtp_server)
-    store = pipeline.open_subscribers(config)
+    store = open_subscribers(config)
     token = store.add("dee@example.com").token
     client = _client(config)
     page = client.get(f"/unsubscribe/{token}")
@@ -129,7 +131,7 @@ def test_one_click_unsubscribe_is_idempotent_and_get_changes_nothing(
 def test_unsubscribe_refuses_unknown_tokens_and_other_bodies(
         project: Project, smtp_server: SmtpServer) -> None:
     config = _config(project, smtp_server)
-    token = pipeline.open_subscribers(config).add("eve@example.com").token
+    token = open_subscribers(config).add("eve@example.com").token
     client = _client(config)
     assert client.post(f"/unsubscribe/{token}", data={"x": "y"}).status_code == 400
     assert client.post("/unsubscribe/not-a-token",
@@ -185,12 +187,12 @@ def test_subscribe_needs_csrf_and_escapes_what_it_shows(
     assert response.status_code == 400 and "<script>alert(1)" not in response.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
     assert smtp_server.handler.messages == []
-    assert pipeline.open_subscribers(config).count() == 0
+    assert open_subscribers(config).count() == 0
 
 
 def test_preferences_change_lists_with_csrf(project: Project, smtp_server: SmtpServer) -> None:
     config = _config(project, smtp_server)
-    store = pipeline.open_subscribers(config)
+    store = open_subscribers(config)
     store.add_list("research", "long reads")
     store.add_list("staff-internal", "not for readers")
     token = store.add("jo@example.com").token
@@ -218,7 +220,7 @@ def test_an_old_confirmation_link_cannot_bring_back_someone_who_left(
     csrf = client.cookies.get(CSRF_COOKIE)
     assert client.post(path, data={"csrf": csrf}).status_code == 200
     time.sleep(1.1)  # links carry their time to the second
-    token = pipeline.open_subscribers(config).require("lou@example.com").token
+    token = open_subscribers(config).require("lou@example.com").token
     client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
     replay = client.post(path, data={"csrf": csrf})
     assert replay.status_code == 400 and "older than your unsubscribe" in replay.text
@@ -247,11 +249,11 @@ def test_the_confirming_sign_up_sets_the_name(project: Project,
 
 def test_archive_issue_pages_and_feed(project: Project, smtp_server: SmtpServer) -> None:
     config = _config(project, smtp_server)
-    token = pipeline.open_subscribers(config).add("kim@example.com").token
-    plan = pipeline.plan_send(config, pipeline.Window(week="2026-W47"))
-    pipeline.execute_send(config, plan, transport=MemoryTransport([]))
-    draft = pipeline.plan_send(config, pipeline.Window(week="2026-W46"), force=True)
-    pipeline.freeze_issue(config, draft)  # frozen, never sent: not public
+    token = open_subscribers(config).add("kim@example.com").token
+    plan = plan_send(config, Window(week="2026-W47"))
+    execute_send(config, plan, transport=MemoryTransport([]))
+    draft = plan_send(config, Window(week="2026-W46"), force=True)
+    freeze_issue(config, draft)  # frozen, never sent: not public
     client = _client(config)
     archive = client.get("/issues/")
     assert archive.status_code == 200 and plan.subject in archive.text
@@ -289,7 +291,7 @@ def test_a_locked_database_answers_503_not_500(project: Project, smtp_server: Sm
     from ainews_newsletter.subscribers.store import SubscriberStore
 
     config = _config(project, smtp_server)
-    token = pipeline.open_subscribers(config).add("max@example.com").token
+    token = open_subscribers(config).add("max@example.com").token
 
     def locked(self: SubscriberStore, token: str) -> None:
         raise OperationalError("UPDATE subscribers", {}, sqlite3.OperationalError("locked"))

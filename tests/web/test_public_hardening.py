@@ -11,7 +11,7 @@ import json
 import pytest
 from starlette.testclient import TestClient
 
-from ainews_newsletter import pipeline
+from ainews_newsletter.pipeline.issue import open_subscribers
 from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.web.hardening import PRIVATE_PREFIXES
 from ainews_newsletter.web.security import CSRF_COOKIE, SECURITY_HEADERS
@@ -37,7 +37,7 @@ def _has_security_headers(headers: object) -> bool:
 def test_malformed_csrf_values_are_a_400_on_every_form(project: Project,
                                                         smtp_server: SmtpServer) -> None:
     client = _client(project, smtp_server)
-    token = pipeline.open_subscribers(_config(project, smtp_server)).add("x@example.com").token
+    token = open_subscribers(_config(project, smtp_server)).add("x@example.com").token
     _csrf(client)
     client.post("/subscribe", data={"email": "cy@example.com", "csrf": _csrf(client)})
     confirm = _confirmation_path(smtp_server)
@@ -68,7 +68,7 @@ def test_a_sign_up_for_someone_who_must_not_be_mailed_sends_nothing(
         project: Project, smtp_server: SmtpServer, status: str) -> None:
     """Complained, bounced, suppressed by hand, or already receiving it: no mail, and the
     same answer as for a stranger, so the form does not tell who is on the list."""
-    store = pipeline.open_subscribers(_config(project, smtp_server))
+    store = open_subscribers(_config(project, smtp_server))
     store.add("known@example.com")
     if status == "manual":
         store.remove("known@example.com")
@@ -89,7 +89,7 @@ def test_a_sign_up_for_someone_who_must_not_be_mailed_sends_nothing(
 
 def test_an_unsubscribed_reader_may_still_sign_up_again(project: Project,
                                                         smtp_server: SmtpServer) -> None:
-    store = pipeline.open_subscribers(_config(project, smtp_server))
+    store = open_subscribers(_config(project, smtp_server))
     store.add("back@example.com")
     store.unsubscribe("back@example.com")
     client = _client(project, smtp_server)
@@ -116,7 +116,7 @@ def test_every_response_carries_the_security_headers(project: Project,
 
     monkeypatch.setattr(PublicSite, "_archive", broken)
     client = _client(project, smtp_server)
-    token = pipeline.open_subscribers(_config(project, smtp_server)).add("h@example.com").token
+    token = open_subscribers(_config(project, smtp_server)).add("h@example.com").token
     responses = {
         "page": client.get("/"),
         "405": client.get("/subscribe"),
@@ -203,7 +203,7 @@ def test_a_sign_up_that_loses_the_race_for_a_new_address_joins_the_winner(
     server shows only now and then; tests/web/test_serve_process.py runs it for real)."""
     from ainews_newsletter.subscribers.store import SubscriberStore
 
-    store = pipeline.open_subscribers(_config(project, smtp_server))
+    store = open_subscribers(_config(project, smtp_server))
     SignUps(store).sign_up("race@example.com", "First", None)  # the winner, already committed
     real_get = SubscriberStore.get
     calls: list[str] = []

@@ -1,5 +1,10 @@
-"""The Jinja2 environment: StrictUndefined so a typo in a template fails the build instead of
-sending an email with a blank, and autoescape so post text can never become markup."""
+"""The Jinja2 environment of the mails: StrictUndefined so a typo in a template fails the build
+instead of sending an email with a blank, and autoescape so post text can never become markup.
+
+Templates are found file by file: the operator's folder (`templates/` beside the config, see
+Config.templates_dir) first, then the shipped copy. So a folder made before a template
+existed (one without confirmation.txt.j2 or partials/more.mjml.j2) keeps working, and an
+operator can override digest.txt.j2 alone."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from ainews_newsletter import resources
 from ainews_newsletter.errors import RenderError
 
 TEXT_WIDTH = 72
@@ -25,11 +31,19 @@ def _autoescape(template_name: str | None) -> bool:
     return not (template_name or "").endswith(".txt.j2")
 
 
+def template_folders(templates_dir: Path) -> list[Path]:
+    """Where templates are looked for, first match wins: `templates_dir`, then the shipped
+    copy (once, when they are the same folder, as for the sample config in a checkout)."""
+    shipped = resources.shipped("templates")
+    return [shipped] if templates_dir.resolve() == shipped.resolve() else [templates_dir, shipped]
+
+
 def make_environment(templates_dir: Path) -> jinja2.Environment:
     if not templates_dir.is_dir():
         raise RenderError(f"templates folder not found: {templates_dir}")
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir),
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(folder)
+                                    for folder in template_folders(templates_dir)]),
         undefined=jinja2.StrictUndefined,
         autoescape=_autoescape,
         keep_trailing_newline=True,
@@ -38,13 +52,26 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
     return environment
 
 
+def compile_template(environment: jinja2.Environment, name: str) -> None:
+    """Load `name` now, so a broken override stops a long-running command at start-up with
+    its file and line (a RenderError) instead of failing later, at its first use."""
+    try:
+        environment.get_template(name)
+    except (jinja2.TemplateNotFound, jinja2.TemplateSyntaxError) as exc:
+        raise RenderError(_failure(exc, name)) from None
+
+
 def render_template(environment: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
     try:
         return environment.get_template(name).render(context)
-    except jinja2.TemplateNotFound as exc:
-        raise RenderError(f"template not found: {exc.name}") from None
-    except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: "
-                          f"{exc.message}") from None
-    except jinja2.UndefinedError as exc:
-        raise RenderError(f"template {name}: {exc.message}") from None
+    except (jinja2.TemplateNotFound, jinja2.TemplateSyntaxError, jinja2.UndefinedError) as exc:
+        raise RenderError(_failure(exc, name)) from None
+
+
+def _failure(exc: jinja2.TemplateError, name: str) -> str:
+    """One line saying which template failed, where, and how."""
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return f"template not found: {exc.name}"
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}"
+    return f"template {name}: {exc.message}"

@@ -16,10 +16,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ainews_newsletter import clock, pipeline
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.delivery.clickstats import ClickTarget, click_target, record_click
 from ainews_newsletter.delivery.clicktokens import ClickTokens
+from ainews_newsletter.pipeline.issue import open_ledger
 
 log = logging.getLogger("ainews.web")
 
@@ -36,7 +37,7 @@ class ClickRedirects:
         ref = self.tokens.read(token)
         if ref is None:
             return None
-        target = click_target(pipeline.open_ledger(self.config).engine, ref.delivery_id,
+        target = click_target(open_ledger(self.config).engine, ref.delivery_id,
                               ref.position)
         # Only ever links this tool stored; the check costs nothing and keeps a hand-edited
         # row (javascript:, a relative path) from becoming a redirect.
@@ -46,7 +47,7 @@ class ClickRedirects:
 
     def _record(self, target: ClickTarget, head: bool) -> None:
         try:
-            record_click(pipeline.open_ledger(self.config).engine, target, clock.now(), head)
+            record_click(open_ledger(self.config).engine, target, clock.now(), head)
         except SQLAlchemyError as exc:  # a database error loses a count, not the reader
             log.warning("click on link %s not recorded: %s", target.position, exc)
 

@@ -9,7 +9,8 @@ GET  /spam       SpamAssassin's score of the sample message (JSON; seconds, so f
 POST /send-test  one copy to an address, like `send --to`: the ledger is not touched
 GET  /healthz    ok
 
-The issue is rebuilt on every request (0.05-0.2 s), so the page never shows a stale copy."""
+The issue is rebuilt on every request, so the page never shows a stale copy (what a rebuild
+costs: BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -44,17 +45,26 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from ainews_newsletter import clock, pipeline
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.delivery.message import unsubscribe_url
 from ainews_newsletter.errors import AinewsError, ConfigError
 from ainews_newsletter.models import Period, RenderedIssue, Window
+from ainews_newsletter.pipeline.issue import (
+    lint,
+    render_selection,
+    resolve_period,
+    sample_message,
+    sample_recipient,
+    select_posts,
+)
+from ainews_newsletter.pipeline.send import send_test
 from ainews_newsletter.posts.select import Selection
 from ainews_newsletter.posts.windows import last_complete_week
 from ainews_newsletter.render.lint import Finding, spamassassin_score
-from ainews_newsletter.web.pages import page_templates
-from ainews_newsletter.web.preview_watch import Hub, watch_files, watch_targets
+from ainews_newsletter.web.live_reload import Hub, watch_files, watch_targets
 from ainews_newsletter.web.security import csrf_ok
+from ainews_newsletter.web.templating import page_templates
 
 logger = logging.getLogger(__name__)
 
@@ -113,18 +123,18 @@ def _fast_lint(config: Config) -> Config:
 def build_issue(config: Config, window: Window) -> Build:
     result = Build()
     try:
-        result.period = pipeline.resolve_period(config, window)
-        result.selection = pipeline.select_posts(config, window)
-        rendered = pipeline.render_selection(config, result.selection, force=True)
+        result.period = resolve_period(config, window)
+        result.selection = select_posts(config, window)
+        rendered = render_selection(config, result.selection, force=True)
         result.rendered = rendered
-        recipient = pipeline.sample_recipient(config)
+        recipient = sample_recipient(config)
         result.html, result.text = rendered.personalize(
             unsubscribe_url(config.newsletter, recipient.token))
-        result.message = pipeline.sample_message(config, rendered, recipient)
+        result.message = sample_message(config, rendered, recipient)
         parsed = BytesParser(policy=email.policy.default).parsebytes(result.message,
                                                                      headersonly=True)
         result.headers = [(name, str(parsed[name])) for name in HEADERS if name in parsed]
-        result.findings = pipeline.lint(_fast_lint(config), rendered)
+        result.findings = lint(_fast_lint(config), rendered)
     except AinewsError as exc:
         result.error = str(exc)
     except Exception as exc:  # a half-saved template: show it, keep serving
@@ -250,7 +260,7 @@ class Preview:
         if built.rendered is None:
             return SentCopy(address, error=f"nothing to send: {built.error}")
         try:
-            outcome = pipeline.send_test(config, built.rendered, address)
+            outcome = send_test(config, built.rendered, address)
         except (AinewsError, OSError) as exc:
             return SentCopy(address, error=str(exc))
         return SentCopy(address, outcome.state.value, outcome.code, outcome.reply)

@@ -10,17 +10,17 @@
 /preferences/<token>  the lists someone is on (CSRF-checked form)
 /issues/, /issues/<key>, /feed.xml   the archive of sent issues and its Atom feed
 /c/<token>            GET/HEAD: a click link ([tracking] clicks): 302 to the link, see clicks.py
-/healthz              for load balancers"""
+/healthz              for load balancers
+
+The sign-up policy (throttles, the confirmation mail, who may confirm) is double_opt_in.py;
+the feed is atom_feed.py."""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Mapping
-from datetime import UTC
 from typing import Any
-from urllib.parse import quote
-from xml.sax.saxutils import escape as xml_escape
 
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
@@ -33,44 +33,39 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from ainews_newsletter import clock, pipeline
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.delivery.ledger import IssueRecord
-from ainews_newsletter.delivery.message import notice_message
-from ainews_newsletter.delivery.transports import TransportUnavailable
 from ainews_newsletter.errors import AinewsError, ConfigError, RenderError, SubscriberError
-from ainews_newsletter.models import DeliveryState, SendOutcome, Subscriber, SubscriberStatus
+from ainews_newsletter.models import Subscriber, SubscriberStatus
+from ainews_newsletter.pipeline.issue import audience_list, open_ledger, open_subscribers
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.history import Attribution
 from ainews_newsletter.subscribers.names import clean_name
-from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.subscribers.store import SubscriberStore
+from ainews_newsletter.web.atom_feed import MEDIA_TYPE, archive_feed
 from ainews_newsletter.web.clicks import ClickRedirects
+from ainews_newsletter.web.double_opt_in import DoubleOptIn
 from ainews_newsletter.web.hardening import BodyLimit, BodyTooLarge, SecurityHeaders
-from ainews_newsletter.web.pages import public_page_templates, render_page
 from ainews_newsletter.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
     SECURITY_HEADERS,
     BadToken,
     Confirmation,
-    ConfirmationTokens,
-    Throttle,
     client_key,
     csrf_ok,
-    mailbox_key,
-    mask_address,
     mask_tokens,
     new_csrf_value,
 )
+from ainews_newsletter.web.templating import public_page_templates, render_page
 
 log = logging.getLogger("ainews.web")
 _ISSUE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-HOUR, DAY = 3600.0, 86400.0
 
 
 class PublicSite:
-    """The routes, sharing one config, one template environment and the throttles."""
+    """The routes, sharing one config, one page environment and the sign-up policy."""
 
     def __init__(self, config: Config) -> None:
         secret = config.secret_key.get_secret_value() if config.secret_key else ""
@@ -79,14 +74,8 @@ class PublicSite:
                               "serve`: it encrypts confirmation links. Make one with: python -c "
                               "'import secrets; print(secrets.token_urlsafe(32))'")
         self.config, self.secret = config, secret
-        self.tokens = ConfirmationTokens(secret, config.web.confirm_link_hours * HOUR)
         self.templates = public_page_templates(config)  # a broken override stops here
-        self.per_ip = Throttle(config.web.signups_per_ip_per_hour, HOUR)
-        self.per_address = Throttle(config.web.confirmations_per_address_per_day, DAY)
-        # The issues' DKIM signer: the confirmation is a reader's first mail from us, and
-        # unsigned it fails DMARC wherever SPF does not align. Made here, so a bad key stops
-        # `serve` at start instead of failing each sign-up quietly in the log.
-        self.sign = pipeline.message_signer(config)
+        self.opt_in = DoubleOptIn(config, secret)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -121,7 +110,7 @@ class PublicSite:
         return data
 
     def store(self) -> SubscriberStore:
-        return pipeline.open_subscribers(self.config)
+        return open_subscribers(self.config)
 
     # -- subscribe and confirm --------------------------------------------------------
 
@@ -134,7 +123,7 @@ class PublicSite:
             return self.message("Please try again", "The form had expired. Reload the page and "
                                 "send it again.", status=400)
         client = client_key(request.client.host if request.client else "unknown")
-        if not self.per_ip.allow(client):
+        if not self.opt_in.may_sign_up_from(client):
             return self.message("Too many sign-ups", "Too many sign-ups from your network; "
                                 "please try again in an hour.", status=429)
         try:
@@ -151,50 +140,12 @@ class PublicSite:
         response = self.message("Check your inbox", f"If {address} can receive mail, a "
                                 "message with a confirmation link is on its way. The "
                                 "subscription starts when you follow it.")
-        if self.per_address.allow(mailbox_key(normalized)):
-            response.background = BackgroundTask(self._sign_up_and_mail, address, name)
+        if self.opt_in.may_mail(normalized):
+            response.background = BackgroundTask(self.opt_in.sign_up_and_mail, address, name)
         return response
 
-    def _sign_up_and_mail(self, address: str, name: str | None) -> None:
-        """After the response, so only the log can tell why a sign-up stays pending: one
-        line per confirmation mail not sent, the address masked (a log is no mailing list).
-        A refusal or a server that is down is expected: no traceback; a bug keeps its own."""
-        masked = mask_address(address)
-        try:
-            outcome = self._sign_up_and_mail_now(address, name)
-        except TransportUnavailable as exc:
-            log.warning("confirmation mail to %s not sent: %s", masked, exc)
-        except Exception:  # the reader can simply sign up again
-            log.exception("sign-up of %s failed", masked)
-        else:
-            if outcome is not None and outcome.state is not DeliveryState.SENT:
-                log.warning("confirmation mail to %s not sent: %s %s", masked, outcome.code,
-                            outcome.reply)
-
-    def _sign_up_and_mail_now(self, address: str, name: str | None) -> SendOutcome | None:
-        signups = SignUps(self.store())
-        if not signups.may_be_sent_a_confirmation(address):
-            return None  # receiving it already, or complained, bounced, suppressed: no mail
-        signups.sign_up(address, name, None)  # a sign-up racing this one joins its row
-        token = self.tokens.make(address, None, name)
-        link = f"{self.config.newsletter.base_url}/confirm/{token}"
-        hours = int(self.config.web.confirm_link_hours)
-        text = (f"Someone (hopefully you) asked to receive {self.config.newsletter.name} at "
-                f"this address.\n\nConfirm here (the link works for {hours} hours):\n{link}\n\n"
-                "If it was not you, ignore this message: nothing will be sent to you.\n\n"
-                f"--\n{self.config.newsletter.name}\n{self.config.newsletter.postal_address}\n")
-        message = notice_message(
-            self.config.newsletter, address,
-            f"Confirm your subscription to {self.config.newsletter.name}", text, clock.now())
-        transport = pipeline.make_transport(self.config)
-        try:
-            return transport.send(self.config.newsletter.from_, address,
-                                  self.sign(message) if self.sign else message)
-        finally:
-            transport.close()
-
     def _confirmation(self, request: Request) -> Confirmation:
-        return self.tokens.read(str(request.path_params["token"]))
+        return self.opt_in.read(str(request.path_params["token"]))
 
     async def confirm_page(self, request: Request) -> Response:
         try:
@@ -211,29 +162,12 @@ class PublicSite:
         if await self.form(request) is None:
             return self.message("Please try again", "The form had expired. Open the link from "
                                 "the email again.", status=400)
-        refusal = await run_in_threadpool(self._confirm, confirmation)
+        refusal = await run_in_threadpool(self.opt_in.confirm, confirmation)
         if refusal is not None:
             return self.bad_link(refusal)
         return self.message("You are subscribed", f"{confirmation.email} will receive "
                             f"{self.config.newsletter.name}. Every issue has a one-click "
                             "unsubscribe link.")
-
-    def _confirm(self, confirmation: Confirmation) -> str | None:
-        """Confirm, or say why not. A link older than the reader's unsubscribe must not
-        bring them back (it stays valid for two days), and a spam complaint or a bounce is
-        not undone from the web."""
-        store = self.store()
-        found = store.get(confirmation.email)
-        if found is None:
-            return "this sign-up no longer exists; sign up again"
-        if found.status in (SubscriberStatus.COMPLAINED, SubscriberStatus.BOUNCED):
-            return (f"{found.email} cannot be subscribed from here ({found.status.value}); "
-                    "please write to us")
-        if (found.status is SubscriberStatus.UNSUBSCRIBED and found.unsubscribed_at
-                and found.unsubscribed_at >= confirmation.issued_at):
-            return "this link is older than your unsubscribe; sign up again for a new one"
-        SignUps(store).confirm(confirmation.email, confirmation.list_name, confirmation.name)
-        return None
 
     # -- unsubscribe and preferences --------------------------------------------------
 
@@ -271,7 +205,7 @@ class PublicSite:
         found = store.by_token(token)
         if found is None:
             return None
-        issue_id = pipeline.open_ledger(self.config).last_issue_sent_to(found.id)
+        issue_id = open_ledger(self.config).last_issue_sent_to(found.id)
         store.attribution = Attribution(source, issue_id)
         return store.unsubscribe_token(token)
 
@@ -304,7 +238,7 @@ class PublicSite:
     # -- archive and feed -------------------------------------------------------------
 
     def _archive(self) -> list[IssueRecord]:
-        return pipeline.open_ledger(self.config).sent_issues(pipeline.audience_list(self.config))
+        return open_ledger(self.config).sent_issues(audience_list(self.config))
 
     async def archive(self, request: Request) -> Response:
         return self.page("archive.html", issues=await run_in_threadpool(self._archive))
@@ -313,8 +247,8 @@ class PublicSite:
         key = str(request.path_params["key"])
         if not _ISSUE_KEY.fullmatch(key):
             raise HTTPException(404)
-        found = await run_in_threadpool(pipeline.open_ledger(self.config).find_issue,
-                                        pipeline.audience_list(self.config), key)
+        found = await run_in_threadpool(open_ledger(self.config).find_issue,
+                                        audience_list(self.config), key)
         if found is None or found.snapshot_at is None:  # drafts are not public
             raise HTTPException(404)
         # The archive copy is nobody's: its unsubscribe link explains where the real one is.
@@ -322,23 +256,9 @@ class PublicSite:
         return HTMLResponse(html, headers=SECURITY_HEADERS)
 
     async def feed(self, request: Request) -> Response:
-        base = self.config.newsletter.base_url
-        issues = await run_in_threadpool(self._archive)
-        updated = (issues[0].snapshot_at or issues[0].created_at) if issues else clock.now()
-        entries = "".join(
-            f"<entry><title>{xml_escape(i.rendered.subject)}</title>"
-            f"<id>{base}/issues/{quote(i.rendered.period.key)}</id>"
-            f'<link href="{base}/issues/{quote(i.rendered.period.key)}"/>'
-            f"<updated>{(i.snapshot_at or i.created_at).astimezone(UTC).isoformat()}</updated>"
-            f"<summary>{xml_escape(i.rendered.preheader)}</summary></entry>"
-            for i in issues)
-        body = ('<?xml version="1.0" encoding="utf-8"?>\n'
-                '<feed xmlns="http://www.w3.org/2005/Atom">'
-                f"<title>{xml_escape(self.config.newsletter.name)}</title>"
-                f"<id>{base}/feed.xml</id>"
-                f'<link rel="self" href="{base}/feed.xml"/><link href="{base}/issues/"/>'
-                f"<updated>{updated.astimezone(UTC).isoformat()}</updated>{entries}</feed>")
-        return Response(body, media_type="application/atom+xml", headers=SECURITY_HEADERS)
+        body = archive_feed(self.config.newsletter.name, self.config.newsletter.base_url,
+                            await run_in_threadpool(self._archive), clock.now())
+        return Response(body, media_type=MEDIA_TYPE, headers=SECURITY_HEADERS)
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")

@@ -1,8 +1,8 @@
 """The Jinja2 environments of the web pages, everything escaped (user input and post titles
 end up in these pages).
 
-The public pages of `ainews serve` are the user's to edit, found like the email's templates
-but file by file: `templates/web/<name>.html` beside the config file when that file exists,
+The public pages of `ainews serve` are the user's to edit, found like the email's templates,
+file by file: `templates/web/<name>.html` beside the config file when that file exists,
 else the shipped one. So a newsletter can override subscribe.html alone and keep the shipped
 base.html it extends. The shipped copy has one home, the repository's `templates/web/`, which
 hatchling puts into the wheel with the rest of `templates/` (see resources.py). The writer's
@@ -23,9 +23,9 @@ from jinja2 import (
     select_autoescape,
 )
 
-from ainews_newsletter import resources
 from ainews_newsletter.config import Config
 from ainews_newsletter.errors import RenderError
+from ainews_newsletter.render.environment import template_folders
 
 # Every page public.py renders: each must be found (in an override or the shipped copy) and
 # compile before `ainews serve` listens.
@@ -44,11 +44,9 @@ def page_templates() -> Environment:
 
 
 def public_page_folders(config: Config) -> list[Path]:
-    """Where public pages are looked for, first match wins."""
-    shipped = resources.shipped("templates") / "web"
-    local = config.base_dir / "templates" / "web"
-    # The sample config sits beside the shipped folder in a checkout: look there once.
-    return [shipped] if local.resolve() == shipped.resolve() else [local, shipped]
+    """Where public pages are looked for, first match wins: the `web/` of each folder the
+    mails' templates are looked for in."""
+    return [folder / "web" for folder in template_folders(config.templates_dir)]
 
 
 def public_page_templates(config: Config) -> Environment:

@@ -1,0 +1,126 @@
+"""The sign-up policy of `ainews serve` (double opt-in): how many sign-ups a network and a
+mailbox may make, who is sent a confirmation mail and what it says, and who may confirm.
+
+The mail's words are templates the operator may override like the others:
+templates/confirmation.txt.j2 (its text) and templates/confirmation_subject.txt.j2."""
+
+from __future__ import annotations
+
+import logging
+
+from ainews_newsletter import clock
+from ainews_newsletter.config import Config
+from ainews_newsletter.delivery.message import notice_message
+from ainews_newsletter.delivery.transports import TransportUnavailable
+from ainews_newsletter.models import DeliveryState, SendOutcome, SubscriberStatus
+from ainews_newsletter.pipeline.issue import message_signer, open_subscribers
+from ainews_newsletter.pipeline.send import make_transport
+from ainews_newsletter.render.environment import (
+    compile_template,
+    make_environment,
+    render_template,
+)
+from ainews_newsletter.subscribers.signups import SignUps
+from ainews_newsletter.web.security import (
+    Confirmation,
+    ConfirmationTokens,
+    Throttle,
+    mailbox_key,
+    mask_address,
+)
+
+log = logging.getLogger("ainews.web")
+HOUR, DAY = 3600.0, 86400.0
+CONFIRMATION_TEXT = "confirmation.txt.j2"
+CONFIRMATION_SUBJECT = "confirmation_subject.txt.j2"
+
+
+class DoubleOptIn:
+    """One per app: the confirmation links' key, the throttles (in memory, per process), the
+    mail templates and the DKIM signer."""
+
+    def __init__(self, config: Config, secret: str) -> None:
+        self.config = config
+        self.tokens = ConfirmationTokens(secret, config.web.confirm_link_hours * HOUR)
+        self.per_ip = Throttle(config.web.signups_per_ip_per_hour, HOUR)
+        self.per_address = Throttle(config.web.confirmations_per_address_per_day, DAY)
+        self.mails = make_environment(config.templates_dir)
+        for name in (CONFIRMATION_TEXT, CONFIRMATION_SUBJECT):  # a broken override stops here
+            compile_template(self.mails, name)
+        # The issues' DKIM signer: the confirmation is a reader's first mail from us, and
+        # unsigned it fails DMARC wherever SPF does not align. Made here, so a bad key stops
+        # `serve` at start instead of failing each sign-up quietly in the log.
+        self.sign = message_signer(config)
+
+    def may_sign_up_from(self, client: str) -> bool:
+        """Counts a sign-up from `client` (a network, see security.client_key)."""
+        return self.per_ip.allow(client)
+
+    def may_mail(self, normalized_address: str) -> bool:
+        """Counts a confirmation mail to this mailbox (plus-tags and all, one mailbox)."""
+        return self.per_address.allow(mailbox_key(normalized_address))
+
+    def sign_up_and_mail(self, address: str, name: str | None) -> None:
+        """After the response, so only the log can tell why a sign-up stays pending: one
+        line per confirmation mail not sent, the address masked (a log is no mailing list).
+        A refusal or a server that is down is expected: no traceback; a bug keeps its own."""
+        masked = mask_address(address)
+        try:
+            outcome = self._sign_up_and_mail_now(address, name)
+        except TransportUnavailable as exc:
+            log.warning("confirmation mail to %s not sent: %s", masked, exc)
+        except Exception:  # the reader can simply sign up again
+            log.exception("sign-up of %s failed", masked)
+        else:
+            if outcome is not None and outcome.state is not DeliveryState.SENT:
+                log.warning("confirmation mail to %s not sent: %s %s", masked, outcome.code,
+                            outcome.reply)
+
+    def _sign_up_and_mail_now(self, address: str, name: str | None) -> SendOutcome | None:
+        signups = SignUps(open_subscribers(self.config))
+        if not signups.may_be_sent_a_confirmation(address):
+            return None  # receiving it already, or complained, bounced, suppressed: no mail
+        signups.sign_up(address, name, None)  # a sign-up racing this one joins its row
+        message = self.confirmation_mail(address, name, self.tokens.make(address, None, name))
+        transport = make_transport(self.config)
+        try:
+            return transport.send(self.config.newsletter.from_, address,
+                                  self.sign(message) if self.sign else message)
+        finally:
+            transport.close()
+
+    def confirmation_mail(self, address: str, name: str | None, token: str) -> bytes:
+        """The mail carrying the confirmation link, from the confirmation templates."""
+        newsletter = self.config.newsletter
+        context = {
+            "newsletter": {"name": newsletter.name, "base_url": newsletter.base_url,
+                           "postal_address": newsletter.postal_address},
+            "confirm_url": f"{newsletter.base_url}/confirm/{token}",
+            "link_hours": int(self.config.web.confirm_link_hours),
+            "reader": {"email": address, "name": name or ""},
+        }
+        text = render_template(self.mails, CONFIRMATION_TEXT, context)
+        # notice_message makes the subject one line (a template's line breaks become spaces).
+        subject = render_template(self.mails, CONFIRMATION_SUBJECT, context)
+        return notice_message(newsletter, address, subject, text, clock.now())
+
+    def read(self, token: str) -> Confirmation:
+        """The sign-up a confirmation link carries; BadToken if forged, altered or expired."""
+        return self.tokens.read(token)
+
+    def confirm(self, confirmation: Confirmation) -> str | None:
+        """Confirm, or say why not. A link older than the reader's unsubscribe must not
+        bring them back (it stays valid for two days), and a spam complaint or a bounce is
+        not undone from the web."""
+        store = open_subscribers(self.config)
+        found = store.get(confirmation.email)
+        if found is None:
+            return "this sign-up no longer exists; sign up again"
+        if found.status in (SubscriberStatus.COMPLAINED, SubscriberStatus.BOUNCED):
+            return (f"{found.email} cannot be subscribed from here ({found.status.value}); "
+                    "please write to us")
+        if (found.status is SubscriberStatus.UNSUBSCRIBED and found.unsubscribed_at
+                and found.unsubscribed_at >= confirmation.issued_at):
+            return "this link is older than your unsubscribe; sign up again for a new one"
+        SignUps(store).confirm(confirmation.email, confirmation.list_name, confirmation.name)
+        return None
