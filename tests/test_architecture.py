@@ -20,7 +20,7 @@ ENTRY_POINTS = {"cli", "schedule", "web", "__main__"}
 
 
 def _unit(module_path: Path) -> str:
-    """The first component below the package: 'posts' for posts/loader.py."""
+    """The first component below the package: 'posts' for posts/sources.py."""
     relative = module_path.relative_to(SRC)
     return relative.parts[0].removesuffix(".py")
 

@@ -9,27 +9,34 @@ from pathlib import Path
 
 import pytest
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.config import load_config
 from ainews_newsletter.errors import RenderError
-from ainews_newsletter.models import RenderedIssue
+from ainews_newsletter.models import RenderedIssue, Window
+from ainews_newsletter.pipeline.issue import (
+    audience_list,
+    build,
+    open_ledger,
+    render_selection,
+    select_posts,
+)
+from ainews_newsletter.posts.select import Selection
 from ainews_newsletter.posts.windows import parse_week
 from ainews_newsletter.render.digest import compose_issue, period_label, render_issue
 from tests.conftest import Project, post_text, write_post
 
 REPO = Path(__file__).resolve().parents[2]
-W47 = pipeline.Window(week="2026-W47")
+W47 = Window(week="2026-W47")
 
 
 @pytest.fixture(scope="module")
-def sample() -> tuple[pipeline.Selection, RenderedIssue]:
+def sample() -> tuple[Selection, RenderedIssue]:
     config = load_config(REPO / "config.toml", environ={},
                          overrides={"storage": {"url": "sqlite:///:memory:"}})
-    selection = pipeline.select_posts(config, W47)
-    return selection, pipeline.render_selection(config, selection)
+    selection = select_posts(config, W47)
+    return selection, render_selection(config, selection)
 
 
-def test_every_post_is_in_the_html(sample: tuple[pipeline.Selection, RenderedIssue]) -> None:
+def test_every_post_is_in_the_html(sample: tuple[Selection, RenderedIssue]) -> None:
     selection, rendered = sample
     assert len(selection.posts) == 5 == rendered.post_count
     html = rendered.html
@@ -44,14 +51,14 @@ def test_every_post_is_in_the_html(sample: tuple[pipeline.Selection, RenderedIss
     assert rendered.unsubscribe_placeholder in html
 
 
-def test_html_is_inlined_and_responsive(sample: tuple[pipeline.Selection, RenderedIssue]) -> None:
+def test_html_is_inlined_and_responsive(sample: tuple[Selection, RenderedIssue]) -> None:
     html = sample[1].html
     assert "<mj-" not in html  # MJML was compiled
     assert "@media" in html  # the phone layout survives in a <style> block
     assert re.search(r'<div[^>]+style="[^"]*max-width:600px', html)  # premailer inlined
 
 
-def test_posts_are_newest_first(sample: tuple[pipeline.Selection, RenderedIssue]) -> None:
+def test_posts_are_newest_first(sample: tuple[Selection, RenderedIssue]) -> None:
     selection, rendered = sample
     positions = [rendered.html.index(post.url) for post in selection.posts]
     assert positions == sorted(positions)
@@ -59,7 +66,7 @@ def test_posts_are_newest_first(sample: tuple[pipeline.Selection, RenderedIssue]
     assert dates == sorted(dates, reverse=True)
 
 
-def test_text_part_is_clean_prose(sample: tuple[pipeline.Selection, RenderedIssue]) -> None:
+def test_text_part_is_clean_prose(sample: tuple[Selection, RenderedIssue]) -> None:
     selection, rendered = sample
     text = rendered.text
     for post in selection.posts:
@@ -72,7 +79,7 @@ def test_text_part_is_clean_prose(sample: tuple[pipeline.Selection, RenderedIssu
 
 
 def test_personalize_fills_the_link_everywhere(
-        sample: tuple[pipeline.Selection, RenderedIssue]) -> None:
+        sample: tuple[Selection, RenderedIssue]) -> None:
     rendered = sample[1]
     html, text = rendered.personalize("https://news.example.org/unsubscribe/a&b")
     assert rendered.unsubscribe_placeholder not in html + text
@@ -85,7 +92,7 @@ def test_post_text_is_data_never_template_or_markup(project: Project) -> None:
         "Math {{ 7*7 }} and <script>alert(1)</script>", "2026-11-19T10:00:00Z",
         summary="'Lead {% if true %}x{% endif %} & <b>more</b>'"))
     config = load_config(project.config_path, environ={})
-    rendered = pipeline.build(config, W47)
+    rendered = build(config, W47)
     assert "{{ 7*7 }}" in rendered.text and "Math 49" not in rendered.text
     assert "{% if true %}x{% endif %}" in rendered.text
     assert "<script>alert(1)</script>" not in rendered.html
@@ -100,7 +107,7 @@ def test_missing_template_variable_fails_the_build(project: Project) -> None:
     (templates / "digest.txt.j2").write_text(source + "{{ issue.no_such_thing }}\n")
     config = load_config(project.config_path, environ={})
     with pytest.raises(RenderError, match="no_such_thing"):
-        pipeline.build(config, W47)
+        build(config, W47)
 
 
 def test_templates_without_unsubscribe_link_are_refused(project: Project) -> None:
@@ -110,7 +117,7 @@ def test_templates_without_unsubscribe_link_are_refused(project: Project) -> Non
     (templates / "digest.txt.j2").write_text(text)
     config = load_config(project.config_path, environ={})
     with pytest.raises(RenderError, match="unsubscribe"):
-        pipeline.build(config, W47)
+        build(config, W47)
 
 
 def test_empty_week_cannot_be_composed() -> None:
@@ -138,7 +145,7 @@ def test_render_issue_uses_templates_beside_the_config(project: Project) -> None
     footer.write_text(footer.read_text().replace("Unsubscribe", "Leave this list"))
     config = load_config(project.config_path, environ={})
     issue = compose_issue(parse_week("2026-W47", config.newsletter.tz),
-                          pipeline.select_posts(config, W47).posts, "N")
+                          select_posts(config, W47).posts, "N")
     assert "Leave this list" in render_issue(issue, config.newsletter, config.templates_dir).html
 
 
@@ -147,7 +154,7 @@ def test_utm_parameters_on_post_links_only(project: Project) -> None:
     write_post(project.posts, "2026-11-19-tracked.md", post_text(
         "Tracked", "2026-11-19T10:00:00Z", url="https://x.example/a?utm_source=old&id=7"))
     config = load_config(project.config_path, environ={})
-    html, text = pipeline.build(config, W47).personalize("https://news.example.org/u/t")
+    html, text = build(config, W47).personalize("https://news.example.org/u/t")
     assert ('href="https://news.example.org/posts/monday?utm_source=newsletter&amp;'
             'utm_medium=email&amp;utm_campaign=weekly-2026-W47"') in html
     assert ("https://x.example/a?id=7&utm_source=newsletter&utm_medium=email&"
@@ -158,10 +165,10 @@ def test_utm_parameters_on_post_links_only(project: Project) -> None:
 
 def test_masthead_numbers_issues_and_links_the_archive(project: Project) -> None:
     config = load_config(project.config_path, environ={})
-    rendered = pipeline.build(config, W47)
+    rendered = build(config, W47)
     assert "Issue #1 · 16–22 November 2026" in rendered.text
     assert "View in your browser: https://news.example.org/issues/2026-W47" in rendered.text
-    ledger = pipeline.open_ledger(config)
-    ledger.create_issue(pipeline.audience_list(config), pipeline.build(
-        config, pipeline.Window(week="2026-W46")), (), rendered.period.start)
-    assert "Issue #2 ·" in pipeline.build(config, W47).text  # after one earlier issue
+    ledger = open_ledger(config)
+    ledger.create_issue(audience_list(config), build(
+        config, Window(week="2026-W46")), (), rendered.period.start)
+    assert "Issue #2 ·" in build(config, W47).text  # after one earlier issue

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.config import load_config
-from ainews_newsletter.models import RenderedIssue
+from ainews_newsletter.models import RenderedIssue, Window
+from ainews_newsletter.pipeline.issue import SAMPLE_RECIPIENT, build, resolve_period, sample_message
 from ainews_newsletter.render.lint import (
     HTML_ERROR_BYTES,
     HTML_WARN_BYTES,
@@ -30,7 +30,7 @@ CONFIG = load_config(REPO / "config.toml", environ={},
 
 @pytest.fixture(scope="module")
 def sample() -> RenderedIssue:
-    return pipeline.build(CONFIG, pipeline.Window(week="2026-W47"))
+    return build(CONFIG, Window(week="2026-W47"))
 
 
 UNSUB = "https://unsubscribe.invalid/U"
@@ -38,7 +38,7 @@ UNSUB = "https://unsubscribe.invalid/U"
 
 def _issue(html: str, text: str = f"{UNSUB} {ADDRESS}", subject: str = "Subject",
            ) -> RenderedIssue:
-    period = pipeline.resolve_period(CONFIG, pipeline.Window(week="2026-W47"))
+    period = resolve_period(CONFIG, Window(week="2026-W47"))
     return RenderedIssue(period=period, subject=subject, preheader="p", html=html, text=text,
                          unsubscribe_placeholder=UNSUB, post_count=1)
 
@@ -55,7 +55,7 @@ def test_a_clean_issue_has_no_findings() -> None:
 
 
 def test_sample_issue_is_clean_and_small(sample: RenderedIssue) -> None:
-    message = pipeline.sample_message(CONFIG, sample, pipeline.SAMPLE_RECIPIENT)
+    message = sample_message(CONFIG, sample, SAMPLE_RECIPIENT)
     findings = lint_issue(sample, CONFIG.newsletter.postal_address, message, spamassassin=False)
     assert findings == []
     assert sample.html_bytes <= 60_000
@@ -106,7 +106,7 @@ def spamassassin() -> None:
 
 
 def test_sample_issue_scores_zero_or_less(sample: RenderedIssue, spamassassin: None) -> None:
-    message = pipeline.sample_message(CONFIG, sample, pipeline.SAMPLE_RECIPIENT)
+    message = sample_message(CONFIG, sample, SAMPLE_RECIPIENT)
     scored = spamassassin_score(message)
     assert scored is not None
     score, rules = scored
@@ -119,7 +119,7 @@ def test_spammy_issue_is_an_error(sample: RenderedIssue, spamassassin: None) -> 
                 "no credit check, you have been selected as a winner!!!</p>") * 20
     spammy = replace(sample, subject="FREE MONEY!!! ACT NOW!!! 100% GUARANTEED WINNER",
                      html=sample.html.replace("<body", "<body><p>" + shouting + "</p><body", 1))
-    message = pipeline.sample_message(CONFIG, spammy, pipeline.SAMPLE_RECIPIENT)
+    message = sample_message(CONFIG, spammy, SAMPLE_RECIPIENT)
     findings = lint_issue(spammy, CONFIG.newsletter.postal_address, message, spamassassin=True)
     spam = [f for f in findings if f.code == "spam-score"]
     assert spam and spam[0].severity is Severity.ERROR, findings

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.config import load_config
+from ainews_newsletter.models import Window
+from ainews_newsletter.pipeline.issue import build
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOTS = REPO / "tests" / "snapshots"
@@ -19,7 +20,7 @@ UNSUBSCRIBE = "https://ainews.example/unsubscribe/SNAPSHOT-TOKEN"
 def _render() -> tuple[str, str]:
     config = load_config(REPO / "config.toml", environ={},
                          overrides={"storage": {"url": "sqlite:///:memory:"}})
-    rendered = pipeline.build(config, pipeline.Window(week="2026-W47"))
+    rendered = build(config, Window(week="2026-W47"))
     return rendered.personalize(UNSUBSCRIBE)
 
 

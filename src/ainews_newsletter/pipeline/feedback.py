@@ -29,9 +29,9 @@ from ainews_newsletter.errors import AinewsError, FeedbackError
 from ainews_newsletter.feedback.classify import classify
 from ainews_newsletter.feedback.dsn import status_in
 from ainews_newsletter.feedback.events import EventLog, FeedbackEvent, event_key
+from ainews_newsletter.feedback.findings import FailedRecipient, FeedbackKind, FeedbackReport
 from ainews_newsletter.feedback.mailfile import MAX_BYTES, MailItem, Unreadable
 from ainews_newsletter.feedback.parse import parse_message
-from ainews_newsletter.feedback.report import FailedRecipient, FeedbackKind, FeedbackReport
 from ainews_newsletter.feedback.verp import tag_in
 from ainews_newsletter.models import SendOutcome, SubscriberStatus
 from ainews_newsletter.pipeline.issue import issue_for, open_ledger, open_subscribers

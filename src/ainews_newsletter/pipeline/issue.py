@@ -22,8 +22,8 @@ from ainews_newsletter.models import (
     Window,
     counted,
 )
-from ainews_newsletter.posts.loader import load_sources
 from ainews_newsletter.posts.select import Carried, Selection, post_ref, select
+from ainews_newsletter.posts.sources import load_sources
 from ainews_newsletter.posts.windows import (
     between,
     last_complete_week,
