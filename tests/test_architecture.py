@@ -1,7 +1,7 @@
-"""The house rules of DESIGN.md, checked by parsing imports so they cannot rot:
-leaves import nothing of ours (but other leaves), a room imports only leaves and itself,
-orchestrators (pipeline, demo) cross rooms, and nothing imports an entry point except the
-CLI, which is how `ainews schedule` and `ainews preview`/`serve` reach theirs."""
+"""The rooms and their rules (docs/contributing.md), checked by parsing imports so they
+cannot rot: leaves import nothing of ours (but other leaves), a room imports only leaves and
+itself, orchestrators (pipeline, demo) cross rooms, and nothing imports an entry point except
+the CLI, which is how `ainews schedule` and `ainews preview`/`serve` reach theirs."""
 
 from __future__ import annotations
 

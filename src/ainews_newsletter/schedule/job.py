@@ -114,11 +114,11 @@ def needs_rerun(config: Config, runs_before: int) -> bool:
         # Our own pid on a row of an earlier process is a previous life of the pid: in a
         # container the scheduler is PID 1 every time.
         return last.host == socket.gethostname()[:255] and (
-            last.pid == os.getpid() or not _alive(last.pid))
+            last.pid == os.getpid() or not _process_alive(last.pid))
     return last.outcome == "stopped"  # full runs only: a stopped resume is "resumed"
 
 
-def _alive(pid: int) -> bool:
+def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -151,7 +151,7 @@ def run_once(config: Config, should_stop: StopRequested = lambda: False,
     except Exception as exc:  # recorded for `schedule status`; the scheduler keeps going
         log.exception("run failed")
         result = RunResult("failed", None, f"{type(exc).__name__}: {exc}")
-    return _finish(history, run_id, result, notes)
+    return _record_finish(history, run_id, result, notes)
 
 
 def _resume_run(config: Config, should_stop: StopRequested) -> RunResult | None:
@@ -169,12 +169,12 @@ def _resume_run(config: Config, should_stop: StopRequested) -> RunResult | None:
         notes, result = [], RunResult("failed", None, f"resuming: {type(exc).__name__}: {exc}")
     if not notes and result.outcome == "resumed":
         return None
-    return _finish(history, history.start(audience_list(config), started), result,
-                   notes)
+    return _record_finish(history, history.start(audience_list(config), started), result,
+                          notes)
 
 
-def _finish(history: RunHistory, run_id: int, result: RunResult,
-            notes: list[str]) -> RunResult:
+def _record_finish(history: RunHistory, run_id: int, result: RunResult,
+                   notes: list[str]) -> RunResult:
     detail = "; ".join([*notes, result.detail] if result.detail else notes)
     history.finish(run_id, clock.now(), result.outcome, result.period_key, detail)
     log.info("run %s: %s%s — %s", run_id, result.outcome,
