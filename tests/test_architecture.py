@@ -1,7 +1,7 @@
-"""The house rules of DESIGN.md, checked by parsing imports so they cannot rot:
-leaves import nothing of ours (but other leaves), a room imports only leaves and itself,
-orchestrators (pipeline, demo) cross rooms, and nothing imports an entry point except the
-CLI, which is how `ainews schedule` and `ainews preview`/`serve` reach theirs."""
+"""The rooms and their rules (docs/contributing.md), checked by parsing imports so they
+cannot rot: leaves import nothing of ours (but other leaves), a room imports only leaves and
+itself, orchestrators (pipeline, demo) cross rooms, and nothing imports an entry point except
+the CLI, which is how `ainews schedule` and `ainews preview`/`serve` reach theirs."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ ENTRY_POINTS = {"cli", "schedule", "web", "__main__"}
 
 
 def _unit(module_path: Path) -> str:
-    """The first component below the package: 'posts' for posts/loader.py."""
+    """The first component below the package: 'posts' for posts/sources.py."""
     relative = module_path.relative_to(SRC)
     return relative.parts[0].removesuffix(".py")
 

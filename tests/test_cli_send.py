@@ -15,15 +15,17 @@ from datetime import timedelta
 
 import pytest
 
-from ainews_newsletter import clock, pipeline
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.database import sqlite_path
+from ainews_newsletter.models import Window
+from ainews_newsletter.pipeline.send import execute_send, plan_send
 from tests.conftest import Project, SmtpServer, smtp_env
 
 # Run again under libfaketime at awkward dates by scripts/test-clocks.
 pytestmark = pytest.mark.clock
 
-W47 = pipeline.Window(week="2026-W47")
+W47 = Window(week="2026-W47")
 
 
 def _subscribe(project: Project, count: int) -> list[str]:
@@ -83,12 +85,12 @@ def test_deferred_past_give_up_after_hours_fails(project: Project,
     _subscribe(project, 1)
     smtp_server.handler.replies = {"reader000@example.com": "451 4.7.1 Try later"}
     config = _config(project, smtp_server, retry_base_seconds=600, give_up_after_hours=0.5)
-    first = pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    first = execute_send(config, plan_send(config, W47))
     assert first.deferred == 1  # next try in 10 minutes: inside the half hour
     later = clock.now() + timedelta(minutes=25)
     with clock.use_clock(clock.frozen(later)):
-        plan = pipeline.plan_send(config, W47)
-        assert pipeline.execute_send(config, plan).failed == 1  # the next would be too late
+        plan = plan_send(config, W47)
+        assert execute_send(config, plan).failed == 1  # the next would be too late
 
 
 def test_hard_bounces_mark_the_subscriber_bounced(project: Project,
@@ -97,7 +99,7 @@ def test_hard_bounces_mark_the_subscriber_bounced(project: Project,
     smtp_server.handler.replies = {addresses[0]: "550 5.1.1 No such user",
                                    addresses[1]: "550 5.7.1 Message refused as spam"}
     config = _config(project, smtp_server, bounce_limit=1)
-    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    counts = execute_send(config, plan_send(config, W47))
     assert counts.failed == 2
     status = dict(project.query("SELECT email, status FROM subscribers"))
     assert status[addresses[0]] == "bounced"  # the mailbox does not exist

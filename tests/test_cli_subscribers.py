@@ -14,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.config import load_config
 from ainews_newsletter.database import SCHEMA_HEAD, engine_for
-from ainews_newsletter.models import SubscriberStatus
+from ainews_newsletter.models import SubscriberStatus, Window
+from ainews_newsletter.pipeline.issue import open_subscribers
+from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.subscribers.export import write_csv
 from ainews_newsletter.subscribers.formats import open_subscriber_file
 from ainews_newsletter.subscribers.importer import import_rows
@@ -232,14 +233,14 @@ def test_unsubscribe_committed_during_a_send_is_honoured(any_project: Project,
 
     def unsubscribe_the_last(address: str) -> None:
         if address == "reader0@example.com":
-            worker = threading.Thread(target=lambda: pipeline.open_subscribers(config)
+            worker = threading.Thread(target=lambda: open_subscribers(config)
                                       .unsubscribe("reader3@example.com"))
             worker.start()
             worker.join()
 
     smtp_server.handler.on_rcpt = unsubscribe_the_last
-    counts = pipeline.execute_send(config, pipeline.plan_send(
-        config, pipeline.Window(week="2026-W47")))
+    counts = execute_send(config, plan_send(
+        config, Window(week="2026-W47")))
     assert "reader3@example.com" not in smtp_server.recipients()
     assert (counts.sent, counts.failed) == (3, 1)
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ainews_newsletter import clock, pipeline
+from ainews_newsletter import clock
 from ainews_newsletter.config import load_config
 from ainews_newsletter.delivery.message import message_id
+from ainews_newsletter.models import Window
+from ainews_newsletter.pipeline.issue import build, lint
 from ainews_newsletter.render.lint import spamassassin_score
 from tests.conftest import Project, SmtpServer, post_text, smtp_env, write_post
 
@@ -74,8 +76,8 @@ def test_wrapped_or_multiline_postal_address_is_found(project: Project) -> None:
         'postal_address = """AI News Weekly GmbH, Musterstraße 123, Hinterhaus 2. OG,\n'
         '10115 Berlin, Germany, a long enough line to be wrapped"""'))
     config = load_config(project.config_path, environ={})
-    rendered = pipeline.build(config, pipeline.Window(week="2026-W47"))
-    assert [f.code for f in pipeline.lint(config, rendered)] == []
+    rendered = build(config, Window(week="2026-W47"))
+    assert [f.code for f in lint(config, rendered)] == []
 
 
 def test_spamassassin_report_is_read_from_its_end() -> None:

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from ainews_newsletter import clock, pipeline
+from ainews_newsletter import clock
 from ainews_newsletter.config import SAMPLE_BASE_URL, SAMPLE_POSTAL_ADDRESSES, load_config
+from ainews_newsletter.models import Window
+from ainews_newsletter.pipeline.send import execute_send, freeze_issue, plan_send
 from tests.conftest import REPO, Project, SmtpServer, smtp_env
 
 INIT_ANSWERS = ("--from", "digest@news.example.org", "--base-url", "https://news.example.org",
@@ -229,12 +231,12 @@ def test_a_resumed_send_is_dated_when_it_leaves(project: Project,
         "smtp": {"host": "127.0.0.1", "port": smtp_server.port}})
     frozen_at = clock.now().replace(microsecond=0)
     with clock.use_clock(clock.frozen(frozen_at)):
-        plan = pipeline.plan_send(config, pipeline.Window(week="2026-W47"))
-        pipeline.freeze_issue(config, plan)  # frozen now; the outage keeps it from leaving
+        plan = plan_send(config, Window(week="2026-W47"))
+        freeze_issue(config, plan)  # frozen now; the outage keeps it from leaving
     later = frozen_at + timedelta(hours=3, seconds=7)
     with clock.use_clock(clock.frozen(later)):
-        plan = pipeline.plan_send(config, pipeline.Window(week="2026-W47"))
-        assert pipeline.execute_send(config, plan).sent == 2
+        plan = plan_send(config, Window(week="2026-W47"))
+        assert execute_send(config, plan).sent == 2
     dates = {email.message_from_bytes(m.data, policy=email.policy.default)["Date"].datetime
              for m in smtp_server.handler.messages}
     assert dates == {later}

@@ -39,7 +39,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     # 64 MiB of page cache (the default is 2 MiB): a million-row list keeps more of its
-    # indexes in memory; measured 93 s against 104 s for a 1 M-row import (BENCHMARKS.md).
+    # indexes in memory, which shortens a large import (BENCHMARKS.md says by how much).
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
 

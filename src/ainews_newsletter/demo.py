@@ -12,14 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ainews_newsletter import pipeline, resources
+from ainews_newsletter import resources
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.database import dispose_all
 from ainews_newsletter.delivery.capture import LOOPBACK, CaptureServer
 from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.models import DeliveryCounts, DeliveryState, Window
-from ainews_newsletter.posts.loader import load_posts
+from ainews_newsletter.pipeline.issue import open_subscribers, write_build
+from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.posts.select import latest_week_with_posts
+from ainews_newsletter.posts.sources import load_posts
 from ainews_newsletter.subscribers.formats import open_subscriber_file
 from ainews_newsletter.subscribers.importer import import_rows
 
@@ -68,7 +70,7 @@ def run_demo(folder: Path, on_result: Callable[[DeliveryState], None] | None = N
         })
         try:
             opened = open_subscriber_file(folder / "subscribers/sample.csv")
-            summary = import_rows(pipeline.open_subscribers(config), opened.rows,
+            summary = import_rows(open_subscribers(config), opened.rows,
                                   source="demo")
             if summary.rejects:
                 first = summary.rejects[0]
@@ -76,9 +78,9 @@ def run_demo(folder: Path, on_result: Callable[[DeliveryState], None] | None = N
             period = latest_week_with_posts(load_posts(config), config.newsletter.tz)
             if period is None:
                 raise AinewsError("the sample posts folder is empty")
-            plan = pipeline.plan_send(config, Window(week=period.key))
-            counts = pipeline.execute_send(config, plan, on_result=on_result)
-            issue_html = pipeline.write_build(config, plan.rendered, folder)["html"]
+            plan = plan_send(config, Window(week=period.key))
+            counts = execute_send(config, plan, on_result=on_result)
+            issue_html = write_build(config, plan.rendered, folder)["html"]
         finally:
             dispose_all()  # release the SQLite file so the next run can reset it
         return DemoResult(

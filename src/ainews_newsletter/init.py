@@ -104,7 +104,7 @@ def _toml(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _check(config_text: str, folder: Path) -> datetime:
+def _check_config_loads(config_text: str, folder: Path) -> datetime:
     """The config as any command would read it, before anything is written: an error names
     the file it will be (FOLDER/config.toml). Returns now in the newsletter's timezone."""
     import tempfile
@@ -136,7 +136,7 @@ def create(folder: Path, answers: NewNewsletter) -> datetime:
         base_url_toml=_toml(answers.base_url), postal_toml=_toml(answers.postal_address),
         timezone_toml=_toml(answers.timezone), example_post="welcome.md",
         test_domains="" if answers.allow_test_domains else "# ")
-    posted = _check(config_text, folder)
+    posted = _check_config_loads(config_text, folder)
     # JSON strings are YAML strings: a name with ": " or " #" stays one title.
     post = EXAMPLE_POST.format(title=_toml(f"Welcome to {answers.name}"),
                                summary=_toml(f"The first post of {answers.name}, written by "

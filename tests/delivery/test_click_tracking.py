@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.config import load_config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.clicklinks import (
@@ -39,7 +38,8 @@ from ainews_newsletter.delivery.message import (
     build_message,
     quoted_printable_body,
 )
-from ainews_newsletter.models import Recipient, RenderedIssue
+from ainews_newsletter.models import Recipient, RenderedIssue, Window
+from ainews_newsletter.pipeline.issue import build
 from tests.conftest import Project, SmtpServer, smtp_env
 from tests.delivery.test_message import NAMES, TOKENS, _parse, _shape
 
@@ -54,7 +54,7 @@ CLICK = re.compile(re.escape(SITE) + r"/c/([A-Za-z0-9_-]+)")
 
 @pytest.fixture(scope="module")
 def rendered() -> RenderedIssue:
-    return pipeline.build(CONFIG, pipeline.Window(week="2026-W47"))
+    return build(CONFIG, Window(week="2026-W47"))
 
 
 def _clicks(rendered: RenderedIssue) -> ClickLinks:
@@ -188,7 +188,7 @@ def test_a_tracked_message_needs_its_delivery(rendered: RenderedIssue) -> None:
 
 
 def _issue(html: str, text: str = "") -> RenderedIssue:
-    period = pipeline.build(CONFIG, pipeline.Window(week="2026-W47")).period
+    period = build(CONFIG, Window(week="2026-W47")).period
     return RenderedIssue(period, "s", "p", html, text, "https://unsubscribe.invalid/x", 1)
 
 

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.config import load_config
 from ainews_newsletter.delivery.message import (
     IssueMessages,
@@ -24,7 +23,8 @@ from ainews_newsletter.delivery.message import (
     message_id,
     quoted_printable_body,
 )
-from ainews_newsletter.models import Recipient, RenderedIssue
+from ainews_newsletter.models import Recipient, RenderedIssue, Window
+from ainews_newsletter.pipeline.issue import build, resolve_period
 
 REPO = Path(__file__).resolve().parents[2]
 # The shipped config, with a throwaway database: tests never write into the repository.
@@ -35,7 +35,7 @@ DATE = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def rendered() -> RenderedIssue:
-    return pipeline.build(CONFIG, pipeline.Window(week="2026-W47"))
+    return build(CONFIG, Window(week="2026-W47"))
 
 
 def _parse(raw: bytes) -> EmailMessage:
@@ -121,7 +121,7 @@ def test_no_line_longer_than_998_octets(rendered: RenderedIssue) -> None:
 
 def test_long_html_lines_are_folded_by_the_encoding() -> None:
     """An HTML line far past SMTP's 998-octet limit still arrives whole."""
-    period = pipeline.resolve_period(CONFIG, pipeline.Window(week="2026-W47"))
+    period = resolve_period(CONFIG, Window(week="2026-W47"))
     long_line = "<p>" + "word " * 2000 + "</p>"
     issue = RenderedIssue(period=period, subject="s", preheader="p", html=long_line + "U",
                           text="t U", unsubscribe_placeholder="U", post_count=1)

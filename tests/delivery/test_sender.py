@@ -15,17 +15,19 @@ from typing import IO
 
 import pytest
 
-from ainews_newsletter import clock, pipeline
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.delivery.transports import TransportUnavailable
-from ainews_newsletter.models import DeliveryCounts
+from ainews_newsletter.models import DeliveryCounts, Window
+from ainews_newsletter.pipeline.issue import open_subscribers
+from ainews_newsletter.pipeline.send import execute_send, make_transport, plan_send, retry_failed
 from tests.conftest import Project, SmtpServer
 
 # Run again under libfaketime at awkward dates by scripts/test-clocks.
 pytestmark = pytest.mark.clock
 
 WEEK = "2026-W47"
-W47 = pipeline.Window(week=WEEK)
+W47 = Window(week=WEEK)
 
 
 @pytest.fixture(params=["pipelining", "lockstep"])
@@ -43,7 +45,7 @@ def _config(project: Project, port: int, smtp_timeout: float = 30, **delivery: i
 
 
 def _subscribe(config: Config, count: int) -> list[str]:
-    store = pipeline.open_subscribers(config)
+    store = open_subscribers(config)
     addresses = [f"reader{i}@example.com" for i in range(count)]
     for i, address in enumerate(addresses):
         store.add(address, name=f"Reader {i}")
@@ -51,15 +53,15 @@ def _subscribe(config: Config, count: int) -> list[str]:
 
 
 def _send(config: Config) -> DeliveryCounts:
-    return pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    return execute_send(config, plan_send(config, W47))
 
 
 def test_one_message_per_active_subscriber_over_one_connection(
         project: Project, smtp_server: SmtpServer) -> None:
     config = _config(project, smtp_server.port)
     addresses = _subscribe(config, 5)
-    pipeline.open_subscribers(config).add("left@example.com")
-    pipeline.open_subscribers(config).unsubscribe("left@example.com")
+    open_subscribers(config).add("left@example.com")
+    open_subscribers(config).unsubscribe("left@example.com")
 
     counts = _send(config)
 
@@ -84,11 +86,11 @@ def test_second_send_of_the_same_issue_sends_nothing(
     config = _config(project, smtp_server.port)
     _subscribe(config, 3)
     _send(config)
-    pipeline.open_subscribers(config).add("late@example.com")  # after the snapshot
+    open_subscribers(config).add("late@example.com")  # after the snapshot
 
-    plan = pipeline.plan_send(config, W47)
+    plan = plan_send(config, W47)
     assert plan.pending == 0 and plan.existing is not None
-    counts = pipeline.execute_send(config, plan)
+    counts = execute_send(config, plan)
 
     assert counts.sent == 3 and counts.total == 3
     assert len(smtp_server.handler.messages) == 3
@@ -182,9 +184,9 @@ def test_two_senders_at_once_mail_everyone_exactly_once(
 
     def run() -> None:
         try:
-            plan = pipeline.plan_send(config, W47)
+            plan = plan_send(config, W47)
             both_planned.wait()  # start delivering together, as two cron runs would
-            pipeline.execute_send(config, plan)
+            execute_send(config, plan)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -308,7 +310,7 @@ def test_unsubscribe_after_the_snapshot_is_honoured(
     addresses = _subscribe(config, 3)
     with pytest.raises(TransportUnavailable):
         _send(_config(project, unused_port))  # snapshot taken, server down
-    pipeline.open_subscribers(config).unsubscribe(addresses[1])
+    open_subscribers(config).unsubscribe(addresses[1])
 
     counts = _send(config)
     assert addresses[1] not in smtp_server.recipients()
@@ -356,14 +358,14 @@ def test_renaming_the_newsletter_does_not_send_a_week_again(
     project.config_path.write_text(project.config_path.read_text().replace(
         'name = "Test Digest"', 'name = "Renamed Digest"'))
     renamed = _config(project, smtp_server.port)
-    plan = pipeline.plan_send(renamed, W47)
+    plan = plan_send(renamed, W47)
     assert plan.pending == 0 and plan.existing is not None
     assert len(smtp_server.handler.messages) == 2
 
 
 def test_international_domain_is_sent_in_ascii(project: Project, smtp_server: SmtpServer) -> None:
     config = _config(project, smtp_server.port)
-    store = pipeline.open_subscribers(config)
+    store = open_subscribers(config)
     added = store.add("anna@bücher.example")
     assert added.email == "anna@xn--bcher-kva.example"
     _send(config)
@@ -509,10 +511,10 @@ def test_max_per_hour_through_a_send(project: Project, smtp_server: SmtpServer) 
     config = load_config(project.config_path, environ={}, overrides={
         "smtp": {"host": "127.0.0.1", "port": smtp_server.port, "max_per_hour": 2}})
     _subscribe(config, 4)
-    plan = pipeline.plan_send(config, W47)
+    plan = plan_send(config, W47)
     started = time.monotonic()
-    counts = pipeline.execute_send(config, plan,
-                                   should_stop=lambda: time.monotonic() - started > 2)
+    counts = execute_send(config, plan,
+                          should_stop=lambda: time.monotonic() - started > 2)
     assert (counts.sent, counts.queued, counts.sending) == (2, 2, 0)
     assert len(smtp_server.handler.messages) == 2
 
@@ -524,10 +526,10 @@ def test_memory_backend_keeps_each_message_and_scripted_replies_count(
     config = load_config(project.config_path, environ={},
                          overrides={"delivery": {"backend": "memory"}})
     addresses = _subscribe(config, 4)
-    assert isinstance(pipeline.make_transport(config), MemoryTransport)
+    assert isinstance(make_transport(config), MemoryTransport)
     outbox: list[tuple[str, str, bytes]] = []
     transport = MemoryTransport(outbox, replies={addresses[2]: (550, "5.1.1 no such user")})
-    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47), transport=transport)
+    counts = execute_send(config, plan_send(config, W47), transport=transport)
     assert (counts.sent, counts.failed) == (3, 1)
     assert sorted(recipient for _, recipient, _ in outbox) == sorted(
         a for a in addresses if a != addresses[2])
@@ -543,7 +545,7 @@ def test_an_internationalized_address_goes_with_smtputf8_or_fails_alone(
     to a server that offers it (the To: header in UTF-8); a server that does not fails only
     that row, saying why."""
     config = _config(project, smtp_server.port)
-    store = pipeline.open_subscribers(config)
+    store = open_subscribers(config)
     store.add("plain@example.com")
     stored = store.add("Ömil@Example.com", name="Ömil Ünal")
     assert stored.email == "Ömil@example.com"
@@ -554,7 +556,7 @@ def test_an_internationalized_address_goes_with_smtputf8_or_fails_alone(
     [(reply,)] = project.query("SELECT last_reply FROM deliveries WHERE state = 'failed'")
     assert "does not offer SMTPUTF8" in reply and "Ömil@example.com" in reply
     smtp_server.handler.smtputf8 = True
-    assert pipeline.retry_failed(config, WEEK) == 1
+    assert retry_failed(config, WEEK) == 1
     again = _send(config)
     assert (again.sent, again.failed) == (2, 0)
     received = smtp_server.handler.messages[-1]

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.config import load_config
 from ainews_newsletter.delivery.capture import EphemeralPortController
 from ainews_newsletter.delivery.transports import TransportUnavailable
+from ainews_newsletter.models import Window
+from ainews_newsletter.pipeline.issue import open_subscribers
+from ainews_newsletter.pipeline.send import execute_send, plan_send
 from tests.conftest import Project, RecordingHandler, self_signed_server_context
 
 # Run again under libfaketime at awkward dates by scripts/test-clocks.
@@ -36,14 +38,12 @@ def test_self_signed_certificates_are_refused_unless_allowed(
     handler, port = tls_server
     smtp = {"host": "127.0.0.1", "port": port, "security": "starttls"}
     strict = load_config(project.config_path, environ={}, overrides={"smtp": smtp})
-    pipeline.open_subscribers(strict).add("reader@example.com")
+    open_subscribers(strict).add("reader@example.com")
     with pytest.raises(TransportUnavailable, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
-        pipeline.execute_send(strict, pipeline.plan_send(strict, pipeline.Window(
-            week="2026-W47")))
+        execute_send(strict, plan_send(strict, Window(week="2026-W47")))
     assert handler.messages == []
     relaxed = load_config(project.config_path, environ={}, overrides={
         "smtp": {**smtp, "allow_self_signed": True}})
-    counts = pipeline.execute_send(relaxed, pipeline.plan_send(relaxed, pipeline.Window(
-        week="2026-W47")))
+    counts = execute_send(relaxed, plan_send(relaxed, Window(week="2026-W47")))
     assert counts.sent == 1 and [m.rcpt_tos for m in handler.messages] == [
         ["reader@example.com"]]

@@ -16,16 +16,17 @@ from typing import Any
 
 import pytest
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.delivery.transports import SmtpTransport, Transport
 from ainews_newsletter.errors import DeliveryError
-from ainews_newsletter.models import SendOutcome
+from ainews_newsletter.models import SendOutcome, Window
+from ainews_newsletter.pipeline.issue import audience_list, open_ledger, open_subscribers
+from ainews_newsletter.pipeline.send import execute_send, plan_send, send_settings
 from tests.conftest import Project, SmtpServer, smtp_env
 
 pytestmark = pytest.mark.clock
 
-W47 = pipeline.Window(week="2026-W47")
+W47 = Window(week="2026-W47")
 
 
 def _config(project: Project, server: SmtpServer, connections: int, workers: int,
@@ -39,7 +40,7 @@ def _config(project: Project, server: SmtpServer, connections: int, workers: int
 
 
 def _subscribe(config: Config, count: int) -> list[str]:
-    store = pipeline.open_subscribers(config)
+    store = open_subscribers(config)
     addresses = [f"reader{i:03d}@example.com" for i in range(count)]
     for address in addresses:
         store.add(address)
@@ -56,7 +57,7 @@ def test_worker_processes_mail_everyone_exactly_once(any_project: Project,
     config = _config(any_project, smtp_server, connections=4, workers=2)
     addresses = _subscribe(config, 60)
     smtp_server.handler.data_delay = 0.005
-    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    counts = execute_send(config, plan_send(config, W47))
     assert (counts.sent, counts.sending, counts.queued) == (60, 0, 0)
     assert sorted(smtp_server.recipients()) == sorted(addresses)  # each exactly once
     assert smtp_server.handler.connections == 4
@@ -80,15 +81,15 @@ def test_connections_live_in_other_processes(project: Project, smtp_server: Smtp
 
     config = _config(project, smtp_server, connections=4, workers=2)
     _subscribe(config, 20)
-    plan = pipeline.plan_send(config, W47)
-    pipeline.execute_send(config, plan, should_stop=lambda: True)  # freeze and snapshot
-    ledger = pipeline.open_ledger(config)
-    issue = ledger.find_issue(pipeline.audience_list(config), plan.period_key)
+    plan = plan_send(config, W47)
+    execute_send(config, plan, should_stop=lambda: True)  # freeze and snapshot
+    ledger = open_ledger(config)
+    issue = ledger.find_issue(audience_list(config), plan.period_key)
     assert issue is not None and ledger.counts(issue.id).queued == 20
     made = tmp_path / "made"
     made.mkdir()
     counts = deliver(issue, ledger, _PidRecording(made, config), config.newsletter,
-                     pipeline.send_settings(config), connections=4, workers=2)
+                     send_settings(config), connections=4, workers=2)
     assert counts.sent == 20
     pids = Counter(name.name.split("-")[0] for name in made.iterdir())
     assert str(os.getpid()) not in pids  # no connection in the sending process
@@ -100,12 +101,12 @@ def test_a_stop_finishes_what_is_out_and_leaves_the_rest_queued(
     config = _config(project, smtp_server, connections=3, workers=3)
     addresses = _subscribe(config, 80)
     smtp_server.handler.data_delay = 0.02
-    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47),
-                                   should_stop=lambda: len(smtp_server.handler.messages) >= 10)
+    counts = execute_send(config, plan_send(config, W47),
+                          should_stop=lambda: len(smtp_server.handler.messages) >= 10)
     assert counts.sending == 0
     assert 10 <= counts.sent < 80 and counts.sent + counts.queued == 80
     assert counts.sent == len(smtp_server.handler.messages)  # every message sent is recorded
-    resumed = pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    resumed = execute_send(config, plan_send(config, W47))
     assert resumed.sent == 80
     assert sorted(smtp_server.recipients()) == sorted(addresses)  # the rest, once each
 
@@ -120,7 +121,7 @@ def test_a_refusing_server_pauses_the_send_with_nothing_left_sending(
     for address in addresses:
         smtp_server.handler.replies[address] = "451 4.3.0 try later"
     with pytest.raises(DeliveryError, match="paused"):
-        pipeline.execute_send(config, pipeline.plan_send(config, W47))
+        execute_send(config, plan_send(config, W47))
     states = _states(project)
     assert "sending" not in states
     assert states["deferred"] >= 10 and states.get("queued", 0) > 0  # stopped early
@@ -134,8 +135,8 @@ def test_the_hourly_quota_is_shared_by_worker_processes(project: Project,
     config = _config(project, smtp_server, connections=2, workers=2, max_per_hour=3)
     _subscribe(config, 8)
     started = time.monotonic()
-    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47),
-                                   should_stop=lambda: time.monotonic() - started > 2)
+    counts = execute_send(config, plan_send(config, W47),
+                          should_stop=lambda: time.monotonic() - started > 2)
     assert (counts.sent, counts.queued, counts.sending) == (3, 5, 0)
     assert len(smtp_server.handler.messages) == 3
 
@@ -166,13 +167,13 @@ def test_a_dead_worker_stops_the_send_and_loses_nobody(
     monkeypatch.setattr("ainews_newsletter.pipeline.send.make_transport",
                         lambda cfg: _KillsItsWorker(cfg, victim))
     with pytest.raises(DeliveryError, match="worker process ended unexpectedly"):
-        pipeline.execute_send(config, pipeline.plan_send(config, W47))
+        execute_send(config, plan_send(config, W47))
     # Its rows out stay `sending` (whether the one on the wire went is unknown) ...
     assert project.query("SELECT count(*) FROM deliveries WHERE state = 'sending'") != [(0,)]
     assert victim not in smtp_server.recipients()
     monkeypatch.undo()
     # ... and the next send, alone, gives them back and finishes everyone.
-    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    counts = execute_send(config, plan_send(config, W47))
     assert counts.sent == 40
     received = Counter(smtp_server.recipients())
     assert set(received) == set(addresses) and received[victim] == 1
@@ -242,7 +243,7 @@ def test_a_rate_limited_send_waits_for_its_slots_instead_of_ending(
     """Lanes sit empty between slots while rows are still due: the send goes on."""
     config = _config(project, smtp_server, connections=2, workers=2, rate_per_second=20)
     addresses = _subscribe(config, 10)
-    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    counts = execute_send(config, plan_send(config, W47))
     assert (counts.sent, counts.queued, counts.sending) == (10, 0, 0)
     assert sorted(smtp_server.recipients()) == sorted(addresses)
 
@@ -272,7 +273,7 @@ def test_a_ledger_failure_mid_send_stops_it_instead_of_hanging(
 
     def send() -> None:
         try:
-            pipeline.execute_send(config, pipeline.plan_send(config, W47))
+            execute_send(config, plan_send(config, W47))
         except BaseException as exc:
             raised.append(exc)
 
@@ -284,7 +285,7 @@ def test_a_ledger_failure_mid_send_stops_it_instead_of_hanging(
         time.sleep(0.05)
     assert len(raised) == 1 and "No space left" in str(raised[0])
     monkeypatch.undo()
-    counts = pipeline.execute_send(config, pipeline.plan_send(config, W47))
+    counts = execute_send(config, plan_send(config, W47))
     assert counts.sent == 30
     received = Counter(smtp_server.recipients())
     assert set(received) == set(addresses)  # nobody lost

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from ainews_newsletter.errors import FeedbackError
+from ainews_newsletter.feedback.findings import FeedbackKind, FeedbackReport
 from ainews_newsletter.feedback.mailfile import MailItem, read_mail
 from ainews_newsletter.feedback.parse import parse_message
-from ainews_newsletter.feedback.report import FeedbackKind, FeedbackReport
 from tests.conftest import corpus
 
 SEVERITY = {"hard": 0, "soft": 1, "complaint": 2, "autoreply": 3, "other": 4}

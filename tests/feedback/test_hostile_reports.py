@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from ainews_newsletter.feedback import parse
+from ainews_newsletter.feedback.findings import FeedbackKind, FeedbackReport
 from ainews_newsletter.feedback.mailfile import MailItem, Unreadable
 from ainews_newsletter.feedback.parse import parse_message
-from ainews_newsletter.feedback.report import FeedbackKind, FeedbackReport
-from ainews_newsletter.pipeline import feedback
+from ainews_newsletter.pipeline.feedback import parse_items
 
 SES = (b"From: no-reply@sns.amazonaws.com\nSubject: AWS Notification Message\n"
        b"Content-Type: text/plain\n\n")
@@ -50,9 +50,10 @@ def test_a_parser_failure_is_one_named_line_and_the_rest_goes_on(
             raise TypeError("unexpected shape")
         return real(raw, source)
 
-    monkeypatch.setattr(feedback, "parse_message", breaks_on_the_first)
+    monkeypatch.setattr("ainews_newsletter.pipeline.feedback.parse_message",
+                        breaks_on_the_first)
     raw = CASES["empty Feedback-Type"][0]
-    parsed = feedback.parse_items([MailItem("first.eml", raw), MailItem("second.eml", raw)])
+    parsed = parse_items([MailItem("first.eml", raw), MailItem("second.eml", raw)])
     assert isinstance(parsed[0], Unreadable)
     assert parsed[0].reason == "could not be parsed (TypeError: unexpected shape)"
     assert isinstance(parsed[1], FeedbackReport) and parsed[1].kind is FeedbackKind.COMPLAINT

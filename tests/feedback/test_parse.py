@@ -10,9 +10,9 @@ import pytest
 
 from ainews_newsletter.errors import FeedbackError
 from ainews_newsletter.feedback.classify import classify
+from ainews_newsletter.feedback.findings import FeedbackKind, FeedbackReport
 from ainews_newsletter.feedback.mailfile import MailItem, read_mail
 from ainews_newsletter.feedback.parse import parse_message
-from ainews_newsletter.feedback.report import FeedbackKind, FeedbackReport
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bounces"
 

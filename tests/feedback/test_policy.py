@@ -10,12 +10,21 @@ from datetime import timedelta
 
 import pytest
 
-from ainews_newsletter import clock, pipeline
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.feedback.events import FeedbackEvent, event_key
+from ainews_newsletter.feedback.findings import FeedbackReport
 from ainews_newsletter.feedback.mailfile import MailItem
-from ainews_newsletter.feedback.report import FeedbackReport
-from ainews_newsletter.pipeline import feedback
+from ainews_newsletter.models import Window
+from ainews_newsletter.pipeline.feedback import (
+    FeedbackRecorder,
+    IngestSummary,
+    feedback_events,
+    ingest,
+    issue_feedback,
+    parse_items,
+)
+from ainews_newsletter.pipeline.send import execute_send, plan_send
 from tests.conftest import Project, SmtpServer, post_text, write_post
 from tests.feedback.returns import arf, dsn, out_of_office
 
@@ -36,8 +45,8 @@ def _config(project: Project, server: SmtpServer, bounces: dict[str, object] | N
 
 
 def _send(config: Config, week: str = "2026-W47") -> None:
-    window = pipeline.Window(week=week)
-    assert pipeline.execute_send(config, pipeline.plan_send(config, window)).failed == 0
+    window = Window(week=week)
+    assert execute_send(config, plan_send(config, window)).failed == 0
 
 
 def _sent(server: SmtpServer, address: str) -> tuple[str, bytes]:
@@ -47,8 +56,8 @@ def _sent(server: SmtpServer, address: str) -> tuple[str, bytes]:
     return found[-1].mail_from, found[-1].data
 
 
-def _ingest(config: Config, raw: bytes, source: str = "report.eml") -> feedback.IngestSummary:
-    return feedback.ingest(config, [MailItem(source, raw)])
+def _ingest(config: Config, raw: bytes, source: str = "report.eml") -> IngestSummary:
+    return ingest(config, [MailItem(source, raw)])
 
 
 def _status(project: Project, address: str) -> str:
@@ -110,7 +119,7 @@ def test_a_forged_tag_or_a_stranger_changes_nobody(any_project: Project,
                      message_id="<forged-1@attacker.example>")
     stranger = dsn(BOUNCES, "never-mailed@readers.example",
                    message_id="<forged-2@attacker.example>")
-    summary = feedback.ingest(config, [MailItem("a.eml", forged_tag),
+    summary = ingest(config, [MailItem("a.eml", forged_tag),
                                        MailItem("b.eml", stranger)])
     assert (summary.new_events, summary.unmatched, sum(summary.changed.values())) == (2, 2, 0)
     assert {e.effect for e in summary.events} == {"unmatched"}
@@ -167,22 +176,22 @@ def test_an_event_stored_but_never_acted_on_is_finished_later(
     config = _config(any_project, smtp_server)
     _send(config)
     envelope, original = _sent(smtp_server, reader)
-    desk = feedback.FeedbackDesk(config)
+    recorder = FeedbackRecorder(config)
     # A crash right after storing: the event is there, the policy never ran.
-    parsed = feedback.parse_items([MailItem("r.eml", dsn(envelope, reader,
+    parsed = parse_items([MailItem("r.eml", dsn(envelope, reader,
                                                          original=original))])[0]
     assert isinstance(parsed, FeedbackReport)
-    stored, _ = desk.log.record(replace(_event_for(desk, parsed), effect="none"))
+    stored, _ = recorder.log.record(replace(_event_for(recorder, parsed), effect="none"))
     assert _status(any_project, reader) == "active"
-    feedback.ingest(config, [])  # the next ingest (or send) starts by finishing it
+    ingest(config, [])  # the next ingest (or send) starts by finishing it
     assert _status(any_project, reader) == "bounced"
-    assert desk.log.by_key(stored.dedup_key).effect == "bounced"  # type: ignore[union-attr]
+    assert recorder.log.by_key(stored.dedup_key).effect == "bounced"  # type: ignore[union-attr]
 
 
-def _event_for(desk: feedback.FeedbackDesk, report: FeedbackReport) -> FeedbackEvent:
+def _event_for(recorder: FeedbackRecorder, report: FeedbackReport) -> FeedbackEvent:
     """The event record_report would store, built without storing it."""
-    anchor, how = desk._anchor(report)
-    delivery, matched_by = desk._match(report, report.recipients[0], anchor, how)
+    anchor, how = recorder._delivery_of_report(report)
+    delivery, matched_by = recorder._match_recipient(report, report.recipients[0], anchor, how)
     assert delivery is not None
     recipient = report.recipients[0]
     return FeedbackEvent(
@@ -263,7 +272,7 @@ def test_auto_replies_and_delays_change_nothing(project: Project,
     envelope, original = _sent(smtp_server, reader)
     delayed = dsn(envelope, reader, status="4.4.1", action="delayed", original=original,
                   diagnostic="421 4.4.1 connection timed out, still trying")
-    summary = feedback.ingest(config, [MailItem("ooo.eml", out_of_office(envelope, reader)),
+    summary = ingest(config, [MailItem("ooo.eml", out_of_office(envelope, reader)),
                                        MailItem("delay.eml", delayed)])
     assert sorted(summary.kinds) == ["autoreply", "other"]
     assert {e.effect for e in summary.events} == {"none"}
@@ -276,15 +285,14 @@ def test_refusals_while_sending_follow_the_same_policy(any_project: Project,
     smtp_server.handler.replies = {readers[0]: "550 5.1.1 No such user here",
                                    readers[1]: "554 5.7.1 Message refused as spam"}
     config = _config(any_project, smtp_server)
-    counts = pipeline.execute_send(config, pipeline.plan_send(config,
-                                                              pipeline.Window(week="2026-W47")))
+    counts = execute_send(config, plan_send(config, Window(week="2026-W47")))
     assert counts.failed == 2
     assert [_status(any_project, r) for r in readers] == ["bounced", "active", "active"]
-    events = {e.email: e for e in feedback.feedback_events(config)}
+    events = {e.email: e for e in feedback_events(config)}
     assert (events[readers[0]].kind.value, events[readers[0]].source) == ("hard", "smtp")
     assert (events[readers[1]].kind.value, events[readers[1]].effect) == ("soft",
                                                                           "counted 1 of 3")
-    assert feedback.issue_feedback(config, "2026-W47")["bounced"] == 2
+    assert issue_feedback(config, "2026-W47")["bounced"] == 2
 
 
 def test_the_older_bounce_limit_still_counts(project: Project,
@@ -293,6 +301,6 @@ def test_the_older_bounce_limit_still_counts(project: Project,
     smtp_server.handler.replies = {reader: "550 5.1.1 No such user here"}
     config = _config(project, smtp_server, bounce_limit=2)
     assert config.hard_bounce_limit == 2
-    pipeline.execute_send(config, pipeline.plan_send(config, pipeline.Window(week="2026-W47")))
+    execute_send(config, plan_send(config, Window(week="2026-W47")))
     assert _status(project, reader) == "active"
-    assert feedback.feedback_events(config)[0].effect == "counted 1 of 2"
+    assert feedback_events(config)[0].effect == "counted 1 of 2"

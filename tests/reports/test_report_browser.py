@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from ainews_newsletter import pipeline
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.models import Window
+from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.web.preview import create_preview_app
 from tests.conftest import Project, SmtpServer, smtp_env
 from tests.render.test_browser import OUTPUT, browser  # noqa: F401  (the Chromium fixture)
@@ -23,7 +23,7 @@ def _sent_with_refusals(project: Project, server: SmtpServer) -> Config:
     server.handler.replies = {readers[0]: "550 5.1.1 No such user here",
                               readers[1]: "554 5.7.1 Refused as spam"}
     config = load_config(project.config_path, environ=smtp_env(server))
-    pipeline.execute_send(config, pipeline.plan_send(config, Window(week="2026-W47")))
+    execute_send(config, plan_send(config, Window(week="2026-W47")))
     return config
 
 
@@ -78,6 +78,6 @@ def test_the_dashboard_is_the_report_and_refreshes_only_while_sending(
 
 
 def pipeline_report_html(config: Config) -> str:
-    from ainews_newsletter.pipeline.report import report_html
+    from ainews_newsletter.pipeline.reports import report_html
 
     return report_html(config, None, 12, refresh=5)

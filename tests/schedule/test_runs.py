@@ -140,16 +140,17 @@ def test_the_run_that_loses_the_race_for_a_period_does_nothing(
         project: Project, smtp_server: SmtpServer, on_monday: None) -> None:
     """Two runs planned the same period before either froze it: the database's unique key
     lets the first freeze it, and the second learns it lost instead of sending too."""
-    from ainews_newsletter import pipeline
     from ainews_newsletter.config import load_config
+    from ainews_newsletter.models import Window
+    from ainews_newsletter.pipeline.send import PeriodTaken, execute_send, freeze_issue, plan_send
 
     _subscribe(project, 2)
     config = load_config(project.config_path, environ=smtp_env(smtp_server))
-    winner, loser = (pipeline.plan_send(config, pipeline.Window()) for _ in range(2))
+    winner, loser = (plan_send(config, Window()) for _ in range(2))
     assert winner.existing is None and loser.existing is None
-    pipeline.freeze_issue(config, winner, only_if_new=True)
-    with pytest.raises(pipeline.PeriodTaken, match="another run froze the issue for 2026-W47"):
-        pipeline.execute_send(config, loser, only_if_new=True)
+    freeze_issue(config, winner, only_if_new=True)
+    with pytest.raises(PeriodTaken, match="another run froze the issue for 2026-W47"):
+        execute_send(config, loser, only_if_new=True)
     assert project.query("SELECT count(*) FROM deliveries") == [(0,)]  # no snapshot by it
     assert smtp_server.handler.messages == []
 

@@ -15,13 +15,15 @@ from playwright.sync_api import Browser
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from ainews_newsletter import clock, pipeline
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.feedback.mailfile import MailItem
-from ainews_newsletter.models import SubscriberStatus
-from ainews_newsletter.pipeline import feedback
+from ainews_newsletter.models import SubscriberStatus, Window
+from ainews_newsletter.pipeline.feedback import ingest
+from ainews_newsletter.pipeline.issue import audience_list, open_ledger, open_subscribers
+from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.subscribers import importer
 from ainews_newsletter.subscribers.history import SubscriberHistory, count_statement
 from ainews_newsletter.subscribers.importer import ImportRow, import_rows
@@ -200,9 +202,9 @@ def _config(project: Project, server: SmtpServer) -> Config:
 
 def _send(config: Config, week: str) -> int:
     """Send the week's issue; returns its id."""
-    plan = pipeline.plan_send(config, pipeline.Window(week=week))
-    assert pipeline.execute_send(config, plan).failed == 0
-    issue = pipeline.open_ledger(config).find_issue(pipeline.audience_list(config), week)
+    plan = plan_send(config, Window(week=week))
+    assert execute_send(config, plan).failed == 0
+    issue = open_ledger(config).find_issue(audience_list(config), week)
     assert issue is not None
     return issue.id
 
@@ -220,7 +222,7 @@ def test_web_unsubscribes_are_put_down_to_the_last_issue_sent(
     older = _send(config, "2026-W46")
     newer = _send(config, "2026-W47")
     assert older != newer
-    late = pipeline.open_subscribers(config).add("late@example.com")  # got no issue
+    late = open_subscribers(config).add("late@example.com")  # got no issue
     tokens = dict(any_project.query("SELECT email, token FROM subscribers"))
     client = TestClient(create_public_app(config), base_url="https://testserver")
     one_click = {"List-Unsubscribe": "One-Click"}
@@ -254,9 +256,9 @@ def test_a_bounce_through_the_feedback_loop_names_its_issue(
     [message] = [m for m in smtp_server.handler.messages if readers[1] in m.rcpt_tos]
     assert re.fullmatch(r"bounces\+[a-z2-7]{16}@news\.example\.org", message.mail_from)
     report = dsn(message.mail_from, readers[1], original=message.data)
-    summary = feedback.ingest(config, [MailItem("dsn.eml", report)])
+    summary = ingest(config, [MailItem("dsn.eml", report)])
     assert summary.changed["bounced"] == 1
-    feedback.ingest(config, [MailItem("again.eml", report)])  # a repeat: no event
+    ingest(config, [MailItem("again.eml", report)])  # a repeat: no event
     assert _events_of(any_project, readers[1]) == [("joined", "import", None),
                                                    ("bounced", "bounce", issue_id)]
     assert _events_of(any_project, readers[0]) == [("joined", "import", None)]
@@ -331,7 +333,7 @@ def test_the_unsubscribe_pages_button_in_chromium_counts_as_web(
     config = load_config(project.config_path, environ={"AINEWS_SECRET_KEY": SECRET},
                          overrides={"newsletter": {"base_url": base},
                                     "smtp": {"host": "127.0.0.1", "port": smtp_server.port}})
-    token = pipeline.open_subscribers(config).add("fay@example.com").token
+    token = open_subscribers(config).add("fay@example.com").token
     with served(create_public_app(config), port):
         page = browser.new_page()
         page.goto(f"{base}/unsubscribe/{token}")

@@ -23,7 +23,7 @@ from ainews_newsletter.models import counted
 
 if TYPE_CHECKING:
     from ainews_newsletter.feedback.events import FeedbackEvent
-    from ainews_newsletter.feedback.report import FeedbackReport
+    from ainews_newsletter.feedback.findings import FeedbackReport
     from ainews_newsletter.pipeline.feedback import IngestSummary
 
 # The pipeline is imported inside each command: `ainews --help` should stay quick.
@@ -55,7 +55,7 @@ def _event_record(event: FeedbackEvent) -> dict[str, Any]:
             "effect": event.effect}
 
 
-def _read(paths: tuple[str, ...]) -> Any:
+def _read_mail(paths: tuple[str, ...]) -> Any:
     from ainews_newsletter.feedback.mailfile import read_mail
 
     return read_mail(paths, stdin=sys.stdin.buffer)
@@ -78,7 +78,7 @@ def parse(paths: tuple[str, ...], as_json: bool) -> None:
     from ainews_newsletter.feedback.mailfile import Unreadable
     from ainews_newsletter.pipeline.feedback import parse_items
 
-    parsed = parse_items(_read(paths))
+    parsed = parse_items(_read_mail(paths))
     reports = [item for item in parsed if not isinstance(item, Unreadable)]
     problems = [item for item in parsed if isinstance(item, Unreadable)]
     if as_json:  # in the order given; what is not mail says why instead of a kind
@@ -134,14 +134,14 @@ def ingest(state: AppState, paths: tuple[str, ...], as_json: bool) -> None:
     pipe transport)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ainews_newsletter.pipeline import feedback
+    from ainews_newsletter.pipeline.feedback import ingest as ingest_mail
 
     try:
         # A spinner with a count on a terminal: a Maildir of thousands takes a while.
         with progress_bar(1) as progress:
             task = progress.add_task("messages", total=None)
-            summary = feedback.ingest(state.config, _read(paths),
-                                      after_each=lambda item, ok: progress.advance(task))
+            summary = ingest_mail(state.config, _read_mail(paths),
+                                  after_each=lambda item, ok: progress.advance(task))
     except (SQLAlchemyError, OSError) as exc:
         if "-" not in paths:
             raise
@@ -165,9 +165,9 @@ def fetch(state: AppState, limit: int, as_json: bool) -> None:
     """Ingest every message in the IMAP mailbox of [bounces] (imap_host, imap_user,
     imap_folder; password from AINEWS_BOUNCES__PASSWORD), then move each to
     processed_folder. Nothing is deleted."""
-    from ainews_newsletter.pipeline import feedback
+    from ainews_newsletter.pipeline.feedback import fetch as fetch_mailbox
 
-    fetched = feedback.fetch(state.config, limit)
+    fetched = fetch_mailbox(state.config, limit)
     if as_json:
         print_json({**_summary_record(fetched.ingest), "moved": fetched.moved,
                     "mailbox": fetched.mailbox})
@@ -188,13 +188,13 @@ def fetch(state: AppState, limit: int, as_json: bool) -> None:
 def list_(state: AppState, since: str | None, everything: bool, as_json: bool) -> None:
     """Stored events, oldest first: when, kind, address, status, what it changed."""
     from ainews_newsletter import clock
-    from ainews_newsletter.pipeline import feedback
+    from ainews_newsletter.pipeline.feedback import feedback_events
     from ainews_newsletter.posts.windows import parse_moment
 
     config = state.config
     start = (None if everything else parse_moment(since, config.newsletter.tz, "--since")
              if since else clock.now() - timedelta(days=30))
-    events = feedback.feedback_events(config, start)
+    events = feedback_events(config, start)
     if as_json:
         print_json([_event_record(event) for event in events])
         return

@@ -191,7 +191,7 @@ def json_option(function: F) -> F:
 
 
 def window_options(function: F) -> F:
-    """--week, or --since/--until; the command receives `window` (a pipeline.Window)."""
+    """--week, or --since/--until; the command receives `window` (a models.Window)."""
     options = [
         click.option("--week", metavar="YYYY-Www",
                      help="ISO week in the newsletter timezone, e.g. 2026-W47 [default: "

@@ -29,22 +29,21 @@ from ainews_newsletter.models import DeliveryState, Window, counted
 def build(state: AppState, window: Window, out_dir: Path, force: bool) -> None:
     """Render the issue to OUT/issue.html, issue.txt and issue.eml (the full message as the
     first subscriber would receive it). Sends nothing."""
-    from ainews_newsletter import pipeline
+    from ainews_newsletter.pipeline.issue import lint, render_selection, select_posts, write_build
     from ainews_newsletter.render.digest import period_label
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    rendered = pipeline.render_selection(state.config,
-                                         pipeline.select_posts(state.config, window), force,
-                                         timings)
-    files = pipeline.write_build(state.config, rendered, out_dir)
+    rendered = render_selection(state.config, select_posts(state.config, window), force,
+                                timings)
+    files = write_build(state.config, rendered, out_dir)
     elapsed = time.perf_counter() - started
     stages = ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in timings.items())
     console.print(f"{rendered.period.key} ({period_label(rendered.period)}): "
                   f"{counted(rendered.post_count, 'post')}, built in {elapsed:.2f}s ({stages})")
     for path in files.values():
         console.print(f"  {path}  {path.stat().st_size:,} bytes", soft_wrap=True)
-    print_findings(pipeline.lint(state.config, rendered))
+    print_findings(lint(state.config, rendered))
 
 
 @click.command()
@@ -62,13 +61,13 @@ def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
     --state, who is in that state and why."""
     from rich.table import Table
 
-    from ainews_newsletter import pipeline
     from ainews_newsletter.pipeline.feedback import issue_feedback
+    from ainews_newsletter.pipeline.send import delivery_status
 
     if in_state is not None:
         _list_state(state, issue, DeliveryState(in_state), limit, as_json)
         return
-    counts = pipeline.delivery_status(state.config, issue)
+    counts = delivery_status(state.config, issue)
     feedback = issue_feedback(state.config, counts.issue)
     if as_json:
         print_json({**counts.as_dict(), "feedback": feedback})
@@ -89,7 +88,7 @@ def _list_state(state: AppState, issue: str | None, in_state: DeliveryState, lim
                 as_json: bool) -> None:
     from rich.table import Table
 
-    from ainews_newsletter.pipeline.report import recipients_in
+    from ainews_newsletter.pipeline.reports import recipients_in
 
     key, rows = recipients_in(state.config, issue, in_state, limit)
     if as_json:

@@ -1,6 +1,6 @@
 """The rich console every command prints through. Imported on first print (by
-`common.console`), not at start: rich costs tens of milliseconds that `ainews --help` and
-`ainews subscribers count` need not pay."""
+`common.console`), not at start: importing rich is start-up time that `ainews --help` and
+`ainews subscribers count` need not pay (BENCHMARKS.md, Start-up)."""
 
 from __future__ import annotations
 

@@ -56,11 +56,11 @@ def posts_list(state: AppState, window: Window, show_all: bool, as_json: bool) -
     """Exactly what the issue would carry, newest first, and what is left out and why:
     a duplicate of another source's post, already carried by an earlier issue, or out of
     the window."""
-    from ainews_newsletter import pipeline
+    from ainews_newsletter.pipeline.issue import select_posts
     from ainews_newsletter.posts.select import Reason
     from ainews_newsletter.render.digest import period_label
 
-    selection = pipeline.select_posts(state.config, window)
+    selection = select_posts(state.config, window)
     period = selection.period
     if as_json:
         print_json({
@@ -112,7 +112,7 @@ def posts_check(state: AppState, as_json: bool) -> None:
     """Read every source and report every problem with its file (or feed) and field, and
     every feed item left out with why. Exit code 1 if there is any problem (items left out
     do not stop an issue, so they do not fail the check)."""
-    from ainews_newsletter.posts.loader import read_sources
+    from ainews_newsletter.posts.sources import read_sources
 
     loaded = read_sources(state.config)
     if as_json:

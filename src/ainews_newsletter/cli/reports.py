@@ -25,16 +25,16 @@ def report(state: AppState, issue: str | None, growth: bool, weeks: int,
            html_path: Path | None, as_json: bool) -> None:
     """How ISSUE went (default: the latest): readers, accepted, failed, bounces, complaints,
     unsubscribes, clicks (when [tracking] clicks is on), rates and warnings."""
-    from ainews_newsletter.pipeline import report as reports
+    from ainews_newsletter.pipeline.reports import issue_numbers, list_growth, report_html
     from ainews_newsletter.reports.numbers import growth_json, issue_json, warnings
 
     config = state.config
     if html_path is not None:
-        html_path.write_text(reports.report_html(config, issue, weeks), encoding="utf-8")
+        html_path.write_text(report_html(config, issue, weeks), encoding="utf-8")
         console.print(f"wrote {html_path} ({html_path.stat().st_size:,} bytes)")
         return
     if growth:
-        found = reports.list_growth(config, weeks)
+        found = list_growth(config, weeks)
         if as_json:
             print_json(growth_json(found))
             return
@@ -46,7 +46,7 @@ def report(state: AppState, issue: str | None, growth: bool, weeks: int,
             table.add_row(*(str(value) for value in row.values()))
         console.print(table)
         return
-    numbers = reports.issue_numbers(config, issue)
+    numbers = issue_numbers(config, issue)
     if as_json:
         print_json(issue_json(numbers))
         return

@@ -63,13 +63,13 @@ def next_(state: AppState, count: int, as_json: bool) -> None:
 @pass_state
 def status(state: AppState, limit: int, as_json: bool) -> None:
     """The latest scheduled runs and what each did: sent, skipped and why, failed and why."""
-    from ainews_newsletter import pipeline
     from ainews_newsletter.database import engine_for
+    from ainews_newsletter.pipeline.issue import audience_list
     from ainews_newsletter.schedule.history import RunHistory
 
     config = state.config
     runs = RunHistory(engine_for(config.database_url)).recent(
-        pipeline.audience_list(config), limit)
+        audience_list(config), limit)
     if as_json:
         print_json([{"id": r.id, "started_at": r.started_at.isoformat(),
                      "finished_at": r.finished_at.isoformat() if r.finished_at else None,

@@ -24,7 +24,7 @@ from ainews_newsletter.errors import AinewsError, DeliveryError
 from ainews_newsletter.models import DeliveryCounts, Window, counted
 
 if TYPE_CHECKING:
-    from ainews_newsletter.pipeline import SendPlan
+    from ainews_newsletter.pipeline.send import SendPlan
 
 
 def print_counts(counts: DeliveryCounts) -> None:
@@ -81,7 +81,16 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
     Safe to run again: it resumes where a previous run stopped and never sends the issue
     twice to anyone it already reached. SIGTERM or Ctrl-C finish the message in flight and
     stop; `ainews send --resume` goes on."""
-    from ainews_newsletter import pipeline
+    from ainews_newsletter.pipeline.issue import lint, resolve_period
+    from ainews_newsletter.pipeline.send import (
+        delivery_status,
+        execute_send,
+        make_transport,
+        plan_send,
+        send_test,
+        unfinished_issue_key,
+    )
+    from ainews_newsletter.pipeline.send import retry_failed as requeue_failed
     from ainews_newsletter.render.lint import has_errors
 
     config = state.config
@@ -89,17 +98,17 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
         raise click.UsageError("--issue/--resume name the issue already; leave out "
                                "--week/--since/--until")
     if resume and not issue_key:
-        issue_key = pipeline.unfinished_issue_key(config)
+        issue_key = unfinished_issue_key(config)
         if issue_key is None:
             raise AinewsError("nothing to resume: every issue's recipients have been handled")
     if retry_failed:
-        key = issue_key or pipeline.resolve_period(config, window).key
-        again_queued = counted(pipeline.retry_failed(config, key), "failed recipient")
+        key = issue_key or resolve_period(config, window).key
+        again_queued = counted(requeue_failed(config, key), "failed recipient")
         console.print(f"{key}: {again_queued} queued again")
         issue_key = key
-    plan = pipeline.plan_send(config, window, force, issue_key)
+    plan = plan_send(config, window, force, issue_key)
     if test_address is not None:
-        outcome = pipeline.send_test(config, plan.rendered, test_address)
+        outcome = send_test(config, plan.rendered, test_address)
         console.print(f"test copy of {plan.period_key} to {test_address}: {outcome.state.value} "
                       f"({outcome.code} {outcome.reply})", soft_wrap=True)
         if outcome.state.value != "sent":
@@ -109,7 +118,7 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
         _show_dry_run(state, plan)
         return
     if plan.pending == 0:
-        counts = pipeline.delivery_status(config, plan.period_key) if plan.existing else None
+        counts = delivery_status(config, plan.period_key) if plan.existing else None
         console.print(f"Nothing to send for {plan.period_key}"
                       + (": every recipient has been handled." if counts else
                          ": there are no active subscribers."))
@@ -117,7 +126,7 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
             print_counts(counts)
         return
     if plan.existing is None or plan.existing.snapshot_at is None:
-        findings = pipeline.lint(config, plan.rendered)
+        findings = lint(config, plan.rendered)
         if findings:
             print_findings(findings)
         if has_errors(findings) and not force:
@@ -125,7 +134,7 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
     verb = "Resume" if plan.existing else "Send"
     question = (f"{verb} {plan.period_key} “{plan.subject}” ({counted(plan.post_count, 'post')})"
                 f" to {counted(plan.pending, 'subscriber')} via "
-                f"{pipeline.make_transport(config).describe()}?")
+                f"{make_transport(config).describe()}?")
     if not confirmed(question, yes):
         console.print("Not sent.")
         raise SystemExit(1)
@@ -133,14 +142,14 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
     try:
         with graceful_stop() as stop, progress_bar(plan.pending) as progress:
             task = progress.add_task("send", total=plan.pending)
-            counts = pipeline.execute_send(config, plan,
-                                           on_result=lambda _state: progress.advance(task),
-                                           should_stop=stop.is_set)
+            counts = execute_send(config, plan,
+                                  on_result=lambda _state: progress.advance(task),
+                                  should_stop=stop.is_set)
     except DeliveryError as exc:
         raise AinewsError(f"{exc}; nothing is lost: {again} (or `ainews send --resume "
                           "--yes`) continues") from None
     except KeyboardInterrupt:
-        counts = pipeline.delivery_status(config, plan.period_key)
+        counts = delivery_status(config, plan.period_key)
         console.print(f"Interrupted: {plan.period_key} sent to {counts.sent} of {counts.total}. "
                       f"Run {again} to continue.")
         print_counts(counts)
@@ -165,15 +174,15 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
 def _held_elsewhere(state: AppState, period_key: str, count: int) -> str:
     """Why the send is not finished although this run has nothing left to do: rows another
     sender claimed, and when they will be retried if that sender is gone."""
-    from ainews_newsletter import pipeline
+    from ainews_newsletter.pipeline.send import claims_by_lease, claims_retry_at
 
     rows = f"{counted(count, 'message')} of"
     are = "is" if count == 1 else "are"
-    if not pipeline.claims_by_lease(state.config):  # SQLite: presence, not time, decides
+    if not claims_by_lease(state.config):  # SQLite: presence, not time, decides
         return (f"{rows} {period_key} {are} still claimed by another `ainews send` that is "
                 "running; it finishes them, and if it stops or dies first, the next "
                 "`ainews send --resume --yes` sends them again at once")
-    retry_at = pipeline.claims_retry_at(state.config, period_key)
+    retry_at = claims_retry_at(state.config, period_key)
     when = (f"from {retry_at:%Y-%m-%d %H:%M:%S} UTC" if retry_at is not None
             else "once their claims run out")
     return (f"{rows} {period_key} {are} still claimed by another sender; if it died, "
@@ -186,14 +195,15 @@ def _show_dry_run(state: AppState, plan: SendPlan) -> None:
     import email
     import email.policy
 
-    from ainews_newsletter import pipeline
+    from ainews_newsletter.pipeline.issue import sample_message, sample_recipient
+    from ainews_newsletter.pipeline.send import make_transport
 
     config = state.config
     console.print(f"dry run: {plan.period_key} “{plan.subject}” "
                   f"({counted(plan.post_count, 'post')}) would go to "
                   f"{counted(plan.pending, 'subscriber')} via "
-                  f"{pipeline.make_transport(config).describe()}; nothing is sent or stored.")
-    raw = pipeline.sample_message(config, plan.rendered, pipeline.sample_recipient(config))
+                  f"{make_transport(config).describe()}; nothing is sent or stored.")
+    raw = sample_message(config, plan.rendered, sample_recipient(config))
     message = email.message_from_bytes(raw, policy=email.policy.default)
     console.print(f"first message ({len(raw):,} bytes):", highlight=False)
     for name, value in message.items():

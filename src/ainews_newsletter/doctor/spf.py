@@ -113,7 +113,7 @@ class _PermError(Exception):
     pass
 
 
-class _Evaluation:
+class _CheckHost:
     """check_host() of RFC 7208, for the one question asked here: does this address pass?
     Macros (%{i}…) are not expanded: such a term counts as not matching."""
 
@@ -246,7 +246,7 @@ def _record_problems(lookup: Lookup, domain: str, values: list[str],
                         f"{domain}: it must end in -all or ~all")
     for address in relay:
         # One evaluation per address: the 10-lookup limit is per check_host(), not shared.
-        outcome = _Evaluation(lookup).result(domain, address)
+        outcome = _CheckHost(lookup).result(domain, address)
         if outcome != "pass":
             problems.append(f"the relay's address {address} is not authorized "
                             f"(SPF result: {outcome})")

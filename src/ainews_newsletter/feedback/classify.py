@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ainews_newsletter.feedback.report import FeedbackKind
+from ainews_newsletter.feedback.findings import FeedbackKind
 
 # The address or its domain does not exist (Sisimai's userunknown, hostunknown, hasmoved,
 # notaccept).

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from ainews_newsletter.database import UTCDateTime, ensure_schema
-from ainews_newsletter.feedback.report import FeedbackKind
+from ainews_newsletter.feedback.findings import FeedbackKind
 
 metadata = MetaData()
 

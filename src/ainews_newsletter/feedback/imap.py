@@ -75,7 +75,7 @@ class ImapMailbox:
         self._close()
 
     def _search(self, *criteria: str) -> list[str]:
-        imap = self._open()
+        imap = self._connection()
         typ, data = self._call("searching the folder", imap.uid, "SEARCH", *criteria)
         found = data[0].split() if typ == "OK" and data and data[0] else []
         return [item.decode() for item in found]
@@ -87,7 +87,7 @@ class ImapMailbox:
         a time. Messages flagged \\Deleted are skipped: a server without UIDPLUS keeps the
         ones we copied away that way (see mark_processed). One over `max_bytes` comes with
         its size and no body."""
-        imap = self._open()
+        imap = self._connection()
         too_big = set(self._search("UNDELETED", "LARGER", str(max_bytes)))
         # UIDs grow with arrival, so the lowest are the oldest.
         for uid in sorted(self._search("UNDELETED"), key=int)[:max(limit, 0)]:
@@ -103,7 +103,7 @@ class ImapMailbox:
 
     def mark_processed(self, uid: str) -> None:
         """Move message `uid` to the processed folder (made on first use if missing)."""
-        imap, target = self._open(), self._settings.processed_folder
+        imap, target = self._connection(), self._settings.processed_folder
         self._ensure_processed_folder()
         # MOVE (RFC 6851) is atomic; without it COPY first, and only a copied message is
         # flagged and expunged.
@@ -156,7 +156,7 @@ class ImapMailbox:
         return context
 
     def _login(self) -> None:
-        imap, settings = self._open(), self._settings
+        imap, settings = self._connection(), self._settings
         self._call(f"login as {settings.user!r}", imap.login, settings.user, settings.password)
         # Servers announce more (MOVE, UIDPLUS) once logged in.
         typ, data = self._call("asking for capabilities", imap.capability)
@@ -166,7 +166,7 @@ class ImapMailbox:
     def _ensure_processed_folder(self) -> None:
         if self._processed_ready:
             return
-        imap, name = self._open(), self._settings.processed_folder
+        imap, name = self._connection(), self._settings.processed_folder
         typ, data = self._call("listing folders", imap.list, '""', _mailbox(name))
         if not (typ == "OK" and any(data)):
             typ, data = self._call(f"creating folder {name!r}", imap.create, _mailbox(name))
@@ -207,7 +207,7 @@ class ImapMailbox:
         # would mangle words rather than hide a secret, so those are left alone.
         return text.replace(settings.password, "***") if len(settings.password) > 5 else text
 
-    def _open(self) -> imaplib.IMAP4:
+    def _connection(self) -> imaplib.IMAP4:
         if self._imap is None:
             raise FeedbackError(f"{self._where}: the mailbox is not open (use it in a with block)")
         return self._imap

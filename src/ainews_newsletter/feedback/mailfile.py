@@ -63,7 +63,7 @@ def _read_stream(stdin: BinaryIO | None, max_bytes: int) -> Iterator[MailItem | 
     except OSError as exc:
         yield Unreadable("-", f"cannot read standard input: {exc.strerror or exc}")
         return
-    yield from _split("-", data, max_bytes)
+    yield from _split_mbox("-", data, max_bytes)
 
 
 def _read_path(path: str, max_bytes: int) -> Iterator[MailItem | Unreadable]:
@@ -83,7 +83,7 @@ def _read_path(path: str, max_bytes: int) -> Iterator[MailItem | Unreadable]:
     except OSError as exc:
         yield Unreadable(path, f"cannot read: {exc.strerror or exc}")
         return
-    yield from _split(path, data, max_bytes)
+    yield from _split_mbox(path, data, max_bytes)
 
 
 def _read_maildir(folder: Path, max_bytes: int) -> Iterator[MailItem | Unreadable]:
@@ -114,7 +114,7 @@ def _too_big(size: int, max_bytes: int) -> str:
             "message; split an mbox this big into smaller files")
 
 
-def _split(source: str, data: bytes, max_bytes: int) -> Iterator[MailItem | Unreadable]:
+def _split_mbox(source: str, data: bytes, max_bytes: int) -> Iterator[MailItem | Unreadable]:
     if len(data) > max_bytes:
         yield Unreadable(source, _too_big(len(data), max_bytes))
         return
@@ -131,12 +131,12 @@ def _split(source: str, data: bytes, max_bytes: int) -> Iterator[MailItem | Unre
         for number, chunk in enumerate(chunks, start=1):
             name = f"{source}:{number}" if many else source
             body = _MBOXRD_ESCAPE.sub(rb"\1", chunk.split(b"\n", 1)[1] if b"\n" in chunk else b"")
-            yield _check(name, body)
+            yield _mail_or_unreadable(name, body)
         return
-    yield _check(source, data)
+    yield _mail_or_unreadable(source, data)
 
 
-def _check(source: str, raw: bytes) -> MailItem | Unreadable:
+def _mail_or_unreadable(source: str, raw: bytes) -> MailItem | Unreadable:
     """A message must start with header lines; binary junk and prose are named as such."""
     stripped = raw.lstrip(b"\n")
     if not stripped.strip():

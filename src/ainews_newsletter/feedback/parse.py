@@ -17,6 +17,7 @@ from ainews_newsletter.feedback.autoreply import is_autoreply
 from ainews_newsletter.feedback.classify import classify, worst
 from ainews_newsletter.feedback.complaints import as_list, find_complaint, ses_notification
 from ainews_newsletter.feedback.dsn import parse_dsn
+from ainews_newsletter.feedback.findings import FailedRecipient, FeedbackKind, FeedbackReport
 from ainews_newsletter.feedback.mailfile import normalise_line_ends
 from ainews_newsletter.feedback.prose import (
     before_copy,
@@ -27,7 +28,6 @@ from ainews_newsletter.feedback.prose import (
     notification_text,
     prose_failures,
 )
-from ainews_newsletter.feedback.report import FailedRecipient, FeedbackKind, FeedbackReport
 from ainews_newsletter.feedback.returned import returned_of
 
 _HEADER_LINE = re.compile(rb"^(?:From |[!-9;-~]+[ \t]*:)")

@@ -9,7 +9,7 @@ import re
 from email.message import Message
 
 from ainews_newsletter.feedback import mime
-from ainews_newsletter.feedback.report import Returned
+from ainews_newsletter.feedback.findings import Returned
 
 # Lines after which MTAs quote the original (Exim, Sendmail, qmail, Postfix, Courier, …).
 SEPARATOR = re.compile(

@@ -29,12 +29,12 @@ from ainews_newsletter.errors import AinewsError, FeedbackError
 from ainews_newsletter.feedback.classify import classify
 from ainews_newsletter.feedback.dsn import status_in
 from ainews_newsletter.feedback.events import EventLog, FeedbackEvent, event_key
+from ainews_newsletter.feedback.findings import FailedRecipient, FeedbackKind, FeedbackReport
 from ainews_newsletter.feedback.mailfile import MAX_BYTES, MailItem, Unreadable
 from ainews_newsletter.feedback.parse import parse_message
-from ainews_newsletter.feedback.report import FailedRecipient, FeedbackKind, FeedbackReport
 from ainews_newsletter.feedback.verp import tag_in
 from ainews_newsletter.models import SendOutcome, SubscriberStatus
-from ainews_newsletter.pipeline.issue import open_ledger, open_subscribers
+from ainews_newsletter.pipeline.issue import issue_for, open_ledger, open_subscribers
 from ainews_newsletter.subscribers.store import SubscriberStore
 
 log = logging.getLogger("ainews.feedback")
@@ -70,8 +70,10 @@ class IngestSummary:
         self.events.append(event)
 
 
-class FeedbackDesk:
-    """One ingest's open stores (engines are shared per URL, so this is cheap)."""
+class FeedbackRecorder:
+    """Records each returned report or refusal as feedback events matched to the delivery
+    they are about, and applies the policy to the subscriber. Holds one ingest's open stores
+    (engines are shared per URL, so this is cheap)."""
 
     def __init__(self, config: Config) -> None:
         engine = engine_for(config.database_url)
@@ -82,7 +84,7 @@ class FeedbackDesk:
 
     # -- matching -------------------------------------------------------------------------
 
-    def _tags(self, report: FeedbackReport) -> list[str]:
+    def _verp_tags(self, report: FeedbackReport) -> list[str]:
         bounces = self.config.bounces
         if bounces.address is None:
             return []
@@ -90,10 +92,10 @@ class FeedbackDesk:
                  for address in (*report.sent_to, *report.returned.return_paths))
         return [tag for tag in found if tag is not None]
 
-    def _anchor(self, report: FeedbackReport) -> tuple[SentDelivery | None, str]:
+    def _delivery_of_report(self, report: FeedbackReport) -> tuple[SentDelivery | None, str]:
         """The one delivery the whole report points at, and how it was found. ("unknown tag",
         None): addressed to our VERP mailbox with a tag that names nothing: trust nothing."""
-        tags = self._tags(report)
+        tags = self._verp_tags(report)
         for tag in tags:
             found = self.lookup.by_tag(tag)
             if found is not None:
@@ -106,8 +108,8 @@ class FeedbackDesk:
                 return found, "token"
         return None, ""
 
-    def _match(self, report: FeedbackReport, recipient: FailedRecipient,
-               anchor: SentDelivery | None, how: str) -> tuple[SentDelivery | None, str]:
+    def _match_recipient(self, report: FeedbackReport, recipient: FailedRecipient,
+                         anchor: SentDelivery | None, how: str) -> tuple[SentDelivery | None, str]:
         if anchor is not None and (len(report.recipients) <= 1 or not recipient.email
                                    or recipient.email.lower() == anchor.email.lower()):
             return anchor, how  # VERP: a forwarded address still names our reader's row
@@ -132,12 +134,12 @@ class FeedbackDesk:
     # -- recording and the policy ---------------------------------------------------------
 
     def record_report(self, report: FeedbackReport) -> list[Recorded]:
-        anchor, how = self._anchor(report)
+        anchor, how = self._delivery_of_report(report)
         recipients = report.recipients or (FailedRecipient(email="", kind=report.kind),)
         identity = report.message_id or f"sha256:{report.digest}"
         recorded: list[Recorded] = []
         for index, recipient in enumerate(recipients):
-            delivery, matched_by = self._match(report, recipient, anchor, how)
+            delivery, matched_by = self._match_recipient(report, recipient, anchor, how)
             kind = recipient.kind if report.recipients else report.kind
             event = FeedbackEvent(
                 dedup_key=event_key(identity, str(index), recipient.email.lower()),
@@ -150,7 +152,7 @@ class FeedbackDesk:
                 subscriber_id=delivery.subscriber_id if delivery else None,
                 sent_at=delivery.sent_at if delivery else None,
                 effect="none" if delivery else "unmatched")
-            recorded.append(self._store(event))
+            recorded.append(self._store_and_apply(event))
         return recorded
 
     def record_refusal(self, delivery: Delivery, issue_id: int,
@@ -165,18 +167,18 @@ class FeedbackDesk:
             diagnostic=f"{outcome.code} {outcome.reply}".strip(), feedback_type=None,
             source="smtp", matched_by="sent", delivery_id=delivery.id, issue_id=issue_id,
             subscriber_id=delivery.recipient.subscriber_id, sent_at=clock.now())
-        return self._store(event)
+        return self._store_and_apply(event)
 
-    def _store(self, event: FeedbackEvent) -> Recorded:
+    def _store_and_apply(self, event: FeedbackEvent) -> Recorded:
         stored, new = self.log.record(event)
         if new:
-            stored = self._act(stored)
+            stored = self._apply_and_store_effect(stored)
         # A repeat acts only if the first reading never got to (effect still "none": a
         # crash came between storing and acting). One that acted must not act again: the
         # reader may have come back since (`subscribers resubscribe`).
         return Recorded(stored, new)
 
-    def _act(self, event: FeedbackEvent) -> FeedbackEvent:
+    def _apply_and_store_effect(self, event: FeedbackEvent) -> FeedbackEvent:
         effect = self._apply_policy(event)
         if effect is None or effect == event.effect or event.id is None:
             return event
@@ -184,10 +186,11 @@ class FeedbackDesk:
         return replace(event, effect=effect)
 
     def finish_unapplied(self) -> int:
-        """Apply the policy to stored events it never saw (see `_store`). Returns how many."""
+        """Apply the policy to stored events it never saw (see `_store_and_apply`). Returns
+        how many."""
         pending = self.log.unapplied()
         for event in pending:
-            self._act(event)
+            self._apply_and_store_effect(event)
         return len(pending)
 
     def _apply_policy(self, event: FeedbackEvent) -> str | None:
@@ -197,7 +200,7 @@ class FeedbackDesk:
             return None
         bounces = self.config.bounces
         if event.kind is FeedbackKind.COMPLAINT:
-            return self._leave(subscriber_id, SubscriberStatus.COMPLAINED, event.issue_id)
+            return self._mark_left(subscriber_id, SubscriberStatus.COMPLAINED, event.issue_id)
         if event.kind is FeedbackKind.HARD:
             limit, seen = self.config.hard_bounce_limit, self.log.failures(
                 subscriber_id, FeedbackKind.HARD)
@@ -208,10 +211,10 @@ class FeedbackDesk:
         else:
             return "none"  # auto-replies, delay warnings, "delivered" reports
         if seen >= limit:
-            return self._leave(subscriber_id, SubscriberStatus.BOUNCED, event.issue_id)
+            return self._mark_left(subscriber_id, SubscriberStatus.BOUNCED, event.issue_id)
         return f"counted {seen} of {limit}"
 
-    def _leave(self, subscriber_id: int, status: SubscriberStatus,
+    def _mark_left(self, subscriber_id: int, status: SubscriberStatus,
                issue_id: int | None) -> str:
         if self.store.mark_left(subscriber_id, status, issue_id):
             return status.value
@@ -243,8 +246,8 @@ def ingest(config: Config, items: Iterable[MailItem | Unreadable],
            ) -> IngestSummary:
     """Parse, match, store and apply the policy to each message. `after_each(item, ok)`
     runs once a message is safely stored (the IMAP reader moves it then)."""
-    desk = FeedbackDesk(config)
-    desk.finish_unapplied()
+    recorder = FeedbackRecorder(config)
+    recorder.finish_unapplied()
     summary = IngestSummary()
     for item in items:
         summary.messages += 1
@@ -254,7 +257,7 @@ def ingest(config: Config, items: Iterable[MailItem | Unreadable],
             if after_each is not None:
                 after_each(item, False)
             continue
-        for recorded in desk.record_report(report):
+        for recorded in recorder.record_report(report):
             summary.add(recorded)
         if after_each is not None:
             after_each(item, True)
@@ -263,12 +266,12 @@ def ingest(config: Config, items: Iterable[MailItem | Unreadable],
 
 def refusal_recorder(config: Config, issue_id: int) -> Callable[[Delivery, SendOutcome], None]:
     """The sender's hook for refusals during a send (delivery.sender.Hooks.on_refused)."""
-    desk = FeedbackDesk(config)
-    desk.finish_unapplied()
+    recorder = FeedbackRecorder(config)
+    recorder.finish_unapplied()
 
     def refused(delivery: Delivery, outcome: SendOutcome) -> None:
         try:
-            desk.record_refusal(delivery, issue_id, outcome)
+            recorder.record_refusal(delivery, issue_id, outcome)
         except (AinewsError, SQLAlchemyError):
             # The refusal is in the ledger already; losing its event must not stop the send.
             log.exception("could not record the refusal of %s", delivery.recipient.email)
@@ -286,8 +289,6 @@ def last_failure(config: Config, subscriber_id: int) -> FeedbackEvent | None:
 def issue_feedback(config: Config, issue_key: str | None) -> dict[str, int]:
     """Readers of one issue (default: the latest) whose message bounced (hard or soft) or
     who complained, and the events of each kind: `ainews status`."""
-    from ainews_newsletter.pipeline.send import issue_for
-
     issue = issue_for(config, open_ledger(config), issue_key)
     log = EventLog(engine_for(config.database_url))
     counts = {kind.value: count for kind, count in log.subscribers_by_kind(issue.id).items()}

@@ -1,17 +1,19 @@
 """Select and render: the posts of a window become a frozen-ready RenderedIssue, its sample
-files and its lint findings."""
+files and its lint findings; and an issue frozen in the ledger, found by the key the user
+wrote (what send, feedback and reports all look up)."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.dkim import Signer, make_signer
-from ainews_newsletter.delivery.ledger import Ledger
+from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
 from ainews_newsletter.delivery.message import IssueMessages, unsubscribe_url
-from ainews_newsletter.errors import SelectionError
+from ainews_newsletter.errors import AinewsError, SelectionError
 from ainews_newsletter.models import (
     Period,
     PostRef,
@@ -20,8 +22,8 @@ from ainews_newsletter.models import (
     Window,
     counted,
 )
-from ainews_newsletter.posts.loader import load_sources
 from ainews_newsletter.posts.select import Carried, Selection, post_ref, select
+from ainews_newsletter.posts.sources import load_sources
 from ainews_newsletter.posts.windows import (
     between,
     last_complete_week,
@@ -155,3 +157,29 @@ def write_build(config: Config, rendered: RenderedIssue, out_dir: Path) -> dict[
     files["text"].write_text(text_part, encoding="utf-8")
     files["eml"].write_bytes(sample_message(config, rendered, recipient))
     return files
+
+
+def find_issue_by_key(config: Config, ledger: Ledger, key: str) -> IssueRecord | None:
+    """The frozen issue of `key` as the user wrote it (2026-W47 or 2026w47, a since-key);
+    None when the ledger has none."""
+    found = ledger.find_issue(audience_list(config), key)
+    if found is None:  # "2026w47" for "2026-W47"
+        with suppress(SelectionError):
+            found = ledger.find_issue(audience_list(config),
+                                      parse_week(key, config.newsletter.tz).key)
+    return found
+
+
+def issue_for(config: Config, ledger: Ledger, issue_key: str | None) -> IssueRecord:
+    """ISSUE as the user wrote it (2026-W47, 2026w47, a since-key), else the latest."""
+    if issue_key is None:
+        issue = ledger.latest_issue()
+        if issue is None:
+            raise AinewsError("no issue has been sent yet (run `ainews send`, or `ainews "
+                              "send --yes` where there is no terminal)")
+    else:
+        issue = find_issue_by_key(config, ledger, issue_key)
+        if issue is None:
+            raise AinewsError(f"no issue {issue_key!r} in the ledger (`ainews status` shows "
+                              "the latest)")
+    return issue

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,7 +24,7 @@ from ainews_newsletter.delivery.transports import (
     SmtpTransport,
     Transport,
 )
-from ainews_newsletter.errors import AinewsError, SelectionError
+from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.models import (
     DeliveryCounts,
     PostRef,
@@ -38,6 +37,8 @@ from ainews_newsletter.pipeline.feedback import refusal_recorder
 from ainews_newsletter.pipeline.issue import (
     audience_list,
     carried_refs,
+    find_issue_by_key,
+    issue_for,
     message_signer,
     open_ledger,
     open_subscribers,
@@ -45,9 +46,6 @@ from ainews_newsletter.pipeline.issue import (
     resolve_period,
     sample_message,
     select_posts,
-)
-from ainews_newsletter.posts.windows import (
-    parse_week,
 )
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.store import (
@@ -80,15 +78,6 @@ class SendPlan:
     carried: tuple[PostRef, ...] = ()  # the posts a new issue carries, remembered on freeze
 
 
-def _find_issue(config: Config, ledger: Ledger, key: str) -> IssueRecord | None:
-    found = ledger.find_issue(audience_list(config), key)
-    if found is None:  # "2026w47" for "2026-W47"
-        with suppress(SelectionError):
-            found = ledger.find_issue(audience_list(config),
-                                      parse_week(key, config.newsletter.tz).key)
-    return found
-
-
 def plan_send(config: Config, window: Window, force: bool = False,
               issue_key: str | None = None) -> SendPlan:
     """What a send would do. With `issue_key`, the frozen issue of that key (to resume it);
@@ -101,7 +90,7 @@ def plan_send(config: Config, window: Window, force: bool = False,
         # that one first, or its queued readers would never get it.
         issue_key = unfinished_issue_key(config)
     if issue_key is not None:
-        existing = _find_issue(config, ledger, issue_key)
+        existing = find_issue_by_key(config, ledger, issue_key)
         if existing is None:
             raise AinewsError(f"no issue {issue_key!r} in the ledger")
         period_key = existing.rendered.period.key
@@ -221,27 +210,30 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
         presence.check_alone(release_dead_claims)  # alone: rows left `sending` are orphans
         counts = deliver_due()
         if counts.sending:
-            counts = _settle(config, ledger, issue.id, presence, release_dead_claims,
-                             deliver_due, should_stop or (lambda: False))
+            counts = _wait_for_rows_in_flight(config, ledger, issue.id, presence,
+                                              release_dead_claims, deliver_due,
+                                              should_stop or (lambda: False))
         return counts
 
 
-def _settle(config: Config, ledger: Ledger, issue_id: int, presence: SenderPresence,
-            release_dead_claims: Callable[[], None], deliver_due: Callable[[], DeliveryCounts],
-            should_stop: Callable[[], bool]) -> DeliveryCounts:
+def _wait_for_rows_in_flight(config: Config, ledger: Ledger, issue_id: int,
+                             presence: SenderPresence,
+                             release_dead_claims: Callable[[], None],
+                             deliver_due: Callable[[], DeliveryCounts],
+                             should_stop: Callable[[], bool]) -> DeliveryCounts:
     """Rows still `sending` are another sender's messages in flight (several senders share
     the issue) or a dead sender's. Wait about one message's worth of time (twice the SMTP
     timeout) for the other to record them. If it has gone meanwhile (SQLite: this sender is
     alone; PostgreSQL: a lease ran out) finish them here instead of leaving them for a
     resume."""
-    patience = 2 * config.smtp.timeout
-    deadline = time.monotonic() + patience
+    wait_seconds = 2 * config.smtp.timeout
+    deadline = time.monotonic() + wait_seconds
     presence.step_aside()  # nothing in flight here: do not count as a live sender
     while not should_stop() and ledger.sending_count(issue_id):
         if presence.check_alone(release_dead_claims):  # SQLite: their sender is gone
             deliver_due()
             presence.step_aside()
-            deadline = time.monotonic() + patience  # a sender that started meanwhile
+            deadline = time.monotonic() + wait_seconds  # a sender that started meanwhile
             continue
         if ledger.leases_claims:  # rows whose lease ran out, or a stopping sender put back
             deliver_due()
@@ -264,7 +256,7 @@ def claims_retry_at(config: Config, issue_key: str) -> datetime | None:
     """PostgreSQL: when the issue's rows another sender holds (`sending`) may be taken over
     by `send --resume`, by the database's clock; None when none are held (or on SQLite)."""
     ledger = open_ledger(config)
-    issue = _find_issue(config, ledger, issue_key)
+    issue = find_issue_by_key(config, ledger, issue_key)
     if issue is None or not ledger.leases_claims:
         return None
     return ledger.claims_expire_at(issue.id, claim_lease(config))
@@ -297,7 +289,7 @@ def unfinished_issue_key(config: Config) -> str | None:
 def retry_failed(config: Config, issue_key: str) -> int:
     """Put the failed rows of an issue back in the queue; returns how many."""
     ledger = open_ledger(config)
-    issue = _find_issue(config, ledger, issue_key)
+    issue = find_issue_by_key(config, ledger, issue_key)
     if issue is None:
         raise AinewsError(f"no issue {issue_key!r} in the ledger")
     return ledger.requeue_failed(issue.id, clock.now())
@@ -306,18 +298,3 @@ def retry_failed(config: Config, issue_key: str) -> int:
 def delivery_status(config: Config, issue_key: str | None) -> DeliveryCounts:
     ledger = open_ledger(config)
     return ledger.counts(issue_for(config, ledger, issue_key).id)
-
-
-def issue_for(config: Config, ledger: Ledger, issue_key: str | None) -> IssueRecord:
-    """ISSUE as the user wrote it (2026-W47, 2026w47, a since-key), else the latest."""
-    if issue_key is None:
-        issue = ledger.latest_issue()
-        if issue is None:
-            raise AinewsError("no issue has been sent yet (run `ainews send`, or `ainews "
-                              "send --yes` where there is no terminal)")
-    else:
-        issue = _find_issue(config, ledger, issue_key)
-        if issue is None:
-            raise AinewsError(f"no issue {issue_key!r} in the ledger (`ainews status` shows "
-                              "the latest)")
-    return issue

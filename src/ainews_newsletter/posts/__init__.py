@@ -1,1 +1,2 @@
-"""The posts room: load posts from their sources (loader) and pick an issue's posts (select)."""
+"""The posts room: read posts from every configured source (sources) and pick an issue's posts
+(select)."""

@@ -55,8 +55,8 @@ def _offset(text: str) -> timedelta | None:
     return offset if abs(offset) <= MAX_OFFSET else None
 
 
-def _build(year: int, month: int, day: int, hour: int, minute: int, second: int,
-           offset: timedelta) -> datetime | None:
+def _utc_from_fields(year: int, month: int, day: int, hour: int, minute: int, second: int,
+                     offset: timedelta) -> datetime | None:
     if not MIN_YEAR <= year <= MAX_YEAR:
         return None
     try:
@@ -88,8 +88,8 @@ def _from_rfc822(found: re.Match[str]) -> datetime | None:
         offset += extra
     if abs(offset) > MAX_OFFSET:
         return None
-    return _build(year, month, int(found["day"]), int(found["hour"] or 0),
-                  int(found["minute"] or 0), int(found["second"] or 0), offset)
+    return _utc_from_fields(year, month, int(found["day"]), int(found["hour"] or 0),
+                            int(found["minute"] or 0), int(found["second"] or 0), offset)
 
 
 def _from_iso(text: str) -> datetime | None:
@@ -103,9 +103,9 @@ def _from_iso(text: str) -> datetime | None:
         if parsed is None:
             return None
         offset = parsed
-    return _build(int(found["year"]), int(found["month"]), int(found["day"]),
-                  int(found["hour"] or 0), int(found["minute"] or 0),
-                  int(found["second"] or 0), offset)
+    return _utc_from_fields(int(found["year"]), int(found["month"]), int(found["day"]),
+                            int(found["hour"] or 0), int(found["minute"] or 0),
+                            int(found["second"] or 0), offset)
 
 
 _KNOWN_WORDS = {*_MONTHS, *_ZONES, "t", "z", "am", "pm", "mon", "tue", "wed", "thu", "fri",
@@ -137,7 +137,7 @@ _JAVASCRIPT = re.compile(r"[A-Za-z]{3} [A-Za-z]{3} \d{1,2} \d{4} \d{1,2}:\d{2}:\
 _PERFORCE = re.compile(r"[A-Za-z]{3}, \d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} [A-Za-z]{2,5}")
 
 
-def _looser(text: str) -> datetime | None:
+def _parse_looser_forms(text: str) -> datetime | None:
     """feedparser's parsers for the other forms real feeds use, each asked only about its own
     shape and taken only when its reading agrees with the raw string: asctime, JavaScript's
     Date, Perforce, and (for text with non-ASCII letters) Hungarian, Greek and Korean."""
@@ -184,4 +184,4 @@ def parse_feed_date(raw: str) -> datetime | None:
         return _from_rfc822(rfc822)
     if text.isascii() and re.match(r"\d{4}(?:-\d|$)", text):
         return _from_iso(_GOOGLE_MONTH.sub(r"\1-\2-", text))
-    return _looser(text)
+    return _parse_looser_forms(text)

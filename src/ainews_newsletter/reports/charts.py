@@ -32,7 +32,7 @@ def _options(title: str, **extra: Any) -> dict[str, Any]:
             "print_values": False, "margin": 12, "truncate_label": 48, **extra}
 
 
-def _finish(chart: Any, slug: str, description: str) -> str:
+def _accessible_svg(chart: Any, slug: str, description: str) -> str:
     """The chart's SVG without scripts or comments, labelled for assistive technology."""
     svg = _COMMENT.sub("", _SCRIPT.sub("", str(chart.render(is_unicode=True))))
     title_id, desc_id = f"{slug}-title", f"{slug}-desc"
@@ -57,8 +57,8 @@ def growth_chart(weeks: Sequence[GrowthWeek]) -> str:
     chart.add("bounced", [week.counts.get("bounced", 0) for week in weeks])
     described = "; ".join(f"{w.week}: {w.counts.get('joined', 0)} joined, {w.left} left, "
                           f"total {w.total}" for w in weeks) or "no weeks"
-    return _finish(chart, "growth", f"Subscribers who joined, left and bounced each week. "
-                                    f"{described}.")
+    return _accessible_svg(chart, "growth", f"Subscribers who joined, left and bounced each week. "
+                                            f"{described}.")
 
 
 def funnel_chart(numbers: IssueNumbers) -> str:
@@ -72,8 +72,8 @@ def funnel_chart(numbers: IssueNumbers) -> str:
     chart = pygal.HorizontalBar(**_options(f"Delivery of {numbers.issue}", show_legend=False))
     chart.x_labels = [name for name, _ in reversed(steps)]
     chart.add("readers", [count for _, count in reversed(steps)])
-    return _finish(chart, "funnel", "How many readers each step reached: "
-                   + ", ".join(f"{name} {count}" for name, count in steps) + ".")
+    return _accessible_svg(chart, "funnel", "How many readers each step reached: "
+                           + ", ".join(f"{name} {count}" for name, count in steps) + ".")
 
 
 def timeline_chart(timeline: Sequence[tuple[datetime, int]], timezone: Any) -> str:
@@ -85,7 +85,7 @@ def timeline_chart(timeline: Sequence[tuple[datetime, int]], timezone: Any) -> s
     chart.add("messages", [count for _, count in timeline])
     total = sum(count for _, count in timeline)
     span = (f"from {labels[0]} to {labels[-1]}" if labels else "nothing sent yet")
-    return _finish(chart, "timeline", f"{total} messages accepted {span}, per minute.")
+    return _accessible_svg(chart, "timeline", f"{total} messages accepted {span}, per minute.")
 
 
 def links_chart(clicks: Clicks, top: int = 10) -> str:
@@ -94,6 +94,6 @@ def links_chart(clicks: Clicks, top: int = 10) -> str:
     chart.x_labels = [link.url for link in reversed(links)]
     chart.add("clicks", [link.total for link in reversed(links)])
     chart.add("readers", [link.unique for link in reversed(links)])
-    return _finish(chart, "links", "Clicks by people per link, most clicked first: "
-                   + "; ".join(f"{link.url}: {link.total} clicks by {link.unique} readers"
-                               for link in links) + ".")
+    return _accessible_svg(chart, "links", "Clicks by people per link, most clicked first: "
+                           + "; ".join(f"{link.url}: {link.total} clicks by {link.unique} readers"
+                                       for link in links) + ".")

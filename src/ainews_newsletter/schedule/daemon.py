@@ -33,7 +33,7 @@ log = logging.getLogger("ainews.schedule")
 
 
 @dataclass
-class _Runtime:
+class _RunningScheduler:
     config: Config
     stop: threading.Event
     runs_before: int  # the newest schedule_runs id when this process started
@@ -41,7 +41,7 @@ class _Runtime:
 
 # The job stored in the database is a reference to `fire`, not a closure (it must survive a
 # restart); `fire` finds the running process's config here.
-_runtime: _Runtime | None = None
+_runtime: _RunningScheduler | None = None
 
 
 def fire() -> None:
@@ -121,7 +121,7 @@ def run_forever(config: Config) -> int:
     build_trigger(config.schedule.cron, config.newsletter.tz)  # a bad cron fails here, early
     stop = threading.Event()
     runs_before = RunHistory(engine_for(config.database_url)).newest_id()
-    _runtime = _Runtime(config, stop, runs_before)
+    _runtime = _RunningScheduler(config, stop, runs_before)
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         log.info("%s: finishing the message in flight, then stopping",

@@ -17,11 +17,22 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ainews_newsletter import clock, pipeline
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.errors import AinewsError, SelectionError
 from ainews_newsletter.models import DeliveryCounts, Window
+from ainews_newsletter.pipeline.issue import audience_list, lint, resolve_period
+from ainews_newsletter.pipeline.send import (
+    PeriodTaken,
+    SendPlan,
+    delivery_status,
+    execute_send,
+    freeze_issue,
+    plan_send,
+    send_test,
+    unfinished_issue_keys,
+)
 from ainews_newsletter.render.lint import has_errors
 from ainews_newsletter.schedule.history import RunHistory
 
@@ -49,12 +60,12 @@ def resume_unfinished(config: Config, should_stop: StopRequested) -> list[str]:
     """Continue every issue whose send started and has rows left; a note for each issue
     where something happened (rows waiting for their retry time are not news)."""
     notes: list[str] = []
-    for key in pipeline.unfinished_issue_keys(config):
+    for key in unfinished_issue_keys(config):
         if should_stop():
             break
-        before = pipeline.delivery_status(config, key)
-        plan = pipeline.plan_send(config, Window(), issue_key=key)
-        counts = pipeline.execute_send(config, plan, should_stop=should_stop)
+        before = delivery_status(config, key)
+        plan = plan_send(config, Window(), issue_key=key)
+        counts = execute_send(config, plan, should_stop=should_stop)
         if (counts.sent, counts.failed) != (before.sent, before.failed):
             notes.append(f"resumed {key}: {_counted(counts)}")
             log.info("resumed %s: %s", key, _counted(counts))
@@ -62,9 +73,9 @@ def resume_unfinished(config: Config, should_stop: StopRequested) -> list[str]:
 
 
 def _this_period(config: Config, should_stop: StopRequested) -> RunResult:
-    period = pipeline.resolve_period(config, Window()).key
+    period = resolve_period(config, Window()).key
     try:
-        plan = pipeline.plan_send(config, Window())
+        plan = plan_send(config, Window())
     except SelectionError as exc:
         return RunResult("skipped", period, str(exc))
     if plan.existing is not None and plan.existing.snapshot_at is not None:
@@ -72,17 +83,17 @@ def _this_period(config: Config, should_stop: StopRequested) -> RunResult:
     if plan.existing is not None and config.schedule.mode == "draft":
         return RunResult("skipped", period, f"the draft of {period} is waiting for "
                                             f"`ainews send --issue {period} --yes`")
-    errors = [f.message for f in pipeline.lint(config, plan.rendered) if has_errors([f])]
+    errors = [f.message for f in lint(config, plan.rendered) if has_errors([f])]
     if errors:
         return RunResult("failed", period, "lint errors block the send: " + "; ".join(errors))
     if config.schedule.mode == "draft":
-        pipeline.freeze_issue(config, plan, only_if_new=True)
+        freeze_issue(config, plan, only_if_new=True)
         copies = [_test_copy(config, plan, address) for address in config.schedule.notify]
         return RunResult("draft", period, f"frozen; test copies {', '.join(copies) or 'none'}; "
                                           f"send it with `ainews send --issue {period} "
                                           "--yes`")
-    counts = pipeline.execute_send(config, plan, should_stop=should_stop,
-                                   only_if_new=plan.existing is None)
+    counts = execute_send(config, plan, should_stop=should_stop,
+                          only_if_new=plan.existing is None)
     if should_stop() and counts.queued:
         return RunResult("stopped", period, f"stopped by a signal: {_counted(counts)}; the "
                                             "next start resumes it")
@@ -96,18 +107,18 @@ def needs_rerun(config: Config, runs_before: int) -> bool:
     run id when this process started: ids, not start times, tell the runs of earlier
     processes from our own, since a wall clock may step back between two lives."""
     last = RunHistory(engine_for(config.database_url)).last_up_to(
-        pipeline.audience_list(config), runs_before)  # not our own
+        audience_list(config), runs_before)  # not our own
     if last is None:
         return False
     if last.outcome == "running":  # killed, or another scheduler busy with it right now
         # Our own pid on a row of an earlier process is a previous life of the pid: in a
         # container the scheduler is PID 1 every time.
         return last.host == socket.gethostname()[:255] and (
-            last.pid == os.getpid() or not _alive(last.pid))
+            last.pid == os.getpid() or not _process_alive(last.pid))
     return last.outcome == "stopped"  # full runs only: a stopped resume is "resumed"
 
 
-def _alive(pid: int) -> bool:
+def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -125,7 +136,7 @@ def run_once(config: Config, should_stop: StopRequested = lambda: False,
     if resume_only:
         return _resume_run(config, should_stop)
     history = RunHistory(engine_for(config.database_url))
-    run_id = history.start(pipeline.audience_list(config), clock.now())
+    run_id = history.start(audience_list(config), clock.now())
     notes: list[str] = []
     try:
         notes = resume_unfinished(config, should_stop)
@@ -133,18 +144,18 @@ def run_once(config: Config, should_stop: StopRequested = lambda: False,
             result = RunResult("stopped", None, "stopped by a signal; the next start goes on")
         else:
             result = _this_period(config, should_stop)
-    except pipeline.PeriodTaken as exc:
-        result = RunResult("skipped", pipeline.resolve_period(config, Window()).key, str(exc))
+    except PeriodTaken as exc:
+        result = RunResult("skipped", resolve_period(config, Window()).key, str(exc))
     except AinewsError as exc:  # server down, sender refused, paused: the rest stays queued
         result = RunResult("failed", None, str(exc))
     except Exception as exc:  # recorded for `schedule status`; the scheduler keeps going
         log.exception("run failed")
         result = RunResult("failed", None, f"{type(exc).__name__}: {exc}")
-    return _finish(history, run_id, result, notes)
+    return _record_finish(history, run_id, result, notes)
 
 
 def _resume_run(config: Config, should_stop: StopRequested) -> RunResult | None:
-    if should_stop() or not pipeline.unfinished_issue_keys(config):
+    if should_stop() or not unfinished_issue_keys(config):
         return None
     history = RunHistory(engine_for(config.database_url))
     started = clock.now()
@@ -158,12 +169,12 @@ def _resume_run(config: Config, should_stop: StopRequested) -> RunResult | None:
         notes, result = [], RunResult("failed", None, f"resuming: {type(exc).__name__}: {exc}")
     if not notes and result.outcome == "resumed":
         return None
-    return _finish(history, history.start(pipeline.audience_list(config), started), result,
-                   notes)
+    return _record_finish(history, history.start(audience_list(config), started), result,
+                          notes)
 
 
-def _finish(history: RunHistory, run_id: int, result: RunResult,
-            notes: list[str]) -> RunResult:
+def _record_finish(history: RunHistory, run_id: int, result: RunResult,
+                   notes: list[str]) -> RunResult:
     detail = "; ".join([*notes, result.detail] if result.detail else notes)
     history.finish(run_id, clock.now(), result.outcome, result.period_key, detail)
     log.info("run %s: %s%s — %s", run_id, result.outcome,
@@ -171,11 +182,11 @@ def _finish(history: RunHistory, run_id: int, result: RunResult,
     return RunResult(result.outcome, result.period_key, detail)
 
 
-def _test_copy(config: Config, plan: pipeline.SendPlan, address: str) -> str:
+def _test_copy(config: Config, plan: SendPlan, address: str) -> str:
     """One editor's copy of a draft; a failure is said in the run's detail, and the other
     editors still get theirs (the issue is frozen already)."""
     try:
-        return f"{address}: {pipeline.send_test(config, plan.rendered, address).state}"
+        return f"{address}: {send_test(config, plan.rendered, address).state}"
     except AinewsError as exc:
         return f"{address}: not sent ({exc})"
 

@@ -297,7 +297,7 @@ class Preview:
     async def dashboard(self, request: Request) -> Response:
         """The report page of the latest issue and the list; it reloads itself every few
         seconds (a meta refresh: no script) while that issue's send is still running."""
-        from ainews_newsletter.pipeline.report import report_html
+        from ainews_newsletter.pipeline.reports import report_html
 
         config, _ = self.config_file.current()
         html = await run_in_threadpool(report_html, config, None, 12, DASHBOARD_REFRESH)

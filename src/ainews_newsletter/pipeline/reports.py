@@ -12,10 +12,9 @@ from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.clickstats import click_counts
 from ainews_newsletter.delivery.reporting import LedgerReports, Recipient
 from ainews_newsletter.feedback.events import EventLog
-from ainews_newsletter.feedback.report import FeedbackKind
+from ainews_newsletter.feedback.findings import FeedbackKind
 from ainews_newsletter.models import DeliveryState, SubscriberStatus
-from ainews_newsletter.pipeline.issue import open_ledger, open_subscribers
-from ainews_newsletter.pipeline.send import issue_for
+from ainews_newsletter.pipeline.issue import issue_for, open_ledger, open_subscribers
 from ainews_newsletter.reports.numbers import Clicks, GrowthWeek, IssueNumbers, LinkClicks, growth
 from ainews_newsletter.reports.page import report_page
 from ainews_newsletter.subscribers.history import SubscriberHistory

@@ -14,7 +14,9 @@ from ainews_newsletter.posts.text import PostDefaults
 
 
 @dataclass
-class Loaded:
+class SourcesRead:
+    """What reading every configured source gave (as FeedRead is for one feed)."""
+
     posts: list[Post] = field(default_factory=list)  # in source order
     problems: list[PostError] = field(default_factory=list)
     sources: list[tuple[str, int]] = field(default_factory=list)  # (source, posts read)
@@ -42,10 +44,10 @@ def _read_source(config: Config, source: MarkdownSource | FeedSource,
         return feeds.FeedRead(problems=[problem])
 
 
-def read_sources(config: Config) -> Loaded:
+def read_sources(config: Config) -> SourcesRead:
     """Every post of every source, every problem found and every feed item left out (for
     `ainews posts check`)."""
-    loaded = Loaded()
+    loaded = SourcesRead()
     defaults = defaults_from(config)
     for source in config.posts.sources:
         read = _read_source(config, source, defaults)
@@ -56,7 +58,7 @@ def read_sources(config: Config) -> Loaded:
     return loaded
 
 
-def load_sources(config: Config) -> Loaded:
+def load_sources(config: Config) -> SourcesRead:
     """Every source read, or PostError for the first problem: an issue is never built from
     a partial set of posts. Feed items that cannot be placed are not problems: they are
     left out, with their reason, and the issue goes on."""
