@@ -47,7 +47,7 @@ class Key:
         return ENV_PREFIX + "__".join(part.upper() for part in parts)
 
 
-def keys(root: type[BaseModel] = Config) -> list[Key]:
+def config_keys(root: type[BaseModel] = Config) -> list[Key]:
     """Every key of the configuration, section by section in the model's order."""
     found: list[Key] = []
     for section, field in root.model_fields.items():
@@ -70,7 +70,7 @@ def nested_keys() -> Iterator[tuple[str, type[BaseModel], list[Key]]]:
 
 def undescribed(root: type[BaseModel] = Config) -> list[str]:
     """Dotted names of keys whose model gives no description."""
-    every = keys(root) + (
+    every = config_keys(root) + (
         [key for _, _, entries in nested_keys() for key in entries] if root is Config else [])
     sections = [f"[{name}]" for name, field in root.model_fields.items()
                 if _model_of(field.annotation) is not None and not field.description]
@@ -96,14 +96,14 @@ def named_in_toml(text: str) -> set[str]:
 def missing_from_toml(text: str, root: type[BaseModel] = Config) -> list[str]:
     """Non-secret keys a config file does not name (a sample must show every one)."""
     named = named_in_toml(text)
-    return [key.dotted for key in keys(root) if not key.secret and key.dotted not in named]
+    return [key.dotted for key in config_keys(root) if not key.secret and key.dotted not in named]
 
 
 def markdown() -> str:
     """The reference as Markdown: a table per section, then the list entries' keys."""
     lines: list[str] = []
     by_section: dict[str, list[Key]] = {}
-    for key in keys():
+    for key in config_keys():
         by_section.setdefault(key.section, []).append(key)
     for section, section_keys in by_section.items():
         lines += [f"## `[{section}]`" if section else "## Top level (environment only)", ""]
