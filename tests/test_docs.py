@@ -203,7 +203,7 @@ def broken_links(pages: list[Path], root: Path) -> list[str]:
 
 
 def _documentation_pages() -> list[Path]:
-    return sorted(DOCS.rglob("*.md")) + [REPO / "README.md"]
+    return [*sorted(DOCS.rglob("*.md")), REPO / "README.md"]
 
 
 def test_every_link_inside_the_documentation_lands() -> None:
