@@ -51,7 +51,7 @@ from ainews_newsletter.posts.windows import (
     parse_week,
 )
 from ainews_newsletter.subscribers.addresses import normalize
-from ainews_newsletter.subscribers.store import (
+from ainews_newsletter.subscribers.queries import (
     deliverable_now,
     deliverable_subscriber,
 )
