@@ -75,7 +75,7 @@ class _WorkerConnection:
 
 
 @dataclass(frozen=True)
-class _Result:
+class _RecordedAnswer:
     """An answer recorded, for the hooks that run after the commit."""
 
     delivery: Delivery
@@ -111,7 +111,7 @@ class _Dispatcher:
 
     def run(self) -> None:
         try:
-            self._loop()
+            self._hand_out_and_record()
         except BaseException as exc:  # a second Ctrl-C, or the ledger failing: stop handing
             self._halt(exc)  # out rows, record what comes back, then let it through
             self._release_waiting()
@@ -127,7 +127,7 @@ class _Dispatcher:
             self.error = error
         self.stop.set()
 
-    def _loop(self) -> None:
+    def _hand_out_and_record(self) -> None:
         for connection in self.connections:
             self._hand_out_rows(connection)
         # Until nothing is out and nothing more may go: a connection may sit empty for a
@@ -247,7 +247,7 @@ class _Dispatcher:
             delivery = connection.out.popleft()
             assert delivery.id == answer.row_id, "a worker answered out of order"
             matched.append((connection, delivery, answer))
-        results: list[_Result] = []
+        results: list[_RecordedAnswer] = []
         try:
             with self.writer.together():
                 for connection, delivery, answer in matched:
@@ -279,7 +279,7 @@ class _Dispatcher:
             self._after_commit(result)
 
     def _record_answer(self, connection: _WorkerConnection, delivery: Delivery,
-                       answer: Answer) -> _Result | None:
+                       answer: Answer) -> _RecordedAnswer | None:
         """Write one answer (inside the shared commit); on SQLite the connection's next row
         is claimed in the same commit when it may go now, as in the threaded sender."""
         kind, text = answer.kind, answer.text
@@ -301,9 +301,9 @@ class _Dispatcher:
         if claim is Claim.CLAIMED and ahead is not None:
             connection.ahead = ahead
             connection.out.append(ahead)
-        return _Result(delivery, state, outcome, claim is Claim.LEFT)
+        return _RecordedAnswer(delivery, state, outcome, claim is Claim.LEFT)
 
-    def _after_commit(self, result: _Result) -> None:
+    def _after_commit(self, result: _RecordedAnswer) -> None:
         c = self.context
         if result.left_ahead:
             c.count(DeliveryState.FAILED)

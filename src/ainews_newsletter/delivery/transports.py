@@ -214,9 +214,9 @@ class SmtpTransport:
             code, reply = connection.data(message)
         except smtplib.SMTPResponseException as exc:  # data() raises on a non-354 reply
             return self._not_sent(exc.smtp_code, exc.smtp_error)
-        return self._final(code, reply)
+        return self._message_outcome(code, reply)
 
-    def _final(self, code: int, reply: bytes) -> SendOutcome:
+    def _message_outcome(self, code: int, reply: bytes) -> SendOutcome:
         """The reply to the message itself: only this 250 marks a row sent."""
         if code == 421:
             self._drop()
@@ -255,7 +255,7 @@ class SmtpTransport:
             return self._not_sent(data_code, data_reply)
         self._message_handed_over = True
         connection.send(dot_stuffed(message))
-        return self._final(*connection.getreply())
+        return self._message_outcome(*connection.getreply())
 
     def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
         try:

@@ -45,7 +45,7 @@ def _everyday_domain(domain: str, allow_test: bool) -> bool:
         label[2:4] == "--" for label in domain.split("."))) or reserved)
 
 
-def _fast(given: str, allow_test: bool) -> tuple[str, str] | None:
+def _normalize_plain(given: str, allow_test: bool) -> tuple[str, str] | None:
     # local@domain, neither holding an "@" (the local part's characters exclude it), so
     # the first "@" is the only one of an address this path accepts.
     at = given.find("@")
@@ -74,7 +74,7 @@ def normalize(address: str, check_dns: bool = False,
     if "\r" in given or "\n" in given:
         raise SubscriberError(f"{given!r} contains a line break")
     if not check_dns:
-        fast = _fast(given, allow_test)
+        fast = _normalize_plain(given, allow_test)
         if fast is not None:
             return fast
     if "<" in given or ">" in given:
