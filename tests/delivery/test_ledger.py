@@ -41,7 +41,7 @@ def _issue_with_rows(ledger: Ledger, count: int) -> int:
 
 
 def _delivery(claimed: Claimed | None) -> Delivery | None:
-    assert claimed is None or not claimed.left  # no `admits` here: nobody has left
+    assert claimed is None or not claimed.left  # no `deliverable` check here: nobody has left
     return None if claimed is None else claimed.delivery
 
 

@@ -481,7 +481,7 @@ def test_421_at_connect_then_ok(project: Project, smtp_server: SmtpServer,
 
 
 def test_rate_limiter_hourly_quota_and_spacing_with_a_fake_clock() -> None:
-    from ainews_newsletter.delivery.sender import RateLimiter
+    from ainews_newsletter.delivery.pacing import RateLimiter
 
     now = [1000.0]
     slept: list[float] = []

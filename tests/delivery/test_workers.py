@@ -77,7 +77,7 @@ class _PidRecording:
 
 def test_connections_live_in_other_processes(project: Project, smtp_server: SmtpServer,
                                              tmp_path: Path) -> None:
-    from ainews_newsletter.delivery.sender import deliver
+    from ainews_newsletter.delivery.thread_sender import deliver
 
     config = _config(project, smtp_server, connections=4, workers=2)
     _subscribe(config, 20)

@@ -233,7 +233,7 @@ def _general(path: Path) -> list[ImportRow | Rejected]:
     """What the general path (dict per row, `ours` mapper, opt-out rule) reads from a CSV."""
     import csv
 
-    from ainews_newsletter.subscribers.exports import MAPPERS, column_key
+    from ainews_newsletter.subscribers.foreign_formats import MAPPERS, column_key
     from ainews_newsletter.subscribers.formats import _csv_records, _rows
 
     handle = path.open(encoding="utf-8-sig", newline="")  # _csv_records closes it

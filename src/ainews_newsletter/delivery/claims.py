@@ -168,7 +168,7 @@ def _answer(delivery: Delivery, outcome: SendOutcome, now: datetime, policy: Ret
 
 
 @dataclass(frozen=True)
-class Admits:
+class DeliverableCheck:
     """Whether a subscriber may still be sent to, asked inside the claim's own transaction.
     The subscribers room provides both forms; the pipeline plugs them in."""
 
@@ -196,21 +196,22 @@ class Claimed:
 
 class LedgerWriter:
     """A sender connection's writes to its rows, each committed before it returns, on one
-    connection kept for the whole send (a pool checkout per message cost a fifth of the
-    time per message).
+    connection kept for the whole send (a pool checkout per message was a large share of
+    each message's cost).
 
-    With `admits`, every claim asks, in its own transaction, whether the subscriber may
-    still be sent to: an unsubscribe committed before the claim is always honoured, and one
-    committed after it can only meet the message already on its way. On SQLite the check
+    With `deliverable`, every claim asks, in its own transaction, whether the subscriber
+    may still be sent to: an unsubscribe committed before the claim is always honoured, and
+    one committed after it can only meet the message already on its way. On SQLite the check
     is part of the claim's UPDATE (one statement, under its write lock); on PostgreSQL the
     subscriber row is read FOR SHARE in the claim's transaction."""
 
-    def __init__(self, connection: Connection, admits: Admits | None = None) -> None:
+    def __init__(self, connection: Connection,
+                 deliverable: DeliverableCheck | None = None) -> None:
         self.connection = connection
-        self.admits = admits
+        self.deliverable = deliverable
         # Built once per writer: the claim of a row whose reader may still get it.
-        self._claim_admitted = (_CLAIM.where(admits.clause(deliveries.c.subscriber_id))
-                                if admits is not None else _CLAIM)
+        self._claim_admitted = (_CLAIM.where(deliverable.clause(deliveries.c.subscriber_id))
+                                if deliverable is not None else _CLAIM)
         # PostgreSQL can hand each sender the next row nobody else holds; SQLite has one
         # writer at a time, and there the read-then-claim of a batch is faster.
         self.skips_locked = connection.dialect.name == "postgresql"
@@ -284,8 +285,8 @@ class LedgerWriter:
         Queued rows are looked for above the last one this writer claimed (then, once none
         is left there, from the start: rows put back, or another sender's): PostgreSQL's
         planner takes the primary key for "lowest id", and from the start that walk passed
-        every row already sent, so a claim cost more the further the send had got (16 ms at
-        45,000 sent). Deferred and lease-expired rows are few, each its own statement."""
+        every row already sent, so a claim cost more the further the send had got.
+        Deferred and lease-expired rows are few, each its own statement."""
         values = {"issue": issue_id, "now": now, "lease": lease}
         for after in dict.fromkeys((self._claimed_up_to, 0)):
             claimed = self._claim_first(_CLAIM_QUEUED, {**values, "after": after}, now)
@@ -314,8 +315,8 @@ class LedgerWriter:
     def _admitted(self, delivery: Delivery, now: datetime) -> bool:
         """PostgreSQL, in the claim's transaction: whether the subscriber may still get it;
         if not, the row is recorded failed (not sent) in the same commit."""
-        if self.admits is None or self.admits.locked_check(self.connection,
-                                                           delivery.recipient.subscriber_id):
+        if self.deliverable is None or self.deliverable.locked_check(
+                self.connection, delivery.recipient.subscriber_id):
             return True
         self._record_left(delivery, now)
         return False
@@ -329,7 +330,7 @@ class LedgerWriter:
         params = {"row_id": delivery.id, "now": now, "new_attempts": delivery.attempts + 1}
         if self._execute(self._claim_admitted, params) == 1:
             return Claim.CLAIMED
-        if self.admits is None:
+        if self.deliverable is None:
             return Claim.TAKEN
         # Not claimed: another sender has it, or its reader left. Claiming it without the
         # reader's condition tells which (the rare path: a second statement).

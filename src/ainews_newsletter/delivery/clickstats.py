@@ -50,7 +50,7 @@ def click_target(engine: Engine, delivery_id: int, position: int) -> ClickTarget
     return ClickTarget(row.issue_id, delivery_id, position, row.url, row.sent_at)
 
 
-def _burst(rows: Sequence[Any], sent_at: datetime | None) -> list[int] | None:
+def _scanner_burst(rows: Sequence[Any], sent_at: datetime | None) -> list[int] | None:
     """The ids of the delivery's clicks that form a scanner's burst, or None."""
     first = rows[0].at
     windows = [(first, first + BURST_AFTER_FIRST)]
@@ -85,7 +85,7 @@ def record_click(engine: Engine, target: ClickTarget, at: datetime, head: bool) 
             select(clicks.c.id, clicks.c.position, clicks.c.at)
             .where(clicks.c.delivery_id == target.delivery_id)
             .order_by(clicks.c.at, clicks.c.id).limit(EARLIEST_CLICKS)).all()
-        burst = _burst(rows, target.sent_at)
+        burst = _scanner_burst(rows, target.sent_at)
         if burst is None or own_id not in burst:
             return head
         connection.execute(update(clicks).where(clicks.c.id.in_(burst)).values(scanner=True))

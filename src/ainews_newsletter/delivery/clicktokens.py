@@ -46,7 +46,7 @@ class ClickTokens:
     def __init__(self, secret_key: str) -> None:
         if len(secret_key) < MIN_SECRET_LENGTH:
             raise ConfigError(MISSING_SECRET)
-        # Imported here like web/security.py does: `cryptography` loads in ~30 ms, and most
+        # Imported here like web/security.py does: `cryptography` is slow to load, and most
         # commands never sign a click link.
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF

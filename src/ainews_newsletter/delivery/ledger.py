@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from ainews_newsletter.database import ensure_schema, insert_ignoring_conflicts
 from ainews_newsletter.delivery.claims import (
     NOT_ACTIVE_REPLY,
-    Admits,
+    DeliverableCheck,
     Delivery,
     LedgerWriter,
 )
@@ -213,8 +213,8 @@ class Ledger:
         for the same ones (the claim would stop a double send, but not the wasted work).
 
         One query per due state, each an index range in id order: the single OR-query it
-        replaces made SQLite read and sort every row of the issue per batch, 0.15 s a batch
-        at a million readers."""
+        replaces made SQLite read and sort every row of the issue per batch, a cost that
+        grows with the issue."""
         columns = (deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
                    deliveries.c.name, deliveries.c.token, deliveries.c.attempts,
                    deliveries.c.return_tag)
@@ -238,10 +238,11 @@ class Ledger:
             return_tag=row.return_tag) for row in rows[:limit]]
 
     @contextmanager
-    def writer(self, admits: Admits | None = None) -> Iterator[LedgerWriter]:
+    def writer(self,
+               deliverable: DeliverableCheck | None = None) -> Iterator[LedgerWriter]:
         """One connection kept for a sender's per-message writes."""
         with self.engine.connect() as connection:
-            yield LedgerWriter(connection, admits)
+            yield LedgerWriter(connection, deliverable)
 
     def release_claims(self, now: datetime) -> int:
         """SQLite, called only by a sender that knows it is alone: every row still `sending`

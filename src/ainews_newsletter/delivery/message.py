@@ -6,7 +6,8 @@ words for non-ASCII headers, no line over 998 octets thanks to quoted-printable 
 and each reader's bytes are that skeleton with their To, Message-ID, unsubscribe token and
 two bodies filled in (bodies encoded by binascii's C quoted-printable encoder); with click
 counts on, also their click links (one slot per link position, see clicklinks.py). The stdlib
-spends ~10 ms per 40 KB message, this ~0.2 ms; tests prove both parse to the same message."""
+is far too slow to build every reader's message (BENCHMARKS.md has the figures); tests prove
+both parse to the same message."""
 
 from __future__ import annotations
 
@@ -248,7 +249,9 @@ class IssueMessages:
         if head.count(self._token_slot) != 2 or head.count(self._digest_slot) != 1:
             raise ValueError("message skeleton: unexpected unsubscribe or Message-ID slots")
 
-    def _fill(self, part: bytes, token: bytes, digest: bytes) -> bytes:
+    def _personalized(self, part: bytes, token: bytes, digest: bytes) -> bytes:
+        """A piece of the skeleton's header with this reader's unsubscribe token and
+        Message-ID digest in their slots."""
         return part.replace(self._token_slot, token).replace(self._digest_slot, digest)
 
     def _date_line(self, date: datetime | None) -> bytes:
@@ -280,9 +283,9 @@ class IssueMessages:
             for url in self.clicks.urls_for(delivery_id):
                 text_links.append(url.encode("utf-8"))
                 html_links.append(escape(url).encode("utf-8"))
-        return b"".join((self._fill(self._before_to, token, digest), _to_header(recipient),
-                         self._fill(self._to_date, token, digest), self._date_line(date),
-                         self._fill(self._after_date, token, digest),
+        return b"".join((self._personalized(self._before_to, token, digest), _to_header(recipient),
+                         self._personalized(self._to_date, token, digest), self._date_line(date),
+                         self._personalized(self._after_date, token, digest),
                          self._text.encoded(link, text_links), self._between,
                          self._html.encoded(escape(link), html_links), self._tail))
 

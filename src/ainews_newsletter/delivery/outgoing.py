@@ -1,6 +1,6 @@
 """One reader's message on its way: built from the issue's skeleton, signed, handed to a
 transport with the reader's own return path. The same steps run in a sender thread and in
-a worker process (workers.py)."""
+a worker process (worker_process.py)."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def probe_smtp(settings: SmtpConfig) -> SmtpProbe:
                          "set [smtp] security = \"starttls\" (port 587 or 25) or \"tls\" "
                          "(port 465), whichever the relay offers")
     try:
-        found = _walk(settings, where)
+        found = _run_steps(settings, where)
     except _Failed as failed:
         return SmtpProbe("fail", failed.detail, failed.fix)
     return SmtpProbe("pass", found)
@@ -113,7 +113,7 @@ def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
 
 
-def _walk(settings: SmtpConfig, where: str) -> str:
+def _run_steps(settings: SmtpConfig, where: str) -> str:
     """The steps in order; returns what was found, or raises _Failed at the first bad one."""
     context = tls_context(settings)
     connection = _connect(settings, where, context)

@@ -45,7 +45,8 @@ Reply = tuple[int, bytes]
 def dot_stuffed(message: bytes) -> bytes:
     """The DATA payload: lines starting with "." doubled, then the lone "." that ends it.
     Our messages end every line with CRLF (the SMTP policy and quoted-printable see to it),
-    so a plain byte search does what smtplib's multi-line regex does, ten times faster."""
+    so a plain byte search does what smtplib's multi-line regex does, at a fraction of
+    its cost."""
     # split + join: one search through the message; replace() makes two (count, then copy).
     payload = b"\r\n..".join(message.split(b"\r\n."))
     if payload.startswith(b"."):
@@ -213,9 +214,9 @@ class SmtpTransport:
             code, reply = connection.data(message)
         except smtplib.SMTPResponseException as exc:  # data() raises on a non-354 reply
             return self._not_sent(exc.smtp_code, exc.smtp_error)
-        return self._final(code, reply)
+        return self._message_outcome(code, reply)
 
-    def _final(self, code: int, reply: bytes) -> SendOutcome:
+    def _message_outcome(self, code: int, reply: bytes) -> SendOutcome:
         """The reply to the message itself: only this 250 marks a row sent."""
         if code == 421:
             self._drop()
@@ -254,7 +255,7 @@ class SmtpTransport:
             return self._not_sent(data_code, data_reply)
         self._message_handed_over = True
         connection.send(dot_stuffed(message))
-        return self._final(*connection.getreply())
+        return self._message_outcome(*connection.getreply())
 
     def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
         try:

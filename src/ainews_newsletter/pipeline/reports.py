@@ -10,7 +10,7 @@ from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.clickstats import click_counts
-from ainews_newsletter.delivery.reporting import LedgerReports, Recipient
+from ainews_newsletter.delivery.send_stats import LedgerReports, Recipient
 from ainews_newsletter.feedback.events import EventLog
 from ainews_newsletter.feedback.findings import FeedbackKind
 from ainews_newsletter.models import DeliveryState, SubscriberStatus

@@ -11,12 +11,13 @@ from datetime import datetime, timedelta
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import sqlite_path
-from ainews_newsletter.delivery.claims import Admits, RetryPolicy
+from ainews_newsletter.delivery.claims import DeliverableCheck, RetryPolicy
 from ainews_newsletter.delivery.clicklinks import ClickLinks, post_links
 from ainews_newsletter.delivery.clicktokens import ClickTokens
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
 from ainews_newsletter.delivery.presence import SenderPresence, sender_presence
-from ainews_newsletter.delivery.sender import Hooks, Progress, SendSettings, deliver
+from ainews_newsletter.delivery.send_context import Hooks, Progress, SendSettings
+from ainews_newsletter.delivery.thread_sender import deliver
 from ainews_newsletter.delivery.transports import (
     ConsoleTransport,
     FileTransport,
@@ -48,7 +49,7 @@ from ainews_newsletter.pipeline.issue import (
     select_posts,
 )
 from ainews_newsletter.subscribers.addresses import normalize
-from ainews_newsletter.subscribers.store import (
+from ainews_newsletter.subscribers.queries import (
     deliverable_now,
     deliverable_subscriber,
 )
@@ -189,8 +190,9 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
                         tagged=config.bounces.address is not None)
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
     settings = send_settings(config, clicks)
-    hooks = Hooks(admits=Admits(deliverable_subscriber, deliverable_now), on_result=on_result,
-                  should_stop=should_stop, on_refused=refusal_recorder(config, issue.id))
+    hooks = Hooks(deliverable=DeliverableCheck(deliverable_subscriber, deliverable_now),
+                  on_result=on_result, should_stop=should_stop,
+                  on_refused=refusal_recorder(config, issue.id))
 
     def deliver_due() -> DeliveryCounts:
         if transport is not None:  # a caller-made transport: one connection

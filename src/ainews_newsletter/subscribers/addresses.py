@@ -1,6 +1,6 @@
 """Address validation and normalization: one person is one row, whatever case they typed.
 
-email-validator decides what is valid. Imports of a million rows cannot afford its ~120 µs
+email-validator decides what is valid. Imports of a million rows cannot afford its cost
 per address, so plain ASCII addresses of the everyday shape take a fast path that accepts
 only what email-validator accepts, with the same result; tests/subscribers/test_addresses.py
 checks that claim with hypothesis. Everything else goes to email-validator."""
@@ -21,8 +21,8 @@ _DOMAIN = re.compile(rf"(?:{_LABEL}\.)+{_LABEL}")
 
 @cache
 def _special_use() -> tuple[frozenset[str], tuple[str, ...]]:
-    """email-validator's special-use names, loaded on first use (the module costs ~40 ms
-    to import, which a quick `ainews subscribers count` should not pay)."""
+    """email-validator's special-use names, loaded on first use (the module is slow to
+    import, which a quick `ainews subscribers count` should not pay)."""
     from email_validator import SPECIAL_USE_DOMAIN_NAMES
 
     names = frozenset(SPECIAL_USE_DOMAIN_NAMES)
@@ -45,7 +45,7 @@ def _everyday_domain(domain: str, allow_test: bool) -> bool:
         label[2:4] == "--" for label in domain.split("."))) or reserved)
 
 
-def _fast(given: str, allow_test: bool) -> tuple[str, str] | None:
+def _normalize_plain(given: str, allow_test: bool) -> tuple[str, str] | None:
     # local@domain, neither holding an "@" (the local part's characters exclude it), so
     # the first "@" is the only one of an address this path accepts.
     at = given.find("@")
@@ -74,7 +74,7 @@ def normalize(address: str, check_dns: bool = False,
     if "\r" in given or "\n" in given:
         raise SubscriberError(f"{given!r} contains a line break")
     if not check_dns:
-        fast = _fast(given, allow_test)
+        fast = _normalize_plain(given, allow_test)
         if fast is not None:
             return fast
     if "<" in given or ">" in given:

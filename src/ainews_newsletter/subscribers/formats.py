@@ -1,5 +1,5 @@
 """Subscriber files as people really have them: our own CSV, exports of Mailchimp, Substack,
-Ghost, beehiiv, Kit, Buttondown, listmonk, TinyNews and Curated (see `exports`), a Revue
+Ghost, beehiiv, Kit, Buttondown, listmonk, TinyNews and Curated (see `foreign_formats`), a Revue
 JSON list, and a plain list of addresses one per line (Medium). The format is detected from
 the header row (or the file's first character); UTF-8 with or without BOM; `,` `;` or tab
 delimited; quoted fields with newlines; CRLF. Each row is validated and comes out as an
@@ -19,7 +19,7 @@ from typing import IO, Any, BinaryIO
 
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.subscribers.addresses import normalize
-from ainews_newsletter.subscribers.exports import (
+from ainews_newsletter.subscribers.foreign_formats import (
     EMAIL_COLUMNS,
     FORMULA_START,
     LISTS_COLUMN,
@@ -173,7 +173,7 @@ def _is_plain(keys: list[str]) -> bool:
 
 
 def _cell(value: str) -> str:
-    """`exports.cell` of one present value."""
+    """`foreign_formats.cell` of one present value."""
     value = value.strip()
     return unescape_formula(value) if value[:1] == "'" else value
 

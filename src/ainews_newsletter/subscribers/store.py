@@ -1,93 +1,40 @@
-"""The subscriber store (SQLAlchemy Core). Every write is one transaction: a failure leaves
-the list as it was, and every change writes its event (history.py) in that transaction. An
-unsubscribe is never undone by an import, and an address on the suppression list is never
-made active again except by `resubscribe`."""
+"""The subscriber store (SQLAlchemy Core): the list's writes, on top of its reads
+(queries.py). Every write is one transaction: a failure leaves the list as it was, and
+every change writes its event (history.py) in that transaction. An unsubscribe is never
+undone by an import, and an address on the suppression list is never made active again
+except by `resubscribe`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Engine,
-    Select,
-    and_,
-    bindparam,
-    delete,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from ainews_newsletter import clock
-from ainews_newsletter.config import Config
-from ainews_newsletter.database import engine_for, ensure_schema, insert_ignoring_conflicts
+from ainews_newsletter.database import insert_ignoring_conflicts
 from ainews_newsletter.errors import SubscriberError
-from ainews_newsletter.models import Recipient, Subscriber, SubscriberStatus
+from ainews_newsletter.models import Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers import history
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.history import Attribution, change_kind, record
 from ainews_newsletter.subscribers.names import clean_name
+from ainews_newsletter.subscribers.queries import SubscriberQueries
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 from ainews_newsletter.subscribers.tokens import new_token
 
 
-@dataclass(frozen=True)
-class ListInfo:
-    name: str
-    description: str | None
-    members: int
-    active: int
+class SubscriberStore(SubscriberQueries):
+    """The subscriber list: its reads (SubscriberQueries) and its writes."""
 
-
-def _subscriber(row: Any, list_names: tuple[str, ...] = ()) -> Subscriber:
-    return Subscriber(
-        id=row.id, email=row.email, email_normalized=row.email_normalized,
-        name=clean_name(row.name),
-        status=SubscriberStatus(row.status), token=row.token, created_at=row.created_at,
-        unsubscribed_at=row.unsubscribed_at, source=row.source,
-        attributes=dict(row.attributes or {}), confirmed_at=row.confirmed_at, lists=list_names)
-
-
-class SubscriberStore:
     def __init__(self, engine: Engine, default_list: str = "newsletter",
                  allow_test: bool = False) -> None:
-        self.engine = engine
-        self.default_list = default_list
-        self.allow_test = allow_test  # [subscribers] allow_test_domains: .test addresses
+        super().__init__(engine, default_list, allow_test)
         # Who `unsubscribe_token` says asked, and the issue: the web sets it per request
         # (it knows which button was pressed and asks the ledger for the issue).
         self.attribution = Attribution("one-click")
-        ensure_schema(engine)
-
-    @classmethod
-    def open(cls, config: Config) -> SubscriberStore:
-        """The store of a configuration: its database, its default list, its rules."""
-        return cls(engine_for(config.database_url), config.subscribers.default_list,
-                   config.subscribers.allow_test_domains)
 
     # -- lists ----------------------------------------------------------------------------
-
-    def list_id(self, connection: Connection, name: str | None) -> int:
-        """The id of list `name` (the default list when None). The default list is created
-        on first use; any other must exist (`ainews subscribers lists add`)."""
-        wanted = name or self.default_list
-        found = connection.execute(select(lists.c.id).where(lists.c.name == wanted)).scalar()
-        if found is not None:
-            return int(found)
-        if wanted != self.default_list:
-            raise SubscriberError(f"no list named {wanted!r} (create it with `ainews "
-                                  f"subscribers lists add {wanted}`)")
-        insert_ignoring_conflicts(connection, lists, [{
-            "name": wanted, "description": "the default list", "created_at": clock.now()}])
-        return int(connection.execute(select(lists.c.id).where(lists.c.name == wanted))
-                   .scalar_one())
 
     def add_list(self, name: str, description: str | None = None) -> None:
         name = name.strip()
@@ -109,51 +56,7 @@ class SubscriberStore:
             connection.execute(delete(lists).where(lists.c.id == list_id))
         return int(members)
 
-    def lists(self) -> list[ListInfo]:
-        with self.engine.begin() as connection:
-            self.list_id(connection, None)  # the default list always shows
-            member_count = (select(func.count()).select_from(memberships)
-                            .where(memberships.c.list_id == lists.c.id).scalar_subquery())
-            active_count = (select(func.count()).select_from(
-                memberships.join(subscribers, subscribers.c.id == memberships.c.subscriber_id))
-                .where(memberships.c.list_id == lists.c.id,
-                       subscribers.c.status == SubscriberStatus.ACTIVE.value)
-                .scalar_subquery())
-            rows = connection.execute(select(lists.c.name, lists.c.description,
-                                             member_count.label("members"),
-                                             active_count.label("active"))
-                                      .order_by(lists.c.name)).all()
-        return [ListInfo(row.name, row.description, int(row.members), int(row.active))
-                for row in rows]
-
     # -- one subscriber -------------------------------------------------------------------
-
-    def _lists_of(self, connection: Connection, subscriber_id: int) -> tuple[str, ...]:
-        rows = connection.execute(
-            select(lists.c.name).join(memberships, memberships.c.list_id == lists.c.id)
-            .where(memberships.c.subscriber_id == subscriber_id).order_by(lists.c.name)).all()
-        return tuple(row.name for row in rows)
-
-    def get(self, address: str) -> Subscriber | None:
-        _, normalized = normalize(address, allow_test=True)  # finding a row: any stored address
-        with self.engine.connect() as connection:
-            row = connection.execute(
-                select(subscribers).where(subscribers.c.email_normalized == normalized)).first()
-            return None if row is None else _subscriber(row, self._lists_of(connection, row.id))
-
-    def require(self, address: str) -> Subscriber:
-        found = self.get(address)
-        if found is None:
-            raise SubscriberError(f"no subscriber with address {address.strip()!r}")
-        return found
-
-    def suppression(self, address: str) -> str | None:
-        """Why the address is suppressed, or None."""
-        _, normalized = normalize(address, allow_test=True)  # finding a row: any stored address
-        with self.engine.connect() as connection:
-            reason = connection.execute(select(suppressions.c.reason).where(
-                suppressions.c.email_normalized == normalized)).scalar()
-        return None if reason is None else str(reason)
 
     def add(self, address: str, name: str | None = None, list_name: str | None = None,
             status: SubscriberStatus = SubscriberStatus.ACTIVE, source: str = "cli",
@@ -291,13 +194,6 @@ class SubscriberStore:
             connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
                                .values(name=name, updated_at=clock.now()))
 
-    def by_token(self, token: str) -> Subscriber | None:
-        """The subscriber whose unsubscribe/preferences link carries `token`."""
-        with self.engine.connect() as connection:
-            row = connection.execute(select(subscribers.c.email)
-                                     .where(subscribers.c.token == token)).first()
-        return None if row is None else self.get(row.email)
-
     def set_lists(self, address: str, names: Collection[str]) -> Subscriber:
         """Exactly these lists (unknown names are an error); the preferences page."""
         found = self.require(address)
@@ -319,127 +215,3 @@ class SubscriberStore:
                                      .where(subscribers.c.token == token)).first()
         return None if row is None else self.unsubscribe(
             row.email, self.attribution.source, self.attribution.issue_id)
-
-    # -- many subscribers -----------------------------------------------------------------
-
-    def _filtered(self, query: Select[Any], connection: Connection,
-                  status: SubscriberStatus | None, list_name: str | None,
-                  search: str | None = None) -> Select[Any]:
-        if status is not None:
-            query = query.where(subscribers.c.status == status.value)
-        if list_name is not None:
-            list_id = self.list_id(connection, list_name)
-            query = query.where(exists().where(memberships.c.list_id == list_id,
-                                               memberships.c.subscriber_id == subscribers.c.id))
-        if search:
-            escaped = (search.lower().replace("\\", "\\\\").replace("%", "\\%")
-                       .replace("_", "\\_"))
-            pattern = f"%{escaped}%"
-            query = query.where(or_(subscribers.c.email_normalized.like(pattern, escape="\\"),
-                                    func.lower(subscribers.c.name).like(pattern, escape="\\")))
-        return query
-
-    def count(self, status: SubscriberStatus | None = None, list_name: str | None = None) -> int:
-        with self.engine.begin() as connection:
-            query = self._filtered(select(func.count()).select_from(subscribers), connection,
-                                   status, list_name)
-            return int(connection.execute(query).scalar_one())
-
-    def iter_subscribers(self, status: SubscriberStatus | None = None,
-                         list_name: str | None = None, search: str | None = None,
-                         batch_size: int = 1000, with_lists: bool = False,
-                         ) -> Iterator[Subscriber]:
-        """Subscribers by id, fetched in batches (keyset pagination: constant memory)."""
-        last_id = 0
-        while True:
-            with self.engine.begin() as connection:
-                query = self._filtered(select(subscribers).where(subscribers.c.id > last_id),
-                                       connection, status, list_name, search)
-                rows = connection.execute(query.order_by(subscribers.c.id)
-                                          .limit(batch_size)).all()
-                names = self._lists_by_subscriber(connection, [row.id for row in rows]) \
-                    if with_lists else {}
-            if not rows:
-                return
-            for row in rows:
-                yield _subscriber(row, names.get(row.id, ()))
-            last_id = rows[-1].id
-
-    def _lists_by_subscriber(self, connection: Connection, ids: list[int],
-                             ) -> dict[int, tuple[str, ...]]:
-        found: dict[int, list[str]] = {}
-        query = (select(memberships.c.subscriber_id, lists.c.name)
-                 .join(lists, lists.c.id == memberships.c.list_id)
-                 .where(memberships.c.subscriber_id.in_(ids)).order_by(lists.c.name))
-        for row in connection.execute(query):
-            found.setdefault(row.subscriber_id, []).append(row.name)
-        return {key: tuple(value) for key, value in found.items()}
-
-    def iter_recipients(self, list_name: str | None = None,
-                        batch_size: int = 1000) -> Iterator[Recipient]:
-        """The audience of a list, streamed: what a send snapshots into its ledger."""
-        last_id = 0
-        while True:
-            with self.engine.begin() as connection:
-                list_id = self.list_id(connection, list_name)
-                query = (select(subscribers.c.id, subscribers.c.email, subscribers.c.name,
-                                subscribers.c.token)
-                         .join(memberships, and_(memberships.c.subscriber_id == subscribers.c.id,
-                                                 memberships.c.list_id == list_id))
-                         .where(subscribers.c.id > last_id, _deliverable_condition())
-                         .order_by(subscribers.c.id).limit(batch_size))
-                rows = connection.execute(query).all()
-            if not rows:
-                return
-            for row in rows:
-                yield Recipient(subscriber_id=row.id, email=row.email, name=clean_name(row.name),
-                                token=row.token)
-            last_id = rows[-1].id
-
-    def count_test_addresses(self) -> int:
-        """Active subscribers under .test: left from staging, they must not get a real
-        issue once [subscribers] allow_test_domains is off (the lint gate says so)."""
-        under_test = or_(subscribers.c.email_normalized.like("%.test"),
-                         subscribers.c.email_normalized.like("%@test"))
-        with self.engine.connect() as connection:
-            return int(connection.execute(
-                select(func.count()).select_from(subscribers)
-                .where(subscribers.c.status == SubscriberStatus.ACTIVE.value, under_test))
-                .scalar_one())
-
-    def count_recipients(self, list_name: str | None = None) -> int:
-        with self.engine.begin() as connection:
-            list_id = self.list_id(connection, list_name)
-            query = (select(func.count()).select_from(subscribers)
-                     .join(memberships, and_(memberships.c.subscriber_id == subscribers.c.id,
-                                             memberships.c.list_id == list_id))
-                     .where(_deliverable_condition()))
-            return int(connection.execute(query).scalar_one())
-
-
-def _deliverable_condition() -> Any:
-    """Active and not on the suppression list."""
-    return and_(subscribers.c.status == SubscriberStatus.ACTIVE.value,
-                ~exists().where(suppressions.c.email_normalized
-                                == subscribers.c.email_normalized))
-
-
-# PostgreSQL: the subscriber row is locked FOR SHARE until the caller's claim commits, so an
-# unsubscribe (an UPDATE of that row) lands either before the check or after the claim.
-# SQLite has no row locks (SQLAlchemy leaves the clause out there).
-_DELIVERABLE = (select(subscribers.c.id)
-                .where(subscribers.c.id == bindparam("subscriber_id"), _deliverable_condition())
-                .with_for_update(read=True, of=subscribers))
-
-
-def deliverable_subscriber(subscriber_id: ColumnElement[int]) -> ColumnElement[bool]:
-    """A condition for another table's statement (the ledger's claim): the subscriber with
-    this id may be sent to."""
-    return exists().where(subscribers.c.id == subscriber_id, _deliverable_condition())
-
-
-def deliverable_now(connection: Connection, subscriber_id: int) -> bool:
-    """Whether the subscriber may be sent to, read in the caller's transaction: the
-    ledger's claim of a message to them (see `LedgerWriter`)."""
-    return connection.execute(_DELIVERABLE,
-                              {"subscriber_id": subscriber_id}).first() is not None

@@ -167,7 +167,7 @@ def json_object(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) and value else None
 
 
-def _kept(row: Row, *keys: str) -> dict[str, Any] | None:
+def _kept_attributes(row: Row, *keys: str) -> dict[str, Any] | None:
     """Columns worth keeping as attributes (tags, labels, plan, notes)."""
     kept = {key: cell(row, key) for key in keys if cell(row, key)}
     return kept or None
@@ -189,13 +189,13 @@ def mailchimp(row: Row) -> Mapped:
     # One file per audience status; its time columns (UNSUB_TIME, CLEAN_TIME) say which,
     # through the common rule.
     return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ()),
-                  _stated(row, SubscriberStatus.ACTIVE), _kept(row, "tags"))
+                  _stated(row, SubscriberStatus.ACTIVE), _kept_attributes(row, "tags"))
 
 
 def substack(row: Row) -> Mapped:
     # email_list.*.csv (every sign-up) and subscriber_emails (paid, comp, gift: `type`);
     # email_disabled, through the common rule, says the reader turned mail off.
-    attributes = _kept(row, "type")
+    attributes = _kept_attributes(row, "type")
     if cell(row, "active_subscription").lower() in _TRUE:
         attributes = {**(attributes or {}), "paid": True}
     return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)),
@@ -205,7 +205,7 @@ def substack(row: Row) -> Mapped:
 def ghost(row: Row) -> Mapped:
     # subscribed_to_emails=false, through the common rule, is a member who gets no mail.
     return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)),
-                  _stated(row, SubscriberStatus.ACTIVE), _kept(row, "labels", "note"))
+                  _stated(row, SubscriberStatus.ACTIVE), _kept_attributes(row, "labels", "note"))
 
 
 _BEEHIIV = {"active": SubscriberStatus.ACTIVE, "inactive": SubscriberStatus.UNSUBSCRIBED,
@@ -215,7 +215,7 @@ _BEEHIIV = {"active": SubscriberStatus.ACTIVE, "inactive": SubscriberStatus.UNSU
 
 def beehiiv(row: Row) -> Mapped:
     return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ()),
-                  _stated(row, None, _BEEHIIV), _kept(row, "tier"))
+                  _stated(row, None, _BEEHIIV), _kept_attributes(row, "tier"))
 
 
 _KIT = {"active": SubscriberStatus.ACTIVE, "inactive": SubscriberStatus.UNSUBSCRIBED,
@@ -225,7 +225,7 @@ _KIT = {"active": SubscriberStatus.ACTIVE, "inactive": SubscriberStatus.UNSUBSCR
 
 def kit(row: Row) -> Mapped:
     return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)), _stated(row, None, _KIT),
-                  _kept(row, "tags"))
+                  _kept_attributes(row, "tags"))
 
 
 _BUTTONDOWN = {
@@ -243,7 +243,7 @@ def buttondown(row: Row) -> Mapped:
     kind = cell(row, "subscriber_type", "type")
     return Mapped(cell(row, *EMAIL_COLUMNS), _name(row, ("name",)),
                   _status(kind, _BUTTONDOWN, "subscriber_type") if kind else None,
-                  _kept(row, "tags"))
+                  _kept_attributes(row, "tags"))
 
 
 _LISTMONK = {"enabled": SubscriberStatus.ACTIVE, "disabled": SubscriberStatus.UNSUBSCRIBED,
@@ -264,7 +264,7 @@ _TINYNEWS = {"1": SubscriberStatus.ACTIVE, "0": SubscriberStatus.UNSUBSCRIBED,
 def tinynews(row: Row) -> Mapped:
     return Mapped(cell(row, *EMAIL_COLUMNS),
                   _name(row, (), first=("first_name", "name"), last=("surname", "last_name")),
-                  _stated(row, None, _TINYNEWS), _kept(row, "tags"))
+                  _stated(row, None, _TINYNEWS), _kept_attributes(row, "tags"))
 
 
 def curated(row: Row) -> Mapped:

@@ -1,6 +1,6 @@
-"""What one send is made of, whichever way it runs (threads in this process, sender.py, or
-worker processes, workers.py): its settings, the caller's hooks, and the pieces every
-connection shares."""
+"""What one send is made of, whichever way it runs (threads in this process,
+thread_sender.py, or worker processes, process_sender.py): its settings, the caller's
+hooks, and the pieces every connection shares."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ainews_newsletter.delivery.claims import Admits, Delivery, RetryPolicy
+from ainews_newsletter.delivery.claims import DeliverableCheck, Delivery, RetryPolicy
 from ainews_newsletter.delivery.clicklinks import ClickLinks
 from ainews_newsletter.delivery.dkim import Signer
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
@@ -46,7 +46,7 @@ class Hooks:
 
     # Asked in each claim's transaction: an unsubscribe (complaint, bounce) committed
     # before a reader's claim is always honoured, however late in the send.
-    admits: Admits | None = None
+    deliverable: DeliverableCheck | None = None
     on_result: Progress | None = None  # after each recorded message
     should_stop: StopRequested | None = None  # checked before each claim: SIGTERM, Ctrl-C
     on_refused: Refused | None = None  # recorded failed with a server's answer

@@ -1,6 +1,6 @@
 """The ledger's numbers for reports: when an issue's send ran, how fast, and who is in a
-given state and why. Each is one indexed query per issue (a report on a million-reader
-issue must answer in a second or two)."""
+given state and why. Each is one indexed query per issue, so that a report on a
+million-reader issue stays quick."""
 
 from __future__ import annotations
 
@@ -43,8 +43,7 @@ class LedgerReports:
     def timeline(self, issue_id: int) -> tuple[list[tuple[datetime, int]],
                                                datetime | None, datetime | None]:
         """Messages accepted per minute of the send (oldest first), and the first and last
-        acceptance: one pass over the issue's rows (a million-reader issue in well under a
-        second), not one per figure."""
+        acceptance: one pass over the issue's rows, not one per figure."""
         with self.engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 minute: Any = func.date_trunc("minute", deliveries.c.sent_at)

@@ -1,8 +1,9 @@
-"""The send loop: take due ledger rows, claim each (`sending`, committed), hand it to the
-transport, record the answer. Stops cleanly, leaving rows queued, if the transport goes away.
+"""The send loop with connections as threads of this process: take due ledger rows, claim
+each (`sending`, committed), hand it to the transport, record the answer. Stops cleanly,
+leaving rows queued, if the transport goes away.
 
-Connections run as threads of this process, or (`workers` > 1) in worker processes that
-build and send while this process alone claims and records (workers.py)."""
+`deliver`, the way into a send, runs it here, or (`workers` > 1) in worker processes that
+build and send while this process alone claims and records (process_sender.py)."""
 
 from __future__ import annotations
 
@@ -15,26 +16,11 @@ from ainews_newsletter.delivery.claims import Claim, Delivery, LedgerWriter
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
 from ainews_newsletter.delivery.message import IssueMessages
 from ainews_newsletter.delivery.outgoing import Outgoing
-from ainews_newsletter.delivery.pacing import (
-    ErrorWatch,
-    RateLimiter,
-    SendPaused,
-    StopRequested,
-)
-from ainews_newsletter.delivery.sending import (
-    Hooks,
-    Progress,
-    Refused,
-    SendContext,
-    SendSettings,
-)
+from ainews_newsletter.delivery.pacing import ErrorWatch, RateLimiter, StopRequested
+from ainews_newsletter.delivery.process_sender import deliver_by_processes
+from ainews_newsletter.delivery.send_context import Hooks, SendContext, SendSettings
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
-from ainews_newsletter.delivery.workers import deliver_by_processes
 from ainews_newsletter.models import DeliveryCounts, DeliveryState, SendOutcome
-
-# Re-exported: the names callers knew this module by.
-__all__ = ["Hooks", "Progress", "RateLimiter", "Refused", "SendPaused", "SendSettings",
-           "deliver"]
 
 
 class _ConnectionThread:
@@ -123,7 +109,7 @@ class _ConnectionThread:
 
 def _run_connection(context: SendContext, transport: Transport, stop: StopRequested,
                     share: tuple[int, int] | None) -> None:
-    with context.ledger.writer(context.hooks.admits) as writer:
+    with context.ledger.writer(context.hooks.deliverable) as writer:
         try:
             _ConnectionThread(context, transport, writer, stop).run(share)
         finally:

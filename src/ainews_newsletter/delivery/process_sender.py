@@ -2,10 +2,9 @@
 connections; the process that started them is the only one that touches the ledger.
 
 Why: Python runs one thread at a time per process, so four connections as threads of one
-process send little more than one (0.31 of Postfix's smtp-source with four sessions, against
-0.59 with one). As processes they use every core, while the ledger keeps a single writer,
-SQLite's cheap case (several writers would queue on its lock, sleeping a millisecond each
-time they meet).
+process send little more than one (BENCHMARKS.md, "Sending"). As processes they use every
+core, while the ledger keeps a single writer, SQLite's cheap case (several writers would
+queue on its lock, sleeping each time they meet).
 
 The guarantee is unchanged: a row is committed `sending` before it is handed to a worker (so
 before its MAIL FROM), and recorded as soon as the worker reports the server's answer. Per
@@ -17,9 +16,10 @@ unrecorded: the duplicates the contract allows, as with threads.
 
 The parent records every answer that arrived at once in one commit, then tells each worker
 "recorded" together with its next row in one message: under load the commits grow fewer,
-not the waits longer. Workers inherit the
-sender lock (presence.py) with the fork, so a new sender does not take their rows back
-while they finish.
+not the waits longer. Workers inherit the sender lock (presence.py) with the fork, so a new
+sender does not take their rows back while they finish.
+
+What runs inside a worker, and the records that cross the pipe: worker_process.py.
 
 Workers are forked, not spawned: they start in milliseconds with the issue, the message
 skeleton and the settings already in memory, and need nothing pickled but each row."""
@@ -31,34 +31,32 @@ import multiprocessing
 import os
 import selectors
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from ctypes import c_byte
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from ainews_newsletter import clock
 from ainews_newsletter.delivery.claims import Claim, Delivery, LedgerWriter
-from ainews_newsletter.delivery.outgoing import Outgoing
 from ainews_newsletter.delivery.pacing import SendPaused
-from ainews_newsletter.delivery.sending import SendContext
+from ainews_newsletter.delivery.send_context import SendContext
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
+from ainews_newsletter.delivery.worker_process import (
+    BROKEN,
+    SKIPPED,
+    STOP_SIGNALS,
+    UNAVAILABLE,
+    Answer,
+    Order,
+    RowToSend,
+    StopFlag,
+    run_worker,
+)
 from ainews_newsletter.errors import DeliveryError
-from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
+from ainews_newsletter.models import DeliveryState, SendOutcome
 
 AHEAD = 2  # rows out per connection: the one on the wire and the next
-
-# What travels, as plain tuples (the cheapest thing to pickle; a dataclass costs several
-# times more, once per message). Parent to worker: (your last answer is recorded, a row or
-# None); None alone means "no more". Worker to parent: an Answer.
-Job = tuple[int, int, str | None, int, str, str | None, str]
-Order = tuple[bool, Job | None]
-Answer = tuple[int, str, int, str]  # row id, kind (a DeliveryState value or below), code, text
-SKIPPED = "skipped"  # not sent: a stop was asked, or the parent is gone
-UNAVAILABLE = "unavailable"  # the server cannot be reached: the send stops
-BROKEN = "broken"  # an unexpected error in the worker: the send stops, saying what
 # After an unexpected error, how long the answers still coming are waited for (a message
 # on the wire ends within the SMTP timeout); then the workers are killed.
 DRAIN_SECONDS = 60.0
@@ -66,127 +64,8 @@ GONE_WORKER = ("a sending worker process ended unexpectedly; run the send again 
                "finish (`ainews send --resume`)")
 
 
-def _job(delivery: Delivery) -> Job:
-    r = delivery.recipient
-    return (delivery.id, delivery.attempts, delivery.return_tag, r.subscriber_id, r.email,
-            r.name, r.token)
-
-
-def _delivery(job: Job) -> Delivery:
-    row_id, attempts, return_tag, subscriber_id, email, name, token = job
-    return Delivery(id=row_id, attempts=attempts, return_tag=return_tag, recipient=Recipient(
-        subscriber_id=subscriber_id, email=email, name=name, token=token))
-
-
-# -- in the worker process -------------------------------------------------------------------
-
-def _attempt(outgoing: Outgoing, transport: Transport, delivery: Delivery,
-             built: bytes | SendOutcome | Exception) -> Answer:
-    if isinstance(built, Exception):
-        return (delivery.id, BROKEN, 0, f"{type(built).__name__}: {built}")
-    try:
-        outcome = outgoing.hand_over(transport, delivery, built)
-    except TransportUnavailable as exc:
-        return (delivery.id, UNAVAILABLE, 0, str(exc))
-    except Exception as exc:  # a bug, not a user mistake: the parent stops and says it
-        return (delivery.id, BROKEN, 0, f"{type(exc).__name__}: {exc}")
-    return (delivery.id, outcome.state.value, outcome.code, outcome.reply)
-
-
-def _build(outgoing: Outgoing, delivery: Delivery) -> bytes | SendOutcome | Exception:
-    try:
-        return outgoing.build(delivery)
-    except Exception as exc:  # reported by _attempt
-        return exc
-
-
-class StopFlag:
-    """"Send no more", set by the parent, read by the workers before each row: one byte of
-    shared memory, no lock (a worker killed while holding a lock, as
-    multiprocessing.Event's, would leave the parent waiting for it for ever)."""
-
-    def __init__(self, value: c_byte) -> None:
-        self._value = value
-
-    def set(self) -> None:
-        self._value.value = 1
-
-    def is_set(self) -> bool:
-        return bool(self._value.value)
-
-
-def _serve(pipe: Connection, outgoing: Outgoing, transports: Callable[[], Transport],
-           stop: StopFlag, parent: int) -> None:
-    """One connection: take the next row, build its message, wait until the previous
-    answer is recorded, send, answer; until the parent says "no more" or is gone."""
-    try:
-        _serve_rows(pipe, outgoing, transports(), stop, parent)
-    except (EOFError, OSError):  # the parent is gone: what was sent stays `sending`
-        return
-    finally:
-        pipe.close()  # the parent sees EOF, not silence, if this thread ends early
-
-
-def _serve_rows(pipe: Connection, outgoing: Outgoing, transport: Transport, stop: StopFlag,
-                parent: int) -> None:
-    rows: deque[Job] = deque()
-    built: bytes | SendOutcome | Exception | None = None  # the first row's message, made
-    unrecorded = False  # an answer of ours the parent has not recorded yet
-    try:
-        while True:
-            while not rows or unrecorded:
-                if rows and built is None:  # build while the parent records
-                    built = _build(outgoing, _delivery(rows[0]))
-                order: Order | None = pipe.recv()  # EOFError: the parent is gone
-                if order is None:
-                    return
-                recorded, job = order
-                unrecorded = unrecorded and not recorded
-                if job is not None:
-                    rows.append(job)
-            delivery = _delivery(rows.popleft())
-            if built is None:
-                built = _build(outgoing, delivery)
-            if stop.is_set() or os.getppid() != parent:
-                answer: Answer = (delivery.id, SKIPPED, 0, "")
-            else:
-                answer = _attempt(outgoing, transport, delivery, built)
-            built = None
-            pipe.send(answer)
-            unrecorded = True
-    finally:
-        transport.close()
-
-
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-def _work(pipes: list[Connection], foreign: list[Connection], outgoing: Outgoing,
-          transports: Callable[[], Transport], stop: StopFlag, parent: int) -> None:
-    """A worker process: its connections, one thread each."""
-    # Ctrl-C and SIGTERM reach the whole process group; the parent decides when to stop
-    # (finishing the messages in hand), so the workers must not die half-way through one.
-    # They were blocked across the fork (the parent's handlers must never run here).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-    for other in foreign:  # the parent's ends and other workers': a pipe must see EOF
-        other.close()  # when the one process at its other end goes
-    if len(pipes) == 1:
-        _serve(pipes[0], outgoing, transports, stop, parent)
-        return
-    threads = [threading.Thread(target=_serve, args=(pipe, outgoing, transports, stop, parent))
-               for pipe in pipes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
-# -- in the sending process --------------------------------------------------------------
-
 @dataclass(eq=False)
-class _Lane:
+class _WorkerConnection:
     """One SMTP connection in some worker: its pipe and the rows out on it, in order."""
 
     pipe: Connection
@@ -196,7 +75,7 @@ class _Lane:
 
 
 @dataclass(frozen=True)
-class _Result:
+class _RecordedAnswer:
     """An answer recorded, for the hooks that run after the commit."""
 
     delivery: Delivery
@@ -206,14 +85,16 @@ class _Result:
 
 
 class _Dispatcher:
-    """Claims rows, hands them to the lanes, records the answers: the ledger's one writer."""
+    """Claims rows, hands them to the workers' connections, records the answers: the
+    ledger's one writer."""
 
-    def __init__(self, context: SendContext, writer: LedgerWriter, lanes: list[_Lane],
-                 stop: StopFlag) -> None:
-        self.context, self.writer, self.lanes, self.stop = context, writer, lanes, stop
+    def __init__(self, context: SendContext, writer: LedgerWriter,
+                 connections: list[_WorkerConnection], stop: StopFlag) -> None:
+        self.context, self.writer, self.connections, self.stop = (context, writer, connections,
+                                                                  stop)
         self.selector = selectors.DefaultSelector()
-        for lane in lanes:
-            self.selector.register(lane.pipe, selectors.EVENT_READ, lane)
+        for connection in connections:
+            self.selector.register(connection.pipe, selectors.EVENT_READ, connection)
         self.unclaimed: deque[Delivery] = deque()  # SQLite: due rows read ahead
         self.exhausted = False  # no due row was left when one was asked for
         self.error: BaseException | None = None  # why the send stops early
@@ -230,7 +111,7 @@ class _Dispatcher:
 
     def run(self) -> None:
         try:
-            self._loop()
+            self._hand_out_and_record()
         except BaseException as exc:  # a second Ctrl-C, or the ledger failing: stop handing
             self._halt(exc)  # out rows, record what comes back, then let it through
             self._release_waiting()
@@ -246,66 +127,70 @@ class _Dispatcher:
             self.error = error
         self.stop.set()
 
-    def _loop(self) -> None:
-        for lane in self.lanes:
-            self._fill(lane)
-        # Until nothing is out and nothing more may go: a lane may sit empty for a while
-        # (the rate limit's next slot, the hourly quota) while rows are still due.
-        while (any(lane.out for lane in self.lanes)
+    def _hand_out_and_record(self) -> None:
+        for connection in self.connections:
+            self._hand_out_rows(connection)
+        # Until nothing is out and nothing more may go: a connection may sit empty for a
+        # while (the rate limit's next slot, the hourly quota) while rows are still due.
+        while (any(connection.out for connection in self.connections)
                or not (self.stopping or self.exhausted)):
-            self._take_answers(self._patience())
-            for lane in self.lanes:
-                self._fill(lane)
+            self._take_answers(self._answer_timeout())
+            for connection in self.connections:
+                self._hand_out_rows(connection)
 
     def _release_waiting(self) -> None:
         """After an unexpected error: tell every worker waiting to hear its answer was
         recorded to go on (the stop flag is set, so it skips what it has and answers)."""
-        for lane in self.lanes:
-            if lane.unreplied:
-                lane.unreplied = False
+        for connection in self.connections:
+            if connection.unreplied:
+                connection.unreplied = False
                 with contextlib.suppress(OSError):
-                    lane.pipe.send((True, None))
+                    connection.pipe.send((True, None))
 
     def _drain(self) -> None:
         """After an unexpected error: take the answers still coming, best effort and for
         DRAIN_SECONDS at most (the ledger itself may be what failed)."""
         deadline = time.monotonic() + DRAIN_SECONDS
         try:
-            while any(lane.out for lane in self.lanes) and time.monotonic() < deadline:
+            while (any(connection.out for connection in self.connections)
+                   and time.monotonic() < deadline):
                 self._take_answers(1.0)
                 self._release_waiting()
         except BaseException:  # the first error is the one to report
             return
 
-    def _patience(self) -> float:
-        """How long to wait for answers: until the rate limit frees a slot when a lane
-        waits for one, else up to a second (to notice a stop asked meanwhile)."""
+    def _answer_timeout(self) -> float:
+        """How long to wait for answers: until the rate limit frees a slot when a
+        connection waits for one, else up to a second (to notice a stop asked meanwhile)."""
         idle = (not self.stopping and not self.exhausted
-                and any(len(lane.out) < AHEAD for lane in self.lanes))
+                and any(len(connection.out) < AHEAD for connection in self.connections))
         if idle and self.context.limiter.limits:
             return min(1.0, max(0.001, self.context.limiter.seconds_to_wait()))
         return 1.0
 
-    def _fill(self, lane: _Lane) -> None:
-        while (len(lane.out) < AHEAD and not self.stopping and not self.exhausted
+    def _hand_out_rows(self, connection: _WorkerConnection) -> None:
+        """Claim rows for `connection` and send them to its worker, until AHEAD are out on
+        it, the rate limit says wait, nothing is due, or the send stops."""
+        while (len(connection.out) < AHEAD and not self.stopping and not self.exhausted
                and self.context.limiter.try_acquire()):
             delivery = self._claim_one()
             if delivery is None:
                 self.exhausted = True
                 return
-            lane.out.append(delivery)
-            self._tell(lane, (False, _job(delivery)), delivery)
+            connection.out.append(delivery)
+            self._send_order(connection, (False, tuple(RowToSend.of(delivery))), delivery)
             if self.stopping:
                 return
 
-    def _tell(self, lane: _Lane, order: Order, row: Delivery | None) -> None:
+    def _send_order(self, connection: _WorkerConnection, order: Order,
+                    row: Delivery | None) -> None:
         """Send a worker its order; if it is gone, the row in the order (which never went)
         is put back, and the send stops (its rows before stay `sending`, resent later)."""
         try:
-            lane.pipe.send(order)
+            connection.pipe.send(order)
         except OSError:
             if row is not None:
-                lane.out.remove(row)
+                connection.out.remove(row)
                 self.writer.requeue(row, clock.now())
             self._halt(DeliveryError(GONE_WORKER))
 
@@ -337,41 +222,43 @@ class _Dispatcher:
         """Every answer that has arrived (waiting up to `timeout` for the first), recorded
         in one commit; then each worker hears "recorded" with its next row, and the hooks
         run (after the commit: a hook may write to the database itself)."""
-        answered: list[tuple[_Lane, Answer]] = []
+        answered: list[tuple[_WorkerConnection, Answer]] = []
         for key, _ in self.selector.select(timeout):
-            lane: _Lane = key.data
-            if not lane.out:  # nothing out, so nothing to say: its worker has ended
-                self.selector.unregister(lane.pipe)
+            connection: _WorkerConnection = key.data
+            if not connection.out:  # nothing out, so nothing to say: its worker has ended
+                self.selector.unregister(connection.pipe)
                 self._halt(DeliveryError(GONE_WORKER))
                 continue
             try:
-                answered.append((lane, lane.pipe.recv()))
-                lane.unreplied = True
+                answered.append((connection, Answer._make(connection.pipe.recv())))
+                connection.unreplied = True
             except (EOFError, OSError):
                 # The worker died (killed, out of memory) with rows out: whether the one on
                 # the wire went is unknown, so they stay `sending`; the next send resends.
-                lane.out.clear()
+                connection.out.clear()
                 self._halt(DeliveryError(GONE_WORKER))
         if not answered:
             return
-        # Each answer is for the first row out on its lane; matched before anything is
-        # written, so that a failed commit leaves every lane's rows as they are at the worker.
-        matched: list[tuple[_Lane, Delivery, Answer]] = []
-        for lane, answer in answered:
-            delivery = lane.out.popleft()
-            assert delivery.id == answer[0], "a worker answered out of order"
-            matched.append((lane, delivery, answer))
-        results: list[_Result] = []
+        # Each answer is for the first row out on its connection; matched before anything
+        # is written, so that a failed commit leaves every connection's rows as they are at
+        # the worker.
+        matched: list[tuple[_WorkerConnection, Delivery, Answer]] = []
+        for connection, answer in answered:
+            delivery = connection.out.popleft()
+            assert delivery.id == answer.row_id, "a worker answered out of order"
+            matched.append((connection, delivery, answer))
+        results: list[_RecordedAnswer] = []
         try:
             with self.writer.together():
-                for lane, delivery, answer in matched:
-                    if (result := self._settle(lane, delivery, answer)) is not None:
+                for connection, delivery, answer in matched:
+                    result = self._record_answer(connection, delivery, answer)
+                    if result is not None:
                         results.append(result)
         except BaseException:  # rolled back: the rows claimed ahead were not claimed
-            for lane, _, _ in matched:
-                if lane.ahead is not None:
-                    lane.out.remove(lane.ahead)
-                    lane.ahead = None
+            for connection, _, _ in matched:
+                if connection.ahead is not None:
+                    connection.out.remove(connection.ahead)
+                    connection.ahead = None
             raise
         for result in results:  # before the next rows go: a pause keeps them back
             try:
@@ -379,21 +266,23 @@ class _Dispatcher:
             except SendPaused as exc:
                 self._halt(exc)
         stopping = self.stopping  # a stop asked meanwhile is set before anyone goes on
-        for lane, _ in answered:
-            ahead, lane.ahead = lane.ahead, None
+        for connection, _ in answered:
+            ahead, connection.ahead = connection.ahead, None
             if ahead is not None and stopping:
-                lane.out.remove(ahead)  # stopped meanwhile: it never went
+                connection.out.remove(ahead)  # stopped meanwhile: it never went
                 self.writer.requeue(ahead, clock.now())
                 ahead = None
-            lane.unreplied = False
-            self._tell(lane, (True, None if ahead is None else _job(ahead)), ahead)
+            connection.unreplied = False
+            row = None if ahead is None else tuple(RowToSend.of(ahead))
+            self._send_order(connection, (True, row), ahead)
         for result in results:
             self._after_commit(result)
 
-    def _settle(self, lane: _Lane, delivery: Delivery, answer: Answer) -> _Result | None:
-        """Write one answer (inside the shared commit); on SQLite the lane's next row is
-        claimed in the same commit when it may go now, as in the threaded sender."""
-        _, kind, code, text = answer
+    def _record_answer(self, connection: _WorkerConnection, delivery: Delivery,
+                       answer: Answer) -> _RecordedAnswer | None:
+        """Write one answer (inside the shared commit); on SQLite the connection's next row
+        is claimed in the same commit when it may go now, as in the threaded sender."""
+        kind, text = answer.kind, answer.text
         if kind in (SKIPPED, UNAVAILABLE, BROKEN):
             self.writer.requeue(delivery, clock.now())  # it never went, or may not have
             if kind == UNAVAILABLE:
@@ -402,19 +291,19 @@ class _Dispatcher:
                 self._halt(DeliveryError(f"a sending worker failed: {text}"))
             return None
         c = self.context
-        outcome = SendOutcome(DeliveryState(kind), code, text)
+        outcome = SendOutcome(DeliveryState(kind), answer.code, text)
         ahead = None
-        if (not self.writer.skips_locked and len(lane.out) < AHEAD and not self.stopping
+        if (not self.writer.skips_locked and len(connection.out) < AHEAD and not self.stopping
                 and not self.exhausted and c.limiter.try_acquire()):
             ahead = self._next_unclaimed()
         state, claim = self.writer.record(delivery, outcome, clock.now(), c.settings.policy,
                                           started=c.issue.snapshot_at, then_claim=ahead)
         if claim is Claim.CLAIMED and ahead is not None:
-            lane.ahead = ahead
-            lane.out.append(ahead)
-        return _Result(delivery, state, outcome, claim is Claim.LEFT)
+            connection.ahead = ahead
+            connection.out.append(ahead)
+        return _RecordedAnswer(delivery, state, outcome, claim is Claim.LEFT)
 
-    def _after_commit(self, result: _Result) -> None:
+    def _after_commit(self, result: _RecordedAnswer) -> None:
         c = self.context
         if result.left_ahead:
             c.count(DeliveryState.FAILED)
@@ -438,11 +327,11 @@ def deliver_by_processes(context: SendContext, transports: Callable[[], Transpor
         pipes = theirs[number::workers]
         foreign = ours + [pipe for pipe in theirs if pipe not in pipes]
         processes.append(fork.Process(
-            target=_work, name=f"ainews-send-{number + 1}", daemon=True,
+            target=run_worker, name=f"ainews-send-{number + 1}", daemon=True,
             args=(pipes, foreign, context.outgoing, transports, stop, os.getpid())))
     started = []
     try:
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:  # a Ctrl-C now runs the parent's handler once the workers are all started
             for process in processes:
                 process.start()
@@ -451,8 +340,9 @@ def deliver_by_processes(context: SendContext, transports: Callable[[], Transpor
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for pipe in theirs:
             pipe.close()
-        with context.ledger.writer(context.hooks.admits) as writer:
-            _Dispatcher(context, writer, [_Lane(pipe) for pipe in ours], stop).run()
+        with context.ledger.writer(context.hooks.deliverable) as writer:
+            _Dispatcher(context, writer, [_WorkerConnection(pipe) for pipe in ours],
+                        stop).run()
     finally:
         stop.set()
         for pipe in ours:

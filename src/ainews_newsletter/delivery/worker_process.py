@@ -1,0 +1,174 @@
+"""What runs inside a sending worker process (process_sender.py forks them): its SMTP
+connections, one thread each, each taking the rows the parent hands it, building their
+messages and sending them, and answering with the server's reply. A worker never touches
+the ledger; it sends a row only once the parent says the previous answer is recorded.
+
+Also the records that cross the pipe between the parent and a worker, and the stop flag
+they share."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable
+from ctypes import c_byte
+from multiprocessing.connection import Connection
+from typing import Any, NamedTuple
+
+from ainews_newsletter.delivery.claims import Delivery
+from ainews_newsletter.delivery.outgoing import Outgoing
+from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
+from ainews_newsletter.models import Recipient, SendOutcome
+
+# Kinds of answer besides a DeliveryState value:
+SKIPPED = "skipped"  # not sent: a stop was asked, or the parent is gone
+UNAVAILABLE = "unavailable"  # the server cannot be reached: the send stops
+BROKEN = "broken"  # an unexpected error in the worker: the send stops, saying what
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class RowToSend(NamedTuple):
+    """A claimed ledger row, as a worker needs it to build and send its message."""
+
+    row_id: int
+    attempts: int
+    return_tag: str | None
+    subscriber_id: int
+    email: str
+    name: str | None
+    token: str
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> RowToSend:
+        r = delivery.recipient
+        return cls(delivery.id, delivery.attempts, delivery.return_tag, r.subscriber_id,
+                   r.email, r.name, r.token)
+
+    def delivery(self) -> Delivery:
+        return Delivery(id=self.row_id, attempts=self.attempts, return_tag=self.return_tag,
+                        recipient=Recipient(subscriber_id=self.subscriber_id,
+                                            email=self.email, name=self.name,
+                                            token=self.token))
+
+
+class Answer(NamedTuple):
+    """A worker's answer for one row: what the server said, or why nothing was sent."""
+
+    row_id: int
+    kind: str  # a DeliveryState value, or SKIPPED, UNAVAILABLE, BROKEN
+    code: int  # the server's reply code (0: none)
+    text: str  # the server's reply, or the error
+
+
+# On the pipe a record travels as the plain tuple of its fields (`tuple(record)`, read back
+# with `_make`): a named tuple is pickled with a reference to its class, looked up again at
+# every load, several times the cost of the tuple itself, once per message each way.
+WireRecord = tuple[Any, ...]
+# Parent to worker: (your last answer is recorded, a RowToSend or None); None alone means
+# "no more". Worker to parent: an Answer.
+Order = tuple[bool, WireRecord | None]
+
+
+class StopFlag:
+    """"Send no more", set by the parent, read by the workers before each row: one byte of
+    shared memory, no lock (a worker killed while holding a lock, as
+    multiprocessing.Event's, would leave the parent waiting for it for ever)."""
+
+    def __init__(self, value: c_byte) -> None:
+        self._value = value
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
+def _attempt(outgoing: Outgoing, transport: Transport, delivery: Delivery,
+             built: bytes | SendOutcome | Exception) -> Answer:
+    if isinstance(built, Exception):
+        return Answer(delivery.id, BROKEN, 0, f"{type(built).__name__}: {built}")
+    try:
+        outcome = outgoing.hand_over(transport, delivery, built)
+    except TransportUnavailable as exc:
+        return Answer(delivery.id, UNAVAILABLE, 0, str(exc))
+    except Exception as exc:  # a bug, not a user mistake: the parent stops and says it
+        return Answer(delivery.id, BROKEN, 0, f"{type(exc).__name__}: {exc}")
+    return Answer(delivery.id, outcome.state.value, outcome.code, outcome.reply)
+
+
+def _build(outgoing: Outgoing, delivery: Delivery) -> bytes | SendOutcome | Exception:
+    try:
+        return outgoing.build(delivery)
+    except Exception as exc:  # reported by _attempt
+        return exc
+
+
+def _serve_connection(pipe: Connection, outgoing: Outgoing,
+                      transports: Callable[[], Transport], stop: StopFlag,
+                      parent: int) -> None:
+    """One connection: take the next row, build its message, wait until the previous
+    answer is recorded, send, answer; until the parent says "no more" or is gone."""
+    try:
+        _serve_rows(pipe, outgoing, transports(), stop, parent)
+    except (EOFError, OSError):  # the parent is gone: what was sent stays `sending`
+        return
+    finally:
+        pipe.close()  # the parent sees EOF, not silence, if this thread ends early
+
+
+def _serve_rows(pipe: Connection, outgoing: Outgoing, transport: Transport, stop: StopFlag,
+                parent: int) -> None:
+    rows: deque[WireRecord] = deque()
+    built: bytes | SendOutcome | Exception | None = None  # the first row's message, made
+    unrecorded = False  # an answer of ours the parent has not recorded yet
+    try:
+        while True:
+            while not rows or unrecorded:
+                if rows and built is None:  # build while the parent records
+                    built = _build(outgoing, RowToSend._make(rows[0]).delivery())
+                order: Order | None = pipe.recv()  # EOFError: the parent is gone
+                if order is None:
+                    return
+                recorded, row = order
+                unrecorded = unrecorded and not recorded
+                if row is not None:
+                    rows.append(row)
+            delivery = RowToSend._make(rows.popleft()).delivery()
+            if built is None:
+                built = _build(outgoing, delivery)
+            if stop.is_set() or os.getppid() != parent:
+                answer = Answer(delivery.id, SKIPPED, 0, "")
+            else:
+                answer = _attempt(outgoing, transport, delivery, built)
+            built = None
+            pipe.send(tuple(answer))
+            unrecorded = True
+    finally:
+        transport.close()
+
+
+def run_worker(pipes: list[Connection], foreign: list[Connection], outgoing: Outgoing,
+               transports: Callable[[], Transport], stop: StopFlag, parent: int) -> None:
+    """A worker process: its connections, one thread each."""
+    # Ctrl-C and SIGTERM reach the whole process group; the parent decides when to stop
+    # (finishing the messages in hand), so the workers must not die half-way through one.
+    # They were blocked across the fork (the parent's handlers must never run here).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    for other in foreign:  # the parent's ends and other workers': a pipe must see EOF
+        other.close()  # when the one process at its other end goes
+    if len(pipes) == 1:
+        _serve_connection(pipes[0], outgoing, transports, stop, parent)
+        return
+    threads = [threading.Thread(target=_serve_connection,
+                                args=(pipe, outgoing, transports, stop, parent))
+               for pipe in pipes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
