@@ -133,4 +133,4 @@ def _query_times(url: str) -> tuple[float, float]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

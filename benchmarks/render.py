@@ -21,8 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from ainews_newsletter import pipeline  # noqa: E402
 from ainews_newsletter.config import load_config  # noqa: E402
+from ainews_newsletter.models import Window  # noqa: E402
+from ainews_newsletter.pipeline.issue import render_selection, select_posts  # noqa: E402
 from ainews_newsletter.render.digest import (  # noqa: E402
     HTML_TEMPLATE,
     RenderOptions,
@@ -43,17 +44,17 @@ def main() -> None:
 
     config = load_config(REPO / "config.toml", environ={},
                          overrides={"storage": {"url": "sqlite:///:memory:"}})
-    selection = pipeline.select_posts(config, pipeline.Window(week="2026-W47"))
+    selection = select_posts(config, Window(week="2026-W47"))
     cold: dict[str, float] = {}
     started = time.perf_counter()
-    pipeline.render_selection(config, selection, timings=cold)  # first render: imports, caches
+    render_selection(config, selection, timings=cold)  # first render: imports, caches
     cold_total = time.perf_counter() - started
     stage_runs: dict[str, list[float]] = {}
     totals: list[float] = []
     for _ in range(args.runs):
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        rendered = pipeline.render_selection(config, selection, timings=timings)
+        rendered = render_selection(config, selection, timings=timings)
         totals.append(time.perf_counter() - started)
         for stage, seconds in timings.items():
             stage_runs.setdefault(stage, []).append(seconds)
@@ -74,7 +75,7 @@ def main() -> None:
 
     started = time.perf_counter()
     for _ in range(NAIVE_SAMPLE):
-        pipeline.render_selection(config, selection)
+        render_selection(config, selection)
     naive = (time.perf_counter() - started) / NAIVE_SAMPLE * args.recipients
     print(f"\n{args.recipients:,} recipients: ours (render once + personalize each) "
           f"{ours:.2f} s; naive per-recipient render {naive:.1f} s "

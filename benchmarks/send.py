@@ -70,9 +70,11 @@ def main() -> None:
     if not (Path(sink).exists() and Path(source).exists()):
         raise SystemExit("needs postfix's smtp-sink and smtp-source (apt-get install postfix)")
 
-    from ainews_newsletter import pipeline
     from ainews_newsletter.config import load_config
     from ainews_newsletter.database import dispose_all
+    from ainews_newsletter.models import Window
+    from ainews_newsletter.pipeline.issue import open_subscribers, sample_message, sample_recipient
+    from ainews_newsletter.pipeline.send import execute_send, plan_send
     from ainews_newsletter.subscribers.formats import open_subscriber_file
     from ainews_newsletter.subscribers.importer import import_rows
 
@@ -92,20 +94,20 @@ def main() -> None:
                 "smtp": {"host": "127.0.0.1", "port": port,
                          "connections": args.connections, "workers": args.workers},
                 "lint": {"spamassassin": False}})
-            store = pipeline.open_subscribers(config)
+            store = open_subscribers(config)
             import_rows(store, open_subscriber_file(people).rows)
             if args.rss:
                 dispose_all()
                 _measure_cli_send(root / "bench.db", port, args.connections, args.workers,
                                   args.recipients)
                 return
-            plan = pipeline.plan_send(config, pipeline.Window(week="2026-W47"))
-            size = len(pipeline.sample_message(config, plan.rendered,
-                                               pipeline.sample_recipient(config)))
+            plan = plan_send(config, Window(week="2026-W47"))
+            size = len(sample_message(config, plan.rendered,
+                                               sample_recipient(config)))
             cpu_before = (resource.getrusage(resource.RUSAGE_SELF),
                           resource.getrusage(resource.RUSAGE_CHILDREN))
             started = time.perf_counter()
-            counts = pipeline.execute_send(config, plan)
+            counts = execute_send(config, plan)
             ours = time.perf_counter() - started
             cpu_main, cpu_workers = (
                 after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime

@@ -208,7 +208,7 @@ def _ledger_check(url: str, issue_id: int) -> tuple[dict[str, int], int, float]:
 
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as connection:
-        states = dict(connection.execute(
+        states: dict[str, int] = dict(connection.execute(
             "SELECT state, count(*) FROM deliveries WHERE issue_id = %s GROUP BY state",
             (issue_id,)).fetchall())
         again, first, last = connection.execute(
@@ -256,9 +256,17 @@ def _run_peer(source: str, recipients: int, sessions: int, size: int, port: int,
 def _prepare_issue(url: str, port: int, recipients: int, root: Path) -> tuple[int, int, str]:
     """Import the readers, freeze the issue and snapshot its audience once, sending nothing;
     returns the issue's id, the message size and the issue's key."""
-    from ainews_newsletter import pipeline
     from ainews_newsletter.config import load_config
     from ainews_newsletter.database import dispose_all
+    from ainews_newsletter.models import Window
+    from ainews_newsletter.pipeline.issue import (
+        audience_list,
+        open_ledger,
+        open_subscribers,
+        sample_message,
+        sample_recipient,
+    )
+    from ainews_newsletter.pipeline.send import delivery_status, execute_send, plan_send
     from ainews_newsletter.subscribers.formats import open_subscriber_file
     from ainews_newsletter.subscribers.importer import import_rows
 
@@ -267,17 +275,17 @@ def _prepare_issue(url: str, port: int, recipients: int, root: Path) -> tuple[in
     config = load_config(REPO / "config.toml", environ={}, overrides={
         "storage": {"url": url}, "smtp": {"host": "127.0.0.1", "port": port},
         "lint": {"spamassassin": False}})
-    import_rows(pipeline.open_subscribers(config), open_subscriber_file(people).rows)
-    plan = pipeline.plan_send(config, pipeline.Window(week=WEEK))
-    size = len(pipeline.sample_message(config, plan.rendered,
-                                       pipeline.sample_recipient(config)))
+    import_rows(open_subscribers(config), open_subscriber_file(people).rows)
+    plan = plan_send(config, Window(week=WEEK))
+    size = len(sample_message(config, plan.rendered,
+                                       sample_recipient(config)))
     # Freeze + snapshot through the send itself, told to stop before its first claim; any
     # row it sent anyway is put back by the reset before each run.
-    pipeline.execute_send(config, plan, should_stop=lambda: True)
-    issue = pipeline.open_ledger(config).find_issue(pipeline.audience_list(config),
+    execute_send(config, plan, should_stop=lambda: True)
+    issue = open_ledger(config).find_issue(audience_list(config),
                                                     plan.period_key)
     assert issue is not None and issue.snapshot_at is not None
-    snapshotted = pipeline.delivery_status(config, plan.period_key).total
+    snapshotted = delivery_status(config, plan.period_key).total
     if snapshotted != recipients:
         raise SystemExit(f"the snapshot holds {snapshotted} rows, not {recipients}")
     dispose_all()

@@ -39,6 +39,8 @@ def _stems(name: str) -> set[str]:
     """The word a name may be made from: itself, and itself without each suffix it ends in
     (with the e or the doubled consonant an -ing, -er or -ed drops: paging → page)."""
     stems = {name}
+    if name.endswith("ies") and len(name) - 3 >= SHORTEST_STEM:  # queries → query
+        stems.add(name[:-3] + "y")
     for suffix in SUFFIXES:
         stem = name.removesuffix(suffix)
         if stem != name and len(stem) >= SHORTEST_STEM:
@@ -82,6 +84,7 @@ def test_the_rule_catches_names_that_differ_by_a_suffix_or_a_word() -> None:
         ("feedback", "report"), ("", "reports"), ("delivery", "reporting"),
         ("reports", "page"), ("web", "pages"), ("web", "preview"), ("web", "preview_watch"),
         ("", "config"), ("", "configfile"), ("posts", "paging"),
+        ("subscribers", "queries"), ("delivery", "query"),
         # allowed: the same name in two packages, a word plus a word in other packages,
         # short names a suffix would cut to nothing, unrelated names that share letters
         ("", "feedback"), ("pipeline", "feedback"), ("schedule", "history"),
@@ -91,6 +94,7 @@ def test_the_rule_catches_names_that_differ_by_a_suffix_or_a_word() -> None:
     assert name_clashes(modules) == [
         "cli_like/sending ~ delivery/sender",
         "config ~ configfile",
+        "delivery/query ~ subscribers/queries",
         "delivery/reporting ~ feedback/report",
         "delivery/sender ~ delivery/sending",
         "posts/paging ~ reports/page",

@@ -113,8 +113,8 @@ class Config(BaseSettings):
         description="Opt-in click counts.")
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Signs confirmation, unsubscribe and click links (secret; at least 32 "
-                    "random characters).")
+        description="Encrypts the confirmation links of `ainews serve` and signs the click "
+                    "links of [tracking]; at least 16 characters, random (secret).")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)

@@ -265,7 +265,7 @@ def ingest(config: Config, items: Iterable[MailItem | Unreadable],
 
 
 def refusal_recorder(config: Config, issue_id: int) -> Callable[[Delivery, SendOutcome], None]:
-    """The sender's hook for refusals during a send (delivery.sender.Hooks.on_refused)."""
+    """The sender's hook for refusals during a send (delivery.send_context.Hooks.on_refused)."""
     recorder = FeedbackRecorder(config)
     recorder.finish_unapplied()
 
