@@ -52,7 +52,7 @@ def _event_record(event: FeedbackEvent) -> dict[str, Any]:
             "feedback_type": event.feedback_type, "source": event.source,
             "matched_by": event.matched_by, "delivery_id": event.delivery_id,
             "issue_id": event.issue_id, "subscriber_id": event.subscriber_id,
-            "effect": event.effect}
+            "effect": event.effect, "provider": event.provider}
 
 
 def _read_mail(paths: tuple[str, ...]) -> Any:
@@ -118,15 +118,22 @@ def _print_summary(summary: IngestSummary) -> None:
                     "delivery of ours", soft_wrap=True)
     bounced = summary.changed.get("bounced", 0)
     complained = summary.changed.get("complained", 0)
-    console.print(f"subscribers now bounced: {bounced}, complained: {complained}",
+    unsubscribed = summary.changed.get("unsubscribed", 0)
+    console.print(f"subscribers now bounced: {bounced}, complained: {complained}"
+                  + (f", unsubscribed: {unsubscribed}" if unsubscribed else ""),
                   soft_wrap=True)
 
 
 @bounces.command()
 @click.argument("paths", nargs=-1, required=True)
+@click.option("--provider", metavar="NAME",
+              help="PATHS are saved webhook bodies of this mail provider (ses, sendgrid, "
+                   "mailgun, postmark, postal), replayed through the webhook's parser and "
+                   "matching without a signature check, marked as a manual import.")
 @json_option
 @pass_state
-def ingest(state: AppState, paths: tuple[str, ...], as_json: bool) -> None:
+def ingest(state: AppState, paths: tuple[str, ...], provider: str | None,
+           as_json: bool) -> None:
     """Store what each message in PATHS says and apply the policy: a hard bounce marks the
     subscriber bounced ([bounces] hard_limit), soft bounces on soft_limit issues within
     soft_window_days do too, a complaint stops mail at once. Reading a message twice counts
@@ -135,6 +142,19 @@ def ingest(state: AppState, paths: tuple[str, ...], as_json: bool) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from ainews_newsletter.pipeline.feedback import ingest as ingest_mail
+
+    if provider is not None:
+        from ainews_newsletter.pipeline.provider_events import ingest_provider_files
+
+        if "-" in paths:
+            raise click.UsageError("--provider reads saved files, not standard input")
+        replayed = ingest_provider_files(state.config, provider.lower(), paths)
+        if as_json:
+            print_json(_summary_record(replayed))
+        else:
+            _print_summary(replayed)
+        _exit_if_problems(replayed.problems)
+        return
 
     try:
         # A spinner with a count on a terminal: a Maildir of thousands takes a while.
@@ -199,10 +219,11 @@ def list_(state: AppState, since: str | None, everything: bool, as_json: bool) -
         print_json([_event_record(event) for event in events])
         return
     table = Table(title=counted(len(events), "event"))
-    for column in ("received", "kind", "address", "status", "effect", "diagnostic"):
+    for column in ("received", "kind", "via", "address", "status", "effect", "diagnostic"):
         table.add_column(column, overflow="fold")
     for event in events:
         received = event.received_at.astimezone(config.newsletter.tz)
-        table.add_row(received.strftime("%Y-%m-%d %H:%M"), event.kind.value, event.email,
-                      event.status, event.effect, event.diagnostic[:120])
+        table.add_row(received.strftime("%Y-%m-%d %H:%M"), event.kind.value,
+                      event.provider or "mail", event.email, event.status, event.effect,
+                      event.diagnostic[:120])
     console.print(table)

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         TrackingConfig,
         WebConfig,
     )
+    from ainews_newsletter.config.webhooks import WebhooksConfig
 
 _HOME = {
     "Section": "base", "is_test_domain": "base",
@@ -64,6 +65,7 @@ _HOME = {
     "SECRET_KEYS": "root", "Config": "root",
     "DoctorConfig": "site", "ScheduleConfig": "site", "StorageConfig": "site",
     "SubscribersConfig": "site", "TrackingConfig": "site", "WebConfig": "site",
+    "WebhooksConfig": "webhooks",
 }
 
 __all__ = [
@@ -90,6 +92,7 @@ __all__ = [
     "SubscribersConfig",
     "TrackingConfig",
     "WebConfig",
+    "WebhooksConfig",
     "is_test_domain",
     "load_config",
 ]

@@ -23,7 +23,10 @@ _SQLITE_PREFIX = "sqlite:///"
 # might: the quick path then steps aside for the full config). Names in upper case: the
 # full config reads the environment without regard to case, and so does this.
 _NOT_ABOUT_STORAGE = {CONFIG_ENV_VAR, STORAGE_URL_ENV_VAR, f"{ENV_PREFIX}SECRET_KEY",
-                      f"{ENV_PREFIX}SMTP__PASSWORD", f"{ENV_PREFIX}BOUNCES__PASSWORD"}
+                      f"{ENV_PREFIX}SMTP__PASSWORD", f"{ENV_PREFIX}BOUNCES__PASSWORD",
+                      f"{ENV_PREFIX}WEBHOOKS__SENDGRID_PASSWORD",
+                      f"{ENV_PREFIX}WEBHOOKS__MAILGUN_SIGNING_KEY",
+                      f"{ENV_PREFIX}WEBHOOKS__POSTMARK_PASSWORD"}
 CHECKED_SUFFIX = ".config-checked"
 
 

@@ -31,9 +31,12 @@ from ainews_newsletter.config.site import (
     TrackingConfig,
     WebConfig,
 )
+from ainews_newsletter.config.webhooks import WebhooksConfig
 
 # Keys that must never be read from a file: they would end up committed next to the config.
-SECRET_KEYS = {("secret_key",), ("smtp", "password"), ("bounces", "password")}
+SECRET_KEYS = {("secret_key",), ("smtp", "password"), ("bounces", "password"),
+               ("webhooks", "sendgrid_password"), ("webhooks", "mailgun_signing_key"),
+               ("webhooks", "postmark_password")}
 
 # The parsed TOML file for the load in progress; a context variable because pydantic-settings
 # builds its sources in a classmethod that cannot take arguments.
@@ -111,6 +114,10 @@ class Config(BaseSettings):
     tracking: TrackingConfig = Field(
         default_factory=TrackingConfig,
         description="Opt-in click counts.")
+    webhooks: WebhooksConfig = Field(
+        default_factory=WebhooksConfig,
+        description="The mail providers' event webhooks (bounces, complaints, deliveries, "
+                    "unsubscribes) that `ainews serve` answers at /webhooks/<provider>.")
     secret_key: SecretStr | None = Field(
         default=None,
         description="Encrypts the confirmation links of `ainews serve` and signs the click "

@@ -65,7 +65,8 @@ class IngestSummary:
         self.new_events += 1
         self.kinds[event.kind.value] += 1
         self.unmatched += event.delivery_id is None
-        if event.effect in (SubscriberStatus.BOUNCED.value, SubscriberStatus.COMPLAINED.value):
+        if event.effect in (SubscriberStatus.BOUNCED.value, SubscriberStatus.COMPLAINED.value,
+                            SubscriberStatus.UNSUBSCRIBED.value):
             self.changed[event.effect] += 1
         self.events.append(event)
 
@@ -172,13 +173,13 @@ class FeedbackRecorder:
     def _store_and_apply(self, event: FeedbackEvent) -> Recorded:
         stored, new = self.log.record(event)
         if new:
-            stored = self._apply_and_store_effect(stored)
+            stored = self.apply_policy_once(stored)
         # A repeat acts only if the first reading never got to (effect still "none": a
         # crash came between storing and acting). One that acted must not act again: the
         # reader may have come back since (`subscribers resubscribe`).
         return Recorded(stored, new)
 
-    def _apply_and_store_effect(self, event: FeedbackEvent) -> FeedbackEvent:
+    def apply_policy_once(self, event: FeedbackEvent) -> FeedbackEvent:
         effect = self._apply_policy(event)
         if effect is None or effect == event.effect or event.id is None:
             return event
@@ -190,7 +191,7 @@ class FeedbackRecorder:
         how many."""
         pending = self.log.unapplied()
         for event in pending:
-            self._apply_and_store_effect(event)
+            self.apply_policy_once(event)
         return len(pending)
 
     def _apply_policy(self, event: FeedbackEvent) -> str | None:
@@ -201,6 +202,10 @@ class FeedbackRecorder:
         bounces = self.config.bounces
         if event.kind is FeedbackKind.COMPLAINT:
             return self._mark_left(subscriber_id, SubscriberStatus.COMPLAINED, event.issue_id)
+        if event.kind is FeedbackKind.UNSUBSCRIBE:  # the provider's own unsubscribe link
+            changed = self.store.mark_unsubscribed(subscriber_id, event.provider or "provider",
+                                                   event.issue_id)
+            return SubscriberStatus.UNSUBSCRIBED.value if changed else "had left"
         if event.kind is FeedbackKind.HARD:
             limit, seen = self.config.hard_bounce_limit, self.log.failures(
                 subscriber_id, FeedbackKind.HARD)

@@ -189,6 +189,28 @@ class SubscriberStore(SubscriberQueries):
                    "bounce" if status is SubscriberStatus.BOUNCED else "complaint", issue_id, now)
         return True
 
+    def mark_unsubscribed(self, subscriber_id: int, source: str,
+                          issue_id: int | None = None) -> bool:
+        """An unsubscribe heard from elsewhere (a click on a mail provider's own unsubscribe
+        link, reported by its webhook), put down to `source` and the issue. Nothing changes
+        for someone who has left already. True if this call changed them."""
+        now = clock.now()
+        left = [s.value for s in SubscriberStatus if s.has_left]
+        with self.engine.begin() as connection:
+            row = connection.execute(select(subscribers.c.status)
+                                     .where(subscribers.c.id == subscriber_id)).first()
+            if row is None or SubscriberStatus(row.status).has_left:
+                return False
+            changed = connection.execute(
+                update(subscribers).where(subscribers.c.id == subscriber_id,
+                                          subscribers.c.status.not_in(left))
+                .values(status=SubscriberStatus.UNSUBSCRIBED.value, unsubscribed_at=now,
+                        updated_at=now)).rowcount
+            kind = change_kind(SubscriberStatus(row.status), SubscriberStatus.UNSUBSCRIBED)
+            if changed and kind is not None:
+                record(connection, subscriber_id, kind, source, issue_id, now)
+        return bool(changed)
+
     def set_name(self, subscriber_id: int, name: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id)

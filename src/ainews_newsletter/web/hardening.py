@@ -56,17 +56,26 @@ class BodyLimit:
     read), else by raising BodyTooLarge from `receive` as soon as the count passes it, so
     a chunked upload is never read whole."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 by_prefix: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Paths with a limit of their own (the webhooks: a provider's batch is megabytes).
+        self.by_prefix = dict(by_prefix or {})
+
+    def _limit(self, path: str) -> int:
+        for prefix, limit in self.by_prefix.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(str(scope.get("path", "")))
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit()
-                                     or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _too_large(send)
             return
         seen = 0
@@ -76,8 +85,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(f"request body over {self.max_bytes} bytes")
+                if seen > limit:
+                    raise BodyTooLarge(f"request body over {limit} bytes")
             return message
 
         await self.app(scope, counting_receive, send)

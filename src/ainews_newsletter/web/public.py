@@ -11,6 +11,7 @@
 /issues/, /issues/<key>, /feed.xml   the archive of sent issues and its Atom feed
 /c/<token>            GET/HEAD: a click link ([tracking] clicks): 302 to the link, see clicks.py
 /healthz              for load balancers
+/webhooks/<provider>  POST: a mail provider's events (webhooks.py), 404 until configured
 
 The sign-up policy (throttles, the confirmation mail, who may confirm) is double_opt_in.py;
 the feed is atom_feed.py."""
@@ -59,6 +60,8 @@ from ainews_newsletter.web.security import (
     new_csrf_value,
 )
 from ainews_newsletter.web.templating import public_page_templates, render_page
+from ainews_newsletter.web.webhooks import PATH_PREFIX as WEBHOOKS
+from ainews_newsletter.web.webhooks import WebhookRoutes
 
 log = logging.getLogger("ainews.web")
 _ISSUE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
@@ -319,9 +322,11 @@ def create_public_app(config: Config) -> ASGIApp:
         Route("/feed.xml", site.feed),
         Route("/healthz", site.healthz),
         Route("/c/{token}", ClickRedirects(config, site.secret).redirect, methods=["GET"]),
+        Route(WEBHOOKS + "{provider}", WebhookRoutes(config).receive, methods=["POST"]),
     ]
     app = Starlette(routes=routes,
-                    middleware=[Middleware(BodyLimit, max_bytes=config.web.max_body_bytes)],
+                    middleware=[Middleware(BodyLimit, max_bytes=config.web.max_body_bytes,
+                                           by_prefix={WEBHOOKS: config.webhooks.max_body_bytes})],
                     exception_handlers={404: site.not_found,
                                         HTTPException: site.http_error,
                                         BodyTooLarge: site.too_large,
