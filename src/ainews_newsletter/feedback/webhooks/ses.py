@@ -80,16 +80,15 @@ def _envelope_of(data: object) -> SnsEnvelope | None:
     if not isinstance(kind, str) or kind not in SNS_TYPES:
         raise WebhookBodyError(f"SNS message type {text(kind)[:40]!r} is not one SNS sends "
                                f"(expected one of: {', '.join(SNS_TYPES)})")
-    message = fields.get("Message")
+    def field(name: str) -> str:  # SNS writes every field as a string
+        value = fields.get(name)
+        return value if isinstance(value, str) else ""
+
     return SnsEnvelope(
-        type=kind, message_id=text(fields.get("MessageId")),
-        topic_arn=text(fields.get("TopicArn")),
-        message=message if isinstance(message, str) else "",
-        signature_version=text(fields.get("SignatureVersion")),
-        signature=text(fields.get("Signature")),
-        signing_cert_url=text(fields.get("SigningCertURL")),
-        subscribe_url=text(fields.get("SubscribeURL")),
-        timestamp=text(fields.get("Timestamp")), raw=fields)
+        type=kind, message_id=text(field("MessageId")), topic_arn=text(field("TopicArn")),
+        message=field("Message"), signature_version=field("SignatureVersion"),
+        signature=field("Signature"), signing_cert_url=text(field("SigningCertURL")),
+        subscribe_url=text(field("SubscribeURL")), timestamp=text(field("Timestamp")), raw=fields)
 
 
 def sns_string_to_sign(envelope: SnsEnvelope) -> bytes:
