@@ -277,3 +277,52 @@ def test_an_unknown_sns_type_and_wrong_shapes_say_what_is_wrong() -> None:
     for (provider, body), words in cases.items():
         with pytest.raises(WebhookBodyError, match=re.escape(words)):
             parse_body(provider, body)
+
+
+def _ses(kind: str, detail_key: str, detail: dict[str, object]) -> dict[str, object]:
+    return {"eventType": kind, detail_key: detail, "mail": {
+        "messageId": "m1", "destination": ["a@readers.example", "b@readers.example"]}}
+
+
+@pytest.mark.parametrize(("body", "provider", "kinds"), [
+    # SES rows of the issue's list the corpus has no file for
+    (_ses("Bounce", "bounce", {"bounceType": "Transient", "bounceSubType": "MailboxFull",
+                               "bouncedRecipients": [{"emailAddress": "a@readers.example"}]}),
+     "ses", ["soft"]),
+    (_ses("Bounce", "bounce", {"bounceType": "Undetermined",
+                               "bouncedRecipients": [{"emailAddress": "a@readers.example"}]}),
+     "ses", ["other"]),
+    (_ses("DeliveryDelay", "deliveryDelay", {"delayType": "MailboxFull", "delayedRecipients": [
+        {"emailAddress": "a@readers.example", "status": "4.2.2"}]}), "ses", ["soft"]),
+    (_ses("Subscription", "subscription", {"newTopicPreferences": {"unsubscribeAll": True}}),
+     "ses", ["unsubscribe", "unsubscribe"]),
+    (_ses("Subscription", "subscription", {"newTopicPreferences": {"unsubscribeAll": False}}),
+     "ses", ["other", "other"]),
+    # SendGrid: its unsubscribe links, and drops for addresses on its complaint list
+    ([{"event": "unsubscribe", "email": "a@r.example"},
+      {"event": "group_unsubscribe", "email": "a@r.example"},
+      {"event": "dropped", "reason": "Spam Reporting Address", "email": "a@r.example"},
+      {"event": "dropped", "reason": "Invalid SMTPAPI header", "email": "a@r.example"},
+      {"event": "bounce", "email": "a@r.example"}], "sendgrid",
+     ["unsubscribe", "unsubscribe", "complaint", "other", "hard"]),
+    # Mailgun: sends refused for its suppression lists; giving up after hours is not "gone"
+    *[({"event-data": {"event": "failed", "severity": "permanent", "reason": reason,
+                       "recipient": "a@r.example"}}, "mailgun", [kind])
+      for reason, kind in [("suppress-bounce", "hard"), ("suppress-complaint", "complaint"),
+                           ("suppress-unsubscribe", "unsubscribe"), ("old", "soft"),
+                           ("generic", "hard")]],
+    # Postmark bounce types beyond the corpus
+    *[({"RecordType": "Bounce", "Type": kind_name, "Email": "a@r.example", "ID": 1}, "postmark",
+       [kind]) for kind_name, kind in [("SoftBounce", "soft"), ("Transient", "soft"),
+                                       ("BadEmailAddress", "hard"), ("AutoResponder",
+                                                                     "autoreply"),
+                                       ("ManuallyDeactivated", "other")]],
+    # Postal's bounce event by its own name; server events concern no message
+    ({"event": "MessageBounced", "payload": {"original_message": {"to": "a@r.example"},
+                                              "bounce": {}}}, "postal", ["hard"]),
+    ({"event": "DomainDNSError", "payload": {"domain": "example.com"}}, "postal", []),
+], ids=lambda value: value if isinstance(value, str) else "")
+def test_the_issue_mapping_beyond_the_corpus(body: object, provider: str,
+                                             kinds: list[str]) -> None:
+    events = parse_body(provider, json.dumps(body))
+    assert [event.kind.value for event in events] == kinds
