@@ -101,7 +101,8 @@ def test_send_and_status(project: Project, smtp_server: SmtpServer) -> None:
     assert status == {"issue": "2026-W47", "total": 3, "queued": 0, "sending": 0, "sent": 3,
                       "deferred": 0, "failed": 0, "feedback": {
                           "bounced": 0, "complained": 0, "hard": 0, "soft": 0,
-                          "complaint": 0, "autoreply": 0, "other": 0}}
+                          "complaint": 0, "autoreply": 0, "other": 0, "delivered": 0,
+                          "unsubscribe": 0}}
     assert json.loads(project.run("status", "2026-W47", "--json").output) == status
     table = project.run("status").output
     assert "sent" in table and "3" in table

@@ -99,7 +99,7 @@ def test_list_and_status_report_the_events(project: Project, smtp_server: SmtpSe
     status = project.run("status", "2026-W47", "--json")
     assert json.loads(status.stdout)["feedback"] | {"hard": 0, "soft": 0, "complaint": 0} == {
         "bounced": 2, "complained": 1, "hard": 0, "soft": 0, "complaint": 0,
-        "autoreply": 0, "other": 0}
+        "autoreply": 0, "other": 0, "delivered": 0, "unsubscribe": 0}
     assert "came back: bounced 2 (hard 1, soft 1), complained 1" in \
         project.run("status", "2026-W47").stdout
 

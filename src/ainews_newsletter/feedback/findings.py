@@ -13,6 +13,10 @@ class FeedbackKind(enum.StrEnum):
     COMPLAINT = "complaint"  # the reader marked our mail as spam (ARF, JMRP) or opted out
     AUTOREPLY = "autoreply"  # out-of-office and other automatic answers: not a failure
     OTHER = "other"  # a delay warning, a "delivered" DSN, ordinary mail: nothing to do
+    # From providers' webhooks only: a delivery the provider confirms (reports count it,
+    # nothing changes), and a click on the provider's own unsubscribe link.
+    DELIVERED = "delivered"
+    UNSUBSCRIBE = "unsubscribe"
 
     @property
     def is_failure(self) -> bool:

@@ -214,7 +214,8 @@ class FeedbackRecorder:
             limit, seen = bounces.soft_limit, self.log.failures(
                 subscriber_id, FeedbackKind.SOFT, since)
         else:
-            return "none"  # auto-replies, delay warnings, "delivered" reports
+            # auto-replies, delay warnings, "delivered" reports and providers' deliveries
+            return "none"
         if seen >= limit:
             return self._mark_left(subscriber_id, SubscriberStatus.BOUNCED, event.issue_id)
         return f"counted {seen} of {limit}"
