@@ -19,7 +19,7 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.delivery.lookup import SentDelivery
 from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.feedback.events import FeedbackEvent, event_key
-from ainews_newsletter.feedback.webhooks.event import ProviderEvent
+from ainews_newsletter.feedback.webhooks.provider_event import ProviderEvent
 from ainews_newsletter.pipeline.feedback import FeedbackRecorder, IngestSummary, Recorded
 
 

@@ -18,7 +18,7 @@ from ainews_newsletter.feedback.webhooks.provider_event import (
 )
 
 __all__ = ["PROVIDERS", "ProviderEvent", "UnsupportedProvider", "WebhookBodyError",
-           "parse_body"]
+           "check_provider", "parse_body"]
 
 PROVIDERS = ("ses", "sendgrid", "mailgun", "postmark", "postal")
 _PARSERS: dict[str, Callable[[bytes | str], list[ProviderEvent]]] = {
@@ -26,12 +26,17 @@ _PARSERS: dict[str, Callable[[bytes | str], list[ProviderEvent]]] = {
     "postmark": postmark.parse, "postal": postal.parse}
 
 
-def parse_body(provider: str, body: bytes | str) -> list[ProviderEvent]:
-    """The events of one webhook body (raw bytes as posted), one per affected recipient."""
-    parser = _PARSERS.get(provider)
-    if parser is None:
+def check_provider(provider: str) -> None:
+    """UnsupportedProvider, naming the ones we hear, for any other name."""
+    if provider not in _PARSERS:
         raise UnsupportedProvider(f"provider {provider[:40]!r} is not supported "
                                   f"(supported: {', '.join(PROVIDERS)})")
+
+
+def parse_body(provider: str, body: bytes | str) -> list[ProviderEvent]:
+    """The events of one webhook body (raw bytes as posted), one per affected recipient."""
+    check_provider(provider)
+    parser = _PARSERS[provider]
     try:
         return parser(body)
     except RecursionError:

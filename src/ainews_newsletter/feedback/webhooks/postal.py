@@ -66,10 +66,12 @@ def parse(body: bytes | str) -> list[ProviderEvent]:
         occurred_at=text(data.get("timestamp")) or text(payload.get("timestamp")))]
 
 
-def verify_signature(public_key: str, signature_b64: str, body: bytes) -> bool:
-    """X-Postal-Signature: RSA PKCS#1 v1.5 with SHA-1 over the raw body. The key as Postal
-    shows it (base64 DER SubjectPublicKeyInfo without PEM armour) or as PEM. False for
-    anything malformed, never raises."""
+def verify_signature(public_key: str, signature_b64: str, body: bytes,
+                     sha256: bool = False) -> bool:
+    """X-Postal-Signature: RSA PKCS#1 v1.5 with SHA-1 over the raw body (`sha256`: the
+    X-Postal-Signature-256 header newer Postal versions send beside it, SHA-256). The key as
+    Postal shows it (base64 DER SubjectPublicKeyInfo without PEM armour) or as PEM. False
+    for anything malformed, never raises."""
     try:
         if "-----BEGIN" in public_key:
             key = serialization.load_pem_public_key(public_key.encode("ascii"))
@@ -79,7 +81,8 @@ def verify_signature(public_key: str, signature_b64: str, body: bytes) -> bool:
         if not isinstance(key, rsa.RSAPublicKey):
             return False
         signature = base64.b64decode("".join(signature_b64.split()), validate=True)
-        key.verify(signature, body, padding.PKCS1v15(), hashes.SHA1())
+        digest: hashes.HashAlgorithm = hashes.SHA256() if sha256 else hashes.SHA1()
+        key.verify(signature, body, padding.PKCS1v15(), digest)
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError, binascii.Error):
         return False
     return True
