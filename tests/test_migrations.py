@@ -53,7 +53,8 @@ def test_upgrade_from_empty_reports_versions(tmp_path: Path) -> None:
 
 def test_upgrading_a_used_database_keeps_its_data(database_url: str) -> None:
     """0004 rebuilds `deliveries` on SQLite (batch mode): every row, and every list
-    membership (which a rebuilt `subscribers` would have lost to ON DELETE CASCADE), stays."""
+    membership (which a rebuilt `subscribers` would have lost to ON DELETE CASCADE), stays;
+    0007's columns start empty on the rows already there."""
     from alembic import command
     from sqlalchemy import text
 
@@ -89,8 +90,13 @@ def test_upgrading_a_used_database_keeps_its_data(database_url: str) -> None:
         counts = [connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
                   for table in ("subscribers", "memberships", "deliveries")]
         tag = connection.execute(text("SELECT return_tag FROM deliveries")).scalar_one()
+        # 0007: the relay's id and the Message-ID digest, unknown for a row sent before.
+        provider_columns = tuple(connection.execute(text(
+            "SELECT provider_message_id, message_digest FROM deliveries")).one())
+        connection.execute(text("SELECT provider FROM feedback_events"))  # the column exists
         history = connection.execute(text(
             "SELECT subscriber_id, kind, source FROM subscriber_events")).all()
     assert counts == [1, 1, 1]
     assert [tuple(row) for row in history] == [(1, "joined", "backfill")]  # 0005 backfill
     assert tag is None  # sent before VERP: matched by what the bounce quotes
+    assert provider_columns == (None, None)

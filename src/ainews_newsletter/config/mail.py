@@ -4,6 +4,7 @@ read."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -13,6 +14,8 @@ from ainews_newsletter.config.base import Section, check_address
 # A VERP tag: 16 lower-case base32 characters (80 random bits), lower case because some
 # mailbox hosts fold the local part.
 VERP_TAG_LENGTH = 16
+# SES configuration sets and Postmark message streams are named within this.
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class SmtpConfig(Section):
@@ -51,6 +54,25 @@ class SmtpConfig(Section):
                     "only). Off: certificate and host name are verified.")
     ehlo_name: str | None = Field(default=None,
                                   description="Name sent in EHLO; default: this machine's.")
+    provider: Literal["none", "ses", "sendgrid", "mailgun", "postmark", "postal"] = Field(
+        default="none",
+        description='The relay is this provider ("ses", "sendgrid", "mailgun", "postmark", '
+                    '"postal"): each message carries the delivery\'s tag in the provider\'s '
+                    "metadata header (left out of the DKIM signature), which its webhook events "
+                    'bring back. "none": no such header.')
+    provider_stream: str | None = Field(
+        default=None,
+        description="SES: the configuration set (X-SES-CONFIGURATION-SET) whose event "
+                    "destination publishes to the SNS topic; Postmark: the message stream "
+                    "(X-PM-Message-Stream). Unset: the provider's default.")
+
+    @field_validator("provider_stream")
+    @classmethod
+    def _plain_stream_name(cls, value: str | None) -> str | None:
+        # Written into a header as-is: a name SES and Postmark accept, nothing to encode.
+        if value is not None and not _STREAM_NAME.fullmatch(value):
+            raise ValueError(f"{value!r}: letters, digits, '-' and '_' only, at most 64")
+        return value
 
     def worker_processes(self) -> int:
         """How many processes the connections are spread over (see `workers`)."""

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter.database import UTCDateTime
+from ainews_newsletter.delivery.provider_ids import provider_message_id
 from ainews_newsletter.delivery.tables import deliveries
 from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
 
@@ -92,6 +93,9 @@ _RECORD = (update(deliveries)
                    last_reply=bindparam("reply"),
                    next_attempt_at=bindparam("next_at", type_=UTCDateTime()),
                    updated_at=_NOW, sent_at=bindparam("sent", type_=UTCDateTime())))
+# A message sent with the relay's id in its reply: the same, and the id kept. Apart, so that
+# a relay that names no id costs nothing more per message (not even the index's update).
+_RECORD_SENT_WITH_ID = _RECORD.values(provider_message_id=bindparam("provider_id"))
 
 
 def _claim_lowest(*conditions: ColumnElement[bool]) -> Update:
@@ -229,7 +233,8 @@ class LedgerWriter:
             dialect = connection.dialect
             self._driver = driver
             self._raw = {statement: _DriverStatement(statement, dialect)
-                         for statement in (self._claim_admitted, _CLAIM, _RECORD)}
+                         for statement in (self._claim_admitted, _CLAIM, _RECORD,
+                                           _RECORD_SENT_WITH_ID)}
 
     def _execute(self, statement: Update, values: dict[str, Any]) -> int:
         """Run one of the per-message statements; returns the rows it changed."""
@@ -349,17 +354,23 @@ class LedgerWriter:
     def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
                policy: RetryPolicy, started: datetime | None = None,
                then_claim: Delivery | None = None) -> tuple[DeliveryState, Claim | None]:
-        """Store the server's answer (see `_answer`), committed at once. With `then_claim`
+        """Store the server's answer (see `_answer`) and, when sent, the relay's id for the
+        message if its reply names one (provider_ids.py), committed at once. With `then_claim`
         the next row's claim goes in the same commit: its `sending` is still committed
         before its MAIL FROM, and a send costs one commit per message instead of two.
         Returns the state written and what became of the next row's claim."""
         state, next_attempt = _answer(delivery, outcome, now, policy, started)
+        sent = state is DeliveryState.SENT
+        provider_id = provider_message_id(outcome.reply) if sent else ""
         claimed: Claim | None = None
+        values = {"row_id": delivery.id, "new_state": state.value, "code": outcome.code,
+                  "reply": outcome.reply[:1000], "next_at": next_attempt, "now": now,
+                  "sent": now if sent else None}
         with self._committed():
-            self._execute(_RECORD, {
-                "row_id": delivery.id, "new_state": state.value, "code": outcome.code,
-                "reply": outcome.reply[:1000], "next_at": next_attempt, "now": now,
-                "sent": now if state is DeliveryState.SENT else None})
+            if provider_id:
+                self._execute(_RECORD_SENT_WITH_ID, {**values, "provider_id": provider_id})
+            else:
+                self._execute(_RECORD, values)
             if then_claim is not None:
                 claimed = self._claim(then_claim, now)
         return state, claimed

@@ -25,6 +25,7 @@ from ainews_newsletter.delivery.claims import (
     Delivery,
     LedgerWriter,
 )
+from ainews_newsletter.delivery.message import message_digest
 from ainews_newsletter.delivery.returnpath import new_return_tag
 from ainews_newsletter.delivery.tables import deliveries, issue_links, issue_posts, issues
 from ainews_newsletter.models import (
@@ -186,16 +187,26 @@ class Ledger:
     # -- audience snapshot ----------------------------------------------------------------
 
     def snapshot(self, issue_id: int, recipients: Iterable[Recipient], now: datetime,
-                 batch_size: int = 500, tagged: bool = False) -> int:
+                 batch_size: int = 500, tagged: bool = False,
+                 list_identifier: str | None = None) -> int:
         """Copy the audience into the ledger once. Batches are idempotent (a re-run after a
         crash mid-snapshot adds only the missing rows); `snapshot_at` marks it complete.
-        `tagged`: each row gets a VERP tag (a bounce mailbox is configured)."""
+        `tagged`: each row gets a tag (a VERP return path, a provider's metadata header).
+        `list_identifier` ([newsletter] list_identifier): each row keeps its Message-ID's
+        digest, so an event quoting the Message-ID finds it (DeliveryLookup)."""
+        key = None
+        if list_identifier is not None:
+            with self.engine.connect() as connection:
+                key = connection.execute(select(issues.c.period_key)
+                                         .where(issues.c.id == issue_id)).scalar_one()
         iterator = iter(recipients)
         while batch := list(islice(iterator, batch_size)):
             rows = [{"issue_id": issue_id, "subscriber_id": r.subscriber_id, "email": r.email,
                      "name": r.name, "token": r.token, "state": DeliveryState.QUEUED.value,
                      "attempts": 0, "updated_at": now,
-                     "return_tag": new_return_tag() if tagged else None}
+                     "return_tag": new_return_tag() if tagged else None,
+                     "message_digest": (None if key is None or list_identifier is None else
+                                        message_digest(list_identifier, key, r.subscriber_id))}
                     for r in batch]
             with self.engine.begin() as connection:
                 insert_ignoring_conflicts(connection, deliveries, rows)

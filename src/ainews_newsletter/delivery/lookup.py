@@ -1,10 +1,13 @@
-"""Finding the delivery a bounce or complaint is about: by the VERP tag of its return path,
-by the unsubscribe token and Message-ID of the returned copy, or by the address it was sent
-to. Only messages that really left count (state sent, or failed after a server's answer):
-a forged report about an address we never mailed matches nothing."""
+"""Finding the delivery a bounce or complaint is about: by the VERP tag of its return path
+(or of a provider's metadata header), by the relay's id for the message, by the unsubscribe
+token and Message-ID of the returned copy, or by the address it was sent to. Only messages
+that really left count (state sent, or failed after a server's answer): a forged report
+about an address we never mailed matches nothing."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +19,11 @@ from ainews_newsletter.database import ensure_schema
 from ainews_newsletter.delivery.message import message_id
 from ainews_newsletter.delivery.tables import deliveries, issues
 from ainews_newsletter.models import DeliveryState
+
+# Keys per query of the batch lookups: bounded IN lists on both databases.
+CHUNK = 500
+# Our Message-ID without its <> (message.message_id): the digest names the reader.
+_OUR_MESSAGE_ID = re.compile(r"[a-z0-9-]+\.([0-9a-f]{24})@[^@\s]+")
 
 # A message that reached a server: sent, or refused by it (a DSN may follow a 250 from a
 # relay, and a refusal recorded failed can also come back as a DSN from a relay).
@@ -61,6 +69,46 @@ class DeliveryLookup:
             row = connection.execute(self._query()
                                      .where(deliveries.c.return_tag == tag)).first()
         return None if row is None else _sent(row)
+
+    def _by_column(self, column: Any, keys: Iterable[str]) -> dict[Any, SentDelivery]:
+        """Deliveries whose `column` is one of `keys`, by that value: one indexed query per
+        chunk of keys (a webhook body may name thousands)."""
+        wanted = list(dict.fromkeys(key for key in keys if key))
+        found: dict[Any, SentDelivery] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), CHUNK):
+                query = self._query().add_columns(column).where(
+                    column.in_(wanted[start:start + CHUNK]))
+                for row in connection.execute(query.order_by(deliveries.c.id)):
+                    found[row[-1]] = _sent(row)  # the newest wins, should a key repeat
+        return found
+
+    def by_tags(self, tags: Iterable[str]) -> dict[str, SentDelivery]:
+        """The deliveries whose return tag is one of `tags` (a provider's metadata header
+        brings it back), by tag."""
+        return self._by_column(deliveries.c.return_tag, tags)
+
+    def by_provider_message_ids(self, ids: Iterable[str]) -> dict[str, SentDelivery]:
+        """The deliveries the relay accepted under one of `ids` (provider_ids.py), by id."""
+        return self._by_column(deliveries.c.provider_message_id, ids)
+
+    def by_message_ids(self, message_ids: Iterable[str]) -> dict[str, SentDelivery]:
+        """The deliveries whose Message-ID (with or without its <>) is one of `message_ids`,
+        by the Message-ID as given: found through the reader's digest in it, then checked
+        whole (list, issue and domain). Rows from before 0007 keep no digest: not found."""
+        by_digest: dict[str, list[str]] = {}
+        for given in message_ids:
+            found = _OUR_MESSAGE_ID.fullmatch(given.strip().strip("<>").lower())
+            if found is not None:
+                by_digest.setdefault(found.group(1), []).append(given)
+        result: dict[str, SentDelivery] = {}
+        for digest, delivery in self._by_column(deliveries.c.message_digest,
+                                                by_digest).items():
+            ours = self.message_id_of(delivery)
+            for given in by_digest[digest]:
+                if f"<{given.strip().strip('<>')}>".lower() == ours.lower():
+                    result[given] = delivery
+        return result
 
     def by_token(self, token: str, message_ids: tuple[str, ...]) -> SentDelivery | None:
         """The delivery whose unsubscribe token the returned copy carries: the one whose

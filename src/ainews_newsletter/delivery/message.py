@@ -80,7 +80,9 @@ def notice_message(newsletter: NewsletterConfig, to_address: str, subject: str, 
     return message.as_bytes()
 
 
-def _message_digest(list_identifier: str, issue_key: str, subscriber_id: int) -> str:
+def message_digest(list_identifier: str, issue_key: str, subscriber_id: int) -> str:
+    """The part of a reader's Message-ID that names them (24 hex digits): stored per
+    delivery, so an event quoting the Message-ID finds its row through an index."""
     return hashlib.sha256(
         f"{list_identifier}|{issue_key}|{subscriber_id}".encode()).hexdigest()[:24]
 
@@ -88,7 +90,7 @@ def _message_digest(list_identifier: str, issue_key: str, subscriber_id: int) ->
 def message_id(newsletter: NewsletterConfig, issue_key: str, subscriber_id: int) -> str:
     """Stable per (list, issue, subscriber): a resent message carries the same Message-ID,
     so receiving servers and clients can recognise the duplicate."""
-    digest = _message_digest(newsletter.list_identifier, issue_key, subscriber_id)
+    digest = message_digest(newsletter.list_identifier, issue_key, subscriber_id)
     domain = newsletter.from_.rsplit("@", 1)[1]
     # Keys like "since-2026-11-18T10:33" or "2026-11-16..2026-11-23" hold characters a
     # msg-id may not (":" ends it, ".." is invalid): keep letters, digits and single dashes.
@@ -206,6 +208,56 @@ class PersonalBody:
             for piece in self._pieces)
 
 
+# Providers whose metadata header can carry our delivery tag, and the key it goes under
+# (their webhook events bring it back: see docs and feedback/webhooks/).
+PROVIDERS = ("ses", "sendgrid", "mailgun", "postmark", "postal")
+TAG_KEY = "ainews_tag"
+# Per provider: the header line around the tag (before, after).
+_TAG_HEADERS = {
+    "ses": (f"X-SES-MESSAGE-TAGS: {TAG_KEY}=", ""),
+    "sendgrid": (f'X-SMTPAPI: {{"unique_args": {{"{TAG_KEY}": "', '"}}'),
+    "mailgun": (f'X-Mailgun-Variables: {{"{TAG_KEY}": "', '"}'),
+    "postmark": (f"X-PM-Metadata-{TAG_KEY}: ", ""),
+    "postal": ("X-Postal-Tag: ", ""),
+}
+# The provider's configuration set or message stream, for providers that have one.
+_STREAM_HEADERS = {"ses": "X-SES-CONFIGURATION-SET", "postmark": "X-PM-Message-Stream"}
+_TAG = re.compile(r"[a-z2-7]{1,32}")  # a return tag (returnpath.py): nothing to encode
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderHeaders:
+    """The relay provider's metadata header lines of one send: the same for every reader
+    but the delivery's tag, which goes between `before` and `after`. Not signed by DKIM
+    (dkim.py's list leaves them out): providers remove or rewrite them on the way."""
+
+    before: bytes
+    after: bytes
+    constant: bytes  # the configuration-set or message-stream line, if any
+
+    @classmethod
+    def of(cls, provider: str, stream: str | None = None) -> ProviderHeaders | None:
+        """None for "none" (no provider: no headers)."""
+        if provider == "none":
+            return None
+        if provider not in _TAG_HEADERS:
+            raise ValueError(f"unknown provider {provider!r}")
+        before, after = _TAG_HEADERS[provider]
+        name = _STREAM_HEADERS.get(provider)
+        constant = f"{name}: {stream}\r\n" if stream and name else ""
+        return cls(before.encode("ascii"), f"{after}\r\n".encode("ascii"),
+                   constant.encode("ascii"))
+
+    def lines(self, tag: str | None) -> bytes:
+        """The header lines for a message whose delivery has `tag` (None: a row from before
+        tags, which gets only the constant line)."""
+        if tag is None:
+            return self.constant
+        if not _TAG.fullmatch(tag):
+            raise ValueError(f"not a delivery tag: {tag!r}")
+        return b"".join((self.constant, self.before, tag.encode("ascii"), self.after))
+
+
 def _to_header(recipient: Recipient) -> bytes:
     name = header_safe(recipient.name or "")
     if PLAIN_ADDRESS.fullmatch(recipient.email):
@@ -221,10 +273,14 @@ class IssueMessages:
     """Every reader's message of one issue, from one skeleton built by the stdlib."""
 
     def __init__(self, rendered: RenderedIssue, newsletter: NewsletterConfig,
-                 date: datetime, clicks: ClickLinks | None = None) -> None:
+                 date: datetime, clicks: ClickLinks | None = None,
+                 provider: ProviderHeaders | None = None) -> None:
         """`clicks`: count clicks, each reader's post links becoming their own click links
-        (the issue's links are marked once here; `bytes_for` fills them per reader)."""
+        (the issue's links are marked once here; `bytes_for` fills them per reader).
+        `provider`: the relay provider's metadata headers, each reader's delivery tag in
+        them (a slot of its own, filled by `bytes_for`)."""
         self.rendered, self.newsletter, self.clicks = rendered, newsletter, clicks
+        self.provider = provider
         body = rendered if clicks is None else mark_links(rendered, clicks.links)
         link_slots = None if clicks is None else SLOT_PATTERN
         self._text = PersonalBody(body.text, rendered.unsubscribe_placeholder, link_slots)
@@ -243,7 +299,7 @@ class IssueMessages:
         self._token_slot = _TOKEN_SLOT.encode("ascii")
         # Worked out once: per message it cost more than the rest of the headers.
         self._list_identifier = newsletter.list_identifier
-        self._digest_slot = _message_digest(self._list_identifier, rendered.period.key,
+        self._digest_slot = message_digest(self._list_identifier, rendered.period.key,
                                             _SLOT_ID).encode("ascii")
         # The token is in List-Unsubscribe twice (https and mailto), the digest once.
         if head.count(self._token_slot) != 2 or head.count(self._digest_slot) != 1:
@@ -267,12 +323,13 @@ class IssueMessages:
         return cached[1]
 
     def bytes_for(self, recipient: Recipient, date: datetime | None = None,
-                  delivery_id: int | None = None) -> bytes:
+                  delivery_id: int | None = None, tag: str | None = None) -> bytes:
         """The exact bytes `recipient` receives (before DKIM signing), dated `date` (the
         moment it is handed to the relay; None: the date the messages were built with).
-        With click counts on, `delivery_id` (the ledger row) is in each click link."""
+        With click counts on, `delivery_id` (the ledger row) is in each click link; with a
+        provider, `tag` (the row's return tag) is in its metadata header."""
         token = quote(recipient.token).encode("ascii")
-        digest = _message_digest(self._list_identifier, self.rendered.period.key,
+        digest = message_digest(self._list_identifier, self.rendered.period.key,
                                  recipient.subscriber_id).encode("ascii")
         link = unsubscribe_url(self.newsletter, recipient.token)
         text_links: list[bytes] = []
@@ -283,8 +340,11 @@ class IssueMessages:
             for url in self.clicks.urls_for(delivery_id):
                 text_links.append(url.encode("utf-8"))
                 html_links.append(escape(url).encode("utf-8"))
+        # The provider's lines, if any, go just before the Date line.
+        provider = b"" if self.provider is None else self.provider.lines(tag)
         return b"".join((self._personalized(self._before_to, token, digest), _to_header(recipient),
-                         self._personalized(self._to_date, token, digest), self._date_line(date),
+                         self._personalized(self._to_date, token, digest), provider,
+                         self._date_line(date),
                          self._personalized(self._after_date, token, digest),
                          self._text.encoded(link, text_links), self._between,
                          self._html.encoded(escape(link), html_links), self._tail))

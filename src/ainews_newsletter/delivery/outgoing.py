@@ -33,7 +33,8 @@ class Outgoing:
     def build(self, delivery: Delivery) -> bytes | SendOutcome:
         """The message as it goes out, or the failure that keeps it from being built."""
         try:
-            message = self.messages.bytes_for(delivery.recipient, clock.now(), delivery.id)
+            message = self.messages.bytes_for(delivery.recipient, clock.now(), delivery.id,
+                                              delivery.return_tag)
             if self.signer is not None:
                 message = self.signer(message)
         except (MessageError, ValueError, UnicodeError, DeliveryError) as exc:

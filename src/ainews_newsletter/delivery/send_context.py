@@ -12,6 +12,7 @@ from ainews_newsletter.delivery.claims import DeliverableCheck, Delivery, RetryP
 from ainews_newsletter.delivery.clicklinks import ClickLinks
 from ainews_newsletter.delivery.dkim import Signer
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
+from ainews_newsletter.delivery.message import ProviderHeaders
 from ainews_newsletter.delivery.outgoing import Outgoing
 from ainews_newsletter.delivery.pacing import ErrorWatch, RateLimiter, StopRequested
 from ainews_newsletter.models import DeliveryState, SendOutcome
@@ -38,6 +39,8 @@ class SendSettings:
     error_threshold: float = 1.0  # share of the last error_window refused that pauses
     error_window: int = 20
     clicks: ClickLinks | None = None  # count clicks: each reader's post links become theirs
+    # [smtp] provider: each message carries its row's tag in the provider's metadata header.
+    provider: ProviderHeaders | None = None
 
 
 @dataclass(frozen=True)

@@ -74,11 +74,19 @@ deliveries = Table(
     # The VERP tag in this message's return path (bounces+<tag>@…): random, so a bounce
     # names its delivery without revealing who it was for. NULL on rows from before 0004.
     Column("return_tag", String(32), nullable=True),
+    # The relay's id for the message, from its 250 reply ("Ok: queued as …"): what a
+    # provider's webhook event names it by. NULL: not sent, or the relay gave none.
+    Column("provider_message_id", String(255), nullable=True),
+    # The reader's part of the Message-ID (message.message_digest): an event quoting our
+    # Message-ID finds the row by it. NULL on rows from before 0007.
+    Column("message_digest", String(24), nullable=True),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
     UniqueConstraint("return_tag", name="uq_delivery_return_tag"),
     Index("ix_delivery_issue_state_id", "issue_id", "state", "id"),
     # A bounce that names only its recipient is matched through the subscriber.
     Index("ix_delivery_subscriber", "subscriber_id"),
+    Index("ix_delivery_provider_message_id", "provider_message_id"),
+    Index("ix_delivery_message_digest", "message_digest"),
 )
 
 # Click tracking ([tracking] clicks, opt-in): the links an issue carried, numbered, so a

@@ -164,7 +164,8 @@ def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transpo
     in `sending`."""
     context = SendContext(
         issue,
-        Outgoing(IssueMessages(issue.rendered, newsletter, issue.created_at, settings.clicks),
+        Outgoing(IssueMessages(issue.rendered, newsletter, issue.created_at, settings.clicks,
+                               settings.provider),
                  newsletter.from_, settings.signer, settings.verp),
         ledger, settings, hooks or Hooks(),
         RateLimiter(settings.rate_per_second, settings.max_per_hour),

@@ -6,7 +6,7 @@ taken and adds nothing."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,8 @@ from ainews_newsletter.database import UTCDateTime, ensure_schema
 from ainews_newsletter.feedback.findings import FeedbackKind
 
 metadata = MetaData()
+# Keys per statement of a batch: bounded IN lists and INSERTs, whatever the body held.
+_CHUNK = 500
 
 feedback_events = Table(
     "feedback_events",
@@ -53,6 +55,8 @@ feedback_events = Table(
     # backlog of old bounces ingested today does not look recent.
     Column("sent_at", UTCDateTime(), nullable=True),
     Column("effect", String(32), nullable=False),  # what it changed: bounced, counted, none…
+    # The provider whose webhook reported it ("ses", "sendgrid", …); NULL: it came by mail.
+    Column("provider", String(16), nullable=True),
     UniqueConstraint("dedup_key", name="uq_feedback_event_key"),
     Index("ix_feedback_subscriber", "subscriber_id", "kind"),
     Index("ix_feedback_received", "received_at"),
@@ -84,6 +88,7 @@ class FeedbackEvent:
     sent_at: datetime | None = None
     effect: str = "none"
     id: int | None = None
+    provider: str | None = None  # a provider's webhook reported it; None: by mail
 
     @property
     def columns(self) -> dict[str, Any]:
@@ -92,7 +97,8 @@ class FeedbackEvent:
         values["kind"] = self.kind.value
         # Whatever a report says must fit its column (PostgreSQL refuses, SQLite would not):
         # a hostile or broken report must not block the mailbox behind it.
-        for name in ("email", "status", "action", "feedback_type", "matched_by", "effect"):
+        for name in ("email", "status", "action", "feedback_type", "matched_by", "effect",
+                     "provider"):
             column = feedback_events.c[name].type
             length = getattr(column, "length", None)
             if values[name] is not None and length is not None:
@@ -125,6 +131,45 @@ class EventLog:
             if earlier is None:
                 raise
             return earlier, False
+
+    def record_many(self, events: Sequence[FeedbackEvent]) -> list[tuple[FeedbackEvent, bool]]:
+        """Store a batch (a webhook body's events) in one transaction, each event once by
+        its key: INSERT … ON CONFLICT DO NOTHING, RETURNING the keys it stored, so a key
+        taken before, by another request meanwhile, or earlier in the same batch is known
+        as such. Returns, in order, the stored event (the earlier one for a repeat) and
+        whether it is new."""
+        if not events:
+            return []
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = (dialect.insert(feedback_events).on_conflict_do_nothing()
+                     .returning(feedback_events.c.id, feedback_events.c.dedup_key))
+        first: dict[str, FeedbackEvent] = {}
+        for event in events:
+            first.setdefault(event.dedup_key, event)
+        keys = list(first)
+        stored: dict[str, FeedbackEvent] = {}
+        new_ids: dict[str, int] = {}
+        with self.engine.begin() as connection:
+            for start in range(0, len(keys), _CHUNK):
+                rows = [first[key].columns for key in keys[start:start + _CHUNK]]
+                for row in connection.execute(statement, rows):
+                    new_ids[row.dedup_key] = int(row.id)
+            earlier = [key for key in keys if key not in new_ids]
+            for start in range(0, len(earlier), _CHUNK):
+                for row in connection.execute(select(feedback_events).where(
+                        feedback_events.c.dedup_key.in_(earlier[start:start + _CHUNK]))):
+                    stored[row.dedup_key] = _event(row)
+        for key, row_id in new_ids.items():
+            stored[key] = replace(first[key], id=row_id)
+        result: list[tuple[FeedbackEvent, bool]] = []
+        seen: set[str] = set()  # a second event with a key, later in the batch: a repeat
+        for event in events:
+            key = event.dedup_key
+            result.append((stored[key], key in new_ids and key not in seen))
+            seen.add(key)
+        return result
 
     def unapplied(self, limit: int = 1000) -> list[FeedbackEvent]:
         """Events tied to a subscriber that the policy never looked at (a crash between

@@ -15,6 +15,7 @@ from ainews_newsletter.delivery.claims import DeliverableCheck, RetryPolicy
 from ainews_newsletter.delivery.clicklinks import ClickLinks, post_links
 from ainews_newsletter.delivery.clicktokens import ClickTokens
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
+from ainews_newsletter.delivery.message import ProviderHeaders
 from ainews_newsletter.delivery.presence import SenderPresence, sender_presence
 from ainews_newsletter.delivery.send_context import Hooks, Progress, SendSettings
 from ainews_newsletter.delivery.thread_sender import deliver
@@ -151,6 +152,12 @@ def freeze_issue(config: Config, plan: SendPlan, only_if_new: bool = False) -> I
     return existing
 
 
+def tags_deliveries(config: Config) -> bool:
+    """Whether each delivery row gets a return tag: it names the message in a VERP return
+    path ([bounces] address) and in a relay provider's metadata header ([smtp] provider)."""
+    return config.bounces.address is not None or config.smtp.provider != "none"
+
+
 def send_settings(config: Config, clicks: ClickLinks | None = None) -> SendSettings:
     """The sender's settings from the config (`clicks`: the issue's click links, if frozen
     with them)."""
@@ -169,6 +176,7 @@ def send_settings(config: Config, clicks: ClickLinks | None = None) -> SendSetti
         verp=((config.bounces.address, config.bounces.delimiter)
               if config.bounces.address else None),
         clicks=clicks,
+        provider=ProviderHeaders.of(config.smtp.provider, config.smtp.provider_stream),
     )
 
 
@@ -187,7 +195,8 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     if issue.snapshot_at is None:
         recipients = store.iter_recipients(batch_size=config.delivery.batch_size)
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size,
-                        tagged=config.bounces.address is not None)
+                        tagged=tags_deliveries(config),
+                        list_identifier=config.newsletter.list_identifier)
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
     settings = send_settings(config, clicks)
     hooks = Hooks(deliverable=DeliverableCheck(deliverable_subscriber, deliverable_now),
