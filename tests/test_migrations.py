@@ -14,6 +14,7 @@ from sqlalchemy import MetaData
 from ainews_newsletter import migrations
 from ainews_newsletter.database import SCHEMA_HEAD, engine_for, schema_version, upgrade_schema
 from ainews_newsletter.delivery.tables import metadata as ledger_metadata
+from ainews_newsletter.feedback import replay_guard  # noqa: F401 (its table joins the metadata)
 from ainews_newsletter.feedback.events import metadata as feedback_metadata
 from ainews_newsletter.schedule.history import metadata as schedule_metadata
 from ainews_newsletter.subscribers.schema import metadata as subscribers_metadata

@@ -59,6 +59,11 @@ def report(state: AppState, issue: str | None, growth: bool, weeks: int,
         f"({rates['bounce']:.2%}); complaints {numbers.complaints} ({rates['complaint']:.2%}); "
         f"unsubscribes {numbers.unsubscribes} ({rates['unsubscribe']:.2%})",
     ]
+    if numbers.reported_by:
+        lines.append("reported by: " + "; ".join(
+            f"{who} " + ", ".join(f"{kind} {count}" for kind, count in kinds)
+            for who, kinds in numbers.reported_by)
+            + (f" (delivery confirmed for {numbers.delivered})" if numbers.delivered else ""))
     if numbers.clicks is None:
         lines.append("clicks: not counted ([tracking] clicks is off)")
     else:

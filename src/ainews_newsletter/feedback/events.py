@@ -175,7 +175,7 @@ class EventLog:
         """Events tied to a subscriber that the policy never looked at (a crash between
         storing and acting): the next ingest or send finishes them."""
         kinds = (FeedbackKind.HARD.value, FeedbackKind.SOFT.value,
-                 FeedbackKind.COMPLAINT.value)
+                 FeedbackKind.COMPLAINT.value, FeedbackKind.UNSUBSCRIBE.value)
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(feedback_events).where(feedback_events.c.effect == "none",
@@ -256,6 +256,18 @@ class EventLog:
                         feedback_events.c.kind.in_([kind.value for kind in kinds])))
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def by_provider(self, issue_id: int) -> dict[str, dict[str, int]]:
+        """Events per reporter ("mail" for bounces that came by mail) and kind, for one
+        issue (`ainews report`)."""
+        query = (select(feedback_events.c.provider, feedback_events.c.kind, func.count())
+                 .where(feedback_events.c.issue_id == issue_id)
+                 .group_by(feedback_events.c.provider, feedback_events.c.kind))
+        found: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as connection:
+            for provider, kind, count in connection.execute(query).all():
+                found.setdefault(provider or "mail", {})[kind] = int(count)
+        return found
 
     def subscribers_by_kind(self, issue_id: int) -> dict[FeedbackKind, int]:
         """Distinct subscribers per kind of event for one issue (`ainews status`)."""

@@ -45,7 +45,9 @@ def issue_numbers(config: Config, issue_key: str | None) -> IssueNumbers:
         complaints=feedback.get(FeedbackKind.COMPLAINT, 0),
         unsubscribes=SubscriberHistory(engine).unsubscribes_for_issue(issue.id),
         clicks=clicks, started=issue.snapshot_at, finished=finished,
-        timeline=tuple(per_minute))
+        timeline=tuple(per_minute), delivered=feedback.get(FeedbackKind.DELIVERED, 0),
+        reported_by=tuple((who, tuple(sorted(kinds.items())))
+                          for who, kinds in sorted(log.by_provider(issue.id).items())))
 
 
 def list_growth(config: Config, weeks: int) -> list[GrowthWeek]:

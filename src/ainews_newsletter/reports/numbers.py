@@ -46,6 +46,10 @@ class IssueNumbers:
     started: datetime | None  # the audience snapshot: the send began
     finished: datetime | None  # the last message accepted
     timeline: tuple[tuple[datetime, int], ...] = ()  # accepted per minute
+    # Readers whose delivery a relay provider confirmed by webhook (0 without a provider).
+    delivered: int = 0
+    # Events per reporter ("mail", or the provider's name) and kind.
+    reported_by: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()
 
     def _share(self, count: int) -> float:
         return count / self.sent if self.sent else 0.0
@@ -106,6 +110,8 @@ def issue_json(numbers: IssueNumbers) -> dict[str, Any]:
         "started": numbers.started.isoformat() if numbers.started else None,
         "finished": numbers.finished.isoformat() if numbers.finished else None,
         "per_second": numbers.per_second, "warnings": warnings(numbers),
+        "delivered": numbers.delivered,
+        "reported_by": {who: dict(kinds) for who, kinds in numbers.reported_by},
     }
 
 

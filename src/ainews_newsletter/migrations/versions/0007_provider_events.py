@@ -1,8 +1,9 @@
 """Hearing relay providers' webhooks: per delivery, the relay's id for the message (from its
 250 reply; what a provider's events name it by) and the reader's part of our Message-ID
 (an event quoting the Message-ID finds its row), both indexed; per feedback event, the
-provider that reported it (NULL: a bounce or complaint that came by mail). Plain ADD
-COLUMNs, nullable: no table is rebuilt, on SQLite either.
+provider that reported it (NULL: a bounce or complaint that came by mail); and the tokens
+of signed webhook requests already seen (Mailgun's: a replayed request is refused). Plain ADD
+COLUMNs, nullable, and one new table: no table is rebuilt, on SQLite either.
 
 Revision ID: 0007
 Revises: 0006
@@ -26,9 +27,15 @@ def upgrade() -> None:
     op.create_index("ix_delivery_provider_message_id", "deliveries", ["provider_message_id"])
     op.create_index("ix_delivery_message_digest", "deliveries", ["message_digest"])
     op.add_column("feedback_events", sa.Column("provider", sa.String(16), nullable=True))
+    op.create_table("webhook_tokens",
+                    sa.Column("token", sa.String(200), primary_key=True),
+                    sa.Column("seen_at", sa.DateTime, nullable=False))
+    op.create_index("ix_webhook_tokens_seen", "webhook_tokens", ["seen_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_webhook_tokens_seen", table_name="webhook_tokens")
+    op.drop_table("webhook_tokens")
     with op.batch_alter_table("feedback_events") as batch:
         batch.drop_column("provider")
     with op.batch_alter_table("deliveries") as batch:
