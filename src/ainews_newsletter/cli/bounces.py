@@ -52,7 +52,8 @@ def _event_record(event: FeedbackEvent) -> dict[str, Any]:
             "feedback_type": event.feedback_type, "source": event.source,
             "matched_by": event.matched_by, "delivery_id": event.delivery_id,
             "issue_id": event.issue_id, "subscriber_id": event.subscriber_id,
-            "effect": event.effect, "provider": event.provider}
+            "effect": event.effect, "provider": event.provider,
+            "reported_at": event.reported_at}
 
 
 def _read_mail(paths: tuple[str, ...]) -> Any:

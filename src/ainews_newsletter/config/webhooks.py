@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ainews_newsletter.config.base import Section
 
@@ -70,6 +70,18 @@ class WebhooksConfig(Section):
                 raise ValueError(f"{arn!r} is not an SNS topic ARN "
                                  "(arn:aws:sns:<region>:<account id>:<topic name>)")
         return value
+
+    @model_validator(mode="after")
+    def _passwords_for_usernames(self) -> WebhooksConfig:
+        # A user name without its password would leave the route open (SendGrid) or quietly
+        # off (Postmark): say so at start-up instead.
+        for user, password, name in (
+                (self.sendgrid_username, self.sendgrid_password, "SENDGRID_PASSWORD"),
+                (self.postmark_username, self.postmark_password, "POSTMARK_PASSWORD")):
+            if user and password is None:
+                raise ValueError(f"a user name is set but its password is not: set "
+                                 f"AINEWS_WEBHOOKS__{name} in the environment")
+        return self
 
     @property
     def enabled(self) -> dict[str, bool]:

@@ -57,6 +57,9 @@ feedback_events = Table(
     Column("effect", String(32), nullable=False),  # what it changed: bounced, counted, none…
     # The provider whose webhook reported it ("ses", "sendgrid", …); NULL: it came by mail.
     Column("provider", String(16), nullable=True),
+    # The event's own time as the provider wrote it (not parsed: providers differ, and a
+    # match never depends on it); NULL for mail.
+    Column("reported_at", String(64), nullable=True),
     UniqueConstraint("dedup_key", name="uq_feedback_event_key"),
     Index("ix_feedback_subscriber", "subscriber_id", "kind"),
     Index("ix_feedback_received", "received_at"),
@@ -89,6 +92,7 @@ class FeedbackEvent:
     effect: str = "none"
     id: int | None = None
     provider: str | None = None  # a provider's webhook reported it; None: by mail
+    reported_at: str | None = None  # the provider's time of the event, as it wrote it
 
     @property
     def columns(self) -> dict[str, Any]:
@@ -98,7 +102,7 @@ class FeedbackEvent:
         # Whatever a report says must fit its column (PostgreSQL refuses, SQLite would not):
         # a hostile or broken report must not block the mailbox behind it.
         for name in ("email", "status", "action", "feedback_type", "matched_by", "effect",
-                     "provider"):
+                     "provider", "reported_at"):
             column = feedback_events.c[name].type
             length = getattr(column, "length", None)
             if values[name] is not None and length is not None:

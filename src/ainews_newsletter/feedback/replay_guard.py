@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, Engine, Index, String, Table, delete
+from sqlalchemy import Column, Engine, Index, String, Table, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ainews_newsletter.database import UTCDateTime, ensure_schema
@@ -23,10 +23,24 @@ webhook_tokens = Table(
 KEEP = timedelta(days=1)
 
 
-def remember_token(engine: Engine, provider: str, token: str, now: datetime) -> bool:
-    """Store the token; False when it was stored before (a replayed request)."""
+def token_seen(engine: Engine, provider: str, token: str) -> bool:
+    """Whether a request with this token was handled already (a replay)."""
     ensure_schema(engine)
-    key = f"{provider}:{token}"[:200]
+    with engine.connect() as connection:
+        return connection.execute(select(webhook_tokens.c.token).where(
+            webhook_tokens.c.token == _key(provider, token))).first() is not None
+
+
+def _key(provider: str, token: str) -> str:
+    return f"{provider}:{token}"[:200]
+
+
+def remember_token(engine: Engine, provider: str, token: str, now: datetime) -> bool:
+    """Store the token once its request's events are stored (so a request that failed on the
+    way, answered 503, is accepted when the provider retries it); False when it was stored
+    before, by a copy of the request handled at the same moment."""
+    ensure_schema(engine)
+    key = _key(provider, token)
     try:
         with engine.begin() as connection:
             connection.execute(webhook_tokens.insert().values(token=key, seen_at=now))

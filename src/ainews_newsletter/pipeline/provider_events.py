@@ -37,8 +37,11 @@ class _Matcher:
         self.since = clock.now() - timedelta(days=recorder.config.bounces.match_days)
 
     def match(self, event: ProviderEvent) -> tuple[SentDelivery | None, str]:
-        if event.tag and (found := self.by_tag.get(event.tag)) is not None:
-            return found, "tag"
+        if event.tag:
+            found = self.by_tag.get(event.tag)
+            # A tag that names no delivery of ours: another sender on the same provider
+            # account (or a forgery) — never fall back to the recipient's address.
+            return (found, "tag") if found is not None else (None, "unknown tag")
         if event.provider_message_id and (
                 found := self.by_provider_id.get(event.provider_message_id)) is not None:
             return found, "provider-id"
@@ -81,7 +84,8 @@ def record_provider_events(config: Config, provider: str, events: Sequence[Provi
             issue_id=delivery.issue_id if delivery else None,
             subscriber_id=delivery.subscriber_id if delivery else None,
             sent_at=delivery.sent_at if delivery else None,
-            effect="none" if delivery else "unmatched", provider=provider))
+            effect="none" if delivery else "unmatched", provider=provider,
+            reported_at=event.occurred_at or None))
     summary = IngestSummary(messages=1)
     for stored, new in recorder.log.record_many(rows):
         if new:

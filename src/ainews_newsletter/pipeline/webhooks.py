@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import http.client
 import logging
+import math
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.errors import AinewsError
-from ainews_newsletter.feedback.replay_guard import remember_token
+from ainews_newsletter.feedback.replay_guard import remember_token, token_seen
 from ainews_newsletter.feedback.webhooks import (
     PROVIDERS,
     WebhookBodyError,
@@ -65,8 +67,11 @@ def fetch_https(url: str, timeout: float) -> bytes:
     """GET one https URL that the caller checked is SNS's own (a certificate or a
     subscription confirmation). Tests replace this function: no test leaves 127.0.0.1."""
     request = urllib.request.Request(url, headers={"User-Agent": "ainews-newsletter"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        data: bytes = response.read(CERTIFICATE_LIMIT + 1)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data: bytes = response.read(CERTIFICATE_LIMIT + 1)
+    except (http.client.HTTPException, ValueError) as exc:  # a broken answer, not OSError
+        raise OSError(f"{exc.__class__.__name__}: {exc}") from None
     if len(data) > CERTIFICATE_LIMIT:
         raise OSError(f"{url}: more than {CERTIFICATE_LIMIT} bytes")
     return data
@@ -89,7 +94,12 @@ def handle_webhook(config: Config, request: WebhookRequest) -> IngestSummary:
         return _handle_sns(config, request)
     _check_authentic(config, request)
     events = parse_body(provider, request.body)
-    return record_provider_events(config, provider, events, f"webhook:{provider}")
+    summary = record_provider_events(config, provider, events, f"webhook:{provider}")
+    if provider == "mailgun":  # only now: a request that failed before this may come again
+        fields = mailgun.signature_fields(request.body)
+        assert fields is not None  # checked by _check_authentic
+        remember_token(engine_for(config.database_url), "mailgun", fields[1], clock.now())
+    return summary
 
 
 def _check_authentic(config: Config, request: WebhookRequest) -> None:
@@ -125,9 +135,10 @@ def _check_authentic(config: Config, request: WebhookRequest) -> None:
             age = abs(clock.now().timestamp() - float(timestamp))
         except ValueError:
             raise WebhookRefused(403, "timestamp is not a number") from None
-        if age > settings.mailgun_max_age_seconds:
-            raise WebhookRefused(403, f"timestamp {age:.0f} s from now")
-        if not remember_token(engine_for(config.database_url), "mailgun", token, clock.now()):
+        if not math.isfinite(age) or age > settings.mailgun_max_age_seconds:
+            raise WebhookRefused(403, f"timestamp {timestamp[:20]!r} is not within "
+                                      f"{settings.mailgun_max_age_seconds} s of now")
+        if token_seen(engine_for(config.database_url), "mailgun", token):
             raise WebhookRefused(403, "token seen before (a replayed request)")
     elif request.provider == "postal":
         assert settings.postal_public_key
@@ -193,10 +204,15 @@ def _sns_certificate(config: Config, url: str) -> bytes:
             return pinned.read_bytes()
     if url not in _certificates:
         try:
-            _certificates[url] = fetch(url, config.smtp.timeout)
+            fetched = fetch(url, config.smtp.timeout)
         except OSError as exc:
             # Not the sender's fault: a 403 would make SNS give up; an error lets it retry.
             raise AinewsError(f"ses: could not fetch the SNS certificate {url}: {exc}") from None
+        # Kept only if it is a certificate valid now: a broken download is tried again with
+        # the next message instead of refusing every message that names this URL.
+        if not ses.certificate_in_date(fetched, clock.now()):
+            raise AinewsError(f"ses: {url} is not a certificate valid now")
+        _certificates[url] = fetched
     return _certificates[url]
 
 

@@ -59,9 +59,9 @@ class WebhookRoutes:
         except AinewsError as exc:  # e.g. the SNS certificate could not be fetched
             log.warning("webhook %s from %s: %s", provider, remote, exc)
             return JSONResponse({"error": str(exc)}, status_code=503)
-        except Exception as exc:  # a body no parser foresaw: never a 500 or a traceback
-            log.warning("webhook %s from %s: unreadable body (%s: %s)", provider, remote,
-                        exc.__class__.__name__, str(exc)[:200])
+        except Exception as exc:  # a bug: still one line, never a 500 or a traceback
+            log.error("webhook %s from %s: unexpected %s: %s (a bug: please report it)",
+                      provider, remote, exc.__class__.__name__, str(exc)[:200])
             return JSONResponse({"error": "unreadable body"}, status_code=400)
         return JSONResponse({"status": "ok", "events": summary.new_events + summary.repeated,
                              "new": summary.new_events, "repeated": summary.repeated,

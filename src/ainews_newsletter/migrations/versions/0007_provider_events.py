@@ -27,6 +27,7 @@ def upgrade() -> None:
     op.create_index("ix_delivery_provider_message_id", "deliveries", ["provider_message_id"])
     op.create_index("ix_delivery_message_digest", "deliveries", ["message_digest"])
     op.add_column("feedback_events", sa.Column("provider", sa.String(16), nullable=True))
+    op.add_column("feedback_events", sa.Column("reported_at", sa.String(64), nullable=True))
     op.create_table("webhook_tokens",
                     sa.Column("token", sa.String(200), primary_key=True),
                     sa.Column("seen_at", sa.DateTime, nullable=False))
@@ -37,6 +38,7 @@ def downgrade() -> None:
     op.drop_index("ix_webhook_tokens_seen", table_name="webhook_tokens")
     op.drop_table("webhook_tokens")
     with op.batch_alter_table("feedback_events") as batch:
+        batch.drop_column("reported_at")
         batch.drop_column("provider")
     with op.batch_alter_table("deliveries") as batch:
         batch.drop_index("ix_delivery_message_digest")
