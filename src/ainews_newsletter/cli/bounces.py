@@ -145,7 +145,7 @@ def ingest(state: AppState, paths: tuple[str, ...], provider: str | None,
     from ainews_newsletter.pipeline.feedback import ingest as ingest_mail
 
     if provider is not None:
-        from ainews_newsletter.pipeline.provider_events import ingest_provider_files
+        from ainews_newsletter.pipeline.event_matching import ingest_provider_files
 
         if "-" in paths:
             raise click.UsageError("--provider reads saved files, not standard input")

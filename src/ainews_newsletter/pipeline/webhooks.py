@@ -1,5 +1,5 @@
 """A mail provider's webhook request → checked as the provider documents it → its events
-recorded (provider_events.py). What each provider signs, and with what, is in the feedback
+recorded (event_matching.py). What each provider signs, and with what, is in the feedback
 room (feedback/webhooks/); this module holds what needs the config, the network or the
 database: the allowed SNS topics, the SNS certificate (a pinned folder, else fetched once
 from sns.<region>.amazonaws.com and cached), the subscription confirmation, the Mailgun
@@ -37,8 +37,8 @@ from ainews_newsletter.feedback.webhooks import (
     sendgrid,
     ses,
 )
+from ainews_newsletter.pipeline.event_matching import record_provider_events
 from ainews_newsletter.pipeline.feedback import IngestSummary
-from ainews_newsletter.pipeline.provider_events import record_provider_events
 
 log = logging.getLogger("ainews.webhooks")
 
