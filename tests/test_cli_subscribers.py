@@ -283,3 +283,49 @@ def test_export_then_import_gives_the_same_store(
                 for s in store.iter_subscribers(with_lists=True)]
 
     assert state(target) == state(source)
+
+
+# -- hostile input (issue 27): one line naming the file and line, exit 1, nothing half-stored
+
+HUGE_INT = "9" * 5_000  # over Python's 4,300-digit limit for int() of text
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    pytest.param("json-huge-int", f'[\n{{"email": "a@example.com"}},\n{{"email": "b@example.com",\n'
+                      f'"id": {HUGE_INT}}}\n]\n',
+     "in.csv:4: a number of 5,000 digits (more than Python reads: 4,300)", id="json-int"),
+    pytest.param("csv-header-over-field-limit",
+                 "email," + "x" * (1024 * 1024 + 1) + "\na@example.com,1\n",
+     "in.csv:1: malformed CSV header: field larger than field limit", id="csv-header"),
+])
+def test_hostile_import_file_is_one_line_and_stores_nothing(
+        any_project: Project, tmp_path: Path, name: str, content: str, message: str) -> None:
+    any_project.run("subscribers", "add", "keep@example.com")
+    path = tmp_path / "in.csv"
+    path.write_text(content, encoding="utf-8")
+    result = any_project.run("subscribers", "import", str(path))
+    assert result.exit_code == 1, name
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert _lines(result.stderr) == [result.stderr.strip()]
+    assert any_project.query("SELECT email FROM subscribers") == [("keep@example.com",)]
+
+
+def test_hostile_attributes_cells_reject_their_rows_by_line(any_project: Project,
+                                                            tmp_path: Path) -> None:
+    """A CSV `attributes` cell with a 5,000-digit integer, NaN, an infinite number or JSON
+    nested 100,000 deep: its row is rejected naming the line; the good row is stored."""
+    path = tmp_path / "in.csv"
+    path.write_text('email,attributes\n'
+                    f'a@example.com,"{{""id"": {HUGE_INT}}}"\n'
+                    'b@example.com,"{""n"": NaN}"\n'
+                    'c@example.com,"{""n"": 1e999}"\n'
+                    f'd@example.com,"{"[" * 100_000}"\n'
+                    'ok@example.com,"{""plan"": ""pro""}"\n', encoding="utf-8")
+    result = any_project.run("subscribers", "import", str(path))
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert _lines(result.stderr) == [
+        f"error: {path}:2: attributes: a number of more than 4,300 digits",
+        f"error: {path}:3: attributes: NaN is not a number JSON can store",
+        f"error: {path}:4: attributes: the number 1e999… is too large to store",
+        f"error: {path}:5: attributes: JSON nested more than 32 levels deep"]
+    assert any_project.query("SELECT email FROM subscribers") == [("ok@example.com",)]

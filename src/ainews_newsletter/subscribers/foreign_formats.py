@@ -11,6 +11,7 @@ whatever else the row says. An unknown status value rejects the row and names th
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,11 @@ def column_key(header_cell: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", header_cell.strip().lower()).strip("_")
 
 
-class UnknownStatus(ValueError):
+class RefusedRow(ValueError):
+    """A row a cell of which cannot be taken: it is rejected with this reason."""
+
+
+class UnknownStatus(RefusedRow):
     """A status value we cannot map: the row is rejected, never guessed active."""
 
 
@@ -157,13 +162,53 @@ def _name(row: Row, full: tuple[str, ...], first: tuple[str, ...] = ("first_name
     return whole or None
 
 
+# How deep an attributes cell's JSON may nest (real ones are flat or one level down).
+MAX_ATTRIBUTES_DEPTH = 32
+
+
+def _refuse_constant(name: str) -> Any:
+    raise RefusedRow(f"attributes: {name} is not a number JSON can store")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise RefusedRow(f"attributes: the number {text[:20]}… is too large to store")
+    return value
+
+
+def _depth(value: object) -> int:
+    """How deep a loaded JSON value nests (iterative: no recursion on hostile input)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (
+                item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def json_object(text: str) -> dict[str, Any] | None:
+    """An attributes cell: a JSON object, or {"raw": text} for text that is not JSON. A
+    number Python cannot hold as text (more than 4,300 digits), NaN or infinity (no
+    database stores them) or nesting past MAX_ATTRIBUTES_DEPTH refuses the row."""
     if not text:
         return None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except json.JSONDecodeError:
         return {"raw": text}
+    except RecursionError:
+        raise RefusedRow(f"attributes: JSON nested more than {MAX_ATTRIBUTES_DEPTH} levels "
+                         "deep") from None
+    except RefusedRow:
+        raise
+    except ValueError:  # int(): "Exceeds the limit (4300 digits) for integer string …"
+        raise RefusedRow("attributes: a number of more than 4,300 digits") from None
+    if _depth(value) > MAX_ATTRIBUTES_DEPTH:
+        raise RefusedRow(f"attributes: JSON nested more than {MAX_ATTRIBUTES_DEPTH} levels "
+                         "deep")
     return value if isinstance(value, dict) and value else None
 
 

@@ -26,8 +26,8 @@ from ainews_newsletter.subscribers.foreign_formats import (
     MAPPERS,
     SIGNATURES,
     Mapper,
+    RefusedRow,
     Row,
-    UnknownStatus,
     cell,
     column_key,
     detect,
@@ -142,7 +142,11 @@ def open_subscriber_file(path: Path, file_format: str = "auto",
     counting = _CountingReader(path.open("rb"))
     handle = io.TextIOWrapper(io.BufferedReader(counting), encoding="utf-8-sig", newline="")
     reader = csv.reader(handle, delimiter=_delimiter(first))
-    header = next(reader, [])
+    try:
+        header = next(reader, [])
+    except csv.Error as exc:  # a header cell over the field limit, a NUL, …
+        handle.close()
+        raise SubscriberError(f"{path}:1: malformed CSV header: {exc}") from None
     columns = [column.strip() for column in header]
     keys = [column_key(column) for column in columns]
     if not set(EMAIL_COLUMNS) & set(keys):
@@ -256,13 +260,18 @@ def _open_json(path: Path, file_format: str, check_dns: bool,
                allow_test: bool) -> Opened:
     """A JSON array of subscriber objects, or an object holding one (Revue's API answer:
     {"subscribers": [...]}). Read whole: these exports are small."""
+    text = path.read_text(encoding="utf-8-sig")
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads(text, parse_int=_int_of)
     except json.JSONDecodeError as exc:
         raise SubscriberError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     except RecursionError:
         raise SubscriberError(f"{path}: JSON nested too deeply to be a subscriber list"
                               ) from None
+    except _LongNumber as exc:
+        line = text.count("\n", 0, max(text.find(exc.digits), 0)) + 1
+        raise SubscriberError(f"{path}:{line}: a number of {len(exc.digits):,} digits (more "
+                              "than Python reads: 4,300)") from None
     if isinstance(data, dict):
         data = next((value for key in ("subscribers", "members", "data", "results")
                      if isinstance(value := data.get(key), list)), None)
@@ -287,6 +296,23 @@ def _open_json(path: Path, file_format: str, check_dns: bool,
                   lambda: size)
 
 
+class _LongNumber(ValueError):
+    """A JSON integer longer than int() takes (sys.get_int_max_str_digits)."""
+
+    def __init__(self, digits: str) -> None:
+        super().__init__(digits[:20])
+        self.digits = digits
+
+
+def _int_of(digits: str) -> int:
+    """json's parse_int, raising with the digits (for the line) where int() would raise a
+    bare ValueError naming no place."""
+    try:
+        return int(digits)
+    except ValueError:
+        raise _LongNumber(digits) from None
+
+
 def _text(value: object) -> str:
     if value is None:
         return ""
@@ -305,7 +331,7 @@ def _rows(records: Iterable[tuple[int, Row]], mapper: Mapper, check_dns: bool,
     for start, row in records:
         try:
             mapped = read_row(row, mapper)
-        except UnknownStatus as exc:
+        except RefusedRow as exc:
             yield Rejected(start, cell(row, *EMAIL_COLUMNS), str(exc))
             continue
         on_lists = tuple(name.strip() for name in cell(row, LISTS_COLUMN).split(";")
