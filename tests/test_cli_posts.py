@@ -316,3 +316,91 @@ def test_feed_url_through_the_cli_and_its_timeout(project: Project, feed_server:
     assert result.exit_code == 1
     assert _lines(result.stderr) == [f"error: feed {feed_server}/slow.rss: no answer within "
                                      "0.5s ([posts] feed_timeout)"]
+
+
+# -- hostile input (issue 27): one line naming the file and the field, exit 1, no traceback
+
+_HEX = "0x" + "f" * 5_000  # an int str() cannot write out (over 4,300 digits)
+_LAUGHS = "".join(  # "billion laughs": 9 levels of 9 aliases, 455 bytes, 9**9 strings
+    f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True))
+_LAUGHS = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + _LAUGHS
+
+
+@pytest.mark.parametrize(("front", "body", "message"), [
+    pytest.param(f"title: {'9' * 5_000}\ndate: 2026-11-18\n", "b",
+                 "line 2: broken YAML front matter: field 'title': a number of 5,000 "
+                 "characters (at most 100)", id="title-5000-digits"),
+    pytest.param(f"title: T\ndate: {_HEX}\n", "b",
+                 "line 3: broken YAML front matter: field 'date': a number of 5,002 "
+                 "characters", id="date-hex-5000"),
+    pytest.param(f"title: T\ndate: 2026-11-18\ntags: [ok, {_HEX}]\n", "b",
+                 "line 4: broken YAML front matter: field 'tags': a number of 5,002 "
+                 "characters", id="tag-hex-5000"),
+    pytest.param("title: T\ndate: 2026-11-18\ntags: [ok, {a: b}]\n", "b",
+                 "field 'tags' item 2: expected text, got dict", id="tag-mapping"),
+    pytest.param(f"{_LAUGHS}title: T\ndate: 2026-11-18\ntags: *i\n", "b",
+                 "line 3: broken YAML front matter: YAML aliases (*name) are not allowed in "
+                 "front matter", id="alias-bomb-tags"),
+    pytest.param(f"{_LAUGHS}title: T\ndate: *i\n", "b",
+                 "line 3: broken YAML front matter: YAML aliases (*name) are not allowed",
+                 id="alias-bomb-date"),
+    pytest.param("title: T\ndate: 2026-11-18\n", "<div>" * 50_000,
+                 "body: its HTML has 50,000 tags, more than the 2,000 a post may have",
+                 id="50000-unclosed-divs"),
+    pytest.param("title: T\ndate: 2026-11-18\n", "word " * 60_000,
+                 "larger than 256 KiB", id="post-over-256-KiB"),
+])
+def test_hostile_posts_are_one_line_naming_file_and_field(
+        project: Project, front: str, body: str, message: str) -> None:
+    path = write_post(project.posts, "2026-11-18-hostile.md", f"---\n{front}---\n{body}\n")
+    result = project.run("posts", "list", "--week", "2026-W47")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert _lines(result.stderr) == [result.stderr.strip()]
+    assert f"{path}: {message}" in result.stderr
+
+
+def _rss(item: str = "", encoding: str = "utf-8") -> bytes:
+    return (f'<?xml version="1.0" encoding="{encoding}"?>\n<rss version="2.0"><channel>'
+            "<title>t</title><link>https://wire.example.com/</link><item><title>T</title>"
+            "<link>https://wire.example.com/a</link>"
+            f"<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate>{item}</item></channel></rss>"
+            ).encode()
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    pytest.param(_rss(encoding="undefined"), "(UnicodeError: decoding with 'undefined' codec",
+                 id="encoding-undefined"),
+    pytest.param(_rss(encoding="punycode"), "(UnicodeError: decoding with 'punycode' codec",
+                 id="encoding-punycode"),
+    pytest.param(_rss("<description>&#xD800;</description>"),
+                 r"(UnicodeEncodeError: 'utf-8' codec can't encode character '\ud800'",
+                 id="surrogate-reference"),
+    pytest.param(_rss(f"<description>&#{'9' * 5_000};</description>"),
+                 "(ValueError: Exceeds the limit (4300 digits)", id="reference-5000-digits"),
+    pytest.param(_rss(f"<description>&#x{'9' * 5_000};</description>"),
+                 "(OverflowError: Python int too large", id="hex-reference-5000-digits"),
+    pytest.param(b" " * (20 * 1024 * 1024 + 1), "hostile.rss: larger than 20 MB",
+                 id="local-feed-over-the-fetch-cap"),
+])
+def test_hostile_feeds_are_one_named_problem(project: Project, data: bytes,
+                                             message: str) -> None:
+    (project.root / "hostile.rss").write_bytes(data)
+    project.write_config('[posts]\nsources = [{ type = "feed", path = "hostile.rss" }]\n')
+    result = project.run("posts", "check", "--json")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    [problem] = json.loads(result.output)["problems"]
+    assert problem.startswith(f"feed {project.root / 'hostile.rss'}: ") and message in problem
+
+
+def test_feed_item_of_100000_unclosed_divs_is_left_out_named(project: Project) -> None:
+    (project.root / "hostile.rss").write_bytes(
+        _rss(f"<description><![CDATA[{'<div>' * 100_000}]]></description>"))
+    project.write_config('[posts]\nsources = [{ type = "feed", path = "hostile.rss" }]\n')
+    result = project.run("posts", "check", "--json")
+    assert "Traceback" not in result.stderr
+    report = json.loads(result.output)
+    assert report["problems"] == []
+    assert report["left_out"] == [
+        f"feed {project.root / 'hostile.rss'}: item 1 (https://wire.example.com/a): its HTML "
+        "has 100,000 tags, more than the 2,000 a post may have"]

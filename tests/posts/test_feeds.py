@@ -113,3 +113,38 @@ def test_fetch_refused_names_the_feed(unused_port: int) -> None:
     with pytest.raises(PostError,
                        match=rf"feed http://127.0.0.1:{unused_port}/x.rss: cannot be reached"):
         fetch(f"http://127.0.0.1:{unused_port}/x.rss", 2)
+
+
+def test_the_sanitizer_never_sees_more_than_max_html_tags(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """nh3 is quadratic in the elements a fragment leaves open (100,000 unclosed <div>: 22
+    s): every call is given at most MAX_HTML_TAGS start tags, so a feed's cost is linear in
+    its size (issue 27; the figures are in BENCHMARKS.md)."""
+    import re
+
+    import nh3
+
+    from ainews_newsletter.posts import text
+
+    seen: list[int] = []
+    clean = nh3.clean
+
+    def counting(fragment: str, **options: object) -> str:
+        seen.append(len(re.findall(r"<[A-Za-z]", fragment)))
+        return clean(fragment, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(text.nh3, "clean", counting)
+    items = "".join(
+        f"<item><title type='html'>{title}</title><link>https://x.example/{n}</link>"
+        f"<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate>"
+        f"<description><![CDATA[{body}]]></description></item>"
+        for n, (title, body) in enumerate([("T", "<div>" * 100_000),
+                                           ("T", "<b title=x><p>" * 2_000),
+                                           ("T", "<p>fine</p>" * 10)]))
+    read = parse_feed(f"<rss version='2.0'><channel><title>t</title>{items}</channel></rss>"
+                      .encode(), "hostile.rss", DEFAULTS)
+    assert [post.url for post in read.posts] == ["https://x.example/2"]
+    assert [item.reason for item in read.unplaced] == [
+        "its HTML has 100,000 tags, more than the 2,000 a post may have",
+        "its HTML has 4,000 tags, more than the 2,000 a post may have"]
+    assert seen and max(seen) <= text.MAX_HTML_TAGS

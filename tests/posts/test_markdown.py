@@ -144,3 +144,30 @@ def test_byte_order_mark_is_fine(tmp_path: Path) -> None:
     path = tmp_path / "bom.md"
     path.write_bytes(b"\xef\xbb\xbf" + post_text("With BOM", "2026-11-18").encode())
     assert load_post(path, DEFAULTS).title == "With BOM"
+
+
+def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """A 455-byte "billion laughs" in `tags` grew past 2 GB; the alias is refused where the
+    YAML is composed, so the whole load stays within a few MB (issue 27)."""
+    import tracemalloc
+
+    laughs = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+        f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
+        for previous, name in zip("abcdefgh", "bcdefghi", strict=True))
+    path = write_post(tmp_path, "bomb.md", f"---\n{laughs}title: T\ndate: 2026-11-18\n"
+                                           "tags: *i\n---\nbody\n")
+    tracemalloc.start()
+    try:
+        with pytest.raises(PostError, match="YAML aliases"):
+            load_post(path, DEFAULTS)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 2**20
+
+
+def test_plain_anchors_and_ordinary_numbers_still_load(tmp_path: Path) -> None:
+    path = write_post(tmp_path, "ok.md", "---\ntitle: &t 2026\ndate: 2026-11-18\n"
+                                         "tags: [0x1F, 7]\n---\nbody\n")
+    post = load_post(path, DEFAULTS)
+    assert post.title == "2026" and post.tags == ("31", "7")

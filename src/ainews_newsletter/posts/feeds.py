@@ -24,16 +24,26 @@ from ainews_newsletter.models import Post, Unplaced
 from ainews_newsletter.posts.dates import parse_feed_date
 from ainews_newsletter.posts.text import (
     PostDefaults,
+    TooMuchHtml,
     check_web_url,
     cut_at_word,
     html_to_plain,
     reading_minutes,
     sanitize_html,
+    sanitized_to_plain,
+    shown,
 )
 
 MAX_FEED_BYTES = 20 * 1024 * 1024  # a feed larger than this is not a news feed
 # feedparser flags these but still reads the feed correctly; anything else means broken XML.
 _HARMLESS_BOZO = (feedparser.CharacterEncodingOverride,)
+# What feedparser itself raises on hostile bytes instead of flagging them: an XML declaration
+# naming a codec Python has but cannot decode with ("undefined", "punycode": UnicodeError),
+# a character reference to a surrogate (&#xD800;: UnicodeEncodeError) or of thousands of
+# digits (ValueError over int()'s 4,300 digits, OverflowError for chr()).
+_FEEDPARSER_FAILURES = (ValueError, LookupError, OverflowError, RecursionError, TypeError)
+# A date string longer than this is no date (the longest real form is about 40 characters).
+_MAX_DATE_CHARS = 200
 
 
 def fetch(url: str, timeout: float) -> bytes:
@@ -60,12 +70,18 @@ def fetch(url: str, timeout: float) -> bytes:
 
 
 def read_file(path: Path) -> bytes:
+    """A local feed's bytes, held to the same MAX_FEED_BYTES as a fetched one (read up to
+    one byte past it: a FIFO or a device has no size to ask first)."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FEED_BYTES + 1)
     except FileNotFoundError:
         raise PostError(f"feed {path}: file not found") from None
     except OSError as exc:
         raise PostError(f"feed {path}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_FEED_BYTES:
+        raise PostError(f"feed {path}: larger than {MAX_FEED_BYTES // 2**20} MB")
+    return data
 
 
 # How long a title made from an item's first words may be (feed readers cut about here).
@@ -84,12 +100,12 @@ def _when(entry: Any) -> datetime:
         # Not entry.get: feedparser answers a missing "updated" with "published" (deprecated)
         raw = str(entry[key] if key in entry else "").strip()  # noqa: SIM401
         if raw:
-            when = parse_feed_date(raw)
+            when = parse_feed_date(raw) if len(raw) <= _MAX_DATE_CHARS else None
             if when is not None:
                 return when
             unreadable = unreadable or raw
     if unreadable is not None:
-        raise _Unusable(f"its date {unreadable!r} cannot be read")
+        raise _Unusable(f"its date {shown(unreadable)} cannot be read")
     raise _Unusable("it has no date (published or updated)")
 
 
@@ -105,7 +121,10 @@ def _text(entry: Any, key: str) -> str:
     """A text field; feedparser hands HTML-typed titles over as HTML, so flatten those."""
     value = str(entry.get(key) or "").strip()
     detail = entry.get(f"{key}_detail") or {}
-    return html_to_plain(value) if "html" in str(detail.get("type", "")) else value
+    try:
+        return html_to_plain(value) if "html" in str(detail.get("type", "")) else value
+    except TooMuchHtml as exc:
+        raise _Unusable(f"its {key}: {exc}") from None
 
 
 def _absolute(link: str, base: str | None) -> str:
@@ -147,8 +166,12 @@ def _post(entry: Any, item: _Item, defaults: PostDefaults) -> Post:
     published = _when(entry)
     contents = entry.get("content") or []
     body = str(contents[0].get("value", "")) if contents else str(entry.get("summary") or "")
-    body_html = sanitize_html(body)
-    lead = html_to_plain(sanitize_html(str(entry.get("summary") or ""))) or html_to_plain(body_html)
+    try:
+        body_html = sanitize_html(body)
+        lead = (sanitized_to_plain(sanitize_html(str(entry.get("summary") or "")))
+                or sanitized_to_plain(body_html))
+    except TooMuchHtml as exc:
+        raise _Unusable(str(exc)) from None
     title, derived = _text(entry, "title"), False
     if not title:
         title, derived = cut_at_word(lead, DERIVED_TITLE_CHARS), True
@@ -167,10 +190,19 @@ def _post(entry: Any, item: _Item, defaults: PostDefaults) -> Post:
         author=str(entry.get("author") or "").strip() or None,
         tags=tags,
         source=item.source,
-        reading_minutes=reading_minutes(html_to_plain(body_html)),
+        reading_minutes=reading_minutes(sanitized_to_plain(body_html)),
         guid=guid,
         title_derived=derived,
     )
+
+
+def _reported_title(entry: Any) -> str:
+    """The title of an item left out, for the report (never failing: the raw text, cut,
+    when it is HTML too large to flatten)."""
+    try:
+        return _text(entry, "title") or "(untitled)"
+    except _Unusable:
+        return cut_at_word(str(entry.get("title") or ""), DERIVED_TITLE_CHARS)
 
 
 @dataclass
@@ -202,9 +234,15 @@ def parse_feed(data: bytes, source: str, defaults: PostDefaults) -> FeedRead:
     or Atom feed is one problem for the whole source."""
     if data[:1].isspace() and data.lstrip()[:5] == b"<?xml":
         data = data.lstrip()  # whitespace before the XML declaration: harmless in practice
-    parsed = feedparser.parse(data)
-    problem = parsed.get("bozo_exception")
     read = FeedRead()
+    try:
+        parsed = feedparser.parse(data)
+    except _FEEDPARSER_FAILURES as exc:
+        reason = str(exc)[:200].encode("utf-8", "backslashreplace").decode("utf-8")
+        read.problems.append(PostError(f"feed {source}: not a readable RSS or Atom feed "
+                                       f"({type(exc).__name__}: {reason})"))
+        return read
+    problem = parsed.get("bozo_exception")
     if parsed.get("bozo") and not isinstance(problem, _HARMLESS_BOZO):
         read.problems.append(PostError(f"feed {source}: not a valid RSS or Atom feed (XML "
                                        f"error: {problem})"))
@@ -218,7 +256,7 @@ def parse_feed(data: bytes, source: str, defaults: PostDefaults) -> FeedRead:
             read.posts.append(_post(entry, _Item(index, source, base), defaults))
         except _Unusable as exc:
             read.unplaced.append(Unplaced(
-                source=source, item=index, title=_text(entry, "title") or "(untitled)",
+                source=source, item=index, title=_reported_title(entry),
                 link=str(entry.get("link") or "").strip() or None,
                 guid=str(entry.get("id") or "").strip() or None, reason=str(exc)))
     return read
