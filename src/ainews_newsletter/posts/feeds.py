@@ -165,11 +165,13 @@ def _post(entry: Any, item: _Item, defaults: PostDefaults) -> Post:
         raise _Unusable(f"its link is not usable: {exc}") from None
     published = _when(entry)
     contents = entry.get("content") or []
-    body = str(contents[0].get("value", "")) if contents else str(entry.get("summary") or "")
+    summary = str(entry.get("summary") or "")
+    body = str(contents[0].get("value", "")) if contents else summary
     try:
         body_html = sanitize_html(body)
-        lead = (sanitized_to_plain(sanitize_html(str(entry.get("summary") or "")))
-                or sanitized_to_plain(body_html))
+        # An RSS item's description is both: sanitized once (nh3 is the costly step).
+        summary_html = body_html if summary == body else sanitize_html(summary)
+        lead = sanitized_to_plain(summary_html) or sanitized_to_plain(body_html)
     except TooMuchHtml as exc:
         raise _Unusable(str(exc)) from None
     title, derived = _text(entry, "title"), False
