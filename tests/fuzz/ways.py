@@ -8,7 +8,8 @@ blow-up is a failure here rather than the machine's problem), reads the child's 
 (peak RSS), and classifies what happened:
 
 - "stall"        killed by the 10 s guard
-- "memory"       MemoryError, an allocation failure, or killed by a signal it did not get from us
+- "memory"       MemoryError, an allocation failure, killed by a signal it did not get from us,
+                 or a peak RSS over 300 MB (also when the 10 s guard killed it first)
 - "traceback"    "Traceback" on stderr (a handled error must be one clear line)
 - "bad exit"     an exit code other than 0 or 1
 - "half-stored"  an import that failed or refused the file left the database changed
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 CORPORA = Path(os.environ.get("SHARED_CORPORA") or REPO.parent / "shared" / "corpora")
 KILL_SECONDS = 10.0
 MEMORY_CAP = 1 << 30
+MEMORY_BAR_MB = 300  # the bar: no process over 300 MB, whatever the input
 PROVIDERS = ("sendgrid", "ses", "mailgun", "postmark", "postal")
 MEMORY_SIGNS = ("MemoryError", "memory allocation of", "Cannot allocate memory",
                 "std::bad_alloc", "out of memory")
@@ -253,10 +255,12 @@ def run_case(case: Case, folder: Path, template: Path | None) -> Outcome:
     stderr = (folder / "stderr").read_text("utf-8", "replace")
     stdout = (folder / "stdout").read_bytes()
     failure: str | None = None
-    if killed:
+    peak_mb = usage.ru_maxrss / 1024
+    if any(sign in stderr for sign in MEMORY_SIGNS) or peak_mb > MEMORY_BAR_MB or (
+            code == -signal.SIGKILL and not killed):  # a SIGKILL not ours: the OOM killer
+        failure = "memory"
+    elif killed:
         failure = "stall"
-    elif any(sign in stderr for sign in MEMORY_SIGNS) or code == -signal.SIGKILL:
-        failure = "memory"  # a SIGKILL we did not send: the kernel's OOM killer
     elif "Traceback" in stderr:
         failure = "traceback"
     elif code not in (0, 1):
@@ -267,4 +271,4 @@ def run_case(case: Case, folder: Path, template: Path | None) -> Outcome:
     if way.whole and refused and database_digest(folder / "data") != before:
         failure = f"{failure}+half-stored" if failure else "half-stored"
     tail = stderr.strip().splitlines()[-1][:300] if stderr.strip() else ""
-    return Outcome(failure, None if killed else code, seconds, usage.ru_maxrss / 1024, tail)
+    return Outcome(failure, None if killed else code, seconds, peak_mb, tail)
