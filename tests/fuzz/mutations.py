@@ -441,7 +441,7 @@ def _set_field(data: bytes, field: str, value: bytes, before: bytes = b"") -> by
 
 
 def post_alias_bomb(rng: random.Random, data: bytes) -> tuple[bytes, str]:
-    field = rng.choice(POST_FIELDS)
+    field = rng.choice(("tags", "date", *POST_FIELDS))  # the lists and dates turned to text
     return _set_field(data, field, b"*a8", before=_ANCHORS), f"YAML alias bomb in {field}"
 
 
@@ -458,7 +458,7 @@ def post_odd_value(rng: random.Random, data: bytes) -> tuple[bytes, str]:
 
 
 def post_unclosed_html(rng: random.Random, data: bytes) -> tuple[bytes, str]:
-    tag = rng.choice([b"div", b"a", b"table", b"b", b"p", b"span"])
+    tag = rng.choice([b"div", b"div", b"a", b"table", b"b", b"p", b"span"])
     count = rng.choice([10_000, 100_000])
     return data + b"\n" + (b"<" + tag + b">") * count + b"\n", \
         f"body + {count:,} unclosed <{tag.decode()}>"
