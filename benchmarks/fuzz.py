@@ -2,7 +2,7 @@
 minutes with fresh seeds, every way in in turn.
 
     python benchmarks/fuzz.py --minutes 30 [--seed S] [--workers 2] [--out DIR]
-    python benchmarks/fuzz.py --replay 'bounces parse' SEED     # one case again
+    python benchmarks/fuzz.py --replay 'bounces parse' SEED [--suite]  # one case again
 
 Each case is a real file (repository samples and ../shared/corpora) mutated from
 (way in, seed), run as the real `ainews` command in its own process with a 10 s kill and a
@@ -134,9 +134,9 @@ def fuzz(minutes: float, seed: int, workers: int, out: Path) -> dict[str, Tally]
     return tallies
 
 
-def replay(way_name: str, seed: int, out: Path) -> int:
+def replay(way_name: str, seed: int, out: Path, suite: bool) -> int:
     way = WAY_BY_NAME[way_name]
-    case = make_case(way, seed)
+    case = make_case(way, seed, suite=suite)
     with tempfile.TemporaryDirectory(prefix="ainews-fuzz-") as scratch:
         root = Path(scratch)
         outcome = run_case(case, root / "case", seed_database(root / "template"))
@@ -160,11 +160,13 @@ def main() -> int:
                         help="where failing inputs go (default /tmp/ainews-fuzz-SEED)")
     parser.add_argument("--replay", nargs=2, metavar=("WAY", "SEED"),
                         help=f"run one case again; WAY is one of: {', '.join(WAY_BY_NAME)}")
+    parser.add_argument("--suite", action="store_true",
+                        help="with --replay: a case of the suite (tests/fuzz/test_fuzz.py)")
     arguments = parser.parse_args()
     if arguments.replay:
         way_name, seed_text = arguments.replay
         out = arguments.out or Path(tempfile.gettempdir()) / "ainews-fuzz-replay"
-        return replay(way_name, int(seed_text), out)
+        return replay(way_name, int(seed_text), out, arguments.suite)
     seed = arguments.seed if arguments.seed is not None else int(time.time()) * 1000
     out = arguments.out or Path(tempfile.gettempdir()) / f"ainews-fuzz-{seed}"
     print(f"fuzzing for {arguments.minutes:g} min from seed {seed}, {arguments.workers} "

@@ -487,11 +487,15 @@ POSTS: tuple[Mutation, ...] = (post_alias_bomb, post_odd_value, post_odd_value,
                                post_unclosed_html, post_front_matter)
 
 
-def mutate(rng: random.Random, data: bytes,
-           special: tuple[Mutation, ...]) -> tuple[bytes, str]:
-    """One mutation: format-aware two times in three, else a generic one; the note names the
-    mutation and what it did."""
-    pool = special if special and rng.random() < 0.67 else GENERIC
-    mutation = rng.choice(pool)
+def mutate(rng: random.Random, data: bytes, special: tuple[Mutation, ...],
+           turn: int | None = None) -> tuple[bytes, str]:
+    """One mutation: format-aware two times in three, else a generic one; with `turn`, the
+    turn-th of the format-aware ones then the generic ones (so a handful of cases tries each
+    kind once). The note names the mutation and what it did."""
+    if turn is not None:
+        every = list(dict.fromkeys(special + GENERIC))
+        mutation = every[turn % len(every)]
+    else:
+        mutation = rng.choice(special if special and rng.random() < 0.67 else GENERIC)
     mutated, note = mutation(rng, data)
     return mutated, f"{mutation.__name__}: {note}"

@@ -5,11 +5,13 @@ own process, killed after 10 s (a stall: the one timing check the suite holds) a
 other than 0 or 1, a stall, the memory cap, a database changed by an import that failed, or
 an external entity's content in the output.
 
-The cases are fixed: seeds 0..N-1 per way in, each case drawn from its own
-`random.Random(f"{way}/{seed}")`, never from the global generator, so pytest-randomly's
-shuffling and reseeding change neither the cases nor their outcome. A failure lists
-(way in, seed, mutation, file, what happened); `python benchmarks/fuzz.py --replay WAY SEED`
-runs that one case again and keeps its input. The long run for before a release is
+The cases are fixed: seeds 0..N-1 per way in, seed i taking the i-th kind of mutation (the
+format-aware ones first: alias bombs, nested multiparts, odd encodings...) and drawing the
+file and the details from its own `random.Random(f"{way}/{seed}")`, never from the global
+generator, so pytest-randomly's shuffling and reseeding change neither the cases nor their
+outcome. A failure lists (way in, seed, mutation, file, what happened);
+`python benchmarks/fuzz.py --replay WAY SEED --suite` runs that one case again and keeps its
+input. The long run for before a release is
 `python benchmarks/fuzz.py --minutes 30`."""
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ def test_hostile_input_is_one_clear_line(way: Way, template: Path, tmp_path: Pat
     if not pool:
         pytest.skip(f"{way.name}: no repository file to mutate and {CORPORA} is not here (the "
                     "shared corpora sit beside the repository, ../shared/corpora)")
-    cases = [make_case(way, seed, pool) for seed in range(CASES.get(way.name,
-                                                                     CASES_PER_PROVIDER))]
+    cases = [make_case(way, seed, pool, suite=True)
+             for seed in range(CASES.get(way.name, CASES_PER_PROVIDER))]
 
     def run(numbered: tuple[int, Case]) -> tuple[Case, Outcome]:
         number, case = numbered
@@ -54,6 +56,6 @@ def test_hostile_input_is_one_clear_line(way: Way, template: Path, tmp_path: Pat
                 f"{outcome.seconds:.1f} s, {outcome.peak_rss_mb:.0f} MB) {outcome.stderr_tail}"
                 for case, outcome in outcomes if outcome.failure]
     if failures:
-        pytest.fail(f"{len(failures)} of {len(cases)} hostile inputs failed (replay: python "
-                    f"benchmarks/fuzz.py --replay '{way.name}' SEED):\n" + "\n".join(failures),
-                    pytrace=False)
+        replay = f"python benchmarks/fuzz.py --replay '{way.name}' SEED --suite"
+        pytest.fail(f"{len(failures)} of {len(cases)} hostile inputs failed (replay: {replay}):\n"
+                    + "\n".join(failures), pytrace=False)

@@ -130,21 +130,26 @@ class Case:
     source: Path
     mutation: str
     data: bytes
+    suite: bool = False
 
     @property
     def label(self) -> str:
         shown = self.source.relative_to(CORPORA) if self.source.is_relative_to(CORPORA) else \
             self.source.relative_to(REPO)
-        return f"{self.way} seed={self.seed} file={shown} {self.mutation} ({len(self.data):,} B)"
+        seed = f"{self.seed} (suite)" if self.suite else str(self.seed)
+        return f"{self.way} seed={seed} file={shown} {self.mutation} ({len(self.data):,} B)"
 
 
-def make_case(way: Way, seed: int, pool: list[Path] | None = None) -> Case:
-    """The case (way, seed): the same bytes for the same seed and pool."""
+def make_case(way: Way, seed: int, pool: list[Path] | None = None, suite: bool = False) -> Case:
+    """The case (way, seed): the same bytes for the same seed and pool. `suite`: the seed
+    also picks the mutation in turn (the format-aware ones first), as the suite's few cases
+    do, so each kind is tried; else the mutation is drawn at random."""
     files = way.pool() if pool is None else pool
     rng = random.Random(f"{way.name}/{seed}")
     source = rng.choice(files)
-    data, note = mutations.mutate(rng, source.read_bytes(), way.special(source))
-    return Case(way.name, seed, source, note, data)
+    data, note = mutations.mutate(rng, source.read_bytes(), way.special(source),
+                                  turn=seed if suite else None)
+    return Case(way.name, seed, source, note, data, suite)
 
 
 @dataclass(frozen=True)
