@@ -380,7 +380,7 @@ def _rss(item: str = "", encoding: str = "utf-8") -> bytes:
                  "(ValueError: Exceeds the limit (4300 digits)", id="reference-5000-digits"),
     pytest.param(_rss(f"<description>&#x{'9' * 5_000};</description>"),
                  "(OverflowError: Python int too large", id="hex-reference-5000-digits"),
-    pytest.param(b" " * (20 * 1024 * 1024 + 1), "hostile.rss: larger than 20 MB",
+    pytest.param(b" " * (4 * 1024 * 1024 + 1), "hostile.rss: larger than 4 MB",
                  id="local-feed-over-the-fetch-cap"),
 ])
 def test_hostile_feeds_are_one_named_problem(project: Project, data: bytes,
