@@ -107,3 +107,24 @@ Content-Type: text/plain; charset=us-ascii
 
 I am away until Monday 7 December with no access to email.
 """.encode()
+
+
+READER = "reader@example.com"
+
+
+def prose_bounce(body: bytes = b"", headers: bytes = b"") -> bytes:
+    """A Postfix-like prose bounce for READER with `body` after its notice (issue 27's
+    hostile shapes go there) and `headers` before its Subject."""
+    return (b"From: MAILER-DAEMON@mx.example\nTo: bounces@news.example\n" + headers +
+            b"Subject: Undelivered Mail Returned to Sender\n\n"
+            b"I'm sorry to have to inform you that your message could not be delivered.\n\n"
+            b"<" + READER.encode() + b">: 550 5.1.1 user unknown\n\n" + body + b"\n")
+
+
+def nested(depth: int) -> bytes:
+    """A message of `depth` multiparts, each inside the one before."""
+    out = b"From: a@b.example\nContent-Type: multipart/mixed; boundary=b0\n\n"
+    for level in range(1, depth):
+        out += b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (level - 1, level)
+    out += b"--b%d\nContent-Type: text/plain\n\nhi\n" % (depth - 1)
+    return out + b"".join(b"--b%d--\n" % level for level in reversed(range(depth)))

@@ -19,7 +19,7 @@ import pytest
 from ainews_newsletter.config import load_config
 from ainews_newsletter.schedule.job import fetch_bounces
 from tests.conftest import Project, SmtpServer, smtp_env
-from tests.feedback.returns import dsn
+from tests.feedback.returns import dsn, nested, prose_bounce
 from tests.peers import wait_until
 
 if TYPE_CHECKING:
@@ -132,3 +132,26 @@ def test_the_scheduler_reads_the_mailbox_every_fetch_minutes(project: Project,
     assert "bounces: bounces@127.0.0.1" in stderr and "1 new events (hard 1)" in stderr
     assert imap.folder_messages("INBOX") == []
     assert project.query("SELECT kind, effect FROM feedback_events") == [("hard", "unmatched")]
+
+
+def test_hostile_mail_in_the_mailbox_and_in_the_pipe_is_read_like_a_file(
+        project: Project, imap: DovecotPeer) -> None:
+    # issue 27: the mailbox read and `ingest -` share the parser's bounds with `parse`
+    project.write_config(_mailbox_config(imap))
+    hostile = [prose_bounce(b"-" * 12_000),
+               prose_bounce(b"a" * 100_000, b"To: " + b"a" * 100_000 + b"\n"),
+               prose_bounce(headers=b"Subject: " + b"=?utf-8?q?a?= " * 70_000 + b"\n"),
+               b"From: MAILER-DAEMON@mx.example\nSubject: failed\nContent-Type: text/plain; "
+               b"charset=\"undefined\"\n\n<reader@example.com>: 550 5.1.1 user unknown\n",
+               nested(1_000)]
+    for raw in hostile:
+        imap.deliver(raw)
+    env = {"AINEWS_BOUNCES__PASSWORD": imap.password}
+    result = project.run("bounces", "fetch", "--json", env=env)
+    assert (result.exit_code, result.stderr) == (0, ""), result.output
+    summary = json.loads(result.stdout)
+    assert (summary["messages"], summary["moved"], summary["problems"]) == (5, 5, [])
+    assert summary["kinds"] == {"hard": 4, "other": 1}
+    piped = project.run("bounces", "ingest", "-", "--json",
+                        input=prose_bounce(b"-" * 12_000).decode())
+    assert (piped.exit_code, json.loads(piped.stdout)["repeated"]) == (0, 1)

@@ -15,6 +15,7 @@ from ainews_newsletter.cli.common import (
     console,
     fail,
     json_option,
+    one_line_logging,
     pass_state,
     print_json,
     progress_bar,
@@ -59,6 +60,7 @@ def _event_record(event: FeedbackEvent) -> dict[str, Any]:
 def _read_mail(paths: tuple[str, ...]) -> Any:
     from ainews_newsletter.feedback.mailfile import read_mail
 
+    one_line_logging()  # a message that breaks the parser is one line, not a traceback
     return read_mail(paths, stdin=sys.stdin.buffer)
 
 
@@ -188,6 +190,7 @@ def fetch(state: AppState, limit: int, as_json: bool) -> None:
     processed_folder. Nothing is deleted."""
     from ainews_newsletter.pipeline.feedback import fetch as fetch_mailbox
 
+    one_line_logging()
     fetched = fetch_mailbox(state.config, limit)
     if as_json:
         print_json({**_summary_record(fetched.ingest), "moved": fetched.moved,

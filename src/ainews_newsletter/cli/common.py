@@ -95,6 +95,26 @@ def fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
 
 
+def one_line_logging() -> None:
+    """For commands that read outside input (bounce mail, files): a log record that reaches
+    no handler (the CLI sets none up; the scheduler and the web server do) prints as one
+    line on stderr, never with a traceback. Python's own fallback (logging.lastResort)
+    prints the traceback of a record logged with exc_info, which a user who gave a broken
+    file must not see. logging is imported here, not at start-up."""
+    import logging
+
+    class OneLine(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                error = record.exc_info[1]
+                message += f" ({error.__class__.__name__}: {error})"
+            lines = message.splitlines() or [""]
+            sys.stderr.write(f"{record.levelname.lower()}: {lines[0]}\n")  # stderr as it is now
+
+    logging.lastResort = OneLine(logging.WARNING)
+
+
 class LazyGroup(click.Group):
     """A group that knows some commands by name and short help only, and imports a
     command's module when that command is run (or its own --help is asked for): listing

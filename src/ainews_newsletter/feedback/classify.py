@@ -6,6 +6,7 @@ that will never fix itself; a full mailbox, a block, a spam verdict or a policy 
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ainews_newsletter.feedback.findings import FeedbackKind
@@ -73,9 +74,9 @@ def classify(status: str, diagnostic: str, action: str = "", context: str = "") 
     if decided is None and not _HARD_STATUS.match(status) and not status.startswith("4."):
         # The notice around the address speaks when the address line is silent; not for a
         # 4xx code, which is temporary unless its own words say otherwise.
-        decided = words_kind(context, status)
-    if decided is FeedbackKind.HARD and _after_data(diagnostic + "\n" + context) and \
-            not status.startswith(("5.1.", "4.1.")):
+        decided = _decide(*_notice_words(context)[:2], status)
+    if decided is FeedbackKind.HARD and (_after_data(diagnostic) or _notice_words(context)[2]) \
+            and not status.startswith(("5.1.", "4.1.")):
         # A server that took RCPT TO and refused only after seeing the message knows the
         # address: "unknown user" at that point is a content filter wearing a disguise.
         return FeedbackKind.SOFT
@@ -88,13 +89,28 @@ def words_kind(words: str, status: str = "") -> FeedbackKind | None:
     """HARD or SOFT when the words say why, None when they don't."""
     if not words:
         return None
-    hard = _HARD.search(words)
-    soft = _SOFT.search(words)
-    if hard and _NOT_ACCEPT.search(hard.group(0)) and status.startswith("4."):
+    return _decide(_found(_HARD, words), _found(_SOFT, words), status)
+
+
+@functools.lru_cache(maxsize=1)
+def _notice_words(context: str) -> tuple[str | None, str | None, bool]:
+    """The notice's first hard and soft words, and whether it says the refusal came after
+    DATA. Read once per notice, not once per recipient: a report can list thousands of
+    recipients, and the notice can be megabytes."""
+    return _found(_HARD, context), _found(_SOFT, context), _after_data(context)
+
+
+def _found(pattern: re.Pattern[str], words: str) -> str | None:
+    match = pattern.search(words)
+    return match.group(0) if match else None
+
+
+def _decide(hard: str | None, soft: str | None, status: str) -> FeedbackKind | None:
+    if hard is not None and _NOT_ACCEPT.search(hard) and status.startswith("4."):
         return FeedbackKind.SOFT
-    if soft and not (hard and soft.group(0).lower() in _WEAK_SOFT):
+    if soft is not None and not (hard is not None and soft.lower() in _WEAK_SOFT):
         return FeedbackKind.SOFT
-    if hard:
+    if hard is not None:
         return FeedbackKind.HARD
     return None
 

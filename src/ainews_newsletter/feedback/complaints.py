@@ -13,6 +13,7 @@ from ainews_newsletter.feedback import mime
 
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$", re.MULTILINE)
 _JMRP_SUBJECT = re.compile(r"complaint about message from", re.IGNORECASE)
+_BRACED = re.compile(r"\{[^{}]*\}")
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,10 @@ def _ses_pieces(text: str) -> dict[str, object] | None:
     kind = re.search(r'"(?:notificationType|eventType)"\s*:\s*"(\w+)"', text)
     if kind is None:
         return None
-    people = [obj for raw in re.findall(r'\{[^{}]*"emailAddress"[^{}]*\}', text)
-              if (obj := _json_object(raw)) is not None]
+    # Each brace-free {…} naming an emailAddress (not one pattern with the name between two
+    # runs: that backtracks over every earlier mention, quadratic in a run of them).
+    people = [obj for raw in _BRACED.findall(text) if '"emailAddress"' in raw
+              and (obj := _json_object(raw)) is not None]
     detail: dict[str, object] = {}
     for name in ("complaintFeedbackType", "bounceType"):
         found = re.search(rf'"{name}"\s*:\s*"([^"]*)"', text)

@@ -32,15 +32,24 @@ def _blocks(text: str) -> list[dict[str, str]]:
     blocks: list[dict[str, str]] = []
     current: dict[str, str] = {}
     last = ""
+    folded: list[str] = []  # the current field's continuation lines, joined once at its end
+
+    def unfold() -> None:
+        if folded:
+            current[last] = " ".join([current[last], *folded])[:mime.MAX_HEADER]
+            folded.clear()
+
     for line in text.split("\n"):
         if not line.strip():
+            unfold()
             if current:
                 blocks.append(current)
             current, last = {}, ""
             continue
         if line[0] in " \t" and last:
-            current[last] += " " + line.strip()
+            folded.append(line.strip())
             continue
+        unfold()
         match = _FIELD.match(line)
         if match:
             last = match.group(1).lower()
@@ -50,9 +59,10 @@ def _blocks(text: str) -> list[dict[str, str]]:
                 blocks.append(current)
                 current = {}
             # A repeated field keeps its first value, as RFC 3464 allows only one.
-            current.setdefault(last, match.group(2).strip())
+            current.setdefault(last, match.group(2).strip()[:mime.MAX_HEADER])
         else:
             last = ""
+    unfold()
     if current:
         blocks.append(current)
     return blocks

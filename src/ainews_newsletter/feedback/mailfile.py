@@ -20,7 +20,9 @@ MAX_BYTES = 20 * 1024 * 1024
 # An mbox separator is "From <sender> <ctime date>". Requiring the time of day keeps a quoted
 # "From here on…" line inside a body (which mbox writers should escape but often don't) from
 # splitting a message in two.
-_MBOX_SEPARATOR = re.compile(rb"^From \S*\s+.*\d{1,2}:\d\d", re.MULTILINE)
+# The white space is possessive (".*" would otherwise retry every split of a long run of it,
+# quadratic in a "From " line of spaces); ".*" can take no run the white space gave up.
+_MBOX_SEPARATOR = re.compile(rb"^From \S*\s++.*\d{1,2}:\d\d", re.MULTILINE)
 # A header line ("Name: value") or a folded continuation; RFC 5322 field names are printable
 # ASCII without a colon.
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+[ \t]*:")

@@ -35,9 +35,16 @@ _DELAY_SUBJECT = re.compile(r"delayed|warning|still being retried|delivery statu
 _FAIL_WORDS = re.compile(
     r"fail|error|undeliver|reject|unknown|not |invalid|full|quota|denied|refused|exist|"
     r"block|unable|couldn't|could not|bounce|problem|blacklist|spam|policy|expired|"
-    r"timed? ?out|permanent|rcpt to|recipient|[45]\d\d[ -]|[45]\.\d+\.\d+|:$|<[^>]+@[^>]+>",
+    r"timed? ?out|permanent|rcpt to|recipient|[45]\d\d[ -]|[45]\.\d+\.\d+|:$",
     re.IGNORECASE)
 
+
+_TAG = re.compile(r"<[^>]+>")
+_WORD = re.compile(r"\S+")
+# What flufl.bounce is shown of a message (see flufl_failures): a bounce's own words come
+# first, and no line of mail is longer than 998 characters (RFC 5322).
+FLUFL_BYTES = 64 * 1024
+MAX_LINE = 1000
 
 # Quoted header lines whose "addresses" are message identifiers or relay names.
 _ID_LINE = re.compile(r"^\s*(?:message-id|in-reply-to|references|received|dkim-signature|"
@@ -88,9 +95,16 @@ def notification_text(msg: Message) -> str:
     introduces the quoted original (its headers and body would add our own addresses)."""
     pieces = [mime.part_text(part) for part in mime.walk(msg) if mime.is_textual(part)]
     if not pieces:  # HTML-only bounces (some Exchange): strip the tags
-        pieces = [re.sub(r"<[^>]+>", " ", mime.part_text(part)) for part in mime.walk(msg)
+        pieces = [_strip_tags(mime.part_text(part)) for part in mime.walk(msg)
                   if part.get_content_type() == "text/html"]
     return "\n".join(pieces)
+
+
+def _strip_tags(html: str) -> str:
+    """Each <…> as a space. Only up to the last ">": after it, the pattern would read from
+    every "<" to the end of the text and find nothing (quadratic in a run of "<")."""
+    head, closing, tail = html.rpartition(">")
+    return _TAG.sub(" ", head + closing) + tail
 
 
 def before_copy(text: str) -> str:
@@ -98,10 +112,13 @@ def before_copy(text: str) -> str:
     return text[:match.start()] if match else text
 
 
-def flufl_failures(msg: Message) -> tuple[list[str], list[str]]:
-    """flufl.bounce's (temporary, permanent) addresses, cleaned; ([], []) if it chokes."""
+def flufl_failures(raw: bytes) -> tuple[list[str], list[str]]:
+    """flufl.bounce's (temporary, permanent) addresses in the message `raw` (LF line ends),
+    cleaned; ([], []) if it chokes. Its detectors run their patterns over every body line,
+    some quadratic in the line's length (a line of 10,000 "<" took 1.3 s, of 100,000 165 s),
+    so they are given a bounded copy: the first FLUFL_BYTES, each line cut at MAX_LINE."""
     try:
-        temporary, permanent = all_failures(msg)
+        temporary, permanent = all_failures(mime.load(_bounded(raw)))
     except Exception:
         return [], []
     clean = [mime.bare_address(a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a))
@@ -111,11 +128,19 @@ def flufl_failures(msg: Message) -> tuple[list[str], list[str]]:
     return [a for a in clean if a], [a for a in perm if a]
 
 
-def prose_failures(msg: Message, ours: set[str], original_to: list[str],
-                   text: str) -> list[ProseRecipient]:
+def _bounded(raw: bytes) -> bytes:
+    head = raw[:FLUFL_BYTES]
+    if len(head) <= MAX_LINE or max(map(len, head.split(b"\n"))) <= MAX_LINE:
+        return head
+    return b"\n".join(line[:MAX_LINE] for line in head.split(b"\n"))
+
+
+def prose_failures(msg: Message, ours: set[str], original_to: list[str], text: str,
+                   flufl: tuple[list[str], list[str]]) -> list[ProseRecipient]:
     """Failed recipients of a prose bounce. `ours` are addresses that cannot be the failed
-    recipient (the report's sender and addressee, our own envelope sender)."""
-    temporary, permanent = flufl_failures(msg)
+    recipient (the report's sender and addressee, our own envelope sender); `flufl` is what
+    `flufl_failures` found."""
+    temporary, permanent = flufl
     notice = before_copy(text)
     found: dict[str, bool] = {}
     for address in permanent:
@@ -132,7 +157,11 @@ def prose_failures(msg: Message, ours: set[str], original_to: list[str],
         for address in original_to:
             if address not in ours:
                 found.setdefault(address, False)
-    return [ProseRecipient(address, *_context(notice, address), temporary)
+    lines = notice.split("\n")
+    lowered = [line.lower() for line in lines]
+    status = status_in(notice)
+    return [ProseRecipient(address, *_context(notice, status, lines, lowered, address),
+                           temporary)
             for address, temporary in list(found.items())[:50]]
 
 
@@ -144,18 +173,36 @@ def _failure_lines(notice: str, ours: set[str]) -> list[str]:
         for address in mime.addresses(line):
             if address.lower() in ours or address in found:
                 continue
-            if _FAIL_WORDS.search(line) or line.strip().lower().startswith(address.lower()):
+            if _FAIL_WORDS.search(line) or _bracketed_address(line) or \
+                    line.strip().lower().startswith(address.lower()):
                 found.append(address)
-    return found[:5]
+                if len(found) == 5:
+                    return found
+    return found
 
 
-def _context(notice: str, address: str) -> tuple[str, str]:
-    """(status, diagnostic) from the lines at and after the first mention of `address`."""
-    lines = notice.split("\n")
+def _bracketed_address(line: str) -> bool:
+    """What `<[^>]+@[^>]+>` finds, without it: from each "<" that pattern reads on to the end
+    of a line with no ">" (quadratic in a line of "<"). The text between a ">" and the next
+    holds such an address when, after its first "<", an "@" has something on both sides."""
+    for piece in line.split(">")[:-1]:
+        opening = piece.find("<")
+        if opening != -1 and "@" in piece[opening + 2:-1]:
+            return True
+    return False
+
+
+def _context(notice: str, status: str, lines: list[str], lowered_lines: list[str],
+             address: str) -> tuple[str, str]:
+    """(status, diagnostic) from the lines at and after the first mention of `address`.
+    `status` (the notice's first code) and `lines` (split, and lower-cased) are worked out
+    once for every recipient."""
     lowered = address.lower()
     for index, line in enumerate(lines):
-        if lowered in line.lower():
-            window = [line.strip()]
+        if lowered in lowered_lines[index]:
+            # Each line cut at MAX_LINE: classify() reads the diagnostic with many-branched
+            # patterns, and a one-line megabyte must not become its words.
+            window = [line.strip()[:MAX_LINE]]
             blanks = 0
             for following in lines[index + 1:index + 10]:
                 if not following.strip():
@@ -165,11 +212,23 @@ def _context(notice: str, address: str) -> tuple[str, str]:
                     continue
                 if SEPARATOR.match(following):
                     break
-                if mime.ADDRESS.search(following) and len(window) > 1 and \
+                if mime.has_address(following) and len(window) > 1 and \
                         lowered not in following.lower():
                     break
-                window.append(following.strip())
+                window.append(following.strip()[:MAX_LINE])
             diagnostic = " ".join(" ".join(window).split())
-            return status_in(diagnostic) or status_in(notice), diagnostic
-    return status_in(notice), " ".join(notice.split())[:300]
+            return status_in(diagnostic) or status, diagnostic
+    return status, _opening(notice)
+
+
+def _opening(notice: str, size: int = 300) -> str:
+    """`" ".join(notice.split())[:size]` without splitting all of a long notice."""
+    words: list[str] = []
+    length = -1
+    for word in _WORD.finditer(notice):
+        words.append(word.group(0))
+        length += 1 + len(word.group(0))
+        if length >= size:
+            break
+    return " ".join(words)[:size]
 

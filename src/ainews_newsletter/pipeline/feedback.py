@@ -241,7 +241,9 @@ def parse_items(items: Iterable[MailItem | Unreadable]) -> list[FeedbackReport |
         except (ValueError, TypeError, LookupError, RecursionError, AttributeError) as exc:
             # A parser bug on one strange message must not block the mailbox behind it
             # (an IMAP folder is read oldest first): name it, move on, keep the message.
-            log.warning("%s: the parser failed", item.source, exc_info=True)
+            # The caller reports it as one line (the CLI on stderr, the scheduler in its
+            # log); the traceback is only for a debug log, never on a user's screen.
+            log.debug("%s: the parser failed", item.source, exc_info=True)
             parsed.append(Unreadable(item.source, f"could not be parsed "
                                                   f"({exc.__class__.__name__}: {exc})"))
     return parsed
