@@ -139,12 +139,26 @@ def test_the_sanitizer_never_sees_more_than_max_html_tags(
         f"<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate>"
         f"<description><![CDATA[{body}]]></description></item>"
         for n, (title, body) in enumerate([("T", "<div>" * 100_000),
-                                           ("T", "<b title=x><p>" * 2_000),
+                                           ("T", "<b title=x><p>" * 3_000),
                                            ("T", "<p>fine</p>" * 10)]))
     read = parse_feed(f"<rss version='2.0'><channel><title>t</title>{items}</channel></rss>"
                       .encode(), "hostile.rss", DEFAULTS)
     assert [post.url for post in read.posts] == ["https://x.example/2"]
     assert [item.reason for item in read.unplaced] == [
-        "its HTML has 100,000 tags, more than the 2,000 a post may have",
-        "its HTML has 4,000 tags, more than the 2,000 a post may have"]
-    assert seen and max(seen) <= text.MAX_HTML_TAGS
+        "its HTML has 100,000 tags, more than the 50,000 a post may have",
+        "its HTML nests 3,000 elements deep (or leaves them unclosed), more than the 2,000 a "
+        "post may have"]
+    assert seen and max(seen) <= text.MAX_OPEN_ELEMENTS
+
+
+def test_long_well_formed_html_still_reaches_the_sanitizer() -> None:
+    """What the caps are not about: a long article or link roundup whose elements close
+    (520 list items, 2,600 tags) is sanitized as before; only depth is bounded."""
+    from ainews_newsletter.posts import text
+
+    roundup = "<ul>" + "<li><a href='https://x.example/a'>t</a> <em>by</em> " \
+        "<strong>n</strong></li>" * 520 + "</ul>"
+    assert text.sanitize_html(roundup).count("<li>") == 520
+    assert text.sanitize_html("<p>x" * 5_000).count("<p>") == 5_000  # closed by the next
+    with pytest.raises(text.TooMuchHtml, match="nests 2,001 elements deep"):
+        text.sanitize_html("<div>" * 1_000 + "<blockquote>" * 1_001)

@@ -166,6 +166,9 @@ def _read(path: Path) -> frontmatter.Post:
                         "followed by 'title:' and 'date:'")
     try:
         return frontmatter.loads(text, handler=_PostYAML())
+    except RecursionError:  # PyYAML composes recursively: [[[[… thousands deep
+        raise PostError(f"{path}: broken YAML front matter: nested too deeply (a post's "
+                        "fields are text, dates and lists of text)") from None
     except ValueError as exc:  # YAML of the right shape but impossible, e.g. 2026-02-30
         raise PostError(f"{path}: front matter: {exc} (a date must exist, e.g. "
                         "2026-11-18T09:30:00Z)") from None
