@@ -226,19 +226,35 @@ def _prepare(way: Way, case: Case, folder: Path, template: Path | None) -> str:
     return str(target)
 
 
-def _wait(process: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage, bool]:
-    """(wait status, the child's rusage, killed by the guard): polled, so the kill can never
-    hit a reaped (reused) process id."""
+def _high_water_kb(pid: int) -> int:
+    """The process's peak RSS so far (VmHWM, of its own address space since exec), 0 when
+    it is gone. rusage's ru_maxrss cannot serve: Linux folds the forking parent's peak into
+    the child's at exec, so inside a long pytest run every child "peaked" at pytest's size."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _wait(process: subprocess.Popen[bytes]) -> tuple[int, int, bool]:
+    """(wait status, the child's peak RSS in KiB as sampled, killed by the guard): polled,
+    so the kill can never hit a reaped (reused) process id."""
     deadline = time.monotonic() + KILL_SECONDS
     pause = 0.005
+    peak_kb = 0
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        peak_kb = max(peak_kb, _high_water_kb(process.pid))
+        pid, status, _ = os.wait4(process.pid, os.WNOHANG)
         if pid:
-            return status, usage, False
+            return status, peak_kb, False
         if time.monotonic() >= deadline:
             os.killpg(process.pid, signal.SIGKILL)
-            _, status, usage = os.wait4(process.pid, 0)
-            return status, usage, True
+            _, status, _ = os.wait4(process.pid, 0)
+            return status, peak_kb, True
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
 
@@ -253,14 +269,14 @@ def run_case(case: Case, folder: Path, template: Path | None) -> Outcome:
         process = subprocess.Popen(_ainews(folder, way.command(path)), cwd=folder,
                                    env=_environment(), stdin=subprocess.DEVNULL, stdout=out,
                                    stderr=err, preexec_fn=_cap_memory, start_new_session=True)
-        status, usage, killed = _wait(process)
+        status, peak_kb, killed = _wait(process)
         seconds = time.monotonic() - started
     code = os.waitstatus_to_exitcode(status)
     process.returncode = code
     stderr = (folder / "stderr").read_text("utf-8", "replace")
     stdout = (folder / "stdout").read_bytes()
     failure: str | None = None
-    peak_mb = usage.ru_maxrss / 1024
+    peak_mb = peak_kb / 1024
     if any(sign in stderr for sign in MEMORY_SIGNS) or peak_mb > MEMORY_BAR_MB or (
             code == -signal.SIGKILL and not killed):  # a SIGKILL not ours: the OOM killer
         failure = "memory"
