@@ -64,9 +64,11 @@ class _Matcher:
 
 
 def record_provider_events(config: Config, provider: str, events: Sequence[ProviderEvent],
-                           source: str) -> IngestSummary:
+                           source: str, into: IngestSummary | None = None) -> IngestSummary:
     """Match, store (one transaction) and apply the policy to one body's events. `source`
-    says where they came from: "webhook:sendgrid", or "manual:<file>" for a replay."""
+    says where they came from: "webhook:sendgrid", or "manual:<file>" for a replay. The
+    events are counted into `into` when given (a replay of several files), else into a
+    summary of their own."""
     recorder = FeedbackRecorder(config)
     recorder.finish_unapplied()
     matcher = _Matcher(recorder, events)
@@ -86,7 +88,7 @@ def record_provider_events(config: Config, provider: str, events: Sequence[Provi
             sent_at=delivery.sent_at if delivery else None,
             effect="none" if delivery else "unmatched", provider=provider,
             reported_at=event.occurred_at or None))
-    summary = IngestSummary(messages=1)
+    summary = into if into is not None else IngestSummary(messages=1)
     for stored, new in recorder.log.record_many(rows):
         if new:
             stored = recorder.apply_policy_once(stored)
@@ -125,11 +127,5 @@ def ingest_provider_files(config: Config, provider: str, paths: Sequence[str],
         except AinewsError as exc:
             total.problems.append(Unreadable(name, str(exc)))
             continue
-        summary = record_provider_events(config, provider, events, f"manual:{name}"[:500])
-        total.new_events += summary.new_events
-        total.repeated += summary.repeated
-        total.unmatched += summary.unmatched
-        total.kinds.update(summary.kinds)
-        total.changed.update(summary.changed)
-        total.events.extend(summary.events)
+        record_provider_events(config, provider, events, f"manual:{name}"[:500], into=total)
     return total
