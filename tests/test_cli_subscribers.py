@@ -329,3 +329,43 @@ def test_hostile_attributes_cells_reject_their_rows_by_line(any_project: Project
         f"error: {path}:4: attributes: the number 1e999… is too large to store",
         f"error: {path}:5: attributes: JSON nested more than 32 levels deep"]
     assert any_project.query("SELECT email FROM subscribers") == [("ok@example.com",)]
+
+
+def test_a_file_of_junk_rows_is_read_row_by_row_and_every_reject_is_written(
+        any_project: Project, tmp_path: Path) -> None:
+    """The fuzz run's slowest import (a Substack export whose quoted field, left open, made
+    500,000 rows of "a"): each row is refused by line as email-validator would word it;
+    --rejects holds every one in file order, the suppressed one among them, and the
+    summary the command keeps holds the first KEPT_REJECTS only."""
+    from ainews_newsletter.subscribers.importer import KEPT_REJECTS
+
+    any_project.run("subscribers", "add", "gone@example.com")
+    any_project.run("subscribers", "unsubscribe", "gone@example.com")
+    any_project.run("subscribers", "remove", "gone@example.com", "--yes")  # suppressed
+    junk = 60_000  # over one batch (50,000), so the order across batches is checked too
+    path, rejects = tmp_path / "email_list.csv", tmp_path / "rejects.csv"
+    path.write_text("email;active_subscription;expiry;plan;email_disabled;created_at\n"
+                    "ok@example.com;true;;yearly;false;2026-03-05\n"
+                    + "a\n" * junk + "gone@example.com;false;;free;false;2026-04-01\n"
+                    + "@\nx@\nx@y\n", encoding="utf-8")
+    result = any_project.run("subscribers", "import", str(path), "--rejects", str(rejects),
+                             "--json")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert json.loads(result.stdout)["rejected"] == junk + 4
+    written = list(csv.DictReader(rejects.open(encoding="utf-8")))
+    assert [int(row["line"]) for row in written] == list(range(3, junk + 7))
+    assert written[0]["reason"] == ("'a' is not a valid email address: An email address "
+                                    "must have an @-sign.")
+    assert [row["reason"].split(": ", 1)[1] for row in written[-3:]] == [
+        "There must be something before the @-sign.",
+        "There must be something after the @-sign.",
+        "The part after the @-sign is not valid. It should have a period."]
+    assert "suppression list" in written[junk]["reason"]
+    assert _lines(result.stderr)[-1] == (f"error: … and {junk + 4 - 20} more rejected rows "
+                                         f"(all in {rejects})")
+    assert any_project.query("SELECT email FROM subscribers") == [("ok@example.com",)]
+
+    fresh = SubscriberStore(engine_for(f"sqlite:///{tmp_path / 'fresh.db'}"))  # none suppressed
+    kept = import_rows(fresh, open_subscriber_file(path).rows, dry_run=True)
+    assert kept.rejected == junk + 3 and len(kept.rejects) == KEPT_REJECTS
+    assert [reject.line for reject in kept.rejects] == list(range(3, 3 + KEPT_REJECTS))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
+from ainews_newsletter.config import is_test_domain
 from ainews_newsletter.errors import SubscriberError
-from ainews_newsletter.subscribers.addresses import _normalize_plain, normalize
+from ainews_newsletter.subscribers.addresses import _normalize_plain, _plain_refusal, normalize
 
 LOCAL_CHARS = "abcXYZ019.!#$%&'*+/=?^_`{|}~-"
 DOMAIN_CHARS = "abcXYZ019-."
@@ -43,6 +44,56 @@ def test_fast_path_accepts_only_what_email_validator_accepts(address: str,
     except EmailNotValidError as exc:
         raise AssertionError(f"fast path accepted {address!r}; email-validator: {exc}") from exc
     assert fast == (address, (valid.ascii_email or valid.normalized).lower())
+
+
+@settings(max_examples=1000, deadline=None)
+@given(address=st.one_of(shaped, st.emails(), st.text(max_size=12),
+                         st.text("a@.b ", max_size=8)), allow_test=st.booleans())
+@example(address="a", allow_test=False)
+@example(address="@", allow_test=False)
+@example(address="a@", allow_test=False)
+@example(address="@b.c", allow_test=False)
+@example(address="a@b", allow_test=False)
+@example(address="a@localhost", allow_test=False)
+@example(address="a@test", allow_test=False)
+@example(address="a@test", allow_test=True)
+@example(address='"a@"', allow_test=False)
+@example(address="a@b@c", allow_test=False)
+@example(address="a@b²", allow_test=False)
+def test_quick_refusals_are_email_validators_own(address: str, allow_test: bool) -> None:
+    """What `_plain_refusal` refuses, email-validator refuses in the same words (as
+    normalize() asks it: the test environment for .test domains only)."""
+    # What normalize() settles before asking: blanks, line breaks, "Name <address>".
+    assume(address and address == address.strip()
+           and not any(sign in address for sign in "\r\n<>"))
+    refused = _plain_refusal(address, allow_test)
+    if refused is None:
+        return
+    testing = allow_test and is_test_domain(address.rpartition("@")[2])
+    with pytest.raises(EmailNotValidError) as caught:
+        validate_email(address, check_deliverability=False, allow_smtputf8=True,
+                       test_environment=testing)
+    assert str(caught.value) == refused
+
+
+def test_a_file_of_junk_values_never_reaches_email_validator(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import email_validator
+
+    def spy(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("email-validator was asked")
+
+    monkeypatch.setattr(email_validator, "validate_email", spy)
+    from ainews_newsletter.subscribers import addresses
+
+    addresses._validator.cache_clear()
+    try:
+        for junk, words in [("a", "must have an @-sign"), ("@", "something before"),
+                            ("x@", "something after"), ("x@y", "should have a period")]:
+            with pytest.raises(SubscriberError, match=words):
+                normalize(junk)
+    finally:
+        addresses._validator.cache_clear()
 
 
 @pytest.mark.parametrize(("address", "message"), [

@@ -5,7 +5,10 @@ load the importer and its file formats."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -59,31 +62,24 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
 
     opened = open_subscriber_file(file, file_format, check_dns,
                                   state.config.subscribers.allow_test_domains)
-    if rejects_path is not None:  # fail on a bad path before anything is stored
-        try:
-            rejects_path.open("a", encoding="utf-8").close()
-        except OSError as exc:
-            raise SubscriberError(f"--rejects: cannot write {rejects_path}: "
-                                  f"{exc.strerror}") from None
     size = max(file.stat().st_size, 1)
-    with Progress(TextColumn("importing"), BarColumn(), TaskProgressColumn(),
-                  TimeRemainingColumn(), console=real_console(), transient=True,
-                  disable=not console.is_terminal) as progress:
+    # Every rejected row goes to --rejects as it is found (the summary keeps the first
+    # hundred only); opened first, so a bad path fails before anything is stored.
+    with _rejects_file(rejects_path) as writer, \
+            Progress(TextColumn("importing"), BarColumn(), TaskProgressColumn(),
+                     TimeRemainingColumn(), console=real_console(), transient=True,
+                     disable=not console.is_terminal) as progress:
         task = progress.add_task("import", total=size)
         summary = import_rows(store, opened.rows, list_name, status_filter(status),
                               source=f"import:{file.name}", dry_run=dry_run,
                               on_batch=lambda _rows: progress.update(
-                                  task, completed=opened.bytes_read()))
-    if rejects_path is not None:
-        with rejects_path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["line", "email", "reason"])
-            writer.writerows([reject.line, reject.email, reject.reason]
-                             for reject in summary.rejects)
+                                  task, completed=opened.bytes_read()),
+                              on_reject=None if writer is None else lambda reject:
+                              writer.writerow([reject.line, reject.email, reject.reason]))
     for reject in summary.rejects[:SHOWN_REJECTS]:
         fail(f"{file}:{reject.line}: {reject.reason}")
-    if len(summary.rejects) > SHOWN_REJECTS:
-        fail(f"… and {len(summary.rejects) - SHOWN_REJECTS} more rejected rows"
+    if summary.rejected > SHOWN_REJECTS:
+        fail(f"… and {summary.rejected - SHOWN_REJECTS} more rejected rows"
              + (f" (all in {rejects_path})" if rejects_path else " (--rejects FILE lists all)"))
     result = summary.as_dict()
     if as_json:
@@ -93,3 +89,20 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
                       + ", ".join(f"{key} {value}" for key, value in result.items()))
     if summary.rejected:
         raise SystemExit(1)
+
+
+@contextmanager
+def _rejects_file(path: Path | None) -> Iterator[Any]:
+    """A csv writer on `path` with its header written (None without a path); a path that
+    cannot be written is one SubscriberError."""
+    if path is None:
+        yield None
+        return
+    try:
+        handle = path.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise SubscriberError(f"--rejects: cannot write {path}: {exc.strerror}") from None
+    with handle:
+        writer = csv.writer(handle)
+        writer.writerow(["line", "email", "reason"])
+        yield writer

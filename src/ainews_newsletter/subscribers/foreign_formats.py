@@ -57,8 +57,8 @@ def unescape_formula(value: str) -> str:
 def cell(row: Row, *keys: str) -> str:
     for key in keys:
         value = row.get(key)
-        if value and value.strip():
-            return unescape_formula(value.strip())
+        if value and (value := value.strip()):
+            return unescape_formula(value) if value[0] == "'" else value
     return ""
 
 

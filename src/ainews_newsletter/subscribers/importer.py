@@ -44,6 +44,7 @@ from ainews_newsletter.subscribers.tokens import TOKEN_BYTES
 # token index: at a million rows the commits (WAL writes and checkpoints) cost more than
 # the inserts. A large batch touches most of those pages once per batch instead.
 BATCH_SIZE = 50_000
+KEPT_REJECTS = 100  # in ImportSummary.rejects; the command shows 20
 
 
 class ImportRow(NamedTuple):
@@ -76,8 +77,7 @@ class _NewSubscriber(NamedTuple):
     unsubscribed_at: Any
 
 
-@dataclass(frozen=True)
-class Rejected:
+class Rejected(NamedTuple):  # a tuple: a file of junk makes one per row
     line: int
     email: str
     reason: str
@@ -89,7 +89,10 @@ class ImportSummary:
     updated: int = 0  # known subscribers that changed (name, attributes, status)
     duplicates: int = 0  # the same address again, in the file or already stored unchanged
     rejected: int = 0
-    rejects: list[Rejected] = field(default_factory=list)  # every one, in file order
+    # The first KEPT_REJECTS, in file order; every one goes to import_rows' on_reject. A
+    # file of a million junk rows must not hold a million reasons in memory (200 MB at
+    # 500,000).
+    rejects: list[Rejected] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
         return {"imported": self.imported, "updated": self.updated,
@@ -146,7 +149,7 @@ def _add_memberships(connection: Connection, list_id: int, addresses: list[str],
 def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
                  status: SubscriberStatus | None, source: str, summary: ImportSummary,
                  list_ids: Callable[[tuple[str, ...]], list[int]],
-                 list_explicit: bool) -> None:
+                 list_explicit: bool, refused: list[Rejected]) -> None:
     now = clock.now()
     dialect = connection.dialect.name
     unique: dict[str, ImportRow] = {}
@@ -175,8 +178,7 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
     members: dict[int, list[str]] = {list_id: []}  # list → normalized addresses
     for normalized, row in unique.items():
         if suppressed and normalized in suppressed:
-            summary.rejected += 1
-            summary.rejects.append(Rejected(row.line, row.email, f"{row.email!r} is on the "
+            refused.append(Rejected(row.line, row.email, f"{row.email!r} is on the "
                                             f"suppression list ({suppressed[normalized]})"))
             continue
         if row.lists:
@@ -257,7 +259,8 @@ def _list_resolver(store: SubscriberStore, connection: Connection,
 def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
                 list_name: str | None = None, status: SubscriberStatus | None = None,
                 source: str = "import", dry_run: bool = False,
-                on_batch: Callable[[int], None] | None = None) -> ImportSummary:
+                on_batch: Callable[[int], None] | None = None,
+                on_reject: Callable[[Rejected], None] | None = None) -> ImportSummary:
     """Merge `rows` (already validated, rejects interleaved) batch by batch, a transaction
     each. With `dry_run` everything happens in one transaction that is rolled back: the
     counts are real, the store is untouched."""
@@ -268,17 +271,22 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
         try:
             while batch := list(islice(iterator, BATCH_SIZE)):
                 good = [row for row in batch if isinstance(row, ImportRow)]
-                for reject in (row for row in batch if isinstance(row, Rejected)):
-                    summary.rejected += 1
-                    summary.rejects.append(reject)
+                refused = [row for row in batch if isinstance(row, Rejected)]
                 with nullcontext() if outer is not None else connection.begin():
                     _merge_batch(connection, good, store.list_id(connection, list_name),
                                  status, source, summary, _list_resolver(store, connection),
-                                 list_name is not None)
+                                 list_name is not None, refused)
+                # Batches come in file order, so sorting each batch's (the suppressed ones
+                # are found after the rest) puts them all in file order.
+                refused.sort(key=lambda reject: reject.line)
+                summary.rejected += len(refused)
+                summary.rejects.extend(refused[:KEPT_REJECTS - len(summary.rejects)])
+                if on_reject is not None:
+                    for reject in refused:
+                        on_reject(reject)
                 if on_batch is not None:
                     on_batch(len(batch))
         finally:
             if outer is not None:
                 outer.rollback()
-    summary.rejects.sort(key=lambda reject: reject.line)
     return summary
