@@ -162,3 +162,43 @@ def test_long_well_formed_html_still_reaches_the_sanitizer() -> None:
     assert text.sanitize_html("<p>x" * 5_000).count("<p>") == 5_000  # closed by the next
     with pytest.raises(text.TooMuchHtml, match="nests 2,001 elements deep"):
         text.sanitize_html("<div>" * 1_000 + "<blockquote>" * 1_001)
+
+
+def test_relative_links_in_an_items_html_resolve_like_a_feed_reader_would() -> None:
+    """feedparser's own resolver is off (its passes are slow on deep markup): the item's
+    HTML resolves relative links and images against its xml:base, itself resolved against
+    the feed's link; with neither, against the channel's link; a javascript: link is
+    dropped, and so is one a javascript: base would make."""
+    atom = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://lab.example.org/blog/">
+<title>Lab</title><id>tag:lab</id><updated>2026-11-18T08:00:00Z</updated>
+<link rel="self" href="https://lab.example.org/feed.atom"/>
+<entry xml:base="2026/11/"><title>A</title><id>tag:lab,1</id>
+<link href="https://lab.example.org/a"/><updated>2026-11-18T08:00:00Z</updated>
+<content type="html">&lt;p&gt;&lt;a href="notes.html"&gt;notes&lt;/a&gt;
+ &lt;img src="/img/chart.png" alt="Chart"&gt; &lt;a href="javascript:alert(1)"&gt;x&lt;/a&gt;
+ &lt;a href="#top"&gt;up&lt;/a&gt;
+ &lt;a href="mailto:lab@example.org"&gt;mail&lt;/a&gt;&lt;/p&gt;</content></entry>
+<entry xml:base="javascript:alert(2)//"><title>B</title><id>tag:lab,2</id>
+<link href="https://lab.example.org/b"/><updated>2026-11-18T08:00:00Z</updated>
+<content type="html">&lt;a href="x"&gt;x&lt;/a&gt;</content></entry>
+</feed>"""
+    read = parse_feed(atom, "lab.atom", DEFAULTS)
+    assert read.problems == [] and read.unplaced == []
+    first, second = read.posts
+    assert 'href="https://lab.example.org/blog/2026/11/notes.html"' in first.body_html
+    assert 'src="https://lab.example.org/img/chart.png"' in first.body_html
+    assert 'href="https://lab.example.org/blog/2026/11/#top"' in first.body_html
+    assert 'href="mailto:lab@example.org"' in first.body_html
+    assert "javascript" not in first.body_html and ">x</a>" in first.body_html
+    assert "javascript" not in second.body_html
+
+    rss = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>W</title>'
+           b"<link>https://wire.example.com/news/</link><item><title>T</title>"
+           b"<link>https://wire.example.com/news/t</link>"
+           b"<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate><description>"
+           b'&lt;img src="pics/a.png" alt="A"&gt; &lt;a href="../about"&gt;about&lt;/a&gt;'
+           b"</description></item></channel></rss>")
+    (post,) = parse_feed(rss, "wire.rss", DEFAULTS).posts
+    assert 'src="https://wire.example.com/news/pics/a.png"' in post.body_html
+    assert 'href="https://wire.example.com/about"' in post.body_html

@@ -39,6 +39,11 @@ from ainews_newsletter.posts.text import (
 # under "Hostile input" in BENCHMARKS.md): a larger file is refused before it is parsed, so
 # no feed can hold up a build or the preview for long.
 MAX_FEED_BYTES = 4 * 1024 * 1024
+# feedparser visits every tag outside CDATA sections at 20 to 30 µs each, in its strict and
+# in its loose parser, and more when they nest (<a> nested 100,000 deep: 2.7 s); a real feed
+# has under 1,000 (the test corpus' largest: 783). A document with more is refused before
+# feedparser sees it (50,000 tags: at most about 1.5 s of feedparser's time).
+MAX_FEED_TAGS = 50_000
 # feedparser flags these but still reads the feed correctly; anything else means broken XML.
 _HARMLESS_BOZO = (feedparser.CharacterEncodingOverride,)
 # What feedparser itself raises on hostile bytes instead of flagging them: an XML declaration
@@ -170,11 +175,14 @@ def _post(entry: Any, item: _Item, defaults: PostDefaults) -> Post:
     published = _when(entry)
     contents = entry.get("content") or []
     summary = str(entry.get("summary") or "")
+    summary_base = _content_base(entry.get("summary_detail"), item.base)
     body = str(contents[0].get("value", "")) if contents else summary
+    body_base = _content_base(contents[0], item.base) if contents else summary_base
     try:
-        body_html = sanitize_html(body)
+        body_html = sanitize_html(body, body_base)
         # An RSS item's description is both: sanitized once (nh3 is the costly step).
-        summary_html = body_html if summary == body else sanitize_html(summary)
+        summary_html = body_html if summary == body and summary_base == body_base \
+            else sanitize_html(summary, summary_base)
         lead = sanitized_to_plain(summary_html) or sanitized_to_plain(body_html)
     except TooMuchHtml as exc:
         raise _Unusable(str(exc)) from None
@@ -200,6 +208,18 @@ def _post(entry: Any, item: _Item, defaults: PostDefaults) -> Post:
         guid=guid,
         title_derived=derived,
     )
+
+
+def _content_base(detail: Any, feed_base: str | None) -> str | None:
+    """What an item's HTML resolves its relative links against: its xml:base (feedparser
+    records it in the content's `base`), itself resolved against the feed's base; None
+    when that gives no absolute http(s) URL (the links stay as they are)."""
+    declared = str((detail or {}).get("base") or "")
+    try:
+        base = urljoin(feed_base or "", declared)
+    except ValueError:
+        return None
+    return base if _scheme(base) in ("http", "https") else None
 
 
 def _reported_title(entry: Any) -> str:
@@ -235,14 +255,35 @@ def _feed_base(parsed: Any, source: str) -> str | None:
     return source if _scheme(source) in ("http", "https") else None
 
 
+def _tags_outside_cdata(data: bytes) -> int:
+    """The "<" of a document outside its CDATA sections (each section counts one): an
+    upper bound on the tags feedparser's parsers visit, in one linear pass."""
+    count = at = 0
+    while (start := data.find(b"<![CDATA[", at)) >= 0:
+        count += data.count(b"<", at, start) + 1
+        end = data.find(b"]]>", start + 9)
+        if end < 0:
+            return count
+        at = end + 3
+    return count + data.count(b"<", at)
+
+
 def parse_feed(data: bytes, source: str, defaults: PostDefaults) -> FeedRead:
     """Posts of a feed document, the items left out and why; a document that is not an RSS
     or Atom feed is one problem for the whole source."""
     if data[:1].isspace() and data.lstrip()[:5] == b"<?xml":
         data = data.lstrip()  # whitespace before the XML declaration: harmless in practice
     read = FeedRead()
+    tags = _tags_outside_cdata(data)
+    if tags > MAX_FEED_TAGS:
+        read.problems.append(PostError(f"feed {source}: {tags:,} XML tags, more than the "
+                                       f"{MAX_FEED_TAGS:,} a feed may have"))
+        return read
     try:
-        parsed = feedparser.parse(data)
+        # feedparser's own sanitizer and link resolver are off: nh3 sanitizes and resolves
+        # (sanitize_html), and feedparser's passes are slow on deep markup (an item of
+        # <a> nested 100,000 deep: 4.3 s with them, 1.3 s without; BENCHMARKS.md).
+        parsed = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
     except _FEEDPARSER_FAILURES as exc:
         reason = str(exc)[:200].encode("utf-8", "backslashreplace").decode("utf-8")
         read.problems.append(PostError(f"feed {source}: not a readable RSS or Atom feed "

@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 import nh3
@@ -82,10 +83,32 @@ def _bounded(fragment: str) -> str:
     return fragment
 
 
-def sanitize_html(fragment: str) -> str:
-    """The fragment kept to the safe subset, or TooMuchHtml (see MAX_HTML_TAGS)."""
-    return nh3.clean(_bounded(fragment), tags=_ALLOWED_TAGS,
-                     url_schemes={"http", "https", "mailto"})
+_URL_SCHEMES = {"http", "https", "mailto"}
+# The attributes of _ALLOWED_TAGS that nh3 keeps and that hold a URL.
+_URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
+
+
+def sanitize_html(fragment: str, base: str | None = None) -> str:
+    """The fragment kept to the safe subset, or TooMuchHtml (see MAX_HTML_TAGS); relative
+    links and images resolved against `base` (an absolute http(s) URL) when given, since
+    a mail app has no page to resolve them against."""
+    return nh3.clean(_bounded(fragment), tags=_ALLOWED_TAGS, url_schemes=_URL_SCHEMES,
+                     attribute_filter=None if base is None else _resolver(base))
+
+
+def _resolver(base: str) -> Callable[[str, str, str], str | None]:
+    def resolve(_element: str, attribute: str, value: str) -> str | None:
+        if attribute not in _URL_ATTRIBUTES:
+            return value
+        # nh3 checks the scheme before it calls this filter, so the joined URL is checked
+        # here; one that does not split is dropped.
+        try:
+            joined = urljoin(base, value)
+            return joined if urlsplit(joined).scheme in _URL_SCHEMES else None
+        except ValueError:
+            return None
+
+    return resolve
 
 
 def html_to_plain(fragment: str) -> str:
