@@ -115,3 +115,30 @@ clicks = Table(
     Index("ix_clicks_issue_position", "issue_id", "position"),
     Index("ix_clicks_delivery", "delivery_id"),
 )
+
+# The welcome mail ([subscribers] welcome): its own kind of delivery, one per reader and
+# never an issue's (not in the archive, the feed, issue reports or `send --resume`). The
+# unique subscriber_id is what makes it go once: a row is queued in the transaction that
+# confirms the reader, and sent after it commits; a crash leaves it queued for the next
+# `serve` start or the scheduler.
+welcomes = Table(
+    "welcomes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, nullable=False),
+    Column("email", String(320), nullable=False),  # a snapshot, as in deliveries
+    Column("name", Text, nullable=True),
+    Column("state", String(16), nullable=False),  # queued, sending, sent, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("last_code", Integer, nullable=True),
+    Column("last_reply", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    Column("return_tag", String(32), nullable=True),
+    Column("provider_message_id", String(255), nullable=True),
+    UniqueConstraint("subscriber_id", name="uq_welcome_subscriber"),
+    UniqueConstraint("return_tag", name="uq_welcome_return_tag"),
+    Index("ix_welcome_state", "state"),
+)

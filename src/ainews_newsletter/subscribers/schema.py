@@ -73,3 +73,16 @@ subscriber_events = Table(
     Index("ix_subscriber_events_subscriber", "subscriber_id"),
     Index("ix_subscriber_events_issue", "issue_id", "kind"),
 )
+
+# Confirmation mails sent, one row each, so `[web] confirmations_per_address_per_day` holds
+# across restarts and processes: counted per mailbox (plus-tags dropped: web/security.py
+# mailbox_key) over the last day; rows older than a day are pruned as new ones come.
+confirmation_mails = Table(
+    "confirmation_mails",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox", String(320), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=False),
+    Index("ix_confirmation_mails_mailbox_sent", "mailbox", "sent_at"),
+    Index("ix_confirmation_mails_sent", "sent_at"),
+)
