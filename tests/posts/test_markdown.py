@@ -171,3 +171,13 @@ def test_plain_anchors_and_ordinary_numbers_still_load(tmp_path: Path) -> None:
                                          "tags: [0x1F, 7]\n---\nbody\n")
     post = load_post(path, DEFAULTS)
     assert post.title == "2026" and post.tags == ("31", "7")
+
+
+def test_a_date_among_the_tags_or_as_the_title_is_its_text(tmp_path: Path) -> None:
+    """YAML reads an unquoted 2026-01-05 as a date; in tags or a title it is that text."""
+    path = write_post(tmp_path, "ok.md", "---\ntitle: 2026-01-05\ndate: 2026-11-18\n"
+                                         "tags: [review, 2026-01-05, 2026-01-05 10:30:00]\n"
+                                         "---\nbody\n")
+    post = load_post(path, DEFAULTS)
+    assert post.title == "2026-01-05"
+    assert post.tags == ("review", "2026-01-05", "2026-01-05T10:30:00")

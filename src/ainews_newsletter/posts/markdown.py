@@ -121,7 +121,10 @@ def _published(value: Any, tz: ZoneInfo, where: str) -> datetime:
 
 
 def _scalar_text(value: Any, where: str, field: str) -> str:
-    """Text of a front-matter scalar, its type checked before it is turned into text."""
+    """Text of a front-matter scalar, its type checked before it is turned into text. YAML
+    reads an unquoted 2026-01-05 as a date: as a tag or a title it is meant as that text."""
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
     if not isinstance(value, str | int | float):
         raise PostError(f"{where}: field {field}: expected text, got {type(value).__name__}")
     return str(value).strip()
