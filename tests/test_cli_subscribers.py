@@ -147,7 +147,7 @@ def test_import_every_format_with_rejects_file(any_project: Project, tmp_path: P
     assert "mailchimp-subscribed.csv:5: 'not-an-address' is not a valid" in result.stderr
     written = list(csv.DictReader(rejects.open(encoding="utf-8")))
     assert [(row["line"], row["email"]) for row in written] == [
-        ("5", "not-an-address"), ("6", '=HYPERLINK("https://evil.example")')]
+        ("5", "not-an-address"), ("6", '\'=HYPERLINK("https://evil.example")')]  # as text
     for name, file_format in (("substack.csv", "substack"), ("listmonk.csv", "listmonk")):
         summary = _json(any_project, "subscribers", "import", str(FIXTURES / name))
         assert summary["format"] == file_format and summary["rejected"] == 0  # type: ignore[index]
@@ -369,3 +369,27 @@ def test_a_file_of_junk_rows_is_read_row_by_row_and_every_reject_is_written(
     kept = import_rows(fresh, open_subscriber_file(path).rows, dry_run=True)
     assert kept.rejected == junk + 3 and len(kept.rejects) == KEPT_REJECTS
     assert [reject.line for reject in kept.rejects] == list(range(3, 3 + KEPT_REJECTS))
+
+
+def test_rejects_file_may_not_be_the_file_being_imported(any_project: Project,
+                                                         tmp_path: Path) -> None:
+    """Review: writing the rejects over the input as it is read imported part of it."""
+    path = tmp_path / "in.csv"
+    path.write_text("email\n" + "".join(f"r{i}@example.com\n" for i in range(500)) + "bad\n",
+                    encoding="utf-8")
+    result = any_project.run("subscribers", "import", str(path), "--rejects", str(path))
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert _lines(result.stderr) == [f"error: --rejects: {path} is the file being imported; "
+                                     "name another file for the rejected rows"]
+    assert path.read_text(encoding="utf-8").count("@example.com") == 500
+    assert any_project.query("SELECT count(*) FROM subscribers") == [(0,)]
+
+
+def test_rejected_values_are_spreadsheet_safe_in_the_rejects_file(any_project: Project,
+                                                                  tmp_path: Path) -> None:
+    path, rejects = tmp_path / "in.csv", tmp_path / "rejects.csv"
+    path.write_text('email\n=HYPERLINK("http://evil.example")\n', encoding="utf-8")
+    any_project.run("subscribers", "import", str(path), "--rejects", str(rejects))
+    (row,) = list(csv.DictReader(rejects.open(encoding="utf-8")))
+    assert row["email"] == "'=HYPERLINK(\"http://evil.example\")"  # text, not a formula
+    assert row["reason"].startswith("'=HYPERLINK")  # the address quoted: text too

@@ -202,3 +202,50 @@ def test_relative_links_in_an_items_html_resolve_like_a_feed_reader_would() -> N
     (post,) = parse_feed(rss, "wire.rss", DEFAULTS).posts
     assert 'src="https://wire.example.com/news/pics/a.png"' in post.body_html
     assert 'href="https://wire.example.com/about"' in post.body_html
+
+
+def _channel(items: str, declaration: str = '<?xml version="1.0" encoding="utf-8"?>') -> str:
+    return (f'{declaration}<rss version="2.0"><channel><title>W</title>'
+            "<link>https://wire.example.com/</link><item><title>T</title>"
+            "<link>https://wire.example.com/t</link>"
+            f"<pubDate>Wed, 18 Nov 2026 08:00:00 GMT</pubDate>{items}</item></channel></rss>")
+
+
+MANY = "<a/>" * 60_000  # over MAX_FEED_ELEMENTS
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(_channel(f"<description>{MANY}</description>").encode(), id="plain"),
+    pytest.param(_channel(f"<description><!--<![CDATA[-->{MANY}<!--]]>--></description>"
+                          ).encode(), id="cdata-markers-in-comments"),
+    pytest.param(_channel(f"<description><!--<![CDATA[-->{MANY}</description>").encode(),
+                 id="cdata-never-closed"),
+    pytest.param(_channel(f'<y a="<![CDATA[">{MANY}</y>').encode(), id="cdata-in-an-attribute"),
+    pytest.param(_channel(f"<?pi <![CDATA[ ?>{MANY}").encode(), id="cdata-in-a-pi"),
+    pytest.param(_channel(f"<description>{MANY}</description>",
+                          '<?xml version="1.0" encoding="cp037"?>').encode("cp037"),
+                 id="ebcdic"),
+    pytest.param(_channel(f"<description>{MANY}</description>",
+                          '<?xml version="1.0" encoding="utf-16"?>').encode("utf-16"),
+                 id="utf-16"),
+])
+def test_a_feed_of_more_elements_than_a_feed_has_is_refused_whatever_hides_them(
+        data: bytes) -> None:
+    """Review of the first count (a count of "<" bytes outside CDATA markers): markers in a
+    comment, an attribute or a processing instruction, a section never closed, or an
+    encoding where "<" is another byte hid 60,000 elements from it, and feedparser then
+    spent seconds on them. expat counts what feedparser will read."""
+    read = parse_feed(data, "many.rss", DEFAULTS)
+    assert [str(problem) for problem in read.problems] == [
+        "feed many.rss: more than 50,000 XML elements, more than a feed may have"]
+    assert read.posts == []
+
+
+def test_a_utf16_feed_of_text_whose_bytes_look_like_tags_is_read() -> None:
+    """In UTF-16 a Cyrillic "м" (U+043C) holds the byte of "<": 60,000 of them are text."""
+    data = _channel(f"<description>{'мир ' * 60_000}</description>",
+                    '<?xml version="1.0" encoding="utf-16"?>').encode("utf-16")
+    assert data.count(b"<") > 60_000
+    read = parse_feed(data, "ru.rss", DEFAULTS)
+    assert read.problems == [] and read.unplaced == []
+    assert read.posts[0].summary.startswith("мир мир")

@@ -60,6 +60,10 @@ def test_fast_path_accepts_only_what_email_validator_accepts(address: str,
 @example(address='"a@"', allow_test=False)
 @example(address="a@b@c", allow_test=False)
 @example(address="a@b²", allow_test=False)
+@example(address="a\uff20b.com", allow_test=False)  # a full-width "@"
+@example(address="a\ufe6bb.com", allow_test=False)  # a small "@"
+@example(address="a@" + "b" * 64, allow_test=False)
+@example(address="a@" + "b" * 300, allow_test=False)
 def test_quick_refusals_are_email_validators_own(address: str, allow_test: bool) -> None:
     """What `_plain_refusal` refuses, email-validator refuses in the same words (as
     normalize() asks it: the test environment for .test domains only)."""

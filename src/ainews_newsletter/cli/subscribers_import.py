@@ -23,6 +23,7 @@ from ainews_newsletter.cli.common import (
 )
 from ainews_newsletter.cli.subscribers import STATUS_CHOICE, list_option, open_store, status_filter
 from ainews_newsletter.errors import SubscriberError
+from ainews_newsletter.subscribers.export import spreadsheet_safe
 from ainews_newsletter.subscribers.formats import FORMATS, open_subscriber_file
 from ainews_newsletter.subscribers.importer import import_rows
 
@@ -60,6 +61,10 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
         TimeRemainingColumn,
     )
 
+    if rejects_path is not None and rejects_path.exists() and file.exists() \
+            and rejects_path.samefile(file):
+        raise SubscriberError(f"--rejects: {rejects_path} is the file being imported; name "
+                              "another file for the rejected rows")
     opened = open_subscriber_file(file, file_format, check_dns,
                                   state.config.subscribers.allow_test_domains)
     size = max(file.stat().st_size, 1)
@@ -75,7 +80,8 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
                               on_batch=lambda _rows: progress.update(
                                   task, completed=opened.bytes_read()),
                               on_reject=None if writer is None else lambda reject:
-                              writer.writerow([reject.line, reject.email, reject.reason]))
+                              writer.writerow([reject.line, spreadsheet_safe(reject.email),
+                                               reject.reason]))  # starts with text or '…
     for reject in summary.rejects[:SHOWN_REJECTS]:
         fail(f"{file}:{reject.line}: {reject.reason}")
     if summary.rejected > SHOWN_REJECTS:

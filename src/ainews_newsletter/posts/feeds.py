@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+import xml.parsers.expat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
+from feedparser.encodings import convert_to_utf8
 
 from ainews_newsletter import __version__
 from ainews_newsletter.errors import PostError
@@ -39,11 +41,12 @@ from ainews_newsletter.posts.text import (
 # under "Hostile input" in BENCHMARKS.md): a larger file is refused before it is parsed, so
 # no feed can hold up a build or the preview for long.
 MAX_FEED_BYTES = 4 * 1024 * 1024
-# feedparser visits every tag outside CDATA sections at 20 to 30 µs each, in its strict and
-# in its loose parser, and more when they nest (<a> nested 100,000 deep: 2.7 s); a real feed
-# has under 1,000 (the test corpus' largest: 783). A document with more is refused before
-# feedparser sees it (50,000 tags: at most about 1.5 s of feedparser's time).
-MAX_FEED_TAGS = 50_000
+# feedparser visits every element at 20 to 30 µs, in its strict and in its loose parser, and
+# more when they nest (<a> nested 100,000 deep: 2.7 s); a real feed has under 1,000 (the test
+# corpus' largest: 783). A document with more is refused before feedparser sees it (50,000:
+# at most about 1.5 s of feedparser's time); counted by expat (`_elements`), which comments,
+# CDATA, attributes and encodings cannot fool the way a count of "<" bytes can.
+MAX_FEED_ELEMENTS = 50_000
 # feedparser flags these but still reads the feed correctly; anything else means broken XML.
 _HARMLESS_BOZO = (feedparser.CharacterEncodingOverride,)
 # What feedparser itself raises on hostile bytes instead of flagging them: an XML declaration
@@ -255,17 +258,34 @@ def _feed_base(parsed: Any, source: str) -> str | None:
     return source if _scheme(source) in ("http", "https") else None
 
 
-def _tags_outside_cdata(data: bytes) -> int:
-    """The "<" of a document outside its CDATA sections (each section counts one): an
-    upper bound on the tags feedparser's parsers visit, in one linear pass."""
-    count = at = 0
-    while (start := data.find(b"<![CDATA[", at)) >= 0:
-        count += data.count(b"<", at, start) + 1
-        end = data.find(b"]]>", start + 9)
-        if end < 0:
-            return count
-        at = end + 3
-    return count + data.count(b"<", at)
+class _TooManyElements(Exception):
+    pass
+
+
+def _elements(data: bytes, cap: int) -> int:
+    """About how many tags feedparser's parsers will visit, at C speed, stopping past `cap`:
+    the elements expat reads in the document decoded as feedparser decodes it (so a UTF-16
+    or an EBCDIC feed counts its real tags, and comments and CDATA count none); from a
+    syntax error on (feedparser then reads the document again with its loose parser), every
+    "<" counts."""
+    utf8 = convert_to_utf8({}, data, {})
+    parser = xml.parsers.expat.ParserCreate()
+    count = 0
+
+    def start(_name: str, _attributes: Any) -> None:
+        nonlocal count
+        count += 1
+        if count > cap:
+            raise _TooManyElements
+
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(utf8, True)
+    except _TooManyElements:
+        pass
+    except xml.parsers.expat.ExpatError:
+        count += utf8.count(b"<", max(parser.CurrentByteIndex, 0))
+    return count
 
 
 def parse_feed(data: bytes, source: str, defaults: PostDefaults) -> FeedRead:
@@ -274,12 +294,11 @@ def parse_feed(data: bytes, source: str, defaults: PostDefaults) -> FeedRead:
     if data[:1].isspace() and data.lstrip()[:5] == b"<?xml":
         data = data.lstrip()  # whitespace before the XML declaration: harmless in practice
     read = FeedRead()
-    tags = _tags_outside_cdata(data)
-    if tags > MAX_FEED_TAGS:
-        read.problems.append(PostError(f"feed {source}: {tags:,} XML tags, more than the "
-                                       f"{MAX_FEED_TAGS:,} a feed may have"))
-        return read
     try:
+        if _elements(data, MAX_FEED_ELEMENTS) > MAX_FEED_ELEMENTS:
+            read.problems.append(PostError(f"feed {source}: more than {MAX_FEED_ELEMENTS:,} XML "
+                                           "elements, more than a feed may have"))
+            return read
         # feedparser's own sanitizer and link resolver are off: nh3 sanitizes and resolves
         # (sanitize_html), and feedparser's passes are slow on deep markup (an item of
         # <a> nested 100,000 deep: 4.3 s with them, 1.3 s without; BENCHMARKS.md).

@@ -93,8 +93,10 @@ def normalize(address: str, check_dns: bool = False,
     refused = _plain_refusal(given, allow_test)
     if refused is not None:  # a fault of the shape, whatever the domain: no hint
         raise SubscriberError(f"{given!r} is not a valid email address: {refused}")
-    # A DNS answer may change (the web server runs for weeks): never remembered.
-    checked = (_validated.__wrapped__ if check_dns else _validated)(given, check_dns,
+    # A DNS answer may change (the web server runs for weeks), and a value longer than any
+    # address (a cell may hold a megabyte) is not worth keeping: neither is remembered.
+    remembered = not check_dns and len(given) <= MAX_REMEMBERED
+    checked = (_validated if remembered else _validated.__wrapped__)(given, check_dns,
                                                                     allow_test)
     if isinstance(checked, tuple):
         return checked
@@ -107,6 +109,8 @@ def _plain_refusal(given: str, allow_test: bool) -> str | None:
     a call): a hostile file of 500,000 rows of "a" or "@" is refused in a second, not in
     ten. Each case is one email-validator refuses with exactly this message
     (tests/subscribers/test_addresses.py checks it with hypothesis)."""
+    if "\uff20" in given or "\ufe6b" in given:
+        return None  # a full-width or small "@": email-validator names it in its own words
     at = given.rfind("@")
     if at < 0:
         return "An email address must have an @-sign."
@@ -117,9 +121,13 @@ def _plain_refusal(given: str, allow_test: bool) -> str | None:
     if at == len(given) - 1:
         return "There must be something after the @-sign."
     domain = given[at + 1:]
-    if domain.isascii() and domain.isalnum() and not (allow_test and is_test_domain(domain)):
+    if (len(domain) <= 63 and domain.isascii() and domain.isalnum()
+            and not (allow_test and is_test_domain(domain))):
         return "The part after the @-sign is not valid. It should have a period."
     return None
+
+
+MAX_REMEMBERED = 320  # characters: longer than any address email-validator accepts (254)
 
 
 @lru_cache(maxsize=1024)
