@@ -7,18 +7,21 @@ preflight and the JSON answers through the ASGI app."""
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from playwright.sync_api import Browser
 from starlette.testclient import TestClient
 
+from ainews_newsletter.cli.app import cli
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.errors import ConfigError
 from ainews_newsletter.web.public import create_public_app
-from tests.conftest import Project, SmtpServer, smtp_env
+from tests.conftest import REPO, Project, SmtpServer, smtp_env
 from tests.render.test_browser import browser  # noqa: F401  (the Chromium fixture)
 from tests.web.signup_pages import (
     SECRET,
@@ -210,6 +213,17 @@ def test_the_snippet_warns_without_allowed_origins_and_knows_the_puzzle(
     assert refused.exit_code == 1 and refused.stdout == ""
     assert refused.stderr.count("\n") == 1 and "--iframe" in refused.stderr
     assert "Traceback" not in refused.output
+
+
+def test_the_documentation_shows_what_the_snippet_prints() -> None:
+    """docs/signup-forms.md shows the output for the shipped config.toml: it must not rot."""
+    page = (REPO / "docs" / "signup-forms.md").read_text(encoding="utf-8")
+    shown = re.findall(r"```html\n(.*?)```", page, flags=re.DOTALL)
+    env = {"AINEWS_WEB__ALLOWED_ORIGINS": '["https://blog.ainews.example"]'}
+    printed = [CliRunner().invoke(cli, ["--config", str(REPO / "config.toml"), "web",
+                                        "snippet", *args], env=env).stdout
+               for args in ((), ("--iframe",))]
+    assert shown == printed
 
 
 # -- through the ASGI app: CORS, JSON, headers -----------------------------------------------
