@@ -63,6 +63,7 @@ sources = [{{ type = "markdown", path = "posts" }}]
 
 # [web]
 # tagline = "One email a week with the AI news that mattered."
+# allowed_origins = ["https://your.site"]  # its sign-up forms: `ainews web snippet`
 """
 
 EXAMPLE_POST = """\

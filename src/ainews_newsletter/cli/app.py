@@ -66,6 +66,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "subscribers": (f"{_CLI}.subscribers:subscribers",
                     "Add, remove, unsubscribe, list, count, import and export subscribers, and "
                     "manage lists. Statuses: pending, active, unsubscribed, bounced, complained."),
+    "web": (f"{_CLI}.web:web",
+            "The sign-up form for your own site: `ainews web snippet` prints it to paste "
+            "there."),
 }
 
 

@@ -1,4 +1,5 @@
-"""`ainews preview` (the writer's local preview) and `ainews serve` (the public pages)."""
+"""`ainews preview` (the writer's local preview), `ainews serve` (the public pages) and
+`ainews web snippet` (the sign-up form for the operator's own site)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,33 @@ def serve(state: AppState, host: str | None, port: int | None) -> None:
     console.print(f"Serving {config.newsletter.name} on http://{host}:{port}/ "
                   f"(public URL: {config.newsletter.base_url})")
     run_public_server(app, config, host, port)
+
+
+@click.group(name="web")
+def web() -> None:
+    """The sign-up form for your own site: `ainews web snippet` prints it to paste there."""
+
+
+@web.command()
+@click.option("--iframe", is_flag=True,
+              help="Print an <iframe> of our /embed page instead of a plain form: it carries "
+                   "a signed form time (and the puzzle of [web] proof_of_work), which a "
+                   "pasted form cannot.")
+@pass_state
+def snippet(state: AppState, iframe: bool) -> None:
+    """Print a copy-paste HTML sign-up form for another site, posting to [newsletter]
+    base_url/subscribe: a plain form that works without JavaScript, with a hidden honeypot
+    field and an optional script that signs up without leaving the page. The site's origin
+    must be in [web] allowed_origins."""
+    from ainews_newsletter.errors import ConfigError
+    from ainews_newsletter.web.snippet import form_snippet, iframe_snippet
+
+    config = state.config
+    if config.web.proof_of_work and not iframe:
+        raise ConfigError("[web] proof_of_work is on: a pasted form cannot solve its puzzle "
+                          "and every sign-up from it would be dropped; use `ainews web "
+                          "snippet --iframe`")
+    if not config.web.allowed_origins:
+        click.echo("warning: [web] allowed_origins is empty: add your site's origin (e.g. "
+                   '"https://blog.example"), or `ainews serve` refuses this form', err=True)
+    click.echo(iframe_snippet(config) if iframe else form_snippet(config), nl=False)

@@ -84,6 +84,68 @@ class WebConfig(Section):
     keep_alive_seconds: float = Field(default=5, gt=0, le=300,
                                       description="An idle keep-alive connection is closed "
                                                   "after this many seconds.")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description='Other sites whose pages may post sign-ups to /subscribe (the form '
+                    "`ainews web snippet` prints) and frame /embed: origins such as "
+                    '"https://blog.example" (scheme://host[:port], no path). A post from any '
+                    "other site is refused (403). Empty: only our own pages.")
+    after_subscribe_url: str | None = Field(
+        default=None,
+        description="Where a reader lands (303) after signing up through a plain form on one "
+                    "of allowed_origins' sites; unset: our own thank-you page.")
+    min_form_seconds: float = Field(
+        default=2, ge=0, le=3600,
+        description="A form of ours (the subscribe page, /embed) sent sooner than this after "
+                    "it was served is taken for a bot's: the reader's usual answer, nothing "
+                    "stored or mailed. So is one older than a day.")
+    proof_of_work: bool = Field(
+        default=False,
+        description="Our forms carry a signed puzzle that a small script in the page solves "
+                    "(SHA-256, a fraction of a second) before posting; a sign-up without a "
+                    "solution is dropped quietly. Needs JavaScript in the reader's browser "
+                    "and turns away the static form of `ainews web snippet` (use --iframe).")
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _valid_origins(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(check_origin(origin) for origin in value))
+
+    @field_validator("after_subscribe_url")
+    @classmethod
+    def _valid_after_subscribe_url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+
+def check_origin(value: str) -> str:
+    """`scheme://host[:port]` as browsers send it in Origin: lower case, no default port, no
+    path (a trailing slash is forgiven). Anything else cannot match a browser's Origin and
+    would silently refuse every post, so it is an error here."""
+    from urllib.parse import urlsplit
+
+    wrong = ValueError(f"{value!r} is not an origin: write scheme://host[:port] with no path, "
+                       'e.g. "https://blog.example"')
+    text = value.strip()
+    try:
+        parts = urlsplit(text[:-1] if text.endswith("/") else text)
+        port = parts.port  # a port that is no number, or over 65535: ValueError
+    except ValueError:
+        raise wrong from None
+    host = (parts.hostname or "").lower()
+    if (parts.scheme not in ("http", "https") or not host or parts.path or parts.query
+            or parts.fragment or "@" in parts.netloc):
+        raise wrong
+    scheme = parts.scheme
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal keeps its brackets
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
 
 
 class TrackingConfig(Section):

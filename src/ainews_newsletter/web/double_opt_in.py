@@ -60,7 +60,8 @@ class DoubleOptIn:
         """Counts a confirmation mail to this mailbox (plus-tags and all, one mailbox)."""
         return self.per_address.allow(mailbox_key(normalized_address))
 
-    def sign_up_and_mail(self, address: str, name: str | None) -> None:
+    def sign_up_and_mail(self, address: str, name: str | None,
+                         cross_origin: bool = False) -> None:
         """After the response, so only the log can tell why a sign-up stays pending: one
         line per confirmation mail not sent, the address masked (a log is no mailing list).
         A refusal or a server that is down is expected: no traceback; a bug keeps its own."""

@@ -38,6 +38,10 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
+                if b"content-security-policy" in present:
+                    # Its own policy's frame-ancestors decides who may frame it (/embed):
+                    # a default X-Frame-Options: DENY would contradict it.
+                    present.add(b"x-frame-options")
                 message = {**message, "headers": [
                     *message.get("headers", []),
                     *_missing(extra, present)]}

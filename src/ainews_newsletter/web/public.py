@@ -2,7 +2,10 @@
 
 /                     subscribe form (email, name): double opt-in
 /subscribe            POST: mails an encrypted, expiring confirmation link (same answer for
-                      every address, so the form cannot tell who is subscribed)
+                      every address, so the form cannot tell who is subscribed), from our
+                      page, /embed or the sites of [web] allowed_origins (signup_form.py);
+                      OPTIONS: the CORS preflight of those sites' fetch()
+/embed                the subscribe form for an iframe on those sites
 /confirm/<token>      GET shows a button; POST (CSRF-checked) confirms
 /unsubscribe/<token>  GET shows a button and changes nothing (link scanners follow GETs);
                       POST "List-Unsubscribe=One-Click" unsubscribes (RFC 8058): idempotent,
@@ -14,7 +17,8 @@
 /webhooks/<provider>  POST: a mail provider's events (webhooks.py), 404 until configured
 
 The sign-up policy (throttles, the confirmation mail, who may confirm) is double_opt_in.py;
-the feed is atom_feed.py."""
+the forms and who may post them signup_form.py, bots.py and cross_origin.py; the feed is
+atom_feed.py."""
 
 from __future__ import annotations
 
@@ -25,7 +29,6 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -37,12 +40,10 @@ from starlette.types import ASGIApp
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.delivery.ledger import IssueRecord
-from ainews_newsletter.errors import AinewsError, ConfigError, RenderError, SubscriberError
+from ainews_newsletter.errors import AinewsError, ConfigError, RenderError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
 from ainews_newsletter.pipeline.issue import audience_list, open_ledger, open_subscribers
-from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.history import Attribution
-from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.store import SubscriberStore
 from ainews_newsletter.web.atom_feed import MEDIA_TYPE, archive_feed
 from ainews_newsletter.web.clicks import ClickRedirects
@@ -54,11 +55,11 @@ from ainews_newsletter.web.security import (
     SECURITY_HEADERS,
     BadToken,
     Confirmation,
-    client_key,
     csrf_ok,
     mask_tokens,
     new_csrf_value,
 )
+from ainews_newsletter.web.signup_form import SignUpForm
 from ainews_newsletter.web.templating import public_page_templates, render_page
 from ainews_newsletter.web.webhooks import PATH_PREFIX as WEBHOOKS
 from ainews_newsletter.web.webhooks import WebhookRoutes
@@ -79,11 +80,14 @@ class PublicSite:
         self.config, self.secret = config, secret
         self.templates = public_page_templates(config)  # a broken override stops here
         self.opt_in = DoubleOptIn(config, secret)
+        self.signup_form = SignUpForm(config, self.opt_in, secret, self.page)
 
     # -- helpers ----------------------------------------------------------------------
 
     def page(self, template: str, status: int = 200, csrf: str | None = None,
-             **context: Any) -> HTMLResponse:
+             headers: Mapping[str, str] | None = None, **context: Any) -> HTMLResponse:
+        """`headers` replace SECURITY_HEADERS (a page framed elsewhere, or running a
+        script, has a policy of its own)."""
         try:
             html = render_page(self.templates, template, {
                 "newsletter": self.config.newsletter, "tagline": self.config.web.tagline,
@@ -92,7 +96,8 @@ class PublicSite:
             log.error("page %s not shown: %s", template, exc)
             return HTMLResponse("<h1>Something went wrong</h1>", status_code=500,
                                 headers=SECURITY_HEADERS)
-        response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        response = HTMLResponse(html, status_code=status,
+                                headers=SECURITY_HEADERS if headers is None else headers)
         if csrf is not None:
             response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict",
                                 secure=self.config.newsletter.base_url.startswith("https:"))
@@ -118,34 +123,11 @@ class PublicSite:
     # -- subscribe and confirm --------------------------------------------------------
 
     async def home(self, request: Request) -> Response:
-        return self.page("subscribe.html", csrf=new_csrf_value())
+        return self.signup_form.own_page()
 
     async def subscribe(self, request: Request) -> Response:
-        data = await self.form(request)
-        if data is None:
-            return self.message("Please try again", "The form had expired. Reload the page and "
-                                "send it again.", status=400)
-        client = client_key(request.client.host if request.client else "unknown")
-        if not self.opt_in.may_sign_up_from(client):
-            return self.message("Too many sign-ups", "Too many sign-ups from your network; "
-                                "please try again in an hour.", status=429)
-        try:
-            address, normalized = normalize(
-                str(data.get("email") or ""),
-                allow_test=self.config.subscribers.allow_test_domains)
-        except SubscriberError:
-            return self.page("subscribe.html", status=400, csrf=new_csrf_value(),
-                             error="That does not look like an email address.",
-                             email=str(data.get("email") or "")[:320])
-        name = clean_name(str(data.get("name") or ""))
-        # The same answer, as fast, whatever happens: the sign-up and the mail run after the
-        # response, so neither its text nor its timing tells whether someone subscribes.
-        response = self.message("Check your inbox", f"If {address} can receive mail, a "
-                                "message with a confirmation link is on its way. The "
-                                "subscription starts when you follow it.")
-        if self.opt_in.may_mail(normalized):
-            response.background = BackgroundTask(self.opt_in.sign_up_and_mail, address, name)
-        return response
+        """Our page's form, /embed's and the allowed sites' (signup_form.py)."""
+        return await self.signup_form.subscribe(request)
 
     def _confirmation(self, request: Request) -> Confirmation:
         return self.opt_in.read(str(request.path_params["token"]))
@@ -310,6 +292,8 @@ def create_public_app(config: Config) -> ASGIApp:
     routes = [
         Route("/", site.home),
         Route("/subscribe", site.subscribe, methods=["POST"]),
+        Route("/subscribe", site.signup_form.origins.preflight, methods=["OPTIONS"]),
+        Route("/embed", site.signup_form.embed, methods=["GET"]),
         Route("/confirm/{token}", site.confirm_page, methods=["GET"]),
         Route("/confirm/{token}", site.confirm, methods=["POST"]),
         Route("/unsubscribe", site.unsubscribe_help),

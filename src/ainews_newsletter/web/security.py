@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,10 +22,20 @@ MAX_KEYS = 100_000
 CSRF_COOKIE = "ainews_csrf"
 CSRF_FIELD = "csrf"
 
-# Archive pages show the issue's own HTML (inline styles, remote images); nothing runs
-# scripts, nothing may frame us, and forms post only to ourselves.
-CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
-                           "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+def content_security_policy(frame_ancestors: Sequence[str] = (),
+                            script_nonce: str | None = None) -> str:
+    """Archive pages show the issue's own HTML (inline styles, remote images); nothing runs
+    scripts, nothing may frame us, and forms post only to ourselves. Two exceptions, each
+    only where it is needed: /embed may be framed by [web] allowed_origins, and with [web]
+    proof_of_work a form's page runs its one inline script, the one carrying the nonce."""
+    ancestors = " ".join(frame_ancestors) or "'none'"
+    scripts = f"; script-src 'nonce-{script_nonce}'" if script_nonce else ""
+    return ("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+            f"form-action 'self'; frame-ancestors {ancestors}; base-uri 'none'{scripts}")
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -104,6 +114,16 @@ class ConfirmationTokens:
         return Confirmation(data["e"], list_name if isinstance(list_name, str) else None,
                             name if isinstance(name, str) else None,
                             datetime.fromtimestamp(issued, UTC))
+
+
+def derived_key(secret_key: str, purpose: bytes) -> bytes:
+    """A 32-byte key for one purpose, derived from AINEWS_SECRET_KEY (HKDF-SHA256): a key
+    that leaks from one use opens no other."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=purpose).derive(secret_key.encode())
 
 
 def new_csrf_value() -> str:

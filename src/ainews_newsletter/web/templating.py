@@ -29,7 +29,7 @@ from ainews_newsletter.render.environment import template_folders
 
 # Every page public.py renders: each must be found (in an override or the shipped copy) and
 # compile before `ainews serve` listens.
-PUBLIC_PAGES = ("archive.html", "base.html", "confirm.html", "message.html",
+PUBLIC_PAGES = ("archive.html", "base.html", "confirm.html", "embed.html", "message.html",
                 "preferences.html", "subscribe.html", "unsubscribe.html")
 
 
