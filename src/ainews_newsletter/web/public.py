@@ -3,7 +3,8 @@
 /                     subscribe form (email, name): double opt-in
 /subscribe            POST: mails an encrypted, expiring confirmation link (same answer for
                       every address, so the form cannot tell who is subscribed)
-/confirm/<token>      GET shows a button; POST (CSRF-checked) confirms
+/confirm/<token>      GET shows a button; POST (CSRF-checked) confirms; with [subscribers]
+                      confirm_on_click a person's GET confirms (scanners.py: not a scanner's)
 /unsubscribe/<token>  GET shows a button and changes nothing (link scanners follow GETs);
                       POST "List-Unsubscribe=One-Click" unsubscribes (RFC 8058): idempotent,
                       200, no redirect, no CSRF (mail providers post it without cookies)
@@ -48,6 +49,7 @@ from ainews_newsletter.web.atom_feed import MEDIA_TYPE, archive_feed
 from ainews_newsletter.web.clicks import ClickRedirects
 from ainews_newsletter.web.double_opt_in import DoubleOptIn
 from ainews_newsletter.web.hardening import BodyLimit, BodyTooLarge, SecurityHeaders
+from ainews_newsletter.web.scanners import link_scanner
 from ainews_newsletter.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -130,7 +132,7 @@ class PublicSite:
             return self.message("Too many sign-ups", "Too many sign-ups from your network; "
                                 "please try again in an hour.", status=429)
         try:
-            address, normalized = normalize(
+            address, _ = normalize(
                 str(data.get("email") or ""),
                 allow_test=self.config.subscribers.allow_test_domains)
         except SubscriberError:
@@ -139,12 +141,10 @@ class PublicSite:
                              email=str(data.get("email") or "")[:320])
         name = clean_name(str(data.get("name") or ""))
         # The same answer, as fast, whatever happens: the sign-up and the mail run after the
-        # response, so neither its text nor its timing tells whether someone subscribes.
-        response = self.message("Check your inbox", f"If {address} can receive mail, a "
-                                "message with a confirmation link is on its way. The "
-                                "subscription starts when you follow it.")
-        if self.opt_in.may_mail(normalized):
-            response.background = BackgroundTask(self.opt_in.sign_up_and_mail, address, name)
+        # response, so neither its text nor its timing tells whether someone subscribes. The
+        # per-mailbox limit is counted there too (in the database, only when a mail goes).
+        response = self.message(*self.opt_in.thanks(address))
+        response.background = BackgroundTask(self.opt_in.sign_up_and_mail, address, name)
         return response
 
     def _confirmation(self, request: Request) -> Confirmation:
@@ -155,7 +155,26 @@ class PublicSite:
             confirmation = self._confirmation(request)
         except BadToken as exc:
             return self.bad_link(str(exc))
+        if self.config.subscribers.confirm_on_click:
+            scanner = link_scanner(request.method, request.headers, confirmation.issued_at,
+                                   clock.now())
+            if scanner is None:
+                return await self.confirm_on_click(confirmation)
+            log.info("confirmation link opened by what looks like a link scanner (%s): "
+                     "the button is shown", scanner)
         return self.page("confirm.html", csrf=new_csrf_value(), email=confirmation.email)
+
+    async def confirm_on_click(self, confirmation: Confirmation) -> Response:
+        """[subscribers] confirm_on_click: the link itself confirms (a person's GET, see
+        scanners.py); the welcome goes after the response."""
+        refusal = await run_in_threadpool(self.opt_in.confirm, confirmation)
+        if refusal is not None:
+            return self.bad_link(refusal)
+        response = self.message("You are subscribed", f"{confirmation.email} will receive "
+                                f"{self.config.newsletter.name}. Every issue has a one-click "
+                                "unsubscribe link.")
+        response.background = BackgroundTask(self.opt_in.after_joined, confirmation.email)
+        return response
 
     async def confirm(self, request: Request) -> Response:
         try:
