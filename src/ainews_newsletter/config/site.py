@@ -36,7 +36,11 @@ class SubscribersConfig(Section):
                     "security scanner (a HEAD request, a known scanner's user agent, a fetch "
                     "in the first 10 seconds after the mail left), which still gets the "
                     "button: a scanner that presses nothing cannot subscribe anyone.")
-
+    unconfirmed_days: int = Field(
+        default=30, ge=1, le=3650,
+        description="Pending sign-ups (never confirmed) are removed this many days after "
+                    "their last sign-up, by the scheduler (daily) and by `ainews subscribers "
+                    "prune --unconfirmed`.")
 
 
 class StorageConfig(Section):

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from ainews_newsletter import clock
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.names import clean_name
+from ainews_newsletter.subscribers.schema import subscribers
 from ainews_newsletter.subscribers.store import SubscriberStore
 
 # What a single opt-in did: "joined" (active now), "active" (was already: nothing to
@@ -40,10 +43,22 @@ class SignUps:
                 found = store.get(address)  # a sign-up of the same address just beat us
                 if found is None:
                     raise
+        if found.status is SubscriberStatus.PENDING:
+            self._signed_up_again(found.id)
         wanted = list_name or store.default_list
         if wanted not in found.lists:
             store.set_lists(found.email, (*found.lists, wanted))
         return store.require(found.email)
+
+    def _signed_up_again(self, subscriber_id: int) -> None:
+        """A pending row's updated_at is its last sign-up: unconfirmed sign-ups expire
+        counted from there ([subscribers] unconfirmed_days), so someone who asks again gets
+        the whole time again for the new link."""
+        with self.store.engine.begin() as connection:
+            connection.execute(update(subscribers).where(
+                subscribers.c.id == subscriber_id,
+                subscribers.c.status == SubscriberStatus.PENDING.value)
+                .values(updated_at=clock.now()))
 
     def join_at_once(self, address: str, name: str | None,
                      list_name: str | None = None) -> JoinOutcome:
