@@ -53,6 +53,9 @@ LAZY_COMMANDS = {
                "Substack, listmonk or Buttondown. Known addresses are merged, not doubled; an "
                "unsubscribe is never undone; suppressed addresses are rejected. Exit code 1 "
                "if any row was rejected."),
+    "prune": ("ainews_newsletter.cli.subscribers_prune:prune",
+              "Remove sign-ups never confirmed (--unconfirmed); list readers who stopped "
+              "clicking (--inactive-issues N) and unsubscribe them with --yes."),
 }
 
 

@@ -20,6 +20,27 @@ class SubscribersConfig(Section):
         description="Accept addresses under .test (the name reserved for testing), in "
                     "[newsletter] from too: for staging against a local mail server, never "
                     "for a real list.")
+    double_opt_in: bool = Field(
+        default=True,
+        description="true: a sign-up on the subscribe page of `ainews serve` waits (pending) "
+                    "until the confirmation link mailed to the address is followed. false "
+                    "(single opt-in): a sign-up on that page is active at once, without a "
+                    "confirmation mail; never for a post from another site, nor for an "
+                    "address that left, bounced, complained or is suppressed (those still "
+                    "confirm). Imports are not affected: they take the status of the file or "
+                    "--status.")
+    confirm_on_click: bool = Field(
+        default=False,
+        description="true: opening the confirmation link confirms at once, without the "
+                    "page's button (fewer sign-ups stall), except for what looks like a mail "
+                    "security scanner (a HEAD request, a known scanner's user agent, a fetch "
+                    "in the first 10 seconds after the mail left), which still gets the "
+                    "button: a scanner that presses nothing cannot subscribe anyone.")
+    unconfirmed_days: int = Field(
+        default=30, ge=1, le=3650,
+        description="Pending sign-ups (never confirmed) are removed this many days after "
+                    "their last sign-up, by the scheduler (daily) and by `ainews subscribers "
+                    "prune --unconfirmed`.")
 
 
 class StorageConfig(Section):

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, case, exists, func, select, update
 
+from ainews_newsletter.database import UTCDateTime
 from ainews_newsletter.delivery.tables import clicks, deliveries, issue_links
+from ainews_newsletter.models import DeliveryState
 
 BURST_LINKS = 3  # distinct links of one delivery...
 BURST_AFTER_FIRST = timedelta(seconds=10)  # ...within this of its first click
@@ -140,3 +142,28 @@ def click_counts(engine: Engine, issue_id: int) -> ClickCounts | None:
     return ClickCounts(int(total), int(unique), tuple(
         LinkClicks(row.url, *per_link.get(row.position, (0, 0))) for row in ranked),
         int(scanner))
+
+
+def readers_without_clicks(engine: Engine, issues: int) -> dict[int, datetime]:
+    """The readers (subscriber ids) whose last `issues` issues had no click of theirs, each
+    with the time the oldest of those issues was sent to them. Only issues whose clicks
+    were counted (frozen with [tracking] clicks on: they have counted links) and messages
+    that went out (state sent) count; a link scanner's click is no reader's. Someone sent
+    fewer such issues is not named: there is too little to tell."""
+    counted = select(issue_links.c.issue_id).distinct()
+    ranked = (select(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.sent_at,
+                     func.row_number().over(partition_by=deliveries.c.subscriber_id,
+                                            order_by=(deliveries.c.sent_at.desc(),
+                                                      deliveries.c.id.desc())).label("recency"))
+              .where(deliveries.c.state == DeliveryState.SENT.value,
+                     deliveries.c.issue_id.in_(counted))
+              .subquery())
+    clicked = exists().where(clicks.c.delivery_id == ranked.c.id, clicks.c.scanner.is_(False))
+    query = (select(ranked.c.subscriber_id,
+                    func.min(ranked.c.sent_at, type_=UTCDateTime()).label("since"))
+             .where(ranked.c.recency <= issues)
+             .group_by(ranked.c.subscriber_id)
+             .having(func.count() == issues,
+                     func.sum(case((clicked, 1), else_=0)) == 0))
+    with engine.connect() as connection:
+        return {int(row.subscriber_id): row.since for row in connection.execute(query)}

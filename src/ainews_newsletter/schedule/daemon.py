@@ -26,7 +26,7 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for, ensure_schema
 from ainews_newsletter.schedule.cron import build_trigger
 from ainews_newsletter.schedule.history import RunHistory
-from ainews_newsletter.schedule.job import fetch_bounces, needs_rerun, run_once
+from ainews_newsletter.schedule.job import expire_sign_ups, fetch_bounces, needs_rerun, run_once
 
 JOB_ID = "ainews-issue"
 log = logging.getLogger("ainews.schedule")
@@ -67,6 +67,11 @@ def retry_deferred() -> None:
 def read_bounces() -> None:
     if _runtime is not None and not _runtime.stop.is_set():
         fetch_bounces(_runtime.config)
+
+
+def expire_unconfirmed() -> None:
+    if _runtime is not None and not _runtime.stop.is_set():
+        expire_sign_ups(_runtime.config)
 
 
 def job_name(config: Config) -> str:
@@ -146,6 +151,11 @@ def run_forever(config: Config) -> int:
                               minutes=config.bounces.fetch_minutes, coalesce=True,
                               max_instances=1, misfire_grace_time=None,
                               next_run_time=clock.now())
+        # Sign-ups never confirmed go after [subscribers] unconfirmed_days: checked at start
+        # and daily (a day late at most, on a limit counted in days).
+        scheduler.add_job(expire_unconfirmed, "interval", jobstore="memory",
+                          id="expire-unconfirmed", hours=24, coalesce=True, max_instances=1,
+                          misfire_grace_time=None, next_run_time=clock.now())
         log.info("scheduler started: %s; next run %s", job.name,
                  job.next_run_time.isoformat() if job.next_run_time else "never")
         scheduler.resume()

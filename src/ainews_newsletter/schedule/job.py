@@ -211,3 +211,19 @@ def fetch_bounces(config: Config) -> bool:
     for problem in summary.problems:
         log.warning("bounces: %s: %s", problem.source, problem.reason)
     return True
+
+
+def expire_sign_ups(config: Config) -> int:
+    """The scheduler's daily removal of sign-ups never confirmed ([subscribers]
+    unconfirmed_days), logged; how many went. A database that cannot be reached is logged
+    and tried again the next day: it must not stop the sends."""
+    from ainews_newsletter.pipeline.hygiene import expire_unconfirmed
+
+    try:
+        removed = expire_unconfirmed(config)
+    except AinewsError as exc:
+        log.error("unconfirmed sign-ups: %s", exc)
+        return 0
+    log.info("unconfirmed sign-ups: removed %d pending for more than %d days", len(removed),
+             config.subscribers.unconfirmed_days)
+    return len(removed)

@@ -1,15 +1,25 @@
-"""Web sign-ups with double opt-in, on top of the store: a new address waits as pending until
-its confirmation link is followed; a stranger must not be able to make us mail someone who
-bounced, complained or was suppressed by hand."""
+"""Web sign-ups, on top of the store: with double opt-in a new address waits as pending until
+its confirmation link is followed; with single opt-in (our own page only) it is active at
+once unless it had left. A stranger must not be able to make us mail someone who bounced,
+complained or was suppressed by hand."""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from ainews_newsletter import clock
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.names import clean_name
+from ainews_newsletter.subscribers.schema import subscribers
 from ainews_newsletter.subscribers.store import SubscriberStore
+
+# What a single opt-in did: "joined" (active now), "active" (was already: nothing to
+# welcome), "confirm" (must confirm first: the double opt-in path).
+JoinOutcome = Literal["joined", "active", "confirm"]
 
 
 class SignUps:
@@ -33,10 +43,52 @@ class SignUps:
                 found = store.get(address)  # a sign-up of the same address just beat us
                 if found is None:
                     raise
+        if found.status is SubscriberStatus.PENDING:
+            self._signed_up_again(found.id)
         wanted = list_name or store.default_list
         if wanted not in found.lists:
             store.set_lists(found.email, (*found.lists, wanted))
         return store.require(found.email)
+
+    def _signed_up_again(self, subscriber_id: int) -> None:
+        """A pending row's updated_at is its last sign-up: unconfirmed sign-ups expire
+        counted from there ([subscribers] unconfirmed_days), so someone who asks again gets
+        the whole time again for the new link."""
+        with self.store.engine.begin() as connection:
+            connection.execute(update(subscribers).where(
+                subscribers.c.id == subscriber_id,
+                subscribers.c.status == SubscriberStatus.PENDING.value)
+                .values(updated_at=clock.now()))
+
+    def join_at_once(self, address: str, name: str | None,
+                     list_name: str | None = None) -> JoinOutcome:
+        """Single opt-in ([subscribers] double_opt_in = false, our own page only): a new or
+        pending address is active at once. Not an address on the suppression list, nor one
+        that left (unsubscribed, bounced, complained): a stranger must not be able to bring
+        those back without their owner's click, so they take the double opt-in path."""
+        store = self.store
+        if store.suppression(address) is not None:
+            return "confirm"
+        found = store.get(address)
+        if found is None:
+            try:
+                # Refuses a suppressed address in its own transaction (one added just now).
+                store.add(address, name=name, list_name=list_name,
+                          status=SubscriberStatus.ACTIVE, source="web")
+                return "joined"
+            except (IntegrityError, SubscriberError):
+                found = store.get(address)  # a sign-up of the same address just beat us
+                if found is None:
+                    return "confirm"  # suppressed meanwhile
+        if found.status is SubscriberStatus.ACTIVE:
+            wanted = list_name or store.default_list
+            if wanted not in found.lists:
+                store.set_lists(found.email, (*found.lists, wanted))
+            return "active"
+        if found.status is SubscriberStatus.PENDING:
+            self.confirm(found.email, list_name, name)
+            return "joined"
+        return "confirm"
 
     def may_be_sent_a_confirmation(self, address: str) -> bool:
         """Whether a web sign-up may mail this address a confirmation link: not when it

@@ -1,5 +1,6 @@
-"""The sign-up policy of `ainews serve` (double opt-in): how many sign-ups a network and a
-mailbox may make, who is sent a confirmation mail and what it says, and who may confirm.
+"""The sign-up policy of `ainews serve` (double opt-in, or single opt-in on our own page when
+[subscribers] double_opt_in is false): how many sign-ups a network and a mailbox may make, who
+is sent a confirmation mail and what it says, and who may confirm.
 
 The mail's words are templates the operator may override like the others:
 templates/confirmation.txt.j2 (its text) and templates/confirmation_subject.txt.j2."""
@@ -10,6 +11,7 @@ import logging
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
+from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.message import notice_message
 from ainews_newsletter.delivery.transports import TransportUnavailable
 from ainews_newsletter.models import DeliveryState, SendOutcome, SubscriberStatus
@@ -20,6 +22,8 @@ from ainews_newsletter.render.environment import (
     make_environment,
     render_template,
 )
+from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.confirmation_quota import ConfirmationQuota
 from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.web.security import (
     Confirmation,
@@ -36,14 +40,15 @@ CONFIRMATION_SUBJECT = "confirmation_subject.txt.j2"
 
 
 class DoubleOptIn:
-    """One per app: the confirmation links' key, the throttles (in memory, per process), the
-    mail templates and the DKIM signer."""
+    """One per app: the confirmation links' key, the throttles (per network in memory, per
+    process; per mailbox in the database), the mail templates and the DKIM signer."""
 
     def __init__(self, config: Config, secret: str) -> None:
         self.config = config
         self.tokens = ConfirmationTokens(secret, config.web.confirm_link_hours * HOUR)
         self.per_ip = Throttle(config.web.signups_per_ip_per_hour, HOUR)
-        self.per_address = Throttle(config.web.confirmations_per_address_per_day, DAY)
+        self.per_mailbox = ConfirmationQuota(engine_for(config.database_url),
+                                             config.web.confirmations_per_address_per_day)
         self.mails = make_environment(config.templates_dir)
         for name in (CONFIRMATION_TEXT, CONFIRMATION_SUBJECT):  # a broken override stops here
             compile_template(self.mails, name)
@@ -56,17 +61,51 @@ class DoubleOptIn:
         """Counts a sign-up from `client` (a network, see security.client_key)."""
         return self.per_ip.allow(client)
 
-    def may_mail(self, normalized_address: str) -> bool:
-        """Counts a confirmation mail to this mailbox (plus-tags and all, one mailbox)."""
-        return self.per_address.allow(mailbox_key(normalized_address))
+    def count_confirmation_mail(self, address: str) -> bool:
+        """Counts a confirmation mail to this address's mailbox (plus-tags and all, one
+        mailbox) in the database, so the daily limit holds across restarts and processes.
+        Called by `sign_up_and_mail` right before a mail would go, in the background: the
+        request never waits for it, and an address that is sent nothing counts nothing."""
+        _, normalized = normalize(address, allow_test=True)
+        return self.per_mailbox.take(mailbox_key(normalized))
 
-    def sign_up_and_mail(self, address: str, name: str | None,
-                         cross_origin: bool = False) -> None:
+    def after_joined(self, email: str) -> None:
+        """The welcome mail, see pipeline/welcome.py."""
+
+    def single_opt_in(self, cross_origin: bool) -> bool:
+        """Whether a sign-up may make an address active at once: only with [subscribers]
+        double_opt_in off and only from our own page (a post from another site is someone
+        else's form: its owner confirms, whatever the setting)."""
+        return not self.config.subscribers.double_opt_in and not cross_origin
+
+    def thanks(self, address: str, cross_origin: bool = False) -> tuple[str, str]:
+        """The title and text of the page after a sign-up: the same for every address (with
+        single opt-in too: an address that left still confirms)."""
+        if not self.single_opt_in(cross_origin):
+            return ("Check your inbox", f"If {address} can receive mail, a message with a "
+                    "confirmation link is on its way. The subscription starts when you "
+                    "follow it.")
+        return ("Thank you", f"{address} is signed up for {self.config.newsletter.name}: "
+                "the next issue will be in its inbox. (An address that left the list before "
+                "is sent a message with a confirmation link instead, and comes back when it "
+                "is followed.)")
+
+    def sign_up_and_mail(self, address: str, name: str | None, cross_origin: bool = False,
+                         ) -> None:
         """After the response, so only the log can tell why a sign-up stays pending: one
         line per confirmation mail not sent, the address masked (a log is no mailing list).
-        A refusal or a server that is down is expected: no traceback; a bug keeps its own."""
+        A refusal or a server that is down is expected: no traceback; a bug keeps its own.
+        With single opt-in (`single_opt_in`) a new or pending address is active at once and
+        welcomed (`after_joined`); one that left or is suppressed is mailed a confirmation
+        where double opt-in would mail one."""
         masked = mask_address(address)
         try:
+            if self.single_opt_in(cross_origin):
+                joined = SignUps(open_subscribers(self.config)).join_at_once(address, name)
+                if joined == "joined":
+                    self.after_joined(address)
+                if joined != "confirm":
+                    return
             outcome = self._sign_up_and_mail_now(address, name)
         except TransportUnavailable as exc:
             log.warning("confirmation mail to %s not sent: %s", masked, exc)
@@ -81,6 +120,10 @@ class DoubleOptIn:
         signups = SignUps(open_subscribers(self.config))
         if not signups.may_be_sent_a_confirmation(address):
             return None  # receiving it already, or complained, bounced, suppressed: no mail
+        if not self.count_confirmation_mail(address):
+            log.info("confirmation mail to %s not sent: [web] confirmations_per_address_per_day"
+                     " reached", mask_address(address))
+            return None  # nothing stored either: the limit stops a sign-up bomb as a whole
         signups.sign_up(address, name, None)  # a sign-up racing this one joins its row
         message = self.confirmation_mail(address, name, self.tokens.make(address, None, name))
         transport = make_transport(self.config)

@@ -6,7 +6,8 @@
                       page, /embed or the sites of [web] allowed_origins (signup_form.py);
                       OPTIONS: the CORS preflight of those sites' fetch()
 /embed                the subscribe form for an iframe on those sites
-/confirm/<token>      GET shows a button; POST (CSRF-checked) confirms
+/confirm/<token>      GET shows a button; POST (CSRF-checked) confirms; with [subscribers]
+                      confirm_on_click a person's GET confirms (scanners.py: not a scanner's)
 /unsubscribe/<token>  GET shows a button and changes nothing (link scanners follow GETs);
                       POST "List-Unsubscribe=One-Click" unsubscribes (RFC 8058): idempotent,
                       200, no redirect, no CSRF (mail providers post it without cookies)
@@ -29,6 +30,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -49,6 +51,7 @@ from ainews_newsletter.web.atom_feed import MEDIA_TYPE, archive_feed
 from ainews_newsletter.web.clicks import ClickRedirects
 from ainews_newsletter.web.double_opt_in import DoubleOptIn
 from ainews_newsletter.web.hardening import BodyLimit, BodyTooLarge, SecurityHeaders
+from ainews_newsletter.web.scanners import link_scanner
 from ainews_newsletter.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -137,7 +140,26 @@ class PublicSite:
             confirmation = self._confirmation(request)
         except BadToken as exc:
             return self.bad_link(str(exc))
+        if self.config.subscribers.confirm_on_click:
+            scanner = link_scanner(request.method, request.headers, confirmation.issued_at,
+                                   clock.now())
+            if scanner is None:
+                return await self.confirm_on_click(confirmation)
+            log.info("confirmation link opened by what looks like a link scanner (%s): "
+                     "the button is shown", scanner)
         return self.page("confirm.html", csrf=new_csrf_value(), email=confirmation.email)
+
+    async def confirm_on_click(self, confirmation: Confirmation) -> Response:
+        """[subscribers] confirm_on_click: the link itself confirms (a person's GET, see
+        scanners.py); the welcome goes after the response."""
+        refusal = await run_in_threadpool(self.opt_in.confirm, confirmation)
+        if refusal is not None:
+            return self.bad_link(refusal)
+        response = self.message("You are subscribed", f"{confirmation.email} will receive "
+                                f"{self.config.newsletter.name}. Every issue has a one-click "
+                                "unsubscribe link.")
+        response.background = BackgroundTask(self.opt_in.after_joined, confirmation.email)
+        return response
 
     async def confirm(self, request: Request) -> Response:
         try:

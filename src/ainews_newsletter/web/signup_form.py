@@ -166,7 +166,7 @@ class SignUpForm:
             return self._error(post, 429, TOO_MANY)
         typed = _text(data, "email")
         try:
-            address, normalized = normalize(
+            address, _ = normalize(
                 typed, allow_test=self.config.subscribers.allow_test_domains)
         except SubscriberError:
             return self._not_an_address(post, typed)
@@ -179,25 +179,25 @@ class SignUpForm:
         if why is not None:  # the answer a person gets; nothing stored, nothing mailed
             log.info("sign-up from %s dropped: %s", post.channel.value, why)
             return response
-        if self.opt_in.may_mail(normalized):
-            response.background = BackgroundTask(
-                self.opt_in.sign_up_and_mail, address, name,
-                cross_origin=post.channel is not Channel.OWN)
+        # The per-mailbox limit is counted there, in the database, only when a mail goes.
+        response.background = BackgroundTask(
+            self.opt_in.sign_up_and_mail, address, name,
+            cross_origin=post.channel is not Channel.OWN)
         return response
 
     # -- answers --------------------------------------------------------------------------
 
     def _thanks(self, post: Post, address: str) -> Response:
-        text = (f"If {address} can receive mail, a message with a confirmation link is on "
-                "its way. The subscription starts when you follow it.")
+        # Other sites' posts are always double opt-in; our own page's follow the setting.
+        title, text = self.opt_in.thanks(address, cross_origin=post.channel is not Channel.OWN)
         if post.json:
             return JSONResponse({"status": "pending"})
         if post.channel is Channel.EMBED:
-            return self.embed_page(title="Check your inbox", text=text)
+            return self.embed_page(title=title, text=text)
         after = self.config.web.after_subscribe_url
         if post.channel is Channel.OTHER_SITE and after:
             return RedirectResponse(after, status_code=303)
-        return self._message("Check your inbox", text)
+        return self._message(title, text)
 
     def _error(self, post: Post, status: int, text: str) -> Response:
         if post.json:
