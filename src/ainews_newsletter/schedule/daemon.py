@@ -26,9 +26,10 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for, ensure_schema
 from ainews_newsletter.schedule.cron import build_trigger
 from ainews_newsletter.schedule.history import RunHistory
-from ainews_newsletter.schedule.job import fetch_bounces, needs_rerun, run_once
+from ainews_newsletter.schedule.job import fetch_bounces, needs_rerun, run_once, send_welcomes
 
 JOB_ID = "ainews-issue"
+WELCOME_SECONDS = 180
 log = logging.getLogger("ainews.schedule")
 
 
@@ -67,6 +68,11 @@ def retry_deferred() -> None:
 def read_bounces() -> None:
     if _runtime is not None and not _runtime.stop.is_set():
         fetch_bounces(_runtime.config)
+
+
+def welcome_readers() -> None:
+    if _runtime is not None and not _runtime.stop.is_set():
+        send_welcomes(_runtime.config, _runtime.stop.is_set)
 
 
 def job_name(config: Config) -> str:
@@ -141,6 +147,11 @@ def run_forever(config: Config) -> int:
         scheduler.add_job(retry_deferred, "interval", jobstore="memory", id="retry-deferred",
                           seconds=config.delivery.retry_base_seconds, coalesce=True,
                           max_instances=1, misfire_grace_time=None)
+        # Welcomes a crash left queued, or a 4xx deferred: from the start, then every few
+        # minutes (readers who join are welcomed by `serve` at once; this is the net).
+        scheduler.add_job(welcome_readers, "interval", jobstore="memory", id="welcomes",
+                          seconds=WELCOME_SECONDS, coalesce=True, max_instances=1,
+                          misfire_grace_time=None, next_run_time=clock.now())
         if config.bounces.imap_configured:  # bounces and complaints stop mail between issues
             scheduler.add_job(read_bounces, "interval", jobstore="memory", id="read-bounces",
                               minutes=config.bounces.fetch_minutes, coalesce=True,
