@@ -180,3 +180,35 @@ def test_a_confirmation_whose_welcome_was_never_queued_is_welcomed_at_the_next_s
         _wait_until(lambda: _rows(any_project) == [("bo@example.com", "sent", 1)], process)
     assert [received.rcpt_tos for received in welcomes_to(smtp_server)] == [
         ["bo@example.com"]]
+
+
+def test_the_scheduler_sends_the_welcomes_that_wait(any_project: Project,
+                                                    smtp_server: SmtpServer) -> None:
+    """`ainews schedule run`: a web reader whose welcome was never queued, and a welcome an
+    import left queued with the server down, both go out in its first round."""
+    any_project.write_config(WELCOME_ON)
+    config = _config(any_project, smtp_server)
+    signups = SignUps(open_subscribers(config))
+    signups.sign_up("web@example.com", None, None)
+    signups.confirm("web@example.com")
+    csv_file = any_project.root / "list.csv"
+    csv_file.write_text("email\nimported@example.com\n", encoding="utf-8")
+    down = {"AINEWS_SMTP__HOST": "127.0.0.1", "AINEWS_SMTP__PORT": str(free_port())}
+    assert any_project.run("subscribers", "import", str(csv_file), "--welcome",
+                           env=down).exit_code == 1
+    any_project.query("UPDATE welcomes SET next_attempt_at = created_at")  # due now
+    dispose_all()
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "ainews_newsletter", "--config", str(any_project.config_path),
+         "schedule", "run"], env=_environment(any_project, smtp_server),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_until(lambda: sorted(_rows(any_project)) == [
+            ("imported@example.com", "sent", 1), ("web@example.com", "sent", 1)], scheduler)
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        log = scheduler.communicate(timeout=60)[0].decode("utf-8", "replace")
+    assert scheduler.returncode == 0, log
+    assert "Traceback" not in log and "welcomes: sent 2" in log
+    assert sorted(r.rcpt_tos[0] for r in welcomes_to(smtp_server)) == [
+        "imported@example.com", "web@example.com"]

@@ -84,7 +84,7 @@ def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
         if as_json:
             print_json({"issue": None, "welcomes": welcomes.as_dict()})
         else:
-            console.print(f"{exc}")
+            console.print(str(exc), markup=False, soft_wrap=True)
             _print_welcomes(welcomes)
         return
     feedback = issue_feedback(state.config, counts.issue)

@@ -30,6 +30,7 @@ from ainews_newsletter.schedule.job import fetch_bounces, needs_rerun, run_once,
 
 JOB_ID = "ainews-issue"
 WELCOME_SECONDS = 180
+WELCOME_EXECUTOR = "welcomes"
 log = logging.getLogger("ainews.schedule")
 
 
@@ -89,7 +90,9 @@ def make_scheduler(config: Config) -> BackgroundScheduler:
     return BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine),
                    "memory": MemoryJobStore()},
-        executors={"default": ThreadPoolExecutor(max_workers=2)},
+        executors={"default": ThreadPoolExecutor(max_workers=2),
+                   # Its own worker: a long round of welcomes never holds back a send.
+                   WELCOME_EXECUTOR: ThreadPoolExecutor(max_workers=1)},
         timezone=config.newsletter.tz)
 
 
@@ -150,8 +153,9 @@ def run_forever(config: Config) -> int:
         # Welcomes a crash left queued, or a 4xx deferred: from the start, then every few
         # minutes (readers who join are welcomed by `serve` at once; this is the net).
         scheduler.add_job(welcome_readers, "interval", jobstore="memory", id="welcomes",
-                          seconds=WELCOME_SECONDS, coalesce=True, max_instances=1,
-                          misfire_grace_time=None, next_run_time=clock.now())
+                          executor=WELCOME_EXECUTOR, seconds=WELCOME_SECONDS, coalesce=True,
+                          max_instances=1, misfire_grace_time=None,
+                          next_run_time=clock.now())
         if config.bounces.imap_configured:  # bounces and complaints stop mail between issues
             scheduler.add_job(read_bounces, "interval", jobstore="memory", id="read-bounces",
                               minutes=config.bounces.fetch_minutes, coalesce=True,
