@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,6 +58,7 @@ log = logging.getLogger("ainews.welcome")
 # joined from the web in the day before.
 CATCH_UP = timedelta(hours=24)
 LOOP_SECONDS = 60.0  # the longest `serve`'s loop sleeps between two looks
+STOP_CHECK = 0.25  # how often a sleeping loop looks whether `serve` is stopping
 Progress = Callable[[str], None]  # called with each recorded state (sent, queued, failed)
 
 
@@ -307,4 +309,12 @@ class WelcomeLoop:
                 pause = self.welcomes.seconds_to_next()
             except Exception:  # the database away for a moment: look again later
                 log.exception("welcomes: the loop failed; trying again")
-            self.stop.wait(pause)
+            self._sleep(pause)
+
+    def _sleep(self, seconds: float) -> None:
+        """Short sleeps, not Event.wait(timeout): a wait that relies on its timeout never
+        returns under libfaketime (scripts/test-clocks), and the stop is seen within
+        STOP_CHECK seconds either way."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            time.sleep(STOP_CHECK)
