@@ -43,7 +43,10 @@ sources = [{{ type = "markdown", path = "posts" }}]
 [storage]
 # url = "sqlite:///data/ainews.db"        # or postgresql+psycopg://user@host/db
 
-{test_domains}[subscribers]
+[subscribers]
+# A welcome mail to each reader who confirms, once (templates/welcome.*; `ainews serve`
+# sends it, see docs/signup-forms.md).
+welcome = true
 # Staging against a local mail server with addresses under .test only:
 {test_domains}allow_test_domains = true
 

@@ -4,6 +4,7 @@ under the renderer or the sender."""
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
@@ -111,6 +112,33 @@ class RenderedIssue:
         html = self.html.replace(self.unsubscribe_placeholder, escape(unsubscribe_url))
         text = self.text.replace(self.unsubscribe_placeholder, unsubscribe_url)
         return html, text
+
+
+@dataclass(frozen=True)
+class RenderedWelcome:
+    """The welcome mail rendered once (for readers with a name, or for those without): the
+    reader's name, address and unsubscribe URL are placeholders `personalize` fills."""
+
+    subject: str
+    html: str
+    text: str
+    unsubscribe_placeholder: str
+    name_placeholder: str
+    email_placeholder: str
+
+    def personalize(self, unsubscribe_url: str, name: str,
+                    email: str) -> tuple[str, str, str]:
+        """(subject, html, text) for one reader. One pass per part, so a name that happens
+        to hold a placeholder's text is never filled in again."""
+        values = {self.unsubscribe_placeholder: unsubscribe_url,
+                  self.name_placeholder: name, self.email_placeholder: email}
+        pattern = re.compile("|".join(re.escape(key) for key in values))
+
+        def fill(text: str, escaped: bool) -> str:
+            return pattern.sub(lambda found: (escape(values[found.group(0)]) if escaped
+                                              else values[found.group(0)]), text)
+
+        return fill(self.subject, False), fill(self.html, True), fill(self.text, False)
 
 
 class SubscriberStatus(enum.StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from ainews_newsletter.cli.common import (
     window_options,
 )
 from ainews_newsletter.models import DeliveryState, Window, counted
+
+if TYPE_CHECKING:
+    from ainews_newsletter.delivery.welcome_ledger import WelcomeCounts
 
 
 @click.command()
@@ -58,19 +62,35 @@ def build(state: AppState, window: Window, out_dir: Path, force: bool) -> None:
 def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
            as_json: bool) -> None:
     """Delivery counts by state for ISSUE (e.g. 2026-W47) [default: the latest issue]; with
-    --state, who is in that state and why."""
+    --state, who is in that state and why.
+
+    Welcome mails, when there are any, are counted apart: queued, sent, failed, and the
+    last failure."""
     from rich.table import Table
 
+    from ainews_newsletter.errors import AinewsError
     from ainews_newsletter.pipeline.feedback import issue_feedback
     from ainews_newsletter.pipeline.send import delivery_status
 
     if in_state is not None:
         _list_state(state, issue, DeliveryState(in_state), limit, as_json)
         return
-    counts = delivery_status(state.config, issue)
+    welcomes = _welcomes(state)
+    try:
+        counts = delivery_status(state.config, issue)
+    except AinewsError as exc:  # no issue yet: the welcomes may still have news
+        if issue is not None or welcomes is None:
+            raise
+        if as_json:
+            print_json({"issue": None, "welcomes": welcomes.as_dict()})
+        else:
+            console.print(str(exc), markup=False, soft_wrap=True)
+            _print_welcomes(welcomes)
+        return
     feedback = issue_feedback(state.config, counts.issue)
     if as_json:
-        print_json({**counts.as_dict(), "feedback": feedback})
+        extra = {} if welcomes is None else {"welcomes": welcomes.as_dict()}
+        print_json({**counts.as_dict(), "feedback": feedback, **extra})
         return
     table = Table(title=f"issue {counts.issue}")
     table.add_column("state")
@@ -82,6 +102,27 @@ def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
     console.print(f"came back: bounced {feedback['bounced']} (hard {feedback['hard']}, soft "
                   f"{feedback['soft']}), complained {feedback['complained']}, auto-replies "
                   f"{feedback['autoreply']}", soft_wrap=True)
+    if welcomes is not None:
+        _print_welcomes(welcomes)
+
+
+def _welcomes(state: AppState) -> WelcomeCounts | None:
+    """The welcome ledger's counts, when [subscribers] welcome is on or it holds any."""
+    from ainews_newsletter.pipeline.welcome import welcome_counts
+
+    counts = welcome_counts(state.config)
+    return counts if counts.total or state.config.subscribers.welcome else None
+
+
+def _print_welcomes(counts: WelcomeCounts) -> None:
+    retrying = f" ({counts.retrying} to retry)" if counts.retrying else ""
+    console.print(f"welcomes: queued {counts.queued}{retrying}, sending {counts.sending}, "
+                  f"sent {counts.sent}, failed {counts.failed}", soft_wrap=True)
+    failure = counts.last_failure
+    if failure is not None:
+        console.print(f"last failed welcome: {failure.email} at {failure.at:%Y-%m-%d %H:%M} "
+                      f"UTC: {failure.code or ''} {failure.reply or ''}".rstrip(),
+                      soft_wrap=True, markup=False)
 
 
 def _list_state(state: AppState, issue: str | None, in_state: DeliveryState, limit: int,

@@ -7,8 +7,9 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,10 +23,13 @@ from ainews_newsletter.cli.common import (
     real_console,
 )
 from ainews_newsletter.cli.subscribers import STATUS_CHOICE, list_option, open_store, status_filter
-from ainews_newsletter.errors import SubscriberError
+from ainews_newsletter.errors import AinewsError, SubscriberError
 from ainews_newsletter.subscribers.export import spreadsheet_safe
 from ainews_newsletter.subscribers.formats import FORMATS, open_subscriber_file
 from ainews_newsletter.subscribers.importer import import_rows
+
+if TYPE_CHECKING:
+    from ainews_newsletter.pipeline.welcome import Welcomes
 
 SHOWN_REJECTS = 20
 
@@ -42,14 +46,26 @@ SHOWN_REJECTS = 20
 @click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write every rejected row (line, email, reason) to this CSV file.")
 @click.option("--check-dns", is_flag=True, help="Also check that each domain takes mail (DNS).")
+@click.option("--welcome", is_flag=True,
+              help="Send the welcome mail (templates/welcome.*) to each active reader this "
+                   "import adds, once per reader ever, whatever [subscribers] welcome says: "
+                   "without this flag an import welcomes nobody.")
 @json_option
 @pass_state
 def import_(state: AppState, file: Path, file_format: str, list_name: str | None,
             status: str | None, dry_run: bool, rejects_path: Path | None, check_dns: bool,
-            as_json: bool) -> None:
+            welcome: bool, as_json: bool) -> None:
     """Import FILE: our CSV (email, name, status, …) or an export from Mailchimp, Substack,
     listmonk or Buttondown. Known addresses are merged, not doubled; an unsubscribe is never
     undone; suppressed addresses are rejected. Exit code 1 if any row was rejected."""
+    from ainews_newsletter import clock
+
+    welcomes = None
+    if welcome and not dry_run:
+        from ainews_newsletter.pipeline.welcome import Welcomes
+
+        welcomes = Welcomes(state.config, check_templates=True)  # before the import
+    started = clock.now()
     store = open_store(state)
     with store.engine.begin() as connection:
         store.list_id(connection, list_name)  # a missing list fails before reading the file
@@ -88,13 +104,44 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
         fail(f"… and {summary.rejected - SHOWN_REJECTS} more rejected rows"
              + (f" (all in {rejects_path})" if rejects_path else " (--rejects FILE lists all)"))
     result = summary.as_dict()
+    # Sent after the import's own line on a terminal; inside its JSON with --json.
+    welcomed: dict[str, Any] = {}
     if as_json:
-        print_json({**result, "format": opened.format, "dry_run": dry_run})
+        if welcomes is not None:
+            welcomed = _send_welcomes(welcomes, started)
+        print_json({**result, "format": opened.format, "dry_run": dry_run,
+                    **({"welcomes": welcomed} if welcomed else {})})
     else:
         console.print(f"{opened.format} file{' (dry run: nothing stored)' if dry_run else ''}: "
                       + ", ".join(f"{key} {value}" for key, value in result.items()))
-    if summary.rejected:
+        if welcomes is not None:
+            welcomed = _send_welcomes(welcomes, started)
+            console.print("welcomes: " + ", ".join(
+                f"{key.replace('_', ' ')} {value}" for key, value in welcomed.items()
+                if key != "error"))
+    if summary.rejected or any(welcomed.get(key) for key in ("to_retry", "failed", "error")):
         raise SystemExit(1)
+
+
+def _send_welcomes(welcomes: Welcomes, since: datetime) -> dict[str, Any]:
+    """Queue the welcomes of the readers the import added, then send them (a bar on a
+    terminal). What is not sent now (the server is down, a 4xx) stays queued for
+    `ainews serve` or the scheduler; the error is said on stderr."""
+    from ainews_newsletter.cli.common import progress_bar
+    from ainews_newsletter.pipeline.welcome import WelcomeRun
+
+    queued = welcomes.queue_imported(since)
+    with progress_bar(queued) as progress:
+        task = progress.add_task("welcomes", total=queued)
+        error, run = None, None
+        try:
+            run = welcomes.send_due(on_result=lambda _state: progress.advance(task))
+        except AinewsError as exc:
+            error = str(exc)
+            fail(f"welcomes: {exc}; the rest stay queued for `ainews serve` or the scheduler")
+    run = run or WelcomeRun()
+    return {"queued": queued, "sent": run.sent, "to_retry": run.retrying,
+            "failed": run.failed, "error": error}
 
 
 @contextmanager

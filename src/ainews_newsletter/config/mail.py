@@ -101,7 +101,8 @@ class DeliveryConfig(Section):
         default=300, ge=1,
         description="PostgreSQL: a row a crashed sender left `sending` this long (by the "
                     "database's clock) is sent again by another sender (at least once). "
-                    "SQLite: a send that finds no other sender alive resends them at once.")
+                    "SQLite: a send that finds no other sender alive resends them at once. "
+                    "A welcome mail left `sending` this long is sent again, on both.")
     give_up_after_hours: float = Field(default=24, gt=0,
                                        description="A recipient still deferred this long "
                                                    "after the send started is failed.")

@@ -41,6 +41,16 @@ class SubscribersConfig(Section):
         description="Pending sign-ups (never confirmed) are removed this many days after "
                     "their last sign-up, by the scheduler (daily) and by `ainews subscribers "
                     "prune --unconfirmed`.")
+    welcome: bool = Field(
+        default=False,
+        description="Mail each reader a welcome (templates/welcome.mjml.j2, welcome.txt.j2 "
+                    "and welcome_subject.txt.j2) once they confirm on the web, once per "
+                    "reader ever. Imports welcome only with `subscribers import --welcome`. "
+                    "`ainews init` turns it on.")
+    welcome_with_latest_issue: bool = Field(
+        default=False,
+        description="The welcome also names the latest sent issue (its subject and lead) "
+                    "with a link to it in the web archive.")
 
 
 class StorageConfig(Section):

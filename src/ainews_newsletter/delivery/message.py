@@ -113,16 +113,28 @@ def _policy_for(address: str) -> Any:
 def build_message(rendered: RenderedIssue, recipient: Recipient, newsletter: NewsletterConfig,
                   date: datetime) -> EmailMessage:
     """multipart/alternative: text first, then HTML (clients show the last part they can)."""
+    html, text = rendered.personalize(unsubscribe_url(newsletter, recipient.token))
+    return list_message(newsletter, recipient, rendered.subject, html, text, date,
+                        message_id(newsletter, rendered.period.key, recipient.subscriber_id))
+
+
+def list_message(newsletter: NewsletterConfig, recipient: Recipient, subject: str, html: str,
+                 text: str, date: datetime, msg_id: str,
+                 utf8_headers: bool = False) -> EmailMessage:
+    """A mail of the list to one reader, bodies already theirs: an issue's, or the welcome
+    (which shares the list's headers, its one-click unsubscribe above all). `utf8_headers`:
+    RFC 6532 headers when the reader's address needs them (an issue's skeleton writes its
+    To line apart, see `_to_header`)."""
     link = unsubscribe_url(newsletter, recipient.token)
-    html, text = rendered.personalize(link)
-    message = EmailMessage(policy=MESSAGE_POLICY)
+    message = EmailMessage(policy=_policy_for(recipient.email) if utf8_headers
+                           else MESSAGE_POLICY)
     message["From"] = _address(newsletter.name, newsletter.from_)
     message["To"] = _address(recipient.name, recipient.email)
     if newsletter.reply_to:
         message["Reply-To"] = _address(None, newsletter.reply_to)
-    message["Subject"] = header_safe(rendered.subject)
+    message["Subject"] = header_safe(subject)
     message["Date"] = format_datetime(date)
-    message["Message-ID"] = message_id(newsletter, rendered.period.key, recipient.subscriber_id)
+    message["Message-ID"] = msg_id
     message["List-Id"] = f"{header_safe(newsletter.name)} <{newsletter.list_identifier}>"
     token = quote(recipient.token)
     mailto = f"mailto:{newsletter.unsubscribe_mailbox}?subject=unsubscribe%20{token}"

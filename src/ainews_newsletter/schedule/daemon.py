@@ -26,9 +26,17 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for, ensure_schema
 from ainews_newsletter.schedule.cron import build_trigger
 from ainews_newsletter.schedule.history import RunHistory
-from ainews_newsletter.schedule.job import expire_sign_ups, fetch_bounces, needs_rerun, run_once
+from ainews_newsletter.schedule.job import (
+    expire_sign_ups,
+    fetch_bounces,
+    needs_rerun,
+    run_once,
+    send_welcomes,
+)
 
 JOB_ID = "ainews-issue"
+WELCOME_SECONDS = 180
+WELCOME_EXECUTOR = "welcomes"
 log = logging.getLogger("ainews.schedule")
 
 
@@ -74,6 +82,11 @@ def expire_unconfirmed() -> None:
         expire_sign_ups(_runtime.config)
 
 
+def welcome_readers() -> None:
+    if _runtime is not None and not _runtime.stop.is_set():
+        send_welcomes(_runtime.config, _runtime.stop.is_set)
+
+
 def job_name(config: Config) -> str:
     s = config.schedule
     return f"ainews issue: {s.cron} ({config.newsletter.timezone}, grace {s.misfire_grace_hours}h)"
@@ -88,7 +101,9 @@ def make_scheduler(config: Config) -> BackgroundScheduler:
     return BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine),
                    "memory": MemoryJobStore()},
-        executors={"default": ThreadPoolExecutor(max_workers=2)},
+        executors={"default": ThreadPoolExecutor(max_workers=2),
+                   # Its own worker: a long round of welcomes never holds back a send.
+                   WELCOME_EXECUTOR: ThreadPoolExecutor(max_workers=1)},
         timezone=config.newsletter.tz)
 
 
@@ -146,6 +161,12 @@ def run_forever(config: Config) -> int:
         scheduler.add_job(retry_deferred, "interval", jobstore="memory", id="retry-deferred",
                           seconds=config.delivery.retry_base_seconds, coalesce=True,
                           max_instances=1, misfire_grace_time=None)
+        # Welcomes a crash left queued, or a 4xx deferred: from the start, then every few
+        # minutes (readers who join are welcomed by `serve` at once; this is the net).
+        scheduler.add_job(welcome_readers, "interval", jobstore="memory", id="welcomes",
+                          executor=WELCOME_EXECUTOR, seconds=WELCOME_SECONDS, coalesce=True,
+                          max_instances=1, misfire_grace_time=None,
+                          next_run_time=clock.now())
         if config.bounces.imap_configured:  # bounces and complaints stop mail between issues
             scheduler.add_job(read_bounces, "interval", jobstore="memory", id="read-bounces",
                               minutes=config.bounces.fetch_minutes, coalesce=True,

@@ -227,3 +227,12 @@ def expire_sign_ups(config: Config) -> int:
     log.info("unconfirmed sign-ups: removed %d pending for more than %d days", len(removed),
              config.subscribers.unconfirmed_days)
     return len(removed)
+
+
+def send_welcomes(config: Config, should_stop: StopRequested) -> None:
+    """The scheduler's welcome round, every few minutes: the welcomes a crash left queued
+    (and, with [subscribers] welcome on, those of web readers who have none), and the 4xx
+    retries now due. Logged by the pipeline; a failure waits for the next round."""
+    from ainews_newsletter.pipeline.welcome import send_waiting_welcomes
+
+    send_waiting_welcomes(config, should_stop)

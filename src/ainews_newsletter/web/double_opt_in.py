@@ -14,9 +14,11 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.message import notice_message
 from ainews_newsletter.delivery.transports import TransportUnavailable
+from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.models import DeliveryState, SendOutcome, SubscriberStatus
 from ainews_newsletter.pipeline.issue import message_signer, open_subscribers
 from ainews_newsletter.pipeline.send import make_transport
+from ainews_newsletter.pipeline.welcome import Welcomes
 from ainews_newsletter.render.environment import (
     compile_template,
     make_environment,
@@ -56,6 +58,7 @@ class DoubleOptIn:
         # unsigned it fails DMARC wherever SPF does not align. Made here, so a bad key stops
         # `serve` at start instead of failing each sign-up quietly in the log.
         self.sign = message_signer(config)
+        self.welcomes = Welcomes(config)  # the welcome's templates are checked here too
 
     def may_sign_up_from(self, client: str) -> bool:
         """Counts a sign-up from `client` (a network, see security.client_key)."""
@@ -68,9 +71,6 @@ class DoubleOptIn:
         request never waits for it, and an address that is sent nothing counts nothing."""
         _, normalized = normalize(address, allow_test=True)
         return self.per_mailbox.take(mailbox_key(normalized))
-
-    def after_joined(self, email: str) -> None:
-        """The welcome mail, see pipeline/welcome.py."""
 
     def single_opt_in(self, cross_origin: bool) -> bool:
         """Whether a sign-up may make an address active at once: only with [subscribers]
@@ -147,6 +147,24 @@ class DoubleOptIn:
         # notice_message makes the subject one line (a template's line breaks become spaces).
         subject = render_template(self.mails, CONFIRMATION_SUBJECT, context)
         return notice_message(newsletter, address, subject, text, clock.now())
+
+    def after_joined(self, email: str) -> None:
+        """The reader at `email` has just become active (confirmed, or joined without a
+        confirmation): with [subscribers] welcome on, queue their welcome and send it now.
+        Called after the change committed, as the response's background task, so only the
+        log tells of a failure; the row stays queued for `serve`'s loop or the scheduler,
+        and the catch-up queues it if this process dies first (pipeline/welcome.py)."""
+        if not self.config.subscribers.welcome:
+            return
+        masked = mask_address(email)
+        try:
+            reader = self.welcomes.queue_address(email)
+            if reader is not None:
+                self.welcomes.send_due(subscriber_id=reader.subscriber_id)
+        except AinewsError as exc:  # the server is down, a template is broken: it waits
+            log.warning("welcome to %s not sent yet: %s", masked, exc)
+        except Exception:  # a bug keeps its traceback; the loop tries again
+            log.exception("welcome to %s failed", masked)
 
     def read(self, token: str) -> Confirmation:
         """The sign-up a confirmation link carries; BadToken if forged, altered or expired."""

@@ -172,9 +172,12 @@ class PublicSite:
         refusal = await run_in_threadpool(self.opt_in.confirm, confirmation)
         if refusal is not None:
             return self.bad_link(refusal)
-        return self.message("You are subscribed", f"{confirmation.email} will receive "
-                            f"{self.config.newsletter.name}. Every issue has a one-click "
-                            "unsubscribe link.")
+        response = self.message("You are subscribed", f"{confirmation.email} will receive "
+                                f"{self.config.newsletter.name}. Every issue has a one-click "
+                                "unsubscribe link.")
+        # The welcome mail, after the confirmation committed (and after the response).
+        response.background = BackgroundTask(self.opt_in.after_joined, confirmation.email)
+        return response
 
     # -- unsubscribe and preferences --------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ainews_newsletter.config import Config
+from ainews_newsletter.pipeline.welcome import WelcomeLoop
 from ainews_newsletter.web.security import mask_tokens
 
 
@@ -77,7 +78,9 @@ def run_public_server(app: Any, config: Config, host: str, port: int) -> None:
         ours.setLevel(logging.INFO)
     protocol = type("ConfiguredRequestTimeout", (RequestTimeoutProtocol,),
                     {"request_timeout": config.web.request_timeout_seconds})
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True,
-                forwarded_allow_ips=config.web.forwarded_allow_ips, http=protocol, ws="none",
-                timeout_keep_alive=int(max(1, config.web.keep_alive_seconds)),
-                h11_max_incomplete_event_size=16 * 1024)
+    # Welcomes a crash or a 4xx left waiting go out from the start, and while serving.
+    with WelcomeLoop(config):
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True,
+                    forwarded_allow_ips=config.web.forwarded_allow_ips, http=protocol,
+                    ws="none", timeout_keep_alive=int(max(1, config.web.keep_alive_seconds)),
+                    h11_max_incomplete_event_size=16 * 1024)
