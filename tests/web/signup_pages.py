@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Project, SmtpServer, smtp_env
-from tests.web.conftest import free_port
+from tests.web.conftest import free_port, wait_for_health
 
 SECRET = "test-secret-key-of-enough-length"
 
@@ -51,18 +51,8 @@ def serving(project: Project, server: SmtpServer, **env: str) -> Iterator[Served
          "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=serve_environment(project, server, served.base, **env),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{served.base}/healthz", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert process.poll() is None, process.communicate()[0].decode()
-            assert time.monotonic() < deadline, "ainews serve did not start"
-            time.sleep(0.1)
+        wait_for_health(process, served.base)
         yield served
     finally:
         process.terminate()

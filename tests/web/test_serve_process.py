@@ -3,7 +3,6 @@ cannot show (two processes writing one database at once)."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -18,21 +17,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import Project, SmtpServer, smtp_env
-from tests.web.conftest import free_port
+from tests.conftest import Project, SmtpServer
+from tests.web.conftest import free_port, serve_environment, wait_for_health
 
 # Run again under libfaketime at awkward dates by scripts/test-clocks.
 pytestmark = pytest.mark.clock
 
 SECRET = "test-secret-key-of-enough-length"
-
-
-def _environment(project: Project, server: SmtpServer, **extra: str) -> dict[str, str]:
-    env = {**os.environ, **smtp_env(server), "AINEWS_SECRET_KEY": SECRET,
-           "AINEWS_LINT__SPAMASSASSIN": "false", **extra}
-    if project.storage_url is not None:
-        env["AINEWS_STORAGE__URL"] = project.storage_url
-    return env
 
 
 @dataclass
@@ -50,21 +41,11 @@ def _serving(project: Project, server: SmtpServer, **env: str) -> Iterator[Serve
     process = subprocess.Popen(
         [sys.executable, "-m", "ainews_newsletter", "--config", str(project.config_path),
          "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=_environment(project, server, **env), stdout=subprocess.PIPE,
+        env=serve_environment(project, server, **env), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT)
     served = Served(f"http://127.0.0.1:{port}", port)
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{served.base}/healthz", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert process.poll() is None, process.communicate()[0].decode()
-            assert time.monotonic() < deadline, "ainews serve did not start"
-            time.sleep(0.1)
+        wait_for_health(process, served.base)
         yield served
     finally:
         process.terminate()
@@ -91,7 +72,7 @@ def test_nobody_gets_the_issue_after_a_one_click_unsubscribe_mid_send(
         sender = subprocess.Popen(
             [sys.executable, "-m", "ainews_newsletter", "--config",
              str(any_project.config_path), "send", "--yes", "--week", "2026-W47"],
-            env=_environment(any_project, smtp_server, AINEWS_SMTP__RATE_PER_SECOND="5"),
+            env=serve_environment(any_project, smtp_server, AINEWS_SMTP__RATE_PER_SECOND="5"),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while len(smtp_server.handler.messages) < 2:

@@ -5,7 +5,6 @@ process died between the confirmation's commit and the welcome's queueing."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.web.security import CSRF_COOKIE, CSRF_FIELD
 from tests.conftest import Project, SmtpServer, running_smtp_server, smtp_env
 from tests.doctor.test_dkim_keygen import dns_for, record_of
-from tests.web.conftest import free_port
+from tests.web.conftest import free_port, serve_environment, wait_for_health
 from tests.web.test_welcome import (
     DKIM_SECTION,
     SECRET,
@@ -39,14 +38,6 @@ from tests.web.test_welcome import (
 
 # Run again under libfaketime at awkward dates by scripts/test-clocks.
 pytestmark = pytest.mark.clock
-
-
-def _environment(project: Project, server: SmtpServer, **extra: str) -> dict[str, str]:
-    env = {**os.environ, **smtp_env(server), "AINEWS_SECRET_KEY": SECRET,
-           "AINEWS_LINT__SPAMASSASSIN": "false", **extra}
-    if project.storage_url is not None:
-        env["AINEWS_STORAGE__URL"] = project.storage_url
-    return env
 
 
 def _config(project: Project, server: SmtpServer) -> Config:
@@ -76,19 +67,11 @@ def _serving(project: Project, server: SmtpServer,
     process = subprocess.Popen(
         [sys.executable, "-m", "ainews_newsletter", "--config", str(project.config_path),
          "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=_environment(project, server, **env), stdout=subprocess.PIPE,
+        env=serve_environment(project, server, **env), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer:
-                return int(answer.status) == 200
-        except (urllib.error.URLError, ConnectionError):
-            return False
-
     try:
-        _wait_until(healthy, process)
+        wait_for_health(process, base)
         yield base, process
     finally:
         if process.poll() is None:
@@ -201,7 +184,7 @@ def test_the_scheduler_sends_the_welcomes_that_wait(any_project: Project,
     dispose_all()
     scheduler = subprocess.Popen(
         [sys.executable, "-m", "ainews_newsletter", "--config", str(any_project.config_path),
-         "schedule", "run"], env=_environment(any_project, smtp_server),
+         "schedule", "run"], env=serve_environment(any_project, smtp_server),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         _wait_until(lambda: sorted(_rows(any_project)) == [

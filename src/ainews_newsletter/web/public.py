@@ -152,14 +152,7 @@ class PublicSite:
     async def confirm_on_click(self, confirmation: Confirmation) -> Response:
         """[subscribers] confirm_on_click: the link itself confirms (a person's GET, see
         scanners.py); the welcome goes after the response."""
-        refusal = await run_in_threadpool(self.opt_in.confirm, confirmation)
-        if refusal is not None:
-            return self.bad_link(refusal)
-        response = self.message("You are subscribed", f"{confirmation.email} will receive "
-                                f"{self.config.newsletter.name}. Every issue has a one-click "
-                                "unsubscribe link.")
-        response.background = BackgroundTask(self.opt_in.after_joined, confirmation.email)
-        return response
+        return await self._confirmed(confirmation)
 
     async def confirm(self, request: Request) -> Response:
         try:
@@ -169,6 +162,9 @@ class PublicSite:
         if await self.form(request) is None:
             return self.message("Please try again", "The form had expired. Open the link from "
                                 "the email again.", status=400)
+        return await self._confirmed(confirmation)
+
+    async def _confirmed(self, confirmation: Confirmation) -> Response:
         refusal = await run_in_threadpool(self.opt_in.confirm, confirmation)
         if refusal is not None:
             return self.bad_link(refusal)
