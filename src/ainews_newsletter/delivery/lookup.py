@@ -2,7 +2,9 @@
 (or of a provider's metadata header), by the relay's id for the message, by the unsubscribe
 token and Message-ID of the returned copy, or by the address it was sent to. Only messages
 that really left count (state sent, or failed after a server's answer): a forged report
-about an address we never mailed matches nothing."""
+about an address we never mailed matches nothing. A welcome (welcome_mail.py) is found too,
+by its tag or the relay's id, as a delivery of no issue: a reader whose first mail from us
+bounces or is reported as spam is treated like any other."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from sqlalchemy import Engine, select
 from ainews_newsletter.config import NewsletterConfig
 from ainews_newsletter.database import ensure_schema
 from ainews_newsletter.delivery.message import message_id
-from ainews_newsletter.delivery.tables import deliveries, issues
+from ainews_newsletter.delivery.tables import deliveries, issues, welcomes
+from ainews_newsletter.delivery.welcome_mail import MESSAGE_KEY as WELCOME_KEY
 from ainews_newsletter.models import DeliveryState
 
 # Keys per query of the batch lookups: bounded IN lists on both databases.
@@ -32,9 +35,9 @@ _REACHED = (DeliveryState.SENT.value, DeliveryState.FAILED.value)
 
 @dataclass(frozen=True)
 class SentDelivery:
-    id: int
-    issue_id: int
-    issue_key: str
+    id: int | None  # None: a welcome (its own ledger, not a delivery of an issue)
+    issue_id: int | None
+    issue_key: str  # WELCOME_KEY for a welcome
     subscriber_id: int
     email: str
     sent_at: datetime | None
@@ -48,6 +51,16 @@ _COLUMNS = (deliveries.c.id, deliveries.c.issue_id, issues.c.period_key,
 
 def _sent(row: Any) -> SentDelivery:
     return SentDelivery(id=row.id, issue_id=row.issue_id, issue_key=row.period_key,
+                        subscriber_id=row.subscriber_id, email=row.email, sent_at=row.sent_at,
+                        tagged=row.return_tag is not None)
+
+
+_WELCOME_COLUMNS = (welcomes.c.subscriber_id, welcomes.c.email, welcomes.c.sent_at,
+                    welcomes.c.return_tag)
+
+
+def _welcome(row: Any) -> SentDelivery:
+    return SentDelivery(id=None, issue_id=None, issue_key=WELCOME_KEY,
                         subscriber_id=row.subscriber_id, email=row.email, sent_at=row.sent_at,
                         tagged=row.return_tag is not None)
 
@@ -68,7 +81,19 @@ class DeliveryLookup:
         with self.engine.connect() as connection:
             row = connection.execute(self._query()
                                      .where(deliveries.c.return_tag == tag)).first()
-        return None if row is None else _sent(row)
+        return _sent(row) if row is not None else self.by_tags([tag]).get(tag)
+
+    def _welcomes_by(self, column: Any, keys: list[str]) -> dict[Any, SentDelivery]:
+        """Welcomes that left (state sent) whose `column` is one of `keys`, by that value."""
+        found: dict[Any, SentDelivery] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(keys), CHUNK):
+                query = (select(*_WELCOME_COLUMNS, column)
+                         .where(welcomes.c.state == DeliveryState.SENT.value,
+                                column.in_(keys[start:start + CHUNK])))
+                for row in connection.execute(query):
+                    found[row[-1]] = _welcome(row)
+        return found
 
     def _by_column(self, column: Any, keys: Iterable[str]) -> dict[Any, SentDelivery]:
         """Deliveries whose `column` is one of `keys`, by that value: one indexed query per
@@ -84,13 +109,24 @@ class DeliveryLookup:
         return found
 
     def by_tags(self, tags: Iterable[str]) -> dict[str, SentDelivery]:
-        """The deliveries whose return tag is one of `tags` (a provider's metadata header
-        brings it back), by tag."""
-        return self._by_column(deliveries.c.return_tag, tags)
+        """The deliveries (and welcomes) whose return tag is one of `tags` (a provider's
+        metadata header brings it back), by tag."""
+        return self._with_welcomes(deliveries.c.return_tag, welcomes.c.return_tag, tags)
 
     def by_provider_message_ids(self, ids: Iterable[str]) -> dict[str, SentDelivery]:
-        """The deliveries the relay accepted under one of `ids` (provider_ids.py), by id."""
-        return self._by_column(deliveries.c.provider_message_id, ids)
+        """The deliveries (and welcomes) the relay accepted under one of `ids`
+        (provider_ids.py), by id."""
+        return self._with_welcomes(deliveries.c.provider_message_id,
+                                   welcomes.c.provider_message_id, ids)
+
+    def _with_welcomes(self, column: Any, welcome_column: Any,
+                       keys: Iterable[str]) -> dict[str, SentDelivery]:
+        wanted = list(dict.fromkeys(key for key in keys if key))
+        found = self._by_column(column, wanted)
+        missing = [key for key in wanted if key not in found]
+        if missing:
+            found.update(self._welcomes_by(welcome_column, missing))
+        return found
 
     def by_message_ids(self, message_ids: Iterable[str]) -> dict[str, SentDelivery]:
         """The deliveries whose Message-ID (with or without its <>) is one of `message_ids`,

@@ -202,8 +202,10 @@ class EventLog:
     def failures(self, subscriber_id: int, kind: FeedbackKind,
                  since: datetime | None = None) -> int:
         """How many distinct issues `kind` events name for this subscriber (since `since`):
-        one bad week counts once, however many messages said so."""
-        query = (select(func.count(func.distinct(feedback_events.c.issue_id)))
+        one bad week counts once, however many messages said so. The welcome mail (no
+        issue) counts as one more."""
+        issue = func.coalesce(feedback_events.c.issue_id, 0)  # issue ids start at 1
+        query = (select(func.count(func.distinct(issue)))
                  .where(feedback_events.c.subscriber_id == subscriber_id,
                         feedback_events.c.kind == kind.value))
         if since is not None:

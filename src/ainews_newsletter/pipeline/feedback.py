@@ -51,7 +51,7 @@ class IngestSummary:
     messages: int = 0
     new_events: int = 0
     repeated: int = 0  # events already stored by an earlier ingest
-    unmatched: int = 0  # new events tied to no delivery of ours: nobody changed
+    unmatched: int = 0  # new events tied to no mail of ours: nobody changed
     kinds: Counter[str] = field(default_factory=Counter)  # new events by kind
     changed: Counter[str] = field(default_factory=Counter)  # bounced / complained
     problems: list[Unreadable] = field(default_factory=list)
@@ -64,7 +64,7 @@ class IngestSummary:
         event = recorded.event
         self.new_events += 1
         self.kinds[event.kind.value] += 1
-        self.unmatched += event.delivery_id is None
+        self.unmatched += event.subscriber_id is None  # a welcome has no delivery row
         if event.effect in (SubscriberStatus.BOUNCED.value, SubscriberStatus.COMPLAINED.value,
                             SubscriberStatus.UNSUBSCRIBED.value):
             self.changed[event.effect] += 1
