@@ -34,20 +34,24 @@ POW_BITS = 16
 MAX_FORM_AGE = 86400.0  # a form older than a day was not filled in by someone reading it
 MAX_STAMP_LENGTH = 128
 _DIGITS = re.compile(r"[0-9]{1,12}")
+_MILLIS = re.compile(r"m[0-9]{1,15}")
 
 
 class FormTimes:
-    """`<kind>.<Unix seconds>.<random>.<HMAC-SHA256>`, keyed from AINEWS_SECRET_KEY: when a
-    form was served, which form ("page" or "embed": one form's cannot serve as another's),
-    and a random part, so that our page's, which is its CSRF value, cannot be guessed."""
+    """`<kind>.m<Unix milliseconds>.<random>.<HMAC-SHA256>`, keyed from AINEWS_SECRET_KEY:
+    when a form was served (to the millisecond: whole seconds made a 2 s minimum 1 to 2 s),
+    which form ("page" or "embed": one form's cannot serve as another's), and a random part,
+    so that our page's, which is its CSRF value, cannot be guessed. Stamps of the older
+    format, `<kind>.<Unix seconds>.<random>.<mac>`, still read (in seconds): a form served
+    before an upgrade is at most a day old."""
 
     def __init__(self, secret_key: str) -> None:
         self._key = derived_key(secret_key, b"ainews form times")
 
     def make(self, kind: str, at: float | None = None) -> str:
         """`at` (a Unix time) is for tests that need a form served long ago."""
-        when = int(clock.now().timestamp() if at is None else at)
-        body = f"{kind}.{when}.{secrets.token_urlsafe(12)}"
+        when = round((clock.now().timestamp() if at is None else at) * 1000)
+        body = f"{kind}.m{when}.{secrets.token_urlsafe(12)}"
         return f"{body}.{self._mac(body)}"
 
     def age(self, stamp: str, kind: str) -> float | None:
@@ -56,12 +60,22 @@ class FormTimes:
             return None
         body, _, mac = stamp.rpartition(".")
         parts = body.split(".")
-        if len(parts) != 3 or parts[0] != kind or not _DIGITS.fullmatch(parts[1]):
+        if len(parts) != 3 or parts[0] != kind:
+            return None
+        if _MILLIS.fullmatch(parts[1]):
+            served = int(parts[1][1:]) / 1000
+        elif _DIGITS.fullmatch(parts[1]):  # the older format, in whole seconds
+            served = float(parts[1])
+        else:
             return None
         if not hmac.compare_digest(self._mac(body).encode("ascii"),
                                    mac.encode("utf-8", "surrogatepass")):
             return None
-        return clock.now().timestamp() - int(parts[1])
+        return clock.now().timestamp() - served
+
+    def is_ours(self, stamp: str, kind: str) -> bool:
+        """Whether `stamp` is a form time we signed for a form of `kind`, whatever its age."""
+        return self.age(stamp, kind) is not None
 
     def _mac(self, body: str) -> str:
         digest = hmac.new(self._key, body.encode("utf-8"), hashlib.sha256).digest()
@@ -77,8 +91,11 @@ def solved(challenge: str, answer: str, bits: int = POW_BITS) -> bool:
 
 
 class SpentPuzzles:
-    """Form times already posted with a solved puzzle: one solution buys one sign-up, not a
-    day of them. In memory, per process, like the throttles; bounded like them."""
+    """Form times already posted (with a solved puzzle, when that is on): one form served
+    buys one sign-up, not a day of them; a second post of the same form (a double click,
+    a reload that sends again) gets the same thank-you and does nothing. In memory, per
+    server process, like the throttles, and bounded like them: a restart, or another
+    process behind the same address, accepts a form time once more."""
 
     def __init__(self) -> None:
         self._seen: dict[str, float] = {}
@@ -127,8 +144,9 @@ class BotChecks:
             answer = data.get(POW_FIELD)
             if kind is None or not isinstance(answer, str) or not solved(stamp or "", answer):
                 return "no solved puzzle ([web] proof_of_work)"
-            if not self.spent.first_use(stamp or ""):
-                return "its puzzle was solved for an earlier post"
+        if kind is not None and not self.spent.first_use(stamp or ""):
+            return ("its puzzle was solved for an earlier post" if self.proof_of_work
+                    else "its form was sent before")
         return None
 
     def form_context(self, stamp: str, script_nonce: str | None) -> dict[str, Any]:

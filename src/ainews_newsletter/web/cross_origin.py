@@ -31,12 +31,15 @@ def _normalized(value: str) -> str:
 
 
 def request_origin(request: Request) -> str | None:
-    """The origin of the page that sent `request`: Origin, else Referer's; None when it
-    names neither. "Origin: null" names none: a browser sends it for a page whose
-    Referrer-Policy is no-referrer (ours), a sandboxed frame or a local file."""
-    origin = request.headers.get("origin", "").strip()
-    if origin and origin != "null":
-        return _normalized(origin)
+    """The origin of the page that sent `request`: Origin, else (no Origin header at all)
+    Referer's; None when it names neither. "Origin: null" names none: a browser sends it
+    for a page whose Referrer-Policy is no-referrer (ours), a sandboxed frame or a local
+    file."""
+    if "origin" in request.headers:
+        # Referer only when there is no Origin at all: a browser that says null has said
+        # it names none (and a Referer beside it must not overrule that).
+        origin = request.headers["origin"].strip()
+        return _normalized(origin) if origin and origin != "null" else None
     referer = request.headers.get("referer", "").strip()
     if referer:
         try:

@@ -6,12 +6,15 @@ look for malware and phishing: Microsoft Defender for Office 365 (Safe Links), P
 URL Defense, Mimecast URL Protect, Barracuda Link Protection, Symantec/Broadcom Email
 Security.cloud, Trend Micro Email Security, Gmail's own checks; and chat apps fetch a link
 pasted into them for a preview. If such a fetch confirmed, a bot signing up a stranger
-at a protected company would get them subscribed with nobody clicking. Three signs, any one
+at a protected company would get them subscribed with nobody clicking. Four signs, any one
 enough:
 
 - a HEAD request (browsers navigate with GET; scanners often probe with HEAD);
 - a user agent naming a scanner or a preview fetcher (SCANNER_AGENTS), or none at all (every
   browser sends one), or a prefetch (Purpose / Sec-Purpose: prefetch);
+- Fetch Metadata that says this is not a navigation: Sec-Fetch-Site present, Sec-Fetch-Mode
+  not "navigate" (a person opening a link navigates; a script's fetch does not). Browsers
+  that send no Fetch Metadata at all (older Safari) are not marked by it;
 - a GET within FIRST_SECONDS of the link's issue: a scanner fetches as the mail arrives; a
   person needs longer to open the mail and click.
 
@@ -64,6 +67,9 @@ def link_scanner(method: str, headers: Mapping[str, str], issued_at: datetime,
     purpose = f"{headers.get('sec-purpose') or ''} {headers.get('purpose') or ''}".lower()
     if "prefetch" in purpose:
         return "a prefetch"
+    mode = (headers.get("sec-fetch-mode") or "").strip().lower()
+    if headers.get("sec-fetch-site") is not None and mode != "navigate":
+        return f"not a navigation (Sec-Fetch-Mode {mode[:20]!r})"
     age = (now - issued_at).total_seconds()
     if age < FIRST_SECONDS:
         return f"opened {max(age, 0):.0f} s after the mail left"

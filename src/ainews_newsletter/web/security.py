@@ -81,11 +81,8 @@ class ConfirmationTokens:
 
     def __init__(self, secret_key: str, max_age_seconds: float) -> None:
         from cryptography.fernet import Fernet
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                   info=b"ainews confirmation links").derive(secret_key.encode())
+        key = derived_key(secret_key, b"ainews confirmation links")
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
         self.max_age = int(max_age_seconds)
 

@@ -83,9 +83,10 @@ class SignUpForm:
         """The subscribe page: its CSRF value is its signed form time."""
         stamp = self.bots.times.make("page")
         nonce = self.bots.script_nonce()
-        headers = SECURITY_HEADERS if nonce is None else {
-            **SECURITY_HEADERS, "Content-Security-Policy": content_security_policy(
-                script_nonce=nonce)}
+        # no-store: each copy carries its own form time (and cookie, and nonce).
+        headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
+        if nonce is not None:
+            headers["Content-Security-Policy"] = content_security_policy(script_nonce=nonce)
         return self.page("subscribe.html", status=status, csrf=stamp, headers=headers,
                          **self.bots.form_context(stamp, nonce), **context)
 
@@ -149,8 +150,14 @@ class SignUpForm:
         if origin == self.origins.own and FORM_TIME_FIELD in data:
             return Channel.EMBED
         # Our origin without a valid token is our own page, its form stale (a second tab
-        # replaced the cookie); no origin at all could be anyone's.
-        return Channel.EXPIRED if origin == self.origins.own else Channel.REFUSED
+        # replaced the cookie). No origin (our pages' no-referrer makes browsers send
+        # "Origin: null") could be anyone's, unless the form carries a form time we signed
+        # for our page: then it is ours too, its cookie gone (a browser restarted with its
+        # tabs, /confirm opened in another tab). Expired either way: nothing is stored.
+        if origin == self.origins.own or (
+                origin is None and self.bots.times.is_ours(_text(data, CSRF_FIELD), "page")):
+            return Channel.EXPIRED
+        return Channel.REFUSED
 
     async def _answer(self, request: Request, post: Post, data: Mapping[str, Any]) -> Response:
         if post.channel is Channel.REFUSED:
