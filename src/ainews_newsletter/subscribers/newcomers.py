@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine, exists, select
+from sqlalchemy import ColumnElement, Engine, and_, exists, or_, select
 
 from ainews_newsletter.database import ensure_schema
 from ainews_newsletter.models import Recipient, SubscriberStatus
@@ -18,6 +18,21 @@ from ainews_newsletter.subscribers.schema import subscriber_events, subscribers,
 ARRIVALS = ("joined", "confirmed", "resubscribed")
 
 
+def _made_active_from(source: str) -> ColumnElement[bool]:
+    """The event made the reader active from `source`: a confirmation or a return from
+    there, or a "joined" that made them active at once (single opt-in; an import of an
+    active row). A "joined" of a sign-up that waited as pending is not one: whoever
+    confirmed it later (the web, `ainews subscribers`, an import) wrote a "confirmed" of
+    their own, and that one says where the reader came from."""
+    events = subscriber_events
+    later = subscriber_events.alias("later")
+    return and_(events.c.source == source,
+                or_(events.c.kind != "joined",
+                    ~exists().where(later.c.subscriber_id == events.c.subscriber_id,
+                                    later.c.kind == "confirmed",
+                                    later.c.at >= subscribers.c.created_at)))
+
+
 class Newcomers:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -26,14 +41,18 @@ class Newcomers:
     def since(self, moment: datetime, source: str,
               kinds: tuple[str, ...] = ARRIVALS) -> list[Recipient]:
         """Readers with a `kinds` event from `source` (an event source: "web", "import")
-        at or after `moment` who may be mailed now (active, not suppressed), by id. Driven
-        by the events' (kind, at) index: cheap to ask every minute on a large list."""
+        that made them active, at or after `moment`, who may be mailed now (active, not
+        suppressed), by id. Only events since the row was made: SQLite hands a deleted
+        highest id to the next reader, whose welcome a removed reader's event must not
+        decide. Driven by the events' (kind, at) index: cheap to ask every minute on a
+        large list."""
         query = (select(subscribers.c.id, subscribers.c.email, subscribers.c.name,
                         subscribers.c.token)
                  .join(subscriber_events, subscriber_events.c.subscriber_id == subscribers.c.id)
                  .where(subscriber_events.c.kind.in_(kinds),
                         subscriber_events.c.at >= moment,
-                        subscriber_events.c.source == source,
+                        _made_active_from(source),
+                        subscriber_events.c.at >= subscribers.c.created_at,
                         subscribers.c.status == SubscriberStatus.ACTIVE.value,
                         ~exists().where(suppressions.c.email_normalized
                                         == subscribers.c.email_normalized))
