@@ -3,7 +3,8 @@ reader's (highest) id to the next reader, and the welcome queued for the first m
 go out with the second's unsubscribe link, nor keep the second from being welcomed; the
 catch-up welcomes web readers only for what the web did (not a pending web sign-up that
 the CLI or an import activated); a reader who left first is skipped, not failed; and
-`ainews status` without an issue still exits 1."""
+`ainews status` without an issue still exits 1; `import --welcome` welcomes the readers its
+own file added."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ainews_newsletter.pipeline.issue import open_subscribers
 from ainews_newsletter.pipeline.welcome import Welcomes
 from ainews_newsletter.schedule.job import send_welcomes
 from ainews_newsletter.subscribers.signups import SignUps
-from tests.conftest import Project, SmtpServer
+from tests.conftest import Project, SmtpServer, smtp_env
 from tests.web.test_welcome import (
     WELCOME_ON,
     _client,
@@ -126,3 +127,21 @@ def test_a_reader_who_left_first_is_skipped_not_failed_and_status_exits_1(
     assert as_json.exit_code == 1
     counts = json.JSONDecoder().raw_decode(as_json.output)[0]["welcomes"]
     assert (counts["failed"], counts["skipped"], counts["last_failure"]) == (0, 1, None)
+
+
+def test_an_import_welcomes_exactly_the_readers_it_added(
+        any_project: Project, smtp_server: SmtpServer) -> None:
+    """Another import at the same moment (a clock that stands still makes them
+    simultaneous) added its own readers: `import --welcome` welcomes only the ones its file
+    added as active, not those, not a pending one."""
+    env = smtp_env(smtp_server)
+    with clock.use_clock(clock.frozen(clock.now())):
+        other = _import(any_project, "other@example.com,Other,active\n", env=env)
+        assert other.exit_code == 0
+        mine = _import(any_project, """\
+            mine@example.com,Mine,active
+            waiting@example.com,,pending
+            """, "--welcome", "--json", env=env)
+    assert mine.exit_code == 0, mine.output + mine.stderr
+    assert json.loads(mine.output)["welcomes"]["queued"] == 1
+    assert [r.rcpt_tos for r in welcomes_to(smtp_server)] == [["mine@example.com"]]

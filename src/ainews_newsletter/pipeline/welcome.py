@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.errors import MessageError
 from functools import cached_property
 from types import TracebackType
@@ -178,9 +178,10 @@ class Welcomes:
             log.info("queued %d welcome(s) of readers who joined without one", len(queued))
         return len(queued)
 
-    def queue_imported(self, since: datetime) -> int:
-        """Queue the welcome of every reader an import added since `since` (active ones)."""
-        return len(self.queue(self.newcomers.since(since, "import", kinds=("joined",))))
+    def queue_imported(self, addresses: list[str]) -> int:
+        """Queue the welcome of the readers an import added (their normalized addresses, as
+        the import reports them: its own, not a concurrent import's), those still active."""
+        return len(self.queue(self.newcomers.active_at(addresses)))
 
     # -- sending --------------------------------------------------------------------------
 

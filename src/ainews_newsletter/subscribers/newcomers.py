@@ -16,6 +16,7 @@ from ainews_newsletter.subscribers.schema import subscriber_events, subscribers,
 # The events after which someone receives the newsletter: a sign-up with or without
 # confirmation ("joined" as active, or "confirmed"), and a return ("resubscribed").
 ARRIVALS = ("joined", "confirmed", "resubscribed")
+_CHUNK = 500  # addresses per IN (…): well under SQLite's parameter limit
 
 
 def _made_active_from(source: str) -> ColumnElement[bool]:
@@ -70,6 +71,21 @@ class Newcomers:
                        subscribers.c.token).where(subscribers.c.id == subscriber_id)).first()
         return None if row is None else Recipient(row.id, row.email, clean_name(row.name),
                                                   row.token)
+
+    def active_at(self, addresses: list[str]) -> list[Recipient]:
+        """The active readers at these normalized addresses, by id (a suppression is the
+        claim's to find)."""
+        found: list[Recipient] = []
+        with self.engine.connect() as connection:
+            for start in range(0, len(addresses), _CHUNK):
+                found.extend(Recipient(row.id, row.email, clean_name(row.name), row.token)
+                             for row in connection.execute(
+                    select(subscribers.c.id, subscribers.c.email, subscribers.c.name,
+                           subscribers.c.token)
+                    .where(subscribers.c.email_normalized.in_(
+                        addresses[start:start + _CHUNK]),
+                           subscribers.c.status == SubscriberStatus.ACTIVE.value)))
+        return sorted(found, key=lambda recipient: recipient.subscriber_id)
 
     def by_address(self, normalized: str) -> Recipient | None:
         """An active reader by normalized address; else None (a suppression is the
