@@ -5,13 +5,16 @@ back only after its lease, and a reader who left never welcomed."""
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import select, update
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.claims import Claim, RetryPolicy
+from ainews_newsletter.delivery.tables import welcomes
 from ainews_newsletter.delivery.transports import MemoryTransport
 from ainews_newsletter.delivery.welcome_ledger import WelcomeLedger, WelcomeRow
 from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
@@ -51,7 +54,7 @@ def test_one_row_per_reader_however_often_it_is_queued(database_url: str) -> Non
     assert [row.subscriber_id for row in rows] == [r.subscriber_id for r in readers]
     assert all(row.return_tag for row in rows)  # tagged once, on the first queueing
     assert ledger.welcomed([r.subscriber_id for r in readers] + [999]) == {
-        r.subscriber_id for r in readers}
+        r.subscriber_id: r.email for r in readers}
     assert ledger.counts().queued == 2
 
 
@@ -134,19 +137,51 @@ def test_a_5xx_fails_at_once_and_is_the_last_failure(database_url: str) -> None:
     assert ledger.due(clock.now() + timedelta(days=30), LEASE, 10) == []  # never again
 
 
+def _claimed_at(ledger: WelcomeLedger) -> datetime:
+    with ledger.engine.connect() as connection:
+        return connection.execute(select(welcomes.c.updated_at)).scalar_one()
+
+
+def _age_claim(ledger: WelcomeLedger, by: timedelta) -> datetime:
+    """Time passes for the claim (on PostgreSQL its lease runs by the database's clock, so
+    the claim's stamp moves back instead); returns the new stamp."""
+    stamp = _claimed_at(ledger) - by
+    with ledger.engine.begin() as connection:
+        connection.execute(update(welcomes).values(updated_at=stamp))
+    return stamp
+
+
 def test_a_dead_senders_claim_is_taken_back_only_after_the_lease(database_url: str) -> None:
     ledger, [reader] = _readers(database_url, 1)
     ledger.queue([reader], clock.now())
-    claimed_at = clock.now()
-    assert ledger.claim(_only_row(ledger), claimed_at, LEASE) is Claim.CLAIMED
+    assert ledger.claim(_only_row(ledger), clock.now(), LEASE) is Claim.CLAIMED
     # ... and the sender dies before recording anything.
-    assert ledger.due(claimed_at + LEASE - timedelta(seconds=1), LEASE, 10) == []
-    assert ledger.next_due_at(LEASE) == claimed_at + LEASE
-    later = claimed_at + LEASE
+    stamp = _age_claim(ledger, LEASE - timedelta(minutes=1))
+    assert ledger.due(clock.now(), LEASE, 10) == []
+    assert ledger.next_due_at(LEASE) == stamp + LEASE
+    _age_claim(ledger, timedelta(minutes=2))
+    later = clock.now()
     [stale] = ledger.due(later, LEASE, 10)
     assert stale.attempts == 1
     assert ledger.claim(stale, later, LEASE) is Claim.CLAIMED
     assert ledger.claim(stale, later, LEASE) is Claim.TAKEN  # only once
+
+
+def test_on_postgresql_the_lease_runs_by_the_databases_clock(database_url: str) -> None:
+    """Senders on machines whose clocks disagree: one running behind claims, one running
+    ahead looks. On PostgreSQL neither clock counts (the claim is stamped and judged by the
+    database's); on SQLite, one machine, the process's clock is the one."""
+    ledger, [reader] = _readers(database_url, 1)
+    ledger.queue([reader], clock.now())
+    behind, ahead = clock.now() - 2 * LEASE, clock.now() + 2 * LEASE
+    row = _only_row(ledger)
+    assert ledger.claim(row, behind, LEASE) is Claim.CLAIMED
+    seen = ledger.due(clock.now(), LEASE, 10) + ledger.due(ahead, LEASE, 10)
+    if database_url.startswith("postgresql"):
+        assert seen == []
+        assert ledger.claim(replace(row, attempts=1), ahead, LEASE) is Claim.TAKEN
+    else:
+        assert [found.id for found in seen] == [row.id, row.id]
 
 
 def test_a_row_put_back_keeps_its_attempt_count(database_url: str) -> None:
@@ -168,7 +203,10 @@ def test_a_reader_who_left_is_never_welcomed(database_url: str) -> None:
     leaving, staying = ledger.due(clock.now(), LEASE, 10)
     assert ledger.claim(leaving, clock.now(), LEASE, deliverable_subscriber) is Claim.LEFT
     assert ledger.claim(staying, clock.now(), LEASE, deliverable_subscriber) is Claim.CLAIMED
-    counts = ledger.counts()
-    assert (counts.failed, counts.sending) == (1, 1)
-    assert counts.last_failure is not None
-    assert counts.last_failure.reply == "not sent: no longer an active subscriber"
+    counts = ledger.counts()  # skipped: leaving is no failure of ours
+    assert (counts.skipped, counts.failed, counts.sending) == (1, 0, 1)
+    assert counts.last_failure is None
+    with ledger.engine.connect() as connection:
+        assert connection.execute(select(welcomes.c.state, welcomes.c.last_reply).where(
+            welcomes.c.id == leaving.id)).one() == (
+                "skipped", "not sent: no longer an active subscriber")

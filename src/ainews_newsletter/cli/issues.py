@@ -78,15 +78,13 @@ def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
     welcomes = _welcomes(state)
     try:
         counts = delivery_status(state.config, issue)
-    except AinewsError as exc:  # no issue yet: the welcomes may still have news
-        if issue is not None or welcomes is None:
-            raise
-        if as_json:
-            print_json({"issue": None, "welcomes": welcomes.as_dict()})
-        else:
-            console.print(str(exc), markup=False, soft_wrap=True)
-            _print_welcomes(welcomes)
-        return
+    except AinewsError:  # no issue yet: still exit 1, after the welcomes' news
+        if issue is None and welcomes is not None:
+            if as_json:
+                print_json({"issue": None, "welcomes": welcomes.as_dict()})
+            else:
+                _print_welcomes(welcomes)
+        raise
     feedback = issue_feedback(state.config, counts.issue)
     if as_json:
         extra = {} if welcomes is None else {"welcomes": welcomes.as_dict()}
@@ -117,7 +115,9 @@ def _welcomes(state: AppState) -> WelcomeCounts | None:
 def _print_welcomes(counts: WelcomeCounts) -> None:
     retrying = f" ({counts.retrying} to retry)" if counts.retrying else ""
     console.print(f"welcomes: queued {counts.queued}{retrying}, sending {counts.sending}, "
-                  f"sent {counts.sent}, failed {counts.failed}", soft_wrap=True)
+                  f"sent {counts.sent}, failed {counts.failed}"
+                  + (f", skipped {counts.skipped} (left first)" if counts.skipped else ""),
+                  soft_wrap=True)
     failure = counts.last_failure
     if failure is not None:
         console.print(f"last failed welcome: {failure.email} at {failure.at:%Y-%m-%d %H:%M} "

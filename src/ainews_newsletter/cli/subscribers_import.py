@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +48,9 @@ SHOWN_REJECTS = 20
 @click.option("--welcome", is_flag=True,
               help="Send the welcome mail (templates/welcome.*) to each active reader this "
                    "import adds, once per reader ever, whatever [subscribers] welcome says: "
-                   "without this flag an import welcomes nobody.")
+                   "without this flag an import welcomes nobody. Each batch's welcomes are "
+                   "queued once it has committed: if the process dies in between, that "
+                   "batch's readers are not welcomed (no catch-up for imports).")
 @json_option
 @pass_state
 def import_(state: AppState, file: Path, file_format: str, list_name: str | None,
@@ -58,14 +59,15 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
     """Import FILE: our CSV (email, name, status, …) or an export from Mailchimp, Substack,
     listmonk or Buttondown. Known addresses are merged, not doubled; an unsubscribe is never
     undone; suppressed addresses are rejected. Exit code 1 if any row was rejected."""
-    from ainews_newsletter import clock
 
     welcomes = None
     if welcome and not dry_run:
         from ainews_newsletter.pipeline.welcome import Welcomes
 
         welcomes = Welcomes(state.config, check_templates=True)  # before the import
-    started = clock.now()
+    # The welcomes of the active readers each batch adds, queued as soon as it commits:
+    # this import's own readers, and a crash loses at most one batch's.
+    queued: list[int] = []
     store = open_store(state)
     with store.engine.begin() as connection:
         store.list_id(connection, list_name)  # a missing list fails before reading the file
@@ -97,7 +99,9 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
                                   task, completed=opened.bytes_read()),
                               on_reject=None if writer is None else lambda reject:
                               writer.writerow([reject.line, spreadsheet_safe(reject.email),
-                                               reject.reason]))  # starts with text or '…
+                                               reject.reason]),  # starts with text or '…
+                              on_added=None if welcomes is None else lambda added:
+                              queued.append(welcomes.queue_imported(added)))
     for reject in summary.rejects[:SHOWN_REJECTS]:
         fail(f"{file}:{reject.line}: {reject.reason}")
     if summary.rejected > SHOWN_REJECTS:
@@ -108,14 +112,14 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
     welcomed: dict[str, Any] = {}
     if as_json:
         if welcomes is not None:
-            welcomed = _send_welcomes(welcomes, started)
+            welcomed = _send_welcomes(welcomes, sum(queued))
         print_json({**result, "format": opened.format, "dry_run": dry_run,
                     **({"welcomes": welcomed} if welcomed else {})})
     else:
         console.print(f"{opened.format} file{' (dry run: nothing stored)' if dry_run else ''}: "
                       + ", ".join(f"{key} {value}" for key, value in result.items()))
         if welcomes is not None:
-            welcomed = _send_welcomes(welcomes, started)
+            welcomed = _send_welcomes(welcomes, sum(queued))
             console.print("welcomes: " + ", ".join(
                 f"{key.replace('_', ' ')} {value}" for key, value in welcomed.items()
                 if key != "error"))
@@ -123,14 +127,13 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
         raise SystemExit(1)
 
 
-def _send_welcomes(welcomes: Welcomes, since: datetime) -> dict[str, Any]:
-    """Queue the welcomes of the readers the import added, then send them (a bar on a
+def _send_welcomes(welcomes: Welcomes, queued: int) -> dict[str, Any]:
+    """Send the `queued` welcomes of the readers the import added (a bar on a
     terminal). What is not sent now (the server is down, a 4xx) stays queued for
     `ainews serve` or the scheduler; the error is said on stderr."""
     from ainews_newsletter.cli.common import progress_bar
     from ainews_newsletter.pipeline.welcome import WelcomeRun
 
-    queued = welcomes.queue_imported(since)
     with progress_bar(queued) as progress:
         task = progress.add_task("welcomes", total=queued)
         error, run = None, None

@@ -118,9 +118,10 @@ clicks = Table(
 
 # The welcome mail ([subscribers] welcome): its own kind of delivery, one per reader and
 # never an issue's (not in the archive, the feed, issue reports or `send --resume`). The
-# unique subscriber_id is what makes it go once: a row is queued in the transaction that
-# confirms the reader, and sent after it commits; a crash leaves it queued for the next
-# `serve` start or the scheduler.
+# unique subscriber_id is what makes it go once: a row is queued right after the
+# confirmation commits (not in its transaction) and sent; a crash in between is covered by
+# the catch-up (pipeline/welcome.py), and a row left queued or claimed goes at the next
+# `serve` start or scheduler round.
 welcomes = Table(
     "welcomes",
     metadata,

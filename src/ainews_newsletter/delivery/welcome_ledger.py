@@ -1,5 +1,6 @@
 """The welcome ledger: one `welcomes` row per reader, ever (its unique subscriber_id), that
-moves queued → sending → sent | failed; a 4xx puts it back in the queue with a retry time.
+moves queued → sending → sent | failed; a 4xx puts it back in the queue with a retry time;
+a reader who left before their welcome went gets it `skipped` (never sent, not a failure).
 Its own kind of delivery, never an issue's: the archive, the feed, issue reports and
 `send --resume` read `deliveries` and never see it.
 
@@ -7,7 +8,9 @@ A claim is one UPDATE … WHERE the row is still due, so of two senders racing f
 (the web's background task and `serve`'s loop, the scheduler, an import) exactly one gets
 it. A row left `sending` by a sender that died is due again once its claim is older than
 the lease: the welcome is sent at least once, and a crash can duplicate at most the
-messages in flight (one per sender), as with issues."""
+messages in flight (one per sender), as with issues. On PostgreSQL the lease is counted by
+the database's clock, as the issues' claims are: senders on several machines never judge one
+another's claims by their own clocks."""
 
 from __future__ import annotations
 
@@ -17,10 +20,26 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Interval,
+    and_,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from ainews_newsletter.database import ensure_schema, insert_ignoring_conflicts
-from ainews_newsletter.delivery.claims import NOT_ACTIVE_REPLY, Claim, RetryPolicy
+from ainews_newsletter.delivery.claims import (
+    NOT_ACTIVE_REPLY,
+    Claim,
+    RetryPolicy,
+    _database_now,
+)
 from ainews_newsletter.delivery.provider_ids import provider_message_id
 from ainews_newsletter.delivery.returnpath import new_return_tag
 from ainews_newsletter.delivery.tables import welcomes
@@ -28,6 +47,7 @@ from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
 
 QUEUED, SENDING = DeliveryState.QUEUED.value, DeliveryState.SENDING.value
 SENT, FAILED = DeliveryState.SENT.value, DeliveryState.FAILED.value
+SKIPPED = "skipped"  # the reader left (or was removed) before it went: never sent
 _CHUNK = 500  # ids per IN (…): well under SQLite's parameter limit
 # A condition on welcomes.subscriber_id: the reader may still be mailed (the subscribers
 # room makes it; the pipeline plugs it in).
@@ -60,16 +80,18 @@ class WelcomeCounts:
     sent: int = 0
     failed: int = 0
     retrying: int = 0  # of the queued: tried already (a 4xx, or the server was down)
+    skipped: int = 0  # the reader left before it went: no failure
     last_failure: WelcomeFailure | None = None
 
     @property
     def total(self) -> int:
-        return self.queued + self.sending + self.sent + self.failed
+        return self.queued + self.sending + self.sent + self.failed + self.skipped
 
     def as_dict(self) -> dict[str, Any]:
         failure = self.last_failure
         return {"queued": self.queued, "sending": self.sending, "sent": self.sent,
-                "failed": self.failed, "retrying": self.retrying, "total": self.total,
+                "failed": self.failed, "retrying": self.retrying, "skipped": self.skipped,
+                "total": self.total,
                 "last_failure": None if failure is None else {
                     "email": failure.email, "code": failure.code, "reply": failure.reply,
                     "at": failure.at.isoformat()}}
@@ -85,18 +107,28 @@ def _as_utc(value: datetime | str | None) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _due(now: datetime, lease: timedelta) -> ColumnElement[bool]:
+def _claim_time(now: datetime, database_clock: bool) -> datetime | ColumnElement[datetime]:
+    """What a claim stamps: the database's clock on PostgreSQL, the process's on SQLite
+    (one machine)."""
+    return _database_now() if database_clock else now
+
+
+def _due(now: datetime, lease: timedelta, database_clock: bool = False) -> ColumnElement[bool]:
     """Queued and its retry time come, or claimed longer than `lease` ago by a sender that
-    never recorded it (killed, or the machine went down)."""
+    never recorded it (killed, or the machine went down), by the clock claims are stamped
+    with."""
+    lease_start = (_database_now() - literal(lease, Interval()) if database_clock
+                   else now - lease)
     return or_(and_(welcomes.c.state == QUEUED,
                     or_(welcomes.c.next_attempt_at.is_(None),
                         welcomes.c.next_attempt_at <= now)),
-               and_(welcomes.c.state == SENDING, welcomes.c.updated_at <= now - lease))
+               and_(welcomes.c.state == SENDING, welcomes.c.updated_at <= lease_start))
 
 
 class WelcomeLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.database_clock = engine.dialect.name == "postgresql"
         ensure_schema(engine)
 
     def queue(self, recipients: Iterable[Recipient], now: datetime,
@@ -111,21 +143,32 @@ class WelcomeLedger:
             with self.engine.begin() as connection:
                 insert_ignoring_conflicts(connection, welcomes, rows)
 
-    def welcomed(self, subscriber_ids: Collection[int]) -> set[int]:
-        """Which of these readers have a welcome row (queued, sent or failed)."""
-        found: set[int] = set()
+    def welcomed(self, subscriber_ids: Collection[int]) -> dict[int, str]:
+        """Which of these readers have a welcome row (in any state), with the address the
+        row was queued for (the caller tells a reader from an earlier holder of the id)."""
+        found: dict[int, str] = {}
         ids = list(subscriber_ids)
         with self.engine.connect() as connection:
             for start in range(0, len(ids), _CHUNK):
-                found.update(connection.execute(
-                    select(welcomes.c.subscriber_id)
-                    .where(welcomes.c.subscriber_id.in_(ids[start:start + _CHUNK]))).scalars())
+                found.update((row.subscriber_id, row.email) for row in connection.execute(
+                    select(welcomes.c.subscriber_id, welcomes.c.email)
+                    .where(welcomes.c.subscriber_id.in_(ids[start:start + _CHUNK]))))
         return found
+
+    def drop_stale(self, subscriber_id: int, email: str) -> bool:
+        """Delete the row of a reader who is gone: SQLite hands a deleted highest id to the
+        next reader, and the row (unique per id) would keep that reader from ever being
+        welcomed. Not a row being sent right now. Whether one went."""
+        with self.engine.begin() as connection:
+            return bool(connection.execute(delete(welcomes).where(
+                welcomes.c.subscriber_id == subscriber_id, welcomes.c.email == email,
+                welcomes.c.state != SENDING)).rowcount)
 
     def due(self, now: datetime, lease: timedelta, limit: int,
             subscriber_id: int | None = None) -> list[WelcomeRow]:
         """Rows to send now, oldest first (only this reader's with `subscriber_id`)."""
-        query = select(welcomes).where(_due(now, lease)).order_by(welcomes.c.id).limit(limit)
+        query = (select(welcomes).where(_due(now, lease, self.database_clock))
+                 .order_by(welcomes.c.id).limit(limit))
         if subscriber_id is not None:
             query = query.where(welcomes.c.subscriber_id == subscriber_id)
         with self.engine.connect() as connection:
@@ -139,11 +182,11 @@ class WelcomeLedger:
         """Mark the row `sending`, committed before MAIL FROM, if it is still due, nobody
         claimed it since it was read (its attempt count is unchanged) and, with
         `deliverable`, its reader may still be mailed; a reader who left meanwhile gets
-        the row recorded failed (LEFT), never a welcome."""
+        the row recorded skipped (LEFT), never a welcome."""
         still = and_(welcomes.c.id == row.id, welcomes.c.attempts == row.attempts,
-                     _due(now, lease))
+                     _due(now, lease, self.database_clock))
         claiming = update(welcomes).values(state=SENDING, attempts=row.attempts + 1,
-                                           updated_at=now)
+                                           updated_at=_claim_time(now, self.database_clock))
         with self.engine.begin() as connection:
             admitted = still if deliverable is None else and_(
                 still, deliverable(welcomes.c.subscriber_id))
@@ -152,7 +195,7 @@ class WelcomeLedger:
             if deliverable is None:
                 return Claim.TAKEN
             left = connection.execute(update(welcomes).where(still).values(
-                state=FAILED, last_code=0, last_reply=NOT_ACTIVE_REPLY, updated_at=now))
+                state=SKIPPED, last_code=0, last_reply=NOT_ACTIVE_REPLY, updated_at=now))
             return Claim.LEFT if left.rowcount == 1 else Claim.TAKEN
 
     def record(self, row: WelcomeRow, outcome: SendOutcome, now: datetime,
@@ -213,5 +256,6 @@ class WelcomeLedger:
         return WelcomeCounts(
             queued=by_state.get(QUEUED, 0), sending=by_state.get(SENDING, 0),
             sent=by_state.get(SENT, 0), failed=by_state.get(FAILED, 0), retrying=int(retrying),
+            skipped=by_state.get(SKIPPED, 0),
             last_failure=None if failed is None else WelcomeFailure(
                 failed.email, failed.last_code, failed.last_reply, failed.updated_at))

@@ -21,10 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.errors import MessageError
 from functools import cached_property
 from types import TracebackType
+
+from sqlalchemy import ColumnElement, and_
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
@@ -37,6 +39,7 @@ from ainews_newsletter.delivery.transports import Transport, TransportUnavailabl
 from ainews_newsletter.delivery.welcome_ledger import (
     FAILED,
     SENT,
+    SKIPPED,
     WelcomeCounts,
     WelcomeLedger,
     WelcomeRow,
@@ -50,7 +53,7 @@ from ainews_newsletter.render.environment import make_environment
 from ainews_newsletter.render.welcome import compile_welcome, render_welcome
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.newcomers import Newcomers
-from ainews_newsletter.subscribers.queries import deliverable_subscriber
+from ainews_newsletter.subscribers.queries import deliverable_subscriber, holds_address
 
 log = logging.getLogger("ainews.welcome")
 # How far back the catch-up looks for web arrivals without a welcome: far more than a
@@ -59,7 +62,24 @@ log = logging.getLogger("ainews.welcome")
 CATCH_UP = timedelta(hours=24)
 LOOP_SECONDS = 60.0  # the longest `serve`'s loop sleeps between two looks
 STOP_CHECK = 0.25  # how often a sleeping loop looks whether `serve` is stopping
-Progress = Callable[[str], None]  # called with each recorded state (sent, queued, failed)
+# Called with each recorded state (sent, queued, failed, skipped).
+Progress = Callable[[str], None]
+GONE_REPLY = "not sent: the reader is gone (their id belongs to another reader now)"
+
+
+def _normalized(address: str) -> str:
+    """An address as subscribers.email_normalized holds it (a stored one: test domains
+    allowed)."""
+    try:
+        return normalize(address, allow_test=True)[1]
+    except AinewsError:  # not one a reader can have now: it matches nobody's
+        return address.strip().lower()
+
+
+def same_reader(queued_for: str, holder: str) -> bool:
+    """Whether a welcome row queued for `queued_for` is for the reader at `holder`: SQLite
+    gives a deleted highest id to the next reader, so the id alone does not say."""
+    return _normalized(queued_for) == _normalized(holder)
 
 
 @dataclass
@@ -69,21 +89,25 @@ class WelcomeRun:
     sent: int = 0
     retrying: int = 0  # a 4xx: queued again for later
     failed: int = 0
+    skipped: int = 0  # the reader left, or is gone, before it went
 
     def count(self, state: str) -> None:
         if state == SENT:
             self.sent += 1
         elif state == FAILED:
             self.failed += 1
+        elif state == SKIPPED:
+            self.skipped += 1
         else:
             self.retrying += 1
 
     @property
     def any(self) -> bool:
-        return bool(self.sent or self.retrying or self.failed)
+        return bool(self.sent or self.retrying or self.failed or self.skipped)
 
     def describe(self) -> str:
-        return f"sent {self.sent}, to retry {self.retrying}, failed {self.failed}"
+        return (f"sent {self.sent}, to retry {self.retrying}, failed {self.failed}, "
+                f"skipped {self.skipped}")
 
 
 class Welcomes:
@@ -119,9 +143,17 @@ class Welcomes:
     # -- queueing -------------------------------------------------------------------------
 
     def queue(self, recipients: Iterable[Recipient]) -> list[Recipient]:
-        """Queue a welcome for each reader who never had one; returns those queued."""
+        """Queue a welcome for each reader who never had one; returns those queued. A row
+        of an earlier holder of the reader's id (removed, the id reused) is deleted first:
+        the reader it was for is gone, and it must not stand for this one."""
         wanted = {r.subscriber_id: r for r in recipients}
         had = self.ledger.welcomed(wanted)
+        for key, email in list(had.items()):
+            if not same_reader(email, wanted[key].email) \
+                    and self.ledger.drop_stale(key, email):
+                log.info("welcome row of a removed reader #%d dropped: the id is another "
+                         "reader's now", key)
+                del had[key]
         new = [r for key, r in wanted.items() if key not in had]
         self.ledger.queue(new, clock.now(), tagged=tags_deliveries(self.config))
         return new
@@ -146,9 +178,10 @@ class Welcomes:
             log.info("queued %d welcome(s) of readers who joined without one", len(queued))
         return len(queued)
 
-    def queue_imported(self, since: datetime) -> int:
-        """Queue the welcome of every reader an import added since `since` (active ones)."""
-        return len(self.queue(self.newcomers.since(since, "import", kinds=("joined",))))
+    def queue_imported(self, addresses: list[str]) -> int:
+        """Queue the welcome of the readers an import added (their normalized addresses, as
+        the import reports them: its own, not a concurrent import's), those still active."""
+        return len(self.queue(self.newcomers.active_at(addresses)))
 
     # -- sending --------------------------------------------------------------------------
 
@@ -171,12 +204,16 @@ class Welcomes:
                 for row in batch:
                     if stop() or not limiter.wait(stop):
                         return run
+                    if self._gone(row):
+                        claimed_any = True  # the next look may find the id's new holder
+                        self._counted(run, SKIPPED, on_result)
+                        continue
                     claim = self.ledger.claim(row, clock.now(), self.lease,
-                                              deliverable_subscriber)
+                                              self._deliverable_to(row))
                     if claim is Claim.LEFT:
                         log.info("welcome to reader #%d not sent: no longer active",
                                  row.subscriber_id)
-                        self._counted(run, FAILED, on_result)
+                        self._counted(run, SKIPPED, on_result)
                     if claim is not Claim.CLAIMED:
                         continue  # another sender has it, or the reader left
                     claimed_any = True
@@ -188,6 +225,28 @@ class Welcomes:
             if transport is not None:
                 transport.close()
         return run
+
+    def _gone(self, row: WelcomeRow) -> bool:
+        """Whether the reader the row was queued for is gone, their id someone else's now
+        (or nobody's): the row is deleted, never sent, and the id's new holder is queued if
+        they are due a welcome (the catch-up finds a web arrival)."""
+        holder = self.newcomers.recipient(row.subscriber_id)
+        if holder is not None and same_reader(row.email, holder.email):
+            return False
+        if not self.ledger.drop_stale(row.subscriber_id, row.email):
+            return False  # claimed by another sender meanwhile: the claim decides
+        log.info("welcome to reader #%d not sent: the reader is gone", row.subscriber_id)
+        if holder is not None:
+            self.catch_up()
+        return True
+
+    @staticmethod
+    def _deliverable_to(row: WelcomeRow) -> Callable[[ColumnElement[int]], ColumnElement[bool]]:
+        """The claim's condition: the reader may be mailed and still has the row's address
+        (checked in the claim's own transaction)."""
+        normalized = _normalized(row.email)
+        return lambda subscriber_id: and_(deliverable_subscriber(subscriber_id),
+                                          holds_address(subscriber_id, normalized))
 
     @staticmethod
     def _counted(run: WelcomeRun, state: str, on_result: Progress | None) -> None:
@@ -216,8 +275,9 @@ class Welcomes:
 
     def _build(self, row: WelcomeRow) -> bytes | SendOutcome:
         found = self.newcomers.recipient(row.subscriber_id)
-        if found is None:  # removed between the claim and now
-            return SendOutcome(DeliveryState.FAILED, 0, "not sent: the reader was removed")
+        if found is None or not same_reader(row.email, found.email):
+            # removed between the claim and now: never another reader's token on it
+            return SendOutcome(DeliveryState.FAILED, 0, GONE_REPLY)
         recipient = Recipient(row.subscriber_id, row.email, row.name, found.token)
         rendered = self._rendered_for(bool(row.name))
         try:

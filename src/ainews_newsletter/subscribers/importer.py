@@ -149,7 +149,8 @@ def _add_memberships(connection: Connection, list_id: int, addresses: list[str],
 def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
                  status: SubscriberStatus | None, source: str, summary: ImportSummary,
                  list_ids: Callable[[tuple[str, ...]], list[int]],
-                 list_explicit: bool, refused: list[Rejected]) -> None:
+                 list_explicit: bool, refused: list[Rejected],
+                 added: list[str] | None = None) -> None:
     now = clock.now()
     dialect = connection.dialect.name
     unique: dict[str, ImportRow] = {}
@@ -202,6 +203,8 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
                 stamp if incoming is SubscriberStatus.UNSUBSCRIBED else None))
             if incoming is SubscriberStatus.ACTIVE or incoming is SubscriberStatus.PENDING:
                 joined.append(normalized)
+                if added is not None and incoming is SubscriberStatus.ACTIVE:
+                    added.append(normalized)
             else:
                 for arrival in arrival_kinds(incoming):
                     events.setdefault(arrival, []).append(normalized)
@@ -260,10 +263,13 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
                 list_name: str | None = None, status: SubscriberStatus | None = None,
                 source: str = "import", dry_run: bool = False,
                 on_batch: Callable[[int], None] | None = None,
-                on_reject: Callable[[Rejected], None] | None = None) -> ImportSummary:
+                on_reject: Callable[[Rejected], None] | None = None,
+                on_added: Callable[[list[str]], None] | None = None) -> ImportSummary:
     """Merge `rows` (already validated, rejects interleaved) batch by batch, a transaction
     each. With `dry_run` everything happens in one transaction that is rolled back: the
-    counts are real, the store is untouched."""
+    counts are real, the store is untouched. `on_added` gets, after each batch commits, the
+    normalized addresses of the active readers it added (this import's own: `import
+    --welcome` welcomes exactly those, not a concurrent import's)."""
     summary = ImportSummary()
     iterator: Iterator[ImportRow | Rejected] = iter(rows)
     with store.engine.connect() as connection:
@@ -272,10 +278,13 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
             while batch := list(islice(iterator, BATCH_SIZE)):
                 good = [row for row in batch if isinstance(row, ImportRow)]
                 refused = [row for row in batch if isinstance(row, Rejected)]
+                added: list[str] | None = [] if on_added is not None else None
                 with nullcontext() if outer is not None else connection.begin():
                     _merge_batch(connection, good, store.list_id(connection, list_name),
                                  status, source, summary, _list_resolver(store, connection),
-                                 list_name is not None, refused)
+                                 list_name is not None, refused, added)
+                if on_added is not None and added and outer is None:
+                    on_added(added)
                 # Batches come in file order, so sorting each batch's (the suppressed ones
                 # are found after the rest) puts them all in file order.
                 refused.sort(key=lambda reject: reject.line)

@@ -254,6 +254,13 @@ def deliverable_subscriber(subscriber_id: ColumnElement[int]) -> ColumnElement[b
     return exists().where(subscribers.c.id == subscriber_id, _deliverable_condition())
 
 
+def holds_address(subscriber_id: ColumnElement[int], normalized: str) -> ColumnElement[bool]:
+    """A condition for another table's statement: the subscriber with this id still has
+    this (normalized) address. SQLite hands a deleted highest id to the next reader."""
+    return exists().where(subscribers.c.id == subscriber_id,
+                          subscribers.c.email_normalized == normalized)
+
+
 def deliverable_now(connection: Connection, subscriber_id: int) -> bool:
     """Whether the subscriber may be sent to, read in the caller's transaction: the
     ledger's claim of a message to them (see `LedgerWriter`)."""
