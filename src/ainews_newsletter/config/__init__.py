@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         SAMPLE_POSTAL_ADDRESSES,
         NewsletterConfig,
     )
+    from ainews_newsletter.config.privacy import PrivacyConfig
     from ainews_newsletter.config.root import SECRET_KEYS, Config
     from ainews_newsletter.config.site import (
         DoctorConfig,
@@ -61,7 +62,7 @@ _HOME = {
     "VERP_TAG_LENGTH": "mail", "BouncesConfig": "mail", "DeliveryConfig": "mail",
     "DkimConfig": "mail", "SmtpConfig": "mail",
     "SAMPLE_BASE_URL": "newsletter", "SAMPLE_POSTAL_ADDRESSES": "newsletter",
-    "NewsletterConfig": "newsletter",
+    "NewsletterConfig": "newsletter", "PrivacyConfig": "privacy",
     "SECRET_KEYS": "root", "Config": "root",
     "DoctorConfig": "site", "ScheduleConfig": "site", "StorageConfig": "site",
     "SubscribersConfig": "site", "TrackingConfig": "site", "WebConfig": "site",
@@ -84,6 +85,7 @@ __all__ = [
     "NewsletterConfig",
     "PostSource",
     "PostsConfig",
+    "PrivacyConfig",
     "RenderConfig",
     "ScheduleConfig",
     "Section",

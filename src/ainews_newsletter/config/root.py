@@ -23,6 +23,7 @@ from ainews_newsletter.config.content import LintConfig, PostsConfig, RenderConf
 from ainews_newsletter.config.locate import ENV_PREFIX, absolute_storage_url
 from ainews_newsletter.config.mail import BouncesConfig, DeliveryConfig, DkimConfig, SmtpConfig
 from ainews_newsletter.config.newsletter import NewsletterConfig
+from ainews_newsletter.config.privacy import PrivacyConfig
 from ainews_newsletter.config.site import (
     DoctorConfig,
     ScheduleConfig,
@@ -118,6 +119,10 @@ class Config(BaseSettings):
         default_factory=WebhooksConfig,
         description="The mail providers' event webhooks (bounces, complaints, deliveries, "
                     "unsubscribes) that `ainews serve` answers at /webhooks/<provider>.")
+    privacy: PrivacyConfig = Field(
+        default_factory=PrivacyConfig,
+        description="What is kept about readers and for how long: consent records, the "
+                    "ledger's addresses, bounce details.")
     secret_key: SecretStr | None = Field(
         default=None,
         description="Encrypts the confirmation links of `ainews serve` and signs the click "

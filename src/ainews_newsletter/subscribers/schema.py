@@ -86,3 +86,22 @@ confirmation_mails = Table(
     Index("ix_confirmation_mails_mailbox_sent", "mailbox", "sent_at"),
     Index("ix_confirmation_mails_sent", "sent_at"),
 )
+
+# How each reader agreed (issue 29: proof of consent), one row per subscriber, deleted with
+# the row. `how`: web, import, cli, demo; `source`: the form's page or origin, the import's
+# file and detected format, …; `ip`: as [privacy] store_ip keeps it; `consent_text`: a
+# version or hash of the words the form showed. Rows that existed before 0009 carry
+# how = "before-records" and what the subscriber row knew.
+consents = Table(
+    "consents",
+    metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("how", String(16), nullable=False),
+    Column("source", Text, nullable=True),
+    Column("ip", String(64), nullable=True),
+    Column("user_agent", Text, nullable=True),
+    Column("consent_text", String(128), nullable=True),
+    Column("given_at", UTCDateTime(), nullable=False),
+    Column("confirmed_at", UTCDateTime(), nullable=True),
+)
