@@ -22,6 +22,7 @@ from ainews_newsletter.pipeline.issue import open_subscribers, write_build
 from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.posts.select import latest_week_with_posts
 from ainews_newsletter.posts.sources import load_posts
+from ainews_newsletter.subscribers.consent_records import Agreement
 from ainews_newsletter.subscribers.formats import open_subscriber_file
 from ainews_newsletter.subscribers.importer import import_rows
 
@@ -71,7 +72,7 @@ def run_demo(folder: Path, on_result: Callable[[DeliveryState], None] | None = N
         try:
             opened = open_subscriber_file(folder / "subscribers/sample.csv")
             summary = import_rows(open_subscribers(config), opened.rows,
-                                  source="demo")
+                                  source="demo", agreement=Agreement("demo", "sample.csv"))
             if summary.rejects:
                 first = summary.rejects[0]
                 raise AinewsError(f"sample subscribers: line {first.line}: {first.reason}")

@@ -21,6 +21,7 @@ from ainews_newsletter.cli.common import (
 from ainews_newsletter.models import Subscriber, SubscriberStatus, counted
 
 if TYPE_CHECKING:
+    from ainews_newsletter.subscribers.consent_records import ConsentRecord
     from ainews_newsletter.subscribers.history import SubscriberEvent
     from ainews_newsletter.subscribers.store import SubscriberStore
 
@@ -77,12 +78,25 @@ def add(state: AppState, email: str, name: str | None, list_name: str | None, st
     """Add EMAIL to a list (a known address is added to the list)."""
     from ainews_newsletter.subscribers.export import as_record
 
-    subscriber = open_store(state).add(email, name, list_name, SubscriberStatus(status))
+    store = open_store(state)
+    known = store.get(email) is not None
+    subscriber = store.add(email, name, list_name, SubscriberStatus(status))
+    if not known:  # a known address keeps its consent record
+        _record_cli_consent(store, subscriber)
     if as_json:
         print_json(as_record(subscriber))
     else:
         console.print(f"added {subscriber.email} ({subscriber.status.value}) to "
                       f"{', '.join(subscriber.lists)}")
+
+
+def _record_cli_consent(store: SubscriberStore, subscriber: Subscriber) -> None:
+    """Proof of consent for `add`: by hand, on the command line, given now (and confirmed
+    now when added active)."""
+    from ainews_newsletter.subscribers import consent_records
+
+    consent_records.record(store.engine, subscriber.id, consent_records.Agreement(
+        "cli", "ainews subscribers add"), subscriber.created_at, subscriber.confirmed_at)
 
 
 @subscribers.command()
@@ -139,8 +153,10 @@ def show(state: AppState, email: str, as_json: bool) -> None:
         "kind": last.kind.value, "status": last.status, "diagnostic": last.diagnostic,
         "received_at": last.received_at.isoformat(), "source": last.source}
     events = SubscriberHistory(store.engine).events_for(subscriber.id)
+    consent = _consent(store, subscriber.id)
     if as_json:
-        print_json({**record, "history": [event.as_record() for event in events]})
+        print_json({**record, "consent": None if consent is None else consent.as_record(),
+                    "history": [event.as_record() for event in events]})
         return
     for key, value in record.items():
         if isinstance(value, dict) and key == "last_bounce":
@@ -148,7 +164,15 @@ def show(state: AppState, email: str, as_json: bool) -> None:
                      f"{value['diagnostic']}")
         shown = ", ".join(value) if isinstance(value, list) else value
         console.print(f"{key:<16}{shown if shown not in (None, {}, '') else ''}", soft_wrap=True)
+    console.print(f"{'consent':<16}{'none recorded' if consent is None else consent.describe()}",
+                  soft_wrap=True, markup=False)
     _print_history(events)
+
+
+def _consent(store: SubscriberStore, subscriber_id: int) -> ConsentRecord | None:
+    from ainews_newsletter.subscribers import consent_records
+
+    return consent_records.read(store.engine, subscriber_id)
 
 
 def _print_history(events: list[SubscriberEvent]) -> None:
@@ -236,13 +260,20 @@ def count(state: AppState, status: str | None, list_name: str | None) -> None:
               show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file [default: standard output].")
+@click.option("--consent", is_flag=True,
+              help="Export the proof of consent instead: one record per subscriber (email, "
+                   "how, source, ip, user_agent, consent_text, given_at, confirmed_at), "
+                   "in --format. Not with --status or --list.")
 @pass_state
 def export(state: AppState, status: str | None, list_name: str | None, file_format: str,
-           output: Path | None) -> None:
+           output: Path | None, consent: bool) -> None:
     """Export subscribers (all their fields and lists). The CSV re-imports with `import`
     and is safe to open in a spreadsheet (no formula runs)."""
     from ainews_newsletter.subscribers.export import write_csv, write_json
 
+    if consent:
+        _export_consent(state, status, list_name, file_format, output)
+        return
     rows = open_store(state).iter_subscribers(status_filter(status), list_name, with_lists=True)
     writer = write_csv if file_format == "csv" else write_json
     if output is None:
@@ -252,6 +283,25 @@ def export(state: AppState, status: str | None, list_name: str | None, file_form
         with output.open("w", encoding="utf-8", newline="") as handle:
             written = writer(rows, handle)
         console.print(f"exported {counted(written, 'subscriber')} to {output}")
+
+
+def _export_consent(state: AppState, status: str | None, list_name: str | None,
+                    file_format: str, output: Path | None) -> None:
+    from ainews_newsletter.subscribers import consent_export, consent_records
+
+    if status is not None or list_name is not None:
+        from ainews_newsletter.errors import SubscriberError
+
+        raise SubscriberError("--consent exports every record: leave out --status and --list")
+    records = consent_records.every(open_store(state).engine)
+    writer = consent_export.write_csv if file_format == "csv" else consent_export.write_json
+    if output is None:
+        writer(records, sys.stdout)
+        return
+    handle: TextIO
+    with output.open("w", encoding="utf-8", newline="") as handle:
+        written = writer(records, handle)
+    console.print(f"exported {counted(written, 'consent record')} to {output}")
 
 
 @subscribers.group("lists")

@@ -23,6 +23,7 @@ from ainews_newsletter.cli.common import (
 )
 from ainews_newsletter.cli.subscribers import STATUS_CHOICE, list_option, open_store, status_filter
 from ainews_newsletter.errors import AinewsError, SubscriberError
+from ainews_newsletter.subscribers.consent_records import Agreement
 from ainews_newsletter.subscribers.export import spreadsheet_safe
 from ainews_newsletter.subscribers.formats import FORMATS, open_subscriber_file
 from ainews_newsletter.subscribers.importer import import_rows
@@ -101,7 +102,9 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
                               writer.writerow([reject.line, spreadsheet_safe(reject.email),
                                                reject.reason]),  # starts with text or '…
                               on_added=None if welcomes is None else lambda added:
-                              queued.append(welcomes.queue_imported(added)))
+                              queued.append(welcomes.queue_imported(added)),
+                              agreement=Agreement(
+                                  "import", f"{file.name} ({opened.format})"))
     for reject in summary.rejects[:SHOWN_REJECTS]:
         fail(f"{file}:{reject.line}: {reject.reason}")
     if summary.rejected > SHOWN_REJECTS:

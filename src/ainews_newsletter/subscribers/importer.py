@@ -29,6 +29,7 @@ from ainews_newsletter.database import insert_ignoring_conflicts
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.bulk import insert_tuples, native, one_of
+from ainews_newsletter.subscribers.consent_records import Agreement, record_new
 from ainews_newsletter.subscribers.history import (
     arrival_kinds,
     change_kind,
@@ -150,7 +151,7 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
                  status: SubscriberStatus | None, source: str, summary: ImportSummary,
                  list_ids: Callable[[tuple[str, ...]], list[int]],
                  list_explicit: bool, refused: list[Rejected],
-                 added: list[str] | None = None) -> None:
+                 added: list[str] | None = None, agreement: Agreement | None = None) -> None:
     now = clock.now()
     dialect = connection.dialect.name
     unique: dict[str, ImportRow] = {}
@@ -225,6 +226,10 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
                         "left_at": now if merged is not current and merged.has_left else None})
     insert_tuples(connection, subscribers, _NewSubscriber._fields, new_rows)
     summary.imported += len(new_rows)
+    if agreement is not None and new_rows:  # the new ones only: the others keep theirs
+        record_new(connection, [row.email_normalized for row in new_rows], agreement, now,
+                   [row.email_normalized for row in new_rows
+                    if row.status == SubscriberStatus.ACTIVE.value])
     if changes:
         connection.execute(
             update(subscribers).where(subscribers.c.id == bindparam("row_id")).values(
@@ -264,12 +269,14 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
                 source: str = "import", dry_run: bool = False,
                 on_batch: Callable[[int], None] | None = None,
                 on_reject: Callable[[Rejected], None] | None = None,
-                on_added: Callable[[list[str]], None] | None = None) -> ImportSummary:
+                on_added: Callable[[list[str]], None] | None = None,
+                agreement: Agreement | None = None) -> ImportSummary:
     """Merge `rows` (already validated, rejects interleaved) batch by batch, a transaction
     each. With `dry_run` everything happens in one transaction that is rolled back: the
     counts are real, the store is untouched. `on_added` gets, after each batch commits, the
     normalized addresses of the active readers it added (this import's own: `import
-    --welcome` welcomes exactly those, not a concurrent import's)."""
+    --welcome` welcomes exactly those, not a concurrent import's). `agreement` is the
+    consent record of each new subscriber (active ones confirmed at the import)."""
     summary = ImportSummary()
     iterator: Iterator[ImportRow | Rejected] = iter(rows)
     with store.engine.connect() as connection:
@@ -282,7 +289,7 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
                 with nullcontext() if outer is not None else connection.begin():
                     _merge_batch(connection, good, store.list_id(connection, list_name),
                                  status, source, summary, _list_resolver(store, connection),
-                                 list_name is not None, refused, added)
+                                 list_name is not None, refused, added, agreement)
                 if on_added is not None and added and outer is None:
                     on_added(added)
                 # Batches come in file order, so sorting each batch's (the suppressed ones

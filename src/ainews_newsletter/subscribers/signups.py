@@ -13,6 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from ainews_newsletter import clock
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
+from ainews_newsletter.subscribers import consent_records
+from ainews_newsletter.subscribers.consent_records import Agreement
 from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.schema import subscribers
 from ainews_newsletter.subscribers.store import SubscriberStore
@@ -26,25 +28,32 @@ class SignUps:
     def __init__(self, store: SubscriberStore) -> None:
         self.store = store
 
-    def sign_up(self, address: str, name: str | None, list_name: str | None) -> Subscriber:
+    def sign_up(self, address: str, name: str | None, list_name: str | None,
+                agreement: Agreement | None = None) -> Subscriber:
         """A web sign-up before confirmation: a new address is added as pending; a known one
         joins the list without changing status (the confirmation link decides). Suppressed
-        addresses are not refused here: confirming proves they asked to come back."""
+        addresses are not refused here: confirming proves they asked to come back. The
+        `agreement` becomes the consent record (unconfirmed) of a new or not yet active
+        address; an active reader's stays as it was."""
         store = self.store
         found = store.get(address)
         if found is None:
             try:
                 # Pending (receives nothing) until confirmed; a suppressed address stays
                 # suppressed until the confirmation (see `confirm`).
-                return store.add(address, name=name, list_name=list_name,
-                                 status=SubscriberStatus.PENDING, source="web",
-                                 allow_suppressed=True)
+                added = store.add(address, name=name, list_name=list_name,
+                                  status=SubscriberStatus.PENDING, source="web",
+                                  allow_suppressed=True)
+                self._record(added.id, agreement, confirmed=False)
+                return added
             except (IntegrityError, SubscriberError):
                 found = store.get(address)  # a sign-up of the same address just beat us
                 if found is None:
                     raise
         if found.status is SubscriberStatus.PENDING:
             self._signed_up_again(found.id)
+        if found.status is not SubscriberStatus.ACTIVE:
+            self._record(found.id, agreement, confirmed=False)
         wanted = list_name or store.default_list
         if wanted not in found.lists:
             store.set_lists(found.email, (*found.lists, wanted))
@@ -60,8 +69,17 @@ class SignUps:
                 subscribers.c.status == SubscriberStatus.PENDING.value)
                 .values(updated_at=clock.now()))
 
+    def _record(self, subscriber_id: int, agreement: Agreement | None,
+                confirmed: bool) -> None:
+        """The sign-up's consent record; with single opt-in it is confirmed as given."""
+        if agreement is not None:
+            now = clock.now()
+            consent_records.record(self.store.engine, subscriber_id, agreement, now,
+                                   now if confirmed else None)
+
     def join_at_once(self, address: str, name: str | None,
-                     list_name: str | None = None) -> JoinOutcome:
+                     list_name: str | None = None,
+                     agreement: Agreement | None = None) -> JoinOutcome:
         """Single opt-in ([subscribers] double_opt_in = false, our own page only): a new or
         pending address is active at once. Not an address on the suppression list, nor one
         that left (unsubscribed, bounced, complained): a stranger must not be able to bring
@@ -73,8 +91,9 @@ class SignUps:
         if found is None:
             try:
                 # Refuses a suppressed address in its own transaction (one added just now).
-                store.add(address, name=name, list_name=list_name,
-                          status=SubscriberStatus.ACTIVE, source="web")
+                added = store.add(address, name=name, list_name=list_name,
+                                  status=SubscriberStatus.ACTIVE, source="web")
+                self._record(added.id, agreement, confirmed=True)
                 return "joined"
             except (IntegrityError, SubscriberError):
                 found = store.get(address)  # a sign-up of the same address just beat us
@@ -86,6 +105,7 @@ class SignUps:
                 store.set_lists(found.email, (*found.lists, wanted))
             return "active"
         if found.status is SubscriberStatus.PENDING:
+            self._record(found.id, agreement, confirmed=True)
             self.confirm(found.email, list_name, name)
             return "joined"
         return "confirm"
@@ -115,6 +135,7 @@ class SignUps:
         if found.status is not SubscriberStatus.ACTIVE:
             # "confirmed" from pending, "resubscribed" for someone who had unsubscribed
             store.set_status(found, SubscriberStatus.ACTIVE, source="web")
+            consent_records.confirmed(store.engine, found.id, clock.now())
         wanted = list_name or store.default_list
         if wanted not in found.lists:
             store.set_lists(found.email, (*found.lists, wanted))

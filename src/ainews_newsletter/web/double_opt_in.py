@@ -26,6 +26,7 @@ from ainews_newsletter.render.environment import (
 )
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.confirmation_quota import ConfirmationQuota
+from ainews_newsletter.subscribers.consent_records import Agreement
 from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.web.security import (
     Confirmation,
@@ -91,22 +92,23 @@ class DoubleOptIn:
                 "is followed.)")
 
     def sign_up_and_mail(self, address: str, name: str | None, cross_origin: bool = False,
-                         ) -> None:
+                         agreement: Agreement | None = None) -> None:
         """After the response, so only the log can tell why a sign-up stays pending: one
         line per confirmation mail not sent, the address masked (a log is no mailing list).
         A refusal or a server that is down is expected: no traceback; a bug keeps its own.
         With single opt-in (`single_opt_in`) a new or pending address is active at once and
         welcomed (`after_joined`); one that left or is suppressed is mailed a confirmation
-        where double opt-in would mail one."""
+        where double opt-in would mail one. `agreement` becomes the consent record."""
         masked = mask_address(address)
         try:
             if self.single_opt_in(cross_origin):
-                joined = SignUps(open_subscribers(self.config)).join_at_once(address, name)
+                joined = SignUps(open_subscribers(self.config)).join_at_once(
+                    address, name, agreement=agreement)
                 if joined == "joined":
                     self.after_joined(address)
                 if joined != "confirm":
                     return
-            outcome = self._sign_up_and_mail_now(address, name)
+            outcome = self._sign_up_and_mail_now(address, name, agreement)
         except TransportUnavailable as exc:
             log.warning("confirmation mail to %s not sent: %s", masked, exc)
         except Exception:  # the reader can simply sign up again
@@ -116,7 +118,8 @@ class DoubleOptIn:
                 log.warning("confirmation mail to %s not sent: %s %s", masked, outcome.code,
                             outcome.reply)
 
-    def _sign_up_and_mail_now(self, address: str, name: str | None) -> SendOutcome | None:
+    def _sign_up_and_mail_now(self, address: str, name: str | None,
+                              agreement: Agreement | None = None) -> SendOutcome | None:
         signups = SignUps(open_subscribers(self.config))
         if not signups.may_be_sent_a_confirmation(address):
             return None  # receiving it already, or complained, bounced, suppressed: no mail
@@ -124,7 +127,7 @@ class DoubleOptIn:
             log.info("confirmation mail to %s not sent: [web] confirmations_per_address_per_day"
                      " reached", mask_address(address))
             return None  # nothing stored either: the limit stops a sign-up bomb as a whole
-        signups.sign_up(address, name, None)  # a sign-up racing this one joins its row
+        signups.sign_up(address, name, None, agreement)  # a sign-up racing this one joins its row
         message = self.confirmation_mail(address, name, self.tokens.make(address, None, name))
         transport = make_transport(self.config)
         try:

@@ -28,8 +28,10 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from ainews_newsletter.config import Config
 from ainews_newsletter.errors import ConfigError, SubscriberError
 from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.consent_records import Agreement, kept_ip, kept_user_agent
 from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.web.bots import FORM_TIME_FIELD, POW_FIELD, BotChecks
+from ainews_newsletter.web.consent_wording import wording_hash
 from ainews_newsletter.web.cross_origin import Origins, request_origin
 from ainews_newsletter.web.double_opt_in import DoubleOptIn
 from ainews_newsletter.web.security import (
@@ -76,6 +78,10 @@ class SignUpForm:
         self.bots = BotChecks(secret, config.web.min_form_seconds, config.web.proof_of_work)
         if config.web.proof_of_work:
             self._check_puzzle_fields()
+        # The consent wording each of our forms shows (its hash goes into the consent
+        # record); another site's form is theirs: we never see its words.
+        self.wording = {Channel.OWN: wording_hash(self.own_page().body),
+                        Channel.EMBED: wording_hash(self.embed_page().body)}
 
     # -- the forms we serve ---------------------------------------------------------------
 
@@ -189,8 +195,23 @@ class SignUpForm:
         # The per-mailbox limit is counted there, in the database, only when a mail goes.
         response.background = BackgroundTask(
             self.opt_in.sign_up_and_mail, address, name,
-            cross_origin=post.channel is not Channel.OWN)
+            cross_origin=post.channel is not Channel.OWN,
+            agreement=self._agreement(request, post))
         return response
+
+    def _agreement(self, request: Request, post: Post) -> Agreement:
+        """The consent record's facts about this post: the page (or the other site's
+        origin), the IP address and user agent as [privacy] keeps them, and the wording."""
+        privacy = self.config.privacy
+        return Agreement(
+            how="web",
+            source=post.origin if post.channel is Channel.OTHER_SITE else post.channel.value,
+            # Behind a proxy, uvicorn has already put the forwarded address here
+            # (server.py's forwarded_allow_ips).
+            ip=kept_ip(request.client.host if request.client else None, privacy.store_ip),
+            user_agent=kept_user_agent(request.headers.get("user-agent"),
+                                       privacy.store_user_agent),
+            consent_text=self.wording.get(post.channel))
 
     # -- answers --------------------------------------------------------------------------
 
