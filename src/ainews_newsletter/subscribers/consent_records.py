@@ -148,16 +148,16 @@ def confirmed(target: Connection | Engine, subscriber_id: int, at: datetime) -> 
 
 
 def record_new(connection: Connection, normalized: list[str], agreement: Agreement,
-               at: datetime, confirmed_at: list[str]) -> None:
+               at: datetime, active: list[str]) -> None:
     """The records of a batch of new subscribers (an import), one INSERT … SELECT per
-    batch: the database finds the ids. `confirmed_at` names those that arrived active (their
-    confirmation time is `at`); a subscriber with a record keeps it."""
+    batch (two when it adds active and other readers): the database finds the ids. `active`
+    names those that arrived active (confirmed at `at`); a subscriber with a record keeps it."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    active = set(confirmed_at)
-    for group, when in (([a for a in normalized if a in active], at),
-                        ([a for a in normalized if a not in active], None)):
+    confirmed = set(active)
+    for group, when in (([a for a in normalized if a in confirmed], at),
+                        ([a for a in normalized if a not in confirmed], None)):
         if not group:
             continue
         rows = select(subscribers.c.id, literal(agreement.how[:16]),

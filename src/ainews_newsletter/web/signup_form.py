@@ -78,10 +78,7 @@ class SignUpForm:
         self.bots = BotChecks(secret, config.web.min_form_seconds, config.web.proof_of_work)
         if config.web.proof_of_work:
             self._check_puzzle_fields()
-        # The consent wording each of our forms shows (its hash goes into the consent
-        # record); another site's form is theirs: we never see its words.
-        self.wording = {Channel.OWN: wording_hash(self.own_page().body),
-                        Channel.EMBED: wording_hash(self.embed_page().body)}
+        self._wording: dict[Channel, str] = {}  # see `wording`
 
     # -- the forms we serve ---------------------------------------------------------------
 
@@ -211,7 +208,18 @@ class SignUpForm:
             ip=kept_ip(request.client.host if request.client else None, privacy.store_ip),
             user_agent=kept_user_agent(request.headers.get("user-agent"),
                                        privacy.store_user_agent),
-            consent_text=self.wording.get(post.channel))
+            consent_text=self.wording(post.channel))
+
+    def wording(self, channel: Channel) -> str | None:
+        """The hash of the consent wording our form on `channel` shows, from the page as
+        rendered (once, at the first sign-up: a page override that fails to render is the
+        page's own 500, logged when it is asked for, not an error at start-up). Another
+        site's form is theirs: we never see its words."""
+        if channel not in self._wording and channel in (Channel.OWN, Channel.EMBED):
+            page = self.own_page() if channel is Channel.OWN else self.embed_page()
+            if page.status_code == 200:
+                self._wording[channel] = wording_hash(page.body)
+        return self._wording.get(channel)
 
     # -- answers --------------------------------------------------------------------------
 
