@@ -1,8 +1,9 @@
 """Which consent wording a sign-up form showed: a short hash of the rendered form page's
 visible text (what a reader reads: headings, paragraphs, labels, the button), computed once
-per app at its first sign-up (signup_form.SignUpForm.wording). Tags, attributes (the per-copy CSRF value, form time, nonce),
-styles and scripts are left out, so every copy of a page has the same hash, and an operator
-who edits the wording of templates/web/subscribe.html or embed.html gets a new one."""
+per app at its first sign-up (signup_form.SignUpForm.wording). Tags, attributes (the
+per-copy CSRF value, form time, nonce), styles and scripts are left out, so every copy of a
+page has the same hash, and an operator who edits the wording of
+templates/web/subscribe.html or embed.html gets a new one."""
 
 from __future__ import annotations
 
