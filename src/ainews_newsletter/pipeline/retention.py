@@ -172,6 +172,8 @@ def _delete_old_mail(config: Config, before: datetime) -> int:
 
     settings = imap_settings(config)
     with ImapMailbox(settings) as mailbox:
-        # BEFORE compares whole days of the server's INTERNALDATE: a message is kept up to
-        # a day longer than the setting, never deleted early.
-        return mailbox.delete_older(settings.processed_folder, before.date())
+        # BEFORE compares whole days of the server's INTERNALDATE, in the server's own
+        # timezone: a day's margin so that a message is kept a day or two longer than the
+        # setting, never deleted early.
+        return mailbox.delete_older(settings.processed_folder,
+                                    (before - timedelta(days=1)).date())
