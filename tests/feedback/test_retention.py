@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
@@ -163,6 +165,38 @@ def test_the_scheduler_job_applies_and_logs_it(project: Project, smtp_server: Sm
     assert project.query("SELECT email FROM deliveries WHERE name IS NOT NULL") == []
     assert project.query("SELECT email FROM deliveries ORDER BY id")[0] == (
         _keyed("Reader000@example.com"),)
+
+
+def test_the_running_scheduler_applies_retention_when_it_starts(
+        project: Project, smtp_server: SmtpServer) -> None:
+    """`ainews schedule run` as a real process: the retention job is on its list, runs at
+    start (a bounce received 40 days ago loses its text), and says so in the log."""
+    url = f"sqlite:///{project.database}"
+    project.import_readers(1)  # makes the database
+    with engine_for(url).begin() as connection:
+        connection.execute(insert(feedback_events).values(
+            dedup_key="old", received_at=clock.now() - timedelta(days=40), kind="hard",
+            email="reader000@example.com", status="5.1.1", action="failed",
+            diagnostic=DIAGNOSTIC, source="bounce.eml", matched_by="-", delivery_id=None,
+            issue_id=None, subscriber_id=None, sent_at=None, effect="none"))
+    env = {key: value for key, value in os.environ.items() if key != "AINEWS_SECRET_KEY"}
+    env.update({**smtp_env(smtp_server), "AINEWS_LINT__SPAMASSASSIN": "false"})
+    process = subprocess.Popen([sys.executable, "-m", "ainews_newsletter", "--config",
+                                str(project.config_path), "schedule", "run"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while project.query("SELECT diagnostic FROM feedback_events") != [("5.1.1",)]:
+            assert process.poll() is None and time.monotonic() < deadline, "not applied"
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=60)
+    assert process.returncode == 0, log
+    assert "retention: keep_feedback_details_days 30" in log
+    assert "feedback_details_cut 1" in log
+    assert "retention: AINEWS_SECRET_KEY is not set" in log
 
 
 # -- the IMAP processed folder ---------------------------------------------------------------
