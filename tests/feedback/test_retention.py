@@ -36,7 +36,9 @@ from tests.subscribers.test_prune import _libfaketime
 if TYPE_CHECKING:
     from tests.peers.dovecot import DovecotPeer
 
-pytestmark = pytest.mark.clock
+# The tests that move the clock are marked `clock` (scripts/test-clocks reruns them under
+# libfaketime); the IMAP one is not: Dovecot dates its mail by the file system's clock,
+# which a faked test process does not move.
 
 SECRET = "retention-secret-of-enough-length"
 DIAGNOSTIC = "smtp; 550 5.1.1 <reader000@example.com>: Ann Quill: no such user here"
@@ -107,6 +109,7 @@ def test_the_texts_that_may_name_someone_are_cut_to_what_names_no_one() -> None:
         "smtp", "-", "imap", "file"]
 
 
+@pytest.mark.clock
 def test_db_prune_under_libfaketime_keeps_the_reports_counts(
         any_project: Project, smtp_server: SmtpServer) -> None:
     project = any_project
@@ -150,6 +153,7 @@ def test_db_prune_under_libfaketime_keeps_the_reports_counts(
     assert project.query("SELECT email, name, last_reply FROM deliveries ORDER BY id") == rows
 
 
+@pytest.mark.clock
 def test_the_scheduler_job_applies_and_logs_it(project: Project, smtp_server: SmtpServer,
                                                caplog: pytest.LogCaptureFixture) -> None:
     _sent_with_a_bounce(project, smtp_server)
@@ -167,6 +171,7 @@ def test_the_scheduler_job_applies_and_logs_it(project: Project, smtp_server: Sm
         _keyed("Reader000@example.com"),)
 
 
+@pytest.mark.clock
 def test_the_running_scheduler_applies_retention_when_it_starts(
         project: Project, smtp_server: SmtpServer) -> None:
     """`ainews schedule run` as a real process: the retention job is on its list, runs at
