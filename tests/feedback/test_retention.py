@@ -238,3 +238,9 @@ def test_old_mail_in_the_processed_folder_is_deleted(project: Project,
     assert len(imap.folder_messages("INBOX")) == 1  # only the processed folder
     skipped = _prune(project, 33, True, "--no-mailbox", "--json", env=env)
     assert json.loads(skipped.stdout)["imap_messages_deleted"] is None
+    no_password = _prune(project, 33)  # the mailbox fails: said in one line, exit 1
+    assert no_password.returncode == 1
+    assert "feedback events older than 30 days" in no_password.stdout  # the rest was done
+    assert no_password.stderr.strip().splitlines()[-1] == (
+        "error: bounces: the IMAP password is read from the environment only: set "
+        "AINEWS_BOUNCES__PASSWORD")

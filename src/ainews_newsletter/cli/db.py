@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
 import click
 
 from ainews_newsletter.cli.common import AppState, console, json_option, pass_state, print_json
 from ainews_newsletter.models import counted
+
+if TYPE_CHECKING:
+    from ainews_newsletter.pipeline.retention import RetentionReport
 
 
 @click.group()
@@ -36,7 +42,8 @@ def prune(state: AppState, no_mailbox: bool, as_json: bool) -> None:
     mail that old in the IMAP processed folder (when IMAP is configured), and replace the
     addresses of ledger rows older than keep_addresses_in_ledger_days by keyed hashes
     (needs AINEWS_SECRET_KEY; without it that part is skipped with a warning). Safe to run
-    again: what is done stays done."""
+    again: what is done stays done. Exit code 1 if the mailbox could not be pruned (the
+    database is pruned all the same)."""
     from ainews_newsletter.pipeline.retention import apply_retention
 
     report = apply_retention(state.config, with_mailbox=not no_mailbox)
@@ -44,7 +51,15 @@ def prune(state: AppState, no_mailbox: bool, as_json: bool) -> None:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
         print_json(report.as_dict())
-        return
+    else:
+        _print_report(report)
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    if report.errors:
+        sys.exit(1)
+
+
+def _print_report(report: RetentionReport) -> None:
     console.print(f"feedback events older than {report.feedback_days} days: "
                   f"{counted(report.feedback_cut, 'text')} cut to the status code")
     if report.mail_deleted is not None:

@@ -31,6 +31,7 @@ from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for, ensure_schema
 from ainews_newsletter.delivery.tables import deliveries, welcomes
+from ainews_newsletter.errors import FeedbackError
 from ainews_newsletter.feedback.events import feedback_events
 
 HASHED = "hashed:"
@@ -84,6 +85,7 @@ class RetentionReport:
     welcomes_hashed: int | None = None
     feedback_hashed: int | None = None
     warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the mailbox could not be pruned
 
     def as_dict(self) -> dict[str, Any]:
         return {"keep_feedback_details_days": self.feedback_days,
@@ -93,12 +95,12 @@ class RetentionReport:
                 "deliveries_hashed": self.deliveries_hashed,
                 "welcomes_hashed": self.welcomes_hashed,
                 "feedback_addresses_hashed": self.feedback_hashed,
-                "warnings": self.warnings}
+                "warnings": self.warnings, "errors": self.errors}
 
 
 def apply_retention(config: Config, with_mailbox: bool = True) -> RetentionReport:
-    """Both rules, now (clock.now()). FeedbackError if the IMAP mailbox is configured but
-    cannot be reached (after the database part is done)."""
+    """Both rules, now (clock.now()). An IMAP mailbox that is configured but cannot be
+    pruned is one line in `errors`; the database part is done all the same."""
     privacy = config.privacy
     report = RetentionReport(privacy.keep_feedback_details_days,
                              privacy.keep_addresses_in_ledger_days)
@@ -126,7 +128,10 @@ def apply_retention(config: Config, with_mailbox: bool = True) -> RetentionRepor
                 connection, feedback_events, secret, ledger_before,
                 feedback_events.c.received_at)
     if with_mailbox and config.bounces.imap_configured:
-        report.mail_deleted = _delete_old_mail(config, details_before)
+        try:
+            report.mail_deleted = _delete_old_mail(config, details_before)
+        except FeedbackError as exc:
+            report.errors.append(str(exc))
     return report
 
 

@@ -242,8 +242,10 @@ def apply_retention_daily(config: Config) -> None:
         return
     for warning in report.warnings:
         log.warning("retention: %s", warning)
-    log.info("retention: %s", ", ".join(f"{key} {value}" for key, value
-                                        in report.as_dict().items() if key != "warnings"))
+    for error in report.errors:
+        log.error("retention: %s", error)
+    log.info("retention: %s", ", ".join(f"{key} {value}" for key, value in report.as_dict().items()
+                                        if key not in ("warnings", "errors")))
 
 
 def send_welcomes(config: Config, should_stop: StopRequested) -> None:
