@@ -49,6 +49,10 @@ def open_store(state: AppState) -> SubscriberStore:
 # `import` lives apart: its --format help names every file format, and reading that list
 # loads the importer. (name → where, short help: see LazyGroup.)
 LAZY_COMMANDS = {
+    "data": ("ainews_newsletter.cli.subscribers_data:data",
+             "Print everything kept about EMAIL as JSON: profile, lists, history, consent, "
+             "every delivery with its issue, date and outcome, the welcome, bounces and "
+             "complaints, clicks."),
     "import": ("ainews_newsletter.cli.subscribers_import:import_",
                "Import FILE: our CSV (email, name, status, …) or an export from Mailchimp, "
                "Substack, listmonk or Buttondown. Known addresses are merged, not doubled; an "

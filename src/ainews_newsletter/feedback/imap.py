@@ -13,11 +13,14 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal, TypeVar
 
 from ainews_newsletter.errors import FeedbackError
 
 _T = TypeVar("_T")
+# IMAP dates name months in English, whatever the locale (RFC 3501 date-month).
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,24 @@ class ImapMailbox:
         # Without UIDPLUS only a plain EXPUNGE exists, and it would also remove messages
         # someone else flagged \Deleted: the copy stays flagged instead, and `messages`
         # skips flagged ones (the mail client or server expunges them in its own time).
+
+    def delete_older(self, folder: str, before: date) -> int:
+        """Delete every message that arrived in `folder` before the day `before` (the
+        server's INTERNALDATE: SEARCH BEFORE, flag \\Deleted, EXPUNGE); how many. Meant for
+        the processed folder, which only we write to, so a plain EXPUNGE removes nothing of
+        anyone else's. A folder that does not exist yet holds nothing: 0."""
+        imap = self._connection()
+        typ, _ = self._call(f"selecting folder {folder!r}", imap.select, _mailbox(folder))
+        if typ != "OK":
+            return 0
+        day = f"{before.day}-{_MONTHS[before.month - 1]}-{before.year}"  # RFC 3501 date
+        uids = self._search("BEFORE", day)
+        if not uids:
+            return 0
+        self._call(f"flagging {len(uids)} old messages", imap.uid, "STORE", ",".join(uids),
+                   "+FLAGS.SILENT", r"(\Deleted)")
+        self._call("expunging old messages", imap.expunge)
+        return len(uids)
 
     def _connect(self) -> imaplib.IMAP4:
         settings = self._settings

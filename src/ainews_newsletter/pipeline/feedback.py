@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -36,6 +37,9 @@ from ainews_newsletter.feedback.verp import tag_in
 from ainews_newsletter.models import SendOutcome, SubscriberStatus
 from ainews_newsletter.pipeline.issue import issue_for, open_ledger, open_subscribers
 from ainews_newsletter.subscribers.store import SubscriberStore
+
+if TYPE_CHECKING:
+    from ainews_newsletter.feedback.imap import ImapSettings
 
 log = logging.getLogger("ainews.feedback")
 
@@ -312,11 +316,10 @@ class FetchSummary:
     mailbox: str  # "user@host:port/folder", for the log and the CLI
 
 
-def fetch(config: Config, limit: int = 500) -> FetchSummary:
-    """Read the IMAP bounce mailbox: each message is parsed and stored, then moved to the
-    processed folder (never deleted). A crash between the two leaves it in the folder, and
-    the next fetch reads it again without counting it twice."""
-    from ainews_newsletter.feedback.imap import ImapMailbox, ImapSettings
+def imap_settings(config: Config) -> ImapSettings:
+    """[bounces]' mailbox (also the retention's, which empties its processed folder);
+    FeedbackError when it is not configured or its password is missing."""
+    from ainews_newsletter.feedback.imap import ImapSettings
 
     bounces = config.bounces
     if not bounces.imap_configured:
@@ -326,12 +329,22 @@ def fetch(config: Config, limit: int = 500) -> FetchSummary:
         raise FeedbackError("bounces: the IMAP password is read from the environment only: "
                             "set AINEWS_BOUNCES__PASSWORD")
     assert bounces.imap_host is not None and bounces.imap_user is not None
-    settings = ImapSettings(
+    return ImapSettings(
         host=bounces.imap_host, port=bounces.imap_port_or_default, user=bounces.imap_user,
         password=bounces.password.get_secret_value(), folder=bounces.imap_folder,
         processed_folder=bounces.processed_folder, security=bounces.imap_security,
         ca_file=str(config.resolve(bounces.imap_ca_file)) if bounces.imap_ca_file else None,
         timeout=config.smtp.timeout)
+
+
+def fetch(config: Config, limit: int = 500) -> FetchSummary:
+    """Read the IMAP bounce mailbox: each message is parsed and stored, then moved to the
+    processed folder (never deleted). A crash between the two leaves it in the folder, and
+    the next fetch reads it again without counting it twice."""
+    from ainews_newsletter.feedback.imap import ImapMailbox
+
+    bounces = config.bounces
+    settings = imap_settings(config)
     moved = 0
     uids: dict[str, str] = {}
     with ImapMailbox(settings) as mailbox:

@@ -27,6 +27,7 @@ from ainews_newsletter.database import engine_for, ensure_schema
 from ainews_newsletter.schedule.cron import build_trigger
 from ainews_newsletter.schedule.history import RunHistory
 from ainews_newsletter.schedule.job import (
+    apply_retention_daily,
     expire_sign_ups,
     fetch_bounces,
     needs_rerun,
@@ -80,6 +81,11 @@ def read_bounces() -> None:
 def expire_unconfirmed() -> None:
     if _runtime is not None and not _runtime.stop.is_set():
         expire_sign_ups(_runtime.config)
+
+
+def keep_no_longer() -> None:
+    if _runtime is not None and not _runtime.stop.is_set():
+        apply_retention_daily(_runtime.config)
 
 
 def welcome_readers() -> None:
@@ -177,6 +183,11 @@ def run_forever(config: Config) -> int:
         scheduler.add_job(expire_unconfirmed, "interval", jobstore="memory",
                           id="expire-unconfirmed", hours=24, coalesce=True, max_instances=1,
                           misfire_grace_time=None, next_run_time=clock.now())
+        # [privacy] retention (feedback text, old IMAP mail, addresses in the ledger): the
+        # limits are counted in days, so at start and daily, like the expiry above.
+        scheduler.add_job(keep_no_longer, "interval", jobstore="memory", id="retention",
+                          hours=24, coalesce=True, max_instances=1, misfire_grace_time=None,
+                          next_run_time=clock.now())
         log.info("scheduler started: %s; next run %s", job.name,
                  job.next_run_time.isoformat() if job.next_run_time else "never")
         scheduler.resume()

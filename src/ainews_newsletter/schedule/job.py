@@ -229,6 +229,25 @@ def expire_sign_ups(config: Config) -> int:
     return len(removed)
 
 
+def apply_retention_daily(config: Config) -> None:
+    """The scheduler's daily retention ([privacy]: pipeline/retention.py), logged. Without
+    AINEWS_SECRET_KEY the ledger's addresses are left and a warning says so; a database or
+    mailbox that cannot be reached is logged and tried again the next day."""
+    from ainews_newsletter.pipeline.retention import apply_retention
+
+    try:
+        report = apply_retention(config)
+    except AinewsError as exc:
+        log.error("retention: %s", exc)
+        return
+    for warning in report.warnings:
+        log.warning("retention: %s", warning)
+    for error in report.errors:
+        log.error("retention: %s", error)
+    log.info("retention: %s", ", ".join(f"{key} {value}" for key, value in report.as_dict().items()
+                                        if key not in ("warnings", "errors")))
+
+
 def send_welcomes(config: Config, should_stop: StopRequested) -> None:
     """The scheduler's welcome round, every few minutes: the welcomes a crash left queued
     (and, with [subscribers] welcome on, those of web readers who have none), and the 4xx

@@ -12,6 +12,7 @@
                       POST "List-Unsubscribe=One-Click" unsubscribes (RFC 8058): idempotent,
                       200, no redirect, no CSRF (mail providers post it without cookies)
 /preferences/<token>  the lists someone is on (CSRF-checked form)
+/preferences/<token>/data  "Download my data": everything kept about them, as JSON
 /issues/, /issues/<key>, /feed.xml   the archive of sent issues and its Atom feed
 /c/<token>            GET/HEAD: a click link ([tracking] clicks): 302 to the link, see clicks.py
 /healthz              for load balancers
@@ -23,6 +24,7 @@ atom_feed.py."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -241,6 +243,20 @@ class PublicSite:
         return self.page("preferences.html", csrf=new_csrf_value(), subscriber=subscriber,
                          lists=offered, saved=saved)
 
+    async def my_data(self, request: Request) -> Response:
+        """"Download my data": everything kept about the reader (pipeline/reader_data.py),
+        as a JSON file; never cached, since it is one person's."""
+        from ainews_newsletter.pipeline.reader_data import reader_data_by_token
+
+        found = await run_in_threadpool(reader_data_by_token, self.config,
+                                        str(request.path_params["token"]))
+        if found is None:
+            return self.bad_link("this preferences link is not valid")
+        body = json.dumps(found, indent=2, ensure_ascii=False).encode("utf-8")
+        return Response(body, media_type="application/json", headers={
+            **SECURITY_HEADERS, "cache-control": "no-store",
+            "content-disposition": 'attachment; filename="my-data.json"'})
+
     # -- archive and feed -------------------------------------------------------------
 
     def _archive(self) -> list[IssueRecord]:
@@ -321,6 +337,7 @@ def create_public_app(config: Config) -> ASGIApp:
         Route("/unsubscribe/{token}", site.unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe/{token}", site.unsubscribe, methods=["POST"]),
         Route("/preferences/{token}", site.preferences, methods=["GET", "POST"]),
+        Route("/preferences/{token}/data", site.my_data, methods=["GET"]),
         Route("/issues", site.archive_without_slash),
         Route("/issues/", site.archive),
         Route("/issues/{key}", site.issue),
