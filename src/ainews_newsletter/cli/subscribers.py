@@ -70,14 +70,18 @@ def subscribers() -> None:
 @click.option("--name", help="The subscriber's name, used in the To: header.")
 @list_option
 @click.option("--status", type=STATUS_CHOICE, default="active", show_default=True)
+@click.option("--force-erased", is_flag=True,
+              help="Add EMAIL even though it was erased on request (only if its owner asked "
+                   "you to); lifts the erased mark.")
 @json_option
 @pass_state
 def add(state: AppState, email: str, name: str | None, list_name: str | None, status: str,
-        as_json: bool) -> None:
+        force_erased: bool, as_json: bool) -> None:
     """Add EMAIL to a list (a known address is added to the list)."""
     from ainews_newsletter.subscribers.export import as_record
 
-    subscriber = open_store(state).add(email, name, list_name, SubscriberStatus(status))
+    subscriber = open_store(state).add(email, name, list_name, SubscriberStatus(status),
+                                       force_erased=force_erased)
     if as_json:
         print_json(as_record(subscriber))
     else:

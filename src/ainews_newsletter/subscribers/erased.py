@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, delete, select
 
 from ainews_newsletter.errors import ConfigError
+from ainews_newsletter.subscribers.bulk import one_of
+from ainews_newsletter.subscribers.schema import suppressions
 
 PREFIX = "erased:"  # cannot be an address (no "@"); 7 + 64 characters fit String(320)
 MIN_KEY_LENGTH = 16
@@ -35,3 +40,24 @@ def erased_mark(secret_key: str, normalized: str) -> str:
     digest = hmac.new(secret_key.encode("utf-8"), _PURPOSE + normalized.encode("utf-8"),
                       hashlib.sha256).hexdigest()
     return PREFIX + digest
+
+
+def erased_among(connection: Connection, secret_key: str,
+                 normalized: Iterable[str]) -> set[str]:
+    """Which of these normalized addresses were erased (their mark is on the suppression
+    list)."""
+    marks = {erased_mark(secret_key, address): address for address in normalized}
+    if not marks:
+        return set()
+    found = connection.execute(select(suppressions.c.email_normalized).where(
+        one_of(connection, suppressions.c.email_normalized, list(marks)))).scalars()
+    return {marks[mark] for mark in found}
+
+
+def lift_erased(connection: Connection, secret_key: str, normalized: Iterable[str]) -> None:
+    """Take these addresses' marks off the suppression list: the operator forced them
+    back in, or their owner confirmed a new sign-up."""
+    marks = [erased_mark(secret_key, address) for address in normalized]
+    if marks:
+        connection.execute(delete(suppressions).where(
+            one_of(connection, suppressions.c.email_normalized, marks)))

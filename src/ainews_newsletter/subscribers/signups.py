@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from ainews_newsletter import clock
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
+from ainews_newsletter.subscribers.erased import lift_erased
 from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.schema import subscribers
 from ainews_newsletter.subscribers.store import SubscriberStore
@@ -100,7 +101,8 @@ class SignUps:
                                                   SubscriberStatus.COMPLAINED,
                                                   SubscriberStatus.BOUNCED):
             return False
-        return self.store.suppression(address) in (None, "unsubscribed")
+        # "erased": its owner may come back through double opt-in (issue 29).
+        return self.store.suppression(address) in (None, "unsubscribed", "erased")
 
     def confirm(self, address: str, list_name: str | None = None,
                 name: str | None = None) -> Subscriber:
@@ -115,6 +117,10 @@ class SignUps:
         if found.status is not SubscriberStatus.ACTIVE:
             # "confirmed" from pending, "resubscribed" for someone who had unsubscribed
             store.set_status(found, SubscriberStatus.ACTIVE, source="web")
+        if store.erase_key is not None:
+            # Its owner asked to come back after an erase: the mark goes.
+            with store.engine.begin() as connection:
+                lift_erased(connection, store.erase_key, [found.email_normalized])
         wanted = list_name or store.default_list
         if wanted not in found.lists:
             store.set_lists(found.email, (*found.lists, wanted))
