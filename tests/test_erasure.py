@@ -24,6 +24,7 @@ from ainews_newsletter.subscribers.erased import erased_mark
 from ainews_newsletter.subscribers.store import SubscriberStore
 from tests.conftest import Project, SmtpServer
 from tests.erase_data import ADDRESS, KEY, NAME, OTHER, OTHER_NAME, seed
+from tests.feedback.returns import dsn
 
 ENV = {"AINEWS_SECRET_KEY": KEY}
 
@@ -206,3 +207,22 @@ def test_a_reader_erased_during_a_send_is_not_sent_to(any_project: Project,
     assert p.query("SELECT state, last_reply FROM deliveries WHERE email = ?", mark) == [
         ("failed", "not sent: erased on request")]
     assert SubscriberStore.open(config).get(ADDRESS) is None
+
+
+def test_a_bounce_arriving_after_the_erase_does_not_name_the_reader(
+        any_project: Project) -> None:
+    """A late bounce (unmatched: the ledger no longer knows the address) is stored with the
+    mark and no free text, like the events the erase rewrote."""
+    p = any_project
+    config = _config(p)
+    seed(engine_for(config.database_url), unsubscribe=False)
+    assert p.run("subscribers", "erase", ADDRESS, "--yes", env=ENV).exit_code == 0
+    report = dsn("bounces@news.example.org", ADDRESS.lower(),
+                 diagnostic="550 5.1.1 <{r}>: no such user " + NAME)
+    result = p.run("bounces", "ingest", "-", input=report.decode(), env=ENV)
+    assert result.exit_code == 0, result.output
+    mark = erased_mark(KEY, ADDRESS.lower())
+    assert p.query("SELECT diagnostic, source FROM feedback_events WHERE email = ? "
+                   "AND dedup_key <> 'event-person'", mark) == [
+        ("550 5.1.1 (erased on request)", "(erased on request)")]
+    assert _hits(_database_bytes(p, config), ADDRESS, NAME) == []

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, or_, select, text, update
@@ -34,10 +34,10 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for, ensure_schema, insert_ignoring_conflicts
 from ainews_newsletter.delivery.tables import clicks, deliveries, welcomes
 from ainews_newsletter.errors import SubscriberError
-from ainews_newsletter.feedback.events import feedback_events
+from ainews_newsletter.feedback.events import FeedbackEvent, feedback_events
 from ainews_newsletter.models import DeliveryState, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
-from ainews_newsletter.subscribers.erased import erased_mark, require_key
+from ainews_newsletter.subscribers.erased import erased_among, erased_mark, require_key
 from ainews_newsletter.subscribers.history import record
 from ainews_newsletter.subscribers.schema import (
     confirmation_mails,
@@ -199,3 +199,20 @@ def _checkpoint(engine: Engine) -> None:
         return
     with engine.connect() as connection:
         connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+
+def unnamed_if_erased(config: Config, events: list[FeedbackEvent]) -> list[FeedbackEvent]:
+    """Reports that arrive after their reader was erased (a late bounce, a provider's event,
+    a refusal of the message that was on its way) are stored as the erase left the others:
+    the mark for the address, no free text. One indexed read per batch of events."""
+    key = config.secret_key.get_secret_value() if config.secret_key else None
+    named = {event.email.strip().lower() for event in events if event.email}
+    if not key or not named:
+        return events
+    with engine_for(config.database_url).connect() as connection:
+        erased = erased_among(connection, key, named)
+    if not erased:
+        return events
+    return [replace(event, email=erased_mark(key, event.email.strip().lower()),
+                    diagnostic=scrubbed(event.diagnostic) or "", source=ERASED_TEXT)
+            if event.email.strip().lower() in erased else event for event in events]
