@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from ainews_newsletter.config import Config, load_config
@@ -226,3 +227,20 @@ def test_a_bounce_arriving_after_the_erase_does_not_name_the_reader(
                    "AND dedup_key <> 'event-person'", mark) == [
         ("550 5.1.1 (erased on request)", "(erased on request)")]
     assert _hits(_database_bytes(p, config), ADDRESS, NAME) == []
+
+
+def test_no_trace_even_where_sqlite_keeps_deleted_bytes(project: Project) -> None:
+    """Many SQLite builds leave deleted bytes in the file (secure_delete off by default):
+    with every other connection like that, the erase still leaves nothing behind."""
+    project.storage_url = f"sqlite:///{project.root / 'db' / 'plain.db'}"
+    config = _config(project)
+    engine = engine_for(config.database_url)
+    event.listen(engine, "connect", lambda connection, _record: connection.execute(
+        "PRAGMA secure_delete = OFF"))
+    engine.dispose()
+    seed(engine)  # unsubscribing rewrites the reader's row: the old one stays as free space
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA secure_delete").scalar() == 0
+    erase(config, [ADDRESS])
+    engine.dispose()
+    assert _hits(_database_bytes(project, config), ADDRESS, NAME) == []

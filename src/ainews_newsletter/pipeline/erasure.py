@@ -18,20 +18,29 @@ Per address, in one transaction:
 Nothing that names the address is a no-op, so erasing twice is harmless.
 
 On SQLite the transaction runs with secure_delete (freed bytes are zeroed, not left in the
-file) and is followed by a WAL checkpoint, so the old pages do not linger in the -wal file."""
+file) and is followed by a WAL checkpoint, so the old pages do not linger in the -wal file.
+Free space that other connections left before (where SQLite was built without secure_delete
+on) may still hold an old copy of the row: the file is then searched for the address and
+the names, and rebuilt with VACUUM if any is found."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, or_, select, text, update
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
-from ainews_newsletter.database import engine_for, ensure_schema, insert_ignoring_conflicts
+from ainews_newsletter.database import (
+    engine_for,
+    ensure_schema,
+    insert_ignoring_conflicts,
+    sqlite_path,
+)
 from ainews_newsletter.delivery.tables import clicks, deliveries, welcomes
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.feedback.events import FeedbackEvent, feedback_events
@@ -91,8 +100,14 @@ def erase(config: Config, addresses: Sequence[str], source: str = "cli") -> list
     key = require_key(config.secret_key.get_secret_value() if config.secret_key else None)
     engine = engine_for(config.database_url)
     ensure_schema(engine)
-    done = [_erase_one(engine, key, address, source) for address in addresses]
+    done: list[Erased] = []
+    words: set[str] = set()
+    for address in addresses:
+        erased, named = _erase_one(engine, key, address, source)
+        done.append(erased)
+        words |= named
     _checkpoint(engine)
+    _vacuum_if_left(engine, words)
     return done
 
 
@@ -105,7 +120,9 @@ def _normalized(address: str) -> str:
         return address.strip().lower()
 
 
-def _erase_one(engine: Engine, key: str, address: str, source: str) -> Erased:
+def _erase_one(engine: Engine, key: str, address: str, source: str,
+               ) -> tuple[Erased, set[str]]:
+    """What it did, and the words that named the person (the address, their names)."""
     normalized = _normalized(address)
     mark = erased_mark(key, normalized)
     now = clock.now()
@@ -116,6 +133,7 @@ def _erase_one(engine: Engine, key: str, address: str, source: str) -> Erased:
         row = connection.execute(select(subscribers.c.id, subscribers.c.status).where(
             subscribers.c.email_normalized == normalized)).first()
         ids = _subscriber_ids(connection, normalized, row.id if row is not None else None)
+        named = {normalized, *_names(connection, normalized, ids)}
         if row is not None:
             left = SubscriberStatus(row.status).has_left
             record(connection, row.id, "erased" if left else "removed", source, at=now)
@@ -135,7 +153,18 @@ def _erase_one(engine: Engine, key: str, address: str, source: str) -> Erased:
     return Erased(address=address.strip(), subscriber=row is not None,
                   deliveries=len(counts["delivery_ids"]), not_sent=counts["not_sent"],
                   feedback_events=feedback, clicks=counts["clicks"],
-                  welcomes=counts["welcomes"])
+                  welcomes=counts["welcomes"]), named
+
+
+def _names(connection: Connection, normalized: str, ids: set[int]) -> set[str]:
+    found: set[str] = set()
+    for table in (subscribers, deliveries, welcomes):
+        owner = subscribers.c.id if table is subscribers else table.c.subscriber_id
+        found.update(name for name in connection.execute(
+            select(table.c.name).distinct().where(
+                or_(owner.in_(ids), func.lower(table.c.email) == normalized),
+                table.c.name.is_not(None))).scalars() if name)
+    return found
 
 
 def _subscriber_ids(connection: Connection, normalized: str, current: int | None) -> set[int]:
@@ -216,3 +245,34 @@ def unnamed_if_erased(config: Config, events: list[FeedbackEvent]) -> list[Feedb
     return [replace(event, email=erased_mark(key, event.email.strip().lower()),
                     diagnostic=scrubbed(event.diagnostic) or "", source=ERASED_TEXT)
             if event.email.strip().lower() in erased else event for event in events]
+
+
+_CHUNK = 8 << 20
+
+
+def _vacuum_if_left(engine: Engine, words: set[str]) -> None:
+    """SQLite: if the file still holds any of these words (free space a connection without
+    secure_delete left behind before the erase: some SQLite builds have it off), rebuild it
+    with VACUUM, which writes only live rows. The scan reads the file once; VACUUM is the
+    rare, slow path."""
+    path = sqlite_path(str(engine.url))
+    forms = {variant.encode("utf-8") for word in words if len(word) >= 3
+             for variant in (word, word.lower(), word.upper())}
+    if path is None or not forms or not _in_file(path, forms):
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM")
+    _checkpoint(engine)
+
+
+def _in_file(path: Path, forms: set[bytes]) -> bool:
+    overlap = max(len(form) for form in forms)
+    tail = b""
+    with path.open("rb") as file:
+        while chunk := file.read(_CHUNK):
+            window = tail + chunk
+            lowered = window.lower()
+            if any(form in window or form in lowered for form in forms):
+                return True
+            tail = window[-overlap:]
+    return False
