@@ -46,6 +46,16 @@ def open_store(state: AppState) -> SubscriberStore:
     return SubscriberStore.open(state.config)
 
 
+# `erase`'s short help: its docstring, as for the others below.
+ERASE_HELP = ("Erase each EMAIL on request (GDPR): the reader's row, lists, consent record, "
+              'clicks and welcome mail are deleted; in the delivery ledger and the '
+              'bounce/complaint events the address and name become a keyed hash and free text'
+              ' naming them is cleared (reports keep their counts); the suppression list '
+              'keeps only the hash, so a later import or `add` of the address is refused '
+              'unless forced, while its owner may still sign up again through double opt-in. '
+              'Needs AINEWS_SECRET_KEY (always the same one). Erasing an address again, or '
+              'one never stored, changes nothing and is reported as not found.')
+
 # `import` lives apart: its --format help names every file format, and reading that list
 # loads the importer. (name → where, short help: see LazyGroup.)
 LAZY_COMMANDS = {
@@ -53,6 +63,8 @@ LAZY_COMMANDS = {
              "Print everything kept about EMAIL as JSON: profile, lists, history, consent, "
              "every delivery with its issue, date and outcome, the welcome, bounces and "
              "complaints, clicks."),
+    "erase": ("ainews_newsletter.cli.subscribers_erase:erase",
+              ERASE_HELP),
     "import": ("ainews_newsletter.cli.subscribers_import:import_",
                "Import FILE: our CSV (email, name, status, …) or an export from Mailchimp, "
                "Substack, listmonk or Buttondown. Known addresses are merged, not doubled; an "
@@ -75,16 +87,20 @@ def subscribers() -> None:
 @click.option("--name", help="The subscriber's name, used in the To: header.")
 @list_option
 @click.option("--status", type=STATUS_CHOICE, default="active", show_default=True)
+@click.option("--force-erased", is_flag=True,
+              help="Add EMAIL even though it was erased on request (only if its owner asked "
+                   "you to); lifts the erased mark.")
 @json_option
 @pass_state
 def add(state: AppState, email: str, name: str | None, list_name: str | None, status: str,
-        as_json: bool) -> None:
+        force_erased: bool, as_json: bool) -> None:
     """Add EMAIL to a list (a known address is added to the list)."""
     from ainews_newsletter.subscribers.export import as_record
 
     store = open_store(state)
     known = store.get(email) is not None
-    subscriber = store.add(email, name, list_name, SubscriberStatus(status))
+    subscriber = store.add(email, name, list_name, SubscriberStatus(status),
+                           force_erased=force_erased)
     if not known:  # a known address keeps its consent record
         _record_cli_consent(store, subscriber)
     if as_json:

@@ -52,11 +52,14 @@ SHOWN_REJECTS = 20
                    "without this flag an import welcomes nobody. Each batch's welcomes are "
                    "queued once it has committed: if the process dies in between, that "
                    "batch's readers are not welcomed (no catch-up for imports).")
+@click.option("--force-erased", is_flag=True,
+              help="Import addresses erased on request too (refused otherwise; only if their "
+                   "owners asked you to); lifts their erased marks.")
 @json_option
 @pass_state
 def import_(state: AppState, file: Path, file_format: str, list_name: str | None,
             status: str | None, dry_run: bool, rejects_path: Path | None, check_dns: bool,
-            welcome: bool, as_json: bool) -> None:
+            welcome: bool, force_erased: bool, as_json: bool) -> None:
     """Import FILE: our CSV (email, name, status, …) or an export from Mailchimp, Substack,
     listmonk or Buttondown. Known addresses are merged, not doubled; an unsubscribe is never
     undone; suppressed addresses are rejected. Exit code 1 if any row was rejected."""
@@ -104,7 +107,8 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
                               on_added=None if welcomes is None else lambda added:
                               queued.append(welcomes.queue_imported(added)),
                               agreement=Agreement(
-                                  "import", f"{file.name} ({opened.format})"))
+                                  "import", f"{file.name} ({opened.format})"),
+                              force_erased=force_erased)
     for reject in summary.rejects[:SHOWN_REJECTS]:
         fail(f"{file}:{reject.line}: {reject.reason}")
     if summary.rejected > SHOWN_REJECTS:

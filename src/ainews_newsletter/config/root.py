@@ -125,8 +125,10 @@ class Config(BaseSettings):
                     "ledger's addresses, bounce details.")
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Encrypts the confirmation links of `ainews serve` and signs the click "
-                    "links of [tracking]; at least 16 characters, random (secret).")
+        description="Encrypts the confirmation links of `ainews serve`, signs the click "
+                    "links of [tracking] and keys the hash an erased address leaves "
+                    "(`subscribers erase`: keep it the same); at least 16 characters, random "
+                    "(secret).")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)

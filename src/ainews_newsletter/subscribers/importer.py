@@ -30,6 +30,7 @@ from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.bulk import insert_tuples, native, one_of
 from ainews_newsletter.subscribers.consent_records import Agreement, record_new
+from ainews_newsletter.subscribers.erased import REFUSED, erased_among, lift_erased
 from ainews_newsletter.subscribers.history import (
     arrival_kinds,
     change_kind,
@@ -264,19 +265,37 @@ def _list_resolver(store: SubscriberStore, connection: Connection,
     return resolve
 
 
+def _without_erased(connection: Connection, key: str, rows: list[ImportRow], force: bool,
+                    refused: list[Rejected]) -> list[ImportRow]:
+    """The rows whose address was not erased; the others are refused ("erased on request"),
+    or, forced, kept with their marks lifted."""
+    erased = erased_among(connection, key, [row.normalized for row in rows])
+    if not erased:
+        return rows
+    if force:
+        lift_erased(connection, key, erased)
+        return rows
+    refused.extend(Rejected(row.line, row.email, f"{row.email!r} was {REFUSED} "
+                            "(--force-erased imports it anyway)")
+                   for row in rows if row.normalized in erased)
+    return [row for row in rows if row.normalized not in erased]
+
+
 def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
                 list_name: str | None = None, status: SubscriberStatus | None = None,
                 source: str = "import", dry_run: bool = False,
                 on_batch: Callable[[int], None] | None = None,
                 on_reject: Callable[[Rejected], None] | None = None,
                 on_added: Callable[[list[str]], None] | None = None,
-                agreement: Agreement | None = None) -> ImportSummary:
+                agreement: Agreement | None = None,
+                force_erased: bool = False) -> ImportSummary:
     """Merge `rows` (already validated, rejects interleaved) batch by batch, a transaction
     each. With `dry_run` everything happens in one transaction that is rolled back: the
     counts are real, the store is untouched. `on_added` gets, after each batch commits, the
     normalized addresses of the active readers it added (this import's own: `import
     --welcome` welcomes exactly those, not a concurrent import's). `agreement` is the
-    consent record of each new subscriber (active ones confirmed at the import)."""
+    consent record of each new subscriber (active ones confirmed at the import). An erased
+    address is refused unless `force_erased` (which lifts its mark)."""
     summary = ImportSummary()
     iterator: Iterator[ImportRow | Rejected] = iter(rows)
     with store.engine.connect() as connection:
@@ -287,6 +306,9 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
                 refused = [row for row in batch if isinstance(row, Rejected)]
                 added: list[str] | None = [] if on_added is not None else None
                 with nullcontext() if outer is not None else connection.begin():
+                    if store.erase_key is not None:
+                        good = _without_erased(connection, store.erase_key, good,
+                                               force_erased, refused)
                     _merge_batch(connection, good, store.list_id(connection, list_name),
                                  status, source, summary, _list_resolver(store, connection),
                                  list_name is not None, refused, added, agreement)

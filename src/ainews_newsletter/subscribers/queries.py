@@ -28,6 +28,7 @@ from ainews_newsletter.database import engine_for, ensure_schema, insert_ignorin
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Recipient, Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.erased import erased_among
 from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 
@@ -53,6 +54,10 @@ class SubscriberQueries:
     """The subscriber list's reads. `list_id` creates the default list on first use (so
     that it always shows); nothing else here writes."""
 
+    # AINEWS_SECRET_KEY, which an erased address's mark is keyed with; None: marks cannot
+    # be recognised (and `erase` refuses to run).
+    erase_key: str | None = None
+
     def __init__(self, engine: Engine, default_list: str = "newsletter",
                  allow_test: bool = False) -> None:
         self.engine = engine
@@ -63,8 +68,11 @@ class SubscriberQueries:
     @classmethod
     def open(cls, config: Config) -> Self:
         """The store of a configuration: its database, its default list, its rules."""
-        return cls(engine_for(config.database_url), config.subscribers.default_list,
-                   config.subscribers.allow_test_domains)
+        opened = cls(engine_for(config.database_url), config.subscribers.default_list,
+                     config.subscribers.allow_test_domains)
+        # Erased addresses are known by their keyed mark (subscribers/erased.py).
+        opened.erase_key = config.secret_key.get_secret_value() if config.secret_key else None
+        return opened
 
     # -- lists ----------------------------------------------------------------------------
 
@@ -127,6 +135,9 @@ class SubscriberQueries:
         with self.engine.connect() as connection:
             reason = connection.execute(select(suppressions.c.reason).where(
                 suppressions.c.email_normalized == normalized)).scalar()
+            if reason is None and self.erase_key is not None and erased_among(
+                    connection, self.erase_key, [normalized]):
+                reason = "erased"
         return None if reason is None else str(reason)
 
     def by_token(self, token: str) -> Subscriber | None:

@@ -15,6 +15,7 @@ from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers import consent_records
 from ainews_newsletter.subscribers.consent_records import Agreement
+from ainews_newsletter.subscribers.erased import lift_erased
 from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.schema import subscribers
 from ainews_newsletter.subscribers.store import SubscriberStore
@@ -120,7 +121,8 @@ class SignUps:
                                                   SubscriberStatus.COMPLAINED,
                                                   SubscriberStatus.BOUNCED):
             return False
-        return self.store.suppression(address) in (None, "unsubscribed")
+        # "erased": its owner may come back through double opt-in (issue 29).
+        return self.store.suppression(address) in (None, "unsubscribed", "erased")
 
     def confirm(self, address: str, list_name: str | None = None,
                 name: str | None = None) -> Subscriber:
@@ -136,6 +138,10 @@ class SignUps:
             # "confirmed" from pending, "resubscribed" for someone who had unsubscribed
             store.set_status(found, SubscriberStatus.ACTIVE, source="web")
             consent_records.confirmed(store.engine, found.id, clock.now())
+        if store.erase_key is not None:
+            # Its owner asked to come back after an erase: the mark goes.
+            with store.engine.begin() as connection:
+                lift_erased(connection, store.erase_key, [found.email_normalized])
         wanted = list_name or store.default_list
         if wanted not in found.lists:
             store.set_lists(found.email, (*found.lists, wanted))

@@ -17,6 +17,7 @@ from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers import history
 from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.erased import REFUSED, erased_among, lift_erased
 from ainews_newsletter.subscribers.history import Attribution, change_kind, record
 from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.queries import SubscriberQueries
@@ -60,9 +61,10 @@ class SubscriberStore(SubscriberQueries):
 
     def add(self, address: str, name: str | None = None, list_name: str | None = None,
             status: SubscriberStatus = SubscriberStatus.ACTIVE, source: str = "cli",
-            allow_suppressed: bool = False) -> Subscriber:
+            allow_suppressed: bool = False, force_erased: bool = False) -> Subscriber:
         """Add a subscriber to a list (the default list when None). A known address is added
-        to the list; being on it already is an error, and so is a suppressed address."""
+        to the list; being on it already is an error, and so is a suppressed address, and an
+        erased one unless `force_erased` (which lifts its mark)."""
         given, normalized = normalize(address, allow_test=self.allow_test)
         now = clock.now()
         with self.engine.begin() as connection:
@@ -73,6 +75,12 @@ class SubscriberStore(SubscriberQueries):
                 raise SubscriberError(f"{given!r} is on the suppression list ({reason}); if "
                                       "they asked to come back: `ainews subscribers "
                                       f"resubscribe {given}`")
+            if reason is None and self.erase_key is not None and not allow_suppressed:
+                if force_erased:
+                    lift_erased(connection, self.erase_key, [normalized])
+                elif erased_among(connection, self.erase_key, [normalized]):
+                    raise SubscriberError(f"{given!r} was {REFUSED}; to add it anyway: "
+                                          "--force-erased")
             row = connection.execute(select(subscribers.c.id, subscribers.c.status).where(
                 subscribers.c.email_normalized == normalized)).first()
             if row is None:

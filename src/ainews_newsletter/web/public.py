@@ -13,6 +13,7 @@
                       200, no redirect, no CSRF (mail providers post it without cookies)
 /preferences/<token>  the lists someone is on (CSRF-checked form)
 /preferences/<token>/data  "Download my data": everything kept about them, as JSON
+/preferences/<token>/erase  "Erase me": a confirmation, then erased (web/erase_page.py)
 /issues/, /issues/<key>, /feed.xml   the archive of sent issues and its Atom feed
 /c/<token>            GET/HEAD: a click link ([tracking] clicks): 302 to the link, see clicks.py
 /healthz              for load balancers
@@ -52,6 +53,7 @@ from ainews_newsletter.subscribers.store import SubscriberStore
 from ainews_newsletter.web.atom_feed import MEDIA_TYPE, archive_feed
 from ainews_newsletter.web.clicks import ClickRedirects
 from ainews_newsletter.web.double_opt_in import DoubleOptIn
+from ainews_newsletter.web.erase_page import ErasePage
 from ainews_newsletter.web.hardening import BodyLimit, BodyTooLarge, SecurityHeaders
 from ainews_newsletter.web.scanners import link_scanner
 from ainews_newsletter.web.security import (
@@ -86,6 +88,7 @@ class PublicSite:
         self.templates = public_page_templates(config)  # a broken override stops here
         self.opt_in = DoubleOptIn(config, secret)
         self.signup_form = SignUpForm(config, self.opt_in, secret, self.page)
+        self.erase_page = ErasePage(config, self.page, self.message, self.form)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -338,6 +341,7 @@ def create_public_app(config: Config) -> ASGIApp:
         Route("/unsubscribe/{token}", site.unsubscribe, methods=["POST"]),
         Route("/preferences/{token}", site.preferences, methods=["GET", "POST"]),
         Route("/preferences/{token}/data", site.my_data, methods=["GET"]),
+        Route("/preferences/{token}/erase", site.erase_page.handle, methods=["GET", "POST"]),
         Route("/issues", site.archive_without_slash),
         Route("/issues/", site.archive),
         Route("/issues/{key}", site.issue),

@@ -29,8 +29,8 @@ from ainews_newsletter.render.environment import template_folders
 
 # Every page public.py renders: each must be found (in an override or the shipped copy) and
 # compile before `ainews serve` listens.
-PUBLIC_PAGES = ("archive.html", "base.html", "confirm.html", "embed.html", "message.html",
-                "preferences.html", "subscribe.html", "unsubscribe.html")
+PUBLIC_PAGES = ("archive.html", "base.html", "confirm.html", "embed.html", "erase.html",
+                "message.html", "preferences.html", "subscribe.html", "unsubscribe.html")
 
 
 def _environment(loader: BaseLoader) -> Environment:

@@ -1,0 +1,70 @@
+"""`ainews subscribers erase`: a reader erased on request. Apart from subscribers.py (which
+loads it lazily) to keep that module short."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ainews_newsletter.cli.common import (
+    AppState,
+    confirmed,
+    console,
+    json_option,
+    pass_state,
+    print_json,
+)
+from ainews_newsletter.models import counted
+
+
+@click.command()
+@click.argument("emails", metavar="EMAIL...", nargs=-1)
+@click.option("--file", "address_file", type=click.Path(exists=True, dir_okay=False,
+                                                         path_type=Path),
+              help="Also erase the addresses in FILE, one a line (blank lines and lines "
+                   "starting with # are skipped).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_state
+def erase(state: AppState, emails: tuple[str, ...], address_file: Path | None, yes: bool,
+          as_json: bool) -> None:
+    """Erase each EMAIL on request (GDPR): the reader's row, lists, consent record, clicks
+    and welcome mail are deleted; in the delivery ledger and the bounce/complaint events
+    the address and name become a keyed hash and free text naming them is cleared (reports
+    keep their counts); the suppression list keeps only the hash, so a later import or
+    `add` of the address is refused unless forced, while its owner may still sign up again
+    through double opt-in. Needs AINEWS_SECRET_KEY (always the same one). Erasing an
+    address again, or one never stored, changes nothing and is reported as not found."""
+    from ainews_newsletter.pipeline.erasure import erase as erase_addresses
+    from ainews_newsletter.subscribers.erased import require_key
+
+    addresses = list(emails)
+    if address_file is not None:
+        lines = address_file.read_text(encoding="utf-8-sig").splitlines()
+        addresses += [line.strip() for line in lines
+                      if line.strip() and not line.lstrip().startswith("#")]
+    addresses = list(dict.fromkeys(address for address in addresses if address.strip()))
+    if not addresses:
+        raise click.UsageError("name at least one EMAIL, or --file FILE")
+    config = state.config
+    require_key(config.secret_key.get_secret_value() if config.secret_key else None)
+    if not confirmed(f"Erase {counted(len(addresses), 'address', 'addresses')} for good?",
+                     yes):
+        console.print("Not erased.")
+        raise SystemExit(1)
+    done = erase_addresses(config, addresses)
+    if as_json:
+        print_json([item.as_record() for item in done])
+        return
+    for item in done:
+        if not item.found:
+            console.print(f"not found: {item.address} (nothing stored; the hash is on the "
+                          "suppression list)", markup=False)
+            continue
+        console.print(
+            f"erased {item.address}: subscriber {'deleted' if item.subscriber else 'gone already'}"
+            f", {counted(item.deliveries, 'delivery', 'deliveries')} and "
+            f"{counted(item.feedback_events, 'feedback event')} hashed"
+            f" ({item.not_sent} not sent), {counted(item.clicks, 'click')} and "
+            f"{counted(item.welcomes, 'welcome mail')} deleted", markup=False)

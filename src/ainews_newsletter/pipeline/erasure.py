@@ -1,0 +1,278 @@
+"""Erasing a reader on request (issue 29): the person is removed everywhere, and what must
+stay for the counts stays without anything that names them. It spans three rooms (the
+list, the ledger, the feedback events), so it lives here; the CLI (`ainews subscribers
+erase`) and the reader's own page (`/preferences/{token}/erase`) both call `erase`.
+
+Per address, in one transaction:
+- the subscriber row, its memberships and consent record, the clicks of its deliveries,
+  its welcome mail row and its confirmation-mail throttle rows are deleted;
+- its history rows stay (they hold the subscriber id, a kind and a time; growth is counted
+  from them) and get the same last event `remove` writes;
+- its delivery rows and feedback events stay for the reports, with the address replaced by
+  the keyed mark (subscribers/erased.py), the name cleared, and the free text that may quote
+  the address (a server's reply, a report's diagnostic, where a report came from) replaced
+  by a neutral placeholder that keeps the SMTP code;
+- rows not sent yet (queued, deferred) are failed: a send never reaches an erased reader
+  (a row claimed before the erase is already on its way, as with an unsubscribe);
+- on the suppression list only the mark stays (reason "erased").
+Nothing that names the address is a no-op, so erasing twice is harmless.
+
+On SQLite the transaction runs with secure_delete (freed bytes are zeroed, not left in the
+file) and is followed by a WAL checkpoint, so the old pages do not linger in the -wal file.
+Free space that other connections left before (where SQLite was built without secure_delete
+on) may still hold an old copy of the row: the file is then searched for the address and
+the names, and rebuilt with VACUUM if any is found."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, or_, select, text, update
+
+from ainews_newsletter import clock
+from ainews_newsletter.config import Config
+from ainews_newsletter.database import (
+    engine_for,
+    ensure_schema,
+    insert_ignoring_conflicts,
+    sqlite_path,
+)
+from ainews_newsletter.delivery.tables import clicks, deliveries, welcomes
+from ainews_newsletter.errors import SubscriberError
+from ainews_newsletter.feedback.events import FeedbackEvent, feedback_events
+from ainews_newsletter.models import DeliveryState, SubscriberStatus
+from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.erased import erased_among, erased_mark, require_key
+from ainews_newsletter.subscribers.history import record
+from ainews_newsletter.subscribers.schema import (
+    confirmation_mails,
+    consents,
+    memberships,
+    subscribers,
+    suppressions,
+)
+
+ERASED_TEXT = "(erased on request)"
+NOT_SENT_REPLY = "not sent: erased on request"
+# A server's or a report's leading status ("550", "550 5.1.1", "550-5.1.1", "5.1.1"): kept,
+# because the reports and `ainews bounces` read the code, never the words after it.
+_CODE = re.compile(r"\s*((?:\d{3}(?:[ -]\d\.\d{1,3}\.\d{1,3})?|\d\.\d{1,3}\.\d{1,3}))(?!\S)")
+_NOT_SENT = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value)
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What erasing one address did. `found`: anything named it (False: nothing to do)."""
+
+    address: str
+    subscriber: bool
+    deliveries: int
+    not_sent: int
+    feedback_events: int
+    clicks: int
+    welcomes: int
+
+    @property
+    def found(self) -> bool:
+        return self.subscriber or bool(self.deliveries or self.feedback_events
+                                       or self.welcomes)
+
+    def as_record(self) -> dict[str, Any]:
+        return {**asdict(self), "found": self.found}
+
+
+def scrubbed(free_text: str | None) -> str | None:
+    """The placeholder for a free text that may quote an address: its SMTP code, if it
+    starts with one, and nothing else."""
+    if free_text is None:
+        return None
+    code = _CODE.match(free_text)
+    return f"{code.group(1)} {ERASED_TEXT}" if code else ERASED_TEXT
+
+
+def erase(config: Config, addresses: Sequence[str], source: str = "cli") -> list[Erased]:
+    """Erase each address (see the module's docstring). ConfigError without
+    AINEWS_SECRET_KEY, before anything changes."""
+    key = require_key(config.secret_key.get_secret_value() if config.secret_key else None)
+    engine = engine_for(config.database_url)
+    ensure_schema(engine)
+    done: list[Erased] = []
+    words: set[str] = set()
+    for address in addresses:
+        erased, named = _erase_one(engine, key, address, source)
+        done.append(erased)
+        words |= named
+    _checkpoint(engine)
+    _vacuum_if_left(engine, words)
+    return done
+
+
+def _normalized(address: str) -> str:
+    try:
+        return normalize(address, allow_test=True)[1]
+    except SubscriberError:
+        # Not a valid address now (the rules may have changed since it was stored): the
+        # ledger may still hold it as it was typed.
+        return address.strip().lower()
+
+
+def _erase_one(engine: Engine, key: str, address: str, source: str,
+               ) -> tuple[Erased, set[str]]:
+    """What it did, and the words that named the person (the address, their names)."""
+    normalized = _normalized(address)
+    mark = erased_mark(key, normalized)
+    now = clock.now()
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            # Deleted and rewritten rows leave their old bytes in the page unless this is on.
+            connection.exec_driver_sql("PRAGMA secure_delete = ON")
+        row = connection.execute(select(subscribers.c.id, subscribers.c.status).where(
+            subscribers.c.email_normalized == normalized)).first()
+        ids = _subscriber_ids(connection, normalized, row.id if row is not None else None)
+        named = {normalized, *_names(connection, normalized, ids)}
+        if row is not None:
+            left = SubscriberStatus(row.status).has_left
+            record(connection, row.id, "erased" if left else "removed", source, at=now)
+            connection.execute(delete(consents).where(consents.c.subscriber_id == row.id))
+            connection.execute(delete(memberships).where(
+                memberships.c.subscriber_id == row.id))
+            connection.execute(delete(subscribers).where(subscribers.c.id == row.id))
+        mailbox_local, _, domain = normalized.partition("@")
+        connection.execute(delete(confirmation_mails).where(confirmation_mails.c.mailbox.in_(
+            {normalized, f"{mailbox_local.split('+', 1)[0]}@{domain}"})))
+        counts = _ledger(connection, normalized, ids, mark, now)
+        feedback = _feedback(connection, normalized, ids, counts["delivery_ids"], mark)
+        connection.execute(delete(suppressions).where(
+            suppressions.c.email_normalized == normalized))
+        insert_ignoring_conflicts(connection, suppressions, [{
+            "email_normalized": mark, "reason": "erased", "created_at": now}])
+    return Erased(address=address.strip(), subscriber=row is not None,
+                  deliveries=len(counts["delivery_ids"]), not_sent=counts["not_sent"],
+                  feedback_events=feedback, clicks=counts["clicks"],
+                  welcomes=counts["welcomes"]), named
+
+
+def _names(connection: Connection, normalized: str, ids: set[int]) -> set[str]:
+    found: set[str] = set()
+    for table in (subscribers, deliveries, welcomes):
+        owner = subscribers.c.id if table is subscribers else table.c.subscriber_id
+        found.update(name for name in connection.execute(
+            select(table.c.name).distinct().where(
+                or_(owner.in_(ids), func.lower(table.c.email) == normalized),
+                table.c.name.is_not(None))).scalars() if name)
+    return found
+
+
+def _subscriber_ids(connection: Connection, normalized: str, current: int | None) -> set[int]:
+    """The ids this address had: its row's, and any a removed row left in the ledger."""
+    ids = {current} if current is not None else set()
+    for table in (deliveries, welcomes, feedback_events):
+        ids.update(connection.execute(select(table.c.subscriber_id).distinct().where(
+            func.lower(table.c.email) == normalized,
+            table.c.subscriber_id.is_not(None))).scalars())
+    return ids
+
+
+def _ledger(connection: Connection, normalized: str, ids: set[int], mark: str,
+            now: Any) -> dict[str, Any]:
+    named = or_(deliveries.c.subscriber_id.in_(ids), func.lower(deliveries.c.email) == normalized)
+    rows = connection.execute(select(deliveries.c.id, deliveries.c.state,
+                                     deliveries.c.last_reply).where(named)).all()
+    not_sent = 0
+    for found in rows:
+        scrub = {"email": mark, "name": None, "last_reply": scrubbed(found.last_reply)}
+        if found.state in _NOT_SENT:
+            # The state in the WHERE: a sender's claim between our read and this write wins
+            # (that message is on its way, as with an unsubscribe); it is scrubbed below.
+            failed = connection.execute(update(deliveries).where(
+                deliveries.c.id == found.id, deliveries.c.state == found.state).values(
+                    {**scrub, "state": DeliveryState.FAILED.value, "last_reply": NOT_SENT_REPLY,
+                     "next_attempt_at": None, "updated_at": now})).rowcount
+            if failed == 1:
+                not_sent += 1
+                continue
+        connection.execute(update(deliveries).where(deliveries.c.id == found.id)
+                           .values(**scrub))
+    delivery_ids = [found.id for found in rows]
+    removed_clicks = connection.execute(delete(clicks).where(
+        clicks.c.delivery_id.in_(delivery_ids))).rowcount if delivery_ids else 0
+    removed_welcomes = connection.execute(delete(welcomes).where(or_(
+        welcomes.c.subscriber_id.in_(ids), func.lower(welcomes.c.email) == normalized))).rowcount
+    return {"delivery_ids": delivery_ids, "not_sent": not_sent, "clicks": int(removed_clicks),
+            "welcomes": int(removed_welcomes)}
+
+
+def _feedback(connection: Connection, normalized: str, ids: set[int],
+              delivery_ids: list[int], mark: str) -> int:
+    named = or_(feedback_events.c.subscriber_id.in_(ids),
+                func.lower(feedback_events.c.email) == normalized,
+                feedback_events.c.delivery_id.in_(delivery_ids))
+    rows = connection.execute(select(feedback_events.c.id, feedback_events.c.diagnostic)
+                              .where(named)).all()
+    for found in rows:
+        connection.execute(update(feedback_events).where(feedback_events.c.id == found.id)
+                           .values(email=mark, diagnostic=scrubbed(found.diagnostic) or "",
+                                   source=ERASED_TEXT))
+    return len(rows)
+
+
+def _checkpoint(engine: Engine) -> None:
+    """SQLite: copy the WAL into the file and truncate it, so the pages from before the
+    erase are not left in the -wal file. Best effort: a reader holding an old snapshot makes
+    it partial, and the next checkpoint finishes it."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as connection:
+        connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+
+def unnamed_if_erased(config: Config, events: list[FeedbackEvent]) -> list[FeedbackEvent]:
+    """Reports that arrive after their reader was erased (a late bounce, a provider's event,
+    a refusal of the message that was on its way) are stored as the erase left the others:
+    the mark for the address, no free text. One indexed read per batch of events."""
+    key = config.secret_key.get_secret_value() if config.secret_key else None
+    named = {event.email.strip().lower() for event in events if event.email}
+    if not key or not named:
+        return events
+    with engine_for(config.database_url).connect() as connection:
+        erased = erased_among(connection, key, named)
+    if not erased:
+        return events
+    return [replace(event, email=erased_mark(key, event.email.strip().lower()),
+                    diagnostic=scrubbed(event.diagnostic) or "", source=ERASED_TEXT)
+            if event.email.strip().lower() in erased else event for event in events]
+
+
+_CHUNK = 8 << 20
+
+
+def _vacuum_if_left(engine: Engine, words: set[str]) -> None:
+    """SQLite: if the file still holds any of these words (free space a connection without
+    secure_delete left behind before the erase: some SQLite builds have it off), rebuild it
+    with VACUUM, which writes only live rows. The scan reads the file once; VACUUM is the
+    rare, slow path."""
+    path = sqlite_path(str(engine.url))
+    forms = {variant.encode("utf-8") for word in words if len(word) >= 3
+             for variant in (word, word.lower(), word.upper())}
+    if path is None or not forms or not _in_file(path, forms):
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM")
+    _checkpoint(engine)
+
+
+def _in_file(path: Path, forms: set[bytes]) -> bool:
+    overlap = max(len(form) for form in forms)
+    tail = b""
+    with path.open("rb") as file:
+        while chunk := file.read(_CHUNK):
+            window = tail + chunk
+            lowered = window.lower()
+            if any(form in window or form in lowered for form in forms):
+                return True
+            tail = window[-overlap:]
+    return False

@@ -1,0 +1,44 @@
+"""The reader's own "Erase me" (issue 29): `/preferences/{token}/erase`. GET shows what
+erasing means and a CSRF-checked form; the POST erases (pipeline/erasure.py, the same
+function as `ainews subscribers erase`) and says it is done. Its own module, so the public
+site's file stays a list of routes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from ainews_newsletter.config import Config
+from ainews_newsletter.pipeline.erasure import erase
+from ainews_newsletter.pipeline.issue import open_subscribers
+from ainews_newsletter.web.security import new_csrf_value
+
+Page = Callable[..., HTMLResponse]
+Message = Callable[..., HTMLResponse]
+Form = Callable[[Request], Awaitable[Mapping[str, Any] | None]]
+
+
+class ErasePage:
+    def __init__(self, config: Config, page: Page, message: Message, form: Form) -> None:
+        self.config, self.page, self.message, self.form = config, page, message, form
+
+    async def handle(self, request: Request) -> Response:
+        token = str(request.path_params["token"])
+        subscriber = await run_in_threadpool(open_subscribers(self.config).by_token, token)
+        if subscriber is None:
+            # Also what a second POST after the erase meets: the token went with the row.
+            return self.message("That link does not work", "This link is not valid, or the "
+                                "address it was for has been erased already.", status=400)
+        if request.method != "POST":
+            return self.page("erase.html", csrf=new_csrf_value(), subscriber=subscriber)
+        if await self.form(request) is None:
+            return self.message("Please try again", "The form had expired. Reload the page "
+                                "and press the button again.", status=400)
+        await run_in_threadpool(erase, self.config, [subscriber.email], "web")
+        return self.message("You are erased", f"Everything {self.config.newsletter.name} "
+                            "stored about you is gone, and nothing more will be sent. You "
+                            "can sign up again at any time.")

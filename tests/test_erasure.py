@@ -1,0 +1,246 @@
+"""Erasing a reader (issue 29): from the CLI, idempotent, reports keep their counts, nothing
+of the person is left in the database's bytes (SQLite file and WAL; a pg_dump), an erased
+address is refused on import and `add` unless forced, and a send never reaches a reader
+erased after its snapshot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from ainews_newsletter.config import Config, load_config
+from ainews_newsletter.database import engine_for, sqlite_path
+from ainews_newsletter.models import Window
+from ainews_newsletter.pipeline.erasure import Erased, erase, scrubbed
+from ainews_newsletter.pipeline.reports import issue_numbers
+from ainews_newsletter.pipeline.send import execute_send, plan_send
+from ainews_newsletter.reports.numbers import issue_json
+from ainews_newsletter.subscribers.erased import erased_mark
+from ainews_newsletter.subscribers.store import SubscriberStore
+from tests.conftest import Project, SmtpServer
+from tests.erase_data import ADDRESS, KEY, NAME, OTHER, OTHER_NAME, seed
+from tests.feedback.returns import dsn
+
+ENV = {"AINEWS_SECRET_KEY": KEY}
+
+
+def _config(p: Project, **overrides: Any) -> Config:
+    return load_config(p.config_path, environ=dict(ENV),
+                       overrides={"storage": {"url": p.storage_url}, **overrides})
+
+
+def _forms(*words: str) -> list[bytes]:
+    """Every way the bytes of `words` may sit in a file: UTF-8 and UTF-16 (both orders), as
+    typed, lower and upper case."""
+    found = []
+    for word in words:
+        for variant in {word, word.lower(), word.upper()}:
+            for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
+                found.append(variant.encode(encoding))
+    return found
+
+
+def _hits(data: bytes, *words: str) -> list[bytes]:
+    lowered = data.lower()
+    return [form for form in _forms(*words) if form in data or form.lower() in lowered]
+
+
+def _database_bytes(p: Project, config: Config) -> bytes:
+    """SQLite: the file and its WAL after a checkpoint; PostgreSQL: a pg_dump's text."""
+    engine = engine_for(config.database_url)
+    path = sqlite_path(config.database_url)
+    if path is not None:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        engine.dispose()
+        wal = path.with_name(path.name + "-wal")
+        return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    url = make_url(config.database_url)
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))
+    assert binaries, "pg_dump is missing"
+    dumped = subprocess.run(
+        [str(binaries[-1]), "-h", str(url.query["host"]), "-p", str(url.query["port"]),
+         "-U", str(url.username), "-d", str(url.database), "--no-owner"],
+        check=True, capture_output=True)
+    return dumped.stdout
+
+
+def test_the_placeholder_keeps_the_smtp_code_and_nothing_else() -> None:
+    assert scrubbed(f"550 5.1.1 <{ADDRESS}>: unknown") == "550 5.1.1 (erased on request)"
+    assert scrubbed(f"552-5.2.2 {ADDRESS} full") == "552-5.2.2 (erased on request)"
+    assert scrubbed(f"smtp; 550 {ADDRESS}") == "(erased on request)"
+    assert scrubbed(None) is None
+    assert erased_mark(KEY, "a@example.com").startswith("erased:")
+    assert erased_mark(KEY, "a@example.com") != erased_mark(KEY + "x", "a@example.com")
+
+
+def test_erase_from_the_cli_leaves_no_trace_of_the_person(any_project: Project) -> None:
+    """The proof of item 5: the address (and its local part) and the name are nowhere in
+    the database's bytes, in any case, UTF-8 or UTF-16; the other reader is untouched."""
+    p = any_project
+    config = _config(p)
+    seeded = seed(engine_for(config.database_url))
+    before = _database_bytes(p, config)
+    assert _hits(before, ADDRESS, NAME)  # the search finds what is there
+    numbers_before = issue_json(issue_numbers(config, None))
+
+    result = p.run("subscribers", "erase", ADDRESS.upper(), "--yes", env=ENV)
+    assert result.exit_code == 0, result.output
+    assert f"erased {ADDRESS.upper()}" in result.output
+
+    after = _database_bytes(p, config)
+    local = ADDRESS.split("@")[0]
+    assert _hits(after, ADDRESS, local, NAME, NAME.split()[1]) == []
+    assert _hits(after, OTHER, OTHER_NAME)  # the other reader is all there
+    # History stays (growth counts from it), under the id alone.
+    kinds = [row[0] for row in p.query(
+        "SELECT kind FROM subscriber_events WHERE subscriber_id = ? ORDER BY id", seeded.person)]
+    assert kinds == ["joined", "unsubscribed", "erased"]
+    mark = erased_mark(KEY, ADDRESS.lower())
+    assert p.query("SELECT reason FROM suppressions WHERE email_normalized = ?", mark) == [
+        ("erased",)]
+    assert p.query("SELECT email, name, last_reply FROM deliveries WHERE subscriber_id = ?",
+                   seeded.person) == [(mark, None, "250 2.0.0 (erased on request)")]
+    assert p.query("SELECT email, diagnostic FROM feedback_events WHERE subscriber_id = ?",
+                   seeded.person) == [(mark, "(erased on request)")]
+    for table in ("welcomes", "consents", "memberships"):
+        assert p.query(f"SELECT count(*) FROM {table} WHERE subscriber_id = ?",
+                       seeded.person) == [(0,)], table
+    assert p.query("SELECT count(*) FROM clicks") == [(1,)]  # the other reader's
+    # The reports keep their counts (the erased reader's clicks are gone with them).
+    numbers_after = issue_json(issue_numbers(config, None))
+    numbers_before.pop("clicks"), numbers_after.pop("clicks")
+    numbers_before.pop("rates"), numbers_after.pop("rates")
+    assert numbers_after == numbers_before
+    assert numbers_after["bounces"]["soft"] == 2
+
+
+def test_erase_is_idempotent_and_says_what_it_did_not_find(any_project: Project) -> None:
+    p = any_project
+    config = _config(p)
+    seed(engine_for(config.database_url), unsubscribe=False)
+    addresses = p.root / "erase.txt"
+    addresses.write_text(f"# requests of this week\n{ADDRESS}\n\nnobody@example.com\n")
+    first = p.run("subscribers", "erase", "--file", str(addresses), "--yes", "--json", env=ENV)
+    assert first.exit_code == 0, first.output
+    records = json.loads(first.stdout)
+    assert [(r["address"], r["found"], r["deliveries"]) for r in records] == [
+        (ADDRESS, True, 1), ("nobody@example.com", False, 0)]
+    snapshot = [p.query(f"SELECT * FROM {table} ORDER BY 1") for table in
+                ("deliveries", "feedback_events", "suppressions", "subscriber_events")]
+    again = p.run("subscribers", "erase", ADDRESS, "--yes", env=ENV)
+    assert again.exit_code == 0, again.output
+    assert f"not found: {ADDRESS}" in again.output
+    assert [p.query(f"SELECT * FROM {table} ORDER BY 1") for table in
+            ("deliveries", "feedback_events", "suppressions", "subscriber_events")] == snapshot
+    assert p.query("SELECT count(*) FROM subscribers") == [(1,)]
+
+
+def test_erase_refuses_without_the_secret_key(project: Project) -> None:
+    project.run("subscribers", "add", ADDRESS)
+    result = project.run("subscribers", "erase", ADDRESS, "--yes")
+    assert result.exit_code == 1
+    assert "AINEWS_SECRET_KEY" in result.output and "Traceback" not in result.output
+    assert project.query("SELECT count(*) FROM subscribers") == [(1,)]
+    nothing = project.run("subscribers", "erase", "--yes", env=ENV)
+    assert nothing.exit_code != 0 and "at least one EMAIL" in nothing.output
+
+
+def test_an_erased_address_is_refused_on_import_and_add_unless_forced(
+        any_project: Project) -> None:
+    p = any_project
+    p.run("subscribers", "add", ADDRESS, "--name", NAME)
+    assert p.run("subscribers", "erase", ADDRESS, "--yes", env=ENV).exit_code == 0
+    csv_file = p.root / "list.csv"
+    csv_file.write_text(f"email\n{ADDRESS.lower()}\n{OTHER}\n", encoding="utf-8")
+    refused = p.run("subscribers", "import", str(csv_file), env=ENV)
+    assert refused.exit_code == 1
+    assert "erased on request" in refused.output
+    assert p.query("SELECT email FROM subscribers") == [(OTHER,)]
+    added = p.run("subscribers", "add", ADDRESS, env=ENV)
+    assert added.exit_code == 1 and "erased on request" in added.output
+    forced = p.run("subscribers", "import", str(csv_file), "--force-erased", env=ENV)
+    assert forced.exit_code == 0, forced.output
+    assert sorted(p.query("SELECT email_normalized FROM subscribers")) == sorted([
+        (ADDRESS.lower(),), (OTHER,)])
+    mark = erased_mark(KEY, ADDRESS.lower())
+    assert p.query("SELECT count(*) FROM suppressions WHERE email_normalized = ?", mark) == [
+        (0,)]
+
+
+def test_add_with_force_erased(project: Project) -> None:
+    project.run("subscribers", "add", ADDRESS)
+    assert project.run("subscribers", "erase", ADDRESS, "--yes", env=ENV).exit_code == 0
+    added = project.run("subscribers", "add", ADDRESS, "--force-erased", env=ENV)
+    assert added.exit_code == 0, added.output
+    assert project.query("SELECT status FROM subscribers") == [("active",)]
+
+
+def test_a_reader_erased_during_a_send_is_not_sent_to(any_project: Project,
+                                                      smtp_server: SmtpServer) -> None:
+    """The audience is copied when the send starts; the erase commits (another connection)
+    while the first message is on its way: the erased reader's row is never sent."""
+    p = any_project
+    for address in (OTHER, ADDRESS):
+        p.run("subscribers", "add", address)
+    p.write_config("[delivery]\nbatch_size = 1\n")
+    config = _config(p, smtp={"host": "127.0.0.1", "port": smtp_server.port})
+    erased: list[Erased] = []
+
+    def erase_the_second(address: str) -> None:
+        if address == OTHER:
+            worker = threading.Thread(target=lambda: erased.extend(erase(config, [ADDRESS])))
+            worker.start()
+            worker.join()
+
+    smtp_server.handler.on_rcpt = erase_the_second
+    counts = execute_send(config, plan_send(config, Window(week="2026-W47")))
+    assert [(done.deliveries, done.not_sent) for done in erased] == [(1, 1)]
+    assert smtp_server.recipients() == [OTHER]
+    assert (counts.sent, counts.failed) == (1, 1)
+    mark = erased_mark(KEY, ADDRESS.lower())
+    assert p.query("SELECT state, last_reply FROM deliveries WHERE email = ?", mark) == [
+        ("failed", "not sent: erased on request")]
+    assert SubscriberStore.open(config).get(ADDRESS) is None
+
+
+def test_a_bounce_arriving_after_the_erase_does_not_name_the_reader(
+        any_project: Project) -> None:
+    """A late bounce (unmatched: the ledger no longer knows the address) is stored with the
+    mark and no free text, like the events the erase rewrote."""
+    p = any_project
+    config = _config(p)
+    seed(engine_for(config.database_url), unsubscribe=False)
+    assert p.run("subscribers", "erase", ADDRESS, "--yes", env=ENV).exit_code == 0
+    report = dsn("bounces@news.example.org", ADDRESS.lower(),
+                 diagnostic="550 5.1.1 <{r}>: no such user " + NAME)
+    result = p.run("bounces", "ingest", "-", input=report.decode(), env=ENV)
+    assert result.exit_code == 0, result.output
+    mark = erased_mark(KEY, ADDRESS.lower())
+    assert p.query("SELECT diagnostic, source FROM feedback_events WHERE email = ? "
+                   "AND dedup_key <> 'event-person'", mark) == [
+        ("550 5.1.1 (erased on request)", "(erased on request)")]
+    assert _hits(_database_bytes(p, config), ADDRESS, NAME) == []
+
+
+def test_no_trace_even_where_sqlite_keeps_deleted_bytes(project: Project) -> None:
+    """Many SQLite builds leave deleted bytes in the file (secure_delete off by default):
+    with every other connection like that, the erase still leaves nothing behind."""
+    project.storage_url = f"sqlite:///{project.root / 'db' / 'plain.db'}"
+    config = _config(project)
+    engine = engine_for(config.database_url)
+    event.listen(engine, "connect", lambda connection, _record: connection.execute(
+        "PRAGMA secure_delete = OFF"))
+    engine.dispose()
+    seed(engine)  # unsubscribing rewrites the reader's row: the old one stays as free space
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA secure_delete").scalar() == 0
+    erase(config, [ADDRESS])
+    engine.dispose()
+    assert _hits(_database_bytes(project, config), ADDRESS, NAME) == []
