@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import date
 from typing import TYPE_CHECKING
 
 import pytest
@@ -234,3 +235,38 @@ def test_starttls_missing_is_named() -> None:
         assert re.search(f"127.0.0.1:{port} does not offer STARTTLS", failure(plain))
         # A sleep loop, not join(timeout): threading waits can hang under libfaketime.
         assert wait_until(lambda: not thread.is_alive(), 5)
+
+
+class _CountingImap:
+    """Stands for imaplib.IMAP4 in delete_older: 1,234 old messages; records each command."""
+
+    def __init__(self) -> None:
+        self.stores: list[str] = []
+        self.expunges = 0
+
+    def select(self, _folder: str) -> tuple[str, list[bytes]]:
+        return "OK", [b"1234"]
+
+    def uid(self, command: str, *args: str) -> tuple[str, list[bytes]]:
+        if command == "SEARCH":
+            return "OK", [" ".join(str(n) for n in range(100_000, 101_234)).encode()]
+        assert command == "STORE"
+        self.stores.append(args[0])
+        return "OK", []
+
+    def expunge(self) -> tuple[str, list[bytes]]:
+        self.expunges += 1
+        return "OK", []
+
+
+def test_deleting_a_big_folder_sends_its_uids_in_chunks_and_expunges_once() -> None:
+    """A processed folder kept long holds thousands of messages: one STORE naming them all
+    would pass the server's line limit; chunks of 500 UIDs each, then one EXPUNGE."""
+    fake = _CountingImap()
+    box = ImapMailbox(ImapSettings(host="127.0.0.1", port=1, user="u", password="pw"))
+    box._imap = fake  # type: ignore[assignment]
+    assert box.delete_older("Processed", date(2026, 1, 1)) == 1234
+    assert [len(chunk.split(",")) for chunk in fake.stores] == [500, 500, 234]
+    assert max(len(chunk) for chunk in fake.stores) < 4000
+    assert ",".join(fake.stores).split(",") == [str(n) for n in range(100_000, 101_234)]
+    assert fake.expunges == 1

@@ -20,6 +20,7 @@ from ainews_newsletter.errors import FeedbackError
 
 _T = TypeVar("_T")
 # IMAP dates name months in English, whatever the locale (RFC 3501 date-month).
+_STORE_CHUNK = 500  # UIDs per STORE command
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -139,8 +140,12 @@ class ImapMailbox:
         uids = self._search("BEFORE", day)
         if not uids:
             return 0
-        self._call(f"flagging {len(uids)} old messages", imap.uid, "STORE", ",".join(uids),
-                   "+FLAGS.SILENT", r"(\Deleted)")
+        # Servers cap a command line (Dovecot: 64 kB): a long-kept folder's UIDs go a chunk
+        # at a time, and one EXPUNGE at the end.
+        for start in range(0, len(uids), _STORE_CHUNK):
+            chunk = uids[start:start + _STORE_CHUNK]
+            self._call(f"flagging {len(chunk)} old messages", imap.uid, "STORE",
+                       ",".join(chunk), "+FLAGS.SILENT", r"(\Deleted)")
         self._call("expunging old messages", imap.expunge)
         return len(uids)
 
