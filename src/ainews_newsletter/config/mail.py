@@ -171,8 +171,10 @@ class BouncesConfig(Section):
     imap_user: str | None = Field(default=None, description="The IMAP login name.")
     imap_folder: str = Field(default="INBOX", description="The folder read.")
     processed_folder: str = Field(default="Processed",
-                                  description="Processed messages are moved here, never "
-                                              "deleted.")
+                                  description="Processed messages are moved here and "
+                                              "deleted after [privacy] "
+                                              "keep_feedback_details_days (`ainews db "
+                                              "prune`, the scheduler's daily round).")
     imap_security: Literal["tls", "starttls", "none"] = Field(
         default="tls",
         description='The certificate is always verified; "none" only to 127.0.0.1.')

@@ -1,6 +1,7 @@
 """Reading the bounce mailbox over IMAP: every message in one folder, oldest first, each handled
-one moved to a "processed" folder (never deleted unless copied first). Certificate and host name
-are always verified; a password goes in clear only to this machine. Every failure is one
+one moved to a "processed" folder (removed from the folder read only once copied; retention
+deletes it from "processed" after keep_feedback_details_days). Certificate and host name are
+always verified; a password goes in clear only to this machine. Every failure is one
 FeedbackError line naming host:port and what to do about it."""
 
 from __future__ import annotations

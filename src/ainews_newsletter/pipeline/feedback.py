@@ -341,8 +341,8 @@ def imap_settings(config: Config) -> ImapSettings:
 
 def fetch(config: Config, limit: int = 500) -> FetchSummary:
     """Read the IMAP bounce mailbox: each message is parsed and stored, then moved to the
-    processed folder (never deleted). A crash between the two leaves it in the folder, and
-    the next fetch reads it again without counting it twice."""
+    processed folder (retention deletes it there later). A crash between the two leaves it in
+    the folder, and the next fetch reads it again without counting it twice."""
     from ainews_newsletter.feedback.imap import ImapMailbox
 
     bounces = config.bounces
