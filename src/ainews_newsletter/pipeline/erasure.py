@@ -46,7 +46,12 @@ from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.feedback.events import FeedbackEvent, feedback_events
 from ainews_newsletter.models import DeliveryState, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
-from ainews_newsletter.subscribers.erased import erased_among, erased_mark, require_key
+from ainews_newsletter.subscribers.erased import (
+    erased_among,
+    erased_mark,
+    record_key_check,
+    require_key,
+)
 from ainews_newsletter.subscribers.history import record
 from ainews_newsletter.subscribers.schema import (
     confirmation_mails,
@@ -150,6 +155,7 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
             suppressions.c.email_normalized == normalized))
         insert_ignoring_conflicts(connection, suppressions, [{
             "email_normalized": mark, "reason": "erased", "created_at": now}])
+        record_key_check(connection, key, now)
     return Erased(address=address.strip(), subscriber=row is not None,
                   deliveries=len(counts["delivery_ids"]), not_sent=counts["not_sent"],
                   feedback_events=feedback, clicks=counts["clicks"],

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
+from datetime import datetime
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, func, insert, select
 
-from ainews_newsletter.errors import ConfigError
+from ainews_newsletter.errors import ConfigError, SubscriberError
 from ainews_newsletter.subscribers.bulk import one_of
 from ainews_newsletter.subscribers.schema import suppressions
 
@@ -61,3 +62,42 @@ def lift_erased(connection: Connection, secret_key: str, normalized: Iterable[st
     if marks:
         connection.execute(delete(suppressions).where(
             one_of(connection, suppressions.c.email_normalized, marks)))
+
+
+# The key's fingerprint, on the suppression list beside the marks (no migration: a row no
+# address can match, "key-check:" has no "@"), so a changed key is noticed instead of every
+# erased address being let back in silently.
+KEY_CHECK_PREFIX = "key-check:"
+KEY_CHECK_REASON = "key-check"
+
+
+def key_check(secret_key: str) -> str:
+    digest = hmac.new(secret_key.encode("utf-8"), b"ainews key check",
+                      hashlib.sha256).hexdigest()
+    return KEY_CHECK_PREFIX + digest
+
+
+def record_key_check(connection: Connection, secret_key: str, now: datetime) -> None:
+    """Written by an erase: the fingerprint of the key the marks are made with."""
+    if connection.execute(select(suppressions.c.email_normalized).where(
+            suppressions.c.reason == KEY_CHECK_REASON)).first() is None:
+        connection.execute(insert(suppressions).values(
+            email_normalized=key_check(secret_key), reason=KEY_CHECK_REASON, created_at=now))
+
+
+def check_erase_key(connection: Connection, secret_key: str | None) -> None:
+    """SubscriberError when erased addresses exist but cannot be recognised: no key, or
+    another key than the one they were erased with (the force option skips this check)."""
+    erased = connection.execute(select(func.count()).select_from(suppressions).where(
+        suppressions.c.email_normalized.startswith(PREFIX))).scalar_one()
+    if not erased:
+        return
+    where = f"{erased} address{'es were' if erased != 1 else ' was'} {REFUSED}"
+    if not secret_key:
+        raise SubscriberError(f"{where}; set AINEWS_SECRET_KEY (the same one used to erase) "
+                              "so they can be recognised, or pass --force-erased")
+    recorded = connection.execute(select(suppressions.c.email_normalized).where(
+        suppressions.c.reason == KEY_CHECK_REASON)).scalars().all()
+    if recorded and key_check(secret_key) not in recorded:
+        raise SubscriberError(f"AINEWS_SECRET_KEY is not the one used to erase ({where}); "
+                              "set that one so they can be recognised, or pass --force-erased")

@@ -30,7 +30,7 @@ from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.bulk import insert_tuples, native, one_of
 from ainews_newsletter.subscribers.consent_records import Agreement, record_new
-from ainews_newsletter.subscribers.erased import REFUSED, erased_among, lift_erased
+from ainews_newsletter.subscribers.erased import REFUSED, check_erase_key, erased_among, lift_erased
 from ainews_newsletter.subscribers.history import (
     arrival_kinds,
     change_kind,
@@ -298,6 +298,9 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
     address is refused unless `force_erased` (which lifts its mark)."""
     summary = ImportSummary()
     iterator: Iterator[ImportRow | Rejected] = iter(rows)
+    if not force_erased:
+        with store.engine.connect() as connection:
+            check_erase_key(connection, store.erase_key)
     with store.engine.connect() as connection:
         outer = connection.begin() if dry_run else None
         try:

@@ -17,7 +17,7 @@ from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers import history
 from ainews_newsletter.subscribers.addresses import normalize
-from ainews_newsletter.subscribers.erased import REFUSED, erased_among, lift_erased
+from ainews_newsletter.subscribers.erased import REFUSED, check_erase_key, erased_among, lift_erased
 from ainews_newsletter.subscribers.history import Attribution, change_kind, record
 from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.queries import SubscriberQueries
@@ -75,6 +75,8 @@ class SubscriberStore(SubscriberQueries):
                 raise SubscriberError(f"{given!r} is on the suppression list ({reason}); if "
                                       "they asked to come back: `ainews subscribers "
                                       f"resubscribe {given}`")
+            if not allow_suppressed and not force_erased:
+                check_erase_key(connection, self.erase_key)
             if reason is None and self.erase_key is not None and not allow_suppressed:
                 if force_erased:
                     lift_erased(connection, self.erase_key, [normalized])
