@@ -11,20 +11,32 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, insert
 from sqlalchemy.engine import make_url
 
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.database import engine_for, sqlite_path
+from ainews_newsletter.delivery.tables import clicks, welcomes
 from ainews_newsletter.models import Window
-from ainews_newsletter.pipeline.erasure import Erased, erase, scrubbed
+from ainews_newsletter.pipeline.erasure import Erased, erase, retention_form, scrubbed
 from ainews_newsletter.pipeline.reports import issue_numbers
+from ainews_newsletter.pipeline.retention import address_hash
 from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.reports.numbers import issue_json
 from ainews_newsletter.subscribers.erased import erased_mark
 from ainews_newsletter.subscribers.store import SubscriberStore
 from tests.conftest import Project, SmtpServer
-from tests.erase_data import ADDRESS, KEY, NAME, OTHER, OTHER_NAME, seed
+from tests.erase_data import (
+    ADDRESS,
+    KEY,
+    NAME,
+    OTHER,
+    OTHER_NAME,
+    a_delivery,
+    an_issue,
+    seed,
+)
 from tests.feedback.returns import dsn
 
 ENV = {"AINEWS_SECRET_KEY": KEY}
@@ -76,6 +88,7 @@ def test_the_placeholder_keeps_the_smtp_code_and_nothing_else() -> None:
     assert scrubbed(f"552-5.2.2 {ADDRESS} full") == "552-5.2.2 (erased on request)"
     assert scrubbed(f"smtp; 550 {ADDRESS}") == "(erased on request)"
     assert scrubbed(None) is None
+    assert retention_form(KEY, ADDRESS.lower()) == address_hash(KEY, ADDRESS)
     assert erased_mark(KEY, "a@example.com").startswith("erased:")
     assert erased_mark(KEY, "a@example.com") != erased_mark(KEY + "x", "a@example.com")
 
@@ -244,3 +257,34 @@ def test_no_trace_even_where_sqlite_keeps_deleted_bytes(project: Project) -> Non
     erase(config, [ADDRESS])
     engine.dispose()
     assert _hits(_database_bytes(project, config), ADDRESS, NAME) == []
+
+
+def test_erasing_a_removed_reader_leaves_whoever_got_their_id_alone(
+        any_project: Project) -> None:
+    """SQLite hands a deleted highest id to the next reader: the erase matches ledger rows by
+    their own address, never by the id alone."""
+    p = any_project
+    config = _config(p)
+    engine = engine_for(config.database_url)
+    store = SubscriberStore(engine)
+    issue = an_issue(engine)
+    alice = store.add(ADDRESS)
+    a_delivery(engine, issue, alice.id, ADDRESS, "sent", f"250 ok <{ADDRESS}>")
+    store.remove(ADDRESS)
+    bob = store.add(OTHER, name=OTHER_NAME)
+    bobs = a_delivery(engine, an_issue(engine, "2026-W49"), bob.id, OTHER, "queued")
+    now = clock.now()
+    with engine.begin() as connection:
+        connection.execute(insert(welcomes).values(
+            subscriber_id=bob.id, email=OTHER, name=OTHER_NAME, state="sent", attempts=1,
+            created_at=now, updated_at=now))
+        connection.execute(insert(clicks).values(issue_id=issue, delivery_id=bobs,
+                                                 position=1, at=now, scanner=False))
+    [done] = erase(config, [ADDRESS])
+    assert (done.deliveries, done.not_sent, done.welcomes, done.clicks) == (1, 0, 0, 0)
+    assert p.query("SELECT email, state FROM deliveries WHERE id = ?", bobs) == [
+        (OTHER, "queued")]
+    assert p.query("SELECT email, name FROM welcomes") == [(OTHER, OTHER_NAME)]
+    assert p.query("SELECT delivery_id FROM clicks") == [(bobs,)]
+    assert p.query("SELECT email FROM deliveries WHERE id <> ?", bobs) == [
+        (erased_mark(KEY, ADDRESS.lower()),)]

@@ -25,6 +25,8 @@ the names, and rebuilt with VACUUM if any is found."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -111,6 +113,14 @@ def erase(config: Config, addresses: Sequence[str], source: str = "cli") -> list
     return done
 
 
+def retention_form(key: str, normalized: str) -> str:
+    """How pipeline/retention.address_hash writes an old address ("hashed:" + HMAC-SHA256
+    of it): rebuilt here, because retention imports pipeline/feedback, which imports this
+    module (a test holds the two equal)."""
+    return "hashed:" + hmac.new(key.encode("utf-8"), normalized.encode("utf-8"),
+                                hashlib.sha256).hexdigest()
+
+
 def _normalized(address: str) -> str:
     try:
         return normalize(address, allow_test=True)[1]
@@ -132,8 +142,11 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
             connection.exec_driver_sql("PRAGMA secure_delete = ON")
         row = connection.execute(select(subscribers.c.id, subscribers.c.status).where(
             subscribers.c.email_normalized == normalized)).first()
-        ids = _subscriber_ids(connection, normalized, row.id if row is not None else None)
-        named = {normalized, *_names(connection, normalized, ids)}
+        # Ledger rows are matched by their own stored address (as written, or as retention
+        # hashed it), never by subscriber id alone: SQLite hands a deleted highest id to the
+        # next reader, so an old id of this person may now be someone else's.
+        forms = {normalized, retention_form(key, normalized)}
+        named = {normalized, *_names(connection, forms, row.id if row is not None else None)}
         if row is not None:
             left = SubscriberStatus(row.status).has_left
             record(connection, row.id, "erased" if left else "removed", source, at=now)
@@ -144,8 +157,8 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
         mailbox_local, _, domain = normalized.partition("@")
         connection.execute(delete(confirmation_mails).where(confirmation_mails.c.mailbox.in_(
             {normalized, f"{mailbox_local.split('+', 1)[0]}@{domain}"})))
-        counts = _ledger(connection, normalized, ids, mark, now)
-        feedback = _feedback(connection, normalized, ids, counts["delivery_ids"], mark)
+        counts = _ledger(connection, forms, mark, now)
+        feedback = _feedback(connection, forms, counts["delivery_ids"], mark)
         connection.execute(delete(suppressions).where(
             suppressions.c.email_normalized == normalized))
         insert_ignoring_conflicts(connection, suppressions, [{
@@ -156,30 +169,21 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
                   welcomes=counts["welcomes"]), named
 
 
-def _names(connection: Connection, normalized: str, ids: set[int]) -> set[str]:
+def _names(connection: Connection, forms: set[str], current: int | None) -> set[str]:
     found: set[str] = set()
-    for table in (subscribers, deliveries, welcomes):
-        owner = subscribers.c.id if table is subscribers else table.c.subscriber_id
+    if current is not None:
+        found.update(name for name in connection.execute(select(subscribers.c.name).where(
+            subscribers.c.id == current)).scalars() if name)
+    for table in (deliveries, welcomes):
         found.update(name for name in connection.execute(
             select(table.c.name).distinct().where(
-                or_(owner.in_(ids), func.lower(table.c.email) == normalized),
-                table.c.name.is_not(None))).scalars() if name)
+                func.lower(table.c.email).in_(forms), table.c.name.is_not(None))).scalars()
+            if name)
     return found
 
 
-def _subscriber_ids(connection: Connection, normalized: str, current: int | None) -> set[int]:
-    """The ids this address had: its row's, and any a removed row left in the ledger."""
-    ids = {current} if current is not None else set()
-    for table in (deliveries, welcomes, feedback_events):
-        ids.update(connection.execute(select(table.c.subscriber_id).distinct().where(
-            func.lower(table.c.email) == normalized,
-            table.c.subscriber_id.is_not(None))).scalars())
-    return ids
-
-
-def _ledger(connection: Connection, normalized: str, ids: set[int], mark: str,
-            now: Any) -> dict[str, Any]:
-    named = or_(deliveries.c.subscriber_id.in_(ids), func.lower(deliveries.c.email) == normalized)
+def _ledger(connection: Connection, forms: set[str], mark: str, now: Any) -> dict[str, Any]:
+    named = func.lower(deliveries.c.email).in_(forms)
     rows = connection.execute(select(deliveries.c.id, deliveries.c.state,
                                      deliveries.c.last_reply).where(named)).all()
     not_sent = 0
@@ -200,16 +204,16 @@ def _ledger(connection: Connection, normalized: str, ids: set[int], mark: str,
     delivery_ids = [found.id for found in rows]
     removed_clicks = connection.execute(delete(clicks).where(
         clicks.c.delivery_id.in_(delivery_ids))).rowcount if delivery_ids else 0
-    removed_welcomes = connection.execute(delete(welcomes).where(or_(
-        welcomes.c.subscriber_id.in_(ids), func.lower(welcomes.c.email) == normalized))).rowcount
+    removed_welcomes = connection.execute(delete(welcomes).where(
+        func.lower(welcomes.c.email).in_(forms))).rowcount
     return {"delivery_ids": delivery_ids, "not_sent": not_sent, "clicks": int(removed_clicks),
             "welcomes": int(removed_welcomes)}
 
 
-def _feedback(connection: Connection, normalized: str, ids: set[int],
-              delivery_ids: list[int], mark: str) -> int:
-    named = or_(feedback_events.c.subscriber_id.in_(ids),
-                func.lower(feedback_events.c.email) == normalized,
+def _feedback(connection: Connection, forms: set[str], delivery_ids: list[int],
+              mark: str) -> int:
+    # An event tied to one of this person's deliveries is theirs whatever address it names.
+    named = or_(func.lower(feedback_events.c.email).in_(forms),
                 feedback_events.c.delivery_id.in_(delivery_ids))
     rows = connection.execute(select(feedback_events.c.id, feedback_events.c.diagnostic)
                               .where(named)).all()
