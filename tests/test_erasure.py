@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.database import engine_for, sqlite_path
+from ainews_newsletter.delivery import redaction
 from ainews_newsletter.delivery.tables import clicks, welcomes
 from ainews_newsletter.models import Window
 from ainews_newsletter.pipeline.erasure import Erased, erase, retention_form, scrubbed
@@ -24,7 +25,7 @@ from ainews_newsletter.pipeline.reports import issue_numbers
 from ainews_newsletter.pipeline.retention import address_hash
 from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.reports.numbers import issue_json
-from ainews_newsletter.subscribers.erased import erased_mark
+from ainews_newsletter.subscribers.erased import PREFIX, erased_mark
 from ainews_newsletter.subscribers.store import SubscriberStore
 from tests.conftest import Project, SmtpServer
 from tests.erase_data import (
@@ -288,3 +289,23 @@ def test_erasing_a_removed_reader_leaves_whoever_got_their_id_alone(
     assert p.query("SELECT delivery_id FROM clicks") == [(bobs,)]
     assert p.query("SELECT email FROM deliveries WHERE id <> ?", bobs) == [
         (erased_mark(KEY, ADDRESS.lower()),)]
+
+
+def test_a_refusal_of_a_message_on_its_way_during_the_erase_does_not_name_the_reader(
+        any_project: Project, smtp_server: SmtpServer) -> None:
+    """The row is `sending` when the erase hashes it; the server's 550 quoting the address,
+    recorded after, is stored as the erase stores replies (code kept, words gone)."""
+    p = any_project
+    p.run("subscribers", "add", ADDRESS)
+    config = _config(p, smtp={"host": "127.0.0.1", "port": smtp_server.port})
+    erased: list[Erased] = []
+    refusal = f"550 5.1.1 <{ADDRESS}>: no such user"
+    smtp_server.handler.replies = {ADDRESS: refusal, ADDRESS.lower(): refusal}
+    smtp_server.handler.on_rcpt = lambda _address: erased.extend(erase(config, [ADDRESS]))
+    execute_send(config, plan_send(config, Window(week="2026-W47")))
+    assert [(done.deliveries, done.not_sent) for done in erased] == [(1, 0)]
+    mark = erased_mark(KEY, ADDRESS.lower())
+    assert p.query("SELECT state, last_reply FROM deliveries") == [
+        ("failed", "5.1.1 (erased on request)")]  # the code sits in last_code
+    assert p.query("SELECT email FROM deliveries") == [(mark,)]
+    assert redaction.ERASED_PREFIX == PREFIX

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -43,6 +42,7 @@ from ainews_newsletter.database import (
     insert_ignoring_conflicts,
     sqlite_path,
 )
+from ainews_newsletter.delivery.redaction import ERASED_TEXT, scrubbed
 from ainews_newsletter.delivery.tables import clicks, deliveries, welcomes
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.feedback.events import FeedbackEvent, feedback_events
@@ -58,11 +58,7 @@ from ainews_newsletter.subscribers.schema import (
     suppressions,
 )
 
-ERASED_TEXT = "(erased on request)"
 NOT_SENT_REPLY = "not sent: erased on request"
-# A server's or a report's leading status ("550", "550 5.1.1", "550-5.1.1", "5.1.1"): kept,
-# because the reports and `ainews bounces` read the code, never the words after it.
-_CODE = re.compile(r"\s*((?:\d{3}(?:[ -]\d\.\d{1,3}\.\d{1,3})?|\d\.\d{1,3}\.\d{1,3}))(?!\S)")
 _NOT_SENT = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value)
 
 
@@ -85,15 +81,6 @@ class Erased:
 
     def as_record(self) -> dict[str, Any]:
         return {**asdict(self), "found": self.found}
-
-
-def scrubbed(free_text: str | None) -> str | None:
-    """The placeholder for a free text that may quote an address: its SMTP code, if it
-    starts with one, and nothing else."""
-    if free_text is None:
-        return None
-    code = _CODE.match(free_text)
-    return f"{code.group(1)} {ERASED_TEXT}" if code else ERASED_TEXT
 
 
 def erase(config: Config, addresses: Sequence[str], source: str = "cli") -> list[Erased]:
