@@ -19,13 +19,14 @@ from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.database import engine_for, sqlite_path
 from ainews_newsletter.delivery import redaction
 from ainews_newsletter.delivery.tables import clicks, welcomes
-from ainews_newsletter.models import Window
+from ainews_newsletter.models import SubscriberStatus, Window
 from ainews_newsletter.pipeline.erasure import Erased, erase, retention_form, scrubbed
 from ainews_newsletter.pipeline.reports import issue_numbers
 from ainews_newsletter.pipeline.retention import address_hash
 from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.reports.numbers import issue_json
 from ainews_newsletter.subscribers.erased import PREFIX, erased_mark
+from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.subscribers.store import SubscriberStore
 from tests.conftest import Project, SmtpServer
 from tests.erase_data import (
@@ -309,3 +310,20 @@ def test_a_refusal_of_a_message_on_its_way_during_the_erase_does_not_name_the_re
         ("failed", "5.1.1 (erased on request)")]  # the code sits in last_code
     assert p.query("SELECT email FROM deliveries") == [(mark,)]
     assert redaction.ERASED_PREFIX == PREFIX
+
+
+def test_an_erased_complainer_may_not_be_sent_a_confirmation(any_project: Project) -> None:
+    """The mark keeps why the address was suppressed: a stranger's sign-up must not make us
+    mail someone who complained, erased or not; someone who unsubscribed may come back."""
+    p = any_project
+    config = _config(p)
+    store = SubscriberStore.open(config)
+    complainer = store.add(ADDRESS)
+    store.set_status(complainer, SubscriberStatus.COMPLAINED)
+    store.unsubscribe(store.add(OTHER).email)
+    erase(config, [ADDRESS, OTHER])
+    assert sorted(p.query("SELECT reason FROM suppressions")) == [
+        ("erased",), ("erased:complained",)]
+    signups = SignUps(SubscriberStore.open(config))
+    assert signups.may_be_sent_a_confirmation(ADDRESS) is False
+    assert signups.may_be_sent_a_confirmation(OTHER) is True

@@ -14,7 +14,8 @@ Per address, in one transaction:
   by a neutral placeholder that keeps the SMTP code;
 - rows not sent yet (queued, deferred) are failed: a send never reaches an erased reader
   (a row claimed before the erase is already on its way, as with an unsubscribe);
-- on the suppression list only the mark stays (reason "erased").
+- on the suppression list only the mark stays (reason "erased", or "erased:complained" and
+  the like for an address that had been suppressed for more than an unsubscribe).
 Nothing that names the address is a no-op, so erasing twice is harmless.
 
 On SQLite the transaction runs with secure_delete (freed bytes are zeroed, not left in the
@@ -146,14 +147,29 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
             {normalized, f"{mailbox_local.split('+', 1)[0]}@{domain}"})))
         counts = _ledger(connection, forms, mark, now)
         feedback = _feedback(connection, forms, counts["delivery_ids"], mark)
+        earlier = connection.execute(select(suppressions.c.reason).where(
+            suppressions.c.email_normalized == normalized)).scalar()
         connection.execute(delete(suppressions).where(
             suppressions.c.email_normalized == normalized))
         insert_ignoring_conflicts(connection, suppressions, [{
-            "email_normalized": mark, "reason": "erased", "created_at": now}])
+            "email_normalized": mark, "reason": _mark_reason(earlier, row), "created_at": now}])
     return Erased(address=address.strip(), subscriber=row is not None,
                   deliveries=len(counts["delivery_ids"]), not_sent=counts["not_sent"],
                   feedback_events=feedback, clicks=counts["clicks"],
                   welcomes=counts["welcomes"]), named
+
+
+def _mark_reason(earlier: str | None, row: Any) -> str:
+    """"erased", or "erased:<reason>" for an address that complained, bounced or was
+    suppressed by hand: the erase must not turn those into someone a stranger's sign-up may
+    mail (subscribers/signups.may_be_sent_a_confirmation reads it). Someone who merely
+    unsubscribed (or was active) may come back through double opt-in."""
+    if earlier is None and row is not None and row.status in (
+            SubscriberStatus.COMPLAINED.value, SubscriberStatus.BOUNCED.value):
+        earlier = str(row.status)
+    if earlier in (None, "unsubscribed", "erased") or str(earlier).startswith("erased"):
+        return "erased"
+    return f"erased:{earlier}"[:32]
 
 
 def _names(connection: Connection, forms: set[str], current: int | None) -> set[str]:
