@@ -5,6 +5,7 @@ erased after its snapshot."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import threading
@@ -19,8 +20,16 @@ from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.database import engine_for, sqlite_path
 from ainews_newsletter.delivery import redaction
 from ainews_newsletter.delivery.tables import clicks, welcomes
+from ainews_newsletter.feedback.events import FeedbackEvent
+from ainews_newsletter.feedback.findings import FeedbackKind
 from ainews_newsletter.models import SubscriberStatus, Window
-from ainews_newsletter.pipeline.erasure import Erased, erase, retention_form, scrubbed
+from ainews_newsletter.pipeline.erasure import (
+    Erased,
+    erase,
+    retention_form,
+    scrubbed,
+    unnamed_if_erased,
+)
 from ainews_newsletter.pipeline.reports import issue_numbers
 from ainews_newsletter.pipeline.retention import address_hash
 from ainews_newsletter.pipeline.send import execute_send, plan_send
@@ -327,3 +336,28 @@ def test_an_erased_complainer_may_not_be_sent_a_confirmation(any_project: Projec
     signups = SignUps(SubscriberStore.open(config))
     assert signups.may_be_sent_a_confirmation(ADDRESS) is False
     assert signups.may_be_sent_a_confirmation(OTHER) is True
+
+
+def test_a_late_report_tied_to_an_erased_delivery_is_unnamed_whatever_it_names(
+        any_project: Project) -> None:
+    """Matched by its VERP tag, with no recipient or a forwarding one: its diagnostic may
+    still quote the erased address."""
+    p = any_project
+    config = _config(p)
+    seeded = seed(engine_for(config.database_url), unsubscribe=False)
+    erase(config, [ADDRESS])
+    [mine] = p.query("SELECT id FROM deliveries WHERE subscriber_id = ?", seeded.person)
+    [theirs] = p.query("SELECT id FROM deliveries WHERE subscriber_id = ?", seeded.other)
+    late = FeedbackEvent(
+        dedup_key="late", received_at=clock.now(), kind=FeedbackKind.HARD, email="",
+        status="5.1.1", action="failed", diagnostic=f"550 5.1.1 <{ADDRESS}> gone",
+        feedback_type=None, source=f"/var/mail/{ADDRESS}.eml", matched_by="tag",
+        delivery_id=mine[0], issue_id=seeded.issue, subscriber_id=seeded.person)
+    forwarded = dataclasses.replace(late, email="forward@example.net")
+    other = dataclasses.replace(late, email=OTHER, delivery_id=theirs[0],
+                                diagnostic=f"550 {OTHER}")
+    mark = erased_mark(KEY, ADDRESS.lower())
+    done = unnamed_if_erased(config, [late, forwarded, other])
+    assert [(e.email, e.diagnostic, e.source) for e in done[:2]] == [
+        (mark, "550 5.1.1 (erased on request)", "(erased on request)")] * 2
+    assert done[2] == other

@@ -43,7 +43,7 @@ from ainews_newsletter.database import (
     insert_ignoring_conflicts,
     sqlite_path,
 )
-from ainews_newsletter.delivery.redaction import ERASED_TEXT, scrubbed
+from ainews_newsletter.delivery.redaction import ERASED_PREFIX, ERASED_TEXT, scrubbed
 from ainews_newsletter.delivery.tables import clicks, deliveries, welcomes
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.feedback.events import FeedbackEvent, feedback_events
@@ -240,18 +240,36 @@ def _checkpoint(engine: Engine) -> None:
 def unnamed_if_erased(config: Config, events: list[FeedbackEvent]) -> list[FeedbackEvent]:
     """Reports that arrive after their reader was erased (a late bounce, a provider's event,
     a refusal of the message that was on its way) are stored as the erase left the others:
-    the mark for the address, no free text. One indexed read per batch of events."""
+    the mark for the address, no free text. An event matched to an erased delivery (by its
+    VERP tag) counts too, whatever recipient it names (none, or a forwarding address): its
+    diagnostic may still quote the erased one. Two indexed reads per batch of events."""
     key = config.secret_key.get_secret_value() if config.secret_key else None
     named = {event.email.strip().lower() for event in events if event.email}
-    if not key or not named:
+    tied = {event.delivery_id for event in events if event.delivery_id is not None}
+    if not key or not (named or tied):
         return events
     with engine_for(config.database_url).connect() as connection:
         erased = erased_among(connection, key, named)
-    if not erased:
+        marks: dict[int, str] = {row.id: row.email for row in connection.execute(
+            select(deliveries.c.id, deliveries.c.email).where(
+                deliveries.c.id.in_(tied), deliveries.c.email.startswith(ERASED_PREFIX)))
+        } if tied else {}
+    if not erased and not marks:
         return events
-    return [replace(event, email=erased_mark(key, event.email.strip().lower()),
-                    diagnostic=scrubbed(event.diagnostic) or "", source=ERASED_TEXT)
-            if event.email.strip().lower() in erased else event for event in events]
+    return [_unnamed(event, key, erased, marks) for event in events]
+
+
+def _unnamed(event: FeedbackEvent, key: str, erased: set[str],
+             marks: dict[int, str]) -> FeedbackEvent:
+    address = event.email.strip().lower()
+    if address in erased:
+        mark = erased_mark(key, address)
+    elif event.delivery_id is not None and event.delivery_id in marks:
+        mark = marks[event.delivery_id]
+    else:
+        return event
+    return replace(event, email=mark, diagnostic=scrubbed(event.diagnostic) or "",
+                   source=ERASED_TEXT)
 
 
 _CHUNK = 8 << 20
