@@ -361,3 +361,23 @@ def test_a_late_report_tied_to_an_erased_delivery_is_unnamed_whatever_it_names(
     assert [(e.email, e.diagnostic, e.source) for e in done[:2]] == [
         (mark, "550 5.1.1 (erased on request)", "(erased on request)")] * 2
     assert done[2] == other
+
+
+def test_only_the_cli_erase_rebuilds_the_file(project: Project) -> None:
+    """The file scan and VACUUM read and rewrite the whole database: never inside the web
+    request (source "web"); the CLI erase does them and says so."""
+    project.storage_url = f"sqlite:///{project.root / 'db' / 'plain.db'}"
+    config = _config(project)
+    engine = engine_for(config.database_url)
+    event.listen(engine, "connect", lambda connection, _record: connection.execute(
+        "PRAGMA secure_delete = OFF"))
+    engine.dispose()
+    seed(engine)
+    [web] = erase(config, [ADDRESS], "web")
+    assert web.found and web.file == ""
+    engine.dispose()
+    assert _hits(_database_bytes(project, config), ADDRESS)  # old free space, untouched
+    [cli] = erase(config, [ADDRESS])
+    assert cli.file == "vacuumed"
+    engine.dispose()
+    assert _hits(_database_bytes(project, config), ADDRESS, NAME) == []

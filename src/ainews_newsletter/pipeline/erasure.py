@@ -21,19 +21,22 @@ Nothing that names the address is a no-op, so erasing twice is harmless.
 On SQLite the transaction runs with secure_delete (freed bytes are zeroed, not left in the
 file) and is followed by a WAL checkpoint, so the old pages do not linger in the -wal file.
 Free space that other connections left before (where SQLite was built without secure_delete
-on) may still hold an old copy of the row: the file is then searched for the address and
-the names, and rebuilt with VACUUM if any is found."""
+on) may still hold an old copy of the row: the CLI erase then searches the file for the
+address and full names, and rebuilds it with VACUUM if any is found (the web erase
+does not: it would run inside the request)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, or_, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
@@ -60,6 +63,7 @@ from ainews_newsletter.subscribers.schema import (
 )
 
 NOT_SENT_REPLY = "not sent: erased on request"
+log = logging.getLogger("ainews.erasure")
 _NOT_SENT = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value)
 
 
@@ -74,6 +78,9 @@ class Erased:
     feedback_events: int
     clicks: int
     welcomes: int
+    # The SQLite file afterwards (CLI only): "" nothing to do, "vacuumed", or
+    # "vacuum failed: ..." (the erase itself is committed either way).
+    file: str = ""
 
     @property
     def found(self) -> bool:
@@ -97,8 +104,19 @@ def erase(config: Config, addresses: Sequence[str], source: str = "cli") -> list
         done.append(erased)
         words |= named
     _checkpoint(engine)
-    _vacuum_if_left(engine, words)
-    return done
+    if source != "cli":
+        # Not inside a web request: the file scan reads the whole database and VACUUM
+        # rewrites it. secure_delete and the checkpoint above cover this erase's own rows.
+        if sqlite_path(str(engine.url)) is not None:
+            log.info("erase from %s: the file is not searched for older free space "
+                     "(`ainews subscribers erase` does it)", source)
+        return done
+    try:
+        file = _vacuum_if_left(engine, words)
+    except DBAPIError as error:
+        log.error("erase committed, but VACUUM failed: %s", error)
+        file = f"vacuum failed: {error.orig}"
+    return [replace(item, file=file) for item in done]
 
 
 def retention_form(key: str, normalized: str) -> str:
@@ -134,7 +152,11 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
         # hashed it), never by subscriber id alone: SQLite hands a deleted highest id to the
         # next reader, so an old id of this person may now be someone else's.
         forms = {normalized, retention_form(key, normalized)}
-        named = {normalized, *_names(connection, forms, row.id if row is not None else None)}
+        # What the file scan looks for: the address, the full names, and the local part
+        # where it is long enough not to match ordinary words.
+        local = normalized.partition("@")[0]
+        named = {normalized, *_names(connection, forms, row.id if row is not None else None),
+                 *([local] if len(local) >= 6 else [])}
         if row is not None:
             left = SubscriberStatus(row.status).has_left
             record(connection, row.id, "erased" if left else "removed", source, at=now)
@@ -275,7 +297,7 @@ def _unnamed(event: FeedbackEvent, key: str, erased: set[str],
 _CHUNK = 8 << 20
 
 
-def _vacuum_if_left(engine: Engine, words: set[str]) -> None:
+def _vacuum_if_left(engine: Engine, words: set[str]) -> str:
     """SQLite: if the file still holds any of these words (free space a connection without
     secure_delete left behind before the erase: some SQLite builds have it off), rebuild it
     with VACUUM, which writes only live rows. The scan reads the file once; VACUUM is the
@@ -284,10 +306,11 @@ def _vacuum_if_left(engine: Engine, words: set[str]) -> None:
     forms = {variant.encode("utf-8") for word in words if len(word) >= 3
              for variant in (word, word.lower(), word.upper())}
     if path is None or not forms or not _in_file(path, forms):
-        return
+        return ""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.exec_driver_sql("VACUUM")
     _checkpoint(engine)
+    return "vacuumed"
 
 
 def _in_file(path: Path, forms: set[bytes]) -> bool:
