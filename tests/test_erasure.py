@@ -9,17 +9,18 @@ import dataclasses
 import json
 import subprocess
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, update
 from sqlalchemy.engine import make_url
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.database import engine_for, sqlite_path
 from ainews_newsletter.delivery import redaction
-from ainews_newsletter.delivery.tables import clicks, welcomes
+from ainews_newsletter.delivery.tables import clicks, deliveries, welcomes
 from ainews_newsletter.feedback.events import FeedbackEvent
 from ainews_newsletter.feedback.findings import FeedbackKind
 from ainews_newsletter.models import SubscriberStatus, Window
@@ -31,7 +32,7 @@ from ainews_newsletter.pipeline.erasure import (
     unnamed_if_erased,
 )
 from ainews_newsletter.pipeline.reports import issue_numbers
-from ainews_newsletter.pipeline.retention import address_hash
+from ainews_newsletter.pipeline.retention import address_hash, apply_retention
 from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.reports.numbers import issue_json
 from ainews_newsletter.subscribers.erased import PREFIX, erased_mark
@@ -381,3 +382,18 @@ def test_only_the_cli_erase_rebuilds_the_file(project: Project) -> None:
     assert cli.file == "vacuumed"
     engine.dispose()
     assert _hits(_database_bytes(project, config), ADDRESS, NAME) == []
+
+
+def test_retention_leaves_the_erase_mark_alone(any_project: Project) -> None:
+    p = any_project
+    config = _config(p)
+    engine = engine_for(config.database_url)
+    seed(engine, unsubscribe=False)
+    erase(config, [ADDRESS])
+    long_ago = clock.now() - timedelta(days=3000)
+    with engine.begin() as connection:
+        connection.execute(update(deliveries).values(updated_at=long_ago, sent_at=long_ago))
+    apply_retention(config, with_mailbox=False)
+    emails = sorted(row[0] for row in p.query("SELECT email FROM deliveries"))
+    assert emails[0] == erased_mark(KEY, ADDRESS.lower())
+    assert emails[1].startswith("hashed:")  # the other reader's, as retention does

@@ -33,6 +33,7 @@ from ainews_newsletter.database import engine_for, ensure_schema
 from ainews_newsletter.delivery.tables import deliveries, welcomes
 from ainews_newsletter.errors import FeedbackError
 from ainews_newsletter.feedback.events import feedback_events
+from ainews_newsletter.subscribers.erased import PREFIX as ERASED_PREFIX
 
 HASHED = "hashed:"
 _CHUNK = 500
@@ -157,7 +158,8 @@ def _hash_rows(connection: Connection, table: Table, secret: str, before: dateti
     name and server reply go (feedback events have neither: their text is rule (a)'s)."""
     pending = connection.execute(
         select(table.c.id, table.c.email)
-        .where(age < before, table.c.email != "", ~table.c.email.startswith(HASHED))
+        .where(age < before, table.c.email != "", ~table.c.email.startswith(HASHED),
+               ~table.c.email.startswith(ERASED_PREFIX))  # the erase's mark stays
         .order_by(table.c.id)).all()
     scrubbed: dict[str, Any] = {}
     if "name" in table.c:
