@@ -85,3 +85,26 @@ def seed(engine: Engine, unsubscribe: bool = True) -> Seeded:
     if unsubscribe:
         store.unsubscribe(ADDRESS)  # a history event and a suppression of the address
     return Seeded(person.id, other.id, int(issue))
+
+
+def an_issue(engine: Engine, period: str = "2026-W48") -> int:
+    """An issue to hang deliveries on."""
+    ensure_schema(engine)
+    now = clock.now()
+    with engine.begin() as connection:
+        return int(connection.execute(insert(issues).values(
+            list_id="newsletter", period_key=period, period_start=now - timedelta(days=7),
+            period_end=now, timezone="UTC", subject="AI news", preheader="p", html="<p>h</p>",
+            text="t", unsubscribe_placeholder="{{unsubscribe}}", post_count=1,
+            created_at=now, snapshot_at=now)).inserted_primary_key[0])
+
+
+def a_delivery(engine: Engine, issue: int, subscriber_id: int, email: str, state: str,
+               reply: str | None = None) -> int:
+    now = clock.now()
+    with engine.begin() as connection:
+        return int(connection.execute(insert(deliveries).values(
+            issue_id=issue, subscriber_id=subscriber_id, email=email, name=None,
+            token=f"token-{subscriber_id}-{state}", state=state, attempts=0,
+            last_reply=reply, updated_at=now,
+            return_tag=f"tag{subscriber_id}{state}")).inserted_primary_key[0])

@@ -5,26 +5,50 @@ erased after its snapshot."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, insert, update
 from sqlalchemy.engine import make_url
 
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.database import engine_for, sqlite_path
-from ainews_newsletter.models import Window
-from ainews_newsletter.pipeline.erasure import Erased, erase, scrubbed
+from ainews_newsletter.delivery import redaction
+from ainews_newsletter.delivery.tables import clicks, deliveries, welcomes
+from ainews_newsletter.feedback.events import FeedbackEvent
+from ainews_newsletter.feedback.findings import FeedbackKind
+from ainews_newsletter.models import SubscriberStatus, Window
+from ainews_newsletter.pipeline.erasure import (
+    Erased,
+    erase,
+    retention_form,
+    scrubbed,
+    unnamed_if_erased,
+)
 from ainews_newsletter.pipeline.reports import issue_numbers
+from ainews_newsletter.pipeline.retention import address_hash, apply_retention
 from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.reports.numbers import issue_json
-from ainews_newsletter.subscribers.erased import erased_mark
+from ainews_newsletter.subscribers.erased import PREFIX, erased_mark
+from ainews_newsletter.subscribers.signups import SignUps
 from ainews_newsletter.subscribers.store import SubscriberStore
 from tests.conftest import Project, SmtpServer
-from tests.erase_data import ADDRESS, KEY, NAME, OTHER, OTHER_NAME, seed
+from tests.erase_data import (
+    ADDRESS,
+    KEY,
+    NAME,
+    OTHER,
+    OTHER_NAME,
+    a_delivery,
+    an_issue,
+    seed,
+)
 from tests.feedback.returns import dsn
 
 ENV = {"AINEWS_SECRET_KEY": KEY}
@@ -76,6 +100,7 @@ def test_the_placeholder_keeps_the_smtp_code_and_nothing_else() -> None:
     assert scrubbed(f"552-5.2.2 {ADDRESS} full") == "552-5.2.2 (erased on request)"
     assert scrubbed(f"smtp; 550 {ADDRESS}") == "(erased on request)"
     assert scrubbed(None) is None
+    assert retention_form(KEY, ADDRESS.lower()) == address_hash(KEY, ADDRESS)
     assert erased_mark(KEY, "a@example.com").startswith("erased:")
     assert erased_mark(KEY, "a@example.com") != erased_mark(KEY + "x", "a@example.com")
 
@@ -244,3 +269,131 @@ def test_no_trace_even_where_sqlite_keeps_deleted_bytes(project: Project) -> Non
     erase(config, [ADDRESS])
     engine.dispose()
     assert _hits(_database_bytes(project, config), ADDRESS, NAME) == []
+
+
+def test_erasing_a_removed_reader_leaves_whoever_got_their_id_alone(
+        any_project: Project) -> None:
+    """SQLite hands a deleted highest id to the next reader: the erase matches ledger rows by
+    their own address, never by the id alone."""
+    p = any_project
+    config = _config(p)
+    engine = engine_for(config.database_url)
+    store = SubscriberStore(engine)
+    issue = an_issue(engine)
+    alice = store.add(ADDRESS)
+    a_delivery(engine, issue, alice.id, ADDRESS, "sent", f"250 ok <{ADDRESS}>")
+    store.remove(ADDRESS)
+    bob = store.add(OTHER, name=OTHER_NAME)
+    bobs = a_delivery(engine, an_issue(engine, "2026-W49"), bob.id, OTHER, "queued")
+    now = clock.now()
+    with engine.begin() as connection:
+        connection.execute(insert(welcomes).values(
+            subscriber_id=bob.id, email=OTHER, name=OTHER_NAME, state="sent", attempts=1,
+            created_at=now, updated_at=now))
+        connection.execute(insert(clicks).values(issue_id=issue, delivery_id=bobs,
+                                                 position=1, at=now, scanner=False))
+    [done] = erase(config, [ADDRESS])
+    assert (done.deliveries, done.not_sent, done.welcomes, done.clicks) == (1, 0, 0, 0)
+    assert p.query("SELECT email, state FROM deliveries WHERE id = ?", bobs) == [
+        (OTHER, "queued")]
+    assert p.query("SELECT email, name FROM welcomes") == [(OTHER, OTHER_NAME)]
+    assert p.query("SELECT delivery_id FROM clicks") == [(bobs,)]
+    assert p.query("SELECT email FROM deliveries WHERE id <> ?", bobs) == [
+        (erased_mark(KEY, ADDRESS.lower()),)]
+
+
+def test_a_refusal_of_a_message_on_its_way_during_the_erase_does_not_name_the_reader(
+        any_project: Project, smtp_server: SmtpServer) -> None:
+    """The row is `sending` when the erase hashes it; the server's 550 quoting the address,
+    recorded after, is stored as the erase stores replies (code kept, words gone)."""
+    p = any_project
+    p.run("subscribers", "add", ADDRESS)
+    config = _config(p, smtp={"host": "127.0.0.1", "port": smtp_server.port})
+    erased: list[Erased] = []
+    refusal = f"550 5.1.1 <{ADDRESS}>: no such user"
+    smtp_server.handler.replies = {ADDRESS: refusal, ADDRESS.lower(): refusal}
+    smtp_server.handler.on_rcpt = lambda _address: erased.extend(erase(config, [ADDRESS]))
+    execute_send(config, plan_send(config, Window(week="2026-W47")))
+    assert [(done.deliveries, done.not_sent) for done in erased] == [(1, 0)]
+    mark = erased_mark(KEY, ADDRESS.lower())
+    assert p.query("SELECT state, last_reply FROM deliveries") == [
+        ("failed", "5.1.1 (erased on request)")]  # the code sits in last_code
+    assert p.query("SELECT email FROM deliveries") == [(mark,)]
+    assert redaction.ERASED_PREFIX == PREFIX
+
+
+def test_an_erased_complainer_may_not_be_sent_a_confirmation(any_project: Project) -> None:
+    """The mark keeps why the address was suppressed: a stranger's sign-up must not make us
+    mail someone who complained, erased or not; someone who unsubscribed may come back."""
+    p = any_project
+    config = _config(p)
+    store = SubscriberStore.open(config)
+    complainer = store.add(ADDRESS)
+    store.set_status(complainer, SubscriberStatus.COMPLAINED)
+    store.unsubscribe(store.add(OTHER).email)
+    erase(config, [ADDRESS, OTHER])
+    assert sorted(p.query("SELECT reason FROM suppressions")) == [
+        ("erased",), ("erased:complained",)]
+    signups = SignUps(SubscriberStore.open(config))
+    assert signups.may_be_sent_a_confirmation(ADDRESS) is False
+    assert signups.may_be_sent_a_confirmation(OTHER) is True
+
+
+def test_a_late_report_tied_to_an_erased_delivery_is_unnamed_whatever_it_names(
+        any_project: Project) -> None:
+    """Matched by its VERP tag, with no recipient or a forwarding one: its diagnostic may
+    still quote the erased address."""
+    p = any_project
+    config = _config(p)
+    seeded = seed(engine_for(config.database_url), unsubscribe=False)
+    erase(config, [ADDRESS])
+    [mine] = p.query("SELECT id FROM deliveries WHERE subscriber_id = ?", seeded.person)
+    [theirs] = p.query("SELECT id FROM deliveries WHERE subscriber_id = ?", seeded.other)
+    late = FeedbackEvent(
+        dedup_key="late", received_at=clock.now(), kind=FeedbackKind.HARD, email="",
+        status="5.1.1", action="failed", diagnostic=f"550 5.1.1 <{ADDRESS}> gone",
+        feedback_type=None, source=f"/var/mail/{ADDRESS}.eml", matched_by="tag",
+        delivery_id=mine[0], issue_id=seeded.issue, subscriber_id=seeded.person)
+    forwarded = dataclasses.replace(late, email="forward@example.net")
+    other = dataclasses.replace(late, email=OTHER, delivery_id=theirs[0],
+                                diagnostic=f"550 {OTHER}")
+    mark = erased_mark(KEY, ADDRESS.lower())
+    done = unnamed_if_erased(config, [late, forwarded, other])
+    assert [(e.email, e.diagnostic, e.source) for e in done[:2]] == [
+        (mark, "550 5.1.1 (erased on request)", "(erased on request)")] * 2
+    assert done[2] == other
+
+
+def test_only_the_cli_erase_rebuilds_the_file(project: Project) -> None:
+    """The file scan and VACUUM read and rewrite the whole database: never inside the web
+    request (source "web"); the CLI erase does them and says so."""
+    project.storage_url = f"sqlite:///{project.root / 'db' / 'plain.db'}"
+    config = _config(project)
+    engine = engine_for(config.database_url)
+    event.listen(engine, "connect", lambda connection, _record: connection.execute(
+        "PRAGMA secure_delete = OFF"))
+    engine.dispose()
+    seed(engine)
+    [web] = erase(config, [ADDRESS], "web")
+    assert web.found and web.file == ""
+    engine.dispose()
+    assert _hits(_database_bytes(project, config), ADDRESS)  # old free space, untouched
+    [cli] = erase(config, [ADDRESS])
+    assert cli.file == "vacuumed"
+    engine.dispose()
+    assert _hits(_database_bytes(project, config), ADDRESS, NAME) == []
+
+
+def test_retention_leaves_the_erase_mark_alone(any_project: Project) -> None:
+    p = any_project
+    config = _config(p)
+    engine = engine_for(config.database_url)
+    seed(engine, unsubscribe=False)
+    erase(config, [ADDRESS])
+    long_ago = clock.now() - timedelta(days=3000)
+    with engine.begin() as connection:
+        connection.execute(update(deliveries).values(updated_at=long_ago, sent_at=long_ago))
+    apply_retention(config, with_mailbox=False)
+    emails = sorted(row[0] for row in p.query("SELECT email FROM deliveries"))
+    assert emails[0] == erased_mark(KEY, ADDRESS.lower())
+    assert emails[1].startswith("hashed:")  # the other reader's, as retention does

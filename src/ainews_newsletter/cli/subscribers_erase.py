@@ -57,6 +57,10 @@ def erase(state: AppState, emails: tuple[str, ...], address_file: Path | None, y
     if as_json:
         print_json([item.as_record() for item in done])
         return
+    if done and done[0].file.startswith("vacuum failed"):
+        console.print(f"All erased and committed; rebuilding the file failed ({done[0].file}):"
+                      " old free space may still hold them. Run the erase again to retry.",
+                      markup=False)
     for item in done:
         if not item.found:
             console.print(f"not found: {item.address} (nothing stored; the hash is on the "

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     func,
     or_,
     select,
@@ -29,6 +30,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter.database import UTCDateTime
 from ainews_newsletter.delivery.provider_ids import provider_message_id
+from ainews_newsletter.delivery.redaction import ERASED_PREFIX, scrubbed
 from ainews_newsletter.delivery.tables import deliveries
 from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
 
@@ -90,7 +92,9 @@ _CLAIM = (update(deliveries)
 _RECORD = (update(deliveries)
            .where(deliveries.c.id == bindparam("row_id"))
            .values(state=bindparam("new_state"), last_code=bindparam("code"),
-                   last_reply=bindparam("reply"),
+                   # Erased while it was on its way: the reply may quote the address.
+                   last_reply=case((deliveries.c.email.startswith(ERASED_PREFIX),
+                                    bindparam("erased_reply")), else_=bindparam("reply")),
                    next_attempt_at=bindparam("next_at", type_=UTCDateTime()),
                    updated_at=_NOW, sent_at=bindparam("sent", type_=UTCDateTime())))
 # A message sent with the relay's id in its reply: the same, and the id kept. Apart, so that
@@ -329,7 +333,8 @@ class LedgerWriter:
     def _record_left(self, delivery: Delivery, now: datetime) -> None:
         self._execute(_RECORD, {
             "row_id": delivery.id, "new_state": DeliveryState.FAILED.value, "code": 0,
-            "reply": NOT_ACTIVE_REPLY, "next_at": None, "now": now, "sent": None})
+            "reply": NOT_ACTIVE_REPLY, "erased_reply": NOT_ACTIVE_REPLY, "next_at": None,
+            "now": now, "sent": None})
 
     def _claim(self, delivery: Delivery, now: datetime) -> Claim:
         params = {"row_id": delivery.id, "now": now, "new_attempts": delivery.attempts + 1}
@@ -364,7 +369,8 @@ class LedgerWriter:
         provider_id = provider_message_id(outcome.reply) if sent else ""
         claimed: Claim | None = None
         values = {"row_id": delivery.id, "new_state": state.value, "code": outcome.code,
-                  "reply": outcome.reply[:1000], "next_at": next_attempt, "now": now,
+                  "reply": outcome.reply[:1000], "erased_reply": scrubbed(outcome.reply),
+                  "next_at": next_attempt, "now": now,
                   "sent": now if sent else None}
         with self._committed():
             if provider_id:

@@ -14,24 +14,29 @@ Per address, in one transaction:
   by a neutral placeholder that keeps the SMTP code;
 - rows not sent yet (queued, deferred) are failed: a send never reaches an erased reader
   (a row claimed before the erase is already on its way, as with an unsubscribe);
-- on the suppression list only the mark stays (reason "erased").
+- on the suppression list only the mark stays (reason "erased", or "erased:complained" and
+  the like for an address that had been suppressed for more than an unsubscribe).
 Nothing that names the address is a no-op, so erasing twice is harmless.
 
 On SQLite the transaction runs with secure_delete (freed bytes are zeroed, not left in the
 file) and is followed by a WAL checkpoint, so the old pages do not linger in the -wal file.
 Free space that other connections left before (where SQLite was built without secure_delete
-on) may still hold an old copy of the row: the file is then searched for the address and
-the names, and rebuilt with VACUUM if any is found."""
+on) may still hold an old copy of the row: the CLI erase then searches the file for the
+address and full names, and rebuilds it with VACUUM if any is found (the web erase
+does not: it would run inside the request)."""
 
 from __future__ import annotations
 
-import re
+import hashlib
+import hmac
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, or_, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
@@ -41,6 +46,7 @@ from ainews_newsletter.database import (
     insert_ignoring_conflicts,
     sqlite_path,
 )
+from ainews_newsletter.delivery.redaction import ERASED_PREFIX, ERASED_TEXT, scrubbed
 from ainews_newsletter.delivery.tables import clicks, deliveries, welcomes
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.feedback.events import FeedbackEvent, feedback_events
@@ -61,11 +67,8 @@ from ainews_newsletter.subscribers.schema import (
     suppressions,
 )
 
-ERASED_TEXT = "(erased on request)"
 NOT_SENT_REPLY = "not sent: erased on request"
-# A server's or a report's leading status ("550", "550 5.1.1", "550-5.1.1", "5.1.1"): kept,
-# because the reports and `ainews bounces` read the code, never the words after it.
-_CODE = re.compile(r"\s*((?:\d{3}(?:[ -]\d\.\d{1,3}\.\d{1,3})?|\d\.\d{1,3}\.\d{1,3}))(?!\S)")
+log = logging.getLogger("ainews.erasure")
 _NOT_SENT = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value)
 
 
@@ -80,6 +83,9 @@ class Erased:
     feedback_events: int
     clicks: int
     welcomes: int
+    # The SQLite file afterwards (CLI only): "" nothing to do, "vacuumed", or
+    # "vacuum failed: ..." (the erase itself is committed either way).
+    file: str = ""
 
     @property
     def found(self) -> bool:
@@ -88,15 +94,6 @@ class Erased:
 
     def as_record(self) -> dict[str, Any]:
         return {**asdict(self), "found": self.found}
-
-
-def scrubbed(free_text: str | None) -> str | None:
-    """The placeholder for a free text that may quote an address: its SMTP code, if it
-    starts with one, and nothing else."""
-    if free_text is None:
-        return None
-    code = _CODE.match(free_text)
-    return f"{code.group(1)} {ERASED_TEXT}" if code else ERASED_TEXT
 
 
 def erase(config: Config, addresses: Sequence[str], source: str = "cli") -> list[Erased]:
@@ -112,8 +109,27 @@ def erase(config: Config, addresses: Sequence[str], source: str = "cli") -> list
         done.append(erased)
         words |= named
     _checkpoint(engine)
-    _vacuum_if_left(engine, words)
-    return done
+    if source != "cli":
+        # Not inside a web request: the file scan reads the whole database and VACUUM
+        # rewrites it. secure_delete and the checkpoint above cover this erase's own rows.
+        if sqlite_path(str(engine.url)) is not None:
+            log.info("erase from %s: the file is not searched for older free space "
+                     "(`ainews subscribers erase` does it)", source)
+        return done
+    try:
+        file = _vacuum_if_left(engine, words)
+    except DBAPIError as error:
+        log.error("erase committed, but VACUUM failed: %s", error)
+        file = f"vacuum failed: {error.orig}"
+    return [replace(item, file=file) for item in done]
+
+
+def retention_form(key: str, normalized: str) -> str:
+    """How pipeline/retention.address_hash writes an old address ("hashed:" + HMAC-SHA256
+    of it): rebuilt here, because retention imports pipeline/feedback, which imports this
+    module (a test holds the two equal)."""
+    return "hashed:" + hmac.new(key.encode("utf-8"), normalized.encode("utf-8"),
+                                hashlib.sha256).hexdigest()
 
 
 def _normalized(address: str) -> str:
@@ -137,8 +153,15 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
             connection.exec_driver_sql("PRAGMA secure_delete = ON")
         row = connection.execute(select(subscribers.c.id, subscribers.c.status).where(
             subscribers.c.email_normalized == normalized)).first()
-        ids = _subscriber_ids(connection, normalized, row.id if row is not None else None)
-        named = {normalized, *_names(connection, normalized, ids)}
+        # Ledger rows are matched by their own stored address (as written, or as retention
+        # hashed it), never by subscriber id alone: SQLite hands a deleted highest id to the
+        # next reader, so an old id of this person may now be someone else's.
+        forms = {normalized, retention_form(key, normalized)}
+        # What the file scan looks for: the address, the full names, and the local part
+        # where it is long enough not to match ordinary words.
+        local = normalized.partition("@")[0]
+        named = {normalized, *_names(connection, forms, row.id if row is not None else None),
+                 *([local] if len(local) >= 6 else [])}
         if row is not None:
             left = SubscriberStatus(row.status).has_left
             record(connection, row.id, "erased" if left else "removed", source, at=now)
@@ -149,12 +172,14 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
         mailbox_local, _, domain = normalized.partition("@")
         connection.execute(delete(confirmation_mails).where(confirmation_mails.c.mailbox.in_(
             {normalized, f"{mailbox_local.split('+', 1)[0]}@{domain}"})))
-        counts = _ledger(connection, normalized, ids, mark, now)
-        feedback = _feedback(connection, normalized, ids, counts["delivery_ids"], mark)
+        counts = _ledger(connection, forms, mark, now)
+        feedback = _feedback(connection, forms, counts["delivery_ids"], mark)
+        earlier = connection.execute(select(suppressions.c.reason).where(
+            suppressions.c.email_normalized == normalized)).scalar()
         connection.execute(delete(suppressions).where(
             suppressions.c.email_normalized == normalized))
         insert_ignoring_conflicts(connection, suppressions, [{
-            "email_normalized": mark, "reason": "erased", "created_at": now}])
+            "email_normalized": mark, "reason": _mark_reason(earlier, row), "created_at": now}])
         record_key_check(connection, key, now)
     return Erased(address=address.strip(), subscriber=row is not None,
                   deliveries=len(counts["delivery_ids"]), not_sent=counts["not_sent"],
@@ -162,30 +187,34 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
                   welcomes=counts["welcomes"]), named
 
 
-def _names(connection: Connection, normalized: str, ids: set[int]) -> set[str]:
+def _mark_reason(earlier: str | None, row: Any) -> str:
+    """"erased", or "erased:<reason>" for an address that complained, bounced or was
+    suppressed by hand: the erase must not turn those into someone a stranger's sign-up may
+    mail (subscribers/signups.may_be_sent_a_confirmation reads it). Someone who merely
+    unsubscribed (or was active) may come back through double opt-in."""
+    if earlier is None and row is not None and row.status in (
+            SubscriberStatus.COMPLAINED.value, SubscriberStatus.BOUNCED.value):
+        earlier = str(row.status)
+    if earlier in (None, "unsubscribed", "erased") or str(earlier).startswith("erased"):
+        return "erased"
+    return f"erased:{earlier}"[:32]
+
+
+def _names(connection: Connection, forms: set[str], current: int | None) -> set[str]:
     found: set[str] = set()
-    for table in (subscribers, deliveries, welcomes):
-        owner = subscribers.c.id if table is subscribers else table.c.subscriber_id
+    if current is not None:
+        found.update(name for name in connection.execute(select(subscribers.c.name).where(
+            subscribers.c.id == current)).scalars() if name)
+    for table in (deliveries, welcomes):
         found.update(name for name in connection.execute(
             select(table.c.name).distinct().where(
-                or_(owner.in_(ids), func.lower(table.c.email) == normalized),
-                table.c.name.is_not(None))).scalars() if name)
+                func.lower(table.c.email).in_(forms), table.c.name.is_not(None))).scalars()
+            if name)
     return found
 
 
-def _subscriber_ids(connection: Connection, normalized: str, current: int | None) -> set[int]:
-    """The ids this address had: its row's, and any a removed row left in the ledger."""
-    ids = {current} if current is not None else set()
-    for table in (deliveries, welcomes, feedback_events):
-        ids.update(connection.execute(select(table.c.subscriber_id).distinct().where(
-            func.lower(table.c.email) == normalized,
-            table.c.subscriber_id.is_not(None))).scalars())
-    return ids
-
-
-def _ledger(connection: Connection, normalized: str, ids: set[int], mark: str,
-            now: Any) -> dict[str, Any]:
-    named = or_(deliveries.c.subscriber_id.in_(ids), func.lower(deliveries.c.email) == normalized)
+def _ledger(connection: Connection, forms: set[str], mark: str, now: Any) -> dict[str, Any]:
+    named = func.lower(deliveries.c.email).in_(forms)
     rows = connection.execute(select(deliveries.c.id, deliveries.c.state,
                                      deliveries.c.last_reply).where(named)).all()
     not_sent = 0
@@ -206,16 +235,16 @@ def _ledger(connection: Connection, normalized: str, ids: set[int], mark: str,
     delivery_ids = [found.id for found in rows]
     removed_clicks = connection.execute(delete(clicks).where(
         clicks.c.delivery_id.in_(delivery_ids))).rowcount if delivery_ids else 0
-    removed_welcomes = connection.execute(delete(welcomes).where(or_(
-        welcomes.c.subscriber_id.in_(ids), func.lower(welcomes.c.email) == normalized))).rowcount
+    removed_welcomes = connection.execute(delete(welcomes).where(
+        func.lower(welcomes.c.email).in_(forms))).rowcount
     return {"delivery_ids": delivery_ids, "not_sent": not_sent, "clicks": int(removed_clicks),
             "welcomes": int(removed_welcomes)}
 
 
-def _feedback(connection: Connection, normalized: str, ids: set[int],
-              delivery_ids: list[int], mark: str) -> int:
-    named = or_(feedback_events.c.subscriber_id.in_(ids),
-                func.lower(feedback_events.c.email) == normalized,
+def _feedback(connection: Connection, forms: set[str], delivery_ids: list[int],
+              mark: str) -> int:
+    # An event tied to one of this person's deliveries is theirs whatever address it names.
+    named = or_(func.lower(feedback_events.c.email).in_(forms),
                 feedback_events.c.delivery_id.in_(delivery_ids))
     rows = connection.execute(select(feedback_events.c.id, feedback_events.c.diagnostic)
                               .where(named)).all()
@@ -239,24 +268,42 @@ def _checkpoint(engine: Engine) -> None:
 def unnamed_if_erased(config: Config, events: list[FeedbackEvent]) -> list[FeedbackEvent]:
     """Reports that arrive after their reader was erased (a late bounce, a provider's event,
     a refusal of the message that was on its way) are stored as the erase left the others:
-    the mark for the address, no free text. One indexed read per batch of events."""
+    the mark for the address, no free text. An event matched to an erased delivery (by its
+    VERP tag) counts too, whatever recipient it names (none, or a forwarding address): its
+    diagnostic may still quote the erased one. Two indexed reads per batch of events."""
     key = config.secret_key.get_secret_value() if config.secret_key else None
     named = {event.email.strip().lower() for event in events if event.email}
-    if not key or not named:
+    tied = {event.delivery_id for event in events if event.delivery_id is not None}
+    if not key or not (named or tied):
         return events
     with engine_for(config.database_url).connect() as connection:
         erased = erased_among(connection, key, named)
-    if not erased:
+        marks: dict[int, str] = {row.id: row.email for row in connection.execute(
+            select(deliveries.c.id, deliveries.c.email).where(
+                deliveries.c.id.in_(tied), deliveries.c.email.startswith(ERASED_PREFIX)))
+        } if tied else {}
+    if not erased and not marks:
         return events
-    return [replace(event, email=erased_mark(key, event.email.strip().lower()),
-                    diagnostic=scrubbed(event.diagnostic) or "", source=ERASED_TEXT)
-            if event.email.strip().lower() in erased else event for event in events]
+    return [_unnamed(event, key, erased, marks) for event in events]
+
+
+def _unnamed(event: FeedbackEvent, key: str, erased: set[str],
+             marks: dict[int, str]) -> FeedbackEvent:
+    address = event.email.strip().lower()
+    if address in erased:
+        mark = erased_mark(key, address)
+    elif event.delivery_id is not None and event.delivery_id in marks:
+        mark = marks[event.delivery_id]
+    else:
+        return event
+    return replace(event, email=mark, diagnostic=scrubbed(event.diagnostic) or "",
+                   source=ERASED_TEXT)
 
 
 _CHUNK = 8 << 20
 
 
-def _vacuum_if_left(engine: Engine, words: set[str]) -> None:
+def _vacuum_if_left(engine: Engine, words: set[str]) -> str:
     """SQLite: if the file still holds any of these words (free space a connection without
     secure_delete left behind before the erase: some SQLite builds have it off), rebuild it
     with VACUUM, which writes only live rows. The scan reads the file once; VACUUM is the
@@ -265,10 +312,11 @@ def _vacuum_if_left(engine: Engine, words: set[str]) -> None:
     forms = {variant.encode("utf-8") for word in words if len(word) >= 3
              for variant in (word, word.lower(), word.upper())}
     if path is None or not forms or not _in_file(path, forms):
-        return
+        return ""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.exec_driver_sql("VACUUM")
     _checkpoint(engine)
+    return "vacuumed"
 
 
 def _in_file(path: Path, forms: set[bytes]) -> bool:

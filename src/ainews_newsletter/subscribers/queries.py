@@ -28,7 +28,7 @@ from ainews_newsletter.database import engine_for, ensure_schema, insert_ignorin
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Recipient, Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
-from ainews_newsletter.subscribers.erased import erased_among
+from ainews_newsletter.subscribers.erased import erased_mark
 from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 
@@ -135,9 +135,11 @@ class SubscriberQueries:
         with self.engine.connect() as connection:
             reason = connection.execute(select(suppressions.c.reason).where(
                 suppressions.c.email_normalized == normalized)).scalar()
-            if reason is None and self.erase_key is not None and erased_among(
-                    connection, self.erase_key, [normalized]):
-                reason = "erased"
+            if reason is None and self.erase_key is not None:
+                # The mark's reason: "erased", or "erased:complained" and the like.
+                reason = connection.execute(select(suppressions.c.reason).where(
+                    suppressions.c.email_normalized == erased_mark(
+                        self.erase_key, normalized))).scalar()
         return None if reason is None else str(reason)
 
     def by_token(self, token: str) -> Subscriber | None:

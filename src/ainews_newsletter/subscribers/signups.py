@@ -121,7 +121,8 @@ class SignUps:
                                                   SubscriberStatus.COMPLAINED,
                                                   SubscriberStatus.BOUNCED):
             return False
-        # "erased": its owner may come back through double opt-in (issue 29).
+        # "erased": its owner may come back through double opt-in (issue 29); not an erased
+        # complainer, bouncer or manual suppression ("erased:complained" etc.).
         return self.store.suppression(address) in (None, "unsubscribed", "erased")
 
     def confirm(self, address: str, list_name: str | None = None,
