@@ -27,8 +27,6 @@ does not: it would run inside the request)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -53,6 +51,7 @@ from ainews_newsletter.feedback.events import FeedbackEvent, feedback_events
 from ainews_newsletter.models import DeliveryState, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.erased import (
+    address_hash,
     erased_among,
     erased_mark,
     record_key_check,
@@ -124,14 +123,6 @@ def erase(config: Config, addresses: Sequence[str], source: str = "cli") -> list
     return [replace(item, file=file) for item in done]
 
 
-def retention_form(key: str, normalized: str) -> str:
-    """How pipeline/retention.address_hash writes an old address ("hashed:" + HMAC-SHA256
-    of it): rebuilt here, because retention imports pipeline/feedback, which imports this
-    module (a test holds the two equal)."""
-    return "hashed:" + hmac.new(key.encode("utf-8"), normalized.encode("utf-8"),
-                                hashlib.sha256).hexdigest()
-
-
 def _normalized(address: str) -> str:
     try:
         return normalize(address, allow_test=True)[1]
@@ -156,7 +147,7 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
         # Ledger rows are matched by their own stored address (as written, or as retention
         # hashed it), never by subscriber id alone: SQLite hands a deleted highest id to the
         # next reader, so an old id of this person may now be someone else's.
-        forms = {normalized, retention_form(key, normalized)}
+        forms = {normalized, address_hash(key, normalized)}
         # What the file scan looks for: the address, the full names, and the local part
         # where it is long enough not to match ordinary words.
         local = normalized.partition("@")[0]

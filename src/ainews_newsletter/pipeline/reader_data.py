@@ -21,7 +21,8 @@ from ainews_newsletter.delivery.tables import clicks, deliveries, issue_links, i
 from ainews_newsletter.feedback.events import feedback_events
 from ainews_newsletter.models import Subscriber
 from ainews_newsletter.pipeline.issue import open_subscribers
-from ainews_newsletter.pipeline.retention import address_hash, secret_of
+from ainews_newsletter.pipeline.retention import secret_of
+from ainews_newsletter.subscribers.erased import address_hash
 from ainews_newsletter.subscribers.history import SubscriberHistory
 from ainews_newsletter.subscribers.schema import consents
 

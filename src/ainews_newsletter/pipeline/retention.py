@@ -17,8 +17,6 @@ Both are idempotent: a cut text cuts to itself, a hashed address is left alone."
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 from dataclasses import dataclass, field
@@ -33,9 +31,9 @@ from ainews_newsletter.database import engine_for, ensure_schema
 from ainews_newsletter.delivery.tables import deliveries, welcomes
 from ainews_newsletter.errors import FeedbackError
 from ainews_newsletter.feedback.events import feedback_events
+from ainews_newsletter.subscribers.erased import HASHED, address_hash
 from ainews_newsletter.subscribers.erased import PREFIX as ERASED_PREFIX
 
-HASHED = "hashed:"
 # One transaction per chunk: SQLite's write lock is never held for a whole pass.
 _CHUNK = 2000
 # An enhanced status code (RFC 3463) or else a basic reply code: all the diagnostic keeps.
@@ -48,15 +46,6 @@ log = logging.getLogger("ainews.retention")
 def secret_of(config: Config) -> str | None:
     value = config.secret_key.get_secret_value() if config.secret_key else ""
     return value or None
-
-
-def address_hash(secret: str, address: str) -> str:
-    """The keyed hash that stands for an address once it is gone: the same address always
-    gives the same hash (a later request can still be matched), and without the key nobody
-    can test a guess against it."""
-    digest = hmac.new(secret.encode("utf-8"), address.strip().lower().encode("utf-8"),
-                      hashlib.sha256).hexdigest()
-    return HASHED + digest
 
 
 def cut_diagnostic(text: str) -> str:

@@ -18,12 +18,22 @@ from ainews_newsletter.errors import ConfigError, SubscriberError
 from ainews_newsletter.subscribers.bulk import one_of
 from ainews_newsletter.subscribers.schema import suppressions
 
+HASHED = "hashed:"  # an address the ledger no longer keeps (pipeline/retention.py)
 PREFIX = "erased:"  # cannot be an address (no "@"); 7 + 64 characters fit String(320)
 MIN_KEY_LENGTH = 16
 # Kept apart from the other uses of the secret key (links, form stamps) by its own purpose.
 _PURPOSE = b"ainews erased addresses\x00"
 # What the refusals say, so the CLI, the importer and the store word it alike.
 REFUSED = "erased on request"
+
+
+def address_hash(secret: str, address: str) -> str:
+    """The keyed hash that stands for an address once it is gone: the same address always
+    gives the same hash (a later request can still be matched), and without the key nobody
+    can test a guess against it."""
+    digest = hmac.new(secret.encode("utf-8"), address.strip().lower().encode("utf-8"),
+                      hashlib.sha256).hexdigest()
+    return HASHED + digest
 
 
 def require_key(secret_key: str | None) -> str:
