@@ -5,14 +5,18 @@ mail; and another reader who must come through the erase untouched."""
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 from sqlalchemy import Engine, delete, insert
+from sqlalchemy.engine import make_url
 
 from ainews_newsletter import clock
-from ainews_newsletter.database import ensure_schema
+from ainews_newsletter.config import Config
+from ainews_newsletter.database import engine_for, ensure_schema, sqlite_path
 from ainews_newsletter.delivery.tables import clicks, deliveries, issues, welcomes
 from ainews_newsletter.feedback.events import feedback_events
 from ainews_newsletter.subscribers.schema import confirmation_mails, consents
@@ -108,3 +112,39 @@ def a_delivery(engine: Engine, issue: int, subscriber_id: int, email: str, state
             token=f"token-{subscriber_id}-{state}", state=state, attempts=0,
             last_reply=reply, updated_at=now,
             return_tag=f"tag{subscriber_id}{state}")).inserted_primary_key[0])
+
+
+def _forms(*words: str) -> list[bytes]:
+    """Every way the bytes of `words` may sit in a file: UTF-8 and UTF-16 (both orders), as
+    typed, lower and upper case."""
+    found = []
+    for word in words:
+        for variant in {word, word.lower(), word.upper()}:
+            for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
+                found.append(variant.encode(encoding))
+    return found
+
+
+def hits(data: bytes, *words: str) -> list[bytes]:
+    lowered = data.lower()
+    return [form for form in _forms(*words) if form in data or form.lower() in lowered]
+
+
+def database_bytes(config: Config) -> bytes:
+    """SQLite: the file and its WAL after a checkpoint; PostgreSQL: a pg_dump's text."""
+    engine = engine_for(config.database_url)
+    path = sqlite_path(config.database_url)
+    if path is not None:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        engine.dispose()
+        wal = path.with_name(path.name + "-wal")
+        return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    url = make_url(config.database_url)
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))
+    assert binaries, "pg_dump is missing"
+    dumped = subprocess.run(
+        [str(binaries[-1]), "-h", str(url.query["host"]), "-p", str(url.query["port"]),
+         "-U", str(url.username), "-d", str(url.database), "--no-owner"],
+        check=True, capture_output=True)
+    return dumped.stdout

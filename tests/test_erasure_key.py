@@ -41,3 +41,26 @@ def test_import_and_add_refuse_without_the_key_or_with_another(any_project: Proj
 def test_no_erased_address_no_key_needed(any_project: Project) -> None:
     assert any_project.run("subscribers", "add", OTHER).exit_code == 0
     assert any_project.query("SELECT count(*) FROM suppressions") == [(0,)]
+
+
+def test_erase_refuses_another_key_unless_told_the_key_changed(any_project: Project) -> None:
+    """An erase with another key would leave marks the earlier ones cannot match: refused
+    before anything changes; --new-key moves the fingerprint to the new key, after which
+    the old key is the one refused."""
+    p = any_project
+    p.run("subscribers", "add", ADDRESS, "--name", NAME)
+    p.run("subscribers", "add", OTHER)
+    assert p.run("subscribers", "erase", ADDRESS, "--yes", env=ENV).exit_code == 0
+    before = p.query("SELECT email_normalized, reason FROM suppressions ORDER BY reason")
+    refused = p.run("subscribers", "erase", OTHER, "--yes", env=OTHER_KEY)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "AINEWS_SECRET_KEY is not the one earlier erases used" in refused.output
+    assert "--new-key" in refused.output
+    assert p.query("SELECT email FROM subscribers") == [(OTHER,)]
+    assert p.query("SELECT email_normalized, reason FROM suppressions ORDER BY reason") == before
+    moved = p.run("subscribers", "erase", OTHER, "--yes", "--new-key", env=OTHER_KEY)
+    assert moved.exit_code == 0, moved.output
+    assert p.query("SELECT email FROM subscribers") == []
+    assert p.query("SELECT count(*) FROM suppressions WHERE reason = 'key-check'") == [(1,)]
+    assert p.run("subscribers", "erase", OTHER, "--yes", env=ENV).exit_code == 1
+    assert p.run("subscribers", "add", "new.reader@example.com", env=OTHER_KEY).exit_code == 0

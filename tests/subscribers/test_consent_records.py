@@ -187,3 +187,19 @@ def test_the_demo_records_its_readers_as_demo(tmp_path: Path) -> None:
 def test_export_consent_refuses_filters(project: Project, args: tuple[str, ...]) -> None:
     result = project.run("subscribers", "export", *args)
     assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_resubscribe_records_the_new_request(any_project: Project) -> None:
+    """Coming back on request is a new consent, whether the row stayed (unsubscribed) or
+    only the suppression did (removed after leaving)."""
+    p = any_project
+    for address in ("stayed@example.com", "removed@example.com"):
+        assert p.run("subscribers", "add", address).exit_code == 0
+        assert p.run("subscribers", "unsubscribe", address).exit_code == 0
+    assert p.run("subscribers", "remove", "removed@example.com", "--yes").exit_code == 0
+    assert "removed@example.com" not in _records(p)
+    for address in ("stayed@example.com", "removed@example.com"):
+        done = p.run("subscribers", "resubscribe", address)
+        assert done.exit_code == 0, done.output
+        assert _records(p)[address] == ("cli", "ainews subscribers resubscribe", None, None,
+                                        None, True)

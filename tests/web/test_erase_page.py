@@ -118,3 +118,24 @@ def test_single_opt_in_never_applies_to_an_erased_address(project: Project,
     client.post("/subscribe", data={"email": ADDRESS, "csrf": client.cookies.get(CSRF_COOKIE)})
     assert smtp_server.recipients() == [ADDRESS]  # a confirmation, not a welcome
     assert store.require(ADDRESS).status.value == "pending"
+
+
+def test_the_page_refuses_plainly_when_the_key_is_not_the_erases_key(
+        project: Project, smtp_server: SmtpServer) -> None:
+    """The operator changed AINEWS_SECRET_KEY after an earlier erase: the page says it
+    cannot erase now and whom to write to (503), and changes nothing."""
+    config = _config(project, smtp_server)
+    store = open_subscribers(config)
+    store.add("first@example.com")
+    token = store.add(ADDRESS, name=NAME).token
+    assert project.run("subscribers", "erase", "first@example.com", "--yes",
+                       env={"AINEWS_SECRET_KEY": "the-key-earlier-erases-used"}).exit_code == 0
+    client = _client(config)
+    client.get(f"/preferences/{token}/erase")
+    refused = client.post(f"/preferences/{token}/erase",
+                          data={"csrf": client.cookies.get(CSRF_COOKIE)})
+    assert refused.status_code == 503 and "Nothing was changed" in refused.text
+    assert store.get(ADDRESS) is not None
+    assert project.query("SELECT count(*) FROM memberships WHERE subscriber_id = "
+                         "(SELECT id FROM subscribers WHERE email = ?)", ADDRESS) == [(1,)]
+    assert project.query("SELECT count(*) FROM suppressions") == [(2,)]  # mark, fingerprint

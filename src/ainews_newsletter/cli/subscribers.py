@@ -53,8 +53,9 @@ ERASE_HELP = ("Erase each EMAIL on request (GDPR): the reader's row, lists, cons
               ' naming them is cleared (reports keep their counts); the suppression list '
               'keeps only the hash, so a later import or `add` of the address is refused '
               'unless forced, while its owner may still sign up again through double opt-in. '
-              'Needs AINEWS_SECRET_KEY (always the same one). Erasing an address again, or '
-              'one never stored, changes nothing and is reported as not found.')
+              'Needs AINEWS_SECRET_KEY, always the same one (another one is refused unless '
+              '--new-key). Erasing an address again, or one never stored, changes nothing and '
+              'is reported as not found.')
 
 # `import` lives apart: its --format help names every file format, and reading that list
 # loads the importer. (name → where, short help: see LazyGroup.)
@@ -110,13 +111,19 @@ def add(state: AppState, email: str, name: str | None, list_name: str | None, st
                       f"{', '.join(subscriber.lists)}")
 
 
-def _record_cli_consent(store: SubscriberStore, subscriber: Subscriber) -> None:
-    """Proof of consent for `add`: by hand, on the command line, given now (and confirmed
-    now when added active)."""
+def _record_cli_consent(store: SubscriberStore, subscriber: Subscriber,
+                        command: str = "add") -> None:
+    """Proof of consent for `add` and `resubscribe`: by hand, on the command line, given
+    now (and confirmed now when active). A resubscribe replaces the earlier record: the
+    reader's new request is what sending to them again rests on."""
+    from ainews_newsletter import clock
     from ainews_newsletter.subscribers import consent_records
 
+    now = clock.now()
+    given = subscriber.created_at if command == "add" else now
+    confirmed_at = subscriber.confirmed_at if command == "add" else now
     consent_records.record(store.engine, subscriber.id, consent_records.Agreement(
-        "cli", "ainews subscribers add"), subscriber.created_at, subscriber.confirmed_at)
+        "cli", f"ainews subscribers {command}"), given, confirmed_at)
 
 
 @subscribers.command()
@@ -149,8 +156,11 @@ def unsubscribe(state: AppState, email: str) -> None:
 @click.argument("email")
 @pass_state
 def resubscribe(state: AppState, email: str) -> None:
-    """Make EMAIL active again and lift its suppression: only for someone who asked."""
-    subscriber = open_store(state).resubscribe(email)
+    """Make EMAIL active again and lift its suppression: only for someone who asked (their
+    consent record becomes this request, made on the command line now)."""
+    store = open_store(state)
+    subscriber = store.resubscribe(email)
+    _record_cli_consent(store, subscriber, "resubscribe")
     console.print(f"resubscribed {subscriber.email} (active)")
 
 

@@ -24,18 +24,23 @@ from ainews_newsletter.models import counted
                                                          path_type=Path),
               help="Also erase the addresses in FILE, one a line (blank lines and lines "
                    "starting with # are skipped).")
+@click.option("--new-key", is_flag=True,
+              help="AINEWS_SECRET_KEY was changed for good: erase with the new one and keep "
+                   "it from now on. Addresses erased with the old key are then no longer "
+                   "recognised when imported or added.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @pass_state
-def erase(state: AppState, emails: tuple[str, ...], address_file: Path | None, yes: bool,
-          as_json: bool) -> None:
+def erase(state: AppState, emails: tuple[str, ...], address_file: Path | None,
+          new_key: bool, yes: bool, as_json: bool) -> None:
     """Erase each EMAIL on request (GDPR): the reader's row, lists, consent record, clicks
     and welcome mail are deleted; in the delivery ledger and the bounce/complaint events
     the address and name become a keyed hash and free text naming them is cleared (reports
     keep their counts); the suppression list keeps only the hash, so a later import or
     `add` of the address is refused unless forced, while its owner may still sign up again
-    through double opt-in. Needs AINEWS_SECRET_KEY (always the same one). Erasing an
-    address again, or one never stored, changes nothing and is reported as not found."""
+    through double opt-in. Needs AINEWS_SECRET_KEY, always the same one (another one is
+    refused unless --new-key). Erasing an address again, or one never stored, changes
+    nothing and is reported as not found."""
     from ainews_newsletter.pipeline.erasure import erase as erase_addresses
     from ainews_newsletter.subscribers.erased import require_key
 
@@ -53,7 +58,7 @@ def erase(state: AppState, emails: tuple[str, ...], address_file: Path | None, y
                      yes):
         console.print("Not erased.")
         raise SystemExit(1)
-    done = erase_addresses(config, addresses)
+    done = erase_addresses(config, addresses, new_key=new_key)
     if as_json:
         print_json([item.as_record() for item in done])
         return

@@ -28,6 +28,7 @@ from ainews_newsletter.delivery.claims import (
 from ainews_newsletter.delivery.message import message_digest
 from ainews_newsletter.delivery.returnpath import new_return_tag
 from ainews_newsletter.delivery.tables import deliveries, issue_links, issue_posts, issues
+from ainews_newsletter.delivery.unlisted import StillListed, drop_unlisted
 from ainews_newsletter.models import (
     DeliveryCounts,
     DeliveryState,
@@ -188,12 +189,15 @@ class Ledger:
 
     def snapshot(self, issue_id: int, recipients: Iterable[Recipient], now: datetime,
                  batch_size: int = 500, tagged: bool = False,
-                 list_identifier: str | None = None) -> int:
+                 list_identifier: str | None = None,
+                 still_listed: StillListed | None = None) -> int:
         """Copy the audience into the ledger once. Batches are idempotent (a re-run after a
         crash mid-snapshot adds only the missing rows); `snapshot_at` marks it complete.
         `tagged`: each row gets a tag (a VERP return path, a provider's metadata header).
         `list_identifier` ([newsletter] list_identifier): each row keeps its Message-ID's
-        digest, so an event quoting the Message-ID finds it (DeliveryLookup)."""
+        digest, so an event quoting the Message-ID finds it (DeliveryLookup).
+        `still_listed`: asked in each batch's transaction, so a reader erased since the
+        audience was read gets no row (delivery/unlisted.py)."""
         key = None
         if list_identifier is not None:
             with self.engine.connect() as connection:
@@ -210,6 +214,9 @@ class Ledger:
                     for r in batch]
             with self.engine.begin() as connection:
                 insert_ignoring_conflicts(connection, deliveries, rows)
+                if still_listed is not None:
+                    drop_unlisted(connection, deliveries, batch, still_listed,
+                                  DeliveryState.QUEUED.value, issue_id=issue_id)
         with self.engine.begin() as connection:
             connection.execute(update(issues).where(issues.c.id == issue_id)
                                .values(snapshot_at=now))

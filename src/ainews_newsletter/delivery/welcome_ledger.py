@@ -43,6 +43,7 @@ from ainews_newsletter.delivery.claims import (
 from ainews_newsletter.delivery.provider_ids import provider_message_id
 from ainews_newsletter.delivery.returnpath import new_return_tag
 from ainews_newsletter.delivery.tables import welcomes
+from ainews_newsletter.delivery.unlisted import StillListed, drop_unlisted
 from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
 
 QUEUED, SENDING = DeliveryState.QUEUED.value, DeliveryState.SENDING.value
@@ -132,9 +133,13 @@ class WelcomeLedger:
         ensure_schema(engine)
 
     def queue(self, recipients: Iterable[Recipient], now: datetime,
-              tagged: bool = False) -> None:
+              tagged: bool = False, still_listed: StillListed | None = None,
+              ) -> list[Recipient]:
         """A queued row for each reader who has none (one welcome per reader, ever: a row
-        already there, in any state, is left alone). `tagged`: a VERP / provider tag each."""
+        already there, in any state, is left alone). `tagged`: a VERP / provider tag each.
+        `still_listed`: asked in the writing transaction, so a reader erased since they
+        were read gets no row (delivery/unlisted.py); those are returned."""
+        gone: list[Recipient] = []
         iterator = iter(recipients)
         while batch := list(islice(iterator, _CHUNK)):
             rows = [{"subscriber_id": r.subscriber_id, "email": r.email, "name": r.name,
@@ -142,6 +147,9 @@ class WelcomeLedger:
                      "return_tag": new_return_tag() if tagged else None} for r in batch]
             with self.engine.begin() as connection:
                 insert_ignoring_conflicts(connection, welcomes, rows)
+                if still_listed is not None:
+                    gone += drop_unlisted(connection, welcomes, batch, still_listed, QUEUED)
+        return gone
 
     def welcomed(self, subscriber_ids: Collection[int]) -> dict[int, str]:
         """Which of these readers have a welcome row (in any state), with the address the

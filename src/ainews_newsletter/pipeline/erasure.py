@@ -54,8 +54,10 @@ from ainews_newsletter.subscribers.erased import (
     address_hash,
     erased_among,
     erased_mark,
+    lowered_forms,
     record_key_check,
     require_key,
+    require_same_key,
 )
 from ainews_newsletter.subscribers.history import record
 from ainews_newsletter.subscribers.schema import (
@@ -95,12 +97,16 @@ class Erased:
         return {**asdict(self), "found": self.found}
 
 
-def erase(config: Config, addresses: Sequence[str], source: str = "cli") -> list[Erased]:
+def erase(config: Config, addresses: Sequence[str], source: str = "cli",
+          new_key: bool = False) -> list[Erased]:
     """Erase each address (see the module's docstring). ConfigError without
-    AINEWS_SECRET_KEY, before anything changes."""
+    AINEWS_SECRET_KEY, or with another key than earlier erases used (unless `new_key`),
+    before anything changes."""
     key = require_key(config.secret_key.get_secret_value() if config.secret_key else None)
     engine = engine_for(config.database_url)
     ensure_schema(engine)
+    with engine.begin() as connection:
+        require_same_key(connection, key, new_key)
     done: list[Erased] = []
     words: set[str] = set()
     for address in addresses:
@@ -142,12 +148,14 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
         if connection.dialect.name == "sqlite":
             # Deleted and rewritten rows leave their old bytes in the page unless this is on.
             connection.exec_driver_sql("PRAGMA secure_delete = ON")
-        row = connection.execute(select(subscribers.c.id, subscribers.c.status).where(
+        row = connection.execute(select(subscribers.c.id, subscribers.c.status,
+                                        subscribers.c.email).where(
             subscribers.c.email_normalized == normalized)).first()
         # Ledger rows are matched by their own stored address (as written, or as retention
         # hashed it), never by subscriber id alone: SQLite hands a deleted highest id to the
         # next reader, so an old id of this person may now be someone else's.
-        forms = {normalized, address_hash(key, normalized)}
+        forms = {address_hash(key, normalized), *lowered_forms(
+            normalized, address, *([row.email] if row is not None else []))}
         # What the file scan looks for: the address, the full names, and the local part
         # where it is long enough not to match ordinary words.
         local = normalized.partition("@")[0]

@@ -22,7 +22,7 @@ from ainews_newsletter.feedback.events import feedback_events
 from ainews_newsletter.models import Subscriber
 from ainews_newsletter.pipeline.issue import open_subscribers
 from ainews_newsletter.pipeline.retention import secret_of
-from ainews_newsletter.subscribers.erased import address_hash
+from ainews_newsletter.subscribers.erased import address_hash, lowered_forms
 from ainews_newsletter.subscribers.history import SubscriberHistory
 from ainews_newsletter.subscribers.schema import consents
 
@@ -36,7 +36,7 @@ def _time(value: datetime | None) -> str | None:
 def reader_data(config: Config, subscriber: Subscriber) -> dict[str, Any]:
     """Everything about `subscriber` (a row read just before), nothing of anyone else."""
     engine = engine_for(config.database_url)
-    addresses = {subscriber.email.lower(), subscriber.email_normalized.lower()}
+    addresses = lowered_forms(subscriber.email, subscriber.email_normalized)
     secret = secret_of(config)
     if secret is not None:  # rows the retention already hashed are still theirs
         addresses |= {address_hash(secret, address) for address in list(addresses)}

@@ -53,6 +53,7 @@ from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.queries import (
     deliverable_now,
     deliverable_subscriber,
+    still_listed,
 )
 
 
@@ -196,7 +197,8 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
         recipients = store.iter_recipients(batch_size=config.delivery.batch_size)
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size,
                         tagged=tags_deliveries(config),
-                        list_identifier=config.newsletter.list_identifier)
+                        list_identifier=config.newsletter.list_identifier,
+                        still_listed=still_listed)
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
     settings = send_settings(config, clicks)
     hooks = Hooks(deliverable=DeliverableCheck(deliverable_subscriber, deliverable_now),

@@ -53,7 +53,11 @@ from ainews_newsletter.render.environment import make_environment
 from ainews_newsletter.render.welcome import compile_welcome, render_welcome
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.newcomers import Newcomers
-from ainews_newsletter.subscribers.queries import deliverable_subscriber, holds_address
+from ainews_newsletter.subscribers.queries import (
+    deliverable_subscriber,
+    holds_address,
+    still_listed,
+)
 
 log = logging.getLogger("ainews.welcome")
 # How far back the catch-up looks for web arrivals without a welcome: far more than a
@@ -155,8 +159,9 @@ class Welcomes:
                          "reader's now", key)
                 del had[key]
         new = [r for key, r in wanted.items() if key not in had]
-        self.ledger.queue(new, clock.now(), tagged=tags_deliveries(self.config))
-        return new
+        gone = self.ledger.queue(new, clock.now(), tagged=tags_deliveries(self.config),
+                                 still_listed=still_listed)
+        return [r for r in new if r not in gone]
 
     def queue_address(self, address: str) -> Recipient | None:
         """Queue the welcome of the active reader at `address`; their Recipient, or None

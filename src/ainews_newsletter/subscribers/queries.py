@@ -5,7 +5,7 @@ SubscriberStore is this plus them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -279,3 +279,17 @@ def deliverable_now(connection: Connection, subscriber_id: int) -> bool:
     ledger's claim of a message to them (see `LedgerWriter`)."""
     return connection.execute(_DELIVERABLE,
                               {"subscriber_id": subscriber_id}).first() is not None
+
+
+def still_listed(connection: Connection, ids: Sequence[int]) -> set[tuple[int, str]]:
+    """Which of these readers are still on the list, as (id, address): asked by a writer of
+    queued rows in its own transaction (delivery/unlisted.py says why). On PostgreSQL the
+    rows are share-locked until that transaction ends, so an erase waits for it or is
+    waited for."""
+    if not ids:
+        return set()
+    query = select(subscribers.c.id, subscribers.c.email).where(subscribers.c.id.in_(ids))
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    return {(row.id, row.email) for row in connection.execute(query)}
+

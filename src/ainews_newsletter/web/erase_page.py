@@ -5,6 +5,7 @@ site's file stays a list of routes."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from ainews_newsletter.config import Config
+from ainews_newsletter.errors import ConfigError
 from ainews_newsletter.pipeline.erasure import erase
 from ainews_newsletter.pipeline.issue import open_subscribers
 from ainews_newsletter.web.security import new_csrf_value
@@ -20,6 +22,7 @@ from ainews_newsletter.web.security import new_csrf_value
 Page = Callable[..., HTMLResponse]
 Message = Callable[..., HTMLResponse]
 Form = Callable[[Request], Awaitable[Mapping[str, Any] | None]]
+log = logging.getLogger("ainews.web")
 
 
 class ErasePage:
@@ -38,7 +41,16 @@ class ErasePage:
         if await self.form(request) is None:
             return self.message("Please try again", "The form had expired. Reload the page "
                                 "and press the button again.", status=400)
-        await run_in_threadpool(erase, self.config, [subscriber.email], "web")
+        try:
+            await run_in_threadpool(erase, self.config, [subscriber.email], "web")
+        except ConfigError as error:
+            # The key is missing or not the one earlier erases used: the operator's to fix
+            # (the log says how); the reader is told to ask them, nothing was changed.
+            log.error("erase from the reader's page refused: %s", error)
+            contact = self.config.newsletter.reply_to or self.config.newsletter.from_
+            return self.message("Not erased yet", "Erasing is not possible right now. "
+                                f"Nothing was changed; please write to {contact} to ask "
+                                "for it.", status=503)
         return self.message("You are erased", f"Everything {self.config.newsletter.name} "
                             "stored about you is gone, and nothing more will be sent. You "
                             "can sign up again at any time.")
