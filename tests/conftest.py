@@ -374,7 +374,7 @@ def feed_server() -> Iterator[str]:
 POSTGRES_TABLES = ("deliveries", "issue_posts", "issues", "memberships", "suppressions",
                    "lists", "subscribers", "schedule_runs", "feedback_events",
                    "subscriber_events", "issue_links", "clicks", "webhook_tokens", "welcomes",
-                   "confirmation_mails", "consents")
+                   "confirmation_mails", "consents", "issue_renderings")
 
 
 def _postgres_bin() -> Path | None:

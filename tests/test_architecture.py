@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = "ainews_newsletter"
 SRC = Path(__file__).resolve().parent.parent / "src" / PACKAGE
-LEAVES = {"models", "errors", "config", "clock", "database", "resources",
+LEAVES = {"models", "errors", "config", "clock", "database", "resources", "translations",
           "migrations"}
 ROOMS = {"posts", "render", "subscribers", "delivery", "feedback", "reports", "doctor"}
 ORCHESTRATORS = {"pipeline", "demo", "init"}

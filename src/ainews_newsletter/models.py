@@ -169,6 +169,7 @@ class Subscriber:
     attributes: dict[str, Any] = field(default_factory=dict)
     confirmed_at: datetime | None = None
     lists: tuple[str, ...] = ()
+    language: str | None = None  # their own (BCP 47); None: the newsletter's
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class Recipient:
     email: str
     name: str | None
     token: str
+    language: str | None = None  # the reader's own; None: the newsletter's
 
 
 class DeliveryState(enum.StrEnum):

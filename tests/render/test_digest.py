@@ -21,7 +21,8 @@ from ainews_newsletter.pipeline.issue import (
 )
 from ainews_newsletter.posts.select import Selection
 from ainews_newsletter.posts.windows import parse_week
-from ainews_newsletter.render.digest import compose_issue, period_label, render_issue
+from ainews_newsletter.render.digest import compose_issue, render_issue
+from ainews_newsletter.render.localized import period_label
 from tests.conftest import Project, post_text, write_post
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,15 +128,25 @@ def test_empty_week_cannot_be_composed() -> None:
         compose_issue(parse_week("2026-W10", ZoneInfo("UTC")), [], "X")
 
 
-@pytest.mark.parametrize(("week", "label"), [
-    ("2026-W47", "16–22 November 2026"),
-    ("2026-W44", "26 October – 1 November 2026"),
-    ("2026-W53", "28 December 2026 – 3 January 2027"),
+T = "\u2009–\u2009"  # CLDR's interval dash between thin spaces
+
+
+@pytest.mark.parametrize(("week", "language", "label"), [
+    ("2026-W47", "en", f"November 16{T}22, 2026"),
+    ("2026-W44", "en", f"October 26{T}November 1, 2026"),
+    ("2026-W53", "en", f"December 28, 2026{T}January 3, 2027"),
+    ("2026-W47", "en-GB", f"16{T}22 November 2026"),
+    ("2026-W47", "de", "16.–22. November 2026"),
+    ("2026-W44", "de", f"26. Oktober{T}1. November 2026"),
+    ("2026-W47", "fr", "16–22 novembre 2026"),
+    ("2026-W47", "ja", "2026年11月16日～22日"),
+    ("2026-W53", "pt-BR", f"28 de dezembro de 2026{T}3 de janeiro de 2027"),
 ])
-def test_period_label(week: str, label: str) -> None:
+def test_period_label(week: str, language: str, label: str) -> None:
+    """CLDR's interval layout per language, with the month in full."""
     from zoneinfo import ZoneInfo
 
-    assert period_label(parse_week(week, ZoneInfo("Europe/Berlin"))) == label
+    assert period_label(parse_week(week, ZoneInfo("Europe/Berlin")), language) == label
 
 
 def test_render_issue_uses_templates_beside_the_config(project: Project) -> None:
@@ -166,7 +177,7 @@ def test_utm_parameters_on_post_links_only(project: Project) -> None:
 def test_masthead_numbers_issues_and_links_the_archive(project: Project) -> None:
     config = load_config(project.config_path, environ={})
     rendered = build(config, W47)
-    assert "Issue #1 · 16–22 November 2026" in rendered.text
+    assert "Issue #1 · November 16\u2009–\u200922, 2026" in rendered.text
     assert "View in your browser: https://news.example.org/issues/2026-W47" in rendered.text
     ledger = open_ledger(config)
     ledger.create_issue(audience_list(config), build(

@@ -34,7 +34,7 @@ def build(state: AppState, window: Window, out_dir: Path, force: bool) -> None:
     """Render the issue to OUT/issue.html, issue.txt and issue.eml (the full message as the
     first subscriber would receive it). Sends nothing."""
     from ainews_newsletter.pipeline.issue import lint, render_selection, select_posts, write_build
-    from ainews_newsletter.render.digest import period_label
+    from ainews_newsletter.render.localized import period_label
 
     started = time.perf_counter()
     timings: dict[str, float] = {}

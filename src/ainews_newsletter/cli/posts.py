@@ -58,7 +58,7 @@ def posts_list(state: AppState, window: Window, show_all: bool, as_json: bool) -
     the window."""
     from ainews_newsletter.pipeline.issue import select_posts
     from ainews_newsletter.posts.select import Reason
-    from ainews_newsletter.render.digest import period_label
+    from ainews_newsletter.render.localized import period_label
 
     selection = select_posts(state.config, window)
     period = selection.period

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 
 from ainews_newsletter.config.base import Section, check_address
+from ainews_newsletter.errors import ConfigError
 
 _LIST_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
 
@@ -56,6 +57,12 @@ class NewsletterConfig(Section):
         default=None,
         description='The List-Id header; default "<slug of name>.<host of base_url>" (the '
                     "from domain when base_url is an IP address or localhost).")
+    language: str = Field(
+        default="en",
+        description="The newsletter's language, a BCP 47 tag (de, fr, pt-BR, ar…): the "
+                    "email's fixed words, its dates and numbers, the public pages and the "
+                    "confirmation and welcome mails. Readers with a language of their own "
+                    "get theirs. The command line stays English.")
     unsubscribe_email: str | None = Field(
         default=None,
         description="Mailbox for the mailto: part of List-Unsubscribe; default: reply_to, "
@@ -65,6 +72,16 @@ class NewsletterConfig(Section):
     @classmethod
     def _valid_address(cls, value: str | None) -> str | None:
         return None if value is None else check_address(value)
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        from ainews_newsletter.translations import canonical
+
+        try:
+            return canonical(value)
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
 
     @field_validator("timezone")
     @classmethod

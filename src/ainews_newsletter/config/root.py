@@ -176,6 +176,12 @@ class Config(BaseSettings):
         return absolute_storage_url(self.storage.url, self._base_dir)
 
     @property
+    def locale_dir(self) -> Path | None:
+        """The operator's own catalogs (`locale/` beside the config file), if there."""
+        local = self._base_dir / "locale"
+        return local if local.is_dir() else None
+
+    @property
     def templates_dir(self) -> Path:
         """`templates/` beside the config file when it exists, else the shipped copy."""
         local = self._base_dir / "templates"

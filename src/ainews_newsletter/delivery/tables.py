@@ -38,8 +38,25 @@ issues = Table(
     Column("post_count", Integer, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("snapshot_at", UTCDateTime(), nullable=True),  # set once the audience is copied
+    # The language of html/text/subject above; NULL on issues from before 0010 (English).
+    Column("language", String(35), nullable=True),
     # One issue per list and period, enforced by the database, not by a process.
     UniqueConstraint("list_id", "period_key", name="uq_issue_list_period"),
+)
+
+# An issue rendered once more per further language of its audience (issue 30): never per
+# reader. The issue row holds the rendering in its own language.
+issue_renderings = Table(
+    "issue_renderings",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("language", String(35), primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("preheader", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("unsubscribe_placeholder", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # The posts each issue carried, so a later issue never carries them again.
@@ -80,6 +97,9 @@ deliveries = Table(
     # The reader's part of the Message-ID (message.message_digest): an event quoting our
     # Message-ID finds the row by it. NULL on rows from before 0007.
     Column("message_digest", String(24), nullable=True),
+    # The reader's language when the audience was copied: which rendering they get. NULL:
+    # the issue's own (rows from before 0010, readers without a language).
+    Column("language", String(35), nullable=True),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
     UniqueConstraint("return_tag", name="uq_delivery_return_tag"),
     Index("ix_delivery_issue_state_id", "issue_id", "state", "id"),

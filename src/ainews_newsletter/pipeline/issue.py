@@ -86,10 +86,11 @@ def render_selection(config: Config, selection: Selection, force: bool = False,
                              + ("; --force builds anyway)" if count else ")"))
     issue = compose_issue(selection.period, selection.posts, config.newsletter.name,
                           more=selection.more,
-                          group_by_category=config.posts.group_by == "category")
+                          group_by_category=config.posts.group_by == "category",
+                          language=config.newsletter.language, locale_dir=config.locale_dir)
     key = selection.period.key
     options = RenderOptions(number=open_ledger(config).issue_number(audience_list(config), key),
-                            utm=config.render.utm_for(key))
+                            utm=config.render.utm_for(key), locale_dir=config.locale_dir)
     return render_issue(issue, config.newsletter, config.templates_dir, options, timings)
 
 

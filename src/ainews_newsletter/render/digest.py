@@ -6,15 +6,17 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from ainews_newsletter import translations
 from ainews_newsletter.config import NewsletterConfig
 from ainews_newsletter.errors import RenderError
 from ainews_newsletter.models import Issue, Period, Post, RenderedIssue
 from ainews_newsletter.render.environment import make_environment, render_template
+from ainews_newsletter.render.localized import period_label, post_day, subject_line
 from ainews_newsletter.render.mjml import inline_css, mjml_to_html
 from ainews_newsletter.render.text import tidy
 
@@ -23,24 +25,16 @@ TEXT_TEMPLATE = "digest.txt.j2"
 PREHEADER_CHARS = 140
 
 
-def period_label(period: Period) -> str:
-    """'16–22 November 2026' (the last day is end - 1 day, the window being half-open)."""
-    first = period.start
-    last = period.end - timedelta(days=1)
-    if (first.year, first.month) == (last.year, last.month):
-        return f"{first.day}–{last.day} {last:%B %Y}"
-    if first.year == last.year:
-        return f"{first.day} {first:%B} – {last.day} {last:%B %Y}"
-    return f"{first.day} {first:%B %Y} – {last.day} {last:%B %Y}"
-
-
 def compose_issue(period: Period, posts: list[Post], newsletter_name: str,
-                  more: list[Post] | None = None, group_by_category: bool = False) -> Issue:
+                  more: list[Post] | None = None, group_by_category: bool = False,
+                  language: str = translations.SOURCE,
+                  locale_dir: Path | None = None) -> Issue:
+    """The issue's posts, subject (in `language`) and preheader, frozen."""
     if not posts:
         raise RenderError(f"no posts in {period.key}: nothing to put in an issue")
     lead = posts[0]
     others = len(posts) + len(more or ()) - 1
-    subject = f"{lead.title}" + (f" (+{others} more)" if others else "") + f" | {newsletter_name}"
+    subject = subject_line(lead.title, others, newsletter_name, language, locale_dir)
     preheader = lead.summary if len(lead.summary) <= PREHEADER_CHARS else (
         lead.summary[: PREHEADER_CHARS - 1].rsplit(" ", 1)[0] + "…")
     return Issue(period=period, posts=tuple(posts), subject=subject, preheader=preheader,
@@ -67,6 +61,8 @@ def sections(issue: Issue) -> list[tuple[str | None, list[Post]]]:
 class RenderOptions:
     number: int = 1  # the issue's number, shown in the masthead
     utm: Mapping[str, str] = field(default_factory=dict)  # added to post links if set
+    language: str | None = None  # None: [newsletter] language
+    locale_dir: Path | None = None  # the operator's own catalogs (Config.locale_dir)
 
 
 def with_utm(url: str, utm: Mapping[str, str]) -> str:
@@ -84,7 +80,8 @@ def archive_url(base_url: str, period: Period) -> str:
     return f"{base_url}/issues/{quote(period.key)}"
 
 
-def _post_context(post: Post, period: Period, utm: Mapping[str, str]) -> dict[str, Any]:
+def _post_context(post: Post, period: Period, utm: Mapping[str, str],
+                  language: str) -> dict[str, Any]:
     local: datetime = post.published.astimezone(period.start.tzinfo)
     return {
         "title": post.title,
@@ -95,7 +92,7 @@ def _post_context(post: Post, period: Period, utm: Mapping[str, str]) -> dict[st
         "summary": post.summary,
         "author": post.author,
         "reading_minutes": post.reading_minutes,
-        "date_label": f"{local:%a} {local.day} {local:%b}",
+        "date_label": post_day(local, language),
     }
 
 
@@ -115,8 +112,10 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
         stages[stage] = now - clock_start
         clock_start = now
 
-    context = issue_context(issue, newsletter, options or RenderOptions(), placeholder)
-    environment = make_environment(templates_dir)
+    options = options or RenderOptions()
+    language = options.language or newsletter.language
+    context = issue_context(issue, newsletter, options, placeholder)
+    environment = make_environment(templates_dir, language, options.locale_dir)
     mjml_source = render_template(environment, HTML_TEMPLATE, context)
     lap("template")
     compiled = mjml_to_html(mjml_source)
@@ -128,7 +127,9 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
     if placeholder not in html or placeholder not in text:
         raise RenderError("the templates must contain the unsubscribe link "
                           "({{ unsubscribe_url }}) in both the HTML and the text part")
-    return RenderedIssue(period=issue.period, subject=issue.subject, preheader=issue.preheader,
+    subject = subject_line(issue.posts[0].title, len(issue.posts) + len(issue.more) - 1,
+                           issue.newsletter_name, language, options.locale_dir)
+    return RenderedIssue(period=issue.period, subject=subject, preheader=issue.preheader,
                          html=html, text=text, unsubscribe_placeholder=placeholder,
                          post_count=len(issue.posts))
 
@@ -137,6 +138,7 @@ def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOpt
                   unsubscribe_placeholder: str) -> dict[str, Any]:
     """What the templates see (documented at the top of digest.mjml.j2)."""
     utm = options.utm
+    language = options.language or newsletter.language
     return {
         "newsletter": {
             "name": newsletter.name,
@@ -148,12 +150,13 @@ def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOpt
             "number": options.number,
             "subject": issue.subject,
             "preheader": issue.preheader,
-            "date_label": period_label(issue.period),
+            "date_label": period_label(issue.period, language),
             "archive_url": archive_url(newsletter.base_url, issue.period),
         },
-        "posts": [_post_context(post, issue.period, utm) for post in issue.posts],
+        "posts": [_post_context(post, issue.period, utm, language) for post in issue.posts],
         "sections": [{"heading": heading,
-                      "posts": [_post_context(post, issue.period, utm) for post in group]}
+                      "posts": [_post_context(post, issue.period, utm, language)
+                                for post in group]}
                      for heading, group in sections(issue)],
         "more": [{"title": post.title, "url": with_utm(post.url, utm)} for post in issue.more],
         "unsubscribe_url": unsubscribe_placeholder,

@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from ainews_newsletter import resources
+from ainews_newsletter import resources, translations
 from ainews_newsletter.errors import RenderError
 
 TEXT_WIDTH = 72
@@ -38,7 +38,12 @@ def template_folders(templates_dir: Path) -> list[Path]:
     return [shipped] if templates_dir.resolve() == shipped.resolve() else [templates_dir, shipped]
 
 
-def make_environment(templates_dir: Path) -> jinja2.Environment:
+def make_environment(templates_dir: Path, language: str = translations.SOURCE,
+                     locale_dir: Path | None = None) -> jinja2.Environment:
+    """The mails' environment in `language`: Jinja2's i18n extension with new-style gettext
+    over the `mail` catalogs (translations.py), so `{{ _("Unsubscribe") }}` and
+    `{% trans %}` blocks come out translated and placeholders are checked; the templates
+    also see `language` (for `<html lang>`) and `direction` ("ltr" or "rtl")."""
     if not templates_dir.is_dir():
         raise RenderError(f"templates folder not found: {templates_dir}")
     environment = jinja2.Environment(
@@ -47,8 +52,17 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         autoescape=_autoescape,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
     environment.filters["wrap"] = wrap
+    # {% trans %} blocks without their line breaks and indents, as `pybabel extract` reads
+    # them (trimmed = true in locale/mail.cfg).
+    environment.policies["ext.i18n.trimmed"] = True
+    catalog = translations.translations(language, "mail", locale_dir)
+    environment.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]
+    environment.globals["language"] = language
+    environment.globals["direction"] = (translations.direction(language)
+                                        if language != translations.SOURCE else "ltr")
     return environment
 
 

@@ -16,8 +16,9 @@ import jinja2
 from ainews_newsletter.config import NewsletterConfig
 from ainews_newsletter.errors import RenderError
 from ainews_newsletter.models import RenderedIssue, RenderedWelcome
-from ainews_newsletter.render.digest import archive_url, period_label
+from ainews_newsletter.render.digest import archive_url
 from ainews_newsletter.render.environment import compile_template, render_template
+from ainews_newsletter.render.localized import period_label
 from ainews_newsletter.render.mjml import inline_css, mjml_to_html
 from ainews_newsletter.render.text import tidy
 

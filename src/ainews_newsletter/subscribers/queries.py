@@ -47,7 +47,8 @@ def _subscriber(row: Any, list_names: tuple[str, ...] = ()) -> Subscriber:
         name=clean_name(row.name),
         status=SubscriberStatus(row.status), token=row.token, created_at=row.created_at,
         unsubscribed_at=row.unsubscribed_at, source=row.source,
-        attributes=dict(row.attributes or {}), confirmed_at=row.confirmed_at, lists=list_names)
+        attributes=dict(row.attributes or {}), confirmed_at=row.confirmed_at, lists=list_names,
+        language=row.language)
 
 
 class SubscriberQueries:
@@ -212,7 +213,7 @@ class SubscriberQueries:
             with self.engine.begin() as connection:
                 list_id = self.list_id(connection, list_name)
                 query = (select(subscribers.c.id, subscribers.c.email, subscribers.c.name,
-                                subscribers.c.token)
+                                subscribers.c.token, subscribers.c.language)
                          .join(memberships, and_(memberships.c.subscriber_id == subscribers.c.id,
                                                  memberships.c.list_id == list_id))
                          .where(subscribers.c.id > last_id, _deliverable_condition())
@@ -222,7 +223,7 @@ class SubscriberQueries:
                 return
             for row in rows:
                 yield Recipient(subscriber_id=row.id, email=row.email, name=clean_name(row.name),
-                                token=row.token)
+                                token=row.token, language=row.language)
             last_id = rows[-1].id
 
     def count_test_addresses(self) -> int:

@@ -27,6 +27,8 @@ subscribers = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("confirmed_at", UTCDateTime(), nullable=True),
     Column("unsubscribed_at", UTCDateTime(), nullable=True),
+    # The reader's own language (a BCP 47 tag); NULL: the newsletter's ([newsletter] language).
+    Column("language", String(35), nullable=True),
 )
 
 lists = Table(

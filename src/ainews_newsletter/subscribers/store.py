@@ -172,6 +172,14 @@ class SubscriberStore(SubscriberQueries):
         self.set_status(found, SubscriberStatus.ACTIVE)  # "resubscribed" (or "confirmed")
         return self.require(address)
 
+    def set_language(self, subscriber_id: int, language: str | None) -> bool:
+        """The reader's own language (a canonical BCP 47 tag the caller checked), or None
+        for the newsletter's. Whether the row was there."""
+        with self.engine.begin() as connection:
+            return bool(connection.execute(update(subscribers).where(
+                subscribers.c.id == subscriber_id).values(
+                    language=language, updated_at=clock.now())).rowcount)
+
     def mark_left(self, subscriber_id: int, status: SubscriberStatus,
                   issue_id: int | None = None) -> bool:
         """The feedback policy's verdict: the subscriber becomes `bounced` or `complained`

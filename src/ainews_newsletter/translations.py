@@ -1,0 +1,228 @@
+"""The newsletter in its readers' languages (issue 30): which languages there are, their
+gettext catalogs, their writing direction, and which of them a browser asks for.
+
+Two gettext domains, so the mails and the public site can be translated (and overridden)
+apart: `mail` (the digest, the confirmation and welcome mails, the subject wording built in
+Python) and `web` (the public pages). English is the source language: its catalog is the
+strings as written, so "en" needs no files.
+
+Catalogs are looked for, first match wins for each string:
+1. the operator's `locale/<lang>/LC_MESSAGES/<domain>.po` beside config.toml (compiled when
+   loaded; only the strings it translates are taken from it);
+2. the shipped `<domain>.mo` (compiled into the wheel) or, in a checkout, its `.po`;
+3. the English source.
+
+A language tag is BCP 47 ("pt-BR"); folders use gettext's form ("pt_BR"). A leaf: it
+imports nothing of ours but resources and errors, so every room can ask it."""
+
+from __future__ import annotations
+
+import gettext
+import io
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from ainews_newsletter import resources
+from ainews_newsletter.errors import ConfigError
+
+if TYPE_CHECKING:
+    from babel import Locale
+
+SOURCE = "en"
+DOMAINS = ("mail", "web")
+Domain = Literal["mail", "web"]
+# An Accept-Language header longer than this is read only this far (a browser sends < 100).
+_ACCEPT_CHARS = 512
+_ACCEPT_ITEMS = 24
+_lock = threading.Lock()
+
+
+def folder_name(tag: str) -> str:
+    """"pt-BR" → "pt_BR" (gettext's folders), "de" → "de"."""
+    return tag.replace("-", "_")
+
+
+def tag_of(folder: str) -> str:
+    """"pt_BR" → "pt-BR"."""
+    return folder.replace("_", "-")
+
+
+def shipped_locale_dir() -> Path | None:
+    try:
+        return resources.shipped("locale")
+    except Exception:  # an installation without catalogs: English only
+        return None
+
+
+def _languages_in(folder: Path | None) -> set[str]:
+    if folder is None or not folder.is_dir():
+        return set()
+    return {tag_of(entry.name) for entry in folder.iterdir()
+            if (entry / "LC_MESSAGES").is_dir()
+            and any((entry / "LC_MESSAGES").glob("*.[mp]o"))}
+
+
+@lru_cache(maxsize=1)
+def shipped_languages() -> tuple[str, ...]:
+    """The languages with a shipped catalog, English first, then by tag."""
+    return (SOURCE, *sorted(_languages_in(shipped_locale_dir()) - {SOURCE}))
+
+
+def available_languages(override_dir: Path | None = None) -> tuple[str, ...]:
+    """Shipped languages and those an operator added in their own `locale/`."""
+    extra = _languages_in(override_dir) - set(shipped_languages())
+    return (*shipped_languages(), *sorted(extra))
+
+
+def canonical(tag: str) -> str:
+    """A language tag as BCP 47 with Babel's casing ("pt-br" → "pt-BR", "DE" → "de");
+    ConfigError naming it when Babel does not know it."""
+    from babel import Locale, UnknownLocaleError
+
+    cleaned = tag.strip()
+    try:
+        locale = Locale.parse(cleaned.replace("_", "-"), sep="-")
+    except (UnknownLocaleError, ValueError, TypeError):
+        raise ConfigError(f"unknown language {tag!r} (a BCP 47 tag such as 'de' or "
+                          "'pt-BR')") from None
+    return tag_of(str(locale))
+
+
+def babel_locale(tag: str) -> Locale:
+    from babel import Locale
+
+    return Locale.parse(folder_name(tag))
+
+
+def direction(tag: str) -> Literal["ltr", "rtl"]:
+    """"rtl" for Arabic, Hebrew, Persian, Urdu…, from CLDR's character order."""
+    return "rtl" if babel_locale(tag).character_order == "right-to-left" else "ltr"
+
+
+def _compiled_po(path: Path) -> gettext.GNUTranslations:
+    """A .po file compiled in memory (Babel's reader and writer): untranslated and fuzzy
+    entries are left out, so they fall through to the next catalog."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with path.open("rb") as file:
+        catalog = read_po(file, ignore_obsolete=True)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
+
+
+def _catalog(folder: Path, tag: str, domain: str) -> gettext.GNUTranslations | None:
+    messages = folder / folder_name(tag) / "LC_MESSAGES"
+    mo, po = messages / f"{domain}.mo", messages / f"{domain}.po"
+    if mo.is_file() and (not po.is_file() or mo.stat().st_mtime >= po.stat().st_mtime):
+        with mo.open("rb") as file:
+            return gettext.GNUTranslations(file)
+    if po.is_file():
+        return _compiled_po(po)
+    return None
+
+
+def _chain(catalogs: list[gettext.NullTranslations]) -> gettext.NullTranslations:
+    """The first catalog, falling back to the next for what it lacks, and to the source."""
+    first: gettext.NullTranslations = gettext.NullTranslations()
+    for catalog in reversed(catalogs):
+        catalog.add_fallback(first)
+        first = catalog
+    return first
+
+
+@lru_cache(maxsize=64)
+def _translations(tag: str, domain: str, override_dir: Path | None,
+                  stamp: float) -> gettext.NullTranslations:
+    del stamp  # part of the cache key only: an edited override is read again
+    found: list[gettext.NullTranslations] = []
+    base = tag.split("-")[0]
+    for folder in (override_dir, shipped_locale_dir()):
+        if folder is None:
+            continue
+        # "pt-BR" takes "pt-BR" first, then "pt" (a region without its own catalog).
+        for candidate in dict.fromkeys((tag, base)):
+            catalog = _catalog(folder, candidate, domain)
+            if catalog is not None:
+                found.append(catalog)
+    return _chain(found)
+
+
+def _stamp(override_dir: Path | None, tag: str) -> float:
+    if override_dir is None:
+        return 0.0
+    messages = override_dir / folder_name(tag) / "LC_MESSAGES"
+    try:
+        return max((path.stat().st_mtime for path in messages.glob("*.po")), default=0.0)
+    except OSError:
+        return 0.0
+
+
+def translations(tag: str, domain: Domain,
+                 override_dir: Path | None = None) -> gettext.NullTranslations:
+    """The catalog chain for `tag` in `domain` (see the module's docstring). English, or a
+    language without any catalog, gives the source strings."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown gettext domain {domain!r}")
+    if override_dir is not None and not override_dir.is_dir():
+        override_dir = None
+    with _lock:
+        return _translations(tag, domain, override_dir, _stamp(override_dir, tag))
+
+
+def check_language(tag: str, override_dir: Path | None = None) -> str:
+    """`tag` in canonical form when it can be used (English, a shipped catalog, or one in
+    the operator's `locale/`); else ConfigError saying which there are and how to add one."""
+    canonical_tag = canonical(tag)
+    languages = available_languages(override_dir)
+    if canonical_tag in languages or canonical_tag.split("-")[0] in languages:
+        return canonical_tag
+    raise ConfigError(
+        f"newsletter.language: no translation for {canonical_tag!r} (there are: "
+        f"{', '.join(languages)}); to add one, put locale/{folder_name(canonical_tag)}/"
+        "LC_MESSAGES/mail.po and web.po beside config.toml")
+
+
+def parse_accept_language(header: str) -> list[str]:
+    """The tags of an Accept-Language header, most wanted first (q=0 dropped, "*" skipped).
+    Bounded: a header of any length costs the same."""
+    weighted: list[tuple[float, int, str]] = []
+    for index, item in enumerate(header[:_ACCEPT_CHARS].split(",")[:_ACCEPT_ITEMS]):
+        tag, _, params = item.strip().partition(";")
+        tag = tag.strip()
+        if not tag or tag == "*" or len(tag) > 35:
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            weighted.append((-quality, index, tag))
+    return [tag for _, _, tag in sorted(weighted)]
+
+
+def negotiate(header: str | None, available: tuple[str, ...]) -> str | None:
+    """The best of `available` for an Accept-Language header ("de-AT" finds "de",
+    "pt" finds "pt-BR"), or None when nothing fits."""
+    if not header:
+        return None
+    by_lower = {tag.lower(): tag for tag in available}
+    by_base: dict[str, str] = {}
+    for tag in available:
+        by_base.setdefault(tag.split("-")[0].lower(), tag)
+    for wanted in parse_accept_language(header):
+        lowered = wanted.lower().replace("_", "-")
+        if lowered in by_lower:
+            return by_lower[lowered]
+        base = lowered.split("-")[0]
+        if base in by_base:
+            return by_base[base]
+    return None
