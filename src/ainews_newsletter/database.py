@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     DateTime,
     Dialect,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    func,
     inspect,
     text,
 )
@@ -42,6 +44,43 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # indexes in memory, which shortens a large import (BENCHMARKS.md says by how much).
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
+    # SQLite's own lower() folds A-Z only ("Ü" stays): matching a stored address by its
+    # lower case (the erase, a reader's data) needs every letter folded, as PostgreSQL does.
+    dbapi_connection.create_function(UNICODE_LOWER, 1, _unicode_lower, deterministic=True)
+
+
+UNICODE_LOWER = "ainews_lower"
+
+
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def folded(connection: Connection, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`column` in lower case, every letter (see _sqlite_pragmas)."""
+    if connection.dialect.name == "sqlite":
+        return getattr(func, UNICODE_LOWER)(column)  # type: ignore[no-any-return]
+    return func.lower(column)
+
+
+# The erase holds this alone; the writers of rows that may name a reader (feedback events)
+# hold it together, and read whether their reader was erased only once they hold it. So
+# an erase is never between such a writer's look and its write: either it committed
+# before the look (and the writer hashes), or it waits and then finds the new rows.
+_ERASE_LOCK_KEY = 0x61696E65  # "aine"
+
+
+def erase_lock(connection: Connection, exclusive: bool) -> None:
+    """Take the erase lock for the rest of this transaction. PostgreSQL: an advisory
+    transaction lock (exclusive for the erase, shared for writers). SQLite has one writer
+    at a time: a write that changes nothing takes the write lock at once, so what the
+    transaction reads next is what every committed erase left."""
+    if connection.dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        connection.execute(text(f"SELECT {function}(:key)"), {"key": _ERASE_LOCK_KEY})
+    else:
+        connection.execute(text(
+            "UPDATE alembic_version SET version_num = version_num WHERE 0"))
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -63,11 +102,13 @@ def engine_for(url: str) -> Engine:
     if database_file is not None or make_url(url).get_backend_name() == "sqlite":
         if database_file is not None:
             database_file.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
+        engine = create_engine(url, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         try:
-            engine = create_engine(url, pool_pre_ping=True)
+            # hide_parameters: an error's text (logged, or kept in schedule_runs.detail)
+            # never carries the values of the statement, such as a reader's address.
+            engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
         except (ArgumentError, ImportError) as exc:
             raise ConfigError(f"storage.url: {exc}") from None
     _engines[url] = engine
