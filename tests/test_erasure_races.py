@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, event, update
+from sqlalchemy import delete, event, func, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from ainews_newsletter import clock
@@ -188,3 +189,39 @@ def test_the_snapshot_lock_lets_other_updates_of_a_reader_through(project: Proje
             with pytest.raises(OperationalError, match="lock timeout"):
                 eraser.execute(delete(subscribers).where(subscribers.c.id == reader))
             eraser.rollback()
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql-c-locale"])
+def test_addresses_with_capitals_beyond_ascii_are_matched_where_lower_folds_only_ascii(
+        where: str, tmp_path: Any, request: pytest.FixtureRequest) -> None:
+    """SQLite's lower() and a PostgreSQL database made with LC_CTYPE "C" fold A-Z only: a
+    stored "ÜLRIKE…" is still found by its lower-case form (what the erase and the reader's
+    download match by)."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select
+
+    from ainews_newsletter.database import same_address
+
+    if where == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fold.db'}"
+    else:
+        server = str(request.getfixturevalue("postgres_url"))
+        with engine_for(server).connect().execution_options(
+                isolation_level="AUTOCOMMIT") as admin:
+            admin.exec_driver_sql("DROP DATABASE IF EXISTS fold_c")
+            admin.exec_driver_sql("CREATE DATABASE fold_c TEMPLATE template0 "
+                                  "LC_COLLATE 'C' LC_CTYPE 'C' ENCODING 'UTF8'")
+        url = make_url(server).set(database="fold_c").render_as_string(hide_password=False)
+    engine = create_engine(url)
+    table = Table("t", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("email", String(320)))
+    table.metadata.create_all(engine)
+    stored = ["ÜLRIKE.Zweig@example.com", "other@example.com", "Øyvind@example.com"]
+    with engine.begin() as connection:
+        connection.execute(insert(table), [{"email": email} for email in stored])
+        assert connection.execute(select(func.lower(table.c.email)).where(
+            table.c.id == 1)).scalar() != "ülrike.zweig@example.com"  # the case at hand
+        found = connection.execute(select(table.c.email).where(same_address(
+            connection, table.c.email, table.c.id,
+            {"ülrike.zweig@example.com", "other@example.com"})).order_by(table.c.id))
+        assert found.scalars().all() == stored[:2]
+    engine.dispose()

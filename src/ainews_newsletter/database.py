@@ -19,6 +19,8 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    or_,
+    select,
     text,
 )
 from sqlalchemy.engine import make_url
@@ -44,23 +46,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # indexes in memory, which shortens a large import (BENCHMARKS.md says by how much).
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
-    # SQLite's own lower() folds A-Z only ("Ü" stays): matching a stored address by its
-    # lower case (the erase, a reader's data) needs every letter folded, as PostgreSQL does.
-    dbapi_connection.create_function(UNICODE_LOWER, 1, _unicode_lower, deterministic=True)
 
 
-UNICODE_LOWER = "ainews_lower"
-
-
-def _unicode_lower(value: object) -> object:
-    return value.lower() if isinstance(value, str) else value
-
-
-def folded(connection: Connection, column: ColumnElement[Any]) -> ColumnElement[Any]:
-    """`column` in lower case, every letter (see _sqlite_pragmas)."""
+def same_address(connection: Connection, column: ColumnElement[Any],
+                 key: ColumnElement[Any], forms: set[str]) -> ColumnElement[bool]:
+    """Rows whose `column` is one of `forms` (lower-case addresses) in any letter case.
+    SQL's lower() folds A-Z everywhere, but letters beyond ASCII only on PostgreSQL with a
+    Unicode ctype (SQLite's and a C-locale PostgreSQL's leave "Ü" as it is): the rare
+    stored values with such letters are read and folded here, and found by their `key`."""
     if connection.dialect.name == "sqlite":
-        return getattr(func, UNICODE_LOWER)(column)  # type: ignore[no-any-return]
-    return func.lower(column)
+        beyond_ascii = column.op("GLOB")("*[^\x01-\x7f]*")  # a character outside ASCII
+    else:
+        beyond_ascii = column.op("~")("[^\\x01-\\x7F]")
+    keys = [row[0] for row in connection.execute(select(key, column).where(beyond_ascii))
+            if str(row[1]).lower() in forms]
+    matched = func.lower(column).in_(forms)
+    return or_(matched, key.in_(keys)) if keys else matched
 
 
 # The erase holds this alone; the writers of rows that may name a reader (feedback events)
@@ -106,8 +107,9 @@ def engine_for(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         try:
-            # hide_parameters: an error's text (logged, or kept in schedule_runs.detail)
-            # never carries the values of the statement, such as a reader's address.
+            # hide_parameters: an error's text (logged, or kept in schedule_runs.detail) does
+            # not repeat the statement's values, such as a reader's address (the database's
+            # own DETAIL line may still quote a key).
             engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
         except (ArgumentError, ImportError) as exc:
             raise ConfigError(f"storage.url: {exc}") from None

@@ -42,8 +42,8 @@ from ainews_newsletter.database import (
     engine_for,
     ensure_schema,
     erase_lock,
-    folded,
     insert_ignoring_conflicts,
+    same_address,
     sqlite_path,
 )
 from ainews_newsletter.delivery.redaction import ERASED_PREFIX, ERASED_TEXT, scrubbed
@@ -225,14 +225,14 @@ def _names(connection: Connection, forms: set[str], current: int | None) -> set[
     for table in (deliveries, welcomes):
         found.update(name for name in connection.execute(
             select(table.c.name).distinct().where(
-                folded(connection, table.c.email).in_(forms),
+                same_address(connection, table.c.email, table.c.id, forms),
                 table.c.name.is_not(None))).scalars()
             if name)
     return found
 
 
 def _ledger(connection: Connection, forms: set[str], mark: str, now: Any) -> dict[str, Any]:
-    named = folded(connection, deliveries.c.email).in_(forms)
+    named = same_address(connection, deliveries.c.email, deliveries.c.id, forms)
     rows = connection.execute(select(deliveries.c.id, deliveries.c.state,
                                      deliveries.c.last_reply).where(named)).all()
     not_sent = 0
@@ -254,7 +254,7 @@ def _ledger(connection: Connection, forms: set[str], mark: str, now: Any) -> dic
     removed_clicks = connection.execute(delete(clicks).where(
         clicks.c.delivery_id.in_(delivery_ids))).rowcount if delivery_ids else 0
     removed_welcomes = connection.execute(delete(welcomes).where(
-        folded(connection, welcomes.c.email).in_(forms))).rowcount
+        same_address(connection, welcomes.c.email, welcomes.c.id, forms))).rowcount
     return {"delivery_ids": delivery_ids, "not_sent": not_sent, "clicks": int(removed_clicks),
             "welcomes": int(removed_welcomes)}
 
@@ -262,7 +262,7 @@ def _ledger(connection: Connection, forms: set[str], mark: str, now: Any) -> dic
 def _feedback(connection: Connection, forms: set[str], delivery_ids: list[int],
               mark: str) -> int:
     # An event tied to one of this person's deliveries is theirs whatever address it names.
-    named = or_(folded(connection, feedback_events.c.email).in_(forms),
+    named = or_(same_address(connection, feedback_events.c.email, feedback_events.c.id, forms),
                 feedback_events.c.delivery_id.in_(delivery_ids))
     rows = connection.execute(select(feedback_events.c.id, feedback_events.c.diagnostic)
                               .where(named)).all()
@@ -321,8 +321,10 @@ def _unnamed(event: FeedbackEvent, key: str, erased: set[str],
         mark = marks[event.delivery_id]
     else:
         return event
+    # No subscriber either: SQLite may hand the erased reader's id to the next reader, who
+    # must not inherit this report (the policy and the failure counts go by that id).
     return replace(event, email=mark, diagnostic=scrubbed(event.diagnostic) or "",
-                   source=ERASED_TEXT)
+                   source=ERASED_TEXT, subscriber_id=None)
 
 
 _CHUNK = 8 << 20
