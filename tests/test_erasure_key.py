@@ -64,3 +64,15 @@ def test_erase_refuses_another_key_unless_told_the_key_changed(any_project: Proj
     assert p.query("SELECT count(*) FROM suppressions WHERE reason = 'key-check'") == [(1,)]
     assert p.run("subscribers", "erase", OTHER, "--yes", env=ENV).exit_code == 1
     assert p.run("subscribers", "add", "new.reader@example.com", env=OTHER_KEY).exit_code == 0
+
+
+def test_a_key_problem_is_said_before_the_question(project: Project) -> None:
+    """The operator is not asked "Erase … for good?" only to learn the key is wrong."""
+    project.run("subscribers", "add", ADDRESS)
+    project.run("subscribers", "add", OTHER)
+    assert project.run("subscribers", "erase", ADDRESS, "--yes", env=ENV).exit_code == 0
+    asked = project.run("subscribers", "erase", OTHER, env=OTHER_KEY, input="y\n")
+    assert asked.exit_code == 1
+    assert "for good?" not in asked.output
+    assert "not the one earlier erases used" in asked.output
+    assert project.query("SELECT email FROM subscribers") == [(OTHER,)]

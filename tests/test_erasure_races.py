@@ -11,16 +11,35 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import delete, event, func, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config, load_config
+from ainews_newsletter.database import engine_for
+from ainews_newsletter.feedback.events import EventLog, FeedbackEvent
+from ainews_newsletter.feedback.findings import FeedbackKind
 from ainews_newsletter.models import Recipient, Window
-from ainews_newsletter.pipeline.erasure import erase
+from ainews_newsletter.pipeline.erasure import erase, unnamer
 from ainews_newsletter.pipeline.send import execute_send, plan_send
 from ainews_newsletter.pipeline.welcome import Welcomes
+from ainews_newsletter.subscribers.erased import erased_mark
 from ainews_newsletter.subscribers.newcomers import Newcomers
+from ainews_newsletter.subscribers.queries import still_listed
+from ainews_newsletter.subscribers.schema import subscribers
 from ainews_newsletter.subscribers.store import SubscriberStore
 from tests.conftest import Project, SmtpServer
-from tests.erase_data import ADDRESS, KEY, NAME, OTHER, OTHER_NAME, database_bytes, hits
+from tests.erase_data import (
+    ADDRESS,
+    KEY,
+    NAME,
+    OTHER,
+    OTHER_NAME,
+    database_bytes,
+    hits,
+    seed,
+)
 
 ENV = {"AINEWS_SECRET_KEY": KEY}
 
@@ -94,3 +113,115 @@ def test_a_reader_erased_after_being_read_gets_no_welcome_row(any_project: Proje
     assert [reader.email for reader in queued] == [OTHER]
     assert p.query("SELECT email, name FROM welcomes") == [(OTHER, OTHER_NAME)]
     assert hits(database_bytes(config), ADDRESS, NAME) == []
+
+
+def test_a_report_stored_while_an_erase_is_under_way_does_not_name_the_reader(
+        any_project: Project) -> None:
+    """The erase is held inside its transaction (after it took the erase lock, before it
+    commits) while a bounce for the reader, read and matched before, is being stored: the
+    store waits for the erase and then stores the mark, not the address. Without the lock
+    the store would look before the erase commits and the erase would not see its row."""
+    p = any_project
+    config = _config(p)
+    seed(engine_for(config.database_url), unsubscribe=False)
+    engine = engine_for(config.database_url)
+    erasing = threading.Event()
+    release = threading.Event()
+    eraser: list[int] = []
+
+    def hold_the_erase(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if threading.get_ident() in eraser and statement.startswith("DELETE FROM subscribers"):
+            erasing.set()
+            release.wait(30)
+
+    late = FeedbackEvent(
+        dedup_key="late-during-erase", received_at=clock.now(), kind=FeedbackKind.HARD,
+        email=ADDRESS.lower(), status="5.1.1", action="failed",
+        diagnostic=f"550 5.1.1 <{ADDRESS.lower()}> {NAME}", feedback_type=None,
+        source=f"/var/mail/{ADDRESS}.eml", matched_by="recipient", delivery_id=None,
+        issue_id=None, subscriber_id=None)
+    stored: list[FeedbackEvent] = []
+    event.listen(engine, "before_cursor_execute", hold_the_erase)
+    try:
+        def run_erase() -> None:
+            eraser.append(threading.get_ident())
+            erase(config, [ADDRESS])
+
+        erase_thread = threading.Thread(target=run_erase)
+        erase_thread.start()
+        assert erasing.wait(30), "the erase never reached its DELETE"
+        store_thread = threading.Thread(target=lambda: stored.append(
+            EventLog(engine).record(late, unnamer(config))[0]))
+        store_thread.start()
+        store_thread.join(timeout=1)  # it waits for the erase (not asserted: no timing)
+        release.set()
+        erase_thread.join(timeout=60)
+        store_thread.join(timeout=60)
+    finally:
+        release.set()
+        event.remove(engine, "before_cursor_execute", hold_the_erase)
+    assert not erase_thread.is_alive() and not store_thread.is_alive()
+    mark = erased_mark(KEY, ADDRESS.lower())
+    assert [(e.email, e.diagnostic, e.source) for e in stored] == [
+        (mark, "550 5.1.1 (erased on request)", "(erased on request)")]
+    assert hits(database_bytes(config), ADDRESS, NAME) == []
+
+
+def test_the_snapshot_lock_lets_other_updates_of_a_reader_through(project: Project,
+                                                                  postgres_url: str) -> None:
+    """PostgreSQL: the snapshot's look at who is still listed locks the readers FOR KEY
+    SHARE, which holds off their DELETE (the erase) but not an UPDATE (an unsubscribe, an
+    import): FOR SHARE made those wait, and could deadlock a send."""
+    p = project
+    p.storage_url = postgres_url
+    p.run("subscribers", "add", ADDRESS)
+    config = _config(p)
+    engine = engine_for(config.database_url)
+    [(reader,)] = p.query("SELECT id FROM subscribers")
+    with engine.begin() as snapshot:
+        assert still_listed(snapshot, [reader]) == {(reader, ADDRESS)}
+        with engine.begin() as other:
+            other.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+            other.execute(update(subscribers).where(subscribers.c.id == reader)
+                          .values(status="unsubscribed"))
+        with engine.connect() as eraser:
+            eraser.exec_driver_sql("SET lock_timeout = '200ms'")
+            with pytest.raises(OperationalError, match="lock timeout"):
+                eraser.execute(delete(subscribers).where(subscribers.c.id == reader))
+            eraser.rollback()
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql-c-locale"])
+def test_addresses_with_capitals_beyond_ascii_are_matched_where_lower_folds_only_ascii(
+        where: str, tmp_path: Any, request: pytest.FixtureRequest) -> None:
+    """SQLite's lower() and a PostgreSQL database made with LC_CTYPE "C" fold A-Z only: a
+    stored "ÜLRIKE…" is still found by its lower-case form (what the erase and the reader's
+    download match by)."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select
+
+    from ainews_newsletter.database import same_address
+
+    if where == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fold.db'}"
+    else:
+        server = str(request.getfixturevalue("postgres_url"))
+        with engine_for(server).connect().execution_options(
+                isolation_level="AUTOCOMMIT") as admin:
+            admin.exec_driver_sql("DROP DATABASE IF EXISTS fold_c")
+            admin.exec_driver_sql("CREATE DATABASE fold_c TEMPLATE template0 "
+                                  "LC_COLLATE 'C' LC_CTYPE 'C' ENCODING 'UTF8'")
+        url = make_url(server).set(database="fold_c").render_as_string(hide_password=False)
+    engine = create_engine(url)
+    table = Table("t", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("email", String(320)))
+    table.metadata.create_all(engine)
+    stored = ["ÜLRIKE.Zweig@example.com", "other@example.com", "Øyvind@example.com"]
+    with engine.begin() as connection:
+        connection.execute(insert(table), [{"email": email} for email in stored])
+        assert connection.execute(select(func.lower(table.c.email)).where(
+            table.c.id == 1)).scalar() != "ülrike.zweig@example.com"  # the case at hand
+        found = connection.execute(select(table.c.email).where(same_address(
+            connection, table.c.email, table.c.id,
+            {"ülrike.zweig@example.com", "other@example.com"})).order_by(table.c.id))
+        assert found.scalars().all() == stored[:2]
+    engine.dispose()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     DateTime,
     Dialect,
@@ -16,7 +17,10 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    func,
     inspect,
+    or_,
+    select,
     text,
 )
 from sqlalchemy.engine import make_url
@@ -44,6 +48,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def same_address(connection: Connection, column: ColumnElement[Any],
+                 key: ColumnElement[Any], forms: set[str]) -> ColumnElement[bool]:
+    """Rows whose `column` is one of `forms` (lower-case addresses) in any letter case.
+    SQL's lower() folds A-Z everywhere, but letters beyond ASCII only on PostgreSQL with a
+    Unicode ctype (SQLite's and a C-locale PostgreSQL's leave "Ü" as it is): the rare
+    stored values with such letters are read and folded here, and found by their `key`."""
+    if connection.dialect.name == "sqlite":
+        beyond_ascii = column.op("GLOB")("*[^\x01-\x7f]*")  # a character outside ASCII
+    else:
+        beyond_ascii = column.op("~")("[^\\x01-\\x7F]")
+    keys = [row[0] for row in connection.execute(select(key, column).where(beyond_ascii))
+            if str(row[1]).lower() in forms]
+    matched = func.lower(column).in_(forms)
+    return or_(matched, key.in_(keys)) if keys else matched
+
+
+# The erase holds this alone; the writers of rows that may name a reader (feedback events)
+# hold it together, and read whether their reader was erased only once they hold it. So
+# an erase is never between such a writer's look and its write: either it committed
+# before the look (and the writer hashes), or it waits and then finds the new rows.
+_ERASE_LOCK_KEY = 0x61696E65  # "aine"
+
+
+def erase_lock(connection: Connection, exclusive: bool) -> None:
+    """Take the erase lock for the rest of this transaction. PostgreSQL: an advisory
+    transaction lock (exclusive for the erase, shared for writers). SQLite has one writer
+    at a time: a write that changes nothing takes the write lock at once, so what the
+    transaction reads next is what every committed erase left."""
+    if connection.dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        connection.execute(text(f"SELECT {function}(:key)"), {"key": _ERASE_LOCK_KEY})
+    else:
+        connection.execute(text(
+            "UPDATE alembic_version SET version_num = version_num WHERE 0"))
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL, or None (another database, or SQLite in memory)."""
     try:
@@ -63,11 +103,14 @@ def engine_for(url: str) -> Engine:
     if database_file is not None or make_url(url).get_backend_name() == "sqlite":
         if database_file is not None:
             database_file.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
+        engine = create_engine(url, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         try:
-            engine = create_engine(url, pool_pre_ping=True)
+            # hide_parameters: an error's text (logged, or kept in schedule_runs.detail) does
+            # not repeat the statement's values, such as a reader's address (the database's
+            # own DETAIL line may still quote a key).
+            engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
         except (ArgumentError, ImportError) as exc:
             raise ConfigError(f"storage.url: {exc}") from None
     _engines[url] = engine

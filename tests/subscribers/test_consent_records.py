@@ -203,3 +203,12 @@ def test_resubscribe_records_the_new_request(any_project: Project) -> None:
         assert done.exit_code == 0, done.output
         assert _records(p)[address] == ("cli", "ainews subscribers resubscribe", None, None,
                                         None, True)
+
+
+def test_resubscribing_an_active_reader_keeps_how_they_joined(any_project: Project) -> None:
+    p = any_project
+    assert p.run("subscribers", "add", "kept@example.com").exit_code == 0
+    before = _records(p)["kept@example.com"]
+    assert p.run("subscribers", "resubscribe", "kept@example.com").exit_code == 0
+    assert _records(p)["kept@example.com"] == before == (
+        "cli", "ainews subscribers add", None, None, None, True)

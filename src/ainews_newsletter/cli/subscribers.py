@@ -159,8 +159,12 @@ def resubscribe(state: AppState, email: str) -> None:
     """Make EMAIL active again and lift its suppression: only for someone who asked (their
     consent record becomes this request, made on the command line now)."""
     store = open_store(state)
+    before = store.get(email)
     subscriber = store.resubscribe(email)
-    _record_cli_consent(store, subscriber, "resubscribe")
+    if before is None or before.status is not SubscriberStatus.ACTIVE:
+        # Only a real return is a new agreement: an active reader keeps the record of how
+        # they joined (a web sign-up's proof is stronger than this command's).
+        _record_cli_consent(store, subscriber, "resubscribe")
     console.print(f"resubscribed {subscriber.email} (active)")
 
 

@@ -41,8 +41,8 @@ def erase(state: AppState, emails: tuple[str, ...], address_file: Path | None,
     through double opt-in. Needs AINEWS_SECRET_KEY, always the same one (another one is
     refused unless --new-key). Erasing an address again, or one never stored, changes
     nothing and is reported as not found."""
+    from ainews_newsletter.pipeline.erasure import check_erase_allowed
     from ainews_newsletter.pipeline.erasure import erase as erase_addresses
-    from ainews_newsletter.subscribers.erased import require_key
 
     addresses = list(emails)
     if address_file is not None:
@@ -53,7 +53,7 @@ def erase(state: AppState, emails: tuple[str, ...], address_file: Path | None,
     if not addresses:
         raise click.UsageError("name at least one EMAIL, or --file FILE")
     config = state.config
-    require_key(config.secret_key.get_secret_value() if config.secret_key else None)
+    check_erase_allowed(config, new_key)  # a key problem is said before the question
     if not confirmed(f"Erase {counted(len(addresses), 'address', 'addresses')} for good?",
                      yes):
         console.print("Not erased.")

@@ -6,13 +6,14 @@ taken and adds nothing."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     Index,
     Integer,
@@ -27,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from ainews_newsletter.database import UTCDateTime, ensure_schema
+from ainews_newsletter.database import UTCDateTime, ensure_schema, erase_lock
 from ainews_newsletter.feedback.findings import FeedbackKind
 
 metadata = MetaData()
@@ -117,16 +118,26 @@ def _event(row: Any) -> FeedbackEvent:
     return FeedbackEvent(**values)
 
 
+# Called in the writing transaction, under the erase lock (database.erase_lock), before
+# the events are stored: what to store instead (pipeline/erasure.py unnames the events of
+# readers erased meanwhile). Looking any earlier would leave a gap an erase could commit in.
+Prepare = Callable[[Connection, list[FeedbackEvent]], list[FeedbackEvent]]
+
+
 class EventLog:
     def __init__(self, engine: Engine) -> None:
         ensure_schema(engine)
         self.engine = engine
 
-    def record(self, event: FeedbackEvent) -> tuple[FeedbackEvent, bool]:
+    def record(self, event: FeedbackEvent, prepare: Prepare | None = None,
+               ) -> tuple[FeedbackEvent, bool]:
         """Store the event unless its key is known. Returns the stored event (the earlier
-        one when it was a repeat) and whether it is new."""
+        one when it was a repeat) and whether it is new. `prepare`: see Prepare."""
         try:
             with self.engine.begin() as connection:
+                if prepare is not None:
+                    erase_lock(connection, exclusive=False)
+                    (event,) = prepare(connection, [event])
                 inserted = connection.execute(feedback_events.insert().values(event.columns))
                 assert inserted.inserted_primary_key is not None
                 return replace(event, id=inserted.inserted_primary_key[0]), True
@@ -136,12 +147,13 @@ class EventLog:
                 raise
             return earlier, False
 
-    def record_many(self, events: Sequence[FeedbackEvent]) -> list[tuple[FeedbackEvent, bool]]:
+    def record_many(self, events: Sequence[FeedbackEvent], prepare: Prepare | None = None,
+                    ) -> list[tuple[FeedbackEvent, bool]]:
         """Store a batch (a webhook body's events) in one transaction, each event once by
         its key: INSERT … ON CONFLICT DO NOTHING, RETURNING the keys it stored, so a key
         taken before, by another request meanwhile, or earlier in the same batch is known
         as such. Returns, in order, the stored event (the earlier one for a repeat) and
-        whether it is new."""
+        whether it is new. `prepare`: see Prepare."""
         if not events:
             return []
         from sqlalchemy.dialects import postgresql, sqlite
@@ -149,13 +161,16 @@ class EventLog:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         statement = (dialect.insert(feedback_events).on_conflict_do_nothing()
                      .returning(feedback_events.c.id, feedback_events.c.dedup_key))
-        first: dict[str, FeedbackEvent] = {}
-        for event in events:
-            first.setdefault(event.dedup_key, event)
-        keys = list(first)
         stored: dict[str, FeedbackEvent] = {}
         new_ids: dict[str, int] = {}
         with self.engine.begin() as connection:
+            if prepare is not None:
+                erase_lock(connection, exclusive=False)
+                events = prepare(connection, list(events))
+            first: dict[str, FeedbackEvent] = {}
+            for event in events:
+                first.setdefault(event.dedup_key, event)
+            keys = list(first)
             for start in range(0, len(keys), _CHUNK):
                 rows = [first[key].columns for key in keys[start:start + _CHUNK]]
                 for row in connection.execute(statement, rows):

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, delete, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter import clock
@@ -41,21 +41,23 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.database import (
     engine_for,
     ensure_schema,
+    erase_lock,
     insert_ignoring_conflicts,
+    same_address,
     sqlite_path,
 )
 from ainews_newsletter.delivery.redaction import ERASED_PREFIX, ERASED_TEXT, scrubbed
 from ainews_newsletter.delivery.tables import clicks, deliveries, welcomes
 from ainews_newsletter.errors import SubscriberError
-from ainews_newsletter.feedback.events import FeedbackEvent, feedback_events
+from ainews_newsletter.feedback.events import FeedbackEvent, Prepare, feedback_events
 from ainews_newsletter.models import DeliveryState, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.erased import (
     address_hash,
     erased_among,
     erased_mark,
-    lowered_forms,
     record_key_check,
+    replace_key_check,
     require_key,
     require_same_key,
 )
@@ -102,15 +104,12 @@ def erase(config: Config, addresses: Sequence[str], source: str = "cli",
     """Erase each address (see the module's docstring). ConfigError without
     AINEWS_SECRET_KEY, or with another key than earlier erases used (unless `new_key`),
     before anything changes."""
-    key = require_key(config.secret_key.get_secret_value() if config.secret_key else None)
+    key = check_erase_allowed(config, new_key)
     engine = engine_for(config.database_url)
-    ensure_schema(engine)
-    with engine.begin() as connection:
-        require_same_key(connection, key, new_key)
     done: list[Erased] = []
     words: set[str] = set()
     for address in addresses:
-        erased, named = _erase_one(engine, key, address, source)
+        erased, named = _erase_one(engine, key, address, source, new_key)
         done.append(erased)
         words |= named
     _checkpoint(engine)
@@ -129,6 +128,18 @@ def erase(config: Config, addresses: Sequence[str], source: str = "cli",
     return [replace(item, file=file) for item in done]
 
 
+def check_erase_allowed(config: Config, new_key: bool = False) -> str:
+    """The key an erase will use, or ConfigError: none set, or not the one earlier erases
+    used (unless `new_key`). Changes nothing: the CLI asks it before its prompt, and each
+    erase asks again inside its own transaction."""
+    key = require_key(config.secret_key.get_secret_value() if config.secret_key else None)
+    engine = engine_for(config.database_url)
+    ensure_schema(engine)
+    with engine.connect() as connection:
+        require_same_key(connection, key, new_key)
+    return key
+
+
 def _normalized(address: str) -> str:
     try:
         return normalize(address, allow_test=True)[1]
@@ -138,7 +149,7 @@ def _normalized(address: str) -> str:
         return address.strip().lower()
 
 
-def _erase_one(engine: Engine, key: str, address: str, source: str,
+def _erase_one(engine: Engine, key: str, address: str, source: str, new_key: bool = False,
                ) -> tuple[Erased, set[str]]:
     """What it did, and the words that named the person (the address, their names)."""
     normalized = _normalized(address)
@@ -148,14 +159,18 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
         if connection.dialect.name == "sqlite":
             # Deleted and rewritten rows leave their old bytes in the page unless this is on.
             connection.exec_driver_sql("PRAGMA secure_delete = ON")
+        # Alone from here to the commit: no writer of feedback events looks in between,
+        # and a second erase with another key sees this one's fingerprint.
+        erase_lock(connection, exclusive=True)
+        replacing = require_same_key(connection, key, new_key)
         row = connection.execute(select(subscribers.c.id, subscribers.c.status,
                                         subscribers.c.email).where(
             subscribers.c.email_normalized == normalized)).first()
         # Ledger rows are matched by their own stored address (as written, or as retention
         # hashed it), never by subscriber id alone: SQLite hands a deleted highest id to the
         # next reader, so an old id of this person may now be someone else's.
-        forms = {address_hash(key, normalized), *lowered_forms(
-            normalized, address, *([row.email] if row is not None else []))}
+        forms = {address_hash(key, normalized), normalized, address.strip().lower(),
+                 *([row.email.lower()] if row is not None else [])}
         # What the file scan looks for: the address, the full names, and the local part
         # where it is long enough not to match ordinary words.
         local = normalized.partition("@")[0]
@@ -179,7 +194,10 @@ def _erase_one(engine: Engine, key: str, address: str, source: str,
             suppressions.c.email_normalized == normalized))
         insert_ignoring_conflicts(connection, suppressions, [{
             "email_normalized": mark, "reason": _mark_reason(earlier, row), "created_at": now}])
-        record_key_check(connection, key, now)
+        if replacing:
+            replace_key_check(connection, key, now)
+        else:
+            record_key_check(connection, key, now)
     return Erased(address=address.strip(), subscriber=row is not None,
                   deliveries=len(counts["delivery_ids"]), not_sent=counts["not_sent"],
                   feedback_events=feedback, clicks=counts["clicks"],
@@ -207,13 +225,14 @@ def _names(connection: Connection, forms: set[str], current: int | None) -> set[
     for table in (deliveries, welcomes):
         found.update(name for name in connection.execute(
             select(table.c.name).distinct().where(
-                func.lower(table.c.email).in_(forms), table.c.name.is_not(None))).scalars()
+                same_address(connection, table.c.email, table.c.id, forms),
+                table.c.name.is_not(None))).scalars()
             if name)
     return found
 
 
 def _ledger(connection: Connection, forms: set[str], mark: str, now: Any) -> dict[str, Any]:
-    named = func.lower(deliveries.c.email).in_(forms)
+    named = same_address(connection, deliveries.c.email, deliveries.c.id, forms)
     rows = connection.execute(select(deliveries.c.id, deliveries.c.state,
                                      deliveries.c.last_reply).where(named)).all()
     not_sent = 0
@@ -235,7 +254,7 @@ def _ledger(connection: Connection, forms: set[str], mark: str, now: Any) -> dic
     removed_clicks = connection.execute(delete(clicks).where(
         clicks.c.delivery_id.in_(delivery_ids))).rowcount if delivery_ids else 0
     removed_welcomes = connection.execute(delete(welcomes).where(
-        func.lower(welcomes.c.email).in_(forms))).rowcount
+        same_address(connection, welcomes.c.email, welcomes.c.id, forms))).rowcount
     return {"delivery_ids": delivery_ids, "not_sent": not_sent, "clicks": int(removed_clicks),
             "welcomes": int(removed_welcomes)}
 
@@ -243,7 +262,7 @@ def _ledger(connection: Connection, forms: set[str], mark: str, now: Any) -> dic
 def _feedback(connection: Connection, forms: set[str], delivery_ids: list[int],
               mark: str) -> int:
     # An event tied to one of this person's deliveries is theirs whatever address it names.
-    named = or_(func.lower(feedback_events.c.email).in_(forms),
+    named = or_(same_address(connection, feedback_events.c.email, feedback_events.c.id, forms),
                 feedback_events.c.delivery_id.in_(delivery_ids))
     rows = connection.execute(select(feedback_events.c.id, feedback_events.c.diagnostic)
                               .where(named)).all()
@@ -264,26 +283,33 @@ def _checkpoint(engine: Engine) -> None:
         connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 
-def unnamed_if_erased(config: Config, events: list[FeedbackEvent]) -> list[FeedbackEvent]:
-    """Reports that arrive after their reader was erased (a late bounce, a provider's event,
-    a refusal of the message that was on its way) are stored as the erase left the others:
-    the mark for the address, no free text. An event matched to an erased delivery (by its
-    VERP tag) counts too, whatever recipient it names (none, or a forwarding address): its
-    diagnostic may still quote the erased one. Two indexed reads per batch of events."""
+def unnamer(config: Config) -> Prepare | None:
+    """What the feedback event writers call in their own transaction (feedback/events.py
+    Prepare), so reports that arrive after their reader was erased (a late bounce, a
+    provider's event, a refusal of the message that was on its way) are stored as the erase
+    left the others: the mark for the address, no free text. An event matched to an erased
+    delivery (by its VERP tag) counts too, whatever recipient it names (none, or a
+    forwarding address): its diagnostic may still quote the erased one. Two indexed reads
+    per batch. None without AINEWS_SECRET_KEY (nothing can have been erased)."""
     key = config.secret_key.get_secret_value() if config.secret_key else None
-    named = {event.email.strip().lower() for event in events if event.email}
-    tied = {event.delivery_id for event in events if event.delivery_id is not None}
-    if not key or not (named or tied):
-        return events
-    with engine_for(config.database_url).connect() as connection:
+    if not key:
+        return None
+
+    def unnamed(connection: Connection, events: list[FeedbackEvent]) -> list[FeedbackEvent]:
+        named = {event.email.strip().lower() for event in events if event.email}
+        tied = {event.delivery_id for event in events if event.delivery_id is not None}
+        if not (named or tied):
+            return events
         erased = erased_among(connection, key, named)
         marks: dict[int, str] = {row.id: row.email for row in connection.execute(
             select(deliveries.c.id, deliveries.c.email).where(
                 deliveries.c.id.in_(tied), deliveries.c.email.startswith(ERASED_PREFIX)))
         } if tied else {}
-    if not erased and not marks:
-        return events
-    return [_unnamed(event, key, erased, marks) for event in events]
+        if not erased and not marks:
+            return events
+        return [_unnamed(event, key, erased, marks) for event in events]
+
+    return unnamed
 
 
 def _unnamed(event: FeedbackEvent, key: str, erased: set[str],
@@ -295,8 +321,10 @@ def _unnamed(event: FeedbackEvent, key: str, erased: set[str],
         mark = marks[event.delivery_id]
     else:
         return event
+    # No subscriber either: SQLite may hand the erased reader's id to the next reader, who
+    # must not inherit this report (the policy and the failure counts go by that id).
     return replace(event, email=mark, diagnostic=scrubbed(event.diagnostic) or "",
-                   source=ERASED_TEXT)
+                   source=ERASED_TEXT, subscriber_id=None)
 
 
 _CHUNK = 8 << 20

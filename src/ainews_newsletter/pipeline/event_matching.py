@@ -20,7 +20,7 @@ from ainews_newsletter.delivery.lookup import SentDelivery
 from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.feedback.events import FeedbackEvent, event_key
 from ainews_newsletter.feedback.webhooks.provider_event import ProviderEvent
-from ainews_newsletter.pipeline.erasure import unnamed_if_erased
+from ainews_newsletter.pipeline.erasure import unnamer
 from ainews_newsletter.pipeline.feedback import FeedbackRecorder, IngestSummary, Recorded
 
 
@@ -90,8 +90,8 @@ def record_provider_events(config: Config, provider: str, events: Sequence[Provi
             effect="none" if delivery else "unmatched", provider=provider,
             reported_at=event.occurred_at or None))
     summary = into if into is not None else IngestSummary(messages=1)
-    rows = unnamed_if_erased(config, rows)  # a reader erased since the message went
-    for stored, new in recorder.log.record_many(rows):
+    # unnamer: a reader erased since the message went is not named (checked as it is stored)
+    for stored, new in recorder.log.record_many(rows, unnamer(config)):
         if new:
             stored = recorder.apply_policy_once(stored)
         summary.add(Recorded(stored, new))

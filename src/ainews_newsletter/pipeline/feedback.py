@@ -35,7 +35,7 @@ from ainews_newsletter.feedback.mailfile import MAX_BYTES, MailItem, Unreadable
 from ainews_newsletter.feedback.parse import parse_message
 from ainews_newsletter.feedback.verp import tag_in
 from ainews_newsletter.models import SendOutcome, SubscriberStatus
-from ainews_newsletter.pipeline.erasure import unnamed_if_erased
+from ainews_newsletter.pipeline.erasure import unnamer
 from ainews_newsletter.pipeline.issue import issue_for, open_ledger, open_subscribers
 from ainews_newsletter.subscribers.store import SubscriberStore
 
@@ -176,8 +176,7 @@ class FeedbackRecorder:
         return self._store_and_apply(event)
 
     def _store_and_apply(self, event: FeedbackEvent) -> Recorded:
-        (event,) = unnamed_if_erased(self.config, [event])  # its reader may have been erased
-        stored, new = self.log.record(event)
+        stored, new = self.log.record(event, unnamer(self.config))  # reader erased meanwhile?
         if new:
             stored = self.apply_policy_once(stored)
         # A repeat acts only if the first reading never got to (effect still "none": a

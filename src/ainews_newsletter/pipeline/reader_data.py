@@ -13,16 +13,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, or_, select
 
 from ainews_newsletter.config import Config
-from ainews_newsletter.database import engine_for
+from ainews_newsletter.database import engine_for, same_address
 from ainews_newsletter.delivery.tables import clicks, deliveries, issue_links, issues, welcomes
 from ainews_newsletter.feedback.events import feedback_events
 from ainews_newsletter.models import Subscriber
 from ainews_newsletter.pipeline.issue import open_subscribers
 from ainews_newsletter.pipeline.retention import secret_of
-from ainews_newsletter.subscribers.erased import address_hash, lowered_forms
+from ainews_newsletter.subscribers.erased import address_hash
 from ainews_newsletter.subscribers.history import SubscriberHistory
 from ainews_newsletter.subscribers.schema import consents
 
@@ -36,7 +36,7 @@ def _time(value: datetime | None) -> str | None:
 def reader_data(config: Config, subscriber: Subscriber) -> dict[str, Any]:
     """Everything about `subscriber` (a row read just before), nothing of anyone else."""
     engine = engine_for(config.database_url)
-    addresses = lowered_forms(subscriber.email, subscriber.email_normalized)
+    addresses = {subscriber.email.lower(), subscriber.email_normalized.lower()}
     secret = secret_of(config)
     if secret is not None:  # rows the retention already hashed are still theirs
         addresses |= {address_hash(secret, address) for address in list(addresses)}
@@ -95,7 +95,7 @@ def _deliveries(connection: Connection, subscriber_id: int,
                issues.c.list_id, issues.c.subject)
         .join(issues, issues.c.id == deliveries.c.issue_id)
         .where(deliveries.c.subscriber_id == subscriber_id,
-               func.lower(deliveries.c.email).in_(addresses))
+               same_address(connection, deliveries.c.email, deliveries.c.id, addresses))
         .order_by(deliveries.c.id)).all()
     return [{"id": row.id, "issue": row.period_key, "list": row.list_id,
              "subject": row.subject, "email": row.email, "name": row.name,
@@ -108,7 +108,7 @@ def _welcome(connection: Connection, subscriber_id: int,
              addresses: set[str]) -> dict[str, Any] | None:
     row = connection.execute(select(welcomes).where(
         welcomes.c.subscriber_id == subscriber_id,
-        func.lower(welcomes.c.email).in_(addresses))).first()
+        same_address(connection, welcomes.c.email, welcomes.c.id, addresses))).first()
     if row is None:
         return None
     return {"email": row.email, "name": row.name, "outcome": row.state,
@@ -118,7 +118,7 @@ def _welcome(connection: Connection, subscriber_id: int,
 
 def _feedback(connection: Connection, subscriber_id: int, delivery_ids: list[int],
               addresses: set[str]) -> list[dict[str, Any]]:
-    theirs = [func.lower(feedback_events.c.email).in_(addresses)]
+    theirs = [same_address(connection, feedback_events.c.email, feedback_events.c.id, addresses)]
     if delivery_ids:
         theirs.append(feedback_events.c.delivery_id.in_(delivery_ids))
     rows = connection.execute(

@@ -36,17 +36,6 @@ def address_hash(secret: str, address: str) -> str:
     return HASHED + digest
 
 
-def lowered_forms(*addresses: str) -> set[str]:
-    """What SQL lower() may make of these addresses as stored: PostgreSQL folds every
-    letter like Python, SQLite's built-in lower() only A-Z (an "Ü" stays), so a match on
-    lower(email) looks for both forms."""
-    forms: set[str] = set()
-    for address in addresses:
-        typed = address.strip()
-        forms |= {typed.lower(), "".join(c.lower() if c.isascii() else c for c in typed)}
-    return forms
-
-
 def require_key(secret_key: str | None) -> str:
     """The secret key, or ConfigError: without it an erase would leave the address itself
     (or a hash anyone can recompute) behind."""
@@ -106,21 +95,27 @@ def record_key_check(connection: Connection, secret_key: str, now: datetime) -> 
             email_normalized=key_check(secret_key), reason=KEY_CHECK_REASON, created_at=now))
 
 
-def require_same_key(connection: Connection, secret_key: str, new_key: bool = False) -> None:
+def require_same_key(connection: Connection, secret_key: str, new_key: bool = False) -> bool:
     """ConfigError when earlier erases used another key: this one's marks would not match
     theirs, so those addresses could be imported again unnoticed. With `new_key` (the
-    operator changed the key for good) the old fingerprint goes and the erase's own
-    record_key_check writes this key's."""
+    operator changed the key for good): True, and the caller replaces the fingerprint in
+    the transaction of its erase (replace_key_check)."""
     recorded = connection.execute(select(suppressions.c.email_normalized).where(
         suppressions.c.reason == KEY_CHECK_REASON)).scalars().all()
     if not recorded or key_check(secret_key) in recorded:
-        return
+        return False
     if not new_key:
         raise ConfigError("AINEWS_SECRET_KEY is not the one earlier erases used: set that "
                           "key again, or pass --new-key to erase with this one from now on "
                           "(addresses erased with the old key are then no longer "
                           "recognised on import)")
+    return True
+
+
+def replace_key_check(connection: Connection, secret_key: str, now: datetime) -> None:
+    """The fingerprint of `secret_key` instead of any earlier one (`erase --new-key`)."""
     connection.execute(delete(suppressions).where(suppressions.c.reason == KEY_CHECK_REASON))
+    record_key_check(connection, secret_key, now)
 
 
 def check_erase_key(connection: Connection, secret_key: str | None) -> None:

@@ -285,12 +285,14 @@ def deliverable_now(connection: Connection, subscriber_id: int) -> bool:
 def still_listed(connection: Connection, ids: Sequence[int]) -> set[tuple[int, str]]:
     """Which of these readers are still on the list, as (id, address): asked by a writer of
     queued rows in its own transaction (delivery/unlisted.py says why). On PostgreSQL the
-    rows are share-locked until that transaction ends, so an erase waits for it or is
-    waited for."""
+    rows are locked FOR KEY SHARE until that transaction ends, so an erase (a DELETE) waits
+    for it or is waited for; in id order, and not FOR SHARE, which would also block every
+    UPDATE of a reader (an import, an unsubscribe) and could deadlock with one."""
     if not ids:
         return set()
-    query = select(subscribers.c.id, subscribers.c.email).where(subscribers.c.id.in_(ids))
+    query = (select(subscribers.c.id, subscribers.c.email).where(subscribers.c.id.in_(ids))
+             .order_by(subscribers.c.id))
     if connection.dialect.name == "postgresql":
-        query = query.with_for_update(read=True)
+        query = query.with_for_update(read=True, key_share=True)
     return {(row.id, row.email) for row in connection.execute(query)}
 
