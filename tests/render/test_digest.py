@@ -183,3 +183,17 @@ def test_masthead_numbers_issues_and_links_the_archive(project: Project) -> None
     ledger.create_issue(audience_list(config), build(
         config, Window(week="2026-W46")), (), rendered.period.start)
     assert "Issue #2 ·" in build(config, W47).text  # after one earlier issue
+
+
+def test_grouped_issue_headings_in_the_issues_language(project: Project) -> None:
+    """"More news" (posts without a category, built in Python) and "More this week" come
+    out in the newsletter's language, in both parts."""
+    project.write_config('[posts]\ngroup_by = "category"\nmax_posts = 2\n')
+    write_post(project.posts, "2026-11-21-sat.md",
+               post_text("Saturday Without Category", "2026-11-21T09:00:00Z", ""))
+    config = load_config(project.config_path, environ={},
+                         overrides={"newsletter": {"language": "de"}})
+    html, text = build(config, W47).personalize("https://news.example.org/u/t")
+    assert "== WEITERE MELDUNGEN ==" in text and ">WEITERE MELDUNGEN<" in html
+    assert "MEHR AUS DIESER WOCHE" in text and ">Mehr aus dieser Woche<" in html
+    assert "More news" not in html + text and "MORE THIS WEEK" not in text

@@ -28,7 +28,7 @@ from types import TracebackType
 
 from sqlalchemy import ColumnElement, and_
 
-from ainews_newsletter import clock
+from ainews_newsletter import clock, translations
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.claims import Claim, RetryPolicy
@@ -116,19 +116,24 @@ class WelcomeRun:
 
 class Welcomes:
     """Queueing and sending welcomes for one config. Thread-safe: `serve`'s background
-    tasks and its loop share one. The welcome is rendered once per kind (readers with a
-    name, without) and latest issue, and kept."""
+    tasks and its loop share one. The welcome is rendered once per language (the reader's
+    when it is available, else [newsletter] language), kind (readers with a name, without)
+    and latest issue, and kept: never once per reader."""
 
     def __init__(self, config: Config, transports: Callable[[], Transport] | None = None,
                  check_templates: bool = False) -> None:
         self.config = config
-        self.environment = make_environment(config.templates_dir)
+        self.language = config.newsletter.language
+        self.environment = make_environment(config.templates_dir, self.language,
+                                            config.locale_dir)
+        self._environments = {self.language: self.environment}
+        self._languages = set(translations.available_languages(config.locale_dir))
         if config.subscribers.welcome or check_templates:  # a broken override stops here
             compile_welcome(self.environment)
         self.sign = message_signer(config)
         self.provider = ProviderHeaders.of(config.smtp.provider, config.smtp.provider_stream)
         self._transports = transports or (lambda: make_transport(config))
-        self._rendered: dict[tuple[bool, int | None], RenderedWelcome] = {}
+        self._rendered: dict[tuple[str, bool, int | None], RenderedWelcome] = {}
         self._render_lock = threading.Lock()
         delivery = config.delivery
         self.policy = RetryPolicy(delivery.max_attempts, delivery.retry_base_seconds,
@@ -284,7 +289,9 @@ class Welcomes:
             # removed between the claim and now: never another reader's token on it
             return SendOutcome(DeliveryState.FAILED, 0, GONE_REPLY)
         recipient = Recipient(row.subscriber_id, row.email, row.name, found.token)
-        rendered = self._rendered_for(bool(row.name))
+        wanted = found.language  # theirs when the newsletter has it, else the newsletter's
+        rendered = self._rendered_for(bool(row.name), wanted if wanted and wanted in
+                                      self._languages else self.language)
         try:
             message = welcome_bytes(rendered, self.config.newsletter, recipient, clock.now())
             if self.provider is not None:  # the relay's configuration set or stream
@@ -299,17 +306,21 @@ class Welcomes:
             return verp_address(bounces.address, bounces.delimiter, row.return_tag)
         return self.config.newsletter.from_
 
-    def _rendered_for(self, named: bool) -> RenderedWelcome:
+    def _rendered_for(self, named: bool, language: str) -> RenderedWelcome:
         latest = None
         if self.config.subscribers.welcome_with_latest_issue:
             sent = open_ledger(self.config).sent_issues(audience_list(self.config), limit=1)
             latest = sent[0] if sent else None
-        key = (named, None if latest is None else latest.id)
+        key = (language, named, None if latest is None else latest.id)
         with self._render_lock:
             if key not in self._rendered:
-                compile_welcome(self.environment)  # an import with welcome off gets here
+                if language not in self._environments:
+                    self._environments[language] = make_environment(
+                        self.config.templates_dir, language, self.config.locale_dir)
+                environment = self._environments[language]
+                compile_welcome(environment)  # an import with welcome off gets here
                 self._rendered[key] = render_welcome(
-                    self.environment, self.config.newsletter, self.config.web.tagline, named,
+                    environment, self.config.newsletter, self.config.web.tagline, named,
                     None if latest is None else latest.rendered)
             return self._rendered[key]
 

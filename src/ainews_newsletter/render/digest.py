@@ -42,10 +42,12 @@ def compose_issue(period: Period, posts: list[Post], newsletter_name: str,
                  group_by_category=group_by_category)
 
 
-def sections(issue: Issue) -> list[tuple[str | None, list[Post]]]:
+def sections(issue: Issue, others_heading: str = "More news"
+             ) -> list[tuple[str | None, list[Post]]]:
     """The posts as (heading, posts). Ungrouped: one section without a heading. By category:
     a section per category, ordered by its newest post; posts without one come last under
-    "More news". Within a section, newest first."""
+    `others_heading` ("More news" in the issue's language). Within a section, newest
+    first."""
     if not issue.group_by_category:
         return [(None, list(issue.posts))]
     groups: dict[str, list[Post]] = {}
@@ -54,7 +56,7 @@ def sections(issue: Issue) -> list[tuple[str | None, list[Post]]]:
     named: list[tuple[str | None, list[Post]]] = [
         (heading, group) for heading, group in groups.items() if heading]
     unnamed = groups.get("")
-    return named + ([("More news", unnamed)] if unnamed else [])
+    return named + ([(others_heading, unnamed)] if unnamed else [])
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOpt
     """What the templates see (documented at the top of digest.mjml.j2)."""
     utm = options.utm
     language = options.language or newsletter.language
+    catalog = translations.translations(language, "mail", options.locale_dir)
     return {
         "newsletter": {
             "name": newsletter.name,
@@ -157,7 +160,7 @@ def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOpt
         "sections": [{"heading": heading,
                       "posts": [_post_context(post, issue.period, utm, language)
                                 for post in group]}
-                     for heading, group in sections(issue)],
+                     for heading, group in sections(issue, catalog.gettext("More news"))],
         "more": [{"title": post.title, "url": with_utm(post.url, utm)} for post in issue.more],
         "unsubscribe_url": unsubscribe_placeholder,
     }

@@ -2,7 +2,7 @@
 inlined HTML, and a plain-text part, with the reader's name, address and unsubscribe URL as
 placeholders that `RenderedWelcome.personalize` fills per reader. A template may say "Hello
 Ada," or just "Hello,": the mail is rendered once for readers with a name and once for
-those without, never once per reader.
+those without, in each reader language present (the environment's), never once per reader.
 
 The templates are the operator's to edit, found like the digest's (environment.py):
 welcome.mjml.j2, welcome.txt.j2 and welcome_subject.txt.j2."""
@@ -21,6 +21,7 @@ from ainews_newsletter.render.environment import compile_template, render_templa
 from ainews_newsletter.render.localized import period_label
 from ainews_newsletter.render.mjml import inline_css, mjml_to_html
 from ainews_newsletter.render.text import tidy
+from ainews_newsletter.translations import SOURCE
 
 HTML_TEMPLATE = "welcome.mjml.j2"
 TEXT_TEMPLATE = "welcome.txt.j2"
@@ -35,12 +36,12 @@ def compile_welcome(environment: jinja2.Environment) -> None:
         compile_template(environment, name)
 
 
-def _latest_context(newsletter: NewsletterConfig,
-                    latest: RenderedIssue | None) -> dict[str, str] | None:
+def _latest_context(newsletter: NewsletterConfig, latest: RenderedIssue | None,
+                    language: str) -> dict[str, str] | None:
     if latest is None:
         return None
     return {"subject": latest.subject, "preheader": latest.preheader,
-            "date_label": period_label(latest.period),
+            "date_label": period_label(latest.period, language),
             "archive_url": archive_url(newsletter.base_url, latest.period)}
 
 
@@ -49,7 +50,8 @@ def render_welcome(environment: jinja2.Environment, newsletter: NewsletterConfig
                    latest: RenderedIssue | None = None) -> RenderedWelcome:
     """The welcome for readers with a name (`named`: reader.name is a placeholder) or
     without one (reader.name is ""). `latest`: the latest sent issue, named in the mail
-    ([subscribers] welcome_with_latest_issue), or None."""
+    ([subscribers] welcome_with_latest_issue), or None. The language is the
+    environment's (make_environment)."""
     token = secrets.token_hex(12)
     unsubscribe = f"https://unsubscribe.invalid/{token}"
     # Letters, digits and dashes: unchanged by HTML escaping, MJML and the CSS inliner.
@@ -61,7 +63,8 @@ def render_welcome(environment: jinja2.Environment, newsletter: NewsletterConfig
         "tagline": tagline,
         "reader": {"name": name if named else "", "email": address},
         "archive_url": f"{newsletter.base_url}/issues/",
-        "latest_issue": _latest_context(newsletter, latest),
+        "latest_issue": _latest_context(newsletter, latest,
+                                        str(environment.globals.get("language", SOURCE))),
         "unsubscribe_url": unsubscribe,
     }
     html = inline_css(mjml_to_html(render_template(environment, HTML_TEMPLATE, context)))

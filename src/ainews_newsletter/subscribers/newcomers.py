@@ -64,13 +64,15 @@ class Newcomers:
 
     def recipient(self, subscriber_id: int) -> Recipient | None:
         """The reader with this id as a message needs them, whatever their status (the
-        claim decides whether they may be mailed); None if the row is gone."""
+        claim decides whether they may be mailed), with their language (their welcome's);
+        None if the row is gone."""
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(subscribers.c.id, subscribers.c.email, subscribers.c.name,
-                       subscribers.c.token).where(subscribers.c.id == subscriber_id)).first()
+                       subscribers.c.token, subscribers.c.language)
+                .where(subscribers.c.id == subscriber_id)).first()
         return None if row is None else Recipient(row.id, row.email, clean_name(row.name),
-                                                  row.token)
+                                                  row.token, row.language)
 
     def active_at(self, addresses: list[str]) -> list[Recipient]:
         """The active readers at these normalized addresses, by id (a suppression is the
