@@ -55,7 +55,12 @@ class CatalogBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         if not locale_dir.is_dir():
             return
         self._compiled = Path(tempfile.mkdtemp(prefix="ainews-catalogs-"))
-        build_data["force_include"].update(compile_catalogs(locale_dir, self._compiled))
+        try:
+            build_data["force_include"].update(compile_catalogs(locale_dir, self._compiled))
+        except BaseException:  # a broken catalog fails the build: leave no folder behind
+            shutil.rmtree(self._compiled, ignore_errors=True)
+            self._compiled = None
+            raise
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
         if self._compiled is not None:
