@@ -4,9 +4,11 @@
 # /data holds config.toml, posts/ and (with the default SQLite storage) data/ainews.db.
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md config.toml ./
+# hatch_build.py compiles locale/'s .po catalogs into the wheel's .mo files.
+COPY pyproject.toml hatch_build.py README.md config.toml ./
 COPY src ./src
 COPY templates ./templates
+COPY locale ./locale
 COPY posts ./posts
 COPY subscribers ./subscribers
 RUN pip install --no-cache-dir '.[postgres]'

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import re
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -33,10 +34,15 @@ if TYPE_CHECKING:
 SOURCE = "en"
 DOMAINS = ("mail", "web")
 Domain = Literal["mail", "web"]
+_BOTH: tuple[Domain, ...] = ("mail", "web")
 # An Accept-Language header longer than this is read only this far (a browser sends < 100).
 _ACCEPT_CHARS = 512
 _ACCEPT_ITEMS = 24
 _lock = threading.Lock()
+# A .po line that is not blank or a comment: a keyword and a quoted string, or a quoted
+# string continuing the one before.
+_PO_LINE = re.compile(rb'(?:(?:msgctxt|msgid|msgid_plural|msgstr(?:\[\d+\])?)\s+)?'
+                      rb'"(?:[^"\\]|\\.)*"')
 
 
 def folder_name(tag: str) -> str:
@@ -101,14 +107,36 @@ def direction(tag: str) -> Literal["ltr", "rtl"]:
     return "rtl" if babel_locale(tag).character_order == "right-to-left" else "ltr"
 
 
+def _check_lines(path: Path, data: bytes) -> None:
+    """ConfigError naming the file and line of the first line that is no .po syntax: Babel
+    reads an unquoted or unterminated string as an empty one and drops the translation
+    without a word, so an operator's typo would silently show English."""
+    for number, raw in enumerate(data.splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith(b"#") and not _PO_LINE.fullmatch(line):
+            shown = line.decode("utf-8", "replace")[:60]
+            raise ConfigError(f"{path}: line {number}: not a .po line ({shown!r}); a "
+                              'string is quoted, as in msgstr "…"')
+
+
 def _compiled_po(path: Path) -> gettext.GNUTranslations:
     """A .po file compiled in memory (Babel's reader and writer): untranslated and fuzzy
-    entries are left out, so they fall through to the next catalog."""
+    entries are left out, so they fall through to the next catalog. A broken file is one
+    ConfigError naming it and the line."""
     from babel.messages.mofile import write_mo
-    from babel.messages.pofile import read_po
+    from babel.messages.pofile import PoFileError, read_po
 
-    with path.open("rb") as file:
-        catalog = read_po(file, ignore_obsolete=True)
+    data = path.read_bytes()
+    _check_lines(path, data)
+    try:
+        catalog = read_po(io.BytesIO(data), ignore_obsolete=True, abort_invalid=True)
+    except PoFileError as error:
+        # Babel counts lines from 0 and appends " on <line>" to its message.
+        message = str(error).rsplit(" on ", 1)[0]
+        raise ConfigError(f"{path}: line {error.lineno + 1}: {message}") from None
+    except (UnicodeDecodeError, LookupError) as error:
+        raise ConfigError(f"{path}: cannot be read in its declared charset ({error}); save "
+                          "it as UTF-8 with charset=UTF-8 in its header") from None
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     buffer.seek(0)
@@ -185,6 +213,17 @@ def check_language(tag: str, override_dir: Path | None = None) -> str:
         f"newsletter.language: no translation for {canonical_tag!r} (there are: "
         f"{', '.join(languages)}); to add one, put locale/{folder_name(canonical_tag)}/"
         "LC_MESSAGES/mail.po and web.po beside config.toml")
+
+
+def check_catalogs(tag: str, override_dir: Path | None = None) -> str:
+    """check_language, then every catalog a run may read loaded once (`tag`'s and each of
+    the operator's own languages, both domains): a broken .po stops a command when it
+    starts, naming its file and line, not at the first reader of that language."""
+    canonical_tag = check_language(tag, override_dir)
+    for language in sorted({canonical_tag, *_languages_in(override_dir)}):
+        for domain in _BOTH:
+            translations(language, domain, override_dir)
+    return canonical_tag
 
 
 def parse_accept_language(header: str) -> list[str]:

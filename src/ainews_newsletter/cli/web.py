@@ -32,10 +32,13 @@ def preview(state: AppState, window: Window, port: int) -> None:
 def serve(state: AppState, host: str | None, port: int | None) -> None:
     """Serve the public pages: subscribe (double opt-in), confirm, one-click unsubscribe,
     preferences, the archive of sent issues and its Atom feed. Needs AINEWS_SECRET_KEY."""
+    from ainews_newsletter.translations import check_catalogs
     from ainews_newsletter.web.public import create_public_app
     from ainews_newsletter.web.server import run_public_server
 
     config = state.config
+    # A language without a catalog, or a broken override .po: said now, not to a reader.
+    check_catalogs(config.newsletter.language, config.locale_dir)
     app = create_public_app(config)  # a missing secret key fails here, before listening
     host, port = host or config.web.host, port or config.web.port
     console.print(f"Serving {config.newsletter.name} on http://{host}:{port}/ "

@@ -7,7 +7,7 @@ from __future__ import annotations
 from contextlib import suppress
 from pathlib import Path
 
-from ainews_newsletter import clock
+from ainews_newsletter import clock, translations
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.dkim import Signer, make_signer
@@ -79,6 +79,8 @@ def select_posts(config: Config, window: Window) -> Selection:
 
 def render_selection(config: Config, selection: Selection, force: bool = False,
                      timings: dict[str, float] | None = None) -> RenderedIssue:
+    # A language without a catalog, or a broken override .po, stops here: before a render.
+    translations.check_catalogs(config.newsletter.language, config.locale_dir)
     count, minimum = selection.in_window, config.posts.min_posts
     if count < max(minimum, 1) and not (force and count):
         raise SelectionError(f"only {counted(count, 'post')} in window, min_posts is {minimum} "

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ainews_newsletter import clock
+from ainews_newsletter import clock, translations
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import sqlite_path
 from ainews_newsletter.delivery.claims import DeliverableCheck, RetryPolicy
@@ -85,6 +85,7 @@ def plan_send(config: Config, window: Window, force: bool = False,
               issue_key: str | None = None) -> SendPlan:
     """What a send would do. With `issue_key`, the frozen issue of that key (to resume it);
     else the issue of the window, frozen already or to be built now."""
+    translations.check_catalogs(config.newsletter.language, config.locale_dir)
     if config.tracking.clicks:
         click_tokens(config)  # said before the confirmation question, not after it
     ledger = open_ledger(config)
