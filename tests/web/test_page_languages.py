@@ -138,6 +138,10 @@ def test_a_readers_own_language_wins_on_their_pages(project: Project,
     page = client.get(f"/preferences/{other.token}", headers=GERMAN)
     assert _html_lang(page.text)[0] == "de" and "Ihre Listen" in page.text
     assert "accept-language" in _vary(page.headers)
+    # A region without a catalog of its own (an import may store one) finds its language.
+    store.set_language(other.id, "de-AT")
+    page = client.get(f"/preferences/{other.token}", headers={"Accept-Language": "ja"})
+    assert _html_lang(page.text)[0] == "de" and page.headers["content-language"] == "de"
 
 
 def test_the_confirmation_link_speaks_the_readers_language(project: Project,
@@ -211,6 +215,8 @@ def test_the_confirmation_mail_speaks_the_pages_language(
                                              "csrf": client.cookies.get(CSRF_COOKIE)},
                          headers={"Accept-Language": header})
     assert answer.status_code == 200
+    # The thanks page varies with the header and (the sign-up's CORS rule) with Origin.
+    assert {"accept-language", "origin"} <= set(_vary(answer.headers))
     assert smtp_server.recipients() == ["mo@example.com"]
     mail = _last_mail(smtp_server)
     assert mail["Subject"] == subject

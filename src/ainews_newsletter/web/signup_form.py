@@ -133,7 +133,11 @@ class SignUpForm:
         else:
             post = Post(post.origin, post.json, self._channel(post.origin, request, data))
             response = await self._answer(request, post, data)
-        response.headers.update(self.origins.cors_headers(post.origin))
+        for name, value in self.origins.cors_headers(post.origin).items():
+            if name.lower() == "vary":  # beside the page's own Vary: Accept-Language
+                response.headers.append(name, value)
+            else:
+                response.headers[name] = value
         return response
 
     async def _read(self, request: Request, post: Post) -> Mapping[str, Any] | None:
