@@ -237,6 +237,8 @@ def test_the_archive_and_the_feed_speak_the_newsletters_language(
     assert "16.–22. November 2026" in archive.text  # CLDR's German interval
     assert archive.headers["content-language"] == "de"
     assert "accept-language" not in _vary(archive.headers)
+    issue = client.get("/issues/2026-W47", headers={"Accept-Language": "ja"})
+    assert issue.status_code == 200 and issue.headers["content-language"] == "de"
     feed = ElementTree.fromstring(client.get("/feed.xml").content)
     assert feed.get("{http://www.w3.org/XML/1998/namespace}lang") == "de"
 

@@ -276,7 +276,9 @@ class PublicSite:
         # The archive copy is nobody's: its unsubscribe link explains where the real one is.
         html, _placeholder = found.rendered.personalize(
             f"{self.config.newsletter.base_url}/unsubscribe")
-        return HTMLResponse(html, headers=SECURITY_HEADERS)
+        # Stored in the newsletter's language (the archive's rendering, issue 30).
+        return HTMLResponse(html, headers={**SECURITY_HEADERS,
+                                           "Content-Language": self.config.newsletter.language})
 
     async def feed(self, request: Request) -> Response:
         body = archive_feed(self.config.newsletter.name, self.config.newsletter.base_url,
