@@ -268,3 +268,15 @@ def test_hostile_accept_language_headers_get_a_page(project: Project, smtp_serve
         assert page.status_code == status, path
         assert _html_lang(page.text)[0] in ("en", "de", "fr", "es", "ja", "it", "nl", "pt-BR",
                                             "ar")
+
+
+def test_one_page_environment_per_language_made_once(project: Project,
+                                                     smtp_server: SmtpServer) -> None:
+    from ainews_newsletter.web.templating import PublicPages
+
+    pages = PublicPages(_config(project, smtp_server))
+    german = pages.environment("de")
+    assert pages.environment("de") is german  # kept, not rebuilt per request
+    assert pages.environment("ja") is not german
+    assert german.globals["language"] == "de" and german.globals["direction"] == "ltr"
+    assert pages.environment("ar").globals["direction"] == "rtl"
