@@ -33,7 +33,8 @@ ISSUES = [_issue("2026-W47", "Chips & <Tricks> | Digest", 'He said "hi" & left',
 
 
 def _old_feed(name: str, issues: list[IssueRecord]) -> bytes:
-    """The feed as public.py built it with f-strings (copied before it was replaced)."""
+    """The feed as public.py built it with f-strings (copied before it was replaced), plus
+    the language the feed says since issue 30 (xml:lang on <feed>)."""
     base = BASE
     updated = (issues[0].snapshot_at or issues[0].created_at) if issues else NOW
     entries = "".join(
@@ -44,7 +45,7 @@ def _old_feed(name: str, issues: list[IssueRecord]) -> bytes:
         f"<summary>{xml_escape(i.rendered.preheader)}</summary></entry>"
         for i in issues)
     body = ('<?xml version="1.0" encoding="utf-8"?>\n'
-            '<feed xmlns="http://www.w3.org/2005/Atom">'
+            '<feed xmlns="http://www.w3.org/2005/Atom" xml:lang="en">'
             f"<title>{xml_escape(name)}</title>"
             f"<id>{base}/feed.xml</id>"
             f'<link rel="self" href="{base}/feed.xml"/><link href="{base}/issues/"/>'
@@ -76,3 +77,10 @@ def test_the_feed_is_atom_with_escaped_text() -> None:
     assert second.findtext(f"{atom}updated") == "2026-11-23T06:00:00+00:00"  # never frozen
     empty = ElementTree.fromstring(archive_feed("A", BASE, [], NOW))
     assert empty.findtext(f"{atom}updated") == NOW.isoformat()
+
+
+def test_the_feed_says_its_language_with_xml_lang() -> None:
+    """RFC 4287 states a feed's language with xml:lang, inherited by every entry."""
+    root = ElementTree.fromstring(archive_feed("A", BASE, ISSUES, NOW, "pt-BR"))
+    assert root.get("{http://www.w3.org/XML/1998/namespace}lang") == "pt-BR"
+    assert b'xml:lang="pt-BR"' in archive_feed("A", BASE, [], NOW, "pt-BR")

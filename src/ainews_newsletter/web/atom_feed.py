@@ -11,6 +11,7 @@ from xml.etree import ElementTree
 from ainews_newsletter.delivery.ledger import IssueRecord
 
 ATOM = "http://www.w3.org/2005/Atom"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"  # written as xml:lang
 MEDIA_TYPE = "application/atom+xml"
 
 
@@ -26,13 +27,14 @@ def _timestamp(moment: datetime) -> str:
 
 
 def archive_feed(title: str, base_url: str, issues: Sequence[IssueRecord],
-                 now: datetime) -> bytes:
+                 now: datetime, language: str = "en") -> bytes:
     """The feed of `issues` (sent, newest first); it was updated with the newest issue, or
-    `now` when there is none."""
+    `now` when there is none. `language` is the newsletter's, the archive's issues' (RFC
+    4287 says it with xml:lang, which every element inherits)."""
     updated = (issues[0].snapshot_at or issues[0].created_at) if issues else now
     # The Atom namespace as the document's default, declared once on <feed> (ElementTree's
     # default_namespace option refuses the unqualified attributes Atom uses).
-    feed = ElementTree.Element("feed", xmlns=ATOM)
+    feed = ElementTree.Element("feed", {"xmlns": ATOM, XML_LANG: language})
     _child(feed, "title", title)
     _child(feed, "id", f"{base_url}/feed.xml")
     _child(feed, "link", rel="self", href=f"{base_url}/feed.xml")

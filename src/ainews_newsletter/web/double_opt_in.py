@@ -8,6 +8,10 @@ templates/confirmation.txt.j2 (its text) and templates/confirmation_subject.txt.
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Any
+
+import jinja2
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
@@ -28,6 +32,7 @@ from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.confirmation_quota import ConfirmationQuota
 from ainews_newsletter.subscribers.consent_records import Agreement
 from ainews_newsletter.subscribers.signups import SignUps
+from ainews_newsletter.web.page_language import N_, _
 from ainews_newsletter.web.security import (
     Confirmation,
     ConfirmationTokens,
@@ -52,14 +57,24 @@ class DoubleOptIn:
         self.per_ip = Throttle(config.web.signups_per_ip_per_hour, HOUR)
         self.per_mailbox = ConfirmationQuota(engine_for(config.database_url),
                                              config.web.confirmations_per_address_per_day)
-        self.mails = make_environment(config.templates_dir)
+        self._mails: dict[str, jinja2.Environment] = {}
+        self._mails_lock = threading.Lock()
         for name in (CONFIRMATION_TEXT, CONFIRMATION_SUBJECT):  # a broken override stops here
-            compile_template(self.mails, name)
+            compile_template(self.mails(config.newsletter.language), name)
         # The issues' DKIM signer: the confirmation is a reader's first mail from us, and
         # unsigned it fails DMARC wherever SPF does not align. Made here, so a bad key stops
         # `serve` at start instead of failing each sign-up quietly in the log.
         self.sign = message_signer(config)
         self.welcomes = Welcomes(config)  # the welcome's templates are checked here too
+
+    def mails(self, language: str) -> jinja2.Environment:
+        """The mails' environment in `language` (the `mail` catalogs), made once each."""
+        with self._mails_lock:
+            found = self._mails.get(language)
+            if found is None:
+                found = self._mails[language] = make_environment(
+                    self.config.templates_dir, language, self.config.locale_dir)
+            return found
 
     def may_sign_up_from(self, client: str) -> bool:
         """Counts a sign-up from `client` (a network, see security.client_key)."""
@@ -70,7 +85,7 @@ class DoubleOptIn:
         mailbox) in the database, so the daily limit holds across restarts and processes.
         Called by `sign_up_and_mail` right before a mail would go, in the background: the
         request never waits for it, and an address that is sent nothing counts nothing."""
-        _, normalized = normalize(address, allow_test=True)
+        _address, normalized = normalize(address, allow_test=True)
         return self.per_mailbox.take(mailbox_key(normalized))
 
     def single_opt_in(self, cross_origin: bool) -> bool:
@@ -83,22 +98,26 @@ class DoubleOptIn:
         """The title and text of the page after a sign-up: the same for every address (with
         single opt-in too: an address that left still confirms)."""
         if not self.single_opt_in(cross_origin):
-            return ("Check your inbox", f"If {address} can receive mail, a message with a "
-                    "confirmation link is on its way. The subscription starts when you "
-                    "follow it.")
-        return ("Thank you", f"{address} is signed up for {self.config.newsletter.name}: "
-                "the next issue will be in its inbox. (An address that left the list before "
-                "is sent a message with a confirmation link instead, and comes back when it "
-                "is followed.)")
+            return (_("Check your inbox"), _(
+                "If %(email)s can receive mail, a message with a confirmation link is on its "
+                "way. The subscription starts when you follow it.", email=address))
+        return (_("Thank you"), _(
+            "%(email)s is signed up for %(newsletter)s: the next issue will be in its inbox. "
+            "(An address that left the list before is sent a message with a confirmation "
+            "link instead, and comes back when it is followed.)", email=address,
+            newsletter=self.config.newsletter.name))
 
     def sign_up_and_mail(self, address: str, name: str | None, cross_origin: bool = False,
-                         agreement: Agreement | None = None) -> None:
+                         agreement: Agreement | None = None, language: str | None = None
+                         ) -> None:
         """After the response, so only the log can tell why a sign-up stays pending: one
         line per confirmation mail not sent, the address masked (a log is no mailing list).
         A refusal or a server that is down is expected: no traceback; a bug keeps its own.
         With single opt-in (`single_opt_in`) a new or pending address is active at once and
         welcomed (`after_joined`); one that left or is suppressed is mailed a confirmation
-        where double opt-in would mail one. `agreement` becomes the consent record."""
+        where double opt-in would mail one. `agreement` becomes the consent record;
+        `language` is the one the sign-up's page was shown in (None: the newsletter's), the
+        confirmation mail's."""
         masked = mask_address(address)
         try:
             if self.single_opt_in(cross_origin):
@@ -108,7 +127,7 @@ class DoubleOptIn:
                     self.after_joined(address)
                 if joined != "confirm":
                     return
-            outcome = self._sign_up_and_mail_now(address, name, agreement)
+            outcome = self._sign_up_and_mail_now(address, name, agreement, language)
         except TransportUnavailable as exc:
             log.warning("confirmation mail to %s not sent: %s", masked, exc)
         except Exception:  # the reader can simply sign up again
@@ -119,7 +138,8 @@ class DoubleOptIn:
                             outcome.reply)
 
     def _sign_up_and_mail_now(self, address: str, name: str | None,
-                              agreement: Agreement | None = None) -> SendOutcome | None:
+                              agreement: Agreement | None = None,
+                              language: str | None = None) -> SendOutcome | None:
         signups = SignUps(open_subscribers(self.config))
         if not signups.may_be_sent_a_confirmation(address):
             return None  # receiving it already, or complained, bounced, suppressed: no mail
@@ -128,7 +148,8 @@ class DoubleOptIn:
                      " reached", mask_address(address))
             return None  # nothing stored either: the limit stops a sign-up bomb as a whole
         signups.sign_up(address, name, None, agreement)  # a sign-up racing this one joins its row
-        message = self.confirmation_mail(address, name, self.tokens.make(address, None, name))
+        message = self.confirmation_mail(address, name, self.tokens.make(address, None, name),
+                                         language)
         transport = make_transport(self.config)
         try:
             return transport.send(self.config.newsletter.from_, address,
@@ -136,8 +157,11 @@ class DoubleOptIn:
         finally:
             transport.close()
 
-    def confirmation_mail(self, address: str, name: str | None, token: str) -> bytes:
-        """The mail carrying the confirmation link, from the confirmation templates."""
+    def confirmation_mail(self, address: str, name: str | None, token: str,
+                          language: str | None = None) -> bytes:
+        """The mail carrying the confirmation link, from the confirmation templates, in
+        `language` (None: the newsletter's)."""
+        mails = self.mails(language or self.config.newsletter.language)
         newsletter = self.config.newsletter
         context = {
             "newsletter": {"name": newsletter.name, "base_url": newsletter.base_url,
@@ -146,9 +170,9 @@ class DoubleOptIn:
             "link_hours": int(self.config.web.confirm_link_hours),
             "reader": {"email": address, "name": name or ""},
         }
-        text = render_template(self.mails, CONFIRMATION_TEXT, context)
+        text = render_template(mails, CONFIRMATION_TEXT, context)
         # notice_message makes the subject one line (a template's line breaks become spaces).
-        subject = render_template(self.mails, CONFIRMATION_SUBJECT, context)
+        subject = render_template(mails, CONFIRMATION_SUBJECT, context)
         return notice_message(newsletter, address, subject, text, clock.now())
 
     def after_joined(self, email: str) -> None:
@@ -173,19 +197,24 @@ class DoubleOptIn:
         """The sign-up a confirmation link carries; BadToken if forged, altered or expired."""
         return self.tokens.read(token)
 
-    def confirm(self, confirmation: Confirmation) -> str | None:
-        """Confirm, or say why not. A link older than the reader's unsubscribe must not
-        bring them back (it stays valid for two days), and a spam complaint or a bounce is
-        not undone from the web."""
+    def confirm(self, confirmation: Confirmation) -> tuple[str, dict[str, Any]] | None:
+        """Confirm, or say why not: a message (marked for the `web` catalogs, translated
+        where it is shown) and its placeholders' values. A link older than the reader's
+        unsubscribe must not bring them back (it stays valid for two days), and a spam
+        complaint or a bounce is not undone from the web."""
         store = open_subscribers(self.config)
         found = store.get(confirmation.email)
         if found is None:
-            return "this sign-up no longer exists; sign up again"
-        if found.status in (SubscriberStatus.COMPLAINED, SubscriberStatus.BOUNCED):
-            return (f"{found.email} cannot be subscribed from here ({found.status.value}); "
-                    "please write to us")
+            return N_("This sign-up no longer exists; sign up again."), {}
+        if found.status is SubscriberStatus.COMPLAINED:
+            return N_("%(email)s cannot be subscribed from here: a message to it was "
+                      "reported as spam. Please write to us."), {"email": found.email}
+        if found.status is SubscriberStatus.BOUNCED:
+            return N_("%(email)s cannot be subscribed from here: mail to it bounced. "
+                      "Please write to us."), {"email": found.email}
         if (found.status is SubscriberStatus.UNSUBSCRIBED and found.unsubscribed_at
                 and found.unsubscribed_at >= confirmation.issued_at):
-            return "this link is older than your unsubscribe; sign up again for a new one"
+            return N_("This link is older than your unsubscribe; sign up again for a new "
+                      "one."), {}
         SignUps(store).confirm(confirmation.email, confirmation.list_name, confirmation.name)
         return None

@@ -17,6 +17,7 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.errors import ConfigError
 from ainews_newsletter.pipeline.erasure import erase
 from ainews_newsletter.pipeline.issue import open_subscribers
+from ainews_newsletter.web.page_language import Languages, _, speak
 from ainews_newsletter.web.security import new_csrf_value
 
 Page = Callable[..., HTMLResponse]
@@ -28,19 +29,24 @@ log = logging.getLogger("ainews.web")
 class ErasePage:
     def __init__(self, config: Config, page: Page, message: Message, form: Form) -> None:
         self.config, self.page, self.message, self.form = config, page, message, form
+        self.languages = Languages(config)
 
     async def handle(self, request: Request) -> Response:
         token = str(request.path_params["token"])
         subscriber = await run_in_threadpool(open_subscribers(self.config).by_token, token)
         if subscriber is None:
             # Also what a second POST after the erase meets: the token went with the row.
-            return self.message("That link does not work", "This link is not valid, or the "
-                                "address it was for has been erased already.", status=400)
+            return self.message(_("That link does not work"), _(
+                "This link is not valid, or the address it was for has been erased "
+                "already."), status=400)
+        speak(self.languages.for_reader(subscriber.language,
+                                        request.headers.get("accept-language")))
         if request.method != "POST":
             return self.page("erase.html", csrf=new_csrf_value(), subscriber=subscriber)
         if await self.form(request) is None:
-            return self.message("Please try again", "The form had expired. Reload the page "
-                                "and press the button again.", status=400)
+            return self.message(_("Please try again"), _(
+                "The form had expired. Reload the page and press the button again."),
+                status=400)
         try:
             await run_in_threadpool(erase, self.config, [subscriber.email], "web")
         except ConfigError as error:
@@ -48,9 +54,9 @@ class ErasePage:
             # (the log says how); the reader is told to ask them, nothing was changed.
             log.error("erase from the reader's page refused: %s", error)
             contact = self.config.newsletter.reply_to or self.config.newsletter.from_
-            return self.message("Not erased yet", "Erasing is not possible right now. "
-                                f"Nothing was changed; please write to {contact} to ask "
-                                "for it.", status=503)
-        return self.message("You are erased", f"Everything {self.config.newsletter.name} "
-                            "stored about you is gone, and nothing more will be sent. You "
-                            "can sign up again at any time.")
+            return self.message(_("Not erased yet"), _(
+                "Erasing is not possible right now. Nothing was changed; please write to "
+                "%(contact)s to ask for it.", contact=contact), status=503)
+        return self.message(_("You are erased"), _(
+            "Everything %(newsletter)s stored about you is gone, and nothing more will be "
+            "sent. You can sign up again at any time.", newsletter=self.config.newsletter.name))

@@ -11,7 +11,8 @@
 /unsubscribe/<token>  GET shows a button and changes nothing (link scanners follow GETs);
                       POST "List-Unsubscribe=One-Click" unsubscribes (RFC 8058): idempotent,
                       200, no redirect, no CSRF (mail providers post it without cookies)
-/preferences/<token>  the lists someone is on (CSRF-checked form)
+/preferences/<token>  the lists someone is on (CSRF-checked form); /language: their own
+                      language (web/preferences_page.py)
 /preferences/<token>/data  "Download my data": everything kept about them, as JSON
 /preferences/<token>/erase  "Erase me": a confirmation, then erased (web/erase_page.py)
 /issues/, /issues/<key>, /feed.xml   the archive of sent issues and its Atom feed
@@ -25,7 +26,6 @@ atom_feed.py."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -55,6 +55,14 @@ from ainews_newsletter.web.clicks import ClickRedirects
 from ainews_newsletter.web.double_opt_in import DoubleOptIn
 from ainews_newsletter.web.erase_page import ErasePage
 from ainews_newsletter.web.hardening import BodyLimit, BodyTooLarge, SecurityHeaders
+from ainews_newsletter.web.page_language import (
+    Languages,
+    RequestLanguage,
+    _,
+    current,
+    speak,
+)
+from ainews_newsletter.web.preferences_page import PreferencesPage
 from ainews_newsletter.web.scanners import link_scanner
 from ainews_newsletter.web.security import (
     CSRF_COOKIE,
@@ -67,7 +75,7 @@ from ainews_newsletter.web.security import (
     new_csrf_value,
 )
 from ainews_newsletter.web.signup_form import SignUpForm
-from ainews_newsletter.web.templating import public_page_templates, render_page
+from ainews_newsletter.web.templating import PublicPages, render_page
 from ainews_newsletter.web.webhooks import PATH_PREFIX as WEBHOOKS
 from ainews_newsletter.web.webhooks import WebhookRoutes
 
@@ -85,19 +93,24 @@ class PublicSite:
                               "serve`: it encrypts confirmation links. Make one with: python -c "
                               "'import secrets; print(secrets.token_urlsafe(32))'")
         self.config, self.secret = config, secret
-        self.templates = public_page_templates(config)  # a broken override stops here
+        self.languages = Languages(config)
+        self.templates = PublicPages(config)  # a broken override stops here
         self.opt_in = DoubleOptIn(config, secret)
         self.signup_form = SignUpForm(config, self.opt_in, secret, self.page)
         self.erase_page = ErasePage(config, self.page, self.message, self.form)
+        self.preferences = PreferencesPage(config, self.page, self.message, self.form,
+                                           self.languages)
 
     # -- helpers ----------------------------------------------------------------------
 
     def page(self, template: str, status: int = 200, csrf: str | None = None,
              headers: Mapping[str, str] | None = None, **context: Any) -> HTMLResponse:
         """`headers` replace SECURITY_HEADERS (a page framed elsewhere, or running a
-        script, has a policy of its own)."""
+        script, has a policy of its own). The page is in the request's language
+        (page_language.py), which its headers name."""
+        language = current() or self.languages.newsletters()
         try:
-            html = render_page(self.templates, template, {
+            html = render_page(self.templates.environment(language.tag), template, {
                 "newsletter": self.config.newsletter, "tagline": self.config.web.tagline,
                 "csrf": csrf, "csrf_field": CSRF_FIELD, **context})
         except RenderError as exc:  # an edited page: one line naming it, a page without it
@@ -106,6 +119,9 @@ class PublicSite:
                                 headers=SECURITY_HEADERS)
         response = HTMLResponse(html, status_code=status,
                                 headers=SECURITY_HEADERS if headers is None else headers)
+        response.headers["Content-Language"] = language.tag
+        if language.from_header:
+            response.headers.append("Vary", "Accept-Language")
         if csrf is not None:
             response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict",
                                 secure=self.config.newsletter.base_url.startswith("https:"))
@@ -115,7 +131,13 @@ class PublicSite:
         return self.page("message.html", status=status, title=title, text=text)
 
     def bad_link(self, text: str) -> HTMLResponse:
-        return self.message("That link does not work", text, status=400)
+        return self.message(_("That link does not work"), text, status=400)
+
+    def speak_to(self, request: Request, subscriber: Subscriber | None) -> None:
+        """The rest of this request in the reader's own language, when they chose one."""
+        if subscriber is not None:
+            speak(self.languages.for_reader(subscriber.language,
+                                            request.headers.get("accept-language")))
 
     async def form(self, request: Request, check_csrf: bool = True) -> Mapping[str, Any] | None:
         """The posted form, or None when its CSRF token does not match the cookie."""
@@ -137,14 +159,18 @@ class PublicSite:
         """Our page's form, /embed's and the allowed sites' (signup_form.py)."""
         return await self.signup_form.subscribe(request)
 
-    def _confirmation(self, request: Request) -> Confirmation:
-        return self.opt_in.read(str(request.path_params["token"]))
+    async def _confirmation(self, request: Request) -> Confirmation:
+        """The link's sign-up; the rest of the request in the reader's language when their
+        row has one."""
+        confirmation = self.opt_in.read(str(request.path_params["token"]))
+        self.speak_to(request, await run_in_threadpool(self.store().get, confirmation.email))
+        return confirmation
 
     async def confirm_page(self, request: Request) -> Response:
         try:
-            confirmation = self._confirmation(request)
+            confirmation = await self._confirmation(request)
         except BadToken as exc:
-            return self.bad_link(str(exc))
+            return self.bad_link(_(str(exc)))
         if self.config.subscribers.confirm_on_click:
             scanner = link_scanner(request.method, request.headers, confirmation.issued_at,
                                    clock.now())
@@ -161,21 +187,22 @@ class PublicSite:
 
     async def confirm(self, request: Request) -> Response:
         try:
-            confirmation = self._confirmation(request)
+            confirmation = await self._confirmation(request)
         except BadToken as exc:
-            return self.bad_link(str(exc))
+            return self.bad_link(_(str(exc)))
         if await self.form(request) is None:
-            return self.message("Please try again", "The form had expired. Open the link from "
-                                "the email again.", status=400)
+            return self.message(_("Please try again"), _("The form had expired. Open the link "
+                                "from the email again."), status=400)
         return await self._confirmed(confirmation)
 
     async def _confirmed(self, confirmation: Confirmation) -> Response:
         refusal = await run_in_threadpool(self.opt_in.confirm, confirmation)
         if refusal is not None:
-            return self.bad_link(refusal)
-        response = self.message("You are subscribed", f"{confirmation.email} will receive "
-                                f"{self.config.newsletter.name}. Every issue has a one-click "
-                                "unsubscribe link.")
+            message, values = refusal
+            return self.bad_link(_(message, **values))
+        response = self.message(_("You are subscribed"), _(
+            "%(email)s will receive %(newsletter)s. Every issue has a one-click unsubscribe "
+            "link.", email=confirmation.email, newsletter=self.config.newsletter.name))
         # The welcome mail, after the confirmation committed (and after the response).
         response.background = BackgroundTask(self.opt_in.after_joined, confirmation.email)
         return response
@@ -188,8 +215,9 @@ class PublicSite:
     async def unsubscribe_page(self, request: Request) -> Response:
         subscriber = await run_in_threadpool(self._by_token, request)
         if subscriber is None:
-            return self.bad_link("this unsubscribe link is not valid (it may have been "
-                                 "copied incompletely)")
+            return self.bad_link(_("This unsubscribe link is not valid (it may have been "
+                                   "copied incompletely)."))
+        self.speak_to(request, subscriber)
         return self.page("unsubscribe.html", subscriber=subscriber,
                          left=subscriber.status is SubscriberStatus.UNSUBSCRIBED)
 
@@ -197,17 +225,20 @@ class PublicSite:
         data = await self.form(request, check_csrf=False)
         assert data is not None
         if data.get("List-Unsubscribe") != "One-Click":
-            return self.message("Nothing changed", "This address unsubscribes with a POST of "
-                                "List-Unsubscribe=One-Click (RFC 8058).", status=400)
+            return self.message(_("Nothing changed"), _(
+                "This address unsubscribes with a POST of List-Unsubscribe=One-Click "
+                "(RFC 8058)."), status=400)
         # The page's button is a browser navigating (a form POST: Sec-Fetch-Mode navigate);
         # a mail provider's RFC 8058 POST is a server's request with no fetch metadata.
         source = "web" if request.headers.get("sec-fetch-mode") == "navigate" else "one-click"
         subscriber = await run_in_threadpool(self._unsubscribe,
                                              str(request.path_params["token"]), source)
         if subscriber is None:
-            return self.bad_link("this unsubscribe link is not valid")
-        return self.message("You are unsubscribed", f"{subscriber.email} will not receive "
-                            f"{self.config.newsletter.name} any more.")
+            return self.bad_link(_("This unsubscribe link is not valid."))
+        self.speak_to(request, subscriber)
+        return self.message(_("You are unsubscribed"), _(
+            "%(email)s will not receive %(newsletter)s any more.", email=subscriber.email,
+            newsletter=self.config.newsletter.name))
 
     def _unsubscribe(self, token: str, source: str) -> Subscriber | None:
         """Unsubscribe whoever holds `token`, put down to the last issue they were sent: the
@@ -221,44 +252,9 @@ class PublicSite:
         return store.unsubscribe_token(token)
 
     async def unsubscribe_help(self, request: Request) -> Response:
-        return self.message("Unsubscribe", "Use the unsubscribe link at the bottom of any "
-                            "issue you received: it is personal, so this page cannot know "
-                            "who you are.")
-
-    async def preferences(self, request: Request) -> Response:
-        subscriber = await run_in_threadpool(self._by_token, request)
-        if subscriber is None:
-            return self.bad_link("this preferences link is not valid")
-        # Only the lists they are on and the public default list: internal lists are
-        # neither shown nor joinable from here.
-        offered = [info for info in await run_in_threadpool(self.store().lists)
-                   if info.name in subscriber.lists or info.name == self.store().default_list]
-        saved = False
-        if request.method == "POST":
-            data = await self.form(request)
-            if data is None:
-                return self.message("Please try again", "The form had expired. Reload the "
-                                    "page and save again.", status=400)
-            wanted = [info.name for info in offered if data.get(f"list:{info.name}") == "on"]
-            subscriber = await run_in_threadpool(self.store().set_lists, subscriber.email,
-                                                 wanted)
-            saved = True
-        return self.page("preferences.html", csrf=new_csrf_value(), subscriber=subscriber,
-                         lists=offered, saved=saved)
-
-    async def my_data(self, request: Request) -> Response:
-        """"Download my data": everything kept about the reader (pipeline/reader_data.py),
-        as a JSON file; never cached, since it is one person's."""
-        from ainews_newsletter.pipeline.reader_data import reader_data_by_token
-
-        found = await run_in_threadpool(reader_data_by_token, self.config,
-                                        str(request.path_params["token"]))
-        if found is None:
-            return self.bad_link("this preferences link is not valid")
-        body = json.dumps(found, indent=2, ensure_ascii=False).encode("utf-8")
-        return Response(body, media_type="application/json", headers={
-            **SECURITY_HEADERS, "cache-control": "no-store",
-            "content-disposition": 'attachment; filename="my-data.json"'})
+        return self.message(_("Unsubscribe"), _(
+            "Use the unsubscribe link at the bottom of any issue you received: it is "
+            "personal, so this page cannot know who you are."))
 
     # -- archive and feed -------------------------------------------------------------
 
@@ -266,6 +262,7 @@ class PublicSite:
         return open_ledger(self.config).sent_issues(audience_list(self.config))
 
     async def archive(self, request: Request) -> Response:
+        speak(self.languages.newsletters())  # the issues are stored in it
         return self.page("archive.html", issues=await run_in_threadpool(self._archive))
 
     async def issue(self, request: Request) -> Response:
@@ -277,12 +274,16 @@ class PublicSite:
         if found is None or found.snapshot_at is None:  # drafts are not public
             raise HTTPException(404)
         # The archive copy is nobody's: its unsubscribe link explains where the real one is.
-        html, _ = found.rendered.personalize(f"{self.config.newsletter.base_url}/unsubscribe")
-        return HTMLResponse(html, headers=SECURITY_HEADERS)
+        html, _placeholder = found.rendered.personalize(
+            f"{self.config.newsletter.base_url}/unsubscribe")
+        # Stored in the newsletter's language (the archive's rendering, issue 30).
+        return HTMLResponse(html, headers={**SECURITY_HEADERS,
+                                           "Content-Language": self.config.newsletter.language})
 
     async def feed(self, request: Request) -> Response:
         body = archive_feed(self.config.newsletter.name, self.config.newsletter.base_url,
-                            await run_in_threadpool(self._archive), clock.now())
+                            await run_in_threadpool(self._archive), clock.now(),
+                            self.config.newsletter.language)
         return Response(body, media_type=MEDIA_TYPE, headers=SECURITY_HEADERS)
 
     async def healthz(self, request: Request) -> Response:
@@ -296,12 +297,13 @@ class PublicSite:
     async def http_error(self, request: Request, exc: Exception) -> Response:
         """Starlette's 400 (an unreadable form), 405 and the like, as our page."""
         assert isinstance(exc, HTTPException)
-        response = self.message("That did not work", exc.detail, status=exc.status_code)
+        response = self.message(_("That did not work"), exc.detail,
+                                status=exc.status_code)
         response.headers.update(exc.headers or {})
         return response
 
     async def too_large(self, request: Request, exc: Exception) -> Response:
-        response = self.message("Too large", "That request was too large.", status=413)
+        response = self.message(_("Too large"), _("That request was too large."), status=413)
         response.headers["connection"] = "close"  # do not read the rest of it
         return response
 
@@ -312,16 +314,18 @@ class PublicSite:
         return Response(status_code=400)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
-        return self.message("Not found", "There is nothing at this address.", status=404)
+        return self.message(_("Not found"), _("There is nothing at this address."),
+                            status=404)
 
     async def busy(self, request: Request, exc: Exception) -> Response:
         """The database is locked or away for a moment: say so (503, retry) instead of a
         500; mail providers retry a one-click unsubscribe that gets a 5xx."""
         log.warning("database unavailable for %s: %s", mask_tokens(request.url.path), exc)
-        return self.message("Busy for a moment", "Please try again in a minute.", status=503)
+        return self.message(_("Busy for a moment"), _("Please try again in a minute."),
+                            status=503)
 
     async def failure(self, request: Request, exc: Exception) -> Response:
-        return self.message("Something went wrong", "Please try again in a moment.",
+        return self.message(_("Something went wrong"), _("Please try again in a moment."),
                             status=500)
 
 
@@ -339,8 +343,9 @@ def create_public_app(config: Config) -> ASGIApp:
         Route("/unsubscribe", site.unsubscribe_help),
         Route("/unsubscribe/{token}", site.unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe/{token}", site.unsubscribe, methods=["POST"]),
-        Route("/preferences/{token}", site.preferences, methods=["GET", "POST"]),
-        Route("/preferences/{token}/data", site.my_data, methods=["GET"]),
+        Route("/preferences/{token}", site.preferences.lists, methods=["GET", "POST"]),
+        Route("/preferences/{token}/language", site.preferences.language, methods=["POST"]),
+        Route("/preferences/{token}/data", site.preferences.my_data, methods=["GET"]),
         Route("/preferences/{token}/erase", site.erase_page.handle, methods=["GET", "POST"]),
         Route("/issues", site.archive_without_slash),
         Route("/issues/", site.archive),
@@ -360,4 +365,4 @@ def create_public_app(config: Config) -> ASGIApp:
                                         OperationalError: site.busy,
                                         AinewsError: site.failure})
     app.router.redirect_slashes = False  # it would build a Location from the Host header
-    return SecurityHeaders(app, SECURITY_HEADERS)
+    return SecurityHeaders(RequestLanguage(app, site.languages), SECURITY_HEADERS)

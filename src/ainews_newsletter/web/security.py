@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ainews_newsletter.errors import AinewsError
+from ainews_newsletter.web.page_language import N_
 
 MAX_KEYS = 100_000
 CSRF_COOKIE = "ainews_csrf"
@@ -101,12 +102,12 @@ class ConfirmationTokens:
             issued = self._fernet.extract_timestamp(raw)  # checks the signature too
             data = json.loads(self._fernet.decrypt(raw))
         except (InvalidToken, UnicodeError, ValueError):
-            raise BadToken("this confirmation link is not valid") from None
+            raise BadToken(N_("This confirmation link is not valid.")) from None
         if time.time() - issued > self.max_age:
-            raise BadToken("this confirmation link has expired; sign up again to get a new "
-                           "one")
+            raise BadToken(N_("This confirmation link has expired; sign up again to get a "
+                              "new one."))
         if not isinstance(data, dict) or not isinstance(data.get("e"), str):
-            raise BadToken("this confirmation link is not valid")
+            raise BadToken(N_("This confirmation link is not valid."))
         list_name, name = data.get("l"), data.get("n")
         return Confirmation(data["e"], list_name if isinstance(list_name, str) else None,
                             name if isinstance(name, str) else None,

@@ -34,6 +34,7 @@ from ainews_newsletter.web.bots import FORM_TIME_FIELD, POW_FIELD, BotChecks
 from ainews_newsletter.web.consent_wording import wording_hash
 from ainews_newsletter.web.cross_origin import Origins, request_origin
 from ainews_newsletter.web.double_opt_in import DoubleOptIn
+from ainews_newsletter.web.page_language import N_, _, current
 from ainews_newsletter.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -44,8 +45,8 @@ from ainews_newsletter.web.security import (
 )
 
 log = logging.getLogger("ainews.web")
-NOT_AN_ADDRESS = "That does not look like an email address."
-TOO_MANY = "Too many sign-ups from your network; please try again in an hour."
+NOT_AN_ADDRESS = N_("That does not look like an email address.")
+TOO_MANY = N_("Too many sign-ups from your network; please try again in an hour.")
 
 
 class PageMaker(Protocol):
@@ -78,7 +79,7 @@ class SignUpForm:
         self.bots = BotChecks(secret, config.web.min_form_seconds, config.web.proof_of_work)
         if config.web.proof_of_work:
             self._check_puzzle_fields()
-        self._wording: dict[Channel, str] = {}  # see `wording`
+        self._wording: dict[tuple[Channel, str], str] = {}  # see `wording`
 
     # -- the forms we serve ---------------------------------------------------------------
 
@@ -128,11 +129,15 @@ class SignUpForm:
         post = Post(request_origin(request), content_type.strip().lower() == "application/json")
         data = await self._read(request, post)
         if data is None:
-            response = self._error(post, 400, "The request body is not a JSON object.")
+            response = self._error(post, 400, _("The request body is not a JSON object."))
         else:
             post = Post(post.origin, post.json, self._channel(post.origin, request, data))
             response = await self._answer(request, post, data)
-        response.headers.update(self.origins.cors_headers(post.origin))
+        for name, value in self.origins.cors_headers(post.origin).items():
+            if name.lower() == "vary":  # beside the page's own Vary: Accept-Language
+                response.headers.append(name, value)
+            else:
+                response.headers[name] = value
         return response
 
     async def _read(self, request: Request, post: Post) -> Mapping[str, Any] | None:
@@ -166,17 +171,18 @@ class SignUpForm:
         if post.channel is Channel.REFUSED:
             log.info("sign-up refused: posted from %.100s, not in [web] allowed_origins",
                      post.origin or "a page that names no origin")
-            return self._error(post, 403, f"This form may not sign anyone up to "
-                               f"{self.config.newsletter.name}.")
+            return self._error(post, 403, _("This form may not sign anyone up to "
+                                            "%(newsletter)s.",
+                                            newsletter=self.config.newsletter.name))
         if post.channel is Channel.EXPIRED:
-            return self._error(post, 400, "The form had expired. Reload the page and send "
-                               "it again.")
+            return self._error(post, 400, _("The form had expired. Reload the page and send "
+                                            "it again."))
         client = client_key(request.client.host if request.client else "unknown")
         if not self.opt_in.may_sign_up_from(client):
-            return self._error(post, 429, TOO_MANY)
+            return self._error(post, 429, _(TOO_MANY))
         typed = _text(data, "email")
         try:
-            address, _ = normalize(
+            address, _normalized = normalize(
                 typed, allow_test=self.config.subscribers.allow_test_domains)
         except SubscriberError:
             return self._not_an_address(post, typed)
@@ -190,10 +196,13 @@ class SignUpForm:
             log.info("sign-up from %s dropped: %s", post.channel.value, why)
             return response
         # The per-mailbox limit is counted there, in the database, only when a mail goes.
+        # The confirmation mail speaks the language this answer (and the form) was shown in.
+        language = current()
         response.background = BackgroundTask(
             self.opt_in.sign_up_and_mail, address, name,
             cross_origin=post.channel is not Channel.OWN,
-            agreement=self._agreement(request, post))
+            agreement=self._agreement(request, post),
+            language=language.tag if language is not None else None)
         return response
 
     def _agreement(self, request: Request, post: Post) -> Agreement:
@@ -211,15 +220,18 @@ class SignUpForm:
             consent_text=self.wording(post.channel))
 
     def wording(self, channel: Channel) -> str | None:
-        """The hash of the consent wording our form on `channel` shows, from the page as
-        rendered (once, at the first sign-up: a page override that fails to render is the
-        page's own 500, logged when it is asked for, not an error at start-up). Another
-        site's form is theirs: we never see its words."""
-        if channel not in self._wording and channel in (Channel.OWN, Channel.EMBED):
+        """The hash of the consent wording our form on `channel` shows in the request's
+        language, from the page as rendered (once per language, at its first sign-up: a
+        page override that fails to render is the page's own 500, logged when it is asked
+        for, not an error at start-up). Another site's form is theirs: we never see its
+        words."""
+        language = current()
+        key = (channel, language.tag if language is not None else "")
+        if key not in self._wording and channel in (Channel.OWN, Channel.EMBED):
             page = self.own_page() if channel is Channel.OWN else self.embed_page()
             if page.status_code == 200:
-                self._wording[channel] = wording_hash(page.body)
-        return self._wording.get(channel)
+                self._wording[key] = wording_hash(page.body)
+        return self._wording.get(key)
 
     # -- answers --------------------------------------------------------------------------
 
@@ -238,19 +250,19 @@ class SignUpForm:
     def _error(self, post: Post, status: int, text: str) -> Response:
         if post.json:
             return JSONResponse({"error": text}, status_code=status)
-        title = {400: "Please try again", 403: "Not allowed", 429: "Too many sign-ups"}.get(
-            status, "That did not work")
+        title = {400: _("Please try again"), 403: _("Not allowed"),
+                 429: _("Too many sign-ups")}.get(status) or _("That did not work")
         if post.channel is Channel.EMBED:
             return self.embed_page(status=status, title=title, text=text, retry=True)
         return self._message(title, text, status)
 
     def _not_an_address(self, post: Post, typed: str) -> Response:
         if post.json:
-            return self._error(post, 400, NOT_AN_ADDRESS)
+            return self._error(post, 400, _(NOT_AN_ADDRESS))
         if post.channel is Channel.EMBED:
-            return self.embed_page(status=400, error=NOT_AN_ADDRESS, email=typed[:320])
+            return self.embed_page(status=400, error=_(NOT_AN_ADDRESS), email=typed[:320])
         # Our page, also for another site's plain form: the reader corrects it here.
-        return self.own_page(status=400, error=NOT_AN_ADDRESS, email=typed[:320])
+        return self.own_page(status=400, error=_(NOT_AN_ADDRESS), email=typed[:320])
 
     def _message(self, title: str, text: str, status: int = 200) -> HTMLResponse:
         return self.page("message.html", status=status, title=title, text=text)

@@ -10,6 +10,7 @@ preview page is the tool's own and stays in the package (web/templates)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,12 @@ from jinja2 import (
     select_autoescape,
 )
 
+from ainews_newsletter import translations
 from ainews_newsletter.config import Config
 from ainews_newsletter.errors import RenderError
+from ainews_newsletter.models import Period
 from ainews_newsletter.render.environment import template_folders
+from ainews_newsletter.render.localized import period_label
 
 # Every page public.py renders: each must be found (in an override or the shipped copy) and
 # compile before `ainews serve` listens.
@@ -33,9 +37,9 @@ PUBLIC_PAGES = ("archive.html", "base.html", "confirm.html", "embed.html", "eras
                 "message.html", "preferences.html", "subscribe.html", "unsubscribe.html")
 
 
-def _environment(loader: BaseLoader) -> Environment:
+def _environment(loader: BaseLoader, extensions: list[str] | None = None) -> Environment:
     return Environment(loader=loader, autoescape=select_autoescape(default=True),
-                       trim_blocks=True, lstrip_blocks=True)
+                       trim_blocks=True, lstrip_blocks=True, extensions=extensions or [])
 
 
 def page_templates() -> Environment:
@@ -49,11 +53,27 @@ def public_page_folders(config: Config) -> list[Path]:
     return [folder / "web" for folder in template_folders(config.templates_dir)]
 
 
-def public_page_templates(config: Config) -> Environment:
-    """The public pages' environment, every page compiled now: a broken override stops
-    `ainews serve` at start-up with its file and line (a RenderError), not a traceback at
-    the first reader's request."""
-    environment = _environment(FileSystemLoader(public_page_folders(config)))
+def public_page_templates(config: Config,
+                          language: str = translations.SOURCE) -> Environment:
+    """The public pages' environment in `language`, every page compiled now: a broken
+    override stops `ainews serve` at start-up with its file and line (a RenderError), not a
+    traceback at the first reader's request. Jinja2's i18n extension (new-style gettext,
+    `{% trans %}` trimmed as `pybabel extract` reads it) over the `web` catalogs; the pages
+    also see `language` and `direction` (for `<html lang dir>`) and a `period` filter (an
+    issue's days as the language writes them)."""
+    environment = _environment(FileSystemLoader(public_page_folders(config)),
+                               extensions=["jinja2.ext.i18n"])
+    environment.policies["ext.i18n.trimmed"] = True
+    catalog = translations.translations(language, "web", config.locale_dir)
+    environment.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]
+    environment.globals["language"] = language
+    environment.globals["direction"] = (translations.direction(language)
+                                        if language != translations.SOURCE else "ltr")
+
+    def period(value: Period) -> str:
+        return period_label(value, language)
+
+    environment.filters["period"] = period
     extra = environment.list_templates(filter_func=lambda name: name.endswith(".html"))
     for name in dict.fromkeys([*PUBLIC_PAGES, *extra]):  # partials an override includes, too
         try:
@@ -61,6 +81,26 @@ def public_page_templates(config: Config) -> Environment:
         except TemplateError as exc:
             raise RenderError(describe_failure(exc, name)) from None
     return environment
+
+
+class PublicPages:
+    """One environment per language, made at its first page and kept (a page's templates
+    compile once per language, not per request). The newsletter's language is made at
+    start-up, which checks every page."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._by_language = {config.newsletter.language:
+                             public_page_templates(config, config.newsletter.language)}
+
+    def environment(self, language: str) -> Environment:
+        with self._lock:
+            found = self._by_language.get(language)
+            if found is None:
+                found = self._by_language[language] = public_page_templates(self.config,
+                                                                            language)
+            return found
 
 
 def render_page(environment: Environment, name: str, context: dict[str, Any]) -> str:
