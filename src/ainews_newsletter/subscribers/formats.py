@@ -349,4 +349,4 @@ def _rows(records: Iterable[tuple[int, Row]], mapper: Mapper, check_dns: bool,
         on_lists = tuple(name.strip() for name in cell(row, LISTS_COLUMN).split(";")
                          if name.strip()) if lists else ()
         yield ImportRow(start, stored, normalized, _clean_name(mapped.name), mapped.status,
-                        mapped.attributes, on_lists)
+                        mapped.attributes, on_lists, mapped.language)
