@@ -90,8 +90,8 @@ def subscribers() -> None:
 @click.option("--status", type=STATUS_CHOICE, default="active", show_default=True)
 @click.option("--language", metavar="TAG",
               help="The reader's language, a BCP 47 tag (de, pt-BR): their issues come in it "
-                   "when catalogs exist for it, else in [newsletter] language. Sets it on a "
-                   "known address too; \"\" clears it.")
+                   "when catalogs exist for it, else in [newsletter] language. For a reader "
+                   "already on the list it only sets their language (\"\" clears it).")
 @click.option("--force-erased", is_flag=True,
               help="Add EMAIL even though it was erased on request (only if its owner asked "
                    "you to); lifts the erased mark.")
@@ -106,7 +106,18 @@ def add(state: AppState, email: str, name: str | None, list_name: str | None, st
     # Checked first: a mistyped tag adds no one.
     tag = translations.canonical(language) if language and language.strip() else None
     store = open_store(state)
-    known = store.get(email) is not None
+    found = store.get(email)
+    known = found is not None
+    target = list_name or state.config.subscribers.default_list
+    if found is not None and language is not None and target in found.lists:
+        store.set_language(found.id, tag)
+        subscriber = store.require(found.email)
+        if as_json:
+            print_json(as_record(subscriber))
+        else:
+            console.print(f"{subscriber.email}: language "
+                          + (f"set to {tag}" if tag else "cleared (the newsletter's)"))
+        return
     subscriber = store.add(email, name, list_name, SubscriberStatus(status),
                            force_erased=force_erased)
     if not known:  # a known address keeps its consent record

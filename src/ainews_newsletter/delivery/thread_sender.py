@@ -167,14 +167,15 @@ def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transpo
 
     Every skeleton is built here, before any worker is forked: one per language."""
 
-    def messages(rendered: RenderedIssue) -> IssueMessages:
+    def messages(rendered: RenderedIssue, language: str) -> IssueMessages:
         return IssueMessages(rendered, newsletter, issue.created_at, settings.clicks,
-                             settings.provider)
+                             settings.provider, language)
 
     context = SendContext(
         issue,
-        Outgoing(messages(issue.rendered), newsletter.from_, settings.signer, settings.verp,
-                 {language: messages(rendered)
+        Outgoing(messages(issue.rendered, issue.language), newsletter.from_, settings.signer,
+                 settings.verp,
+                 {language: messages(rendered, language)
                   for language, rendered in (editions or {}).items()}),
         ledger, settings, hooks or Hooks(),
         RateLimiter(settings.rate_per_second, settings.max_per_hour),

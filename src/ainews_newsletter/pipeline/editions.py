@@ -142,7 +142,7 @@ def lint_editions(config: Config, editions: Editions, period: Period,
             continue
         rendered = editions.render(config, language, period, issue_id)
         recipient = dataclasses.replace(sample_recipient(config), language=language)
-        message = sample_message(config, rendered, recipient)
+        message = sample_message(config, rendered, recipient, language)
         findings += [dataclasses.replace(found, message=f"[{language}] {found.message}")
                      for found in lint_issue(rendered, config.newsletter.postal_address,
                                              message, spamassassin=config.lint.spamassassin)]

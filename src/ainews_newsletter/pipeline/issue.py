@@ -130,9 +130,12 @@ def sample_recipient(config: Config) -> Recipient:
     return next(open_subscribers(config).iter_recipients(batch_size=1), SAMPLE_RECIPIENT)
 
 
-def sample_message(config: Config, rendered: RenderedIssue, recipient: Recipient) -> bytes:
-    """The exact bytes `recipient` would receive (signed when DKIM is configured)."""
-    raw = IssueMessages(rendered, config.newsletter, clock.now()).bytes_for(recipient)
+def sample_message(config: Config, rendered: RenderedIssue, recipient: Recipient,
+                   language: str | None = None) -> bytes:
+    """The exact bytes `recipient` would receive (signed when DKIM is configured);
+    `language`: the rendering's [default: [newsletter] language]."""
+    raw = IssueMessages(rendered, config.newsletter, clock.now(),
+                        language=language or config.newsletter.language).bytes_for(recipient)
     signer = message_signer(config)
     return signer(raw) if signer else raw
 
