@@ -107,30 +107,24 @@ def add(state: AppState, email: str, name: str | None, list_name: str | None, st
     tag = translations.canonical(language) if language and language.strip() else None
     store = open_store(state)
     found = store.get(email)
-    known = found is not None
-    target = list_name or state.config.subscribers.default_list
-    if found is not None and language is not None and target in found.lists:
-        store.set_language(found.id, tag)
-        subscriber = store.require(found.email)
-        if as_json:
-            print_json(as_record(subscriber))
-        else:
-            console.print(f"{subscriber.email}: language "
-                          + (f"set to {tag}" if tag else "cleared (the newsletter's)"))
-        return
-    subscriber = store.add(email, name, list_name, SubscriberStatus(status),
-                           force_erased=force_erased)
-    if not known:  # a known address keeps its consent record
-        _record_cli_consent(store, subscriber)
-    if language is not None and tag != subscriber.language:
-        store.set_language(subscriber.id, tag)
-        subscriber = store.require(subscriber.email)
+    verb = "added"
+    if found is not None and language is not None and (
+            list_name or state.config.subscribers.default_list) in found.lists:
+        store.set_language(found.id, tag)  # on the list already: only the language changes
+        verb = "updated"
+    else:
+        added = store.add(email, name, list_name, SubscriberStatus(status),
+                          force_erased=force_erased)
+        if found is None:  # a known address keeps its consent record
+            _record_cli_consent(store, added)
+        if language is not None:
+            store.set_language(added.id, tag)
+    subscriber = store.require(email)
     if as_json:
         print_json(as_record(subscriber))
     else:
-        console.print(f"added {subscriber.email} ({subscriber.status.value}"
-                      + (f", {subscriber.language}" if subscriber.language else "")
-                      + f") to {', '.join(subscriber.lists)}")
+        console.print(f"{verb} {subscriber.email} ({subscriber.status.value}, language "
+                      f"{subscriber.language or 'none'}) on {', '.join(subscriber.lists)}")
 
 
 def _record_cli_consent(store: SubscriberStore, subscriber: Subscriber,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ainews_newsletter import clock, translations
 from ainews_newsletter.config import Config
-from ainews_newsletter.delivery.ledger import IssueRecord
+from ainews_newsletter.delivery.ledger import IssueRecord, rendering_language
 from ainews_newsletter.delivery.renderings import Renderings
 from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.models import Issue, Period, Post, RenderedIssue
@@ -50,7 +50,7 @@ def audience_by_language(config: Config, issue: IssueRecord | None = None) -> di
         others = other_languages(config, language)
         rows = open_subscribers(config).count_recipients_by_language()
         for chosen, count in rows.items():
-            counts[chosen if chosen in others else language] += count
+            counts[rendering_language(chosen, others) or language] += count
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 

@@ -221,6 +221,10 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     ledger = open_ledger(config)
     store = open_subscribers(config)
     issue = freeze_issue(config, plan, only_if_new)
+    editions = plan.editions
+    if plan.existing is None and issue.rendered.html != plan.rendered.html:
+        # Another run froze the period first: its issue, perhaps from other posts, is sent.
+        editions = Editions(issue.language)
     clicks = _click_links(config, ledger, issue)
     if issue.snapshot_at is None:
         recipients = store.iter_recipients(batch_size=config.delivery.batch_size)
@@ -231,7 +235,7 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
                         languages=other_languages(config, issue.language))
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
     # Once per further language of the rows, stored: a resume or another sender reuses it.
-    editions = send_editions(config, plan.editions, issue)
+    renderings = send_editions(config, editions, issue)
     settings = send_settings(config, clicks)
     hooks = Hooks(deliverable=DeliverableCheck(deliverable_subscriber, deliverable_now),
                   on_result=on_result, should_stop=should_stop,
@@ -240,13 +244,13 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     def deliver_due() -> DeliveryCounts:
         if transport is not None:  # a caller-made transport: one connection
             return deliver(issue, ledger, lambda: transport, config.newsletter, settings,
-                           hooks, editions=editions)
+                           hooks, editions=renderings)
         # Worker processes only for SMTP: the other backends are for looking at a send
         # here (a memory outbox in a child would be lost to this process).
         workers = config.smtp.worker_processes() if config.delivery.backend == "smtp" else 1
         return deliver(issue, ledger, lambda: make_transport(config), config.newsletter,
                        settings, hooks, connections=config.smtp.connections,
-                       workers=workers, editions=editions)
+                       workers=workers, editions=renderings)
 
     def release_dead_claims() -> None:
         ledger.release_claims(clock.now())

@@ -11,7 +11,6 @@ whatever else the row says. An unknown status value rejects the row and names th
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import re
@@ -19,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ainews_newsletter import translations
-from ainews_newsletter.errors import ConfigError
 from ainews_newsletter.models import SubscriberStatus
 
 Row = dict[str, str]  # column key (see `column_key`) → cell
@@ -28,8 +25,6 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Our own export names the lists a subscriber is on ("a;b"); importing it restores them.
 LISTS_COLUMN = "lists"
 EMAIL_COLUMNS = ("email", "email_address", "e_mail", "emailaddress")
-# The reader's language, in any format that carries one (our export writes `language`).
-LANGUAGE_COLUMNS = ("language", "locale")
 
 
 def column_key(header_cell: str) -> str:
@@ -51,7 +46,6 @@ class Mapped:
     name: str | None
     status: SubscriberStatus | None  # None: the file does not say (new rows become active)
     attributes: dict[str, Any] | None
-    language: str | None = None  # canonical BCP 47; None: the file does not say
 
 
 def unescape_formula(value: str) -> str:
@@ -375,34 +369,9 @@ def detect_keys(keys: set[str]) -> str:
     return "csv"
 
 
-@functools.lru_cache(maxsize=512)
-def _canonical_language(value: str) -> str:
-    """Cached: a file of a million rows holds a handful of distinct tags."""
-    return translations.canonical(value)
-
-
-def language(row: Row) -> str | None:
-    """The row's `language` (or `locale`) cell as canonical BCP 47 ("pt_br" → "pt-BR");
-    None when empty. A tag Babel does not know refuses the row, naming the column. Stored
-    whether or not catalogs exist for it: a send falls back to the newsletter's language."""
-    for column in LANGUAGE_COLUMNS:
-        value = cell(row, column)
-        if value:
-            try:
-                return _canonical_language(value)
-            except ConfigError:
-                raise RefusedRow(f"{column}: unknown language {value!r} (a BCP 47 tag such "
-                                 "as 'de' or 'pt-BR')") from None
-    return None
-
-
 def read_row(row: Row, mapper: Mapper) -> Mapped:
-    """The row through its format's mapper, then the common opt-out rule over it, and the
-    reader's language (any format)."""
+    """The row through its format's mapper, then the common opt-out rule over it."""
     mapped = mapper(row)
-    chosen = language(row)
-    if chosen is not None:
-        mapped = dataclasses.replace(mapped, language=chosen)
     refused = refusal(row)
     if refused is None:
         return mapped
