@@ -99,7 +99,7 @@ def test_send_and_status(project: Project, smtp_server: SmtpServer) -> None:
 
     status = json.loads(project.run("status", "--json").output)
     assert status == {"issue": "2026-W47", "total": 3, "queued": 0, "sending": 0, "sent": 3,
-                      "deferred": 0, "failed": 0, "feedback": {
+                      "deferred": 0, "failed": 0, "languages": {"en": 3}, "feedback": {
                           "bounced": 0, "complained": 0, "hard": 0, "soft": 0,
                           "complaint": 0, "autoreply": 0, "other": 0, "delivered": 0,
                           "unsubscribe": 0}}

@@ -69,8 +69,9 @@ def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
     from rich.table import Table
 
     from ainews_newsletter.errors import AinewsError
+    from ainews_newsletter.pipeline.editions import language_line
     from ainews_newsletter.pipeline.feedback import issue_feedback
-    from ainews_newsletter.pipeline.send import delivery_status
+    from ainews_newsletter.pipeline.send import delivery_status, issue_languages
 
     if in_state is not None:
         _list_state(state, issue, DeliveryState(in_state), limit, as_json)
@@ -86,9 +87,11 @@ def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
                 _print_welcomes(welcomes)
         raise
     feedback = issue_feedback(state.config, counts.issue)
+    languages = issue_languages(state.config, counts.issue)
     if as_json:
         extra = {} if welcomes is None else {"welcomes": welcomes.as_dict()}
-        print_json({**counts.as_dict(), "feedback": feedback, **extra})
+        print_json({**counts.as_dict(), "languages": languages, "feedback": feedback,
+                    **extra})
         return
     table = Table(title=f"issue {counts.issue}")
     table.add_column("state")
@@ -97,6 +100,8 @@ def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
         table.add_row(delivery_state.value, str(getattr(counts, delivery_state.value)))
     table.add_row("total", str(counts.total))
     console.print(table)
+    console.print(f"languages: {language_line(languages) or 'none'} (readers each)",
+                  soft_wrap=True)
     console.print(f"came back: bounced {feedback['bounced']} (hard {feedback['hard']}, soft "
                   f"{feedback['soft']}), complained {feedback['complained']}, auto-replies "
                   f"{feedback['autoreply']}", soft_wrap=True)

@@ -81,10 +81,11 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
     Safe to run again: it resumes where a previous run stopped and never sends the issue
     twice to anyone it already reached. SIGTERM or Ctrl-C finish the message in flight and
     stop; `ainews send --resume` goes on."""
-    from ainews_newsletter.pipeline.issue import lint, resolve_period
+    from ainews_newsletter.pipeline.issue import resolve_period
     from ainews_newsletter.pipeline.send import (
         delivery_status,
         execute_send,
+        lint_send,
         make_transport,
         plan_send,
         send_test,
@@ -126,7 +127,7 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
             print_counts(counts)
         return
     if plan.existing is None or plan.existing.snapshot_at is None:
-        findings = lint(config, plan.rendered)
+        findings = lint_send(config, plan)
         if findings:
             print_findings(findings)
         if has_errors(findings) and not force:
@@ -195,14 +196,18 @@ def _show_dry_run(state: AppState, plan: SendPlan) -> None:
     import email
     import email.policy
 
+    from ainews_newsletter.pipeline.editions import language_line
     from ainews_newsletter.pipeline.issue import sample_message, sample_recipient
-    from ainews_newsletter.pipeline.send import make_transport
+    from ainews_newsletter.pipeline.send import make_transport, readers_by_language
 
     config = state.config
     console.print(f"dry run: {plan.period_key} “{plan.subject}” "
                   f"({counted(plan.post_count, 'post')}) would go to "
                   f"{counted(plan.pending, 'subscriber')} via "
                   f"{make_transport(config).describe()}; nothing is sent or stored.")
+    by_language = readers_by_language(config, plan)
+    console.print(f"languages: {language_line(by_language) or 'none'} (readers each; "
+                  "one rendering per language)", soft_wrap=True)
     raw = sample_message(config, plan.rendered, sample_recipient(config))
     message = email.message_from_bytes(raw, policy=email.policy.default)
     console.print(f"first message ({len(raw):,} bytes):", highlight=False)

@@ -88,27 +88,43 @@ def subscribers() -> None:
 @click.option("--name", help="The subscriber's name, used in the To: header.")
 @list_option
 @click.option("--status", type=STATUS_CHOICE, default="active", show_default=True)
+@click.option("--language", metavar="TAG",
+              help="The reader's language, a BCP 47 tag (de, pt-BR): their issues come in it "
+                   "when catalogs exist for it, else in [newsletter] language. For a reader "
+                   "already on the list it only sets their language (\"\" clears it).")
 @click.option("--force-erased", is_flag=True,
               help="Add EMAIL even though it was erased on request (only if its owner asked "
                    "you to); lifts the erased mark.")
 @json_option
 @pass_state
 def add(state: AppState, email: str, name: str | None, list_name: str | None, status: str,
-        force_erased: bool, as_json: bool) -> None:
+        language: str | None, force_erased: bool, as_json: bool) -> None:
     """Add EMAIL to a list (a known address is added to the list)."""
+    from ainews_newsletter import translations
     from ainews_newsletter.subscribers.export import as_record
 
+    # Checked first: a mistyped tag adds no one.
+    tag = translations.canonical(language) if language and language.strip() else None
     store = open_store(state)
-    known = store.get(email) is not None
-    subscriber = store.add(email, name, list_name, SubscriberStatus(status),
-                           force_erased=force_erased)
-    if not known:  # a known address keeps its consent record
-        _record_cli_consent(store, subscriber)
+    found = store.get(email)
+    verb = "added"
+    if found is not None and language is not None and (
+            list_name or state.config.subscribers.default_list) in found.lists:
+        store.set_language(found.id, tag)  # on the list already: only the language changes
+        verb = "updated"
+    else:
+        added = store.add(email, name, list_name, SubscriberStatus(status),
+                          force_erased=force_erased)
+        if found is None:  # a known address keeps its consent record
+            _record_cli_consent(store, added)
+        if language is not None:
+            store.set_language(added.id, tag)
+    subscriber = store.require(email)
     if as_json:
         print_json(as_record(subscriber))
     else:
-        console.print(f"added {subscriber.email} ({subscriber.status.value}) to "
-                      f"{', '.join(subscriber.lists)}")
+        console.print(f"{verb} {subscriber.email} ({subscriber.status.value}, language "
+                      f"{subscriber.language or 'none'}) on {', '.join(subscriber.lists)}")
 
 
 def _record_cli_consent(store: SubscriberStore, subscriber: Subscriber,
@@ -301,8 +317,8 @@ def count(state: AppState, status: str | None, list_name: str | None) -> None:
 @pass_state
 def export(state: AppState, status: str | None, list_name: str | None, file_format: str,
            output: Path | None, consent: bool) -> None:
-    """Export subscribers (all their fields and lists). The CSV re-imports with `import`
-    and is safe to open in a spreadsheet (no formula runs)."""
+    """Export subscribers (all their fields and lists, their language too). The CSV
+    re-imports with `import` and is safe to open in a spreadsheet (no formula runs)."""
     from ainews_newsletter.subscribers.export import write_csv, write_json
 
     if consent:

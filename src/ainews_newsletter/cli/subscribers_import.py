@@ -62,7 +62,11 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
             welcome: bool, force_erased: bool, as_json: bool) -> None:
     """Import FILE: our CSV (email, name, status, …) or an export from Mailchimp, Substack,
     listmonk or Buttondown. Known addresses are merged, not doubled; an unsubscribe is never
-    undone; suppressed addresses are rejected. Exit code 1 if any row was rejected."""
+    undone; suppressed addresses are rejected. Exit code 1 if any row was rejected.
+
+    A `language` or `locale` column (any format) gives each reader their language, a BCP 47
+    tag (de, pt-BR; pt_br is read as pt-BR; empty: none): it fills a known reader's missing
+    language, never replaces one; an unknown tag rejects the row."""
 
     welcomes = None
     if welcome and not dry_run:

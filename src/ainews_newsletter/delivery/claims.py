@@ -112,7 +112,7 @@ def _claim_lowest(*conditions: ColumnElement[bool]) -> Update:
                     updated_at=_database_now())
             .returning(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
                        deliveries.c.name, deliveries.c.token, deliveries.c.attempts,
-                       deliveries.c.return_tag))
+                       deliveries.c.return_tag, deliveries.c.language))
 
 
 # The three claims of `claim_next`, built once: the lowest queued row above `after`, the
@@ -317,7 +317,7 @@ class LedgerWriter:
             # `attempts` counts this claim already; a Delivery carries the count before it.
             delivery = Delivery(id=row.id, attempts=row.attempts - 1, recipient=Recipient(
                 subscriber_id=row.subscriber_id, email=row.email, name=row.name,
-                token=row.token), return_tag=row.return_tag)
+                token=row.token, language=row.language), return_tag=row.return_tag)
             left = not self._admitted(delivery, now)
         return Claimed(delivery, left)
 

@@ -7,7 +7,7 @@ The tables are in `tables`, the per-message claim and record in `claims`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ainews_newsletter import translations
 from ainews_newsletter.database import ensure_schema, insert_ignoring_conflicts
 from ainews_newsletter.delivery.claims import (
     NOT_ACTIVE_REPLY,
@@ -46,6 +47,7 @@ class IssueRecord:
     rendered: RenderedIssue
     created_at: datetime
     snapshot_at: datetime | None
+    language: str = translations.SOURCE  # of `rendered`; issues from before 0010 are English
 
 
 def _issue_record(row: Any) -> IssueRecord:
@@ -57,7 +59,18 @@ def _issue_record(row: Any) -> IssueRecord:
                              unsubscribe_placeholder=row.unsubscribe_placeholder,
                              post_count=row.post_count)
     return IssueRecord(id=row.id, list_id=row.list_id, rendered=rendered,
-                       created_at=row.created_at, snapshot_at=row.snapshot_at)
+                       created_at=row.created_at, snapshot_at=row.snapshot_at,
+                       language=row.language or translations.SOURCE)
+
+
+def rendering_language(tag: str | None, languages: Collection[str]) -> str | None:
+    """Which of `languages` (the issue's further renderings) a reader of language `tag`
+    gets: their own, else its base language ("de-AT" reads the "de" rendering); None for
+    the issue's own rendering."""
+    if tag is None or tag in languages:
+        return tag
+    base = tag.split("-")[0]
+    return base if base in languages else None
 
 
 def _aggregate_time(value: datetime | str) -> datetime:
@@ -114,10 +127,12 @@ class Ledger:
 
     def try_create_issue(self, list_id: str, rendered: RenderedIssue,
                          carried: Sequence[PostRef], now: datetime,
-                         links: Sequence[str] = ()) -> IssueRecord | None:
+                         links: Sequence[str] = (),
+                         language: str = translations.SOURCE) -> IssueRecord | None:
         """Like `create_issue`, but None when the period was frozen already (by another
         process, say): the caller learns it lost the race instead of joining in. `links`:
-        with click counts on, the issue's counted links (numbered from 1), frozen with it."""
+        with click counts on, the issue's counted links (numbered from 1), frozen with it.
+        `language`: the language `rendered` is in ([newsletter] language)."""
         period = rendered.period
         try:
             with self.engine.begin() as connection:
@@ -126,7 +141,7 @@ class Ledger:
                     period_end=period.end, timezone=str(period.start.tzinfo),
                     subject=rendered.subject, preheader=rendered.preheader, html=rendered.html,
                     text=rendered.text, unsubscribe_placeholder=rendered.unsubscribe_placeholder,
-                    post_count=rendered.post_count, created_at=now))
+                    post_count=rendered.post_count, created_at=now, language=language))
                 assert inserted.inserted_primary_key is not None
                 issue_id = inserted.inserted_primary_key[0]
                 if carried:
@@ -190,14 +205,19 @@ class Ledger:
     def snapshot(self, issue_id: int, recipients: Iterable[Recipient], now: datetime,
                  batch_size: int = 500, tagged: bool = False,
                  list_identifier: str | None = None,
-                 still_listed: StillListed | None = None) -> int:
+                 still_listed: StillListed | None = None,
+                 languages: Collection[str] = ()) -> int:
         """Copy the audience into the ledger once. Batches are idempotent (a re-run after a
         crash mid-snapshot adds only the missing rows); `snapshot_at` marks it complete.
         `tagged`: each row gets a tag (a VERP return path, a provider's metadata header).
         `list_identifier` ([newsletter] list_identifier): each row keeps its Message-ID's
         digest, so an event quoting the Message-ID finds it (DeliveryLookup).
         `still_listed`: asked in each batch's transaction, so a reader erased since the
-        audience was read gets no row (delivery/unlisted.py)."""
+        audience was read gets no row (delivery/unlisted.py).
+        `languages`: the languages other than the issue's that have a rendering (catalogs
+        shipped or the operator's); a reader whose language (or its base language) is one
+        of them has it on their row, every other row's language is NULL (the issue's own
+        rendering): see `rendering_language`."""
         key = None
         if list_identifier is not None:
             with self.engine.connect() as connection:
@@ -210,7 +230,8 @@ class Ledger:
                      "attempts": 0, "updated_at": now,
                      "return_tag": new_return_tag() if tagged else None,
                      "message_digest": (None if key is None or list_identifier is None else
-                                        message_digest(list_identifier, key, r.subscriber_id))}
+                                        message_digest(list_identifier, key, r.subscriber_id)),
+                     "language": rendering_language(r.language, languages)}
                     for r in batch]
             with self.engine.begin() as connection:
                 insert_ignoring_conflicts(connection, deliveries, rows)
@@ -235,7 +256,7 @@ class Ledger:
         grows with the issue."""
         columns = (deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
                    deliveries.c.name, deliveries.c.token, deliveries.c.attempts,
-                   deliveries.c.return_tag)
+                   deliveries.c.return_tag, deliveries.c.language)
         conditions = (
             deliveries.c.state == DeliveryState.QUEUED.value,
             and_(deliveries.c.state == DeliveryState.DEFERRED.value,
@@ -252,8 +273,8 @@ class Ledger:
                 rows += connection.execute(query).all()
         rows.sort(key=lambda row: row.id)
         return [Delivery(id=row.id, attempts=row.attempts, recipient=Recipient(
-            subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token),
-            return_tag=row.return_tag) for row in rows[:limit]]
+            subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token,
+            language=row.language), return_tag=row.return_tag) for row in rows[:limit]]
 
     @contextmanager
     def writer(self,

@@ -111,20 +111,22 @@ def _policy_for(address: str) -> Any:
 
 
 def build_message(rendered: RenderedIssue, recipient: Recipient, newsletter: NewsletterConfig,
-                  date: datetime) -> EmailMessage:
-    """multipart/alternative: text first, then HTML (clients show the last part they can)."""
+                  date: datetime, language: str | None = None) -> EmailMessage:
+    """multipart/alternative: text first, then HTML (clients show the last part they can).
+    `language`: the rendering's language, said in Content-Language."""
     html, text = rendered.personalize(unsubscribe_url(newsletter, recipient.token))
     return list_message(newsletter, recipient, rendered.subject, html, text, date,
-                        message_id(newsletter, rendered.period.key, recipient.subscriber_id))
+                        message_id(newsletter, rendered.period.key, recipient.subscriber_id),
+                        language=language)
 
 
 def list_message(newsletter: NewsletterConfig, recipient: Recipient, subject: str, html: str,
                  text: str, date: datetime, msg_id: str,
-                 utf8_headers: bool = False) -> EmailMessage:
+                 utf8_headers: bool = False, language: str | None = None) -> EmailMessage:
     """A mail of the list to one reader, bodies already theirs: an issue's, or the welcome
     (which shares the list's headers, its one-click unsubscribe above all). `utf8_headers`:
     RFC 6532 headers when the reader's address needs them (an issue's skeleton writes its
-    To line apart, see `_to_header`)."""
+    To line apart, see `_to_header`). `language`: a Content-Language header (RFC 3282)."""
     link = unsubscribe_url(newsletter, recipient.token)
     message = EmailMessage(policy=_policy_for(recipient.email) if utf8_headers
                            else MESSAGE_POLICY)
@@ -144,6 +146,8 @@ def list_message(newsletter: NewsletterConfig, recipient: Recipient, subject: st
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    if language:  # after the bodies: set_content drops the Content-* headers it finds
+        message["Content-Language"] = language
     return message
 
 
@@ -286,11 +290,12 @@ class IssueMessages:
 
     def __init__(self, rendered: RenderedIssue, newsletter: NewsletterConfig,
                  date: datetime, clicks: ClickLinks | None = None,
-                 provider: ProviderHeaders | None = None) -> None:
+                 provider: ProviderHeaders | None = None, language: str | None = None) -> None:
         """`clicks`: count clicks, each reader's post links becoming their own click links
         (the issue's links are marked once here; `bytes_for` fills them per reader).
         `provider`: the relay provider's metadata headers, each reader's delivery tag in
-        them (a slot of its own, filled by `bytes_for`)."""
+        them (a slot of its own, filled by `bytes_for`). `language`: the rendering's, said
+        in a Content-Language header."""
         self.rendered, self.newsletter, self.clicks = rendered, newsletter, clicks
         self.provider = provider
         body = rendered if clicks is None else mark_links(rendered, clicks.links)
@@ -299,7 +304,7 @@ class IssueMessages:
         self._html = PersonalBody(body.html, rendered.unsubscribe_placeholder, link_slots)
         slots = dataclasses.replace(rendered, html=_HTML_SLOT, text=_TEXT_SLOT)
         skeleton = build_message(slots, Recipient(_SLOT_ID, _TO_SLOT, None, _TOKEN_SLOT),
-                                 newsletter, date).as_bytes()
+                                 newsletter, date, language).as_bytes()
         head, rest = _split_once(skeleton, f"{_TEXT_SLOT}\r\n".encode())
         self._between, self._tail = _split_once(rest, f"{_HTML_SLOT}\r\n".encode())
         self._before_to, after_to = _split_once(head, f"To: {_TO_SLOT}\r\n".encode())

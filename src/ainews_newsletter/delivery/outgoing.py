@@ -4,7 +4,8 @@ a worker process (worker_process.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from email.errors import MessageError
 
 from ainews_newsletter import clock
@@ -24,6 +25,15 @@ class Outgoing:
     signer: Signer | None = None  # DKIM
     # (bounce address, delimiter): each message's envelope sender becomes its VERP address.
     verp: tuple[str, str] | None = None
+    # The issue's renderings in its readers' other languages, each with its own skeleton
+    # (one per language, never per reader); a row's language picks one, None or an
+    # unknown one the issue's own `messages`.
+    editions: Mapping[str, IssueMessages] = field(default_factory=dict)
+
+    def messages_for(self, delivery: Delivery) -> IssueMessages:
+        language = delivery.recipient.language
+        return self.messages if language is None else self.editions.get(language,
+                                                                         self.messages)
 
     def envelope_sender(self, delivery: Delivery) -> str:
         if self.verp is None or delivery.return_tag is None:  # rows snapshotted before 0004
@@ -33,8 +43,8 @@ class Outgoing:
     def build(self, delivery: Delivery) -> bytes | SendOutcome:
         """The message as it goes out, or the failure that keeps it from being built."""
         try:
-            message = self.messages.bytes_for(delivery.recipient, clock.now(), delivery.id,
-                                              delivery.return_tag)
+            message = self.messages_for(delivery).bytes_for(
+                delivery.recipient, clock.now(), delivery.id, delivery.return_tag)
             if self.signer is not None:
                 message = self.signer(message)
         except (MessageError, ValueError, UnicodeError, DeliveryError) as exc:

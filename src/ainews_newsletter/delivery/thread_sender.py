@@ -8,7 +8,7 @@ build and send while this process alone claims and records (process_sender.py)."
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import NewsletterConfig
@@ -20,7 +20,7 @@ from ainews_newsletter.delivery.pacing import ErrorWatch, RateLimiter, StopReque
 from ainews_newsletter.delivery.process_sender import deliver_by_processes
 from ainews_newsletter.delivery.send_context import Hooks, SendContext, SendSettings
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
-from ainews_newsletter.models import DeliveryCounts, DeliveryState, SendOutcome
+from ainews_newsletter.models import DeliveryCounts, DeliveryState, RenderedIssue, SendOutcome
 
 
 class _ConnectionThread:
@@ -152,7 +152,8 @@ def _deliver_by_threads(context: SendContext, transports: Callable[[], Transport
 def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transport],
             newsletter: NewsletterConfig, settings: SendSettings,
             hooks: Hooks | None = None, connections: int = 1,
-            workers: int = 1) -> DeliveryCounts:
+            workers: int = 1,
+            editions: Mapping[str, RenderedIssue] | None = None) -> DeliveryCounts:
     """Send every due row of `issue` over `connections` parallel connections (sharing the
     rate limit and the error watch); returns the counts afterwards. With `workers` > 1 the
     connections are spread over that many worker processes, which build and send while
@@ -161,12 +162,21 @@ def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transpo
     Raises TransportUnavailable (after requeueing the row in hand) if the server cannot be
     reached, SendPaused if it refuses too much. When `should_stop` turns true each
     connection finishes and records the message in hand, so a stopped send leaves nothing
-    in `sending`."""
+    in `sending`. `editions`: the issue rendered in the other languages its rows name
+    (a row whose language has none gets the issue's own rendering).
+
+    Every skeleton is built here, before any worker is forked: one per language."""
+
+    def messages(rendered: RenderedIssue, language: str) -> IssueMessages:
+        return IssueMessages(rendered, newsletter, issue.created_at, settings.clicks,
+                             settings.provider, language)
+
     context = SendContext(
         issue,
-        Outgoing(IssueMessages(issue.rendered, newsletter, issue.created_at, settings.clicks,
-                               settings.provider),
-                 newsletter.from_, settings.signer, settings.verp),
+        Outgoing(messages(issue.rendered, issue.language), newsletter.from_, settings.signer,
+                 settings.verp,
+                 {language: messages(rendered, language)
+                  for language, rendered in (editions or {}).items()}),
         ledger, settings, hooks or Hooks(),
         RateLimiter(settings.rate_per_second, settings.max_per_hour),
         ErrorWatch(settings.error_threshold, settings.error_window))

@@ -40,18 +40,19 @@ class RowToSend(NamedTuple):
     email: str
     name: str | None
     token: str
+    language: str | None  # which rendering of the issue (None: its own language)
 
     @classmethod
     def of(cls, delivery: Delivery) -> RowToSend:
         r = delivery.recipient
         return cls(delivery.id, delivery.attempts, delivery.return_tag, r.subscriber_id,
-                   r.email, r.name, r.token)
+                   r.email, r.name, r.token, r.language)
 
     def delivery(self) -> Delivery:
         return Delivery(id=self.row_id, attempts=self.attempts, return_tag=self.return_tag,
                         recipient=Recipient(subscriber_id=self.subscriber_id,
                                             email=self.email, name=self.name,
-                                            token=self.token))
+                                            token=self.token, language=self.language))
 
 
 class Answer(NamedTuple):

@@ -15,6 +15,7 @@ from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
 from ainews_newsletter.delivery.message import IssueMessages, unsubscribe_url
 from ainews_newsletter.errors import AinewsError, SelectionError
 from ainews_newsletter.models import (
+    Issue,
     Period,
     PostRef,
     Recipient,
@@ -77,19 +78,25 @@ def select_posts(config: Config, window: Window) -> Selection:
                   loaded.unplaced)
 
 
-def render_selection(config: Config, selection: Selection, force: bool = False,
-                     timings: dict[str, float] | None = None) -> RenderedIssue:
-    # A language without a catalog, or a broken override .po, stops here: before a render.
-    translations.check_catalogs(config.newsletter.language, config.locale_dir)
+def compose_selection(config: Config, selection: Selection, force: bool = False) -> Issue:
+    """The issue the selection makes (in [newsletter] language), or SelectionError when it
+    has too few posts."""
     count, minimum = selection.in_window, config.posts.min_posts
     if count < max(minimum, 1) and not (force and count):
         raise SelectionError(f"only {counted(count, 'post')} in window, min_posts is {minimum} "
                              f"({selection.period.key}"
                              + ("; --force builds anyway)" if count else ")"))
-    issue = compose_issue(selection.period, selection.posts, config.newsletter.name,
-                          more=selection.more,
-                          group_by_category=config.posts.group_by == "category",
-                          language=config.newsletter.language, locale_dir=config.locale_dir)
+    return compose_issue(selection.period, selection.posts, config.newsletter.name,
+                         more=selection.more,
+                         group_by_category=config.posts.group_by == "category",
+                         language=config.newsletter.language, locale_dir=config.locale_dir)
+
+
+def render_selection(config: Config, selection: Selection, force: bool = False,
+                     timings: dict[str, float] | None = None) -> RenderedIssue:
+    # A language without a catalog, or a broken override .po, stops here: before a render.
+    translations.check_catalogs(config.newsletter.language, config.locale_dir)
+    issue = compose_selection(config, selection, force)
     key = selection.period.key
     options = RenderOptions(number=open_ledger(config).issue_number(audience_list(config), key),
                             utm=config.render.utm_for(key), locale_dir=config.locale_dir)
@@ -125,9 +132,12 @@ def sample_recipient(config: Config) -> Recipient:
     return next(open_subscribers(config).iter_recipients(batch_size=1), SAMPLE_RECIPIENT)
 
 
-def sample_message(config: Config, rendered: RenderedIssue, recipient: Recipient) -> bytes:
-    """The exact bytes `recipient` would receive (signed when DKIM is configured)."""
-    raw = IssueMessages(rendered, config.newsletter, clock.now()).bytes_for(recipient)
+def sample_message(config: Config, rendered: RenderedIssue, recipient: Recipient,
+                   language: str | None = None) -> bytes:
+    """The exact bytes `recipient` would receive (signed when DKIM is configured);
+    `language`: the rendering's [default: [newsletter] language]."""
+    raw = IssueMessages(rendered, config.newsletter, clock.now(),
+                        language=language or config.newsletter.language).bytes_for(recipient)
     signer = message_signer(config)
     return signer(raw) if signer else raw
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ainews_newsletter import clock, translations
@@ -35,12 +35,21 @@ from ainews_newsletter.models import (
     SendOutcome,
     Window,
 )
+from ainews_newsletter.pipeline.editions import (
+    Editions,
+    audience_by_language,
+    lint_editions,
+    other_languages,
+    send_editions,
+)
 from ainews_newsletter.pipeline.feedback import refusal_recorder
 from ainews_newsletter.pipeline.issue import (
     audience_list,
     carried_refs,
+    compose_selection,
     find_issue_by_key,
     issue_for,
+    lint,
     message_signer,
     open_ledger,
     open_subscribers,
@@ -49,6 +58,7 @@ from ainews_newsletter.pipeline.issue import (
     sample_message,
     select_posts,
 )
+from ainews_newsletter.render.lint import Finding
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.queries import (
     deliverable_now,
@@ -79,6 +89,8 @@ class SendPlan:
     existing: IssueRecord | None  # the frozen issue when this period was started before
     rendered: RenderedIssue
     carried: tuple[PostRef, ...] = ()  # the posts a new issue carries, remembered on freeze
+    # The issue in its readers' other languages, each rendered at most once (editions.py).
+    editions: Editions = field(default_factory=lambda: Editions(translations.SOURCE))
 
 
 def plan_send(config: Config, window: Window, force: bool = False,
@@ -107,12 +119,29 @@ def plan_send(config: Config, window: Window, force: bool = False,
                    if existing.snapshot_at is not None
                    else open_subscribers(config).count_recipients())
         return SendPlan(period_key, existing.rendered.subject, existing.rendered.post_count,
-                        pending, existing, existing.rendered)
+                        pending, existing, existing.rendered,
+                        editions=Editions(existing.language))
     selection = select_posts(config, window)
     rendered = render_selection(config, selection, force)
     audience = open_subscribers(config).count_recipients()
     return SendPlan(period_key, rendered.subject, rendered.post_count, audience, None,
-                    rendered, carried_refs(selection))
+                    rendered, carried_refs(selection),
+                    Editions(config.newsletter.language, compose_selection(config, selection,
+                                                                           force)))
+
+
+def readers_by_language(config: Config, plan: SendPlan) -> dict[str, int]:
+    """How many readers get each language's rendering (see editions.audience_by_language)."""
+    return audience_by_language(config, plan.existing)
+
+
+def lint_send(config: Config, plan: SendPlan) -> list[Finding]:
+    """The lint gate before a send: the issue's own rendering, then each further language
+    its readers get (rendered here once, and kept for the send)."""
+    issue_id = None if plan.existing is None else plan.existing.id
+    return lint(config, plan.rendered) + lint_editions(
+        config, plan.editions, plan.rendered.period, issue_id,
+        list(readers_by_language(config, plan)))
 
 
 def click_tokens(config: Config) -> ClickTokens:
@@ -143,7 +172,7 @@ def freeze_issue(config: Config, plan: SendPlan, only_if_new: bool = False) -> I
     links = (post_links(plan.rendered, config.newsletter.base_url)
              if config.tracking.clicks else [])
     created = ledger.try_create_issue(audience_list(config), plan.rendered, plan.carried,
-                                      clock.now(), links)
+                                      clock.now(), links, plan.editions.language)
     if created is not None:
         return created
     if only_if_new:
@@ -193,14 +222,21 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     ledger = open_ledger(config)
     store = open_subscribers(config)
     issue = freeze_issue(config, plan, only_if_new)
+    editions = plan.editions
+    if plan.existing is None and issue.rendered.html != plan.rendered.html:
+        # Another run froze the period first: its issue, perhaps from other posts, is sent.
+        editions = Editions(issue.language)
     clicks = _click_links(config, ledger, issue)
     if issue.snapshot_at is None:
         recipients = store.iter_recipients(batch_size=config.delivery.batch_size)
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size,
                         tagged=tags_deliveries(config),
                         list_identifier=config.newsletter.list_identifier,
-                        still_listed=still_listed)
+                        still_listed=still_listed,
+                        languages=other_languages(config, issue.language))
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
+    # Once per further language of the rows, stored: a resume or another sender reuses it.
+    renderings = send_editions(config, editions, issue)
     settings = send_settings(config, clicks)
     hooks = Hooks(deliverable=DeliverableCheck(deliverable_subscriber, deliverable_now),
                   on_result=on_result, should_stop=should_stop,
@@ -209,13 +245,13 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     def deliver_due() -> DeliveryCounts:
         if transport is not None:  # a caller-made transport: one connection
             return deliver(issue, ledger, lambda: transport, config.newsletter, settings,
-                           hooks)
+                           hooks, editions=renderings)
         # Worker processes only for SMTP: the other backends are for looking at a send
         # here (a memory outbox in a child would be lost to this process).
         workers = config.smtp.worker_processes() if config.delivery.backend == "smtp" else 1
         return deliver(issue, ledger, lambda: make_transport(config), config.newsletter,
                        settings, hooks, connections=config.smtp.connections,
-                       workers=workers)
+                       workers=workers, editions=renderings)
 
     def release_dead_claims() -> None:
         ledger.release_claims(clock.now())
@@ -307,6 +343,12 @@ def retry_failed(config: Config, issue_key: str) -> int:
     if issue is None:
         raise AinewsError(f"no issue {issue_key!r} in the ledger")
     return ledger.requeue_failed(issue.id, clock.now())
+
+
+def issue_languages(config: Config, issue_key: str) -> dict[str, int]:
+    """How many of the issue's readers get each language (its delivery rows)."""
+    ledger = open_ledger(config)
+    return audience_by_language(config, issue_for(config, ledger, issue_key))
 
 
 def delivery_status(config: Config, issue_key: str | None) -> DeliveryCounts:

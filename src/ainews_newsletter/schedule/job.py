@@ -22,13 +22,14 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.errors import AinewsError, SelectionError
 from ainews_newsletter.models import DeliveryCounts, Window
-from ainews_newsletter.pipeline.issue import audience_list, lint, resolve_period
+from ainews_newsletter.pipeline.issue import audience_list, resolve_period
 from ainews_newsletter.pipeline.send import (
     PeriodTaken,
     SendPlan,
     delivery_status,
     execute_send,
     freeze_issue,
+    lint_send,
     plan_send,
     send_test,
     unfinished_issue_keys,
@@ -83,7 +84,7 @@ def _this_period(config: Config, should_stop: StopRequested) -> RunResult:
     if plan.existing is not None and config.schedule.mode == "draft":
         return RunResult("skipped", period, f"the draft of {period} is waiting for "
                                             f"`ainews send --issue {period} --yes`")
-    errors = [f.message for f in lint(config, plan.rendered) if has_errors([f])]
+    errors = [f.message for f in lint_send(config, plan) if has_errors([f])]
     if errors:
         return RunResult("failed", period, "lint errors block the send: " + "; ".join(errors))
     if config.schedule.mode == "draft":

@@ -13,7 +13,7 @@ from ainews_newsletter.models import Subscriber
 from ainews_newsletter.subscribers.formats import FORMULA_START
 
 COLUMNS = ["email", "name", "status", "lists", "attributes", "source", "created_at",
-           "confirmed_at", "unsubscribed_at"]
+           "confirmed_at", "unsubscribed_at", "language"]
 
 
 def spreadsheet_safe(value: str) -> str:
@@ -33,6 +33,7 @@ def as_record(subscriber: Subscriber) -> dict[str, object]:
         "confirmed_at": subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else None,
         "unsubscribed_at": (subscriber.unsubscribed_at.isoformat()
                             if subscriber.unsubscribed_at else None),
+        "language": subscriber.language,
     }
 
 

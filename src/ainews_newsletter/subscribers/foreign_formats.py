@@ -10,6 +10,7 @@ whatever else the row says. An unknown status value rejects the row and names th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -374,5 +375,4 @@ def read_row(row: Row, mapper: Mapper) -> Mapped:
     refused = refusal(row)
     if refused is None:
         return mapped
-    return Mapped(mapped.email, mapped.name, _stronger(mapped.status, refused),
-                  mapped.attributes)
+    return dataclasses.replace(mapped, status=_stronger(mapped.status, refused))

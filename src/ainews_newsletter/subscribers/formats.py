@@ -36,6 +36,7 @@ from ainews_newsletter.subscribers.foreign_formats import (
     unescape_formula,
 )
 from ainews_newsletter.subscribers.importer import ImportRow, Rejected
+from ainews_newsletter.subscribers.languages import row_language
 from ainews_newsletter.subscribers.names import MAX_NAME, clean_name
 
 # "lines": one address per line, no header (Medium's export); "revue": Revue's JSON.
@@ -343,10 +344,11 @@ def _rows(records: Iterable[tuple[int, Row]], mapper: Mapper, check_dns: bool,
             continue
         try:
             mapped = read_row(row, mapper)
+            language = row_language(row)
         except RefusedRow as exc:
             yield Rejected(start, email, str(exc))
             continue
         on_lists = tuple(name.strip() for name in cell(row, LISTS_COLUMN).split(";")
                          if name.strip()) if lists else ()
         yield ImportRow(start, stored, normalized, _clean_name(mapped.name), mapped.status,
-                        mapped.attributes, on_lists)
+                        mapped.attributes, on_lists, language)

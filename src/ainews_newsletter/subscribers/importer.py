@@ -2,7 +2,9 @@
 
 Rules, the same for every format:
 - a new address is added with the row's status (or --status), to the chosen list;
-- a known address is merged, never doubled: a missing name or new attributes are filled in,
+- a known address is merged, never doubled: a missing name, a missing language or new
+  attributes are filled in (a language the reader has, perhaps chosen on the preferences
+  page, is kept),
   and a status may only move away from the list (active → unsubscribed, bounced, …), never
   back: an unsubscribe is never undone by an import;
 - an address on the suppression list is rejected;
@@ -59,6 +61,7 @@ class ImportRow(NamedTuple):
     status: SubscriberStatus | None = None  # from the file, if it says
     attributes: dict[str, Any] | None = None
     lists: tuple[str, ...] = ()  # from our own export; empty: the list of the import
+    language: str | None = None  # canonical BCP 47, from a language or locale column
 
 
 class _NewSubscriber(NamedTuple):
@@ -77,6 +80,7 @@ class _NewSubscriber(NamedTuple):
     updated_at: Any
     confirmed_at: Any
     unsubscribed_at: Any
+    language: str | None
 
 
 class Rejected(NamedTuple):  # a tuple: a file of junk makes one per row
@@ -131,7 +135,8 @@ def _fold(first: ImportRow, row: ImportRow) -> ImportRow:
     return ImportRow(first.line, first.email, first.normalized, first.name or row.name,
                      merged if (first.status or row.status) else None,
                      {**(row.attributes or {}), **(first.attributes or {})} or None,
-                     tuple(dict.fromkeys(first.lists + row.lists)))
+                     tuple(dict.fromkeys(first.lists + row.lists)),
+                     first.language or row.language)
 
 
 def _add_memberships(connection: Connection, list_id: int, addresses: list[str],
@@ -167,7 +172,7 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
         .where(one_of(connection, suppressions.c.email_normalized, keys))).all())
     existing = {row.email_normalized: row for row in connection.execute(
         select(subscribers.c.id, subscribers.c.email_normalized, subscribers.c.name,
-               subscribers.c.status, subscribers.c.attributes)
+               subscribers.c.status, subscribers.c.attributes, subscribers.c.language)
         .where(one_of(connection, subscribers.c.email_normalized, keys)))}
     # New rows go to the driver as _NewSubscriber tuples, values already in the driver's
     # form (bulk.py): the batch's one `now` is converted once.
@@ -202,7 +207,7 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
                 native(row.attributes, dialect) if row.attributes else None,
                 next(tokens, None) or new_tokens(1)[0], origin, stamp, stamp,
                 stamp if incoming is SubscriberStatus.ACTIVE else None,
-                stamp if incoming is SubscriberStatus.UNSUBSCRIBED else None))
+                stamp if incoming is SubscriberStatus.UNSUBSCRIBED else None, row.language))
             if incoming is SubscriberStatus.ACTIVE or incoming is SubscriberStatus.PENDING:
                 joined.append(normalized)
                 if added is not None and incoming is SubscriberStatus.ACTIVE:
@@ -215,7 +220,9 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
         merged = _merged_status(current, incoming)
         name = known.name or row.name  # fill a missing name; never overwrite one
         attributes = {**(known.attributes or {}), **(row.attributes or {})} or None
-        if (merged, name, attributes) == (current, known.name, known.attributes or None):
+        chosen = known.language or row.language  # fill a missing one; never overwrite one
+        if (merged, name, attributes, chosen) == (current, known.name,
+                                                  known.attributes or None, known.language):
             summary.duplicates += 1
             continue
         summary.updated += 1
@@ -223,7 +230,7 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
         if change is not None:
             events.setdefault(change, []).append(normalized)
         changes.append({"row_id": known.id, "new_status": merged.value, "new_name": name,
-                        "new_attributes": attributes, "now": now,
+                        "new_attributes": attributes, "new_language": chosen, "now": now,
                         "left_at": now if merged is not current and merged.has_left else None})
     insert_tuples(connection, subscribers, _NewSubscriber._fields, new_rows)
     summary.imported += len(new_rows)
@@ -235,7 +242,8 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
         connection.execute(
             update(subscribers).where(subscribers.c.id == bindparam("row_id")).values(
                 status=bindparam("new_status"), name=bindparam("new_name"),
-                attributes=bindparam("new_attributes"), updated_at=bindparam("now"),
+                attributes=bindparam("new_attributes"), language=bindparam("new_language"),
+                updated_at=bindparam("now"),
                 unsubscribed_at=func.coalesce(bindparam("left_at"),
                                               subscribers.c.unsubscribed_at)),
             changes)

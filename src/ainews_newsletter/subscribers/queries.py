@@ -246,6 +246,18 @@ class SubscriberQueries:
                      .where(_deliverable_condition()))
             return int(connection.execute(query).scalar_one())
 
+    def count_recipients_by_language(self, list_name: str | None = None,
+                                     ) -> dict[str | None, int]:
+        """The audience of a list by the language each reader chose (None: none)."""
+        with self.engine.begin() as connection:
+            list_id = self.list_id(connection, list_name)
+            query = (select(subscribers.c.language, func.count()).select_from(subscribers)
+                     .join(memberships, and_(memberships.c.subscriber_id == subscribers.c.id,
+                                             memberships.c.list_id == list_id))
+                     .where(_deliverable_condition()).group_by(subscribers.c.language))
+            return {language: int(count)
+                    for language, count in connection.execute(query).all()}
+
 
 def _deliverable_condition() -> Any:
     """Active and not on the suppression list."""

@@ -1,0 +1,139 @@
+"""A send in three languages against the same send in one (issue 30: within 5 %), both into
+Postfix's smtp-sink on 127.0.0.1, in one run.
+
+    python benchmarks/send_languages.py [--recipients 100000] [--connections 4]
+                                        [--workers 0] [--runs 1]
+
+one:   the sample week's issue to --recipients subscribers without a language (SQLite ledger,
+       per-message claims and commits as in benchmarks/send.py): one rendering.
+three: the same list, a third each in de, ja and none (the newsletter's en): the issue is
+       rendered once more per language after the snapshot, stored with the issue, and each
+       message built from its language's skeleton.
+Each run has its own fresh database and list (imported before the clock starts); the clock
+covers plan_send and execute_send (selection, renders, freeze, snapshot, sending). With
+--runs N the two kinds alternate N times and the best of each is compared (the machine is
+shared: the best run is the least disturbed). Languages without shipped catalogs get an
+operator catalog in the run's own folder, so the send has a rendering for each either way.
+Needs Debian's postfix package (smtp-sink; no daemon is started)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+LANGUAGES = ("de", "ja", "")  # "": no language of their own (the newsletter's, en)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process and of its waited-for children (the workers)."""
+    return sum(usage.ru_utime + usage.ru_stime for usage in (
+        resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def _run(port: int, recipients: int, languages: tuple[str, ...], connections: int,
+         workers: int) -> tuple[float, float, int, dict[str, int]]:
+    """(seconds, CPU seconds, messages sent, readers by language) of one send in a fresh
+    folder. CPU time, unlike the clock, barely moves with other load on a shared machine."""
+    from ainews_newsletter import translations
+    from ainews_newsletter.config import load_config
+    from ainews_newsletter.database import dispose_all
+    from ainews_newsletter.models import Window
+    from ainews_newsletter.pipeline.issue import open_subscribers
+    from ainews_newsletter.pipeline.send import execute_send, issue_languages, plan_send
+    from ainews_newsletter.subscribers.formats import open_subscriber_file
+    from ainews_newsletter.subscribers.importer import import_rows
+
+    with tempfile.TemporaryDirectory(prefix="ainews-languages-") as folder:
+        root = Path(folder)
+        shutil.copy(REPO / "config.toml", root / "config.toml")
+        for language in filter(None, languages):
+            if language not in translations.shipped_languages():
+                messages = root / "locale" / translations.folder_name(language) / "LC_MESSAGES"
+                messages.mkdir(parents=True)
+                (messages / "mail.po").write_text(
+                    'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n',
+                    encoding="utf-8")
+        people = root / "people.csv"
+        people.write_text("email,language\n" + "".join(
+            f"r{i}@example.com,{languages[i % len(languages)]}\n" for i in range(recipients)))
+        config = load_config(root / "config.toml", environ={}, overrides={
+            "storage": {"url": f"sqlite:///{root / 'bench.db'}"},
+            "posts": {"sources": [{"type": "markdown", "path": str(REPO / "posts")}]},
+            "smtp": {"host": "127.0.0.1", "port": port, "connections": connections,
+                     "workers": workers},
+            "lint": {"spamassassin": False}})
+        import_rows(open_subscribers(config), open_subscriber_file(people).rows)
+        started, cpu = time.perf_counter(), _cpu_seconds()
+        plan = plan_send(config, Window(week="2026-W47"))
+        counts = execute_send(config, plan)
+        seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+        by_language = issue_languages(config, "2026-W47")
+        dispose_all()
+    return seconds, cpu, counts.sent, by_language
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes the connections are spread over (0: automatic)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="alternate the two kinds this many times; compare the best")
+    args = parser.parse_args()
+    sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    if not Path(sink).exists():
+        raise SystemExit("needs postfix's smtp-sink (apt-get install postfix)")
+    port = _free_port()
+    as_root = ["-u", "nobody"] if os.geteuid() == 0 else []  # smtp-sink refuses root
+    sink_process = subprocess.Popen([sink, *as_root, f"127.0.0.1:{port}", "1000"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    kinds = {"one language": ("",), "three languages": LANGUAGES}
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    cpu: dict[str, list[float]] = {kind: [] for kind in kinds}
+    try:
+        for _ in range(args.runs):
+            for kind, languages in kinds.items():
+                seconds, used, sent, by_language = _run(port, args.recipients, languages,
+                                                        args.connections, args.workers)
+                if sent != args.recipients:
+                    raise SystemExit(f"{kind}: sent {sent} of {args.recipients}")
+                times[kind].append(seconds)
+                cpu[kind].append(used)
+                print(f"{kind}: {seconds:.1f} s ({sent / seconds:,.0f} msg/s), CPU "
+                      f"{used:.1f} s, readers by language {by_language}", flush=True)
+    finally:
+        sink_process.terminate()
+        sink_process.wait()
+    one, three = min(times["one language"]), min(times["three languages"])
+    cpu_one, cpu_three = min(cpu["one language"]), min(cpu["three languages"])
+    print(f"{args.recipients:,} messages over {args.connections} connection(s) into "
+          f"smtp-sink on 127.0.0.1, best of {args.runs}")
+    print("| send | seconds | msg/s | CPU s (sender + workers) |\n| --- | ---: | ---: | ---: |")
+    print(f"| one language | {one:.1f} | {args.recipients / one:,.0f} | {cpu_one:.1f} |")
+    print(f"| three languages (de, ja, en) | {three:.1f} | {args.recipients / three:,.0f} | "
+          f"{cpu_three:.1f} |")
+    print(f"ratio three/one: {three / one:.3f} ({(three / one - 1):+.1%}; goal: within 5 %); "
+          f"CPU {cpu_three / cpu_one:.3f} ({(cpu_three / cpu_one - 1):+.1%})")
+
+
+if __name__ == "__main__":
+    main()
