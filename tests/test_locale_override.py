@@ -159,14 +159,14 @@ def test_a_broken_override_is_one_error_naming_file_and_line(
     assert "Traceback" not in result.output
     assert not (project.root / "out").exists()  # stopped before anything was written
     with pytest.raises(ConfigError, match=f"line {line}"):
-        translations.translations("de", "mail", project.root / "locale")
+        translations.translations("de", "mail", project.root / "locale", strict=True)
 
 
 def test_a_catalog_in_another_charset_is_a_clear_error(project: Project, shipped: Path) -> None:
     po = _override(project, "mail", "")
     po.write_bytes(OVERRIDE_MAIL.replace("Meldungen", "Meldungen für").encode("latin-1"))
     with pytest.raises(ConfigError, match="cannot be read in its declared charset"):
-        translations.translations("de", "mail", project.root / "locale")
+        translations.translations("de", "mail", project.root / "locale", strict=True)
 
 
 def test_a_broken_override_of_another_language_stops_serve_at_start(
@@ -209,3 +209,37 @@ def test_an_operator_can_add_a_language_of_their_own(project: Project, shipped: 
     _override(project, "mail", OVERRIDE_MAIL.replace("Language: de", "Language: sv")
               .replace("und %(count)d Meldungen mehr", "och %(count)d till"), language="sv")
     assert _built_subject(project).endswith("och 2 till · Test Digest")
+
+
+def test_a_broken_override_met_while_running_is_logged_once_and_skipped(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`serve` checked the files at start; one broken afterwards must not make every
+    request fail: the shipped words, one log line, and strict callers still get the error."""
+    from ainews_newsletter import translations
+
+    folder = tmp_path / "locale" / "de" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    (folder / "web.po").write_text('msgid "Subscribe"\nmsgstr Abonnieren\n', encoding="utf-8")
+    shipped = translations.translations("de", "web").gettext("Subscribe")
+    assert shipped != "Subscribe"  # the shipped German catalog translates it
+    with caplog.at_level("ERROR", logger="ainews.translations"):
+        for _ in range(3):
+            assert translations.translations("de", "web", tmp_path / "locale").gettext(
+                "Subscribe") == shipped
+    assert [record.getMessage().split(":")[0] for record in caplog.records] == [
+        str(folder / "web.po")]
+    with pytest.raises(ConfigError, match="line 2"):
+        translations.translations("de", "web", tmp_path / "locale", strict=True)
+
+
+def test_a_misnamed_or_unknown_language_folder_is_named_at_start(tmp_path: Path) -> None:
+    from ainews_newsletter import translations
+
+    for name in ("pt_br", "klingon"):
+        folder = tmp_path / "locale" / name / "LC_MESSAGES"
+        folder.mkdir(parents=True)
+        (folder / "web.po").write_text('msgid "Subscribe"\nmsgstr "X"\n', encoding="utf-8")
+    assert translations.misnamed_folders(tmp_path / "locale") == ["klingon", "pt_br"]
+    assert "klingon" not in translations.available_languages(tmp_path / "locale")
+    with pytest.raises(ConfigError, match="klingon, pt_br: not named after a language"):
+        translations.check_catalogs("en", tmp_path / "locale")

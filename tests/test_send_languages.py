@@ -48,7 +48,7 @@ def import_with_languages(project: Project, rows: list[tuple[str, str]]) -> Path
 
 
 READERS = [("reader-de@example.com", "de"), ("reader-ja@example.com", "ja"),
-           ("reader-none@example.com", ""), ("reader-fr@example.com", "fr")]
+           ("reader-none@example.com", ""), ("reader-sv@example.com", "sv")]
 
 
 def count_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -85,7 +85,7 @@ def test_three_languages_in_one_send_are_three_renders(any_project: Project,
     import_with_languages(project, READERS)
     dry = project.run("send", "--week", "2026-W47", "--dry-run", env=smtp_env(smtp_server))
     assert dry.exit_code == 0, dry.output
-    # fr has no catalogs: that reader gets the newsletter's language.
+    # sv has no catalogs: that reader gets the newsletter's language.
     assert "languages: en 2, de 1, ja 1" in dry.stdout
 
     renders = count_renders(monkeypatch)
@@ -97,7 +97,7 @@ def test_three_languages_in_one_send_are_three_renders(any_project: Project,
                                                                               ("ja",)]
     assert dict(project.query("SELECT email, language FROM deliveries")) == {
         "reader-de@example.com": "de", "reader-ja@example.com": "ja",
-        "reader-none@example.com": None, "reader-fr@example.com": None}
+        "reader-none@example.com": None, "reader-sv@example.com": None}
 
     period = parse_week("2026-W47", ZoneInfo("Europe/Berlin"))
     messages = by_reader(smtp_server)
@@ -108,7 +108,7 @@ def test_three_languages_in_one_send_are_three_renders(any_project: Project,
     japanese = messages["reader-ja@example.com"]
     assert japanese["Content-Language"] == "ja"
     assert period_label(period, "ja") in text_of(japanese)
-    for english in ("reader-none@example.com", "reader-fr@example.com"):
+    for english in ("reader-none@example.com", "reader-sv@example.com"):
         assert messages[english]["Content-Language"] == "en"
         assert period_label(period, "en") in text_of(messages[english])
         assert GERMAN_PERIOD not in text_of(messages[english])
@@ -279,12 +279,12 @@ def test_add_sets_and_show_prints_the_language(project: Project) -> None:
 def test_counts_by_language_name_only_languages_with_catalogs(project: Project) -> None:
     operator_catalogs(project, "de")
     import_with_languages(project, [("a@example.com", "de"), ("b@example.com", "de-AT"),
-                                    ("c@example.com", "ja"), ("d@example.com", "")])
+                                    ("c@example.com", "sv"), ("d@example.com", "")])
     from ainews_newsletter.config import load_config
     from ainews_newsletter.pipeline.editions import audience_by_language
 
     config = load_config(project.config_path, environ={})
-    # de-AT has no catalog of its own: it reads the de rendering; ja has none at all.
+    # de-AT has no catalog of its own: it reads the de rendering; sv has none at all.
     assert audience_by_language(config) == {"de": 2, "en": 2}
     assert dict(project.query("SELECT email, language FROM subscribers"))["b@example.com"] \
         == "de-AT"  # stored as the reader gave it

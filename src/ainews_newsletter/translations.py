@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import logging
 import re
 import threading
 from functools import lru_cache
@@ -39,6 +40,7 @@ _BOTH: tuple[Domain, ...] = ("mail", "web")
 _ACCEPT_CHARS = 512
 _ACCEPT_ITEMS = 24
 _lock = threading.Lock()
+log = logging.getLogger("ainews.translations")
 # A .po line that is not blank or a comment: a keyword and a quoted string, or a quoted
 # string continuing the one before.
 _PO_LINE = re.compile(rb'(?:(?:msgctxt|msgid|msgid_plural|msgstr(?:\[\d+\])?)\s+)?'
@@ -62,32 +64,67 @@ def shipped_locale_dir() -> Path | None:
         return None
 
 
-def _languages_in(folder: Path | None) -> set[str]:
+def _languages_in(folder: Path | None, domain: str | None = None) -> set[str]:
+    """The languages with a catalog in `folder` (of `domain`, or of any), by their tag. A
+    folder not named as gettext names a language Babel knows (see misnamed_folders) is not
+    one."""
     if folder is None or not folder.is_dir():
         return set()
+    pattern = f"{domain or '*'}.[mp]o"
     return {tag_of(entry.name) for entry in folder.iterdir()
-            if (entry / "LC_MESSAGES").is_dir()
-            and any((entry / "LC_MESSAGES").glob("*.[mp]o"))}
+            if (entry / "LC_MESSAGES").is_dir() and any((entry / "LC_MESSAGES").glob(pattern))
+            and _well_named(entry.name)}
+
+
+def _well_named(folder: str) -> bool:
+    try:
+        return folder_name(canonical(tag_of(folder))) == folder
+    except ConfigError:
+        return False
 
 
 @lru_cache(maxsize=1)
-def shipped_languages() -> tuple[str, ...]:
-    """The languages with a shipped catalog, English first, then by tag."""
-    return (SOURCE, *sorted(_languages_in(shipped_locale_dir()) - {SOURCE}))
+def _shipped_tags() -> frozenset[str]:
+    """The shipped catalogs' tags as their folders give them (trusted: tests check them)."""
+    folder = shipped_locale_dir()
+    if folder is None or not folder.is_dir():
+        return frozenset()
+    return frozenset(tag_of(entry.name) for entry in folder.iterdir()
+                     if (entry / "LC_MESSAGES").is_dir())
 
 
-def available_languages(override_dir: Path | None = None) -> tuple[str, ...]:
-    """Shipped languages and those an operator added in their own `locale/`."""
-    extra = _languages_in(override_dir) - set(shipped_languages())
-    return (*shipped_languages(), *sorted(extra))
+def misnamed_folders(folder: Path | None) -> list[str]:
+    """Folders of `folder` (the operator's locale/) that hold catalogs but are not named
+    after a language as gettext writes it ("de", "pt_BR"): they would be ignored."""
+    if folder is None or not folder.is_dir():
+        return []
+    return sorted(entry.name for entry in folder.iterdir()
+                  if (entry / "LC_MESSAGES").is_dir() and not _well_named(entry.name))
+
+
+@lru_cache(maxsize=2)
+def shipped_languages(domain: str | None = None) -> tuple[str, ...]:
+    """The languages with a shipped catalog (of `domain`, or of any), English first."""
+    return (SOURCE, *sorted(_languages_in(shipped_locale_dir(), domain) - {SOURCE}))
+
+
+def available_languages(override_dir: Path | None = None,
+                        domain: str | None = None) -> tuple[str, ...]:
+    """Shipped languages and those an operator added in their own `locale/` (with a
+    catalog of `domain`, when given: a page is offered only in languages it has words in)."""
+    shipped = shipped_languages(domain)
+    extra = _languages_in(override_dir, domain) - set(shipped)
+    return (*shipped, *sorted(extra))
 
 
 def canonical(tag: str) -> str:
     """A language tag as BCP 47 with Babel's casing ("pt-br" → "pt-BR", "DE" → "de");
     ConfigError naming it when Babel does not know it."""
+    cleaned = tag.strip()
+    if cleaned == SOURCE or cleaned in _shipped_tags():
+        return cleaned  # already canonical: no Babel import (it costs every command ~30 ms)
     from babel import Locale, UnknownLocaleError
 
-    cleaned = tag.strip()
     try:
         locale = Locale.parse(cleaned.replace("_", "-"), sep="-")
     except (UnknownLocaleError, ValueError, TypeError):
@@ -143,10 +180,14 @@ def _compiled_po(path: Path) -> gettext.GNUTranslations:
     return gettext.GNUTranslations(buffer)
 
 
-def _catalog(folder: Path, tag: str, domain: str) -> gettext.GNUTranslations | None:
+def _catalog(folder: Path, tag: str, domain: str,
+             prefer_mo: bool = False) -> gettext.GNUTranslations | None:
+    """`prefer_mo`: the shipped catalogs, whose .mo the wheel compiled from the .po beside
+    it; an operator's .mo counts only when newer than their .po (they edit the .po)."""
     messages = folder / folder_name(tag) / "LC_MESSAGES"
     mo, po = messages / f"{domain}.mo", messages / f"{domain}.po"
-    if mo.is_file() and (not po.is_file() or mo.stat().st_mtime >= po.stat().st_mtime):
+    if mo.is_file() and (prefer_mo or not po.is_file()
+                         or mo.stat().st_mtime >= po.stat().st_mtime):
         with mo.open("rb") as file:
             return gettext.GNUTranslations(file)
     if po.is_file():
@@ -169,37 +210,61 @@ def _translations(tag: str, domain: str, override_dir: Path | None,
     del stamp  # part of the cache key only: an edited override is read again
     found: list[gettext.NullTranslations] = []
     base = tag.split("-")[0]
-    for folder in (override_dir, shipped_locale_dir()):
+    shipped = shipped_locale_dir()
+    for folder in (override_dir, shipped):
         if folder is None:
             continue
         # "pt-BR" takes "pt-BR" first, then "pt" (a region without its own catalog).
         for candidate in dict.fromkeys((tag, base)):
-            catalog = _catalog(folder, candidate, domain)
+            catalog = _catalog(folder, candidate, domain, prefer_mo=folder == shipped)
             if catalog is not None:
                 found.append(catalog)
     return _chain(found)
 
 
 def _stamp(override_dir: Path | None, tag: str) -> float:
+    """The newest change among the operator's catalogs `tag` reads (its own folder and its
+    base language's)."""
     if override_dir is None:
         return 0.0
-    messages = override_dir / folder_name(tag) / "LC_MESSAGES"
-    try:
-        return max((path.stat().st_mtime for path in messages.glob("*.po")), default=0.0)
-    except OSError:
-        return 0.0
+    newest = 0.0
+    for candidate in dict.fromkeys((tag, tag.split("-")[0])):
+        messages = override_dir / folder_name(candidate) / "LC_MESSAGES"
+        try:
+            newest = max([newest, *(path.stat().st_mtime for path in messages.glob("*.[mp]o"))])
+        except OSError:
+            continue
+    return newest
 
 
-def translations(tag: str, domain: Domain,
-                 override_dir: Path | None = None) -> gettext.NullTranslations:
+# Broken operator catalogs already reported, by (tag, domain, folder, stamp): a running
+# server says it once and goes on with the shipped words (not a 500 on every request).
+_broken: dict[tuple[str, str, Path, float], str] = {}
+
+
+def translations(tag: str, domain: Domain, override_dir: Path | None = None,
+                 strict: bool = False) -> gettext.NullTranslations:
     """The catalog chain for `tag` in `domain` (see the module's docstring). English, or a
-    language without any catalog, gives the source strings."""
+    language without any catalog, gives the source strings. A broken operator catalog is
+    ConfigError with `strict` (check_catalogs, when a command starts); otherwise it is
+    logged once and left out until it changes."""
     if domain not in DOMAINS:
         raise ValueError(f"unknown gettext domain {domain!r}")
     if override_dir is not None and not override_dir.is_dir():
         override_dir = None
     with _lock:
-        return _translations(tag, domain, override_dir, _stamp(override_dir, tag))
+        stamp = _stamp(override_dir, tag)
+        key = (tag, domain, override_dir or Path(), stamp)
+        if override_dir is not None and key in _broken and not strict:
+            return _translations(tag, domain, None, 0.0)
+        try:
+            return _translations(tag, domain, override_dir, stamp)
+        except ConfigError as error:
+            if strict or override_dir is None:
+                raise
+            _broken[key] = str(error)
+            log.error("%s (the shipped words are used until the file is fixed)", error)
+            return _translations(tag, domain, None, 0.0)
 
 
 def check_language(tag: str, override_dir: Path | None = None) -> str:
@@ -220,9 +285,14 @@ def check_catalogs(tag: str, override_dir: Path | None = None) -> str:
     the operator's own languages, both domains): a broken .po stops a command when it
     starts, naming its file and line, not at the first reader of that language."""
     canonical_tag = check_language(tag, override_dir)
+    misnamed = misnamed_folders(override_dir)
+    if misnamed:
+        raise ConfigError(f"{override_dir}: {', '.join(misnamed)}: not named after a "
+                          "language as gettext writes it (such as de, fr, pt_BR): rename "
+                          "the folder")
     for language in sorted({canonical_tag, *_languages_in(override_dir)}):
         for domain in _BOTH:
-            translations(language, domain, override_dir)
+            translations(language, domain, override_dir, strict=True)
     return canonical_tag
 
 

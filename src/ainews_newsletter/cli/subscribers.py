@@ -129,17 +129,15 @@ def add(state: AppState, email: str, name: str | None, list_name: str | None, st
 
 def _record_cli_consent(store: SubscriberStore, subscriber: Subscriber,
                         command: str = "add") -> None:
-    """Proof of consent for `add` and `resubscribe`: by hand, on the command line, given
-    now (and confirmed now when active). A resubscribe replaces the earlier record: the
-    reader's new request is what sending to them again rests on."""
+    """Proof of consent for `add` and `resubscribe` (whose new request replaces the record):
+    on the command line, given and confirmed when added (or now, for a resubscribe)."""
     from ainews_newsletter import clock
     from ainews_newsletter.subscribers import consent_records
 
-    now = clock.now()
-    given = subscriber.created_at if command == "add" else now
-    confirmed_at = subscriber.confirmed_at if command == "add" else now
+    now, added = clock.now(), command == "add"
     consent_records.record(store.engine, subscriber.id, consent_records.Agreement(
-        "cli", f"ainews subscribers {command}"), given, confirmed_at)
+        "cli", f"ainews subscribers {command}"), subscriber.created_at if added else now,
+        subscriber.confirmed_at if added else now)
 
 
 @subscribers.command()

@@ -34,7 +34,7 @@ from ainews_newsletter.render.lint import Finding, lint_issue
 def other_languages(config: Config, issue_language: str) -> frozenset[str]:
     """The languages besides the issue's that a reader can get: those with catalogs, shipped
     or the operator's. Any other language a reader has gets the issue's own rendering."""
-    return frozenset(translations.available_languages(config.locale_dir)) - {issue_language}
+    return frozenset(translations.available_languages(config.locale_dir, "mail")) - {issue_language}
 
 
 def audience_by_language(config: Config, issue: IssueRecord | None = None) -> dict[str, int]:

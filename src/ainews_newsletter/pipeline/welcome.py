@@ -127,7 +127,7 @@ class Welcomes:
         self.environment = make_environment(config.templates_dir, self.language,
                                             config.locale_dir)
         self._environments = {self.language: self.environment}
-        self._languages = set(translations.available_languages(config.locale_dir))
+        self._languages = set(translations.available_languages(config.locale_dir, "mail"))
         if config.subscribers.welcome or check_templates:  # a broken override stops here
             compile_welcome(self.environment)
         self.sign = message_signer(config)

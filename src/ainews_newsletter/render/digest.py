@@ -129,9 +129,8 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
     if placeholder not in html or placeholder not in text:
         raise RenderError("the templates must contain the unsubscribe link "
                           "({{ unsubscribe_url }}) in both the HTML and the text part")
-    subject = subject_line(issue.posts[0].title, len(issue.posts) + len(issue.more) - 1,
-                           issue.newsletter_name, language, options.locale_dir)
-    return RenderedIssue(period=issue.period, subject=subject, preheader=issue.preheader,
+    return RenderedIssue(period=issue.period, subject=context["issue"]["subject"],
+                         preheader=issue.preheader,
                          html=html, text=text, unsubscribe_placeholder=placeholder,
                          post_count=len(issue.posts))
 
@@ -151,7 +150,11 @@ def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOpt
         "issue": {
             "key": issue.period.key,
             "number": options.number,
-            "subject": issue.subject,
+            # In this rendering's language (issue.subject is in the newsletter's): the
+            # HTML title and the Subject header say the same.
+            "subject": subject_line(issue.posts[0].title,
+                                    len(issue.posts) + len(issue.more) - 1,
+                                    issue.newsletter_name, language, options.locale_dir),
             "preheader": issue.preheader,
             "date_label": period_label(issue.period, language),
             "archive_url": archive_url(newsletter.base_url, issue.period),

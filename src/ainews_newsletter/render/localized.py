@@ -1,7 +1,8 @@
-"""Words and dates of an issue in its language (issue 30): the period ("16–22 November
-2026", "16.–22. November 2026"), a post's day, and the subject's wording, through Babel's
-CLDR data and the `mail` gettext catalogs (translations.py). English is CLDR's `en` like
-any other language."""
+"""Words and dates of an issue in its language (issue 30): the period ("November 16 – 22,
+2026" in English, "16.–22. November 2026" in German), a post's day, and the subject's
+wording, through Babel's CLDR data and the `mail` gettext catalogs (translations.py).
+English is CLDR's `en` (US order) like any other language; "en-GB" gives "16 – 22 November
+2026"."""
 
 from __future__ import annotations
 

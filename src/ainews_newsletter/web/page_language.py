@@ -47,7 +47,7 @@ class Languages:
     def __init__(self, config: Config) -> None:
         self.locale_dir: Path | None = config.locale_dir
         self.newsletter = config.newsletter.language
-        self.available = translations.available_languages(self.locale_dir)
+        self.available = translations.available_languages(self.locale_dir, "web")
 
     def make(self, tag: str, from_header: bool = False) -> PageLanguage:
         return PageLanguage(tag, from_header,
