@@ -243,3 +243,20 @@ def test_a_misnamed_or_unknown_language_folder_is_named_at_start(tmp_path: Path)
     assert "klingon" not in translations.available_languages(tmp_path / "locale")
     with pytest.raises(ConfigError, match="klingon, pt_br: not named after a language"):
         translations.check_catalogs("en", tmp_path / "locale")
+
+
+@pytest.mark.parametrize(("given", "tag"), [
+    ("de", "de"), ("  DE ", "de"), ("pt_br", "pt-BR"), ("en_US", "en-US"),
+    ("de_DE.UTF-8@euro", "de-DE"), ("en_US@calendar=gregorian;collation=phonebook", "en-US"),
+])
+def test_language_tags_are_made_canonical(given: str, tag: str) -> None:
+    """As a locale column or a config value may give them: POSIX charsets and modifiers
+    dropped (a modifier once made a 57-character value PostgreSQL refused to store)."""
+    assert translations.canonical(given) == tag
+    assert len(translations.canonical(given)) <= 35
+
+
+@pytest.mark.parametrize("given", ["xx-invalid", "", "x" * 40, "de-" + "a" * 60])
+def test_what_is_no_language_is_one_clear_error(given: str) -> None:
+    with pytest.raises(ConfigError, match="unknown language"):
+        translations.canonical(given)

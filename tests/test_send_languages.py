@@ -162,23 +162,53 @@ def test_worker_processes_build_each_row_from_its_language_s_skeleton(
     assert smtp_server.handler.connections == 3
 
 
-def test_renderings_lost_before_the_send_are_made_once_from_the_carried_posts(
+def test_the_renderings_are_frozen_with_the_issue(
         project: Project, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A crash between the snapshot and storing the renderings: the resume composes the
-    issue again from the posts it carried and renders each language once."""
+    """The readers' languages are rendered when the issue is frozen, in its transaction: a
+    resume after the posts changed (or one went) mails every language as frozen and renders
+    nothing; a reader who chose a language after the freeze gets the issue's own."""
+    from ainews_newsletter.config import load_config
+    from ainews_newsletter.models import Window
+    from ainews_newsletter.pipeline.send import freeze_issue, plan_send
+
     operator_catalogs(project, "de", "ja")
     import_with_languages(project, READERS)
+    # Frozen as the scheduler's draft mode does it: no snapshot, nobody mailed yet.
+    config = load_config(project.config_path, environ={})
+    frozen = freeze_issue(config, plan_send(config, Window(week="2026-W47")))
+    assert frozen.snapshot_at is None
+    assert sorted(row[0] for row in project.query(
+        "SELECT language FROM issue_renderings")) == ["de", "ja"]
+    for post in (project.root / "posts").glob("*friday.md"):
+        post.write_text(post.read_text(encoding="utf-8").replace(
+            "Friday Research Result", "Edited After The Freeze"), encoding="utf-8")
+    (project.root / "posts" / "2026-11-18-wednesday.md").unlink()
+    renders = count_renders(monkeypatch)
+    resumed = project.run("send", "--week", "2026-W47", "--yes", env=smtp_env(smtp_server))
+    assert resumed.exit_code == 0, resumed.output
+    assert renders == []
+    mailed = by_reader(smtp_server)
+    assert set(mailed) == {address for address, _ in READERS}
+    for address, text in ((address, text_of(message)) for address, message in mailed.items()):
+        assert "Friday Research Result" in text and "Edited After The Freeze" not in text, \
+            address
+    assert GERMAN_PERIOD in text_of(mailed["reader-de@example.com"])
+
+
+def test_a_language_chosen_after_the_freeze_gets_the_issue_own_rendering(
+        project: Project, smtp_server: SmtpServer) -> None:
+    operator_catalogs(project, "de")
+    project.run("subscribers", "add", "early@example.com", "--language", "de")
+    project.run("subscribers", "add", "late@example.com")
     down = project.run("send", "--week", "2026-W47", "--yes",
                        env={"AINEWS_SMTP__HOST": "127.0.0.1", "AINEWS_SMTP__PORT": "9"})
     assert down.exit_code == 1
-    english = project.query("SELECT html FROM issues")
-    project.query("DELETE FROM issue_renderings")
-    renders = count_renders(monkeypatch)
+    project.run("subscribers", "add", "later@example.com", "--language", "de")
     resumed = project.run("send", "--resume", "--yes", env=smtp_env(smtp_server))
     assert resumed.exit_code == 0, resumed.output
-    assert sorted(renders) == ["de", "ja"]
-    assert project.query("SELECT html FROM issues") == english  # the frozen issue stays
-    assert GERMAN_PERIOD in text_of(by_reader(smtp_server)["reader-de@example.com"])
+    mailed = by_reader(smtp_server)
+    assert GERMAN_PERIOD in text_of(mailed["early@example.com"])
+    assert GERMAN_PERIOD not in text_of(mailed["late@example.com"])
 
 
 def test_the_lint_gate_names_the_language_that_fails(project: Project, smtp_server: SmtpServer,

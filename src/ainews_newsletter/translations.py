@@ -120,7 +120,11 @@ def available_languages(override_dir: Path | None = None,
 def canonical(tag: str) -> str:
     """A language tag as BCP 47 with Babel's casing ("pt-br" → "pt-BR", "DE" → "de");
     ConfigError naming it when Babel does not know it."""
-    cleaned = tag.strip()
+    # A POSIX locale's charset and modifier ("de_DE.UTF-8@euro") are no part of a language.
+    cleaned = tag.strip().split("@", 1)[0].split(".", 1)[0]
+    if len(cleaned) > 35:  # BCP 47's longest useful tags are far shorter (and stored so)
+        raise ConfigError(f"unknown language {tag[:40]!r}… (a BCP 47 tag such as 'de' or "
+                          "'pt-BR')")
     if cleaned == SOURCE or cleaned in _shipped_tags():
         return cleaned  # already canonical: no Babel import (it costs every command ~30 ms)
     from babel import Locale, UnknownLocaleError

@@ -7,7 +7,7 @@ The tables are in `tables`, the per-message claim and record in `claims`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +28,13 @@ from ainews_newsletter.delivery.claims import (
 )
 from ainews_newsletter.delivery.message import message_digest
 from ainews_newsletter.delivery.returnpath import new_return_tag
-from ainews_newsletter.delivery.tables import deliveries, issue_links, issue_posts, issues
+from ainews_newsletter.delivery.tables import (
+    deliveries,
+    issue_links,
+    issue_posts,
+    issue_renderings,
+    issues,
+)
 from ainews_newsletter.delivery.unlisted import StillListed, drop_unlisted
 from ainews_newsletter.models import (
     DeliveryCounts,
@@ -128,11 +134,15 @@ class Ledger:
     def try_create_issue(self, list_id: str, rendered: RenderedIssue,
                          carried: Sequence[PostRef], now: datetime,
                          links: Sequence[str] = (),
-                         language: str = translations.SOURCE) -> IssueRecord | None:
+                         language: str = translations.SOURCE,
+                         renderings: Mapping[str, RenderedIssue] | None = None,
+                         ) -> IssueRecord | None:
         """Like `create_issue`, but None when the period was frozen already (by another
         process, say): the caller learns it lost the race instead of joining in. `links`:
         with click counts on, the issue's counted links (numbered from 1), frozen with it.
-        `language`: the language `rendered` is in ([newsletter] language)."""
+        `language`: the language `rendered` is in ([newsletter] language); `renderings`:
+        the issue in its readers' further languages, frozen in the same transaction (no
+        crash can leave the issue without them, and nothing renders them later)."""
         period = rendered.period
         try:
             with self.engine.begin() as connection:
@@ -152,6 +162,12 @@ class Ledger:
                     connection.execute(issue_links.insert(), [
                         {"issue_id": issue_id, "position": number, "url": url}
                         for number, url in enumerate(links, start=1)])
+                if renderings:
+                    connection.execute(issue_renderings.insert(), [
+                        {"issue_id": issue_id, "language": other, "subject": r.subject,
+                         "preheader": r.preheader, "html": r.html, "text": r.text,
+                         "unsubscribe_placeholder": r.unsubscribe_placeholder,
+                         "created_at": now} for other, r in renderings.items()])
         except IntegrityError:
             return None
         return self.find_issue(list_id, period.key)

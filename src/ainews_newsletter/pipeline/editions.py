@@ -1,8 +1,11 @@
 """An issue in its readers' languages: rendered once per language of its audience, never per
-reader. The issue itself is rendered in [newsletter] language; each further language a
-reader has chosen (and catalogs exist for) is rendered once more from the same posts, with
-the same number and links, stored with the issue (delivery/renderings.py) once the audience
-is snapshotted, checked by the lint gate like the issue's own rendering."""
+reader. The issue itself is rendered in [newsletter] language; each further language its
+readers have chosen (and catalogs exist for) is rendered once more from the same composed
+issue, with the same number and links, checked by the lint gate like the issue's own, and
+frozen with the issue in the same transaction (delivery/renderings.py): a send that resumes,
+a second sender, or a draft sent days later mails exactly those renderings, whatever the
+posts and templates have become. A reader whose language appears only after the issue was
+frozen gets the issue's own rendering."""
 
 from __future__ import annotations
 
@@ -10,12 +13,12 @@ import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ainews_newsletter import clock, translations
+from ainews_newsletter import translations
 from ainews_newsletter.config import Config
 from ainews_newsletter.delivery.ledger import IssueRecord, rendering_language
 from ainews_newsletter.delivery.renderings import Renderings
 from ainews_newsletter.errors import AinewsError
-from ainews_newsletter.models import Issue, Period, Post, RenderedIssue
+from ainews_newsletter.models import Issue, Period, RenderedIssue
 from ainews_newsletter.pipeline.issue import (
     audience_list,
     open_ledger,
@@ -23,8 +26,6 @@ from ainews_newsletter.pipeline.issue import (
     sample_message,
     sample_recipient,
 )
-from ainews_newsletter.posts.select import post_ref
-from ainews_newsletter.posts.sources import load_sources
 
 # Called through the module, not imported by name: tests count the renders by wrapping it.
 from ainews_newsletter.render import digest
@@ -47,7 +48,8 @@ def audience_by_language(config: Config, issue: IssueRecord | None = None) -> di
         for chosen, count in rows.items():
             counts[chosen or language] += count
     else:
-        others = other_languages(config, language)
+        others = (other_languages(config, language) if issue is None else
+                  frozenset(Renderings(open_ledger(config).engine).stored(issue)))
         rows = open_subscribers(config).count_recipients_by_language()
         for chosen, count in rows.items():
             counts[rendering_language(chosen, others) or language] += count
@@ -61,19 +63,18 @@ def language_line(by_language: dict[str, int]) -> str:
 
 @dataclass
 class Editions:
-    """The issue's renderings in further languages, each rendered at most once here. Holds
-    the composed issue when the plan built it; an issue frozen earlier is composed again
-    from its carried posts, read from the sources (only if a language is not stored)."""
+    """A new issue's renderings in further languages, each rendered at most once, from the
+    issue the plan composed (an issue frozen earlier has its renderings stored instead)."""
 
     language: str  # the issue's own
     composed: Issue | None = None
     rendered: dict[str, RenderedIssue] = field(default_factory=dict)
 
-    def render(self, config: Config, language: str, period: Period,
-               issue_id: int | None) -> RenderedIssue:
+    def render(self, config: Config, language: str, period: Period) -> RenderedIssue:
         if language not in self.rendered:
             if self.composed is None:
-                self.composed = _compose_again(config, period, issue_id, self.language)
+                raise AinewsError(f"{period.key}: the issue is frozen; its renderings are "
+                                  "the stored ones")
             key = period.key
             options = digest.RenderOptions(
                 number=open_ledger(config).issue_number(audience_list(config), key),
@@ -83,64 +84,28 @@ class Editions:
                 self.composed, config.newsletter, config.templates_dir, options)
         return self.rendered[language]
 
-
-def _compose_again(config: Config, period: Period, issue_id: int | None,
-                   language: str) -> Issue:
-    """A frozen issue's posts, found again in the sources by what it carried (guid, else
-    canonical link), in the order it carried them."""
-    if issue_id is None:
-        raise AinewsError(f"{period.key}: no issue to render again")
-    carried = Renderings(open_ledger(config).engine).carried(issue_id)
-    ledger_issue = open_ledger(config).find_issue(audience_list(config), period.key)
-    assert ledger_issue is not None, "an issue with renderings to make is in the ledger"
-    by_guid: dict[str, Post] = {}
-    by_url: dict[str, Post] = {}
-    for post in load_sources(config).posts:
-        ref = post_ref(post)
-        if ref.guid:
-            by_guid.setdefault(ref.guid, post)
-        by_url.setdefault(ref.url, post)
-    posts: list[Post] = []
-    for ref in carried:
-        found = (by_guid.get(ref.guid) if ref.guid else None) or by_url.get(ref.url)
-        if found is None:
-            raise AinewsError(
-                f"{period.key}: cannot render the issue in its readers' other languages: "
-                f"the post “{ref.title}” ({ref.url}) is no longer in the sources; put it "
-                "back, or clear those readers' language (`ainews subscribers add "
-                "--language`)")
-        posts.append(found)
-    shown = ledger_issue.rendered.post_count
-    return digest.compose_issue(period, posts[:shown], config.newsletter.name,
-                                more=posts[shown:],
-                                group_by_category=config.posts.group_by == "category",
-                                language=language, locale_dir=config.locale_dir)
+    def for_audience(self, config: Config, period: Period) -> dict[str, RenderedIssue]:
+        """Every further language the list's readers get now, rendered: what a new issue is
+        frozen with."""
+        return {language: self.render(config, language, period)
+                for language in audience_by_language(config) if language != self.language}
 
 
-def send_editions(config: Config, editions: Editions,
-                  issue: IssueRecord) -> dict[str, RenderedIssue]:
-    """After the audience snapshot: the rendering of every further language its rows name,
-    stored ones as stored (a resumed send renders nothing), the rest rendered and stored."""
-    store = Renderings(open_ledger(config).engine)
-    wanted = {language for language in store.audience_languages(issue.id) if language}
-    stored = store.stored(issue)
-    missing = wanted - set(stored)
-    if missing:
-        made = {language: editions.render(config, language, issue.rendered.period, issue.id)
-                for language in sorted(missing)}
-        stored = store.store(issue, made, clock.now())
-    return {language: stored[language] for language in wanted if language in stored}
+def frozen_renderings(config: Config, issue: IssueRecord) -> dict[str, RenderedIssue]:
+    """The renderings the issue was frozen with, by language (none for an issue frozen
+    before languages, or with a single-language audience)."""
+    return Renderings(open_ledger(config).engine).stored(issue)
 
 
 def lint_editions(config: Config, editions: Editions, period: Period,
-                  issue_id: int | None, languages: list[str]) -> list[Finding]:
+                  existing: IssueRecord | None) -> list[Finding]:
     """The lint gate's checks (size, spam score, links, unsubscribe) on each further
-    language's rendering; every finding names its language."""
+    language's rendering (a new issue's, rendered here once and kept for the freeze; a
+    frozen issue's, as stored); every finding names its language."""
+    renderings = (editions.for_audience(config, period) if existing is None
+                  else frozen_renderings(config, existing))
     findings: list[Finding] = []
-    for language in languages:
-        if language == editions.language:
-            continue
-        rendered = editions.render(config, language, period, issue_id)
+    for language, rendered in sorted(renderings.items()):
         recipient = dataclasses.replace(sample_recipient(config), language=language)
         message = sample_message(config, rendered, recipient, language)
         findings += [dataclasses.replace(found, message=f"[{language}] {found.message}")

@@ -38,9 +38,8 @@ from ainews_newsletter.models import (
 from ainews_newsletter.pipeline.editions import (
     Editions,
     audience_by_language,
+    frozen_renderings,
     lint_editions,
-    other_languages,
-    send_editions,
 )
 from ainews_newsletter.pipeline.feedback import refusal_recorder
 from ainews_newsletter.pipeline.issue import (
@@ -138,10 +137,8 @@ def readers_by_language(config: Config, plan: SendPlan) -> dict[str, int]:
 def lint_send(config: Config, plan: SendPlan) -> list[Finding]:
     """The lint gate before a send: the issue's own rendering, then each further language
     its readers get (rendered here once, and kept for the send)."""
-    issue_id = None if plan.existing is None else plan.existing.id
     return lint(config, plan.rendered) + lint_editions(
-        config, plan.editions, plan.rendered.period, issue_id,
-        list(readers_by_language(config, plan)))
+        config, plan.editions, plan.rendered.period, plan.existing)
 
 
 def click_tokens(config: Config) -> ClickTokens:
@@ -171,8 +168,10 @@ def freeze_issue(config: Config, plan: SendPlan, only_if_new: bool = False) -> I
     ledger = open_ledger(config)
     links = (post_links(plan.rendered, config.newsletter.base_url)
              if config.tracking.clicks else [])
-    created = ledger.try_create_issue(audience_list(config), plan.rendered, plan.carried,
-                                      clock.now(), links, plan.editions.language)
+    created = ledger.try_create_issue(
+        audience_list(config), plan.rendered, plan.carried, clock.now(), links,
+        plan.editions.language,
+        renderings=plan.editions.for_audience(config, plan.rendered.period))
     if created is not None:
         return created
     if only_if_new:
@@ -222,21 +221,17 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     ledger = open_ledger(config)
     store = open_subscribers(config)
     issue = freeze_issue(config, plan, only_if_new)
-    editions = plan.editions
-    if plan.existing is None and issue.rendered.html != plan.rendered.html:
-        # Another run froze the period first: its issue, perhaps from other posts, is sent.
-        editions = Editions(issue.language)
+    # The renderings the issue was frozen with (by this run or an earlier one): a reader's
+    # row names one of them, or none (the issue's own).
+    renderings = frozen_renderings(config, issue)
     clicks = _click_links(config, ledger, issue)
     if issue.snapshot_at is None:
         recipients = store.iter_recipients(batch_size=config.delivery.batch_size)
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size,
                         tagged=tags_deliveries(config),
                         list_identifier=config.newsletter.list_identifier,
-                        still_listed=still_listed,
-                        languages=other_languages(config, issue.language))
+                        still_listed=still_listed, languages=frozenset(renderings))
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
-    # Once per further language of the rows, stored: a resume or another sender reuses it.
-    renderings = send_editions(config, editions, issue)
     settings = send_settings(config, clicks)
     hooks = Hooks(deliverable=DeliverableCheck(deliverable_subscriber, deliverable_now),
                   on_result=on_result, should_stop=should_stop,
