@@ -21,10 +21,11 @@ import gettext
 import io
 import logging
 import re
+import struct
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from ainews_newsletter import resources
 from ainews_newsletter.errors import ConfigError
@@ -160,6 +161,23 @@ def _check_lines(path: Path, data: bytes) -> None:
                               'string is quoted, as in msgstr "…"')
 
 
+# No language has more than six plural forms (Arabic); Babel builds lists of this length.
+_MAX_PLURALS = 10
+_NPLURALS = re.compile(rb"nplurals\s*=\s*(\d+)")
+
+
+def _check_plural_count(path: Path, data: bytes) -> None:
+    """ConfigError for a Plural-Forms header claiming more forms than any language has: an
+    absurd count (10**30) would make Babel allocate for each of them."""
+    for found in _NPLURALS.finditer(data[:65536]):
+        digits = found.group(1)
+        if len(digits) > 3 or int(digits) > _MAX_PLURALS:
+            shown = digits[:12].decode("ascii")
+            raise ConfigError(f"{path}: Plural-Forms says nplurals={shown}"
+                              f"{'…' if len(digits) > 12 else ''}; no language has more "
+                              f"than {_MAX_PLURALS} (copy the header of a shipped catalog)")
+
+
 def _compiled_po(path: Path) -> gettext.GNUTranslations:
     """A .po file compiled in memory (Babel's reader and writer): untranslated and fuzzy
     entries are left out, so they fall through to the next catalog. A broken file is one
@@ -169,6 +187,7 @@ def _compiled_po(path: Path) -> gettext.GNUTranslations:
 
     data = path.read_bytes()
     _check_lines(path, data)
+    _check_plural_count(path, data)
     try:
         catalog = read_po(io.BytesIO(data), ignore_obsolete=True, abort_invalid=True)
     except PoFileError as error:
@@ -181,7 +200,18 @@ def _compiled_po(path: Path) -> gettext.GNUTranslations:
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     buffer.seek(0)
-    return gettext.GNUTranslations(buffer)
+    return _loaded(path, buffer)
+
+
+def _loaded(path: Path, file: BinaryIO) -> gettext.GNUTranslations:
+    """A compiled catalog read by gettext, which also compiles its Plural-Forms expression
+    into Python: a bad one (too long, too deep, code) or a corrupt .mo is one ConfigError
+    naming the file, not a traceback."""
+    try:
+        return gettext.GNUTranslations(file)
+    except (ValueError, OSError, LookupError, struct.error, RecursionError) as error:
+        raise ConfigError(f"{path}: cannot be used ({error}); check its Plural-Forms "
+                          "header against a shipped catalog of the language") from None
 
 
 def _catalog(folder: Path, tag: str, domain: str,
@@ -193,7 +223,7 @@ def _catalog(folder: Path, tag: str, domain: str,
     if mo.is_file() and (prefer_mo or not po.is_file()
                          or mo.stat().st_mtime >= po.stat().st_mtime):
         with mo.open("rb") as file:
-            return gettext.GNUTranslations(file)
+            return _loaded(mo, file)
     if po.is_file():
         return _compiled_po(po)
     return None

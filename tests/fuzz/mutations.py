@@ -487,6 +487,55 @@ POSTS: tuple[Mutation, ...] = (post_alias_bomb, post_odd_value, post_odd_value,
                                post_unclosed_html, post_front_matter)
 
 
+# -- gettext catalogs (an operator's locale/<lang>/LC_MESSAGES/*.po, issue 30) ------------
+
+_PLURAL_FORMS = re.compile(rb'"Plural-Forms:[^"]*"')
+_CHARSET = re.compile(rb"charset=[A-Za-z0-9_-]+")
+
+
+def _plural_forms(data: bytes, header: bytes) -> bytes:
+    return _PLURAL_FORMS.sub(lambda _: header, data, count=1)
+
+
+def po_plural_nested(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    """A Plural-Forms expression (gettext compiles it into Python) nested deep."""
+    depth = rng.choice([50, 1_000, 100_000])
+    expression = b"(" * depth + b"n%10==1" + b")" * depth
+    return _plural_forms(data, b'"Plural-Forms: nplurals=2; plural=' + expression
+                         + b';\\n"'), f"plural expression nested {depth:,} deep"
+
+
+def po_plural_count(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    count = rng.choice([0, 100_000, 10**30])
+    return _plural_forms(data, f'"Plural-Forms: nplurals={count}; plural=n;\\n"'.encode()), \
+        f"nplurals={count}"
+
+
+def po_plural_code(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    """Code where the plural expression goes: gettext must refuse it, we must say so."""
+    code = rng.choice([b"__import__('os').system('id')", b"n if n else 1/0", b"n ? : 1"])
+    return _plural_forms(data, b'"Plural-Forms: nplurals=2; plural=' + code + b';\\n"'), \
+        f"plural={code.decode()}"
+
+
+def po_charset(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    charset = rng.choice(ODD_CHARSETS)
+    return _CHARSET.sub(b"charset=" + charset.encode("latin-1"), data, count=1), \
+        f"charset {charset!r}"
+
+
+def po_many_forms(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    """An entry with a huge index or thousands of forms."""
+    count = rng.choice([1_000, 50_000])
+    forms = b"".join(b'msgstr[%d] "x"\n' % index for index in range(count))
+    entry = b'\nmsgid "one"\nmsgid_plural "many"\n' + forms
+    return data + entry, f"an entry with {count:,} plural forms"
+
+
+PO: tuple[Mutation, ...] = (po_plural_nested, po_plural_count, po_plural_code, po_charset,
+                           po_many_forms)
+
+
 def mutate(rng: random.Random, data: bytes, special: tuple[Mutation, ...],
            turn: int | None = None) -> tuple[bytes, str]:
     """One mutation: format-aware two times in three, else a generic one; with `turn`, the

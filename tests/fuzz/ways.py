@@ -77,7 +77,9 @@ class Way:
     corpus_files: Callable[[], list[Path]]
     special: Callable[[Path], tuple[Mutation, ...]]
     command: Callable[[str], list[str]]
-    layout: str = "plain"  # "posts": the input is the only post; "feed": the only source
+    # "posts": the input is the only post; "feed": the only source; "catalog": the German
+    # override catalog beside the sample posts
+    layout: str = "plain"
     database: bool = False  # a seeded database copied in first
     whole: bool = False  # the database must be unchanged when the command fails
 
@@ -118,6 +120,12 @@ WAYS: tuple[Way, ...] = (
         lambda: _files(CORPORA / "feeds", "**/*.xml", "**/*.json", "**/*.html"),
         lambda path: mutations.JSON if path.suffix == ".json" else mutations.FEEDS,
         lambda _: ["posts", "list", "--all", "--json"], layout="feed"),
+    # An operator's catalog override (issue 30), read when a command starts: the German
+    # issue is built with the mutated mail.po or web.po in locale/de/LC_MESSAGES.
+    Way("catalog override", lambda: _files(REPO / "locale", "de/LC_MESSAGES/*.po",
+                                            "ar/LC_MESSAGES/*.po"), list,
+        lambda _: mutations.PO, lambda _: ["build", "--week", "2026-W47", "--out", "out"],
+        layout="catalog"),
     *(_webhook(provider) for provider in PROVIDERS),
 )
 WAY_BY_NAME = {way.name: way for way in WAYS}
@@ -213,14 +221,21 @@ def _prepare(way: Way, case: Case, folder: Path, template: Path | None) -> str:
     folder.mkdir(parents=True)
     (folder / "posts").mkdir()
     sources = MARKDOWN_SOURCE
+    config = CONFIG
     if way.layout == "posts":
         target = folder / "posts" / case.source.name
+    elif way.layout == "catalog":
+        target = folder / "locale" / "de" / "LC_MESSAGES" / case.source.name
+        target.parent.mkdir(parents=True)
+        for post in (REPO / "posts").glob("*.md"):
+            shutil.copy(post, folder / "posts" / post.name)
+        config = CONFIG.replace('timezone = "UTC"\n', 'timezone = "UTC"\nlanguage = "de"\n')
     else:
         target = folder / f"input{case.source.suffix}"
         if way.layout == "feed":
             sources = f'{{ type = "feed", path = "{target.name}" }}'
     target.write_bytes(case.data)
-    (folder / "config.toml").write_text(CONFIG.format(sources=sources))
+    (folder / "config.toml").write_text(config.format(sources=sources))
     if way.database and template is not None:
         shutil.copytree(template, folder / "data")
     return str(target)
