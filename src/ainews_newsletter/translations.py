@@ -194,7 +194,7 @@ def _compiled_po(path: Path) -> gettext.GNUTranslations:
         # Babel counts lines from 0 and appends " on <line>" to its message.
         message = str(error).rsplit(" on ", 1)[0]
         raise ConfigError(f"{path}: line {error.lineno + 1}: {message}") from None
-    except (UnicodeDecodeError, LookupError) as error:
+    except (UnicodeError, LookupError) as error:  # "undefined" raises a plain UnicodeError
         raise ConfigError(f"{path}: cannot be read in its declared charset ({error}); save "
                           "it as UTF-8 with charset=UTF-8 in its header") from None
     buffer = io.BytesIO()
