@@ -155,3 +155,26 @@ def test_hostile_mail_in_the_mailbox_and_in_the_pipe_is_read_like_a_file(
     piped = project.run("bounces", "ingest", "-", "--json",
                         input=prose_bounce(b"-" * 12_000).decode())
     assert (piped.exit_code, json.loads(piped.stdout)["repeated"]) == (0, 1)
+
+
+def test_a_processed_folder_made_by_another_client_meanwhile_is_used(
+        project: Project, imap: DovecotPeer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler's retention round and its bounce round start together and may both
+    find the processed folder missing: the one whose CREATE comes second gets
+    ALREADYEXISTS and goes on (it once failed the round, and the fetch waited 15 minutes).
+    Here the folder exists but the LIST answer is made to miss it."""
+    import imaplib
+
+    project.write_config(_mailbox_config(imap))
+    imap.deliver(dsn("bounces@news.example.org", "stranger@readers.example"), "Processed")
+    imap.deliver(dsn("bounces@news.example.org", "stranger@readers.example"))
+
+    def list_sees_nothing(self: imaplib.IMAP4, *args: object) -> tuple[str, list[None]]:
+        return "OK", [None]
+
+    monkeypatch.setattr(imaplib.IMAP4, "list", list_sees_nothing)
+    config = load_config(project.config_path, environ={
+        "AINEWS_BOUNCES__PASSWORD": imap.password})
+    assert fetch_bounces(config) is True
+    assert imap.folder_messages("INBOX") == []
+    assert len(imap.folder_messages("Processed")) == 2

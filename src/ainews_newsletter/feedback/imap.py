@@ -197,7 +197,10 @@ class ImapMailbox:
         typ, data = self._call("listing folders", imap.list, '""', _mailbox(name))
         if not (typ == "OK" and any(data)):
             typ, data = self._call(f"creating folder {name!r}", imap.create, _mailbox(name))
-            if typ != "OK":
+            # ALREADYEXISTS (RFC 5530): another client made it between our LIST and CREATE
+            # (the scheduler's retention round and its bounce round start together).
+            if typ != "OK" and b"ALREADYEXISTS" not in b" ".join(
+                    item for item in data if isinstance(item, bytes)).upper():
                 raise FeedbackError(f"{self._where}: cannot create folder {name!r} "
                                     f"({_text(data)}); check [bounces] processed_folder")
             self._call(f"subscribing to {name!r}", imap.subscribe, _mailbox(name))
