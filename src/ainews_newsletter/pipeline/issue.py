@@ -96,8 +96,13 @@ def render_selection(config: Config, selection: Selection, force: bool = False,
                      timings: dict[str, float] | None = None) -> RenderedIssue:
     # A language without a catalog, or a broken override .po, stops here: before a render.
     translations.check_catalogs(config.newsletter.language, config.locale_dir)
-    issue = compose_selection(config, selection, force)
-    key = selection.period.key
+    return render_composed(config, compose_selection(config, selection, force), timings)
+
+
+def render_composed(config: Config, issue: Issue,
+                    timings: dict[str, float] | None = None) -> RenderedIssue:
+    """A composed issue rendered in [newsletter] language, numbered in its list."""
+    key = issue.period.key
     options = RenderOptions(number=open_ledger(config).issue_number(audience_list(config), key),
                             utm=config.render.utm_for(key), locale_dir=config.locale_dir)
     return render_issue(issue, config.newsletter, config.templates_dir, options, timings)

@@ -52,7 +52,7 @@ from ainews_newsletter.pipeline.issue import (
     message_signer,
     open_ledger,
     open_subscribers,
-    render_selection,
+    render_composed,
     resolve_period,
     sample_message,
     select_posts,
@@ -121,12 +121,12 @@ def plan_send(config: Config, window: Window, force: bool = False,
                         pending, existing, existing.rendered,
                         editions=Editions(existing.language))
     selection = select_posts(config, window)
-    rendered = render_selection(config, selection, force)
+    issue = compose_selection(config, selection, force)  # once: rendered here and per language
+    rendered = render_composed(config, issue)
     audience = open_subscribers(config).count_recipients()
     return SendPlan(period_key, rendered.subject, rendered.post_count, audience, None,
                     rendered, carried_refs(selection),
-                    Editions(config.newsletter.language, compose_selection(config, selection,
-                                                                           force)))
+                    Editions(config.newsletter.language, issue))
 
 
 def readers_by_language(config: Config, plan: SendPlan) -> dict[str, int]:
