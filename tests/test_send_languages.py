@@ -318,3 +318,42 @@ def test_counts_by_language_name_only_languages_with_catalogs(project: Project) 
     assert audience_by_language(config) == {"de": 2, "en": 2}
     assert dict(project.query("SELECT email, language FROM subscribers"))["b@example.com"] \
         == "de-AT"  # stored as the reader gave it
+
+
+def test_a_language_without_a_catalog_of_its_own_reads_its_base_or_region_sibling(
+        project: Project, smtp_server: SmtpServer) -> None:
+    """One rule for mails and pages (translations.closest): "pt" and "pt-PT" have no
+    catalogs, the shipped pt-BR is their nearest; "de-AT" reads de; "DE" is de."""
+    import_with_languages(project, [("pt@example.com", "pt"), ("pt-pt@example.com", "pt-PT"),
+                                    ("de-at@example.com", "de-AT"),
+                                    ("sv@example.com", "sv")])
+    sent = project.run("send", "--week", "2026-W47", "--yes", env=smtp_env(smtp_server))
+    assert sent.exit_code == 0, sent.output
+    assert dict(project.query("SELECT email, language FROM deliveries")) == {
+        "pt@example.com": "pt-BR", "pt-pt@example.com": "pt-BR",
+        "de-at@example.com": "de", "sv@example.com": None}
+    languages = {address: message["Content-Language"]
+                 for address, message in by_reader(smtp_server).items()}
+    assert languages == {"pt@example.com": "pt-BR", "pt-pt@example.com": "pt-BR",
+                         "de-at@example.com": "de", "sv@example.com": "en"}
+
+
+@pytest.mark.parametrize(("tag", "available", "expected"), [
+    ("de", ("de", "ja"), "de"),
+    ("DE", ("de", "ja"), "de"),
+    ("pt_BR", ("pt-BR",), "pt-BR"),
+    ("pt", ("pt-BR", "pt-AO"), "pt-AO"),  # no bare pt: the alphabetically first region
+    ("pt-PT", ("pt-BR",), "pt-BR"),
+    ("de-AT", ("de-CH", "de"), "de"),  # the bare base before a sibling region
+    ("sv", ("de", "ja"), None),
+    ("", ("de",), None),
+    (None, ("de",), None),
+    ("de-" + "x" * 40, ("de",), None),  # longer than any real tag
+])
+def test_closest_is_the_one_fallback_rule(tag: str | None, available: tuple[str, ...],
+                                          expected: str | None) -> None:
+    from ainews_newsletter.translations import closest, negotiate
+
+    assert closest(tag, available) == expected
+    if tag:
+        assert negotiate(f"sv;q=0.9, {tag}", available) == expected

@@ -23,6 +23,7 @@ import logging
 import re
 import struct
 import threading
+from collections.abc import Collection
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
@@ -352,11 +353,40 @@ def parse_accept_language(header: str) -> list[str]:
     return [tag for _, _, tag in sorted(weighted)]
 
 
-def negotiate(header: str | None, available: tuple[str, ...]) -> str | None:
-    """The best of `available` for an Accept-Language header ("de-AT" finds "de",
-    "pt" finds "pt-BR"), or None when nothing fits."""
+def closest(tag: str | None, available: Collection[str]) -> str | None:
+    """The one of `available` that someone asking for `tag` gets, spelled as `available`
+    spells it: the same tag in any case ("DE", "pt_BR"), else one of the same base language
+    ("de-AT" finds "de", "pt" and "pt-PT" find "pt-BR"; the bare base first, then the
+    alphabetically first region); None when nothing fits. The one rule for mails (which
+    rendering a reader gets), pages (a reader's own language, Accept-Language) alike."""
+    if not tag or len(tag) > 35:
+        return None
+    if tag in available:  # the common case, once per row of a send's snapshot
+        return tag
+    wanted = tag.strip().lower().replace("_", "-")
+    base = wanted.split("-")[0]
+    relatives: list[str] = []
+    for candidate in available:
+        lowered = candidate.lower()
+        if lowered == wanted:
+            return candidate
+        if lowered.split("-")[0] == base:
+            relatives.append(candidate)
+    if not relatives:
+        return None
+    return min(relatives, key=lambda candidate: ("-" in candidate, candidate.lower()))
+
+
+def negotiate(header: str | None, available: Collection[str]) -> str | None:
+    """The best of `available` for an Accept-Language header (each tag as `closest` reads
+    it, most wanted first), or None when nothing fits."""
     if not header:
         return None
+    for wanted in parse_accept_language(header):
+        found = closest(wanted, available)
+        if found is not None:
+            return found
+    return None
     by_lower = {tag.lower(): tag for tag in available}
     by_base: dict[str, str] = {}
     for tag in available:

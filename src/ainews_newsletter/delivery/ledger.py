@@ -69,16 +69,6 @@ def _issue_record(row: Any) -> IssueRecord:
                        language=row.language or translations.SOURCE)
 
 
-def rendering_language(tag: str | None, languages: Collection[str]) -> str | None:
-    """Which of `languages` (the issue's further renderings) a reader of language `tag`
-    gets: their own, else its base language ("de-AT" reads the "de" rendering); None for
-    the issue's own rendering."""
-    if tag is None or tag in languages:
-        return tag
-    base = tag.split("-")[0]
-    return base if base in languages else None
-
-
 def _aggregate_time(value: datetime | str) -> datetime:
     """max() over a TypeDecorator column comes back raw (a string on SQLite, naive on
     PostgreSQL): as aware UTC."""
@@ -233,7 +223,7 @@ class Ledger:
         `languages`: the languages other than the issue's that have a rendering (catalogs
         shipped or the operator's); a reader whose language (or its base language) is one
         of them has it on their row, every other row's language is NULL (the issue's own
-        rendering): see `rendering_language`."""
+        rendering): see `translations.closest`."""
         key = None
         if list_identifier is not None:
             with self.engine.connect() as connection:
@@ -247,7 +237,7 @@ class Ledger:
                      "return_tag": new_return_tag() if tagged else None,
                      "message_digest": (None if key is None or list_identifier is None else
                                         message_digest(list_identifier, key, r.subscriber_id)),
-                     "language": rendering_language(r.language, languages)}
+                     "language": translations.closest(r.language, languages)}
                     for r in batch]
             with self.engine.begin() as connection:
                 insert_ignoring_conflicts(connection, deliveries, rows)

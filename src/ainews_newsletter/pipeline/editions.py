@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ainews_newsletter import translations
 from ainews_newsletter.config import Config
-from ainews_newsletter.delivery.ledger import IssueRecord, rendering_language
+from ainews_newsletter.delivery.ledger import IssueRecord
 from ainews_newsletter.delivery.renderings import Renderings
 from ainews_newsletter.errors import AinewsError
 from ainews_newsletter.models import Issue, Period, RenderedIssue
@@ -52,7 +52,7 @@ def audience_by_language(config: Config, issue: IssueRecord | None = None) -> di
                   frozenset(Renderings(open_ledger(config).engine).stored(issue)))
         rows = open_subscribers(config).count_recipients_by_language()
         for chosen, count in rows.items():
-            counts[rendering_language(chosen, others) or language] += count
+            counts[translations.closest(chosen, others) or language] += count
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 

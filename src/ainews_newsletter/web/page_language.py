@@ -65,12 +65,8 @@ class Languages:
     def known(self, tag: str | None) -> str | None:
         """The available language `tag` names, as it is spelled there ("DE" → "de"; a
         region without a catalog of its own, as an import may have stored it, finds its
-        language: "de-AT" → "de"), else None."""
-        if not tag or len(tag) > 35:
-            return None
-        by_lower = {available.lower(): available for available in self.available}
-        lowered = tag.strip().lower().replace("_", "-")
-        return by_lower.get(lowered) or by_lower.get(lowered.split("-")[0])
+        language: "de-AT" → "de"), else None: `translations.closest`."""
+        return translations.closest(tag, self.available)
 
     def for_reader(self, reader_language: str | None, header: str | None) -> PageLanguage:
         known = self.known(reader_language)
