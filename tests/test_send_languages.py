@@ -357,3 +357,38 @@ def test_closest_is_the_one_fallback_rule(tag: str | None, available: tuple[str,
     assert closest(tag, available) == expected
     if tag:
         assert negotiate(f"sv;q=0.9, {tag}", available) == expected
+
+
+def test_a_test_copy_in_a_reader_language(project: Project, smtp_server: SmtpServer) -> None:
+    """`send --to ADDR --language TAG`: the copy a reader of that language gets (a new
+    issue's rendering made now; a frozen issue's stored one, or an error naming those it
+    has); never a ledger row."""
+    env = smtp_env(smtp_server)
+    copy = project.run("send", "--week", "2026-W47", "--to", "me@example.com",
+                       "--language", "de-AT", env=env)
+    assert copy.exit_code == 0, copy.output
+    assert "test copy of 2026-W47 (de) to me@example.com: sent" in copy.stdout
+    [german] = [m.message for m in smtp_server.handler.messages]
+    assert german["Content-Language"] == "de" and GERMAN_PERIOD in text_of(german)
+    assert project.query("SELECT count(*) FROM deliveries") == [(0,)]
+
+    none = project.run("send", "--week", "2026-W47", "--to", "me@example.com",
+                       "--language", "sv", env=env)
+    assert none.exit_code == 1 and "no catalogs for sv; the issue can be rendered in: " \
+        "ar, de, en, es, fr, it, ja, nl, pt-BR" in none.stderr
+    bad = project.run("send", "--week", "2026-W47", "--to", "me@example.com",
+                      "--language", "zz-nope", env=env)
+    assert bad.exit_code == 1 and "unknown language 'zz-nope'" in bad.stderr
+    alone = project.run("send", "--week", "2026-W47", "--language", "de", env=env)
+    assert alone.exit_code == 2 and "give --to ADDR" in alone.stderr
+
+    import_with_languages(project, [("ja@example.com", "ja")])
+    assert project.run("send", "--week", "2026-W47", "--yes", env=env).exit_code == 0
+    frozen = project.run("send", "--week", "2026-W47", "--to", "me@example.com",
+                         "--language", "ja", env=env)
+    assert frozen.exit_code == 0, frozen.output
+    assert smtp_server.handler.messages[-1].message["Content-Language"] == "ja"
+    missing = project.run("send", "--week", "2026-W47", "--to", "me@example.com",
+                          "--language", "de", env=env)
+    assert missing.exit_code == 1
+    assert "2026-W47 was frozen without a de rendering; it has: en, ja" in missing.stderr

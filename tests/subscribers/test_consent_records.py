@@ -212,3 +212,33 @@ def test_resubscribing_an_active_reader_keeps_how_they_joined(any_project: Proje
     assert p.run("subscribers", "resubscribe", "kept@example.com").exit_code == 0
     assert _records(p)["kept@example.com"] == before == (
         "cli", "ainews subscribers add", None, None, None, True)
+
+
+class _Refused(Exception):
+    """The database failing one statement (a full disk, a lost connection) on demand."""
+
+
+@pytest.mark.parametrize("failing", ["INSERT INTO consents", "UPDATE subscribers SET language"])
+def test_add_writes_row_consent_and_language_in_one_transaction(
+        any_project: Project, failing: str) -> None:
+    """`subscribers add --language` when the consent record or the language cannot be
+    written: nothing of the reader stays (no row without its proof of consent)."""
+    from sqlalchemy.engine import Engine
+
+    def refuse(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith(failing):
+            raise _Refused(failing)
+
+    assert any_project.run("subscribers", "count").exit_code == 0  # the schema, first
+    event.listen(Engine, "before_cursor_execute", refuse)
+    try:
+        with pytest.raises(_Refused):
+            any_project.run("subscribers", "add", "ada@example.com", "--language", "de")
+    finally:
+        event.remove(Engine, "before_cursor_execute", refuse)
+    assert any_project.query("SELECT count(*) FROM subscribers") == [(0,)]
+    assert any_project.query("SELECT count(*) FROM subscriber_events") == [(0,)]
+    added = any_project.run("subscribers", "add", "ada@example.com", "--language", "de")
+    assert added.exit_code == 0, added.output
+    assert any_project.query("SELECT language FROM subscribers") == [("de",)]
+    assert _records(any_project)["ada@example.com"][:2] == ("cli", "ainews subscribers add")

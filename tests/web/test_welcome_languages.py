@@ -113,3 +113,38 @@ def test_a_german_newsletter_welcomes_its_readers_in_german(
     subject, text, html = _messages(smtp_server)["ada@example.com"]
     assert subject == "Willkommen bei Test Digest"
     assert text.startswith("Hallo,\n") and '<html lang="de"' in html
+
+
+def test_the_latest_issue_is_named_as_the_reader_got_it(project: Project,
+                                                       smtp_server: SmtpServer) -> None:
+    """welcome_with_latest_issue: a German reader's welcome names the German rendering
+    frozen with the latest issue (its subject and period), an English reader's the issue's
+    own."""
+    from tests.conftest import smtp_env
+    from tests.web.test_welcome import WELCOME_ON as ON
+
+    project.write_config(ON + "welcome_with_latest_issue = true\n")
+    assert project.run("subscribers", "add", "early@example.com", "--language",
+                       "de").exit_code == 0
+    sent = project.run("send", "--week", "2026-W47", "--yes", env=smtp_env(smtp_server))
+    assert sent.exit_code == 0, sent.output
+    [(english,)] = project.query("SELECT subject FROM issues")
+    [(german,)] = project.query("SELECT subject FROM issue_renderings WHERE language = 'de'")
+    assert german != english
+    config = _config(project, smtp_server)
+    signups = SignUps(open_subscribers(config))
+    for address, language in (("late-de@example.com", "de"), ("late-en@example.com", None)):
+        signups.sign_up(address, None, None)
+        signups.confirm(address)
+        project.query("UPDATE subscribers SET language = ? WHERE email = ?", language, address)
+    welcomes = Welcomes(config)
+    assert welcomes.catch_up() == 2 and welcomes.send_due().sent == 2
+    mails = _messages(smtp_server)
+
+    def flat(text: str) -> str:
+        return " ".join(text.split())
+
+    # The headline is the post's; "(+2 weitere)" against "(+2 more)" tells them apart.
+    assert flat(german) in flat(mails["late-de@example.com"][1])
+    assert flat(english) not in flat(mails["late-de@example.com"][1])
+    assert flat(english) in flat(mails["late-en@example.com"][1])

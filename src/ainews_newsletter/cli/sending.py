@@ -67,6 +67,9 @@ def graceful_stop() -> Iterator[threading.Event]:
                    "who left).")
 @click.option("--to", "test_address", metavar="ADDR",
               help="Send one test copy to ADDR and stop; the ledger is not touched.")
+@click.option("--language", "test_language", metavar="TAG",
+              help="With --to: the copy in this language, as the issue's readers of it get "
+                   "it (de, pt-BR; default: the issue's own).")
 @click.option("--dry-run", is_flag=True,
               help="Show the counts and the first message; send nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -74,8 +77,8 @@ def graceful_stop() -> Iterator[threading.Event]:
               help="Send even with fewer posts than min_posts or with lint errors.")
 @pass_state
 def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
-         retry_failed: bool, test_address: str | None, dry_run: bool, yes: bool,
-         force: bool) -> None:
+         retry_failed: bool, test_address: str | None, test_language: str | None,
+         dry_run: bool, yes: bool, force: bool) -> None:
     """Send the issue of the window to every active subscriber.
 
     Safe to run again: it resumes where a previous run stopped and never sends the issue
@@ -89,6 +92,7 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
         make_transport,
         plan_send,
         send_test,
+        test_copy_rendering,
         unfinished_issue_key,
     )
     from ainews_newsletter.pipeline.send import retry_failed as requeue_failed
@@ -98,6 +102,8 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
     if (issue_key or resume) and window != Window():
         raise click.UsageError("--issue/--resume name the issue already; leave out "
                                "--week/--since/--until")
+    if test_language is not None and test_address is None:
+        raise click.UsageError("--language chooses the test copy's language: give --to ADDR")
     if resume and not issue_key:
         issue_key = unfinished_issue_key(config)
         if issue_key is None:
@@ -109,9 +115,10 @@ def send(state: AppState, window: Window, issue_key: str | None, resume: bool,
         issue_key = key
     plan = plan_send(config, window, force, issue_key)
     if test_address is not None:
-        outcome = send_test(config, plan.rendered, test_address)
-        console.print(f"test copy of {plan.period_key} to {test_address}: {outcome.state.value} "
-                      f"({outcome.code} {outcome.reply})", soft_wrap=True)
+        language, rendered = test_copy_rendering(config, plan, test_language)
+        outcome = send_test(config, rendered, test_address, language)
+        console.print(f"test copy of {plan.period_key} ({language}) to {test_address}: "
+                      f"{outcome.state.value} ({outcome.code} {outcome.reply})", soft_wrap=True)
         if outcome.state.value != "sent":
             raise SystemExit(1)
         return

@@ -101,6 +101,7 @@ def add(state: AppState, email: str, name: str | None, list_name: str | None, st
         language: str | None, force_erased: bool, as_json: bool) -> None:
     """Add EMAIL to a list (a known address is added to the list)."""
     from ainews_newsletter import translations
+    from ainews_newsletter.subscribers.consent_records import Agreement
     from ainews_newsletter.subscribers.export import as_record
 
     # Checked first: a mistyped tag adds no one.
@@ -113,12 +114,11 @@ def add(state: AppState, email: str, name: str | None, list_name: str | None, st
         store.set_language(found.id, tag)  # on the list already: only the language changes
         verb = "updated"
     else:
-        added = store.add(email, name, list_name, SubscriberStatus(status),
-                          force_erased=force_erased)
-        if found is None:  # a known address keeps its consent record
-            _record_cli_consent(store, added)
-        if language is not None:
-            store.set_language(added.id, tag)
+        # One transaction: the row, its consent record (a known address keeps its own)
+        # and its language.
+        store.add(email, name, list_name, SubscriberStatus(status), force_erased=force_erased,
+                  agreement=Agreement("cli", "ainews subscribers add"), language=tag,
+                  set_language=language is not None)
     subscriber = store.require(email)
     if as_json:
         print_json(as_record(subscriber))
@@ -127,17 +127,15 @@ def add(state: AppState, email: str, name: str | None, list_name: str | None, st
                       f"{subscriber.language or 'none'}) on {', '.join(subscriber.lists)}")
 
 
-def _record_cli_consent(store: SubscriberStore, subscriber: Subscriber,
-                        command: str = "add") -> None:
-    """Proof of consent for `add` and `resubscribe` (whose new request replaces the record):
-    on the command line, given and confirmed when added (or now, for a resubscribe)."""
+def _record_resubscribe_consent(store: SubscriberStore, subscriber: Subscriber) -> None:
+    """Proof of consent for `resubscribe`: the reader's new request replaces the record,
+    given and confirmed now, on the command line."""
     from ainews_newsletter import clock
     from ainews_newsletter.subscribers import consent_records
 
-    now, added = clock.now(), command == "add"
+    now = clock.now()
     consent_records.record(store.engine, subscriber.id, consent_records.Agreement(
-        "cli", f"ainews subscribers {command}"), subscriber.created_at if added else now,
-        subscriber.confirmed_at if added else now)
+        "cli", "ainews subscribers resubscribe"), now, now)
 
 
 @subscribers.command()
@@ -178,7 +176,7 @@ def resubscribe(state: AppState, email: str) -> None:
     if before is None or before.status is not SubscriberStatus.ACTIVE:
         # Only a real return is a new agreement: an active reader keeps the record of how
         # they joined (a web sign-up's proof is stronger than this command's).
-        _record_cli_consent(store, subscriber, "resubscribe")
+        _record_resubscribe_consent(store, subscriber)
     console.print(f"resubscribed {subscriber.email} (active)")
 
 

@@ -40,6 +40,7 @@ from ainews_newsletter.pipeline.editions import (
     audience_by_language,
     frozen_renderings,
     lint_editions,
+    other_languages,
 )
 from ainews_newsletter.pipeline.feedback import refusal_recorder
 from ainews_newsletter.pipeline.issue import (
@@ -307,14 +308,44 @@ def claims_retry_at(config: Config, issue_key: str) -> datetime | None:
     return ledger.claims_expire_at(issue.id, claim_lease(config))
 
 
-def send_test(config: Config, rendered: RenderedIssue, address: str) -> SendOutcome:
-    """One copy to `address` through the configured transport; the ledger is not touched."""
+def test_copy_rendering(config: Config, plan: SendPlan,
+                        language: str | None) -> tuple[str, RenderedIssue]:
+    """(language, rendering) of a test copy: the issue's own, or with `language` the
+    rendering its readers of that language get (translations.closest): a frozen issue's
+    stored one, a new issue's rendered now (once; kept for the send). A language the issue
+    has no rendering in, or no catalogs, is an error naming those there are."""
+    own = plan.editions.language if plan.existing is None else plan.existing.language
+    if language is None:
+        return own, plan.rendered
+    tag = translations.canonical(language)  # ConfigError: not a language
+    if translations.closest(tag, (own,)) == own:
+        return own, plan.rendered
+    if plan.existing is not None:
+        stored = frozen_renderings(config, plan.existing)
+        chosen = translations.closest(tag, stored)
+        if chosen is None:
+            raise AinewsError(f"{plan.period_key} was frozen without a {tag} rendering; it "
+                              f"has: {', '.join(sorted({own, *stored}))}")
+        return chosen, stored[chosen]
+    others = other_languages(config, own)
+    chosen = translations.closest(tag, others)
+    if chosen is None:
+        raise AinewsError(f"no catalogs for {tag}; the issue can be rendered in: "
+                          f"{', '.join(sorted({own, *others}))}")
+    return chosen, plan.editions.render(config, chosen, plan.rendered.period)
+
+
+def send_test(config: Config, rendered: RenderedIssue, address: str,
+              language: str | None = None) -> SendOutcome:
+    """One copy to `address` through the configured transport; the ledger is not touched.
+    `language`: the rendering's (default: [newsletter] language)."""
     stored, _ = normalize(address, allow_test=config.subscribers.allow_test_domains)
-    recipient = Recipient(subscriber_id=0, email=stored, name=None, token="test-copy")
+    recipient = Recipient(subscriber_id=0, email=stored, name=None, token="test-copy",
+                          language=language)
     transport = make_transport(config)
     try:
         return transport.send(config.newsletter.from_, stored,
-                              sample_message(config, rendered, recipient))
+                              sample_message(config, rendered, recipient, language))
     finally:
         transport.close()
 

@@ -32,6 +32,7 @@ from ainews_newsletter import clock, translations
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.claims import Claim, RetryPolicy
+from ainews_newsletter.delivery.ledger import IssueRecord
 from ainews_newsletter.delivery.message import ProviderHeaders
 from ainews_newsletter.delivery.pacing import RateLimiter
 from ainews_newsletter.delivery.returnpath import verp_address
@@ -46,7 +47,14 @@ from ainews_newsletter.delivery.welcome_ledger import (
 )
 from ainews_newsletter.delivery.welcome_mail import welcome_bytes
 from ainews_newsletter.errors import AinewsError, DeliveryError, RenderError
-from ainews_newsletter.models import DeliveryState, Recipient, RenderedWelcome, SendOutcome
+from ainews_newsletter.models import (
+    DeliveryState,
+    Recipient,
+    RenderedIssue,
+    RenderedWelcome,
+    SendOutcome,
+)
+from ainews_newsletter.pipeline.editions import frozen_renderings
 from ainews_newsletter.pipeline.issue import audience_list, message_signer, open_ledger
 from ainews_newsletter.pipeline.send import claim_lease, make_transport, tags_deliveries
 from ainews_newsletter.render.environment import make_environment
@@ -321,8 +329,15 @@ class Welcomes:
                 compile_welcome(environment)  # an import with welcome off gets here
                 self._rendered[key] = render_welcome(
                     environment, self.config.newsletter, self.config.web.tagline, named,
-                    None if latest is None else latest.rendered)
+                    None if latest is None else self._latest_in(latest, language))
             return self._rendered[key]
+
+    def _latest_in(self, latest: IssueRecord, language: str) -> RenderedIssue:
+        """The latest issue as this reader got it: the rendering frozen with it in their
+        language (translations.closest), else its own."""
+        renderings = frozen_renderings(self.config, latest)
+        chosen = translations.closest(language, renderings)
+        return latest.rendered if chosen is None else renderings[chosen]
 
     def counts(self) -> WelcomeCounts:
         return self.ledger.counts()

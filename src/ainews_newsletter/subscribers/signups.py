@@ -42,11 +42,9 @@ class SignUps:
             try:
                 # Pending (receives nothing) until confirmed; a suppressed address stays
                 # suppressed until the confirmation (see `confirm`).
-                added = store.add(address, name=name, list_name=list_name,
-                                  status=SubscriberStatus.PENDING, source="web",
-                                  allow_suppressed=True)
-                self._record(added.id, agreement, confirmed=False)
-                return added
+                return store.add(address, name=name, list_name=list_name,
+                                 status=SubscriberStatus.PENDING, source="web",
+                                 allow_suppressed=True, agreement=agreement)
             except (IntegrityError, SubscriberError):
                 found = store.get(address)  # a sign-up of the same address just beat us
                 if found is None:
@@ -92,9 +90,8 @@ class SignUps:
         if found is None:
             try:
                 # Refuses a suppressed address in its own transaction (one added just now).
-                added = store.add(address, name=name, list_name=list_name,
-                                  status=SubscriberStatus.ACTIVE, source="web")
-                self._record(added.id, agreement, confirmed=True)
+                store.add(address, name=name, list_name=list_name,
+                          status=SubscriberStatus.ACTIVE, source="web", agreement=agreement)
                 return "joined"
             except (IntegrityError, SubscriberError):
                 found = store.get(address)  # a sign-up of the same address just beat us

@@ -15,8 +15,9 @@ from ainews_newsletter import clock
 from ainews_newsletter.database import insert_ignoring_conflicts
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Subscriber, SubscriberStatus
-from ainews_newsletter.subscribers import history
+from ainews_newsletter.subscribers import consent_records, history
 from ainews_newsletter.subscribers.addresses import normalize
+from ainews_newsletter.subscribers.consent_records import Agreement
 from ainews_newsletter.subscribers.erased import REFUSED, check_erase_key, erased_among, lift_erased
 from ainews_newsletter.subscribers.history import Attribution, change_kind, record
 from ainews_newsletter.subscribers.names import clean_name
@@ -61,10 +62,17 @@ class SubscriberStore(SubscriberQueries):
 
     def add(self, address: str, name: str | None = None, list_name: str | None = None,
             status: SubscriberStatus = SubscriberStatus.ACTIVE, source: str = "cli",
-            allow_suppressed: bool = False, force_erased: bool = False) -> Subscriber:
+            allow_suppressed: bool = False, force_erased: bool = False,
+            agreement: Agreement | None = None, language: str | None = None,
+            set_language: bool = False) -> Subscriber:
         """Add a subscriber to a list (the default list when None). A known address is added
         to the list; being on it already is an error, and so is a suppressed address, and an
-        erased one unless `force_erased` (which lifts its mark)."""
+        erased one unless `force_erased` (which lifts its mark).
+
+        In the same transaction, so a crash leaves all or nothing: a new row's consent
+        record (`agreement`: given now, confirmed now if it arrives active; a known address
+        keeps its own) and, with `set_language`, the reader's `language` (a canonical tag
+        the caller checked; None clears it)."""
         given, normalized = normalize(address, allow_test=self.allow_test)
         now = clock.now()
         with self.engine.begin() as connection:
@@ -93,6 +101,10 @@ class SubscriberStore(SubscriberQueries):
                     confirmed_at=now if status is SubscriberStatus.ACTIVE else None,
                 )).inserted_primary_key[0]  # type: ignore[index]
                 history.arrived(connection, subscriber_id, status, source, now)
+                if agreement is not None:
+                    consent_records.record(
+                        connection, subscriber_id, agreement, now,
+                        now if status is SubscriberStatus.ACTIVE else None)
             else:
                 subscriber_id = row.id
                 member = connection.execute(select(memberships.c.list_id).where(
@@ -104,6 +116,9 @@ class SubscriberStore(SubscriberQueries):
                                           f"(status {row.status})")
             insert_ignoring_conflicts(connection, memberships, [{
                 "list_id": list_id, "subscriber_id": subscriber_id, "created_at": now}])
+            if set_language:
+                connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
+                                   .values(language=language))
         return self.require(given)
 
     def remove(self, address: str, source: str = "cli") -> Subscriber:
