@@ -349,10 +349,14 @@ def test_a_language_without_a_catalog_of_its_own_reads_its_base_or_region_siblin
     ("", ("de",), None),
     (None, ("de",), None),
     ("de-" + "x" * 40, ("de",), None),  # longer than any real tag
+    (" de ", ("de",), "de"),
+    ("zh-Hant-TW", ("zh-Hans", "zh-Hant"), "zh-Hant"),  # cut back one subtag at a time
+    ("zh-Hant", ("zh-Hans",), None),  # never across scripts
+    ("sr-Latn-RS", ("sr", "sr-Latn"), "sr-Latn"),
 ])
 def test_closest_is_the_one_fallback_rule(tag: str | None, available: tuple[str, ...],
                                           expected: str | None) -> None:
-    from ainews_newsletter.translations import closest, negotiate
+    from ainews_newsletter.language_tags import closest, negotiate
 
     assert closest(tag, available) == expected
     if tag:
@@ -361,8 +365,8 @@ def test_closest_is_the_one_fallback_rule(tag: str | None, available: tuple[str,
 
 def test_a_test_copy_in_a_reader_language(project: Project, smtp_server: SmtpServer) -> None:
     """`send --to ADDR --language TAG`: the copy a reader of that language gets (a new
-    issue's rendering made now; a frozen issue's stored one, or an error naming those it
-    has); never a ledger row."""
+    issue's rendering made now; a frozen issue's stored one; the issue's own where there
+    is none nearer); never a ledger row."""
     env = smtp_env(smtp_server)
     copy = project.run("send", "--week", "2026-W47", "--to", "me@example.com",
                        "--language", "de-AT", env=env)
@@ -372,10 +376,11 @@ def test_a_test_copy_in_a_reader_language(project: Project, smtp_server: SmtpSer
     assert german["Content-Language"] == "de" and GERMAN_PERIOD in text_of(german)
     assert project.query("SELECT count(*) FROM deliveries") == [(0,)]
 
-    none = project.run("send", "--week", "2026-W47", "--to", "me@example.com",
-                       "--language", "sv", env=env)
-    assert none.exit_code == 1 and "no catalogs for sv; the issue can be rendered in: " \
-        "ar, de, en, es, fr, it, ja, nl, pt-BR" in none.stderr
+    # Swedish has no catalogs: a Swedish reader gets the issue's own, so does the copy.
+    swedish = project.run("send", "--week", "2026-W47", "--to", "me@example.com",
+                          "--language", "sv", env=env)
+    assert swedish.exit_code == 0 and "(en) to me@example.com: sent" in swedish.stdout
+    assert smtp_server.handler.messages[-1].message["Content-Language"] == "en"
     bad = project.run("send", "--week", "2026-W47", "--to", "me@example.com",
                       "--language", "zz-nope", env=env)
     assert bad.exit_code == 1 and "unknown language 'zz-nope'" in bad.stderr
@@ -388,7 +393,22 @@ def test_a_test_copy_in_a_reader_language(project: Project, smtp_server: SmtpSer
                          "--language", "ja", env=env)
     assert frozen.exit_code == 0, frozen.output
     assert smtp_server.handler.messages[-1].message["Content-Language"] == "ja"
+    # Frozen without a German rendering: a German reader added now gets the issue's own.
     missing = project.run("send", "--week", "2026-W47", "--to", "me@example.com",
                           "--language", "de", env=env)
-    assert missing.exit_code == 1
-    assert "2026-W47 was frozen without a de rendering; it has: en, ja" in missing.stderr
+    assert missing.exit_code == 0 and "(en) to me@example.com: sent" in missing.stdout
+
+
+@pytest.mark.parametrize(("tag", "own", "others", "expected"), [
+    ("pt-PT", "pt-PT", ("pt-BR", "de"), None),  # the issue's own, not its neighbour's
+    ("de", "de", ("de-CH",), None),
+    ("de", "en", ("de-CH",), "de-CH"),
+    ("pt", "en", ("pt-BR",), "pt-BR"),
+    ("en-GB", "en", ("de",), None),
+    (None, "en", ("de",), None),
+])
+def test_a_reader_of_the_issue_s_own_language_keeps_its_rendering(
+        tag: str | None, own: str, others: tuple[str, ...], expected: str | None) -> None:
+    from ainews_newsletter.language_tags import edition_for
+
+    assert edition_for(tag, own, others) == expected

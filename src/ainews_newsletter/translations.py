@@ -1,5 +1,6 @@
 """The newsletter in its readers' languages (issue 30): which languages there are, their
-gettext catalogs, their writing direction, and which of them a browser asks for.
+gettext catalogs and their writing direction (which of them someone gets, by tag:
+language_tags.py).
 
 Two gettext domains, so the mails and the public site can be translated (and overridden)
 apart: `mail` (the digest, the confirmation and welcome mails, the subject wording built in
@@ -23,7 +24,6 @@ import logging
 import re
 import struct
 import threading
-from collections.abc import Collection
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
@@ -38,9 +38,6 @@ SOURCE = "en"
 DOMAINS = ("mail", "web")
 Domain = Literal["mail", "web"]
 _BOTH: tuple[Domain, ...] = ("mail", "web")
-# An Accept-Language header longer than this is read only this far (a browser sends < 100).
-_ACCEPT_CHARS = 512
-_ACCEPT_ITEMS = 24
 _lock = threading.Lock()
 log = logging.getLogger("ainews.translations")
 # A .po line that is not blank or a comment: a keyword and a quoted string, or a quoted
@@ -329,73 +326,3 @@ def check_catalogs(tag: str, override_dir: Path | None = None) -> str:
         for domain in _BOTH:
             translations(language, domain, override_dir, strict=True)
     return canonical_tag
-
-
-def parse_accept_language(header: str) -> list[str]:
-    """The tags of an Accept-Language header, most wanted first (q=0 dropped, "*" skipped).
-    Bounded: a header of any length costs the same."""
-    weighted: list[tuple[float, int, str]] = []
-    for index, item in enumerate(header[:_ACCEPT_CHARS].split(",")[:_ACCEPT_ITEMS]):
-        tag, _, params = item.strip().partition(";")
-        tag = tag.strip()
-        if not tag or tag == "*" or len(tag) > 35:
-            continue
-        quality = 1.0
-        for param in params.split(";"):
-            name, _, value = param.strip().partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        if quality > 0:
-            weighted.append((-quality, index, tag))
-    return [tag for _, _, tag in sorted(weighted)]
-
-
-def closest(tag: str | None, available: Collection[str]) -> str | None:
-    """The one of `available` that someone asking for `tag` gets, spelled as `available`
-    spells it: the same tag in any case ("DE", "pt_BR"), else one of the same base language
-    ("de-AT" finds "de", "pt" and "pt-PT" find "pt-BR"; the bare base first, then the
-    alphabetically first region); None when nothing fits. The one rule for mails (which
-    rendering a reader gets), pages (a reader's own language, Accept-Language) alike."""
-    if not tag or len(tag) > 35:
-        return None
-    if tag in available:  # the common case, once per row of a send's snapshot
-        return tag
-    wanted = tag.strip().lower().replace("_", "-")
-    base = wanted.split("-")[0]
-    relatives: list[str] = []
-    for candidate in available:
-        lowered = candidate.lower()
-        if lowered == wanted:
-            return candidate
-        if lowered.split("-")[0] == base:
-            relatives.append(candidate)
-    if not relatives:
-        return None
-    return min(relatives, key=lambda candidate: ("-" in candidate, candidate.lower()))
-
-
-def negotiate(header: str | None, available: Collection[str]) -> str | None:
-    """The best of `available` for an Accept-Language header (each tag as `closest` reads
-    it, most wanted first), or None when nothing fits."""
-    if not header:
-        return None
-    for wanted in parse_accept_language(header):
-        found = closest(wanted, available)
-        if found is not None:
-            return found
-    return None
-    by_lower = {tag.lower(): tag for tag in available}
-    by_base: dict[str, str] = {}
-    for tag in available:
-        by_base.setdefault(tag.split("-")[0].lower(), tag)
-    for wanted in parse_accept_language(header):
-        lowered = wanted.lower().replace("_", "-")
-        if lowered in by_lower:
-            return by_lower[lowered]
-        base = lowered.split("-")[0]
-        if base in by_base:
-            return by_base[base]
-    return None

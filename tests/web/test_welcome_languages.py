@@ -11,9 +11,9 @@ from typing import Any
 import jinja2
 import pytest
 
-from ainews_newsletter.pipeline import welcome as pipeline_welcome
 from ainews_newsletter.pipeline.issue import open_subscribers
 from ainews_newsletter.pipeline.welcome import Welcomes
+from ainews_newsletter.render import welcome as welcome_render
 from ainews_newsletter.subscribers.signups import SignUps
 from tests.conftest import Project, SmtpServer
 from tests.web.test_welcome import WELCOME_ON, _config, parsed
@@ -55,13 +55,13 @@ def test_each_reader_is_welcomed_in_their_language_rendered_once_per_language(
         any_project.query("UPDATE subscribers SET language = ? WHERE email = ?",
                           language, address)
     renders: list[str] = []
-    original = pipeline_welcome.render_welcome
+    original = welcome_render.render_welcome
 
     def counted(environment: jinja2.Environment, *args: Any, **kwargs: Any) -> Any:
         renders.append(str(environment.globals["language"]))
         return original(environment, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline_welcome, "render_welcome", counted)
+    monkeypatch.setattr(welcome_render, "render_welcome", counted)
     welcomes = Welcomes(config)
     assert welcomes.catch_up() == len(READERS)
     assert welcomes.send_due().sent == len(READERS)
@@ -118,8 +118,8 @@ def test_a_german_newsletter_welcomes_its_readers_in_german(
 def test_the_latest_issue_is_named_as_the_reader_got_it(project: Project,
                                                        smtp_server: SmtpServer) -> None:
     """welcome_with_latest_issue: a German reader's welcome names the German rendering
-    frozen with the latest issue (its subject and period), an English reader's the issue's
-    own."""
+    frozen with the latest issue (its subject and period), an Austrian reader's too (the
+    nearest language, as for the issues), an English reader's the issue's own."""
     from tests.conftest import smtp_env
     from tests.web.test_welcome import WELCOME_ON as ON
 
@@ -133,7 +133,9 @@ def test_the_latest_issue_is_named_as_the_reader_got_it(project: Project,
     assert german != english
     config = _config(project, smtp_server)
     signups = SignUps(open_subscribers(config))
-    for address, language in (("late-de@example.com", "de"), ("late-en@example.com", None)):
+    # de-AT has no catalog: that reader's issues and welcome are the German ones.
+    for address, language in (("late-de@example.com", "de-AT"),
+                              ("late-en@example.com", None)):
         signups.sign_up(address, None, None)
         signups.confirm(address)
         project.query("UPDATE subscribers SET language = ? WHERE email = ?", language, address)
@@ -145,6 +147,7 @@ def test_the_latest_issue_is_named_as_the_reader_got_it(project: Project,
         return " ".join(text.split())
 
     # The headline is the post's; "(+2 weitere)" against "(+2 more)" tells them apart.
+    assert mails["late-de@example.com"][0] == "Willkommen bei Test Digest"
     assert flat(german) in flat(mails["late-de@example.com"][1])
     assert flat(english) not in flat(mails["late-de@example.com"][1])
     assert flat(english) in flat(mails["late-en@example.com"][1])

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ainews_newsletter import translations
+from ainews_newsletter import language_tags, translations
 from ainews_newsletter.database import ensure_schema, insert_ignoring_conflicts
 from ainews_newsletter.delivery.claims import (
     NOT_ACTIVE_REPLY,
@@ -212,7 +212,8 @@ class Ledger:
                  batch_size: int = 500, tagged: bool = False,
                  list_identifier: str | None = None,
                  still_listed: StillListed | None = None,
-                 languages: Collection[str] = ()) -> int:
+                 languages: Collection[str] = (),
+                 own_language: str = translations.SOURCE) -> int:
         """Copy the audience into the ledger once. Batches are idempotent (a re-run after a
         crash mid-snapshot adds only the missing rows); `snapshot_at` marks it complete.
         `tagged`: each row gets a tag (a VERP return path, a provider's metadata header).
@@ -223,7 +224,7 @@ class Ledger:
         `languages`: the languages other than the issue's that have a rendering (catalogs
         shipped or the operator's); a reader whose language (or its base language) is one
         of them has it on their row, every other row's language is NULL (the issue's own
-        rendering): see `translations.closest`."""
+        rendering; `own_language` is the issue's): see `language_tags.edition_for`."""
         key = None
         if list_identifier is not None:
             with self.engine.connect() as connection:
@@ -237,7 +238,8 @@ class Ledger:
                      "return_tag": new_return_tag() if tagged else None,
                      "message_digest": (None if key is None or list_identifier is None else
                                         message_digest(list_identifier, key, r.subscriber_id)),
-                     "language": translations.closest(r.language, languages)}
+                     "language": language_tags.edition_for(r.language, own_language,
+                                                          languages)}
                     for r in batch]
             with self.engine.begin() as connection:
                 insert_ignoring_conflicts(connection, deliveries, rows)

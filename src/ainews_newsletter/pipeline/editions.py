@@ -13,7 +13,7 @@ import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ainews_newsletter import translations
+from ainews_newsletter import language_tags, translations
 from ainews_newsletter.config import Config
 from ainews_newsletter.delivery.ledger import IssueRecord
 from ainews_newsletter.delivery.renderings import Renderings
@@ -52,7 +52,7 @@ def audience_by_language(config: Config, issue: IssueRecord | None = None) -> di
                   frozenset(Renderings(open_ledger(config).engine).stored(issue)))
         rows = open_subscribers(config).count_recipients_by_language()
         for chosen, count in rows.items():
-            counts[translations.closest(chosen, others) or language] += count
+            counts[language_tags.edition_for(chosen, language, others) or language] += count
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ainews_newsletter import clock, translations
+from ainews_newsletter import clock, language_tags, translations
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import sqlite_path
 from ainews_newsletter.delivery.claims import DeliverableCheck, RetryPolicy
@@ -231,7 +231,8 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
         ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size,
                         tagged=tags_deliveries(config),
                         list_identifier=config.newsletter.list_identifier,
-                        still_listed=still_listed, languages=frozenset(renderings))
+                        still_listed=still_listed, languages=frozenset(renderings),
+                        own_language=issue.language)
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
     settings = send_settings(config, clicks)
     hooks = Hooks(deliverable=DeliverableCheck(deliverable_subscriber, deliverable_now),
@@ -310,28 +311,22 @@ def claims_retry_at(config: Config, issue_key: str) -> datetime | None:
 
 def test_copy_rendering(config: Config, plan: SendPlan,
                         language: str | None) -> tuple[str, RenderedIssue]:
-    """(language, rendering) of a test copy: the issue's own, or with `language` the
-    rendering its readers of that language get (translations.closest): a frozen issue's
-    stored one, a new issue's rendered now (once; kept for the send). A language the issue
-    has no rendering in, or no catalogs, is an error naming those there are."""
+    """(language, rendering) of a test copy: the issue's own, or with `language` exactly
+    what a reader of that language gets (language_tags.edition_for): a frozen issue's
+    stored rendering, a new issue's made now from the composed issue, or the issue's own
+    when it has none nearer (as for such a reader)."""
     own = plan.editions.language if plan.existing is None else plan.existing.language
     if language is None:
         return own, plan.rendered
     tag = translations.canonical(language)  # ConfigError: not a language
-    if translations.closest(tag, (own,)) == own:
-        return own, plan.rendered
     if plan.existing is not None:
         stored = frozen_renderings(config, plan.existing)
-        chosen = translations.closest(tag, stored)
-        if chosen is None:
-            raise AinewsError(f"{plan.period_key} was frozen without a {tag} rendering; it "
-                              f"has: {', '.join(sorted({own, *stored}))}")
-        return chosen, stored[chosen]
-    others = other_languages(config, own)
-    chosen = translations.closest(tag, others)
+        chosen = language_tags.edition_for(tag, own, stored)
+        return (own, plan.rendered) if chosen is None else (chosen, stored[chosen])
+    chosen = language_tags.edition_for(tag, own, other_languages(config, own))
     if chosen is None:
-        raise AinewsError(f"no catalogs for {tag}; the issue can be rendered in: "
-                          f"{', '.join(sorted({own, *others}))}")
+        return own, plan.rendered
+    # Rendered for this copy only: the send freezes the languages its readers have.
     return chosen, plan.editions.render(config, chosen, plan.rendered.period)
 
 

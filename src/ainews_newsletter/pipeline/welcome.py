@@ -28,11 +28,10 @@ from types import TracebackType
 
 from sqlalchemy import ColumnElement, and_
 
-from ainews_newsletter import clock, translations
+from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.claims import Claim, RetryPolicy
-from ainews_newsletter.delivery.ledger import IssueRecord
 from ainews_newsletter.delivery.message import ProviderHeaders
 from ainews_newsletter.delivery.pacing import RateLimiter
 from ainews_newsletter.delivery.returnpath import verp_address
@@ -50,15 +49,11 @@ from ainews_newsletter.errors import AinewsError, DeliveryError, RenderError
 from ainews_newsletter.models import (
     DeliveryState,
     Recipient,
-    RenderedIssue,
-    RenderedWelcome,
     SendOutcome,
 )
-from ainews_newsletter.pipeline.editions import frozen_renderings
-from ainews_newsletter.pipeline.issue import audience_list, message_signer, open_ledger
+from ainews_newsletter.pipeline.greeting import WelcomeTexts
+from ainews_newsletter.pipeline.issue import message_signer
 from ainews_newsletter.pipeline.send import claim_lease, make_transport, tags_deliveries
-from ainews_newsletter.render.environment import make_environment
-from ainews_newsletter.render.welcome import compile_welcome, render_welcome
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.newcomers import Newcomers
 from ainews_newsletter.subscribers.queries import (
@@ -131,18 +126,11 @@ class Welcomes:
     def __init__(self, config: Config, transports: Callable[[], Transport] | None = None,
                  check_templates: bool = False) -> None:
         self.config = config
-        self.language = config.newsletter.language
-        self.environment = make_environment(config.templates_dir, self.language,
-                                            config.locale_dir)
-        self._environments = {self.language: self.environment}
-        self._languages = set(translations.available_languages(config.locale_dir, "mail"))
-        if config.subscribers.welcome or check_templates:  # a broken override stops here
-            compile_welcome(self.environment)
+        # A broken override of the welcome's templates stops here.
+        self.texts = WelcomeTexts(config, check=config.subscribers.welcome or check_templates)
         self.sign = message_signer(config)
         self.provider = ProviderHeaders.of(config.smtp.provider, config.smtp.provider_stream)
         self._transports = transports or (lambda: make_transport(config))
-        self._rendered: dict[tuple[str, bool, int | None], RenderedWelcome] = {}
-        self._render_lock = threading.Lock()
         delivery = config.delivery
         self.policy = RetryPolicy(delivery.max_attempts, delivery.retry_base_seconds,
                                   delivery.retry_max_seconds,
@@ -297,9 +285,7 @@ class Welcomes:
             # removed between the claim and now: never another reader's token on it
             return SendOutcome(DeliveryState.FAILED, 0, GONE_REPLY)
         recipient = Recipient(row.subscriber_id, row.email, row.name, found.token)
-        wanted = found.language  # theirs when the newsletter has it, else the newsletter's
-        rendered = self._rendered_for(bool(row.name), wanted if wanted and wanted in
-                                      self._languages else self.language)
+        rendered = self.texts.for_reader(bool(row.name), found.language)
         try:
             message = welcome_bytes(rendered, self.config.newsletter, recipient, clock.now())
             if self.provider is not None:  # the relay's configuration set or stream
@@ -313,31 +299,6 @@ class Welcomes:
         if bounces.address and row.return_tag:
             return verp_address(bounces.address, bounces.delimiter, row.return_tag)
         return self.config.newsletter.from_
-
-    def _rendered_for(self, named: bool, language: str) -> RenderedWelcome:
-        latest = None
-        if self.config.subscribers.welcome_with_latest_issue:
-            sent = open_ledger(self.config).sent_issues(audience_list(self.config), limit=1)
-            latest = sent[0] if sent else None
-        key = (language, named, None if latest is None else latest.id)
-        with self._render_lock:
-            if key not in self._rendered:
-                if language not in self._environments:
-                    self._environments[language] = make_environment(
-                        self.config.templates_dir, language, self.config.locale_dir)
-                environment = self._environments[language]
-                compile_welcome(environment)  # an import with welcome off gets here
-                self._rendered[key] = render_welcome(
-                    environment, self.config.newsletter, self.config.web.tagline, named,
-                    None if latest is None else self._latest_in(latest, language))
-            return self._rendered[key]
-
-    def _latest_in(self, latest: IssueRecord, language: str) -> RenderedIssue:
-        """The latest issue as this reader got it: the rendering frozen with it in their
-        language (translations.closest), else its own."""
-        renderings = frozen_renderings(self.config, latest)
-        chosen = translations.closest(language, renderings)
-        return latest.rendered if chosen is None else renderings[chosen]
 
     def counts(self) -> WelcomeCounts:
         return self.ledger.counts()

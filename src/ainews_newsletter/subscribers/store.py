@@ -118,7 +118,7 @@ class SubscriberStore(SubscriberQueries):
                 "list_id": list_id, "subscriber_id": subscriber_id, "created_at": now}])
             if set_language:
                 connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
-                                   .values(language=language))
+                                   .values(language=language, updated_at=now))
         return self.require(given)
 
     def remove(self, address: str, source: str = "cli") -> Subscriber:

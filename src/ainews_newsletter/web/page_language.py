@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ainews_newsletter import translations
+from ainews_newsletter import language_tags, translations
 from ainews_newsletter.config import Config
 
 
@@ -59,14 +59,14 @@ class Languages:
     def from_header(self, header: str | None) -> PageLanguage:
         """The best of Accept-Language, else the newsletter's language. The answer varies
         with the header either way (another header could have chosen another)."""
-        return self.make(translations.negotiate(header, self.available) or self.newsletter,
+        return self.make(language_tags.negotiate(header, self.available) or self.newsletter,
                          from_header=True)
 
     def known(self, tag: str | None) -> str | None:
         """The available language `tag` names, as it is spelled there ("DE" → "de"; a
         region without a catalog of its own, as an import may have stored it, finds its
-        language: "de-AT" → "de"), else None: `translations.closest`."""
-        return translations.closest(tag, self.available)
+        language: "de-AT" → "de"), else None: `language_tags.closest`."""
+        return language_tags.closest(tag, self.available)
 
     def for_reader(self, reader_language: str | None, header: str | None) -> PageLanguage:
         known = self.known(reader_language)

@@ -72,7 +72,8 @@ class PreferencesPage:
         return await self._show(subscriber, saved=saved)
 
     async def language(self, request: Request) -> Response:
-        """POST: the reader's own language, one of the offered tags, or "" for the
+        """POST: the reader's own language, one of the offered tags (or a tag whose nearest
+        is one, as `language_tags.closest` reads it: "pt" stores "pt-BR"), or "" for the
         newsletter's (NULL); anything else is refused (400) and nothing is stored."""
         subscriber = await self._reader(request)
         if subscriber is None:
