@@ -17,8 +17,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy.exc import DBAPIError
 
+from ainews_newsletter.storage_faults import disk_full, safe_url, storage_failure
 from tests.conftest import REPO, Project, SmtpServer, smtp_env
 
 BOUNCE = REPO / "tests" / "fixtures" / "bounces" / "postfix-two-recipients.eml"
@@ -116,7 +119,8 @@ def test_import_on_a_full_disk_stores_nothing_then_the_same_import_finishes(
     result = project.run("subscribers", "import", str(big))
     assert result.exit_code == 1
     line = one_line(result.stderr, folder)
-    assert "the batches committed stay, the one that failed left nothing" in line
+    assert ("an import one per 50,000 rows: those committed stay, the one that failed left "
+            "nothing") in line
     # One batch (fewer rows than BATCH_SIZE): all or nothing, and it was nothing.
     assert count(database, "SELECT count(*) FROM subscribers") == 10
     assert integrity(database) == "ok"
@@ -201,3 +205,94 @@ def test_bounces_ingest_on_a_full_disk_stores_no_half_event_then_ingests(
     assert repeat.exit_code == 0
     assert count(database, "SELECT count(*) FROM feedback_events") == stored
     assert integrity(database) == "ok"
+
+
+def test_bounces_piped_from_the_mail_system_on_a_full_disk_ask_it_to_retry(
+        project: Project, small_disk: Callable[[str], Path]) -> None:
+    """From an MTA's pipe (-) the exit is 75, EX_TEMPFAIL: the mail system keeps the
+    bounce and delivers it again later, when there may be space."""
+    folder = small_disk("4m")
+    database = on_disk(project, folder)
+    project.import_readers(3)
+    filler = fill(folder)
+    mail = BOUNCE.read_text(encoding="utf-8")
+
+    result = project.run("bounces", "ingest", "-", input=mail)
+    assert result.exit_code == 75
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: the disk holding {folder} is full (")
+    assert line.endswith("(exit 75: the mail system retries)")
+    filler.unlink()
+    assert project.run("bounces", "ingest", "-", input=mail).exit_code == 0
+    assert count(database, "SELECT count(*) FROM feedback_events") == 2
+
+
+def test_export_to_a_full_disk_leaves_no_truncated_file(
+        project: Project, small_disk: Callable[[str], Path]) -> None:
+    """The database is elsewhere; the export's own disk fills: the line names the export's
+    folder, and no half-written file is left that could pass for the whole list."""
+    folder = small_disk("1m")
+    project.import_readers(5_000)  # about 150 kB of CSV
+    fill(folder, leave=16 * 1024)
+    output = folder / "list.csv"
+
+    result = project.run("subscribers", "export", "-o", str(output))
+    assert result.exit_code == 1
+    one_line(result.stderr, folder)
+    assert "No space left on device" in result.stderr
+    assert sorted(path.name for path in folder.iterdir()) == ["filler"]
+
+
+def test_a_database_server_away_is_one_line_without_its_password(
+        project: Project, unused_port: int) -> None:
+    project.storage_url = f"postgresql+psycopg://ainews:s3cret@127.0.0.1:{unused_port}/news"
+    for command in (("subscribers", "count"), ("send", "--week", "2026-W47", "--yes"),
+                    ("bounces", "ingest", str(BOUNCE))):
+        result = project.run(*command)
+        assert result.exit_code == 1
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(
+            f"error: cannot use the database postgresql+psycopg://ainews:***@127.0.0.1:"
+            f"{unused_port}/news: "), line
+        assert "s3cret" not in result.output and "Traceback" not in result.output
+
+
+def _wrapped(error: Exception) -> DBAPIError:
+    """A driver error as SQLAlchemy raises it (an OperationalError around it)."""
+    return DBAPIError.instance("INSERT …", {}, error, type(error).__mro__[1])
+
+
+def test_what_counts_as_a_full_disk() -> None:
+    """PostgreSQL's own disk full (SQLSTATE 53100) cannot be had on demand from the
+    suite's cluster: its error is made here, as psycopg would raise it."""
+    server_full = _wrapped(psycopg.errors.DiskFull(
+        'could not extend file "base/16384/2619": No space left on device'))
+    url = "postgresql+psycopg://ainews:pw@db.internal/news"
+    line = storage_failure(server_full, url, "stays")
+    assert line is not None and line.startswith("the database server's disk is full (")
+    assert line.endswith("— nothing was half-written: stays")
+    assert disk_full(server_full, url)
+
+    sqlite_full = sqlite3.OperationalError("database or disk is full")
+    sqlite_full.sqlite_errorcode = 13  # type: ignore[attr-defined]
+    line = storage_failure(_wrapped(sqlite_full), "sqlite:////srv/news/data/ainews.db")
+    assert line is not None and line.startswith(
+        "the disk holding /srv/news/data is full (database or disk is full)")
+
+    export = OSError(errno.ENOSPC, "No space left on device", "/mnt/exports/list.csv")
+    line = storage_failure(export, "sqlite:////srv/news/data/ainews.db")
+    assert line is not None and line.startswith("the disk holding /mnt/exports is full (")
+
+    locked = _wrapped(sqlite3.OperationalError("database is locked"))
+    assert not disk_full(locked, "sqlite:////srv/news/data/ainews.db")
+    assert not disk_full(ValueError("no space"))
+    assert storage_failure(ValueError("x"), None) is None
+    assert storage_failure(OSError(errno.EACCES, "Permission denied", "/x"), None) is None
+
+
+def test_safe_url_hides_only_the_password() -> None:
+    assert safe_url("postgresql+psycopg://u:p%40ss@h:5432/db?sslmode=require") == (
+        "postgresql+psycopg://u:***@h:5432/db?sslmode=require")
+    assert safe_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert safe_url("postgresql://u:p@ss@h/db") == "postgresql://u:***@h/db"
+    assert safe_url("sqlite:////srv/a:b@c/ainews.db") == "sqlite:////srv/a:b@c/ainews.db"

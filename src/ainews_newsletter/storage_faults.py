@@ -100,13 +100,12 @@ def disk_full(exc: BaseException, database_url: str | None = None) -> bool:
 def safe_url(database_url: str) -> str:
     """The URL with its password replaced by ***, for a message on a terminal or in a log."""
     scheme, separator, rest = database_url.partition("://")
-    if not separator:
-        return database_url
-    credentials, at, location = rest.rpartition("@")
-    if not at or ":" not in credentials:
+    netloc, slash, path = rest.partition("/")  # user:password@host:port, then the rest
+    credentials, at, host = netloc.rpartition("@")
+    if not separator or not at or ":" not in credentials:
         return database_url
     user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{location}"
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 _STAYED = {
     "send": "every answer recorded stays; a message whose answer could not be recorded "
             "stays `sending` and may go once more; `ainews send --resume` goes on",
-    "subscribers": "an import commits {batch} rows at a time: the batches committed stay, "
-                   "the one that failed left nothing, and the same import run again reaches "
-                   "the same end state",
+    "subscribers": "each change is one transaction, an import one per {batch} rows: those "
+                   "committed stay, the one that failed left nothing, and the same command "
+                   "run again reaches the same end state",
     "bounces": "the events stored stay (one whose effect was not applied yet is applied by "
                "the next ingest), and ingesting the same mail again stores each event once",
 }
