@@ -166,6 +166,9 @@ def test_send_meets_a_full_disk_then_resume_finishes_it(
     assert integrity(database) == "ok"
     states = dict(project.query("SELECT state, count(*) FROM deliveries GROUP BY state"))
     assert sum(states.values()) == 300 and set(states) <= {"queued", "sending", "sent"}
+    # Left `sending`: per connection the row on the wire (and with workers the one claimed
+    # ahead of it); a failed commit took the claims riding in it back with it.
+    assert states.get("sending", 0) <= connections * (2 if workers > 1 else 1)
     received_before = len(smtp_server.recipients())
     # Sent, or on its way when the disk filled (`sending`): never more than were received.
     assert states.get("sent", 0) <= received_before
@@ -179,6 +182,29 @@ def test_send_meets_a_full_disk_then_resume_finishes_it(
     assert set(received) == set(readers)  # nobody lost
     twice = sum(times - 1 for times in received.values())
     assert max(received.values()) <= 2 and twice <= connections  # only messages in flight
+    assert integrity(database) == "ok"
+
+
+def test_send_on_a_disk_already_full_creates_no_half_issue(
+        project: Project, smtp_server: SmtpServer, small_disk: Callable[[str], Path]) -> None:
+    """Full before the send begins: the issue, its renderings and its rows are one
+    transaction; none of it is left, and the send run again after freeing space is the
+    first one (each reader once)."""
+    folder = small_disk("8m")
+    database = on_disk(project, folder)
+    readers = project.import_readers(50)
+    filler = fill(folder)
+
+    result = project.run("send", "--week", "2026-W47", "--yes", env=smtp_env(smtp_server))
+    assert result.exit_code == 1
+    one_line(result.stderr, folder)
+    assert smtp_server.recipients() == []
+    assert count(database, "SELECT count(*) FROM issues") == 0
+    assert count(database, "SELECT count(*) FROM deliveries") == 0
+    filler.unlink()
+    again = project.run("send", "--week", "2026-W47", "--yes", env=smtp_env(smtp_server))
+    assert again.exit_code == 0, again.output
+    assert sorted(smtp_server.recipients()) == sorted(readers)
     assert integrity(database) == "ok"
 
 
