@@ -170,7 +170,11 @@ def ingest(state: AppState, paths: tuple[str, ...], provider: str | None,
             raise
         # Piped from an MTA: EX_TEMPFAIL makes it keep the message and try again later,
         # instead of returning a bounce of the bounce.
-        fail(f"database: {str(exc).splitlines()[0]} (exit 75: the mail system retries)")
+        from ainews_newsletter.cli.storage_failures import storage_line
+
+        line = (storage_line(click.get_current_context().find_root(), exc)  # disk full?
+                or f"database: {str(exc).splitlines()[0]}")
+        fail(f"{line} (exit 75: the mail system retries)")
         sys.exit(EX_TEMPFAIL)
     if as_json:
         print_json(_summary_record(summary))

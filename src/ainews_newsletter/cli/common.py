@@ -60,6 +60,11 @@ class AppState:
         self._config: Config | None = None
 
     @property
+    def loaded_config(self) -> Config | None:
+        """The config if a command loaded it (an error report must not load it now)."""
+        return self._config
+
+    @property
     def config(self) -> Config:
         """No command runs on built-in defaults alone: most read or write the database, and
         a default one would quietly appear as data/ainews.db wherever they were started.
@@ -183,16 +188,27 @@ class ErrorHandlingGroup(LazyGroup):
         except AinewsError as exc:
             fail(str(exc))
             sys.exit(1)
-        except OSError as exc:
-            if exc.filename is None:
-                raise
-            fail(f"{exc.filename}: {exc.strerror}")
-            sys.exit(1)
         except Exception as exc:
-            if not _database_error(exc):
+            line = None
+            if isinstance(exc, OSError) or _database_error(exc):
+                from ainews_newsletter.cli.storage_failures import storage_line
+
+                line = storage_line(ctx, exc)  # a full disk, a database away: say which
+            line = line or _error_line(exc)
+            if line is None:
                 raise
-            fail(f"database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+            fail(line)
             sys.exit(1)
+
+
+def _error_line(exc: Exception) -> str | None:
+    """An OSError naming its file, or any other database error, as one line; None for the
+    rest, which is a bug and keeps its traceback."""
+    if isinstance(exc, OSError):
+        return None if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+    if _database_error(exc):
+        return f"database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+    return None
 
 
 def confirmed(question: str, yes: bool) -> bool:

@@ -18,6 +18,7 @@ from ainews_newsletter.cli.common import (
     pass_state,
     print_json,
 )
+from ainews_newsletter.cli.files import whole_file
 from ainews_newsletter.models import Subscriber, SubscriberStatus, counted
 
 if TYPE_CHECKING:
@@ -326,7 +327,7 @@ def export(state: AppState, status: str | None, list_name: str | None, file_form
         written = writer(rows, sys.stdout)
     else:
         handle: TextIO
-        with output.open("w", encoding="utf-8", newline="") as handle:
+        with whole_file(output) as handle:
             written = writer(rows, handle)
         console.print(f"exported {counted(written, 'subscriber')} to {output}")
 
@@ -345,7 +346,7 @@ def _export_consent(state: AppState, status: str | None, list_name: str | None,
         writer(records, sys.stdout)
         return
     handle: TextIO
-    with output.open("w", encoding="utf-8", newline="") as handle:
+    with whole_file(output) as handle:
         written = writer(records, handle)
     console.print(f"exported {counted(written, 'consent record')} to {output}")
 
