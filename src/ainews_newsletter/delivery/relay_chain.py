@@ -34,9 +34,9 @@ from ainews_newsletter.delivery.pacing import ErrorWatch, RateLimiter, SendPause
 from ainews_newsletter.delivery.transports import SmtpTransport, Transport, TransportUnavailable
 from ainews_newsletter.models import SendOutcome
 
-# A relay whose connection slots are all taken by other connections: how long one waits for
-# a slot before the message goes to the next relay (a message's worth of time).
-_SLOT_WAIT_SECONDS = 1.0
+# A relay whose connection slots are all taken: how often a connection waiting for one looks
+# again whether the relay is still up (if it went down, the next relay takes the message).
+_SLOT_WAIT_SECONDS = 0.5
 
 
 @dataclass(eq=False)
@@ -129,8 +129,8 @@ class RelayChain:
                 skipped.append(f"{link.name}: its max_per_hour is used up")
                 continue
             transport = self._transport(link)
-            if transport is None:  # every slot of this relay busy: the next relay
-                skipped.append(f"{link.name}: all its connections busy")
+            if transport is None:  # it went down while this connection waited for a slot
+                skipped.append(f"{link.name}: {link.reason or 'down'}")
                 continue
             link.limiter.wait()  # the per-second rate: a short wait
             try:
@@ -156,8 +156,13 @@ class RelayChain:
         held = self._open.get(link.name)
         if held is not None:
             return held
-        if link.slots is not None and not link.slots.acquire(timeout=_SLOT_WAIT_SECONDS):
-            return None
+        # A relay's `connections` caps how many connections use it at once; the others wait
+        # for a slot rather than spill over: the next relay is for when this one is down.
+        # Bounded: a slot is freed when its holder's connection closes (the relay found
+        # down, the holder's loop ended).
+        while link.slots is not None and not link.slots.acquire(timeout=_SLOT_WAIT_SECONDS):
+            if not self.relays.is_up(link):
+                return None
         transport = self._open[link.name] = self._make(link.settings)
         return transport
 
