@@ -19,9 +19,10 @@ _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class RelayConfig(Section):
-    """One of several relays ([[smtp.relays]]): the [smtp] connection keys, a name, and the
-    environment variable its password is read from (a list in a file cannot name each
-    relay's secret the AINEWS_ way)."""
+    """One relay of several, tried in order; its password comes from the variable it names.
+
+    The [smtp] connection keys, a name, and the environment variable its password is read
+    from (a list in a file cannot name each relay's secret the AINEWS_ way)."""
 
     name: str | None = Field(default=None,
                              description='What the ledger, `ainews status` and `ainews doctor` '
