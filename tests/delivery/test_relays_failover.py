@@ -37,10 +37,12 @@ def _relay(name: str, port: int, **keys: Any) -> dict[str, Any]:
 
 
 def _config(project: Project, relays: list[dict[str, Any]], path: tuple[int, int] = (1, 1),
-            environ: dict[str, str] | None = None, **smtp: Any) -> Config:
+            environ: dict[str, str] | None = None, delivery: dict[str, Any] | None = None,
+            **smtp: Any) -> Config:
     connections, workers = path
     overrides: dict[str, Any] = {"smtp": {"relays": relays, "connections": connections,
-                                          "workers": workers, **smtp}}
+                                          "workers": workers, **smtp},
+                                 "delivery": delivery or {}}
     if project.storage_url is not None:
         overrides["storage"] = {"url": project.storage_url}
     return load_config(project.config_path, environ=environ or {}, overrides=overrides)
@@ -361,3 +363,70 @@ def test_all_relays_down_mid_transaction_raises_unavailable(unused_port: int) ->
         stack.callback(chain.close)
         with pytest.raises(TransportUnavailable, match=r"every relay is down \(a: .*; b: "):
             chain.send("digest@news.example.org", "reader@example.com", b"Subject: x\r\n\r\nx\r\n")
+
+
+@contextmanager
+def _greeting_421() -> Iterator[int]:
+    """A server on 127.0.0.1 that greets every connection with 421 and hangs up (a relay
+    too busy to take anyone); yields its port."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.sendall(b"421 4.3.2 too busy, try later\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.parametrize("fault", ["tls", "login", "greeting-421"])
+def test_a_relay_failing_at_connect_passes_everyone_on(project: Project, fault: str) -> None:
+    """TLS failing (implicit TLS to a plain server), a login the relay refuses (it offers no
+    AUTH), a 421 greeting: the second relay takes every message, each once."""
+    with running_smtp_server() as plain, running_smtp_server() as second, \
+            _greeting_421() as busy:
+        first = {"tls": _relay("first", plain.port, security="tls", timeout=5),
+                 "login": _relay("first", plain.port, username="news",
+                                 password_env="FIRST_PASSWORD"),
+                 "greeting-421": _relay("first", busy)}[fault]
+        config = _config(project, [first, _relay("second", second.port)],
+                         environ={"FIRST_PASSWORD": "secret"})
+        addresses = _subscribe(config, 8)
+        counts = execute_send(config, plan_send(config, W47))
+        assert (counts.sent, counts.queued, counts.sending) == (8, 0, 0)
+        assert sorted(second.recipients()) == sorted(addresses)
+        assert plain.recipients() == []
+        assert _by_relay(project) == {"second": set(addresses)}
+
+
+def test_a_relay_past_the_error_threshold_hands_the_rest_on(project: Project) -> None:
+    """The first relay defers everything (451): once error_threshold of the last
+    error_window answers are refusals it counts as down, and the second takes the rest; the
+    deferred rows stay in the ledger for their retry."""
+    with running_smtp_server() as first, running_smtp_server() as second:
+        config = _config(project, [_relay("first", first.port), _relay("second", second.port)],
+                         delivery={"error_threshold": 0.5, "error_window": 5})
+        addresses = _subscribe(config, 20)
+        first.handler.replies = {address: "451 4.7.1 try again later" for address in addresses}
+        counts = execute_send(config, plan_send(config, W47))
+        assert (counts.deferred, counts.sent, counts.queued, counts.failed) == (5, 15, 0, 0)
+        assert sorted(second.recipients()) == sorted(addresses[5:])
+        deferred = project.query("SELECT relay, email FROM deliveries WHERE state = 'deferred'")
+        assert sorted(deferred) == [("first", address) for address in addresses[:5]]
