@@ -240,27 +240,6 @@ def test_a_relays_hourly_quota_holds_and_the_next_takes_the_rest(
         assert len(_by_relay(project)["first"]) == len(first.recipients())
 
 
-def test_a_relays_connections_cap_holds(project: Project) -> None:
-    """Four connections, the first relay allowing two: two of them use it at a time, the
-    others wait for a slot (the second relay is for when the first is down)."""
-    with running_smtp_server() as first, running_smtp_server() as second:
-        config = _config(project, [_relay("first", first.port, connections=2),
-                                   _relay("second", second.port)], (4, 1))
-        addresses = _subscribe(config, 40)
-        first.handler.data_delay = second.handler.data_delay = 0.01
-        execute_send(config, plan_send(config, W47))
-        assert Counter(first.recipients()) == Counter(addresses)
-        assert second.recipients() == []
-        # Two connections at a time: at no message were more than two connections between
-        # their first message and their last.
-        peers = [message.peer for message in first.handler.messages]
-        spans = [(peers.index(peer), len(peers) - 1 - peers[::-1].index(peer))
-                 for peer in set(peers)]
-        assert max(sum(start <= at <= end for start, end in spans)
-                   for at in range(len(peers))) <= 2
-        assert _by_relay(project) == {"first": set(addresses)}
-
-
 def test_one_smtp_relay_is_unchanged(project: Project, smtp_server: SmtpServer) -> None:
     """No relays list: the one [smtp] relay, its transport, and no relay named in the
     ledger (what was written before relays)."""

@@ -36,10 +36,6 @@ class RelayConfig(Section):
         default=None,
         description="The environment variable holding this relay's password (read at "
                     "start-up; named but unset: an error naming the relay and the variable).")
-    connections: int | None = Field(
-        default=None, ge=1, le=32,
-        description="At most this many of the send's [smtp] connections use this relay at "
-                    "once; unset: all of them.")
     rate_per_second: float = Field(default=0, ge=0,
                                    description="Messages per second through this relay; "
                                                "0 = as fast as it accepts.")
@@ -72,7 +68,6 @@ class RelayConfig(Section):
             "host": self.host, "port": self.port, "security": self.security,
             "username": self.username,
             "password": SecretStr(password) if password is not None else None,
-            "connections": self.connections or base.connections,
             "rate_per_second": self.rate_per_second, "max_per_hour": self.max_per_hour,
             "timeout": self.timeout, "allow_self_signed": self.allow_self_signed,
             "ehlo_name": self.ehlo_name, "relays": []})

@@ -3,8 +3,10 @@ is up; a relay that stops answering passes its messages to the next, and is trie
 after [smtp] failback_seconds.
 
 `Relays` is what one process knows of the relays during a send (which are down until when,
-each relay's rate limit, error watch and connection slots), shared by its connections;
+each relay's rate limit and error watch), shared by its connections;
 `RelayChain` is one connection's transport, holding an SmtpTransport per relay it has used.
+[smtp] connections and workers apply to whichever relay is in use: a cap per relay would
+leave a connection beyond it nothing to send through when the relays before are down.
 
 The delivery guarantee is the one-relay sender's: a row is committed `sending` before its
 first MAIL FROM, whichever relay that goes to. A message moves to the next relay only when
@@ -34,10 +36,6 @@ from ainews_newsletter.delivery.pacing import ErrorWatch, RateLimiter, SendPause
 from ainews_newsletter.delivery.transports import SmtpTransport, Transport, TransportUnavailable
 from ainews_newsletter.models import SendOutcome
 
-# A relay whose connection slots are all taken: how often a connection waiting for one looks
-# again whether the relay is still up (if it went down, the next relay takes the message).
-_SLOT_WAIT_SECONDS = 0.5
-
 
 @dataclass(eq=False)
 class RelayLink:
@@ -47,7 +45,6 @@ class RelayLink:
     settings: SmtpConfig
     limiter: RateLimiter
     watch: ErrorWatch
-    slots: threading.BoundedSemaphore | None  # None: every connection may use it
     down_until: float = 0.0  # monotonic; 0 = up
     reason: str = ""  # why it was last found down
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,26 +77,21 @@ class Relays:
 def relays_for_send(smtp: SmtpConfig, error_threshold: float, error_window: int,
                     processes: int = 1) -> Relays:
     """The shared state of a send through [[smtp.relays]]. With `processes` > 1 (worker
-    processes, each with its own copy of this state after the fork) every relay's rate,
-    quota and connection slots are shared out equally, so that together they hold."""
+    processes, each with its own copy of this state after the fork) every relay's rate and
+    quota are shared out equally, so that together they hold."""
     links = []
     for relay in smtp.relays:
-        settings = relay.smtp_settings(smtp)
-        slots = (threading.BoundedSemaphore(max(1, relay.connections // processes))
-                 if relay.connections is not None else None)
         links.append(RelayLink(
-            relay.label, settings,
+            relay.label, relay.smtp_settings(smtp),
             RateLimiter(relay.rate_per_second / processes, relay.max_per_hour // processes),
-            ErrorWatch(error_threshold, error_window), slots))
+            ErrorWatch(error_threshold, error_window)))
     return Relays(links, smtp.failback_seconds)
 
 
 def processes_for_relays(smtp: SmtpConfig, processes: int) -> int:
-    """At most as many worker processes as the smallest relay cap (connections, hourly
-    quota) can be shared out to, each getting at least one."""
+    """At most as many worker processes as the smallest hourly quota can be shared out to,
+    each getting at least one message an hour."""
     for relay in smtp.relays:
-        if relay.connections is not None:
-            processes = min(processes, relay.connections)
         if relay.max_per_hour:
             processes = min(processes, relay.max_per_hour)
     return max(1, processes)
@@ -112,7 +104,7 @@ class RelayChain:
                  make: Callable[[SmtpConfig], Transport] = SmtpTransport) -> None:
         self.relays = relays
         self._make = make
-        self._open: dict[str, Transport] = {}  # relay name → its transport, holding a slot
+        self._open: dict[str, Transport] = {}  # relay name → its transport
 
     def describe(self) -> str:
         return "relays " + ", ".join(link.name for link in self.relays.links)
@@ -129,9 +121,6 @@ class RelayChain:
                 skipped.append(f"{link.name}: its max_per_hour is used up")
                 continue
             transport = self._transport(link)
-            if transport is None:  # it went down while this connection waited for a slot
-                skipped.append(f"{link.name}: {link.reason or 'down'}")
-                continue
             link.limiter.wait()  # the per-second rate: a short wait
             try:
                 outcome = transport.send(envelope_from, recipient, message)
@@ -152,34 +141,21 @@ class RelayChain:
             return dataclasses.replace(outcome, relay=link.name)
         raise TransportUnavailable(f"every relay is down ({'; '.join(skipped)})")
 
-    def _transport(self, link: RelayLink) -> Transport | None:
+    def _transport(self, link: RelayLink) -> Transport:
         held = self._open.get(link.name)
-        if held is not None:
-            return held
-        # A relay's `connections` caps how many connections use it at once; the others wait
-        # for a slot rather than spill over: the next relay is for when this one is down.
-        # Bounded: a slot is freed when its holder's connection closes (the relay found
-        # down, the holder's loop ended).
-        while link.slots is not None and not link.slots.acquire(timeout=_SLOT_WAIT_SECONDS):
-            if not self.relays.is_up(link):
-                return None
-        transport = self._open[link.name] = self._make(link.settings)
-        return transport
+        if held is None:
+            held = self._open[link.name] = self._make(link.settings)
+        return held
 
     def _fail(self, link: RelayLink, reason: str) -> None:
         self.relays.mark_down(link, reason)
         self._let_go(link)
 
     def _let_go(self, link: RelayLink) -> None:
-        """Close this connection's transport to `link` (if open) and free its slot."""
+        """Close this connection's transport to `link`, if open."""
         transport = self._open.pop(link.name, None)
-        if transport is None:
-            return
-        try:
+        if transport is not None:
             transport.close()
-        finally:
-            if link.slots is not None:
-                link.slots.release()
 
     def _let_go_after(self, used: RelayLink) -> None:
         """Back on an earlier relay (failback): the later ones' connections are let go."""
