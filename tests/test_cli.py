@@ -102,7 +102,7 @@ def test_send_and_status(project: Project, smtp_server: SmtpServer) -> None:
                       "deferred": 0, "failed": 0, "languages": {"en": 3}, "feedback": {
                           "bounced": 0, "complained": 0, "hard": 0, "soft": 0,
                           "complaint": 0, "autoreply": 0, "other": 0, "delivered": 0,
-                          "unsubscribe": 0}}
+                          "unsubscribe": 0}, "relays": {}}
     assert json.loads(project.run("status", "2026-W47", "--json").output) == status
     table = project.run("status").output
     assert "sent" in table and "3" in table

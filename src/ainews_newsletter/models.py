@@ -198,6 +198,7 @@ class SendOutcome:
     state: DeliveryState  # SENT, DEFERRED or FAILED
     code: int
     reply: str
+    relay: str | None = None  # which of [[smtp.relays]] answered (None: the one [smtp])
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
     from ainews_newsletter.errors import AinewsError
     from ainews_newsletter.pipeline.editions import language_line
     from ainews_newsletter.pipeline.feedback import issue_feedback
+    from ainews_newsletter.pipeline.reports import relay_counts
     from ainews_newsletter.pipeline.send import delivery_status, issue_languages
 
     if in_state is not None:
@@ -88,10 +89,11 @@ def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
         raise
     feedback = issue_feedback(state.config, counts.issue)
     languages = issue_languages(state.config, counts.issue)
+    relays = relay_counts(state.config, counts.issue)
     if as_json:
         extra = {} if welcomes is None else {"welcomes": welcomes.as_dict()}
         print_json({**counts.as_dict(), "languages": languages, "feedback": feedback,
-                    **extra})
+                    "relays": relays, **extra})
         return
     table = Table(title=f"issue {counts.issue}")
     table.add_column("state")
@@ -102,6 +104,10 @@ def status(state: AppState, issue: str | None, in_state: str | None, limit: int,
     console.print(table)
     console.print(f"languages: {language_line(languages) or 'none'} (readers each)",
                   soft_wrap=True)
+    for name, by_state in relays.items():  # only sends through [[smtp.relays]] name them
+        console.print(f"relay {name}: sent {by_state['sent']}, deferred "
+                      f"{by_state['deferred']}, failed {by_state['failed']}",
+                      soft_wrap=True, markup=False)
     console.print(f"came back: bounced {feedback['bounced']} (hard {feedback['hard']}, soft "
                   f"{feedback['soft']}), complained {feedback['complained']}, auto-replies "
                   f"{feedback['autoreply']}", soft_wrap=True)

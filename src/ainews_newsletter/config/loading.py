@@ -50,9 +50,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _where(loc: tuple[str | int, ...], path: Path | None, environ: Mapping[str, str]) -> str:
-    env_name = ENV_PREFIX + "__".join(str(part).upper() for part in loc)
-    if any(name.upper() == env_name for name in environ):
-        return f"environment {env_name}"
+    # The key itself, or a section of it set whole (AINEWS_SMTP__RELAYS='[...]', JSON).
+    for end in range(len(loc), 1, -1):
+        env_name = ENV_PREFIX + "__".join(str(part).upper() for part in loc[:end])
+        if any(name.upper() == env_name for name in environ):
+            return f"environment {env_name}"
     return str(path) if path is not None else "command line"
 
 
@@ -119,6 +121,7 @@ def load_config(
             raise ConfigError(f"environment: {exc}; set single keys instead, e.g. "
                               "AINEWS_SMTP__PORT=2526") from None
     _refuse_test_addresses(config, config_path, environ)
+    _read_relay_passwords(config, environ)
     if config_path is not None:
         config.located_at(config_path)
     return config
@@ -141,6 +144,19 @@ def _refuse_test_addresses(config: Config, path: Path | None,
             raise ConfigError(f"{_where(loc, path, environ)}: {'.'.join(loc)}: {address!r} is "
                               "under .test, a name reserved for testing; set [subscribers] "
                               "allow_test_domains = true to use it for staging")
+
+
+def _read_relay_passwords(config: Config, environ: Mapping[str, str]) -> None:
+    """Each relay's password from the variable its password_env names: a relay whose
+    variable is unset would fail at its first login, mid-send, so it is refused now."""
+    for relay in config.smtp.relays:
+        if relay.password_env is None:
+            continue
+        password = environ.get(relay.password_env)
+        if password is None:
+            raise ConfigError(f"relay {relay.label!r}: its password_env "
+                              f"{relay.password_env} is not set in the environment")
+        relay.with_password(password)
 
 
 @contextmanager

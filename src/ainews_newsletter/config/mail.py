@@ -7,7 +7,7 @@ import os
 import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from ainews_newsletter.config.base import Section, check_address
 
@@ -16,6 +16,61 @@ from ainews_newsletter.config.base import Section, check_address
 VERP_TAG_LENGTH = 16
 # SES configuration sets and Postmark message streams are named within this.
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class RelayConfig(Section):
+    """One relay of several, tried in order; its password comes from the variable it names.
+
+    The [smtp] connection keys, a name, and the environment variable its password is read
+    from (a list in a file cannot name each relay's secret the AINEWS_ way)."""
+
+    name: str | None = Field(default=None,
+                             description='What the ledger, `ainews status` and `ainews doctor` '
+                                         'call the relay; default "host:port".')
+    host: str = Field(description="The relay's host name or address.")
+    port: int = Field(default=25, ge=1, le=65535, description="The relay's port.")
+    security: Literal["none", "starttls", "tls"] = Field(
+        default="none", description='"none", "starttls" or "tls", as in [smtp].')
+    username: str | None = Field(default=None, description="Login name, if any.")
+    password_env: str | None = Field(
+        default=None,
+        description="The environment variable holding this relay's password (read at "
+                    "start-up; named but unset: an error naming the relay and the variable).")
+    rate_per_second: float = Field(default=0, ge=0,
+                                   description="Messages per second through this relay; "
+                                               "0 = as fast as it accepts.")
+    max_per_hour: int = Field(default=0, ge=0,
+                              description="This relay's hourly quota (0 = none); when it is "
+                                          "used up the next relay takes the messages.")
+    timeout: float = Field(default=30, gt=0,
+                           description="Seconds to wait for this relay before giving up.")
+    allow_self_signed: bool = Field(default=False,
+                                    description="Accept this relay's self-signed "
+                                                "certificate, as in [smtp].")
+    ehlo_name: str | None = Field(default=None,
+                                  description="Name sent in EHLO; default: this machine's.")
+
+    # Read from the variable password_env names when the config is loaded (loading.py): kept
+    # out of the fields so it is never in a dump, a repr or the generated reference.
+    _password: str | None = PrivateAttr(default=None)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.host}:{self.port}"
+
+    def with_password(self, password: str | None) -> None:
+        self._password = password
+
+    def smtp_settings(self, base: SmtpConfig) -> SmtpConfig:
+        """The relay as the one-relay settings SmtpTransport and the doctor take."""
+        password = self._password
+        return base.model_copy(update={
+            "host": self.host, "port": self.port, "security": self.security,
+            "username": self.username,
+            "password": SecretStr(password) if password is not None else None,
+            "rate_per_second": self.rate_per_second, "max_per_hour": self.max_per_hour,
+            "timeout": self.timeout, "allow_self_signed": self.allow_self_signed,
+            "ehlo_name": self.ehlo_name, "relays": []})
 
 
 class SmtpConfig(Section):
@@ -65,6 +120,26 @@ class SmtpConfig(Section):
         description="SES: the configuration set (X-SES-CONFIGURATION-SET) whose event "
                     "destination publishes to the SNS topic; Postmark: the message stream "
                     "(X-PM-Message-Stream). Unset: the provider's default.")
+
+    relays: list[RelayConfig] = Field(
+        default_factory=list,
+        description="Several relays in order ([[smtp.relays]], or AINEWS_SMTP__RELAYS as a "
+                    "JSON list): each message goes through the first that answers; a relay "
+                    "that stops answering (refused, TLS failure, 421, login refused, the "
+                    "error threshold) passes its messages to the next. Empty: the one relay "
+                    "of host, port, ... above.")
+    failback_seconds: float = Field(
+        default=300, gt=0,
+        description="With relays: a relay found down is tried again after this long.")
+
+    @field_validator("relays")
+    @classmethod
+    def _distinct_relay_names(cls, value: list[RelayConfig]) -> list[RelayConfig]:
+        labels = [relay.label for relay in value]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"two relays named {twice[0]!r}: give each a distinct name")
+        return value
 
     @field_validator("provider_stream")
     @classmethod

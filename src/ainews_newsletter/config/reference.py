@@ -18,11 +18,13 @@ from pydantic.fields import FieldInfo
 
 from ainews_newsletter.config.content import POST_SOURCE_MODELS
 from ainews_newsletter.config.locate import ENV_PREFIX
+from ainews_newsletter.config.mail import RelayConfig
 from ainews_newsletter.config.root import SECRET_KEYS, Config
 
 # Lists of models whose keys are documented in a table of their own.
 _NESTED_LISTS: dict[tuple[str, str], tuple[type[BaseModel], ...]] = {
     ("posts", "sources"): POST_SOURCE_MODELS,
+    ("smtp", "relays"): (RelayConfig,),
 }
 
 
@@ -111,11 +113,13 @@ def markdown() -> str:
         if doc:
             lines += [doc, ""]
         lines += _table(section_keys)
-        if section == "posts":
-            for entry, model, entry_keys in nested_keys():
-                title = (model.__doc__ or "").strip().splitlines()[0]
-                lines += [f"### `{entry}` with `type = \"{_literal_of(model)}\"`", "",
-                          title, "", *_table(entry_keys, environment=False)]
+        for entry, model, entry_keys in nested_keys():
+            if not entry.startswith(f"{section}."):
+                continue
+            title = (model.__doc__ or "").strip().splitlines()[0]
+            heading = (f"### `{entry}` with `type = \"{_literal_of(model)}\"`"
+                       if "type" in model.model_fields else f"### `{entry}`")
+            lines += [heading, "", title, "", *_table(entry_keys, environment=False)]
     return "\n".join(lines)
 
 

@@ -100,6 +100,9 @@ _RECORD = (update(deliveries)
 # A message sent with the relay's id in its reply: the same, and the id kept. Apart, so that
 # a relay that names no id costs nothing more per message (not even the index's update).
 _RECORD_SENT_WITH_ID = _RECORD.values(provider_message_id=bindparam("provider_id"))
+# Through one of [[smtp.relays]]: naming it (apart: one [smtp] relay writes as before).
+_RECORD_RELAY = _RECORD.values(relay=bindparam("relay"))
+_RECORD_RELAY_SENT_WITH_ID = _RECORD_SENT_WITH_ID.values(relay=bindparam("relay"))
 
 
 def _claim_lowest(*conditions: ColumnElement[bool]) -> Update:
@@ -238,7 +241,8 @@ class LedgerWriter:
             self._driver = driver
             self._raw = {statement: _DriverStatement(statement, dialect)
                          for statement in (self._claim_admitted, _CLAIM, _RECORD,
-                                           _RECORD_SENT_WITH_ID)}
+                                           _RECORD_SENT_WITH_ID, _RECORD_RELAY,
+                                           _RECORD_RELAY_SENT_WITH_ID)}
 
     def _execute(self, statement: Update, values: dict[str, Any]) -> int:
         """Run one of the per-message statements; returns the rows it changed."""
@@ -372,11 +376,14 @@ class LedgerWriter:
                   "reply": outcome.reply[:1000], "erased_reply": scrubbed(outcome.reply),
                   "next_at": next_attempt, "now": now,
                   "sent": now if sent else None}
+        statement = _RECORD_SENT_WITH_ID if provider_id else _RECORD
+        if outcome.relay is not None:
+            statement = _RECORD_RELAY_SENT_WITH_ID if provider_id else _RECORD_RELAY
+            values["relay"] = outcome.relay
+        if provider_id:
+            values["provider_id"] = provider_id
         with self._committed():
-            if provider_id:
-                self._execute(_RECORD_SENT_WITH_ID, {**values, "provider_id": provider_id})
-            else:
-                self._execute(_RECORD, values)
+            self._execute(statement, values)
             if then_claim is not None:
                 claimed = self._claim(then_claim, now)
         return state, claimed

@@ -291,7 +291,7 @@ class _Dispatcher:
                 self._halt(DeliveryError(f"a sending worker failed: {text}"))
             return None
         c = self.context
-        outcome = SendOutcome(DeliveryState(kind), answer.code, text)
+        outcome = SendOutcome(DeliveryState(kind), answer.code, text, answer.relay)
         ahead = None
         if (not self.writer.skips_locked and len(connection.out) < AHEAD and not self.stopping
                 and not self.exhausted and c.limiter.try_acquire()):

@@ -76,3 +76,17 @@ class LedgerReports:
                 .order_by(deliveries.c.id).limit(limit)).all()
         return [Recipient(row.id, row.email, row.state, row.attempts, row.last_code,
                           row.last_reply, row.updated_at) for row in rows]
+
+    def relay_counts(self, issue_id: int) -> dict[str, dict[str, int]]:
+        """Per relay of [[smtp.relays]], the issue's rows it answered last, by state (sent,
+        deferred, failed): `ainews status`. Rows through the one [smtp] relay name none."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(deliveries.c.relay, deliveries.c.state, func.count())
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.relay.is_not(None))
+                .group_by(deliveries.c.relay, deliveries.c.state)).all()
+        counts: dict[str, dict[str, int]] = {}
+        for relay, state, count in rows:
+            per_state = counts.setdefault(str(relay), {"sent": 0, "deferred": 0, "failed": 0})
+            per_state[str(state)] = per_state.get(str(state), 0) + int(count)
+        return dict(sorted(counts.items()))

@@ -100,6 +100,9 @@ deliveries = Table(
     # The reader's language when the audience was copied: which rendering they get. NULL:
     # the issue's own (rows from before 0010, readers without a language).
     Column("language", String(35), nullable=True),
+    # Which of [[smtp.relays]] took or refused the message last (its name); NULL: the one
+    # [smtp] relay, or not answered yet (migration 0011).
+    Column("relay", String(255), nullable=True),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
     UniqueConstraint("return_tag", name="uq_delivery_return_tag"),
     Index("ix_delivery_issue_state_id", "issue_id", "state", "id"),

@@ -62,6 +62,7 @@ class Answer(NamedTuple):
     kind: str  # a DeliveryState value, or SKIPPED, UNAVAILABLE, BROKEN
     code: int  # the server's reply code (0: none)
     text: str  # the server's reply, or the error
+    relay: str | None = None  # which of [[smtp.relays]] answered (None: the one [smtp])
 
 
 # On the pipe a record travels as the plain tuple of its fields (`tuple(record)`, read back
@@ -98,7 +99,8 @@ def _attempt(outgoing: Outgoing, transport: Transport, delivery: Delivery,
         return Answer(delivery.id, UNAVAILABLE, 0, str(exc))
     except Exception as exc:  # a bug, not a user mistake: the parent stops and says it
         return Answer(delivery.id, BROKEN, 0, f"{type(exc).__name__}: {exc}")
-    return Answer(delivery.id, outcome.state.value, outcome.code, outcome.reply)
+    return Answer(delivery.id, outcome.state.value, outcome.code, outcome.reply,
+                  outcome.relay)
 
 
 def _build(outgoing: Outgoing, delivery: Delivery) -> bytes | SendOutcome | Exception:

@@ -3,4 +3,4 @@ of ours. `database.ensure_schema` runs them on start; `ainews db upgrade` runs t
 
 # The newest migration in versions/ (tests/test_migrations.py keeps them in step). Here, not
 # in database.py, so that a quick count can check it without importing SQLAlchemy.
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"

@@ -35,6 +35,12 @@ def _relay_addresses(lookup: Lookup, host: str) -> list[str]:
         return lookup.addresses(host)
 
 
+def _relay_hosts(config: Config) -> list[str]:
+    """[smtp] host, or with [[smtp.relays]] each relay's: SPF must authorise every one a
+    message may leave through."""
+    return list(dict.fromkeys(relay.host for relay in config.smtp.relays)) or [config.smtp.host]
+
+
 def _dns_checks(config: Config) -> list[Check]:
     from_domain = _domain(config.newsletter.from_)
     bounce_domain = _domain(config.bounces.address) if config.bounces.address else from_domain
@@ -47,7 +53,8 @@ def _dns_checks(config: Config) -> list[Check]:
     try:
         lookup = Lookup(config.doctor.nameservers, config.doctor.timeout)
         spf = check_spf(lookup, list(dict.fromkeys([from_domain, bounce_domain])),
-                        _relay_addresses(lookup, config.smtp.host))
+                        [address for host in _relay_hosts(config)
+                         for address in _relay_addresses(lookup, host)])
         dkim = check_dkim(lookup, config.dkim, key, from_domain)
         dmarc = check_dmarc(lookup, from_domain, spf.status is Status.PASS,
                             config.dkim.domain if dkim.status is Status.PASS else None,
@@ -90,6 +97,13 @@ def run_doctor(config: Config) -> list[Check]:
 
     # The relay probe lives with the sender (it shares its TLS rules) and answers in the
     # delivery room's terms: turned into a Check here, where rooms meet.
-    smtp = probe_smtp(config.smtp)
-    return [*_dns_checks(config), Check(smtp.name, Status(smtp.status), smtp.detail, smtp.fix),
-            _message_check(config)]
+    if not config.smtp.relays:
+        smtp = probe_smtp(config.smtp)
+        relays = [Check(smtp.name, Status(smtp.status), smtp.detail, smtp.fix)]
+    else:  # each relay of [[smtp.relays]] as the sender would reach it, named
+        relays = []
+        for relay in config.smtp.relays:
+            probe = probe_smtp(relay.smtp_settings(config.smtp))
+            relays.append(Check(f"smtp {relay.label}", Status(probe.status),
+                                f"relay {relay.label}: {probe.detail}", probe.fix))
+    return [*_dns_checks(config), *relays, _message_check(config)]

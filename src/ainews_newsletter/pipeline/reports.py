@@ -94,3 +94,10 @@ def recipients_in(config: Config, issue_key: str | None, state: DeliveryState,
     rows = LedgerReports(engine).recipients_in(issue.id, state, limit)
     kinds = EventLog(engine).kinds_for_deliveries([row.delivery_id for row in rows])
     return issue.rendered.period.key, [(row, kinds.get(row.delivery_id)) for row in rows]
+
+
+def relay_counts(config: Config, issue_key: str) -> dict[str, dict[str, int]]:
+    """Per relay of [[smtp.relays]], the issue's rows by the state it left them in."""
+    ledger = open_ledger(config)
+    issue = issue_for(config, ledger, issue_key)
+    return LedgerReports(engine_for(config.database_url)).relay_counts(issue.id)

@@ -58,6 +58,7 @@ from ainews_newsletter.pipeline.issue import (
     sample_message,
     select_posts,
 )
+from ainews_newsletter.pipeline.relaying import relay_chain, relay_transports, send_pacing
 from ainews_newsletter.render.lint import Finding
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.queries import (
@@ -75,6 +76,8 @@ def make_transport(config: Config) -> Transport:
         return ConsoleTransport()
     if backend == "memory":
         return MemoryTransport()
+    if config.smtp.relays:
+        return relay_chain(config)
     return SmtpTransport(config.smtp)
 
 
@@ -193,16 +196,17 @@ def send_settings(config: Config, clicks: ClickLinks | None = None) -> SendSetti
     """The sender's settings from the config (`clicks`: the issue's click links, if frozen
     with them)."""
     delivery = config.delivery
+    rate_per_second, max_per_hour, error_threshold = send_pacing(config)
     return SendSettings(
         policy=RetryPolicy(delivery.max_attempts, delivery.retry_base_seconds,
                            delivery.retry_max_seconds,
                            timedelta(hours=delivery.give_up_after_hours)),
         batch_size=delivery.batch_size,
-        rate_per_second=config.smtp.rate_per_second,
-        max_per_hour=config.smtp.max_per_hour,
+        rate_per_second=rate_per_second,
+        max_per_hour=max_per_hour,
         claim_lease=claim_lease(config),
         signer=message_signer(config),
-        error_threshold=delivery.error_threshold,
+        error_threshold=error_threshold,
         error_window=delivery.error_window,
         verp=((config.bounces.address, config.bounces.delimiter)
               if config.bounces.address else None),
@@ -246,7 +250,10 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
         # Worker processes only for SMTP: the other backends are for looking at a send
         # here (a memory outbox in a child would be lost to this process).
         workers = config.smtp.worker_processes() if config.delivery.backend == "smtp" else 1
-        return deliver(issue, ledger, lambda: make_transport(config), config.newsletter,
+        transports: Callable[[], Transport] = lambda: make_transport(config)  # noqa: E731
+        if config.smtp.relays and config.delivery.backend == "smtp":
+            transports, workers = relay_transports(config, workers)
+        return deliver(issue, ledger, transports, config.newsletter,
                        settings, hooks, connections=config.smtp.connections,
                        workers=workers, editions=renderings)
 

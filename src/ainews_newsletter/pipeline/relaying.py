@@ -1,0 +1,45 @@
+"""A send through several relays ([[smtp.relays]]): the relays' shared state made once per
+send, before any worker process is forked, and the pacing the send itself keeps then (each
+relay keeps its own: relay_chain.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ainews_newsletter.config import Config
+from ainews_newsletter.delivery.relay_chain import (
+    RelayChain,
+    processes_for_relays,
+    relays_for_send,
+)
+from ainews_newsletter.delivery.transports import Transport
+
+# An error_threshold no share of refusals reaches: with several relays each relay's own
+# watch moves its messages to the next relay, and the send stops only when all are down.
+NEVER_PAUSES = 2.0
+
+
+def relay_chain(config: Config) -> RelayChain:
+    """One connection over the relays, alone (a test copy, a confirmation mail)."""
+    return RelayChain(relays_for_send(config.smtp, config.delivery.error_threshold,
+                                      config.delivery.error_window))
+
+
+def relay_transports(config: Config, workers: int) -> tuple[Callable[[], Transport], int]:
+    """The connections' transport factory for a send through the relays, and the worker
+    processes it runs in (no more than every relay's limits can be shared out to)."""
+    smtp = config.smtp
+    workers = processes_for_relays(smtp, min(workers, smtp.connections))
+    processes = workers if workers > 1 and smtp.connections > 1 else 1
+    shared = relays_for_send(smtp, config.delivery.error_threshold,
+                             config.delivery.error_window, processes)
+    return (lambda: RelayChain(shared)), workers
+
+
+def send_pacing(config: Config) -> tuple[float, int, float]:
+    """(rate_per_second, max_per_hour, error_threshold) of the send as a whole: [smtp]'s
+    and [delivery]'s for one relay; with several, none (each relay keeps its own)."""
+    if config.smtp.relays and config.delivery.backend == "smtp":
+        return 0.0, 0, NEVER_PAUSES
+    return (config.smtp.rate_per_second, config.smtp.max_per_hour,
+            config.delivery.error_threshold)
