@@ -1,0 +1,275 @@
+"""PostgreSQL restarted, or gone for a while, under a send, the public server and the
+scheduler ([storage] reconnect_seconds; delivery/reconnect.py).
+
+These tests stop and start a cluster, so they run their own (not the session's shared one):
+a throwaway data folder and socket folder, one database per test. The send is a real
+`ainews send` process (4 connections in 2 worker processes) into aiosmtpd; what counts is
+what the ledger says and what the SMTP server received: nobody lost, and at most the
+messages in flight twice (two per connection)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ainews_newsletter.database import dispose_all
+from tests.conftest import Project, SmtpServer, _postgres_bin, smtp_env
+
+pytestmark = pytest.mark.clock
+
+# The issue asks for a 20,000-reader send; on a busy two-core machine that is a minute or
+# more per send, so the count is here to lower while working on this file.
+READERS = 20_000
+CONNECTIONS = 4
+IN_FLIGHT = CONNECTIONS * 2  # per connection: the message on the wire and the next
+SEND_TIMEOUT = 600  # seconds a whole send may take before the test gives up on it
+
+
+class Cluster:
+    """A private PostgreSQL cluster this module may stop and start: Unix socket only."""
+
+    def __init__(self) -> None:
+        binaries = _postgres_bin()
+        if binaries is None:
+            pytest.fail("PostgreSQL is missing: ./scripts/test installs Debian's postgresql")
+        self.binaries = binaries
+        self.root = Path(tempfile.mkdtemp(prefix="ainews-pg-restart-"))
+        self.root.chmod(0o755)
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            shutil.chown(self.root, "postgres", "postgres")
+            self.run_as = ["runuser", "-u", "postgres", "--"]
+        self.data, self.port = self.root / "data", "54347"
+        subprocess.run([*self.run_as, str(binaries / "initdb"), "-D", str(self.data), "-A",
+                        "trust", "-U", "ainews", "-E", "UTF8", "--no-sync"], check=True,
+                       capture_output=True)
+        self.databases = itertools.count(1)
+
+    def _pg_ctl(self, *args: str) -> None:
+        options = (f"-c listen_addresses='' -k {self.root} -p {self.port} -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off")
+        subprocess.run([*self.run_as, str(self.binaries / "pg_ctl"), "-D", str(self.data),
+                        "-o", options, "-l", str(self.root / "log"), "-w", "-t", "60", *args],
+                       check=True, capture_output=True, timeout=90)
+
+    def start(self) -> None:
+        self._pg_ctl("start")
+
+    def stop(self) -> None:
+        """A fast shutdown: every session is ended ("terminating connection due to
+        administrator command"), as a failover or a minor upgrade does."""
+        self._pg_ctl("stop", "-m", "fast")
+
+    def new_database(self) -> str:
+        import psycopg
+
+        name = f"restart_{next(self.databases)}"
+        with psycopg.connect(host=str(self.root), port=self.port, user="ainews",
+                             dbname="postgres", autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://ainews@/{name}?host={self.root}&port={self.port}"
+
+    def close(self) -> None:
+        subprocess.run([*self.run_as, str(self.binaries / "pg_ctl"), "-D", str(self.data),
+                        "-m", "immediate", "stop"], check=False, capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    own = Cluster()
+    own.start()
+    try:
+        yield own
+    finally:
+        dispose_all()
+        own.close()
+
+
+@pytest.fixture
+def running(cluster: Cluster) -> Iterator[Cluster]:
+    """The cluster, started again after the test if it stopped it."""
+    yield cluster
+    dispose_all()
+    with contextlib.suppress(subprocess.CalledProcessError):  # it is running already
+        cluster.start()
+
+
+@pytest.fixture
+def pg_project(project: Project, running: Cluster) -> Project:
+    project.storage_url = running.new_database()
+    return project
+
+
+def _import(project: Project, count: int) -> list[str]:
+    addresses = [f"reader{i:05d}@example.com" for i in range(count)]
+    csv_file = project.root / "list.csv"
+    csv_file.write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
+    result = project.run("subscribers", "import", str(csv_file))
+    assert result.exit_code == 0, result.output
+    dispose_all()
+    return addresses
+
+
+def _send(project: Project, server: SmtpServer, *args: str,
+          **settings: str) -> subprocess.Popen[str]:
+    assert project.storage_url is not None
+    env = {**os.environ, **smtp_env(server), "AINEWS_LINT__SPAMASSASSIN": "false",
+           "AINEWS_STORAGE__URL": project.storage_url,
+           "AINEWS_SMTP__CONNECTIONS": str(CONNECTIONS), "AINEWS_SMTP__WORKERS": "2",
+           **{f"AINEWS_{key.upper()}": value for key, value in settings.items()}}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ainews_newsletter", "--config", str(project.config_path),
+         "send", "--yes", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+
+def _wait_for_messages(server: SmtpServer, process: subprocess.Popen[str], count: int) -> None:
+    deadline = time.monotonic() + SEND_TIMEOUT
+    while len(server.handler.messages) < count:
+        if process.poll() is not None:
+            pytest.fail(f"the send ended before {count} messages: {process.communicate()}")
+        assert time.monotonic() < deadline, "the send never got that far"
+        time.sleep(0.05)
+
+
+def _nobody_lost(project: Project, server: SmtpServer, readers: list[str]) -> None:
+    """Every reader got the issue, at most the messages in flight twice, and the ledger
+    says everyone was sent once."""
+    received = Counter(server.recipients())
+    assert set(received) == set(readers)  # nobody lost, nobody else
+    assert sum(count - 1 for count in received.values()) <= IN_FLIGHT
+    assert dict(project.query("SELECT state, count(*) FROM deliveries GROUP BY state")) == {
+        "sent": len(readers)}
+
+
+def test_a_restart_mid_send_is_waited_out(pg_project: Project, smtp_server: SmtpServer,
+                                          running: Cluster) -> None:
+    """The database stops (fast: every session ended) a quarter into the send and is back a
+    few seconds later: the same `ainews send` reconnects and finishes, exit 0."""
+    readers = _import(pg_project, READERS)
+    process = _send(pg_project, smtp_server, "--week", "2026-W47")
+    try:
+        _wait_for_messages(smtp_server, process, READERS // 4)
+        running.stop()
+        stopped_at = len(smtp_server.handler.messages)
+        time.sleep(3)  # a failover's few seconds: the sender must wait, not give up
+        running.start()
+        _, stderr = process.communicate(timeout=SEND_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    # Nothing went while it was away beyond the rows out already (the answers wait).
+    assert stopped_at < READERS
+    _nobody_lost(pg_project, smtp_server, readers)
+
+
+def test_a_database_away_too_long_stops_the_send_resumably(
+        pg_project: Project, smtp_server: SmtpServer, running: Cluster) -> None:
+    """Gone for longer than reconnect_seconds: one line naming the database and the way
+    on, exit 1, no traceback; once it is back `send --resume` finishes, nobody lost."""
+    readers = _import(pg_project, READERS // 4)
+    process = _send(pg_project, smtp_server, "--week", "2026-W47",
+                    storage__reconnect_seconds="3")
+    try:
+        _wait_for_messages(smtp_server, process, READERS // 16)
+        running.stop()
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert "has been unreachable for 3 s" in errors[0]
+    assert f"{running.root}:{running.port}/restart_" in errors[0]  # which database
+    assert "`ainews send --resume --yes`" in errors[0]
+    assert len(smtp_server.recipients()) < len(readers)  # it did stop part-way
+
+    running.start()
+    # Rows the stopped sender left `sending` go again once their claim's lease is over.
+    resumed = _send(pg_project, smtp_server, "--resume",
+                    delivery__claim_timeout_seconds="5")
+    _, stderr = resumed.communicate(timeout=SEND_TIMEOUT)
+    assert resumed.returncode == 0, stderr
+    _nobody_lost(pg_project, smtp_server, readers)
+
+
+def test_the_public_server_answers_503_while_the_database_is_away(
+        pg_project: Project, running: Cluster) -> None:
+    """503 with Retry-After while it is stopped, 200 again once it is back, from the same
+    app: the pool drops dead connections by itself."""
+    from starlette.testclient import TestClient
+
+    from ainews_newsletter.config import load_config
+    from ainews_newsletter.web.public import create_public_app
+
+    assert pg_project.storage_url is not None
+    config = load_config(pg_project.config_path, environ={
+        "AINEWS_SECRET_KEY": "test-secret-key-of-enough-length",
+        "AINEWS_STORAGE__URL": pg_project.storage_url})
+    with TestClient(create_public_app(config)) as client:
+        assert client.get("/issues/").status_code == 200
+        running.stop()
+        away = client.get("/issues/")
+        assert away.status_code == 503
+        assert away.headers["retry-after"] == "30"
+        unsubscribe = client.post("/unsubscribe/some-token",
+                                  data={"List-Unsubscribe": "One-Click"})
+        assert unsubscribe.status_code == 503  # the provider retries it later
+        running.start()
+        assert client.get("/issues/").status_code == 200
+        assert client.post("/unsubscribe/some-token",
+                           data={"List-Unsubscribe": "One-Click"}).status_code == 400
+
+
+def test_the_scheduler_logs_a_run_while_the_database_is_away_and_goes_on(
+        pg_project: Project, running: Cluster, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that fires while the database is down: one log line (no traceback), no
+    exception into APScheduler; the next run, with the database back, is done and
+    recorded."""
+    from ainews_newsletter.config import load_config
+    from ainews_newsletter.schedule import daemon
+
+    assert pg_project.storage_url is not None
+    config = load_config(pg_project.config_path, environ={
+        "AINEWS_STORAGE__URL": pg_project.storage_url, "AINEWS_DELIVERY__BACKEND": "memory"})
+    monkeypatch.setattr(daemon, "_runtime",
+                        daemon._RunningScheduler(config, threading.Event(), 0))
+    running.stop()
+    with caplog.at_level(logging.INFO, logger="ainews.schedule"):
+        daemon.fire()
+        daemon.retry_deferred()
+        daemon.expire_unconfirmed()
+    failures = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert [record.getMessage().split(":")[0] for record in failures] == [
+        "scheduled run", "resume", "unconfirmed sign-ups"]
+    assert all("is unreachable" in record.getMessage() and record.exc_info is None
+               for record in failures)
+    caplog.clear()
+
+    running.start()
+    with caplog.at_level(logging.INFO, logger="ainews.schedule"):
+        daemon.fire()
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    outcomes = pg_project.query("SELECT outcome FROM schedule_runs")
+    assert len(outcomes) == 1 and outcomes[0][0] != "running"
