@@ -124,12 +124,12 @@ def _import(project: Project, count: int) -> list[str]:
     return addresses
 
 
-def _send(project: Project, server: SmtpServer, *args: str,
+def _send(project: Project, server: SmtpServer, *args: str, workers: int = 2,
           **settings: str) -> subprocess.Popen[str]:
     assert project.storage_url is not None
     env = {**os.environ, **smtp_env(server), "AINEWS_LINT__SPAMASSASSIN": "false",
            "AINEWS_STORAGE__URL": project.storage_url,
-           "AINEWS_SMTP__CONNECTIONS": str(CONNECTIONS), "AINEWS_SMTP__WORKERS": "2",
+           "AINEWS_SMTP__CONNECTIONS": str(CONNECTIONS), "AINEWS_SMTP__WORKERS": str(workers),
            **{f"AINEWS_{key.upper()}": value for key, value in settings.items()}}
     return subprocess.Popen(
         [sys.executable, "-m", "ainews_newsletter", "--config", str(project.config_path),
@@ -156,14 +156,19 @@ def _nobody_lost(project: Project, server: SmtpServer, readers: list[str]) -> No
         "sent": len(readers)}
 
 
+@pytest.mark.parametrize(("workers", "readers_count"), [(2, READERS), (1, READERS // 10)],
+                         ids=["worker-processes", "threads"])
 def test_a_restart_mid_send_is_waited_out(pg_project: Project, smtp_server: SmtpServer,
-                                          running: Cluster) -> None:
+                                          running: Cluster, workers: int,
+                                          readers_count: int) -> None:
     """The database stops (fast: every session ended) a quarter into the send and is back a
-    few seconds later: the same `ainews send` reconnects and finishes, exit 0."""
-    readers = _import(pg_project, READERS)
-    process = _send(pg_project, smtp_server, "--week", "2026-W47")
+    few seconds later: the same `ainews send` reconnects and finishes, exit 0. The default
+    sender (connections in worker processes, this process the ledger's one writer) and the
+    threaded one (each connection its own writer)."""
+    readers = _import(pg_project, readers_count)
+    process = _send(pg_project, smtp_server, "--week", "2026-W47", workers=workers)
     try:
-        _wait_for_messages(smtp_server, process, READERS // 4)
+        _wait_for_messages(smtp_server, process, readers_count // 4)
         running.stop()
         stopped_at = len(smtp_server.handler.messages)
         time.sleep(3)  # a failover's few seconds: the sender must wait, not give up
@@ -176,7 +181,7 @@ def test_a_restart_mid_send_is_waited_out(pg_project: Project, smtp_server: Smtp
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     # Nothing went while it was away beyond the rows out already (the answers wait).
-    assert stopped_at < READERS
+    assert stopped_at < readers_count
     _nobody_lost(pg_project, smtp_server, readers)
 
 
