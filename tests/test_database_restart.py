@@ -278,3 +278,60 @@ def test_the_scheduler_logs_a_run_while_the_database_is_away_and_goes_on(
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
     outcomes = pg_project.query("SELECT outcome FROM schedule_runs")
     assert len(outcomes) == 1 and outcomes[0][0] != "running"
+
+
+def test_only_a_lost_or_refused_connection_counts_as_away() -> None:
+    """SQLite's "database is locked" has its own busy wait, and a refusal (a constraint, a
+    full disk) is not waited out: retrying it would only hide it."""
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from ainews_newsletter.delivery.reconnect import database_away
+
+    def wrapped(error: Exception) -> OperationalError:
+        return OperationalError("SELECT 1", {}, error)
+
+    assert database_away(wrapped(psycopg.errors.AdminShutdown("terminating connection")))
+    assert database_away(wrapped(psycopg.errors.CannotConnectNow("starting up")))
+    assert database_away(wrapped(psycopg.OperationalError("connection refused")))
+    assert not database_away(wrapped(sqlite3.OperationalError("database is locked")))
+    assert not database_away(wrapped(psycopg.errors.DiskFull("no space")))
+    assert not database_away(wrapped(psycopg.errors.QueryCanceled("statement timeout")))
+    assert not database_away(IntegrityError("INSERT", {}, psycopg.errors.UniqueViolation()))
+
+
+def test_the_waits_double_to_ten_seconds_and_stop_at_the_limit() -> None:
+    """The retries' waits (no real sleeping): 0.5 s doubling, at most 10 s, none past
+    reconnect_seconds; then one DatabaseAway naming the database, and after that no more
+    waiting (the send is stopping)."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from ainews_newsletter.delivery import reconnect
+
+    waits: list[float] = []
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+
+    def away() -> None:
+        raise OperationalError("SELECT 1", {}, psycopg.OperationalError("refused"))
+
+    retry = reconnect.Reconnect(40, "db.example:5432/ainews", sleep=sleep,
+                                monotonic=lambda: clock[0])
+    with pytest.raises(reconnect.DatabaseAway) as raised:
+        retry.run(away)
+    assert str(raised.value).startswith(
+        "the database at db.example:5432/ainews has been unreachable for 40 s (refused)")
+    assert waits == [0.5, 1, 2, 4, 8, 10, 10, 4.5]
+    waits.clear()
+    with pytest.raises(reconnect.DatabaseAway):
+        retry.run(away)
+    assert waits == []
+    tries = iter([away, lambda: 7])
+    assert reconnect.Reconnect(40, "x", sleep=sleep).run(lambda: next(tries)()) == 7
+    assert waits == [0.5]  # away once, then through

@@ -63,8 +63,10 @@ class Reconnect:
     and only records what it still can)."""
 
     def __init__(self, seconds: float, database: str,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.seconds, self.database, self._sleep = seconds, database, sleep
+                 sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self.database = seconds, database
+        self._sleep, self._monotonic = sleep, monotonic
         self.gave_up = False
 
     def run(self, work: Callable[[], T], connection: Connection | None = None) -> T:
@@ -84,7 +86,7 @@ class Reconnect:
                     raise
                 if connection is not None:
                     _reset(connection)
-                now = time.monotonic()
+                now = self._monotonic()
                 if deadline is None:
                     deadline = now + self.seconds
                     if not self.gave_up:
