@@ -180,6 +180,10 @@ def test_a_restart_mid_send_is_waited_out(pg_project: Project, smtp_server: Smtp
             process.wait()
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
+    # It met the outage and said so, and its end (once per outage met: a threaded sender's
+    # idle connection may find it dead only after another has seen the database back).
+    assert stderr.count("is unreachable (") >= 1, stderr
+    assert stderr.count("is unreachable (") == stderr.count("is back; going on"), stderr
     # Nothing went while it was away beyond the rows out already (the answers wait).
     assert stopped_at < readers_count
     _nobody_lost(pg_project, smtp_server, readers)

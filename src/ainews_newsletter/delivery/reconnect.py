@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -68,6 +69,9 @@ class Reconnect:
         self.seconds, self.database = seconds, database
         self._sleep, self._monotonic = sleep, monotonic
         self.gave_up = False
+        # Said once per outage, however many connections (threads) meet it.
+        self._away = False
+        self._said = threading.Lock()
 
     def run(self, work: Callable[[], T], connection: Connection | None = None) -> T:
         """`work`'s result. Work retried must be safe to run again after a failed commit
@@ -80,7 +84,7 @@ class Reconnect:
             try:
                 if connection is not None and connection.invalidated:
                     connection.rollback()  # else: "can't reconnect until rolled back"
-                return work()
+                result = work()
             except DBAPIError as exc:
                 if not database_away(exc):
                     raise
@@ -89,7 +93,7 @@ class Reconnect:
                 now = self._monotonic()
                 if deadline is None:
                     deadline = now + self.seconds
-                    if not self.gave_up:
+                    if not self.gave_up and self._news(away=True):
                         log.warning("the database at %s is unreachable (%s); retrying for "
                                     "up to %g s", self.database, _first_line(exc),
                                     self.seconds)
@@ -100,6 +104,16 @@ class Reconnect:
                         f"{self.seconds:g} s ({_first_line(exc)})") from None
                 self._sleep(min(wait, max(0.0, deadline - now)))
                 wait = min(wait * 2, LONGEST_WAIT)
+            else:
+                if deadline is not None and self._news(away=False):  # seen to go: back
+                    log.warning("the database at %s is back; going on", self.database)
+                return result
+
+    def _news(self, away: bool) -> bool:
+        """Whether the database's being away (or back) is news to say."""
+        with self._said:
+            news, self._away = self._away != away, away
+        return news
 
 
 def _reset(connection: Connection) -> None:
