@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -339,3 +340,42 @@ def test_the_waits_double_to_ten_seconds_and_stop_at_the_limit() -> None:
     tries = iter([away, lambda: 7])
     assert reconnect.Reconnect(40, "x", sleep=sleep).run(lambda: next(tries)()) == 7
     assert waits == [0.5]  # away once, then through
+
+
+def test_the_audience_snapshot_waits_out_a_restart(pg_project: Project,
+                                                   running: Cluster) -> None:
+    """The database stops inside a snapshot batch's transaction (while the batch asks who
+    is still listed) and is back two seconds later: the batch is written again, whole, and
+    the snapshot completes with every reader once."""
+    from ainews_newsletter import clock
+    from ainews_newsletter.config import load_config
+    from ainews_newsletter.models import Window
+    from ainews_newsletter.pipeline.issue import open_ledger, open_subscribers
+    from ainews_newsletter.pipeline.send import freeze_issue, plan_send
+    from ainews_newsletter.subscribers.queries import still_listed
+
+    readers = _import(pg_project, 1000)
+    assert pg_project.storage_url is not None
+    config = load_config(pg_project.config_path,
+                         environ={"AINEWS_STORAGE__URL": pg_project.storage_url})
+    issue = freeze_issue(config, plan_send(config, Window(week="2026-W47")))
+    recipients = list(open_subscribers(config).iter_recipients(batch_size=500))
+    calls = [0]
+    restarter: list[threading.Thread] = []
+
+    def listed_across_a_restart(connection: Any, ids: Any) -> set[tuple[int, str]]:
+        calls[0] += 1
+        if calls[0] == 3:  # the third batch's transaction: the database goes
+            running.stop()
+            restarter.append(threading.Thread(target=lambda: (time.sleep(2),
+                                                              running.start())))
+            restarter[0].start()
+        return still_listed(connection, ids)
+
+    total = open_ledger(config).snapshot(issue.id, recipients, clock.now(), batch_size=100,
+                                         still_listed=listed_across_a_restart)
+    restarter[0].join(timeout=60)
+    assert calls[0] == 11  # ten batches, the third one twice
+    assert total == len(readers)
+    assert pg_project.query("SELECT count(DISTINCT email) FROM deliveries") == [(1000,)]
+    assert pg_project.query("SELECT snapshot_at IS NOT NULL FROM issues") == [(True,)]
