@@ -39,6 +39,15 @@ IN_FLIGHT = CONNECTIONS * 2  # per connection: the message on the wire and the n
 SEND_TIMEOUT = 600  # seconds a whole send may take before the test gives up on it
 
 
+def _real_clock() -> dict[str, str]:
+    """The environment without libfaketime (scripts/test-clocks): under it every process
+    starts at the same fake moment, so a restarted server's clock would step back, and the
+    claims' leases are measured by the database's clock. A database server on another
+    machine keeps its own time, too."""
+    return {key: value for key, value in os.environ.items()
+            if key != "LD_PRELOAD" and not key.startswith("FAKETIME")}
+
+
 class Cluster:
     """A private PostgreSQL cluster this module may stop and start: Unix socket only."""
 
@@ -64,7 +73,7 @@ class Cluster:
                    "-c synchronous_commit=off -c full_page_writes=off")
         subprocess.run([*self.run_as, str(self.binaries / "pg_ctl"), "-D", str(self.data),
                         "-o", options, "-l", str(self.root / "log"), "-w", "-t", "60", *args],
-                       check=True, capture_output=True, timeout=90)
+                       check=True, capture_output=True, timeout=90, env=_real_clock())
 
     def start(self) -> None:
         self._pg_ctl("start")
