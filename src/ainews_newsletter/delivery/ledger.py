@@ -299,8 +299,11 @@ class Ledger:
     def writer(self,
                deliverable: DeliverableCheck | None = None) -> Iterator[LedgerWriter]:
         """One connection kept for a sender's per-message writes."""
+        # SQLite is a file, never "away" (its "locked" has the busy timeout): no retries
+        # wrapped around its per-message writes, the hot path of a send.
+        reconnect = None if self.engine.dialect.name == "sqlite" else self.reconnect
         with self.engine.connect() as connection:
-            yield LedgerWriter(connection, deliverable, self.reconnect)
+            yield LedgerWriter(connection, deliverable, reconnect)
 
     def release_claims(self, now: datetime) -> int:
         """SQLite, called only by a sender that knows it is alone: every row still `sending`
