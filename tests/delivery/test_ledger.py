@@ -105,7 +105,7 @@ def test_the_claim_lease_runs_on_the_databases_clock_not_the_hosts(postgres_url:
 
 
 def test_sqlite_writer_stores_what_sqlalchemy_would(tmp_path: Path) -> None:
-    """The per-message statements go to sqlite3 directly (claims._DriverStatement): the
+    """The per-message statements go to sqlite3 directly (driver_statement.DriverStatement): the
     values stored must be byte for byte what SQLAlchemy stores for the same answer, or
     reports and retries would read them differently."""
     engine = engine_for(f"sqlite:///{tmp_path / 'ledger.db'}")

@@ -59,6 +59,12 @@ class StorageConfig(Section):
         description="SQLAlchemy URL: SQLite (a relative path is relative to the config "
                     'file\'s folder) or "postgresql+psycopg://user@host/ainews" for large '
                     "lists. The schema is created and migrated on first use.")
+    reconnect_seconds: float = Field(
+        default=120, gt=0, le=86400,
+        description="PostgreSQL restarted or failing over during a send: the send waits "
+                    "and reconnects (0.5 s, doubling, at most 10 s between tries) for up to "
+                    "this many seconds, then stops with exit 1; `ainews send --resume` "
+                    "continues it.")
 
 
 class ScheduleConfig(Section):

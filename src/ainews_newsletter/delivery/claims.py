@@ -5,34 +5,37 @@ transaction, that the reader may still get the issue."""
 from __future__ import annotations
 
 import enum
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Dialect,
-    Interval,
     Update,
-    and_,
-    bindparam,
-    case,
-    func,
-    or_,
-    select,
     update,
 )
-from sqlalchemy.exc import DBAPIError
 
-from ainews_newsletter.database import UTCDateTime
+from ainews_newsletter.delivery.driver_statement import DriverStatement, as_sqlalchemy_error
 from ainews_newsletter.delivery.provider_ids import provider_message_id
-from ainews_newsletter.delivery.redaction import ERASED_PREFIX, scrubbed
+from ainews_newsletter.delivery.reconnect import Reconnect
+from ainews_newsletter.delivery.redaction import scrubbed
+from ainews_newsletter.delivery.row_updates import (
+    CLAIM,
+    CLAIM_DEFERRED,
+    CLAIM_EXPIRED,
+    CLAIM_QUEUED,
+    RECORD,
+    RECORD_RELAY,
+    RECORD_RELAY_SENT_WITH_ID,
+    RECORD_SENT_WITH_ID,
+)
 from ainews_newsletter.delivery.tables import deliveries
 from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
+
+T = TypeVar("T")
 
 # The reply recorded for a row skipped because the subscriber left after the snapshot.
 NOT_ACTIVE_REPLY = "not sent: no longer an active subscriber"
@@ -58,109 +61,6 @@ class RetryPolicy:
         return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1)))
 
 
-def _is_due(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
-    """Queued rows, and deferred rows whose retry time has come. Rows left `sending` are
-    not due here: on SQLite a sender that finds itself alone gives them back
-    (`release_claims`); on PostgreSQL `claim_next` adds the lease."""
-    return or_(
-        deliveries.c.state == DeliveryState.QUEUED.value,
-        and_(deliveries.c.state == DeliveryState.DEFERRED.value,
-             deliveries.c.next_attempt_at <= now),
-    )
-
-
-def _database_now() -> ColumnElement[datetime]:
-    """The database server's clock, as naive UTC like the stored times (PostgreSQL). Every
-    sender of a scaled-out send compares claims against this one clock, never its own."""
-    return func.timezone("UTC", func.now())
-
-
-def _lease_expired(lease: ColumnElement[timedelta]) -> ColumnElement[bool]:
-    """A row claimed longer ago than `lease` by the database's clock: its sender is presumed
-    dead, and at-least-once means the row goes again."""
-    return and_(deliveries.c.state == DeliveryState.SENDING.value,
-                deliveries.c.updated_at < _database_now() - lease)
-
-
-# The two statements run for every message, built once: constructing a SQLAlchemy statement
-# costs more than SQLite takes to run it.
-_NOW = bindparam("now", type_=UTCDateTime())
-_CLAIM = (update(deliveries)
-          .where(deliveries.c.id == bindparam("row_id"), _is_due(_NOW))
-          .values(state=DeliveryState.SENDING.value, attempts=bindparam("new_attempts"),
-                  updated_at=_NOW))
-_RECORD = (update(deliveries)
-           .where(deliveries.c.id == bindparam("row_id"))
-           .values(state=bindparam("new_state"), last_code=bindparam("code"),
-                   # Erased while it was on its way: the reply may quote the address.
-                   last_reply=case((deliveries.c.email.startswith(ERASED_PREFIX),
-                                    bindparam("erased_reply")), else_=bindparam("reply")),
-                   next_attempt_at=bindparam("next_at", type_=UTCDateTime()),
-                   updated_at=_NOW, sent_at=bindparam("sent", type_=UTCDateTime())))
-# A message sent with the relay's id in its reply: the same, and the id kept. Apart, so that
-# a relay that names no id costs nothing more per message (not even the index's update).
-_RECORD_SENT_WITH_ID = _RECORD.values(provider_message_id=bindparam("provider_id"))
-# Through one of [[smtp.relays]]: naming it (apart: one [smtp] relay writes as before).
-_RECORD_RELAY = _RECORD.values(relay=bindparam("relay"))
-_RECORD_RELAY_SENT_WITH_ID = _RECORD_SENT_WITH_ID.values(relay=bindparam("relay"))
-
-
-def _claim_lowest(*conditions: ColumnElement[bool]) -> Update:
-    """PostgreSQL: mark `sending` the lowest-id row meeting `conditions` that no other
-    sender holds (FOR UPDATE SKIP LOCKED), by the database's clock; returns the row."""
-    lowest = (select(deliveries.c.id).where(*conditions).order_by(deliveries.c.id).limit(1)
-              .with_for_update(skip_locked=True).scalar_subquery())
-    return (update(deliveries).where(deliveries.c.id == lowest)
-            .values(state=DeliveryState.SENDING.value, attempts=deliveries.c.attempts + 1,
-                    updated_at=_database_now())
-            .returning(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
-                       deliveries.c.name, deliveries.c.token, deliveries.c.attempts,
-                       deliveries.c.return_tag, deliveries.c.language))
-
-
-# The three claims of `claim_next`, built once: the lowest queued row above `after`, the
-# lowest deferred row due at `now`, the lowest row whose claim outlived `lease`.
-_IN_ISSUE = deliveries.c.issue_id == bindparam("issue")
-_CLAIM_QUEUED = _claim_lowest(_IN_ISSUE, deliveries.c.state == DeliveryState.QUEUED.value,
-                              deliveries.c.id > bindparam("after"))
-_CLAIM_DEFERRED = _claim_lowest(_IN_ISSUE,
-                                deliveries.c.state == DeliveryState.DEFERRED.value,
-                                deliveries.c.next_attempt_at <= _NOW)
-_CLAIM_EXPIRED = _claim_lowest(_IN_ISSUE, _lease_expired(bindparam("lease", type_=Interval())))
-
-
-class _DriverStatement:
-    """A statement compiled once into the driver's own SQL and parameter order, run on the
-    driver's connection: per message, SQLAlchemy's execute (cache lookup, parameter
-    processing, result wrapping) cost more than SQLite's work. Values still go through the
-    columns' own bind processors, so what is stored is what SQLAlchemy would store."""
-
-    def __init__(self, statement: Update, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        assert compiled.positiontup is not None, "a positional paramstyle (sqlite3) is needed"
-        self.sql = compiled.string
-        binds = [compiled.binds[name] for name in compiled.positiontup]
-        # Per slot: its name, the value bound in the statement itself (a state's name, say)
-        # and the column type's processor.
-        self._slots: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
-            (bind.key, bind.effective_value,
-             bind.type.dialect_impl(dialect).bind_processor(dialect)) for bind in binds]
-
-    def parameters(self, values: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            (processor(value) if processor is not None else value)
-            for name, default, processor in self._slots
-            for value in (values.get(name, default),))
-
-
-@contextmanager
-def _as_sqlalchemy_error(sql: str, parameters: tuple[Any, ...]) -> Iterator[None]:
-    """The driver's errors ("database is locked", "disk is full") as SQLAlchemy would have
-    raised them: every caller, and the CLI's one-line error, knows those."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
 
 
 def _answer(delivery: Delivery, outcome: SendOutcome, now: datetime, policy: RetryPolicy,
@@ -214,15 +114,22 @@ class LedgerWriter:
     may still be sent to: an unsubscribe committed before the claim is always honoured, and
     one committed after it can only meet the message already on its way. On SQLite the check
     is part of the claim's UPDATE (one statement, under its write lock); on PostgreSQL the
-    subscriber row is read FOR SHARE in the claim's transaction."""
+    subscriber row is read FOR SHARE in the claim's transaction.
+
+    With `reconnect`, each write (or `atomically`'s block) that fails because the database
+    went away is tried again once it is back (reconnect.py): every write here sets absolute
+    values (a state, an attempt count) on rows named by id, so a commit that did happen
+    before the connection was lost is only repeated, never counted twice."""
 
     def __init__(self, connection: Connection,
-                 deliverable: DeliverableCheck | None = None) -> None:
+                 deliverable: DeliverableCheck | None = None,
+                 reconnect: Reconnect | None = None) -> None:
         self.connection = connection
         self.deliverable = deliverable
+        self.reconnect = reconnect
         # Built once per writer: the claim of a row whose reader may still get it.
-        self._claim_admitted = (_CLAIM.where(deliverable.clause(deliveries.c.subscriber_id))
-                                if deliverable is not None else _CLAIM)
+        self._claim_admitted = (CLAIM.where(deliverable.clause(deliveries.c.subscriber_id))
+                                if deliverable is not None else CLAIM)
         # PostgreSQL can hand each sender the next row nobody else holds; SQLite has one
         # writer at a time, and there the read-then-claim of a batch is faster.
         self.skips_locked = connection.dialect.name == "postgresql"
@@ -239,10 +146,10 @@ class LedgerWriter:
                                                            None) is not None:
             dialect = connection.dialect
             self._driver = driver
-            self._raw = {statement: _DriverStatement(statement, dialect)
-                         for statement in (self._claim_admitted, _CLAIM, _RECORD,
-                                           _RECORD_SENT_WITH_ID, _RECORD_RELAY,
-                                           _RECORD_RELAY_SENT_WITH_ID)}
+            self._raw = {statement: DriverStatement(statement, dialect)
+                         for statement in (self._claim_admitted, CLAIM, RECORD,
+                                           RECORD_SENT_WITH_ID, RECORD_RELAY,
+                                           RECORD_RELAY_SENT_WITH_ID)}
 
     def _execute(self, statement: Update, values: dict[str, Any]) -> int:
         """Run one of the per-message statements; returns the rows it changed."""
@@ -250,8 +157,25 @@ class LedgerWriter:
             return int(self.connection.execute(statement, values).rowcount)
         raw = self._raw[statement]
         parameters = raw.parameters(values)
-        with _as_sqlalchemy_error(raw.sql, parameters):
+        with as_sqlalchemy_error(raw.sql, parameters):
             return int(self._driver.execute(raw.sql, parameters).rowcount)
+
+    def _retried(self, work: Callable[[], T]) -> T:
+        """`work` (one commit), tried again while the database is away; inside `together`
+        the outer block is what is retried."""
+        if self.reconnect is None or self._depth:
+            return work()
+        return self.reconnect.run(work, self.connection)
+
+    def atomically(self, work: Callable[[], T]) -> T:
+        """`work`'s writes in one commit (`together`), the whole block run again if the
+        database went away meanwhile: `work` must start from scratch each time."""
+
+        def once() -> T:
+            with self.together():
+                return work()
+
+        return self._retried(once)
 
     @contextmanager
     def together(self) -> Iterator[None]:
@@ -282,7 +206,7 @@ class LedgerWriter:
                 self._driver.rollback()
             raise
         if self._driver is not None and not self.connection.in_transaction():
-            with _as_sqlalchemy_error("COMMIT", ()):
+            with as_sqlalchemy_error("COMMIT", ()):
                 self._driver.commit()
         else:
             self.connection.commit()
@@ -299,14 +223,21 @@ class LedgerWriter:
         is left there, from the start: rows put back, or another sender's): PostgreSQL's
         planner takes the primary key for "lowest id", and from the start that walk passed
         every row already sent, so a claim cost more the further the send had got.
-        Deferred and lease-expired rows are few, each its own statement."""
+        Deferred and lease-expired rows are few, each its own statement.
+
+        Retried while the database is away. A claim committed just before the connection
+        was lost (its answer never came back) stays `sending` until its lease runs out, and
+        then goes like any row of a dead sender's."""
+        return self._retried(lambda: self._claim_next(issue_id, now, lease))
+
+    def _claim_next(self, issue_id: int, now: datetime, lease: timedelta) -> Claimed | None:
         values = {"issue": issue_id, "now": now, "lease": lease}
         for after in dict.fromkeys((self._claimed_up_to, 0)):
-            claimed = self._claim_first(_CLAIM_QUEUED, {**values, "after": after}, now)
+            claimed = self._claim_first(CLAIM_QUEUED, {**values, "after": after}, now)
             if claimed is not None:  # (a row put back below does not move it back)
                 self._claimed_up_to = max(self._claimed_up_to, claimed.delivery.id)
                 return claimed
-        for statement in (_CLAIM_DEFERRED, _CLAIM_EXPIRED):
+        for statement in (CLAIM_DEFERRED, CLAIM_EXPIRED):
             claimed = self._claim_first(statement, values, now)
             if claimed is not None:
                 return claimed
@@ -335,7 +266,7 @@ class LedgerWriter:
         return False
 
     def _record_left(self, delivery: Delivery, now: datetime) -> None:
-        self._execute(_RECORD, {
+        self._execute(RECORD, {
             "row_id": delivery.id, "new_state": DeliveryState.FAILED.value, "code": 0,
             "reply": NOT_ACTIVE_REPLY, "erased_reply": NOT_ACTIVE_REPLY, "next_at": None,
             "now": now, "sent": None})
@@ -348,7 +279,7 @@ class LedgerWriter:
             return Claim.TAKEN
         # Not claimed: another sender has it, or its reader left. Claiming it without the
         # reader's condition tells which (the rare path: a second statement).
-        if self._execute(_CLAIM, params) != 1:
+        if self._execute(CLAIM, params) != 1:
             return Claim.TAKEN
         self._record_left(delivery, now)
         return Claim.LEFT
@@ -357,8 +288,12 @@ class LedgerWriter:
         """SQLite: mark the row `sending`, committed before MAIL FROM, if it is still due
         and its subscriber may still get it. The check and the write are one UPDATE, so of
         two senders racing for a row exactly one wins (TAKEN for the other)."""
-        with self._committed():
-            return self._claim(delivery, now)
+
+        def claim() -> Claim:
+            with self._committed():
+                return self._claim(delivery, now)
+
+        return self._retried(claim)
 
     def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
                policy: RetryPolicy, started: datetime | None = None,
@@ -371,28 +306,34 @@ class LedgerWriter:
         state, next_attempt = _answer(delivery, outcome, now, policy, started)
         sent = state is DeliveryState.SENT
         provider_id = provider_message_id(outcome.reply) if sent else ""
-        claimed: Claim | None = None
         values = {"row_id": delivery.id, "new_state": state.value, "code": outcome.code,
                   "reply": outcome.reply[:1000], "erased_reply": scrubbed(outcome.reply),
                   "next_at": next_attempt, "now": now,
                   "sent": now if sent else None}
-        statement = _RECORD_SENT_WITH_ID if provider_id else _RECORD
+        statement = RECORD_SENT_WITH_ID if provider_id else RECORD
         if outcome.relay is not None:
-            statement = _RECORD_RELAY_SENT_WITH_ID if provider_id else _RECORD_RELAY
+            statement = RECORD_RELAY_SENT_WITH_ID if provider_id else RECORD_RELAY
             values["relay"] = outcome.relay
         if provider_id:
             values["provider_id"] = provider_id
-        with self._committed():
-            self._execute(statement, values)
-            if then_claim is not None:
-                claimed = self._claim(then_claim, now)
+
+        def record() -> Claim | None:
+            with self._committed():
+                self._execute(statement, values)
+                return None if then_claim is None else self._claim(then_claim, now)
+
+        claimed = self._retried(record)
         return state, claimed
 
     def requeue(self, delivery: Delivery, now: datetime) -> None:
         """Undo a claim when the message never went (server down, send stopped). Resending
         it later is what the at-least-once contract asks for."""
-        with self._committed():
-            self.connection.execute(update(deliveries).where(
-                deliveries.c.id == delivery.id).values(
-                    state=DeliveryState.QUEUED.value, attempts=delivery.attempts,
-                    updated_at=now))
+
+        def requeue() -> None:
+            with self._committed():
+                self.connection.execute(update(deliveries).where(
+                    deliveries.c.id == delivery.id).values(
+                        state=DeliveryState.QUEUED.value, attempts=delivery.attempts,
+                        updated_at=now))
+
+        self._retried(requeue)

@@ -11,6 +11,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +28,7 @@ from ainews_newsletter.delivery.claims import (
     LedgerWriter,
 )
 from ainews_newsletter.delivery.message import message_digest
+from ainews_newsletter.delivery.reconnect import Reconnect, where
 from ainews_newsletter.delivery.returnpath import new_return_tag
 from ainews_newsletter.delivery.tables import (
     deliveries,
@@ -78,8 +80,10 @@ def _aggregate_time(value: datetime | str) -> datetime:
 
 
 class Ledger:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, reconnect_seconds: float = 120) -> None:
         self.engine = engine
+        # A send's writes wait out a database that went away ([storage] reconnect_seconds).
+        self.reconnect = Reconnect(reconnect_seconds, where(engine.url))
         ensure_schema(engine)
 
     @property
@@ -241,15 +245,24 @@ class Ledger:
                      "language": language_tags.edition_for(r.language, own_language,
                                                           languages)}
                     for r in batch]
-            with self.engine.begin() as connection:
-                insert_ignoring_conflicts(connection, deliveries, rows)
-                if still_listed is not None:
-                    drop_unlisted(connection, deliveries, batch, still_listed,
-                                  DeliveryState.QUEUED.value, issue_id=issue_id)
+            self.reconnect.run(partial(self._add_batch, issue_id, rows, batch, still_listed))
+        self.reconnect.run(lambda: self._snapshot_done(issue_id, now))
+        return self.counts(issue_id).total
+
+    def _add_batch(self, issue_id: int, rows: list[dict[str, Any]], batch: list[Recipient],
+                   still_listed: StillListed | None) -> None:
+        """One batch of the snapshot, in one transaction; again after a lost connection it
+        adds only what the first try did not commit (ON CONFLICT DO NOTHING)."""
+        with self.engine.begin() as connection:
+            insert_ignoring_conflicts(connection, deliveries, rows)
+            if still_listed is not None:
+                drop_unlisted(connection, deliveries, batch, still_listed,
+                              DeliveryState.QUEUED.value, issue_id=issue_id)
+
+    def _snapshot_done(self, issue_id: int, now: datetime) -> None:
         with self.engine.begin() as connection:
             connection.execute(update(issues).where(issues.c.id == issue_id)
                                .values(snapshot_at=now))
-        return self.counts(issue_id).total
 
     # -- sending --------------------------------------------------------------------------
 
@@ -288,8 +301,11 @@ class Ledger:
     def writer(self,
                deliverable: DeliverableCheck | None = None) -> Iterator[LedgerWriter]:
         """One connection kept for a sender's per-message writes."""
+        # SQLite is a file, never "away" (its "locked" has the busy timeout): no retries
+        # wrapped around its per-message writes, the hot path of a send.
+        reconnect = None if self.engine.dialect.name == "sqlite" else self.reconnect
         with self.engine.connect() as connection:
-            yield LedgerWriter(connection, deliverable)
+            yield LedgerWriter(connection, deliverable, reconnect)
 
     def release_claims(self, now: datetime) -> int:
         """SQLite, called only by a sender that knows it is alone: every row still `sending`

@@ -247,19 +247,7 @@ class _Dispatcher:
             delivery = connection.out.popleft()
             assert delivery.id == answer.row_id, "a worker answered out of order"
             matched.append((connection, delivery, answer))
-        results: list[_RecordedAnswer] = []
-        try:
-            with self.writer.together():
-                for connection, delivery, answer in matched:
-                    result = self._record_answer(connection, delivery, answer)
-                    if result is not None:
-                        results.append(result)
-        except BaseException:  # rolled back: the rows claimed ahead were not claimed
-            for connection, _, _ in matched:
-                if connection.ahead is not None:
-                    connection.out.remove(connection.ahead)
-                    connection.ahead = None
-            raise
+        results = self.writer.atomically(lambda: self._record_answers(matched))
         for result in results:  # before the next rows go: a pause keeps them back
             try:
                 self.context.watch.record(result.outcome)
@@ -277,6 +265,25 @@ class _Dispatcher:
             self._send_order(connection, (True, row), ahead)
         for result in results:
             self._after_commit(result)
+
+    def _record_answers(self, matched: list[tuple[_WorkerConnection, Delivery, Answer]],
+                        ) -> list[_RecordedAnswer]:
+        """Write the answers (in the writer's one commit). Run again from scratch when the
+        database went away meanwhile, and the rows' answers are never lost: until they are
+        recorded their workers wait, holding the next row back."""
+        results: list[_RecordedAnswer] = []
+        try:
+            for connection, delivery, answer in matched:
+                result = self._record_answer(connection, delivery, answer)
+                if result is not None:
+                    results.append(result)
+        except BaseException:  # rolled back: the rows claimed ahead were not claimed
+            for connection, _, _ in matched:
+                if connection.ahead is not None:
+                    connection.out.remove(connection.ahead)
+                    connection.ahead = None
+            raise
+        return results
 
     def _record_answer(self, connection: _WorkerConnection, delivery: Delivery,
                        answer: Answer) -> _RecordedAnswer | None:

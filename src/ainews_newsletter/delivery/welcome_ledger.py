@@ -38,10 +38,10 @@ from ainews_newsletter.delivery.claims import (
     NOT_ACTIVE_REPLY,
     Claim,
     RetryPolicy,
-    _database_now,
 )
 from ainews_newsletter.delivery.provider_ids import provider_message_id
 from ainews_newsletter.delivery.returnpath import new_return_tag
+from ainews_newsletter.delivery.row_updates import database_now
 from ainews_newsletter.delivery.tables import welcomes
 from ainews_newsletter.delivery.unlisted import StillListed, drop_unlisted
 from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
@@ -111,14 +111,14 @@ def _as_utc(value: datetime | str | None) -> datetime | None:
 def _claim_time(now: datetime, database_clock: bool) -> datetime | ColumnElement[datetime]:
     """What a claim stamps: the database's clock on PostgreSQL, the process's on SQLite
     (one machine)."""
-    return _database_now() if database_clock else now
+    return database_now() if database_clock else now
 
 
 def _due(now: datetime, lease: timedelta, database_clock: bool = False) -> ColumnElement[bool]:
     """Queued and its retry time come, or claimed longer than `lease` ago by a sender that
     never recorded it (killed, or the machine went down), by the clock claims are stamped
     with."""
-    lease_start = (_database_now() - literal(lease, Interval()) if database_clock
+    lease_start = (database_now() - literal(lease, Interval()) if database_clock
                    else now - lease)
     return or_(and_(welcomes.c.state == QUEUED,
                     or_(welcomes.c.next_attempt_at.is_(None),

@@ -122,7 +122,7 @@ def open_subscribers(config: Config) -> SubscriberStore:
 
 
 def open_ledger(config: Config) -> Ledger:
-    return Ledger(engine_for(config.database_url))
+    return Ledger(engine_for(config.database_url), config.storage.reconnect_seconds)
 
 
 def message_signer(config: Config) -> Signer | None:

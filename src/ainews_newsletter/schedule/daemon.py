@@ -33,6 +33,7 @@ from ainews_newsletter.schedule.job import (
     needs_rerun,
     run_once,
     send_welcomes,
+    unless_database_away,
 )
 
 JOB_ID = "ainews-issue"
@@ -57,40 +58,48 @@ def fire() -> None:
     if _runtime is None:  # a stale job picked up outside `schedule run`: nothing to use
         log.error("scheduled run fired outside `ainews schedule run`; ignored")
         return
-    run_once(_runtime.config, _runtime.stop.is_set)
+    config, stop = _runtime.config, _runtime.stop.is_set
+    unless_database_away(config, "scheduled run", lambda: run_once(config, stop))
 
 
 def resume_at_start() -> None:
     """At start: resume unfinished sends; and if the last run was cut short, run the whole
     job again so its period is done (its fire time has passed and will not come back)."""
     if _runtime is not None and not _runtime.stop.is_set():
-        rerun = needs_rerun(_runtime.config, _runtime.runs_before)
-        run_once(_runtime.config, _runtime.stop.is_set, resume_only=not rerun)
+        config, stop, before = _runtime.config, _runtime.stop.is_set, _runtime.runs_before
+        unless_database_away(config, "resume at start", lambda: run_once(
+            config, stop, resume_only=not needs_rerun(config, before)))
 
 
 def retry_deferred() -> None:
     if _runtime is not None and not _runtime.stop.is_set():
-        run_once(_runtime.config, _runtime.stop.is_set, resume_only=True)
+        config, stop = _runtime.config, _runtime.stop.is_set
+        unless_database_away(config, "resume", lambda: run_once(config, stop,
+                                                                resume_only=True))
 
 
 def read_bounces() -> None:
     if _runtime is not None and not _runtime.stop.is_set():
-        fetch_bounces(_runtime.config)
+        config = _runtime.config
+        unless_database_away(config, "bounces", lambda: fetch_bounces(config))
 
 
 def expire_unconfirmed() -> None:
     if _runtime is not None and not _runtime.stop.is_set():
-        expire_sign_ups(_runtime.config)
+        config = _runtime.config
+        unless_database_away(config, "unconfirmed sign-ups", lambda: expire_sign_ups(config))
 
 
 def keep_no_longer() -> None:
     if _runtime is not None and not _runtime.stop.is_set():
-        apply_retention_daily(_runtime.config)
+        config = _runtime.config
+        unless_database_away(config, "retention", lambda: apply_retention_daily(config))
 
 
 def welcome_readers() -> None:
     if _runtime is not None and not _runtime.stop.is_set():
-        send_welcomes(_runtime.config, _runtime.stop.is_set)
+        config, stop = _runtime.config, _runtime.stop.is_set
+        unless_database_away(config, "welcomes", lambda: send_welcomes(config, stop))
 
 
 def job_name(config: Config) -> str:

@@ -16,10 +16,12 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
+from ainews_newsletter.delivery.reconnect import database_away, where
 from ainews_newsletter.errors import AinewsError, SelectionError
 from ainews_newsletter.models import DeliveryCounts, Window
 from ainews_newsletter.pipeline.issue import audience_list, resolve_period
@@ -39,6 +41,26 @@ from ainews_newsletter.schedule.history import RunHistory
 
 log = logging.getLogger("ainews.schedule")
 StopRequested = Callable[[], bool]
+T = TypeVar("T")
+
+
+def _away_line(config: Config, exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    reason = (str(original).strip().splitlines() or [type(original).__name__])[0]
+    return (f"the database at {where(engine_for(config.database_url).url)} is unreachable "
+            f"({reason})")
+
+
+def unless_database_away(config: Config, job: str, work: Callable[[], T]) -> T | None:
+    """`work`'s result; if the database is away (PostgreSQL restarting), one line in the log
+    instead of a traceback, and None: the scheduler goes on and the next run tries again."""
+    try:
+        return work()
+    except Exception as exc:
+        if not database_away(exc):
+            raise
+        log.error("%s: %s; the next run tries again", job, _away_line(config, exc))
+        return None
 
 
 @dataclass(frozen=True)
@@ -150,7 +172,10 @@ def run_once(config: Config, should_stop: StopRequested = lambda: False,
     except AinewsError as exc:  # server down, sender refused, paused: the rest stays queued
         result = RunResult("failed", None, str(exc))
     except Exception as exc:  # recorded for `schedule status`; the scheduler keeps going
-        log.exception("run failed")
+        if database_away(exc):  # it may be back to record this; one line, no traceback
+            log.error("run failed: %s", _away_line(config, exc))
+        else:
+            log.exception("run failed")
         result = RunResult("failed", None, f"{type(exc).__name__}: {exc}")
     return _record_finish(history, run_id, result, notes)
 

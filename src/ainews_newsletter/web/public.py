@@ -80,6 +80,7 @@ from ainews_newsletter.web.webhooks import PATH_PREFIX as WEBHOOKS
 from ainews_newsletter.web.webhooks import WebhookRoutes
 
 log = logging.getLogger("ainews.web")
+BUSY_RETRY_SECONDS = 30
 _ISSUE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 
@@ -320,9 +321,15 @@ class PublicSite:
     async def busy(self, request: Request, exc: Exception) -> Response:
         """The database is locked or away for a moment: say so (503, retry) instead of a
         500; mail providers retry a one-click unsubscribe that gets a 5xx."""
-        log.warning("database unavailable for %s: %s", mask_tokens(request.url.path), exc)
-        return self.message(_("Busy for a moment"), _("Please try again in a minute."),
-                            status=503)
+        log.warning("database unavailable for %s: %s", mask_tokens(request.url.path),
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        response = self.message(_("Busy for a moment"), _("Please try again in a minute."),
+                                status=503)
+        # Mail providers retrying a one-click unsubscribe, and load balancers, wait this
+        # long. The pool pings a connection before lending it (database.engine_for), so
+        # once the database is back the next request gets a fresh one: no restart needed.
+        response.headers["Retry-After"] = str(BUSY_RETRY_SECONDS)
+        return response
 
     async def failure(self, request: Request, exc: Exception) -> Response:
         return self.message(_("Something went wrong"), _("Please try again in a moment."),

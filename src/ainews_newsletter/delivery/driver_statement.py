@@ -1,0 +1,46 @@
+"""The ledger's per-message statements run on sqlite3 itself (claims.py's LedgerWriter):
+compiled once by SQLAlchemy, executed by the driver, errors raised as SQLAlchemy's."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Dialect, Update
+from sqlalchemy.exc import DBAPIError
+
+
+class DriverStatement:
+    """A statement compiled once into the driver's own SQL and parameter order, run on the
+    driver's connection: per message, SQLAlchemy's execute (cache lookup, parameter
+    processing, result wrapping) cost more than SQLite's work. Values still go through the
+    columns' own bind processors, so what is stored is what SQLAlchemy would store."""
+
+    def __init__(self, statement: Update, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        assert compiled.positiontup is not None, "a positional paramstyle (sqlite3) is needed"
+        self.sql = compiled.string
+        binds = [compiled.binds[name] for name in compiled.positiontup]
+        # Per slot: its name, the value bound in the statement itself (a state's name, say)
+        # and the column type's processor.
+        self._slots: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
+            (bind.key, bind.effective_value,
+             bind.type.dialect_impl(dialect).bind_processor(dialect)) for bind in binds]
+
+    def parameters(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            (processor(value) if processor is not None else value)
+            for name, default, processor in self._slots
+            for value in (values.get(name, default),))
+
+
+@contextmanager
+def as_sqlalchemy_error(sql: str, parameters: tuple[Any, ...]) -> Iterator[None]:
+    """The driver's errors ("database is locked", "disk is full") as SQLAlchemy would have
+    raised them: every caller, and the CLI's one-line error, knows those."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
