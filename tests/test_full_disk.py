@@ -322,3 +322,55 @@ def test_safe_url_hides_only_the_password() -> None:
     assert safe_url("postgresql://u@h/db") == "postgresql://u@h/db"
     assert safe_url("postgresql://u:p@ss@h/db") == "postgresql://u:***@h/db"
     assert safe_url("sqlite:////srv/a:b@c/ainews.db") == "sqlite:////srv/a:b@c/ainews.db"
+
+
+def test_the_public_site_on_a_full_disk_answers_503_and_recovers(
+        project: Project, smtp_server: SmtpServer, small_disk: Callable[[str], Path],
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A sign-up is stored after the answer, so the first on a full disk is told "check
+    your inbox" and logged (one line, no traceback); the form then answers 503 for a while
+    instead of telling the next ones the same; a one-click unsubscribe gets 503 (its mail
+    provider retries). Once space is freed, sign-ups work again without a restart."""
+    from starlette.testclient import TestClient
+
+    from ainews_newsletter.config import load_config
+    from ainews_newsletter.web import double_opt_in
+    from ainews_newsletter.web.public import create_public_app
+    from tests.web.test_public import HTTPS, SECRET, _csrf
+
+    caplog.set_level("INFO", logger="ainews.web")
+    folder = small_disk("8m")
+    database = on_disk(project, folder)
+    project.import_readers(3)
+    [(token,)] = project.query("SELECT token FROM subscribers WHERE email = ?",
+                               "reader000@example.com")
+    config = load_config(project.config_path, environ={
+        **smtp_env(smtp_server), "AINEWS_SECRET_KEY": SECRET,
+        "AINEWS_STORAGE__URL": f"sqlite:///{database}"})
+    client = TestClient(create_public_app(config), base_url=HTTPS, follow_redirects=False)
+    filler = fill(folder)
+
+    first = client.post("/subscribe", data={"email": "ada@example.com",
+                                            "csrf": _csrf(client)})
+    assert first.status_code == 200  # answered before the sign-up is stored
+    assert "Traceback" not in caplog.text
+    assert "not stored: the database is unusable (" in caplog.text
+    second = client.post("/subscribe", data={"email": "bo@example.com",
+                                             "csrf": _csrf(client)})
+    assert second.status_code == 503 and second.headers["Retry-After"] == "30"
+    leave = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert leave.status_code == 503 and leave.headers["Retry-After"]
+    assert count(database, "SELECT count(*) FROM subscribers") == 3
+    assert smtp_server.recipients() == []
+
+    filler.unlink()
+    monkeypatch.setattr(double_opt_in, "STORAGE_PAUSE_SECONDS", 0.0)  # the pause is over
+    again = client.post("/subscribe", data={"email": "bo@example.com",
+                                            "csrf": _csrf(client)})
+    assert again.status_code == 200
+    assert project.query("SELECT status FROM subscribers WHERE email = ?",
+                         "bo@example.com") == [("pending",)]
+    assert smtp_server.recipients() == ["bo@example.com"]
+    left = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert left.status_code == 200
+    assert integrity(database) == "ok"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import jinja2
+from sqlalchemy.exc import OperationalError
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
@@ -43,6 +45,10 @@ from ainews_newsletter.web.security import (
 
 log = logging.getLogger("ainews.web")
 HOUR, DAY = 3600.0, 86400.0
+# After a sign-up found the database unusable (a full disk, PostgreSQL away), the form
+# answers 503 this long instead of "check your inbox": the sign-up runs after the answer,
+# so the first one cannot know, but the next ones are not told a lie.
+STORAGE_PAUSE_SECONDS = 30.0
 CONFIRMATION_TEXT = "confirmation.txt.j2"
 CONFIRMATION_SUBJECT = "confirmation_subject.txt.j2"
 
@@ -65,6 +71,7 @@ class DoubleOptIn:
         # unsigned it fails DMARC wherever SPF does not align. Made here, so a bad key stops
         # `serve` at start instead of failing each sign-up quietly in the log.
         self.sign = message_signer(config)
+        self._storage_failed_at: float | None = None  # see STORAGE_PAUSE_SECONDS
         self.welcomes = Welcomes(config)  # the welcome's templates are checked here too
 
     def mails(self, language: str) -> jinja2.Environment:
@@ -107,6 +114,12 @@ class DoubleOptIn:
             "link instead, and comes back when it is followed.)", email=address,
             newsletter=self.config.newsletter.name))
 
+    def storage_failing(self) -> bool:
+        """Whether a sign-up found the database unusable less than STORAGE_PAUSE_SECONDS
+        ago (the form then answers 503)."""
+        failed_at = self._storage_failed_at
+        return failed_at is not None and time.monotonic() - failed_at < STORAGE_PAUSE_SECONDS
+
     def sign_up_and_mail(self, address: str, name: str | None, cross_origin: bool = False,
                          agreement: Agreement | None = None, language: str | None = None
                          ) -> None:
@@ -130,6 +143,11 @@ class DoubleOptIn:
             outcome = self._sign_up_and_mail_now(address, name, agreement, language)
         except TransportUnavailable as exc:
             log.warning("confirmation mail to %s not sent: %s", masked, exc)
+        except OperationalError as exc:  # expected of a full disk or a database away
+            self._storage_failed_at = time.monotonic()
+            log.warning("sign-up of %s not stored: the database is unusable (%s); the form "
+                        "answers 503 for %d s", masked, str(exc).splitlines()[0],
+                        STORAGE_PAUSE_SECONDS)
         except Exception:  # the reader can simply sign up again
             log.exception("sign-up of %s failed", masked)
         else:

@@ -33,7 +33,7 @@ from ainews_newsletter.subscribers.names import clean_name
 from ainews_newsletter.web.bots import FORM_TIME_FIELD, POW_FIELD, BotChecks
 from ainews_newsletter.web.consent_wording import wording_hash
 from ainews_newsletter.web.cross_origin import Origins, request_origin
-from ainews_newsletter.web.double_opt_in import DoubleOptIn
+from ainews_newsletter.web.double_opt_in import STORAGE_PAUSE_SECONDS, DoubleOptIn
 from ainews_newsletter.web.page_language import N_, _, current
 from ainews_newsletter.web.security import (
     CSRF_COOKIE,
@@ -180,6 +180,10 @@ class SignUpForm:
         client = client_key(request.client.host if request.client else "unknown")
         if not self.opt_in.may_sign_up_from(client):
             return self._error(post, 429, _(TOO_MANY))
+        if self.opt_in.storage_failing():  # a sign-up just now could not be stored
+            busy = self._error(post, 503, _("Please try again in a minute."))
+            busy.headers["Retry-After"] = str(int(STORAGE_PAUSE_SECONDS))
+            return busy
         typed = _text(data, "email")
         try:
             address, _normalized = normalize(
