@@ -82,11 +82,13 @@ def test_a_backup_during_a_send_is_a_consistent_moment_and_a_restore_sends_the_r
     checked = project.run("db", "check", str(backup))
     assert checked.exit_code == 0, checked.stderr
     copy = _ledger(backup)
-    report = json.loads(taken.output)
+    report = json.loads(taken.stdout)
     assert report["schema"] == SCHEMA_HEAD and report["subscribers"] == READERS
     states = {state: sum(1 for s in copy.values() if s == state) for state in set(copy.values())}
     assert report["deliveries"] == states
     assert set(states) <= {"queued", "sending", "sent"} and sum(states.values()) == READERS
+    assert report["unsent"] == READERS - states["sent"]
+    assert f"warning: a send was under way: {report['unsent']} delivery rows" in taken.stderr
     sent_before = {address for address, state in copy.items() if state == "sent"}
     assert 0 < len(sent_before) < READERS, "the backup was not taken mid-send"
     # A prefix: every row the copy calls sent, the relay had received when the backup
@@ -112,7 +114,8 @@ def test_a_backup_between_sends_restores_without_a_duplicate(
     sent = project.run("send", "--week", "2026-W47", "--yes", env=smtp_env(smtp_server))
     assert sent.exit_code == 0, sent.output + sent.stderr
     backup = tmp_path / "between.db"
-    assert project.run("db", "backup", str(backup)).exit_code == 0
+    taken = project.run("db", "backup", str(backup))
+    assert taken.exit_code == 0 and taken.stderr == ""  # no warning: nothing was under way
     _restore(backup, project.database)
     resumed = project.run("send", "--resume", "--yes", env=smtp_env(smtp_server))
     assert resumed.exit_code == 1 and "nothing to resume" in resumed.stderr
@@ -175,7 +178,7 @@ def test_postgres_backup_is_a_pg_dump_that_pg_restore_brings_back(
     dump = tmp_path / "ainews.dump"
     taken = project.run("db", "backup", str(dump), "--json")
     assert taken.exit_code == 0, taken.stderr
-    report = json.loads(taken.output)
+    report = json.loads(taken.stdout)
     assert report["database"] == "postgresql" and report["schema"] == SCHEMA_HEAD
     assert report["subscribers"] == 12 and report["deliveries"] == {"sent": 12}
     assert dump.stat().st_size == report["bytes"] > 0
@@ -216,7 +219,7 @@ def test_check_passes_a_database_in_use(any_project: Project) -> None:
     any_project.import_readers(5)
     result = any_project.run("db", "check", "--json")
     assert result.exit_code == 0, result.stderr
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["ok"] is True and report["schema"] == SCHEMA_HEAD
     assert report["problems"] == []
 

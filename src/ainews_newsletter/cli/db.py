@@ -99,6 +99,10 @@ def backup(state: AppState, file: Path, force: bool, as_json: bool) -> None:
         print_json(report.as_dict())
     else:
         _print_backup(report)
+    if report.unsent:
+        click.echo(f"warning: a send was under way: {report.unsent} delivery rows in this copy "
+                   "are not sent yet; restored, it sends to them again, to those the send "
+                   "reaches after now too (back up between sends to avoid it)", err=True)
 
 
 def _print_backup(report: BackupReport) -> None:

@@ -40,10 +40,17 @@ class BackupReport:
     subscribers: int
     deliveries: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def unsent(self) -> int:
+        """Rows a send still had to do in the copy: restored, the copy sends to them again,
+        also to those the send reached after the backup."""
+        return sum(count for state, count in self.deliveries.items()
+                   if state in ("queued", "sending", "deferred"))
+
     def as_dict(self) -> dict[str, Any]:
         return {"file": str(self.path), "database": self.database, "bytes": self.size,
                 "schema": self.schema, "subscribers": self.subscribers,
-                "deliveries": dict(self.deliveries)}
+                "deliveries": dict(self.deliveries), "unsent": self.unsent}
 
 
 def take_backup(url: str, target: Path, force: bool = False) -> BackupReport:
