@@ -253,9 +253,10 @@ def _migrate_to(url: str, revision: str) -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":  # the suite's own server: start over
             connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    with engine.begin() as connection:
+    with engine.connect() as connection:  # alembic's own transactions (database.py)
         settings.attributes["connection"] = connection
         command.upgrade(settings, revision)
+        connection.commit()  # SQLite: what alembic left open
     dispose_all()
 
 

@@ -139,9 +139,16 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
     settings.set_main_option("script_location", str(Path(migrations.__file__).parent))
     for attempt in range(3):
         try:
-            with engine.begin() as connection:
-                settings.attributes["connection"] = connection
-                command.upgrade(settings, "head")
+            if engine.dialect.name == "postgresql":
+                # Alembic holds the transactions itself (one per migration): the index
+                # builds that must not block the senders (CONCURRENTLY) run outside any.
+                with engine.connect() as connection:
+                    settings.attributes["connection"] = connection
+                    command.upgrade(settings, "head")
+            else:
+                with engine.begin() as connection:
+                    settings.attributes["connection"] = connection
+                    command.upgrade(settings, "head")
             break
         except (OperationalError, ProgrammingError) as exc:
             # Two processes starting on a fresh database both migrate; the loser's "already
