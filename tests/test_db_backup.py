@@ -295,3 +295,13 @@ def test_check_knows_every_declared_table() -> None:
     from ainews_newsletter.schedule.history import metadata as schedule
 
     assert set(schedule.tables) <= declared_tables()
+
+
+def test_check_of_a_postgresql_that_does_not_answer(project: Project, tmp_path: Path) -> None:
+    nowhere = tmp_path / "no-server"  # a socket folder no server listens in
+    nowhere.mkdir()
+    url = f"postgresql+psycopg://ainews@/ainews?host={nowhere}&port=5432"
+    result = project.run("db", "check", env={"AINEWS_STORAGE__URL": url})
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot read the database: ")

@@ -119,9 +119,11 @@ def _print_backup(report: BackupReport) -> None:
 @json_option
 @pass_state
 def check(state: AppState, file: Path | None, as_json: bool) -> None:
-    """Check the database (or the SQLite FILE, e.g. a backup): its integrity (SQLite's
-    integrity_check and foreign_key_check; PostgreSQL: it answers and has the tables) and
-    its schema version against the one this ainews needs. Changes nothing. Exit code 1 with
+    """Check that the database is whole and at the schema this ainews needs.
+
+    Checks the configured database, or the SQLite FILE given (a backup, say): SQLite's
+    integrity_check and foreign_key_check (PostgreSQL: that it answers and has the tables),
+    and the schema version against this ainews's newest. Changes nothing. Exit code 1 with
     one line per problem."""
     from ainews_newsletter.pipeline.integrity import check_database
 
