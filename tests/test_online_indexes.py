@@ -4,6 +4,7 @@ index behind, is built again by the next upgrade."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,30 @@ def test_an_index_build_that_failed_halfway_is_built_again(postgres_url: str) ->
         constraint = connection.execute(text(
             "SELECT contype FROM pg_constraint WHERE conname = 'uq_delivery_return_tag'")).scalar()
     assert invalid == 0 and constraint == "u"
+
+
+def test_two_processes_upgrading_at_once_take_turns(postgres_url: str) -> None:
+    """Two senders started together on an empty database both migrate: the concurrent index
+    builds commit part of a migration, so the second must wait for the first, not build (or
+    drop) the same index beside it."""
+    engine = engine_for(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    results: list[object] = []
+
+    def upgrade() -> None:
+        try:
+            results.append(upgrade_schema(engine)[1])
+        except Exception as exc:  # reported by the assertion below
+            results.append(exc)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert results == [SCHEMA_HEAD, SCHEMA_HEAD]
+    with engine.connect() as connection:
+        invalid = connection.execute(text(
+            "SELECT count(*) FROM pg_index WHERE NOT indisvalid")).scalar()
+    assert invalid == 0 and schema_version(engine) == SCHEMA_HEAD
