@@ -139,9 +139,12 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
     settings.set_main_option("script_location", str(Path(migrations.__file__).parent))
     for attempt in range(3):
         try:
-            with engine.begin() as connection:
-                settings.attributes["connection"] = connection
-                command.upgrade(settings, "head")
+            if engine.dialect.name == "postgresql":
+                _upgrade_postgres(engine, settings)
+            else:
+                with engine.begin() as connection:
+                    settings.attributes["connection"] = connection
+                    command.upgrade(settings, "head")
             break
         except (OperationalError, ProgrammingError) as exc:
             # Two processes starting on a fresh database both migrate; the loser's "already
@@ -149,6 +152,51 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
             if "already exists" not in str(exc) or attempt == 2:
                 raise
     return before, schema_version(engine) or SCHEMA_HEAD
+
+
+_MIGRATE_LOCK_KEY = 0x6D696772  # "migr"
+# How long a process waits for another's upgrade: a big ledger's index builds take minutes
+# (BENCHMARKS.md, "Upgrading a big database").
+_MIGRATE_WAIT_SECONDS = 3600
+
+
+def _upgrade_postgres(engine: Engine, settings: Any) -> None:
+    """Alembic holds the transactions itself (one per migration), so that the index builds
+    that must not block the senders (CONCURRENTLY) run outside any. Those commit part of a
+    migration before the rest: two processes upgrading at once take turns (a session lock,
+    held across the commits), and the second finds the schema current."""
+    from alembic import command
+
+    with engine.connect() as connection:
+        _take_migrate_lock(connection)
+        try:
+            settings.attributes["connection"] = connection
+            command.upgrade(settings, "head")
+        finally:
+            connection.rollback()  # whatever a failed migration left open
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                               {"key": _MIGRATE_LOCK_KEY})
+            connection.commit()
+
+
+def _take_migrate_lock(connection: Connection) -> None:
+    """Wait for the migration lock by asking again, not by blocking in pg_advisory_lock: a
+    CREATE INDEX CONCURRENTLY of the process holding it waits for every open transaction,
+    the blocked call's too (a deadlock); between the tries this one has none open."""
+    import time
+
+    deadline = time.monotonic() + _MIGRATE_WAIT_SECONDS
+    while True:
+        taken = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                   {"key": _MIGRATE_LOCK_KEY}).scalar()
+        connection.commit()
+        if taken:
+            return
+        if time.monotonic() > deadline:
+            raise ConfigError(f"storage.url: another process has been upgrading the schema "
+                              f"for over {_MIGRATE_WAIT_SECONDS // 60} minutes; look at "
+                              "what it is doing, or try again once it is done")
+        time.sleep(0.5)
 
 
 def ensure_schema(engine: Engine) -> None:

@@ -24,8 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Render the issue to OUT/issue.html, issue.txt and issue.eml (the full message as "
               "the first subscriber would receive it). Sends nothing."),
     "db": (f"{_CLI}.db:db",
-           "The database schema (migrations run by themselves on start; this is for doing it by "
-           "hand, e.g. before starting several senders)."),
+           "The database: its schema (migrations run by themselves on start; upgrade does it "
+           "by hand), retention, backups and checks."),
     "demo": (f"{_CLI}.start:demo",
              "Run the whole job end to end on sample data: posts, subscribers, and a local SMTP "
              "server that captures every message. Nothing leaves this machine."),

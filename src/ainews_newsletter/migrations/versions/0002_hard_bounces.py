@@ -18,6 +18,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Cheap on a big list: PostgreSQL 11 and later store a constant default in the catalog
+    # (no rewrite of the table, the lock held for a moment); SQLite's ADD COLUMN changes
+    # only the schema text (batch mode does not rebuild the table for it).
     with op.batch_alter_table("subscribers") as batch:
         batch.add_column(sa.Column("hard_bounces", sa.Integer, nullable=False,
                                    server_default="0"))

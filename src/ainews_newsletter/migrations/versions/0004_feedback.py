@@ -14,6 +14,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from ainews_newsletter.migrations.online import (
+    add_unique_constraint_concurrently,
+    create_index_concurrently,
+    on_postgresql,
+)
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -21,10 +27,23 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("deliveries") as batch:
-        batch.add_column(sa.Column("return_tag", sa.String(32), nullable=True))
-        batch.create_unique_constraint("uq_delivery_return_tag", ["return_tag"])
-        batch.create_index("ix_delivery_subscriber", ["subscriber_id"])
+    if on_postgresql():
+        # The ledger can be big: its two indexes are built without blocking the senders'
+        # writes (migrations/online.py); the nullable column costs no rewrite.
+        with op.get_context().autocommit_block():
+            op.execute("ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS return_tag "
+                       "VARCHAR(32)")
+            add_unique_constraint_concurrently("uq_delivery_return_tag", "deliveries",
+                                               ["return_tag"])
+            create_index_concurrently("ix_delivery_subscriber", "deliveries",
+                                      ["subscriber_id"])
+    else:
+        # SQLite cannot add a UNIQUE constraint to a table: batch mode copies the ledger
+        # into a new one (BENCHMARKS.md: what that costs on a big ledger).
+        with op.batch_alter_table("deliveries") as batch:
+            batch.add_column(sa.Column("return_tag", sa.String(32), nullable=True))
+            batch.create_unique_constraint("uq_delivery_return_tag", ["return_tag"])
+            batch.create_index("ix_delivery_subscriber", ["subscriber_id"])
     op.create_table(
         "feedback_events",
         sa.Column("id", sa.Integer, primary_key=True),

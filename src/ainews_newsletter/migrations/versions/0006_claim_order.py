@@ -12,6 +12,12 @@ from __future__ import annotations
 
 from alembic import op
 
+from ainews_newsletter.migrations.online import (
+    create_index_concurrently,
+    drop_index_concurrently,
+    on_postgresql,
+)
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -19,6 +25,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if on_postgresql():  # the senders go on writing the ledger meanwhile (online.py)
+        with op.get_context().autocommit_block():
+            create_index_concurrently("ix_delivery_issue_state_id", "deliveries",
+                                      ["issue_id", "state", "id"])
+            drop_index_concurrently("ix_delivery_issue_state")
+        return
     op.create_index("ix_delivery_issue_state_id", "deliveries", ["issue_id", "state", "id"])
     op.drop_index("ix_delivery_issue_state", table_name="deliveries")
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from ainews_newsletter.migrations.online import create_index_concurrently, on_postgresql
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
@@ -22,10 +24,23 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("deliveries", sa.Column("provider_message_id", sa.String(255), nullable=True))
-    op.add_column("deliveries", sa.Column("message_digest", sa.String(24), nullable=True))
-    op.create_index("ix_delivery_provider_message_id", "deliveries", ["provider_message_id"])
-    op.create_index("ix_delivery_message_digest", "deliveries", ["message_digest"])
+    if on_postgresql():  # the ledger's indexes without blocking its writers (online.py)
+        with op.get_context().autocommit_block():
+            op.execute("ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS provider_message_id "
+                       "VARCHAR(255)")
+            op.execute("ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS message_digest "
+                       "VARCHAR(24)")
+            create_index_concurrently("ix_delivery_provider_message_id", "deliveries",
+                                      ["provider_message_id"])
+            create_index_concurrently("ix_delivery_message_digest", "deliveries",
+                                      ["message_digest"])
+    else:
+        op.add_column("deliveries", sa.Column("provider_message_id", sa.String(255),
+                                              nullable=True))
+        op.add_column("deliveries", sa.Column("message_digest", sa.String(24), nullable=True))
+        op.create_index("ix_delivery_provider_message_id", "deliveries",
+                        ["provider_message_id"])
+        op.create_index("ix_delivery_message_digest", "deliveries", ["message_digest"])
     op.add_column("feedback_events", sa.Column("provider", sa.String(16), nullable=True))
     op.add_column("feedback_events", sa.Column("reported_at", sa.String(64), nullable=True))
     op.create_table("webhook_tokens",
