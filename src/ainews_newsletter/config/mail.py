@@ -18,7 +18,37 @@ VERP_TAG_LENGTH = 16
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-class RelayConfig(Section):
+class RelayKeys(Section):
+    """The keys every relay has: [smtp] itself and each of [[smtp.relays]]."""
+
+    host: str = Field(default="localhost", description="The relay's host name or address.")
+    port: int = Field(default=25, ge=1, le=65535, description="The relay's port.")
+    security: Literal["none", "starttls", "tls"] = Field(
+        default="none",
+        description='"none", "starttls" (usually port 587) or "tls" (implicit TLS, usually '
+                    "port 465).")
+    username: str | None = Field(default=None,
+                                 description="Login name; the password comes from the "
+                                             "environment.")
+    rate_per_second: float = Field(default=0, ge=0,
+                                   description="Messages per second across all connections; "
+                                               "0 = as fast as the server accepts.")
+    max_per_hour: int = Field(default=0, ge=0,
+                              description="At most this many messages in any hour (a relay's "
+                                          "hourly quota); 0 = none. Of several relays, one "
+                                          "whose quota is used up passes to the next.")
+    timeout: float = Field(default=30, gt=0,
+                           description="Seconds to wait for the server before giving up on "
+                                       "a connection.")
+    allow_self_signed: bool = Field(
+        default=False,
+        description="Accept a self-signed certificate (a relay on this machine or network "
+                    "only). Off: certificate and host name are verified.")
+    ehlo_name: str | None = Field(default=None,
+                                  description="Name sent in EHLO; default: this machine's.")
+
+
+class RelayConfig(RelayKeys):
     """One relay of several, tried in order; its password comes from the variable it names.
 
     The [smtp] connection keys, a name, and the environment variable its password is read
@@ -27,28 +57,11 @@ class RelayConfig(Section):
     name: str | None = Field(default=None,
                              description='What the ledger, `ainews status` and `ainews doctor` '
                                          'call the relay; default "host:port".')
-    host: str = Field(description="The relay's host name or address.")
-    port: int = Field(default=25, ge=1, le=65535, description="The relay's port.")
-    security: Literal["none", "starttls", "tls"] = Field(
-        default="none", description='"none", "starttls" or "tls", as in [smtp].')
-    username: str | None = Field(default=None, description="Login name, if any.")
+    host: str = Field(description="The relay's host name or address.")  # required here
     password_env: str | None = Field(
         default=None,
         description="The environment variable holding this relay's password (read at "
                     "start-up; named but unset: an error naming the relay and the variable).")
-    rate_per_second: float = Field(default=0, ge=0,
-                                   description="Messages per second through this relay; "
-                                               "0 = as fast as it accepts.")
-    max_per_hour: int = Field(default=0, ge=0,
-                              description="This relay's hourly quota (0 = none); when it is "
-                                          "used up the next relay takes the messages.")
-    timeout: float = Field(default=30, gt=0,
-                           description="Seconds to wait for this relay before giving up.")
-    allow_self_signed: bool = Field(default=False,
-                                    description="Accept this relay's self-signed "
-                                                "certificate, as in [smtp].")
-    ehlo_name: str | None = Field(default=None,
-                                  description="Name sent in EHLO; default: this machine's.")
 
     # Read from the variable password_env names when the config is loaded (loading.py): kept
     # out of the fields so it is never in a dump, a repr or the generated reference.
@@ -65,24 +78,12 @@ class RelayConfig(Section):
         """The relay as the one-relay settings SmtpTransport and the doctor take."""
         password = self._password
         return base.model_copy(update={
-            "host": self.host, "port": self.port, "security": self.security,
-            "username": self.username,
+            **{key: getattr(self, key) for key in RelayKeys.model_fields},
             "password": SecretStr(password) if password is not None else None,
-            "rate_per_second": self.rate_per_second, "max_per_hour": self.max_per_hour,
-            "timeout": self.timeout, "allow_self_signed": self.allow_self_signed,
-            "ehlo_name": self.ehlo_name, "relays": []})
+            "relays": []})
 
 
-class SmtpConfig(Section):
-    host: str = Field(default="localhost", description="The relay's host name or address.")
-    port: int = Field(default=25, ge=1, le=65535, description="The relay's port.")
-    security: Literal["none", "starttls", "tls"] = Field(
-        default="none",
-        description='"none", "starttls" (usually port 587) or "tls" (implicit TLS, usually '
-                    "port 465).")
-    username: str | None = Field(default=None,
-                                 description="Login name; the password comes from the "
-                                             "environment.")
+class SmtpConfig(RelayKeys):
     password: SecretStr | None = Field(default=None,
                                        description="The relay's password (secret).")
     connections: int = Field(
@@ -94,21 +95,6 @@ class SmtpConfig(Section):
         description="Processes the connections are spread over (each builds and sends; the "
                     "sending process alone claims and records). 0 = one per connection, at "
                     "most one per CPU core; 1 = every connection a thread of one process.")
-    rate_per_second: float = Field(default=0, ge=0,
-                                   description="Messages per second across all connections; "
-                                               "0 = as fast as the server accepts.")
-    max_per_hour: int = Field(default=0, ge=0,
-                              description="At most this many messages in any hour (a relay's "
-                                          "hourly quota); 0 = none.")
-    timeout: float = Field(default=30, gt=0,
-                           description="Seconds to wait for the server before giving up on "
-                                       "a connection.")
-    allow_self_signed: bool = Field(
-        default=False,
-        description="Accept a self-signed certificate (a relay on this machine or network "
-                    "only). Off: certificate and host name are verified.")
-    ehlo_name: str | None = Field(default=None,
-                                  description="Name sent in EHLO; default: this machine's.")
     provider: Literal["none", "ses", "sendgrid", "mailgun", "postmark", "postal"] = Field(
         default="none",
         description='The relay is this provider ("ses", "sendgrid", "mailgun", "postmark", '
