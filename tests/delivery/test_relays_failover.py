@@ -278,6 +278,7 @@ def test_relays_from_the_environment_as_json(project: Project) -> None:
     ([{"name": "backup", "host": "h", "password_env": "BACKUP_PASSWORD"}], {},
      "relay 'backup': its password_env BACKUP_PASSWORD is not set"),
     ([{"host": "h"}, {"host": "h", "port": 25}], {}, "two relays named 'h:25'"),
+    ([{"host": "h", "name": "n" * 256}], {}, "is longer than 255 characters"),
 ])
 def test_relay_config_mistakes_are_one_line(project: Project, relays: list[dict[str, Any]],
                                             environ: dict[str, str], expected: str) -> None:
@@ -409,3 +410,50 @@ def test_a_relay_past_the_error_threshold_hands_the_rest_on(project: Project) ->
         assert sorted(second.recipients()) == sorted(addresses[5:])
         deferred = project.query("SELECT relay, email FROM deliveries WHERE state = 'deferred'")
         assert sorted(deferred) == [("first", address) for address in addresses[:5]]
+
+
+def test_a_relay_back_after_failback_is_not_tripped_by_its_old_refusals(
+        project: Project) -> None:
+    """The first relay defers five messages (451) and passes the error threshold; after
+    failback_seconds it accepts again and keeps every message from then on: its old
+    refusals are forgotten when it is taken out of use (else its first success after
+    failback would trip it again, and it would take one message per failback period)."""
+    with running_smtp_server() as first, running_smtp_server() as second:
+        config = _config(project, [_relay("first", first.port), _relay("second", second.port)],
+                         delivery={"error_threshold": 0.5, "error_window": 5},
+                         failback_seconds=0.3)
+        addresses = _subscribe(config, 40)
+        first.handler.replies = {address: "451 4.7.1 try again later"
+                                 for address in addresses[:5]}
+        second.handler.data_delay = 0.1  # so the failback comes before the list's end
+        counts = execute_send(config, plan_send(config, W47))
+        assert (counts.sent, counts.deferred) == (35, 5)
+        relays = [relay for (relay,) in project.query(
+            "SELECT relay FROM deliveries WHERE state = 'sent' ORDER BY sent_at, id")]
+        assert "first" in relays and relays[-1] == "first"
+        back = relays.index("first")
+        assert set(relays[back:]) == {"first"}, relays  # once back, it stays
+
+
+def test_connections_racing_for_a_quota_s_last_slot_never_wait_for_the_hour() -> None:
+    """Three connections ask a relay with one message left this hour at once: one takes
+    it, the others are told at once (and go to the next relay), none waits."""
+    import threading
+
+    from ainews_newsletter.delivery.pacing import RateLimiter
+
+    limiter = RateLimiter(0, max_per_hour=1)
+    start = threading.Barrier(3)
+    answers: list[bool] = []
+
+    def ask() -> None:
+        start.wait()
+        answers.append(limiter.take_within_quota())
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(answers) == [False, False, True]

@@ -122,6 +122,9 @@ class SmtpConfig(RelayKeys):
     @classmethod
     def _distinct_relay_names(cls, value: list[RelayConfig]) -> list[RelayConfig]:
         labels = [relay.label for relay in value]
+        for label in labels:  # the ledger's relay column holds 255
+            if len(label) > 255:
+                raise ValueError(f"relay name {label[:40]!r}… is longer than 255 characters")
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
             raise ValueError(f"two relays named {twice[0]!r}: give each a distinct name")

@@ -40,6 +40,13 @@ class ErrorWatch:
                              "check the mail server")
 
 
+    def reset(self) -> None:
+        """Forget what was counted: a relay taken out of use starts afresh when it comes
+        back (its old refusals would trip it again at the first message)."""
+        with self._lock:
+            self.recent.clear()
+
+
 class RateLimiter:
     """One limit shared by every connection: messages at least 1/rate_per_second apart, and
     at most max_per_hour in any hour (a relay's quota). Monotonic clock: immune to NTP jumps.
@@ -79,6 +86,22 @@ class RateLimiter:
         """Take a slot only if one is free now (never waits)."""
         with self._lock:
             return self._delay() <= 0
+
+    def take_within_quota(self) -> bool:
+        """Take a slot, waiting out the per-second rate (short) but never the hourly quota:
+        False, taking nothing, when the quota is used up. One check under the lock, so
+        connections racing for the last slot cannot all pass and then wait an hour."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and self._sent[0] <= now - HOUR:
+                    self._sent.popleft()
+                if self.max_per_hour and len(self._sent) >= self.max_per_hour:
+                    return False
+                delay = self._delay()
+            if delay <= 0:
+                return True
+            self._sleep(min(delay, 1.0))
 
     def seconds_to_wait(self) -> float:
         """How long until a slot is free, taking nothing (0: free now)."""

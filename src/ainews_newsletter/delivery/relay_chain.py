@@ -49,11 +49,6 @@ class RelayLink:
     reason: str = ""  # why it was last found down
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def full(self) -> bool:
-        """The hourly quota is used up (a per-second wait is short and is waited)."""
-        return bool(self.limiter.max_per_hour) and self.limiter.seconds_to_wait() > (
-            self.limiter.interval + 1.0)
-
 
 class Relays:
     """The relays of one send, in order, as this process sees them."""
@@ -72,6 +67,7 @@ class Relays:
         with link.lock:
             link.down_until = self._clock() + self.failback_seconds
             link.reason = reason
+        link.watch.reset()  # back after failback with a clean count, not the old refusals
 
 
 def relays_for_send(smtp: SmtpConfig, error_threshold: float, error_window: int,
@@ -116,12 +112,11 @@ class RelayChain:
                 self._let_go(link)
                 skipped.append(f"{link.name}: {link.reason or 'down'}")
                 continue
-            if link.full():
+            if not link.limiter.take_within_quota():  # the per-second rate: a short wait
                 self._let_go(link)
                 skipped.append(f"{link.name}: its max_per_hour is used up")
                 continue
             transport = self._transport(link)
-            link.limiter.wait()  # the per-second rate: a short wait
             try:
                 outcome = transport.send(envelope_from, recipient, message)
             except TransportUnavailable as exc:  # nothing handed over: the next relay
