@@ -302,7 +302,7 @@ def test_only_a_lost_or_refused_connection_counts_as_away() -> None:
     import psycopg
     from sqlalchemy.exc import IntegrityError, OperationalError
 
-    from ainews_newsletter.delivery.reconnect import database_away
+    from ainews_newsletter.storage_faults import database_away
 
     def wrapped(error: Exception) -> OperationalError:
         return OperationalError("SELECT 1", {}, error)

@@ -311,6 +311,15 @@ def test_what_counts_as_a_full_disk() -> None:
 
     locked = _wrapped(sqlite3.OperationalError("database is locked"))
     assert not disk_full(locked, "sqlite:////srv/news/data/ainews.db")
+    # Errors that keep their own words: a lock, a missing table, our own SQL's mistake.
+    for words in ("database is locked", "no such table: subscribers", 'near "X": syntax error'):
+        assert storage_failure(_wrapped(sqlite3.OperationalError(words)),
+                               "sqlite:////srv/news/data/ainews.db") is None
+    timeout = _wrapped(psycopg.errors.QueryCanceled("canceling statement due to timeout"))
+    assert storage_failure(timeout, url) is None
+    unopenable = storage_failure(_wrapped(sqlite3.OperationalError(
+        "unable to open database file")), "sqlite:////srv/news/data/ainews.db")
+    assert unopenable is not None and unopenable.startswith("cannot use the database ")
     assert not disk_full(ValueError("no space"))
     assert storage_failure(ValueError("x"), None) is None
     assert storage_failure(OSError(errno.EACCES, "Permission denied", "/x"), None) is None
@@ -321,6 +330,8 @@ def test_safe_url_hides_only_the_password() -> None:
         "postgresql+psycopg://u:***@h:5432/db?sslmode=require")
     assert safe_url("postgresql://u@h/db") == "postgresql://u@h/db"
     assert safe_url("postgresql://u:p@ss@h/db") == "postgresql://u:***@h/db"
+    assert safe_url("postgresql+psycopg://u:pa/ss@h/db") == "postgresql+psycopg://u:***@h/db"
+    assert "secret" not in safe_url("postgresql+psycopg://u@h/db?password=secret")
     assert safe_url("sqlite:////srv/a:b@c/ainews.db") == "sqlite:////srv/a:b@c/ainews.db"
 
 

@@ -1,7 +1,8 @@
 """What a failure of the database or its disk means, in one line an operator can act on.
 
-A leaf, and light: the CLI's last-resort error handler asks it (and the web server may ask
-`disk_full` for its 503) without importing SQLAlchemy or the rooms. It reads an exception,
+A leaf, and light: the CLI's last-resort error handler, the web's sign-ups and the send's
+reconnects ask it without importing SQLAlchemy or the rooms (safe_url imports it, only on
+the way to an error message). It reads an exception,
 the chain under it (SQLAlchemy's `.orig`, `__cause__`, `__context__`) and, for SQLite, the
 free space of the database's folder."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,11 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # opened on a full disk) as a plain "disk I/O error"; with less than this left beside the
 # database, that is the disk being full.
 _NEARLY_NOTHING = 64 * 1024
+
+# SQLSTATE classes of a connection lost or refused: 08 connection exception, 57P operator
+# intervention (57P01 admin shutdown: `pg_ctl restart -m fast`; 57P02 crash; 57P03 "the
+# database system is starting up").
+_AWAY_STATES = ("08", "57P")
 
 # The default for what stayed: every change is its own transaction somewhere.
 ROLLED_BACK = "the change that failed was rolled back, everything stored before it stays"
@@ -98,14 +105,43 @@ def disk_full(exc: BaseException, database_url: str | None = None) -> bool:
 
 
 def safe_url(database_url: str) -> str:
-    """The URL with its password replaced by ***, for a message on a terminal or in a log."""
-    scheme, separator, rest = database_url.partition("://")
-    netloc, slash, path = rest.partition("/")  # user:password@host:port, then the rest
-    credentials, at, host = netloc.rpartition("@")
-    if not separator or not at or ":" not in credentials:
-        return database_url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}{slash}{path}"
+    """The URL with its password replaced by ***, for a message on a terminal or in a log:
+    as SQLAlchemy reads it (a "/" or "@" in the password included), a `password` in the
+    query too; one it cannot read is not shown at all."""
+    from sqlalchemy.engine import make_url  # only on the way to an error message
+
+    try:
+        url = make_url(database_url)
+    except Exception:
+        return "the configured database (its URL cannot be read)"
+    if url.password is None and "password" not in url.query:
+        return database_url  # nothing to hide: shown as written
+    if "password" in url.query:
+        url = url.update_query_dict({"password": "***"})
+    shown = url.render_as_string(hide_password=True)
+    scheme, _, rest = shown.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    if netloc.count("@") > 1:  # an "@" left unencoded in the password: hide all of it
+        netloc = f"{netloc.split(':', 1)[0]}:***@{netloc.rsplit('@', 1)[1]}"
+    return f"{scheme}://{netloc}{slash}{tail}"
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached right now (its connection was lost
+    or refused), as opposed to refusing what was asked (a lock, a constraint, a timeout, a
+    syntax error: those keep their own words). Read without importing SQLAlchemy or the
+    driver: a connection SQLAlchemy marked invalid, or psycopg's OperationalError without
+    a SQLSTATE (the client library's own: refused, "server closed the connection") or in
+    the classes of a lost connection."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    original = getattr(exc, "orig", None) or exc
+    psycopg = sys.modules.get("psycopg")  # imported by whoever connected to PostgreSQL
+    if psycopg is not None and isinstance(original, psycopg.OperationalError):
+        state = getattr(original, "sqlstate", None)
+        return state is None or str(state).startswith(_AWAY_STATES)
+    # SQLite: a database file that cannot be opened (its folder gone or not writable).
+    return isinstance(original, sqlite3.OperationalError) and "unable to open" in str(original)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -144,7 +180,7 @@ def storage_failure(exc: BaseException, database_url: str | None,
             where = f"the disk holding {holding} is full"
             advice = "free space and run the command again"
         return f"{where} ({reason}); {advice} — nothing was half-written: {stayed}"
-    if _is_operational(exc):
+    if _is_operational(exc) and database_away(exc):
         shown = safe_url(database_url) if database_url else "the configured database"
         return (f"cannot use the database {shown}: {_first_line(exc)}; check that it is "
                 "running and reachable (and [storage] url), then run the command again — "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,32 +19,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter.errors import DeliveryError
+from ainews_newsletter.storage_faults import database_away
 
 log = logging.getLogger("ainews.delivery")
 T = TypeVar("T")
 
 FIRST_WAIT = 0.5  # seconds before the first retry, doubled each time up to LONGEST_WAIT
 LONGEST_WAIT = 10.0
-# SQLSTATE classes of a connection lost or refused: 08 connection exception, 57P operator
-# intervention (57P01 admin shutdown: `pg_ctl restart -m fast`; 57P02 crash; 57P03 "the
-# database system is starting up").
-_AWAY_STATES = ("08", "57P")
-
-
-def database_away(exc: BaseException) -> bool:
-    """Whether `exc` says the database cannot be reached right now (its connection was lost
-    or refused), as opposed to refusing what was asked."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    original = exc.orig if isinstance(exc, DBAPIError) else exc
-    psycopg = sys.modules.get("psycopg")  # imported by whoever connected to PostgreSQL
-    if psycopg is None or not isinstance(original, psycopg.OperationalError):
-        return False
-    state = getattr(original, "sqlstate", None)
-    # No SQLSTATE: the client library's own error (refused, "server closed the connection").
-    return state is None or str(state).startswith(_AWAY_STATES)
-
-
 def where(url: URL) -> str:
     """The database named for the operator: host (or socket folder), port and name."""
     host = url.host or str(url.query.get("host") or "localhost")

@@ -21,7 +21,7 @@ from typing import TypeVar
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
-from ainews_newsletter.delivery.reconnect import database_away, where
+from ainews_newsletter.delivery.reconnect import where
 from ainews_newsletter.errors import AinewsError, SelectionError
 from ainews_newsletter.models import DeliveryCounts, Window
 from ainews_newsletter.pipeline.issue import audience_list, resolve_period
@@ -38,6 +38,7 @@ from ainews_newsletter.pipeline.send import (
 )
 from ainews_newsletter.render.lint import has_errors
 from ainews_newsletter.schedule.history import RunHistory
+from ainews_newsletter.storage_faults import database_away
 
 log = logging.getLogger("ainews.schedule")
 StopRequested = Callable[[], bool]

@@ -30,6 +30,7 @@ from ainews_newsletter.render.environment import (
     make_environment,
     render_template,
 )
+from ainews_newsletter.storage_faults import database_away, disk_full
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.confirmation_quota import ConfirmationQuota
 from ainews_newsletter.subscribers.consent_records import Agreement
@@ -143,11 +144,14 @@ class DoubleOptIn:
             outcome = self._sign_up_and_mail_now(address, name, agreement, language)
         except TransportUnavailable as exc:
             log.warning("confirmation mail to %s not sent: %s", masked, exc)
-        except OperationalError as exc:  # expected of a full disk or a database away
-            self._storage_failed_at = time.monotonic()
-            log.warning("sign-up of %s not stored: the database is unusable (%s); the form "
-                        "answers 503 for %d s", masked, str(exc).splitlines()[0],
-                        STORAGE_PAUSE_SECONDS)
+        except OperationalError as exc:  # a full disk, a database away, a lock held long
+            unusable = disk_full(exc, self.config.database_url) or database_away(exc)
+            if unusable:
+                self._storage_failed_at = time.monotonic()
+            log.warning("sign-up of %s not stored: the database is %s (%s)%s", masked,
+                        "unusable" if unusable else "busy", str(exc).splitlines()[0],
+                        f"; the form answers 503 for {STORAGE_PAUSE_SECONDS:.0f} s"
+                        if unusable else "")
         except Exception:  # the reader can simply sign up again
             log.exception("sign-up of %s failed", masked)
         else:
