@@ -305,3 +305,27 @@ def test_check_of_a_postgresql_that_does_not_answer(project: Project, tmp_path: 
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot read the database: ")
+
+
+def test_pg_dump_connects_as_the_application_does_without_the_password_in_argv() -> None:
+    """The URL's libpq options (TLS, several hosts) reach pg_dump as a conninfo string; the
+    password, in the URL or its query, only through PGPASSWORD."""
+    from pathlib import Path as _Path
+
+    from sqlalchemy.engine import make_url
+
+    from ainews_newsletter.pipeline.backup import pg_dump_arguments, pg_password
+
+    url = make_url("postgresql+psycopg://news:s3cr%40t@db.example:5433/ainews"
+                   "?sslmode=verify-full&sslrootcert=/etc/ssl/ca.pem")
+    arguments = pg_dump_arguments(url, _Path("/backups/x.dump"))
+    assert not any("s3cr" in argument for argument in arguments)
+    [conninfo] = [a.removeprefix("--dbname=") for a in arguments if a.startswith("--dbname=")]
+    assert dict(part.split("=", 1) for part in conninfo.split()) == {
+        "sslmode": "verify-full", "sslrootcert": "/etc/ssl/ca.pem", "host": "db.example",
+        "port": "5433", "user": "news", "dbname": "ainews"}
+    assert pg_password(url) == "s3cr@t"
+    sockets = make_url("postgresql+psycopg:///ainews?host=/run/a&host=/run/b&password=pw")
+    assert "host=/run/a,/run/b" in pg_dump_arguments(sockets, _Path("x"))[-1]
+    assert "pw" not in " ".join(pg_dump_arguments(sockets, _Path("x")))
+    assert pg_password(sockets) == "pw"

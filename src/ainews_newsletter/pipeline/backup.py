@@ -147,18 +147,30 @@ def _first_line(exc: BaseException) -> str:
 # -- PostgreSQL ----------------------------------------------------------------------------
 
 def pg_dump_arguments(url: URL, target: Path) -> list[str]:
-    """pg_dump's connection options for `url` (no password: that goes in PGPASSWORD)."""
-    arguments = ["--format=custom", "--no-password", f"--file={target}"]
-    host = url.host or url.query.get("host")
-    port = url.port or url.query.get("port")
-    if host:
-        arguments.append(f"--host={host}")
-    if port:
-        arguments.append(f"--port={port}")
-    if url.username:
-        arguments.append(f"--username={url.username}")
-    arguments.append(f"--dbname={url.database or url.username or 'postgres'}")
-    return arguments
+    """pg_dump's arguments for `url`: its connection as a libpq conninfo string, so pg_dump
+    connects as the application does (sslmode, sslrootcert, several hosts, a socket folder
+    in `host`, libpq's own default database), without the password: that goes in
+    PGPASSWORD (`pg_password`)."""
+    from psycopg.conninfo import make_conninfo
+
+    params: dict[str, str] = {}
+    for key, value in url.query.items():
+        if key != "password":
+            params[key] = ",".join(value) if isinstance(value, tuple) else str(value)
+    for key, part in (("host", url.host), ("port", url.port), ("user", url.username),
+                      ("dbname", url.database)):
+        if part:
+            params[key] = str(part)
+    return ["--format=custom", "--no-password", f"--file={target}",
+            f"--dbname={make_conninfo(**params)}"]
+
+
+def pg_password(url: URL) -> str | None:
+    """The password pg_dump needs, from the URL or its query."""
+    if url.password is not None:
+        return str(url.password)
+    value = url.query.get("password")
+    return value[0] if isinstance(value, tuple) else value
 
 
 def _postgres_backup(url: str, target: Path) -> BackupReport:
@@ -171,8 +183,9 @@ def _postgres_backup(url: str, target: Path) -> BackupReport:
     partial = _partial(target)
     _discard(partial)
     environment = dict(os.environ)
-    if parsed.password is not None:
-        environment["PGPASSWORD"] = str(parsed.password)  # never on the command line
+    password = pg_password(parsed)
+    if password is not None:
+        environment["PGPASSWORD"] = password  # never on the command line
     with engine_for(url).connect().execution_options(
             isolation_level="REPEATABLE READ") as connection:
         # pg_dump takes the snapshot this transaction exports: the counts below are those of

@@ -85,7 +85,10 @@ def _check_sqlite(path: Path) -> CheckReport:
         report.problems.append(f"no database at {path}")
         return report
     try:
-        # Read-only: checking a file must not create or change it (nor its -wal).
+        # Read-only: checking never creates a database or changes its pages. A WAL file
+        # read with no other connection open still gets its -wal and -shm side files
+        # (SQLite's reader needs the shared-memory index; `immutable` would skip the locks a
+        # running send relies on), which SQLite removes at the next clean close.
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     except sqlite3.Error as exc:
         report.problems.append(f"cannot open {path}: {exc}")
