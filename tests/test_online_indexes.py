@@ -124,3 +124,46 @@ def test_two_processes_upgrading_at_once_take_turns(postgres_url: str) -> None:
         invalid = connection.execute(text(
             "SELECT count(*) FROM pg_index WHERE NOT indisvalid")).scalar()
     assert invalid == 0 and schema_version(engine) == SCHEMA_HEAD
+
+
+def test_a_step_waiting_for_its_table_lock_gives_way_to_the_senders(postgres_url: str) -> None:
+    """0011 adds a column to deliveries (a brief exclusive lock). Queued behind a long
+    transaction (a pg_dump, a report), its lock request would hold up every write of a
+    running send until that transaction ends. With the upgrade's lock_timeout it gives way,
+    the send's write goes through while the long transaction is still open, and the step
+    is tried again until it gets its lock."""
+    engine = engine_for(postgres_url)
+    _at(engine, "0010")
+    _ledger_rows(engine, 5)
+    holder = engine.connect()
+    holder.execute(text("SELECT count(*) FROM deliveries"))  # ACCESS SHARE, kept open
+    upgraded: list[tuple[str | None, str]] = []
+    upgrade = threading.Thread(target=lambda: upgraded.append(upgrade_schema(engine)))
+    upgrade.start()
+    watcher = engine.connect()
+    try:
+        for _ in range(600):  # until the ALTER waits for its lock (bounded: 60 s)
+            waiting = watcher.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'ALTER TABLE deliveries%'")).scalar()
+            watcher.rollback()
+            if waiting:
+                break
+            threading.Event().wait(0.1)
+        else:
+            pytest.fail("the upgrade never waited for its lock")
+        # A send recording an answer while the long transaction is still open: without
+        # the timeout it would queue behind the ALTER until that transaction ends (here:
+        # never; its own 30 s lock_timeout then fails the test instead of hanging it).
+        with engine.begin() as writer:
+            writer.execute(text("SET LOCAL lock_timeout = '30s'"))
+            changed = writer.execute(text(
+                "UPDATE deliveries SET attempts = attempts + 1 WHERE id = 1")).rowcount
+    finally:
+        holder.rollback()
+        holder.close()
+        watcher.close()
+        upgrade.join(timeout=300)
+    assert changed == 1
+    assert upgraded == [("0010", SCHEMA_HEAD)]
+    assert schema_version(engine) == SCHEMA_HEAD

@@ -158,25 +158,51 @@ _MIGRATE_LOCK_KEY = 0x6D696772  # "migr"
 # How long a process waits for another's upgrade: a big ledger's index builds take minutes
 # (BENCHMARKS.md, "Upgrading a big database").
 _MIGRATE_WAIT_SECONDS = 3600
+# A migration step that waits longer than this for its table lock (queued behind a long
+# transaction, a pg_dump's say) gives way and is tried again a second later: while it
+# waits, every write of a running send would queue behind it. SQLSTATE 55P03.
+_STEP_LOCK_TIMEOUT = "5s"
+_STEP_TRIES = 120
 
 
 def _upgrade_postgres(engine: Engine, settings: Any) -> None:
     """Alembic holds the transactions itself (one per migration), so that the index builds
     that must not block the senders (CONCURRENTLY) run outside any. Those commit part of a
     migration before the rest: two processes upgrading at once take turns (a session lock,
-    held across the commits), and the second finds the schema current."""
+    held across the commits), and the second finds the schema current. A step gives way
+    when its table lock does not come within _STEP_LOCK_TIMEOUT, and is tried again."""
+    import time
+
     from alembic import command
 
     with engine.connect() as connection:
         _take_migrate_lock(connection)
+        failed = True
         try:
-            settings.attributes["connection"] = connection
-            command.upgrade(settings, "head")
-        finally:
-            connection.rollback()  # whatever a failed migration left open
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"),
-                               {"key": _MIGRATE_LOCK_KEY})
+            connection.execute(text(f"SET lock_timeout = '{_STEP_LOCK_TIMEOUT}'"))
             connection.commit()
+            for attempt in range(1, _STEP_TRIES + 1):
+                settings.attributes["connection"] = connection
+                try:
+                    command.upgrade(settings, "head")  # goes on from the last step done
+                    break
+                except OperationalError as exc:
+                    if (getattr(exc.orig, "sqlstate", None) != "55P03"
+                            or attempt == _STEP_TRIES):
+                        raise
+                    connection.rollback()
+                    time.sleep(1.0)
+            failed = False
+        finally:
+            try:
+                connection.rollback()  # whatever a failed migration left open
+                connection.execute(text("RESET lock_timeout"))  # the pooled connection's
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                   {"key": _MIGRATE_LOCK_KEY})
+                connection.commit()
+            except Exception:
+                if not failed:  # else the migration's own error is the one to see
+                    raise
 
 
 def _take_migrate_lock(connection: Connection) -> None:

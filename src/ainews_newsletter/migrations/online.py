@@ -33,14 +33,23 @@ def _constraint_exists(name: str) -> bool:
 
 def create_index_concurrently(name: str, table: str, columns: list[str],
                               unique: bool = False) -> None:
-    """CREATE [UNIQUE] INDEX CONCURRENTLY, unless a valid index of that name is there."""
+    """CREATE [UNIQUE] INDEX CONCURRENTLY, unless a valid index of that name is there.
+    Without the upgrade's lock_timeout (database.py): a concurrent build waits for the
+    transactions open when it starts (a long pg_dump's too) but blocks no writer meanwhile,
+    so it may wait; the timeout is for the steps whose lock does block them."""
     valid = _index_valid(name)
     if valid:
         return
-    if valid is False:  # what an interrupted build left: unusable, and in the way
-        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-    op.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX CONCURRENTLY {name} ON {table} "
-               f"({', '.join(columns)})")
+    saved = op.get_bind().execute(text("SHOW lock_timeout")).scalar()
+    op.execute("SET lock_timeout = 0")
+    try:
+        if valid is False:  # what an interrupted build left: unusable, and in the way
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        op.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX CONCURRENTLY {name} ON "
+                   f"{table} ({', '.join(columns)})")
+    finally:
+        op.get_bind().execute(text("SELECT set_config('lock_timeout', :saved, false)"),
+                              {"saved": str(saved)})
 
 
 def add_unique_constraint_concurrently(name: str, table: str, columns: list[str]) -> None:
