@@ -457,3 +457,49 @@ def test_connections_racing_for_a_quota_s_last_slot_never_wait_for_the_hour() ->
         thread.join(timeout=30)
     assert not any(thread.is_alive() for thread in threads)
     assert sorted(answers) == [False, False, True]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_each_relay_carries_its_own_provider_s_tag_header(
+        project: Project, path: tuple[int, int]) -> None:
+    """A Postmark relay first, an SES relay second, a plain one third: the messages each
+    takes carry that provider's metadata header with the row's own tag (what its webhook
+    events bring back), never another's, nor our placeholder line."""
+    import email
+    import email.policy
+
+    with running_smtp_server() as first, running_smtp_server() as second, \
+            running_smtp_server() as third:
+        config = _config(project, [
+            _relay("pm", first.port, provider="postmark", provider_stream="news"),
+            _relay("ses", second.port, provider="ses"),
+            _relay("plain", third.port)], path)
+        addresses = _subscribe(config, 12)
+        first.handler.replies = {addresses[3]: "421 4.3.2 try later"}
+        second.handler.replies = {addresses[7]: "421 4.3.2 try later"}
+        counts = execute_send(config, plan_send(config, W47))
+        assert counts.sent == 12
+        tags = dict(project.query("SELECT email, return_tag FROM deliveries"))
+        seen: dict[str, set[str]] = {}
+        for server in (first, second, third):
+            for received in server.handler.messages:
+                message = email.message_from_bytes(received.data, policy=email.policy.default)
+                [address] = received.rcpt_tos
+                assert "X-Ainews-Relay-Tag" not in message
+                if server is first:
+                    assert message["X-PM-Metadata-ainews_tag"] == tags[address]
+                    assert message["X-PM-Message-Stream"] == "news"
+                    assert "X-SES-MESSAGE-TAGS" not in message
+                elif server is second:
+                    assert message["X-SES-MESSAGE-TAGS"] == f"ainews_tag={tags[address]}"
+                    assert "X-PM-Metadata-ainews_tag" not in message
+                else:
+                    assert not [name for name in message.keys()
+                                if name.startswith(("X-PM", "X-SES"))]
+                seen.setdefault(address, set()).add(
+                    "pm" if server is first else "ses" if server is second else "plain")
+        assert sorted(seen) == sorted(addresses)
+        used = {name for names in seen.values() for name in names}
+        # Worker processes each keep their own view of which relay is down: only the one
+        # that met a 421 moves on, so which relays the others use is theirs to find.
+        assert used == {"pm", "ses", "plain"} if path == (1, 1) else {"pm", "ses"} <= used

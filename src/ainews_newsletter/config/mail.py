@@ -46,6 +46,25 @@ class RelayKeys(Section):
                     "only). Off: certificate and host name are verified.")
     ehlo_name: str | None = Field(default=None,
                                   description="Name sent in EHLO; default: this machine's.")
+    provider: Literal["none", "ses", "sendgrid", "mailgun", "postmark", "postal"] = Field(
+        default="none",
+        description='The relay is this provider ("ses", "sendgrid", "mailgun", "postmark", '
+                    '"postal"): each message carries the delivery\'s tag in the provider\'s '
+                    "metadata header (left out of the DKIM signature), which its webhook events "
+                    'bring back. "none": no such header. Of several relays, each its own.')
+    provider_stream: str | None = Field(
+        default=None,
+        description="SES: the configuration set (X-SES-CONFIGURATION-SET) whose event "
+                    "destination publishes to the SNS topic; Postmark: the message stream "
+                    "(X-PM-Message-Stream). Unset: the provider's default.")
+
+    @field_validator("provider_stream")
+    @classmethod
+    def _plain_stream_name(cls, value: str | None) -> str | None:
+        # Written into a header as-is: a name SES and Postmark accept, nothing to encode.
+        if value is not None and not _STREAM_NAME.fullmatch(value):
+            raise ValueError(f"{value!r}: letters, digits, '-' and '_' only, at most 64")
+        return value
 
 
 class RelayConfig(RelayKeys):
@@ -95,18 +114,6 @@ class SmtpConfig(RelayKeys):
         description="Processes the connections are spread over (each builds and sends; the "
                     "sending process alone claims and records). 0 = one per connection, at "
                     "most one per CPU core; 1 = every connection a thread of one process.")
-    provider: Literal["none", "ses", "sendgrid", "mailgun", "postmark", "postal"] = Field(
-        default="none",
-        description='The relay is this provider ("ses", "sendgrid", "mailgun", "postmark", '
-                    '"postal"): each message carries the delivery\'s tag in the provider\'s '
-                    "metadata header (left out of the DKIM signature), which its webhook events "
-                    'bring back. "none": no such header.')
-    provider_stream: str | None = Field(
-        default=None,
-        description="SES: the configuration set (X-SES-CONFIGURATION-SET) whose event "
-                    "destination publishes to the SNS topic; Postmark: the message stream "
-                    "(X-PM-Message-Stream). Unset: the provider's default.")
-
     relays: list[RelayConfig] = Field(
         default_factory=list,
         description="Several relays in order ([[smtp.relays]], or AINEWS_SMTP__RELAYS as a "
@@ -128,14 +135,6 @@ class SmtpConfig(RelayKeys):
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
             raise ValueError(f"two relays named {twice[0]!r}: give each a distinct name")
-        return value
-
-    @field_validator("provider_stream")
-    @classmethod
-    def _plain_stream_name(cls, value: str | None) -> str | None:
-        # Written into a header as-is: a name SES and Postmark accept, nothing to encode.
-        if value is not None and not _STREAM_NAME.fullmatch(value):
-            raise ValueError(f"{value!r}: letters, digits, '-' and '_' only, at most 64")
         return value
 
     def worker_processes(self) -> int:

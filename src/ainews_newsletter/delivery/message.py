@@ -239,6 +239,20 @@ _TAG_HEADERS = {
 # The provider's configuration set or message stream, for providers that have one.
 _STREAM_HEADERS = {"ses": "X-SES-CONFIGURATION-SET", "postmark": "X-PM-Message-Stream"}
 _TAG = re.compile(r"[a-z2-7]{1,32}")  # a return tag (returnpath.py): nothing to encode
+RELAY_TAG_HEADER = b"X-Ainews-Relay-Tag"  # see ProviderHeaders.relay_placeholder
+_RELAY_TAG_LINE = re.compile(rb"\r\n" + RELAY_TAG_HEADER + rb": ([a-z2-7]{1,32})\r\n")
+
+
+def for_relay(message: bytes, headers: ProviderHeaders | None) -> bytes:
+    """`message` as the relay of provider `headers` takes it: the placeholder line (before
+    the headers' end) replaced by that provider's lines for the same tag, or dropped for a
+    relay without one. A message without the line is returned as it is."""
+    end = message.find(b"\r\n\r\n")
+    found = _RELAY_TAG_LINE.search(message, 0, end + 2 if end >= 0 else len(message))
+    if found is None:
+        return message
+    lines = b"" if headers is None else headers.lines(found.group(1).decode("ascii"))
+    return b"".join((message[:found.start() + 2], lines, message[found.end():]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,6 +277,12 @@ class ProviderHeaders:
         constant = f"{name}: {stream}\r\n" if stream and name else ""
         return cls(before.encode("ascii"), f"{after}\r\n".encode("ascii"),
                    constant.encode("ascii"))
+
+    @classmethod
+    def relay_placeholder(cls) -> ProviderHeaders:
+        """The tag in a line of our own, for a send through relays of different providers:
+        the relay chain turns it into the chosen relay's lines (`for_relay`), or drops it."""
+        return cls(RELAY_TAG_HEADER + b": ", b"\r\n", b"")
 
     def lines(self, tag: str | None) -> bytes:
         """The header lines for a message whose delivery has `tag` (None: a row from before

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ainews_newsletter.config import SmtpConfig
+from ainews_newsletter.delivery.message import ProviderHeaders, for_relay
 from ainews_newsletter.delivery.pacing import ErrorWatch, RateLimiter, SendPaused
 from ainews_newsletter.delivery.transports import SmtpTransport, Transport, TransportUnavailable
 from ainews_newsletter.models import SendOutcome
@@ -45,6 +46,9 @@ class RelayLink:
     settings: SmtpConfig
     limiter: RateLimiter
     watch: ErrorWatch
+    # Its provider's metadata lines, put in place of the message's placeholder (message.py
+    # `for_relay`); None: the placeholder is dropped.
+    headers: ProviderHeaders | None = None
     down_until: float = 0.0  # monotonic; 0 = up
     reason: str = ""  # why it was last found down
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,7 +84,8 @@ def relays_for_send(smtp: SmtpConfig, error_threshold: float, error_window: int,
         links.append(RelayLink(
             relay.label, relay.smtp_settings(smtp),
             RateLimiter(relay.rate_per_second / processes, relay.max_per_hour // processes),
-            ErrorWatch(error_threshold, error_window)))
+            ErrorWatch(error_threshold, error_window),
+            ProviderHeaders.of(relay.provider, relay.provider_stream)))
     return Relays(links, smtp.failback_seconds)
 
 
@@ -118,7 +123,8 @@ class RelayChain:
                 continue
             transport = self._transport(link)
             try:
-                outcome = transport.send(envelope_from, recipient, message)
+                outcome = transport.send(envelope_from, recipient,
+                                         for_relay(message, link.headers))
             except TransportUnavailable as exc:  # nothing handed over: the next relay
                 self._fail(link, str(exc))
                 skipped.append(f"{link.name}: {exc}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ainews_newsletter.config import Config
+from ainews_newsletter.delivery.message import ProviderHeaders
 from ainews_newsletter.delivery.relay_chain import (
     RelayChain,
     processes_for_relays,
@@ -43,3 +44,15 @@ def send_pacing(config: Config) -> tuple[float, int, float]:
         return 0.0, 0, NEVER_PAUSES
     return (config.smtp.rate_per_second, config.smtp.max_per_hour,
             config.delivery.error_threshold)
+
+
+def message_provider(config: Config) -> ProviderHeaders | None:
+    """The relay provider lines messages are built with: [smtp] provider's for one relay;
+    through [[smtp.relays]] a placeholder that each relay turns into its own provider's
+    lines or drops (relay_chain.py), or none when no relay names a provider."""
+    smtp = config.smtp
+    if smtp.relays and config.delivery.backend == "smtp":
+        if any(relay.provider != "none" for relay in smtp.relays):
+            return ProviderHeaders.relay_placeholder()
+        return None
+    return ProviderHeaders.of(smtp.provider, smtp.provider_stream)

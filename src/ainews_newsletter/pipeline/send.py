@@ -15,7 +15,6 @@ from ainews_newsletter.delivery.claims import DeliverableCheck, RetryPolicy
 from ainews_newsletter.delivery.clicklinks import ClickLinks, post_links
 from ainews_newsletter.delivery.clicktokens import ClickTokens
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
-from ainews_newsletter.delivery.message import ProviderHeaders
 from ainews_newsletter.delivery.presence import SenderPresence, sender_presence
 from ainews_newsletter.delivery.send_context import Hooks, Progress, SendSettings
 from ainews_newsletter.delivery.thread_sender import deliver
@@ -58,7 +57,12 @@ from ainews_newsletter.pipeline.issue import (
     sample_message,
     select_posts,
 )
-from ainews_newsletter.pipeline.relaying import relay_chain, relay_transports, send_pacing
+from ainews_newsletter.pipeline.relaying import (
+    message_provider,
+    relay_chain,
+    relay_transports,
+    send_pacing,
+)
 from ainews_newsletter.render.lint import Finding
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.queries import (
@@ -188,8 +192,9 @@ def freeze_issue(config: Config, plan: SendPlan, only_if_new: bool = False) -> I
 
 def tags_deliveries(config: Config) -> bool:
     """Whether each delivery row gets a return tag: it names the message in a VERP return
-    path ([bounces] address) and in a relay provider's metadata header ([smtp] provider)."""
-    return config.bounces.address is not None or config.smtp.provider != "none"
+    path ([bounces] address) and in a relay provider's metadata header ([smtp] provider, or
+    a relay's)."""
+    return config.bounces.address is not None or message_provider(config) is not None
 
 
 def send_settings(config: Config, clicks: ClickLinks | None = None) -> SendSettings:
@@ -211,7 +216,7 @@ def send_settings(config: Config, clicks: ClickLinks | None = None) -> SendSetti
         verp=((config.bounces.address, config.bounces.delimiter)
               if config.bounces.address else None),
         clicks=clicks,
-        provider=ProviderHeaders.of(config.smtp.provider, config.smtp.provider_stream),
+        provider=message_provider(config),
     )
 
 

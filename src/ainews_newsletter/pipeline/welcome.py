@@ -32,7 +32,6 @@ from ainews_newsletter import clock
 from ainews_newsletter.config import Config
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.delivery.claims import Claim, RetryPolicy
-from ainews_newsletter.delivery.message import ProviderHeaders
 from ainews_newsletter.delivery.pacing import RateLimiter
 from ainews_newsletter.delivery.returnpath import verp_address
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
@@ -53,6 +52,7 @@ from ainews_newsletter.models import (
 )
 from ainews_newsletter.pipeline.greeting import WelcomeTexts
 from ainews_newsletter.pipeline.issue import message_signer
+from ainews_newsletter.pipeline.relaying import message_provider
 from ainews_newsletter.pipeline.send import claim_lease, make_transport, tags_deliveries
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.newcomers import Newcomers
@@ -129,7 +129,7 @@ class Welcomes:
         # A broken override of the welcome's templates stops here.
         self.texts = WelcomeTexts(config, check=config.subscribers.welcome or check_templates)
         self.sign = message_signer(config)
-        self.provider = ProviderHeaders.of(config.smtp.provider, config.smtp.provider_stream)
+        self.provider = message_provider(config)
         self._transports = transports or (lambda: make_transport(config))
         delivery = config.delivery
         self.policy = RetryPolicy(delivery.max_attempts, delivery.retry_base_seconds,
