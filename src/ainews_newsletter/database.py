@@ -110,7 +110,12 @@ def engine_for(url: str) -> Engine:
             # hide_parameters: an error's text (logged, or kept in schedule_runs.detail) does
             # not repeat the statement's values, such as a reader's address (the database's
             # own DETAIL line may still quote a key).
-            engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
+            # A connection attempt to a server that moved or drops packets (a failover)
+            # gives up after 10 s, not the system's SYN timeout, so [storage]
+            # reconnect_seconds bounds the wait; a URL's own connect_timeout wins.
+            extra = ({} if "connect_timeout" in make_url(url).query
+                     else {"connect_args": {"connect_timeout": 10}})
+            engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, **extra)
         except (ArgumentError, ImportError) as exc:
             raise ConfigError(f"storage.url: {exc}") from None
     _engines[url] = engine
