@@ -77,10 +77,6 @@ class RelayConfig(RelayKeys):
                              description='What the ledger, `ainews status` and `ainews doctor` '
                                          'call the relay; default "host:port".')
     host: str = Field(description="The relay's host name or address.")  # required here
-    connections: int | None = Field(
-        default=None, ge=1, le=32,
-        description="At most this many of [smtp] connections use this relay at once (its "
-                    "limit); a connection finding it full takes the next relay. Unset: any.")
     password_env: str | None = Field(
         default=None,
         description="The environment variable holding this relay's password (read at "

@@ -5,9 +5,8 @@ after [smtp] failback_seconds.
 `Relays` is what one process knows of the relays during a send (which are down until when,
 each relay's rate limit and error watch), shared by its connections;
 `RelayChain` is one connection's transport, holding an SmtpTransport per relay it has used.
-[smtp] connections is how many the send opens in all; a relay's own `connections` caps how
-many of them may use it at once: a connection finding it full goes on to the next relay,
-and waits for a place only when every relay left is full (the others are sending).
+[smtp] connections and workers apply to whichever relay is in use: a cap per relay would
+leave a connection beyond it nothing to send through when the relays before are down.
 
 The delivery guarantee is the one-relay sender's: a row is committed `sending` before its
 first MAIL FROM, whichever relay that goes to. A message moves to the next relay only when
@@ -38,11 +37,6 @@ from ainews_newsletter.delivery.pacing import ErrorWatch, RateLimiter, SendPause
 from ainews_newsletter.delivery.transports import SmtpTransport, Transport, TransportUnavailable
 from ainews_newsletter.models import SendOutcome
 
-# A connection that finds every relay left with its connections in use waits for one,
-# looking again this often, for at most this long (the others are sending meanwhile).
-BUSY_PAUSE_SECONDS = 0.2
-BUSY_WAIT_SECONDS = 3600.0
-
 
 @dataclass(eq=False)
 class RelayLink:
@@ -55,9 +49,6 @@ class RelayLink:
     # Its provider's metadata lines, put in place of the message's placeholder (message.py
     # `for_relay`); None: the placeholder is dropped.
     headers: ProviderHeaders | None = None
-    # Its `connections`: how many of this process's connections may hold one to it at once
-    # (None: as many as there are).
-    slots: threading.BoundedSemaphore | None = None
     down_until: float = 0.0  # monotonic; 0 = up
     reason: str = ""  # why it was last found down
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -94,21 +85,16 @@ def relays_for_send(smtp: SmtpConfig, error_threshold: float, error_window: int,
             relay.label, relay.smtp_settings(smtp),
             RateLimiter(relay.rate_per_second / processes, relay.max_per_hour // processes),
             ErrorWatch(error_threshold, error_window),
-            ProviderHeaders.of(relay.provider, relay.provider_stream),
-            # Shared out like the rates: each process its part, at least one.
-            None if relay.connections is None else threading.BoundedSemaphore(
-                max(1, relay.connections // processes))))
+            ProviderHeaders.of(relay.provider, relay.provider_stream)))
     return Relays(links, smtp.failback_seconds)
 
 
 def processes_for_relays(smtp: SmtpConfig, processes: int) -> int:
-    """At most as many worker processes as the smallest hourly quota and the smallest
-    connection limit can be shared out to, each getting at least one of either."""
+    """At most as many worker processes as the smallest hourly quota can be shared out to,
+    each getting at least one message an hour."""
     for relay in smtp.relays:
         if relay.max_per_hour:
             processes = min(processes, relay.max_per_hour)
-        if relay.connections:  # each process gets at least one of the relay's connections
-            processes = min(processes, relay.connections)
     return max(1, processes)
 
 
@@ -125,39 +111,17 @@ class RelayChain:
         return "relays " + ", ".join(link.name for link in self.relays.links)
 
     def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
-        """Through the first relay that is up, has room for this connection and quota left.
-        When the only relays left have all their `connections` in use, it waits for one to
-        be let go (the others are sending; a free one comes when they move on or finish)."""
-        waited_until = time.monotonic() + BUSY_WAIT_SECONDS
-        while True:
-            outcome, skipped, busy = self._through_first_free(envelope_from, recipient,
-                                                              message)
-            if outcome is not None:
-                return outcome
-            if not busy or time.monotonic() > waited_until:
-                raise TransportUnavailable(f"every relay is down ({'; '.join(skipped)})")
-            time.sleep(BUSY_PAUSE_SECONDS)
-
-    def _through_first_free(self, envelope_from: str, recipient: str, message: bytes
-                            ) -> tuple[SendOutcome | None, list[str], bool]:
-        """(the outcome, or None with why each relay was passed over, and whether one was
-        passed over only because its connections were all in use)."""
         skipped: list[str] = []
-        busy = False
         for link in self.relays.links:
             if not self.relays.is_up(link):
                 self._let_go(link)
                 skipped.append(f"{link.name}: {link.reason or 'down'}")
                 continue
-            transport = self._transport(link)
-            if transport is None:
-                busy = True
-                skipped.append(f"{link.name}: its connections are all in use")
-                continue
             if not link.limiter.take_within_quota():  # the per-second rate: a short wait
                 self._let_go(link)
                 skipped.append(f"{link.name}: its max_per_hour is used up")
                 continue
+            transport = self._transport(link)
             try:
                 outcome = transport.send(envelope_from, recipient,
                                          for_relay(message, link.headers))
@@ -175,16 +139,12 @@ class RelayChain:
             except SendPaused as exc:  # this answer stands; the next messages go on
                 self._fail(link, str(exc))
             self._let_go_after(link)
-            return dataclasses.replace(outcome, relay=link.name), skipped, busy
-        return None, skipped, busy
+            return dataclasses.replace(outcome, relay=link.name)
+        raise TransportUnavailable(f"every relay is down ({'; '.join(skipped)})")
 
-    def _transport(self, link: RelayLink) -> Transport | None:
-        """This connection's transport to `link`, opened if need be; None when `link`'s
-        connections are all held by other connections of this process."""
+    def _transport(self, link: RelayLink) -> Transport:
         held = self._open.get(link.name)
         if held is None:
-            if link.slots is not None and not link.slots.acquire(blocking=False):
-                return None
             held = self._open[link.name] = self._make(link.settings)
         return held
 
@@ -193,14 +153,10 @@ class RelayChain:
         self._let_go(link)
 
     def _let_go(self, link: RelayLink) -> None:
-        """Close this connection's transport to `link`, if open, and free its place."""
+        """Close this connection's transport to `link`, if open."""
         transport = self._open.pop(link.name, None)
         if transport is not None:
-            try:
-                transport.close()
-            finally:
-                if link.slots is not None:
-                    link.slots.release()
+            transport.close()
 
     def _let_go_after(self, used: RelayLink) -> None:
         """Back on an earlier relay (failback): the later ones' connections are let go."""
