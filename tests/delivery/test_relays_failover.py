@@ -503,3 +503,35 @@ def test_each_relay_carries_its_own_provider_s_tag_header(
         # Worker processes each keep their own view of which relay is down: only the one
         # that met a 421 moves on, so which relays the others use is theirs to find.
         assert used == {"pm", "ses", "plain"} if path == (1, 1) else {"pm", "ses"} <= used
+
+
+def test_a_welcome_through_a_provider_relay_carries_its_header_not_the_placeholder(
+        project: Project) -> None:
+    """The welcome mail, unsigned (no DKIM), has the provider lines first in the message:
+    the relay's own header goes in there too, and a row without a tag still gets the
+    relay's stream line."""
+    import email
+    import email.policy
+
+    from ainews_newsletter.delivery.message import ProviderHeaders, for_relay
+    from ainews_newsletter.pipeline.welcome import Welcomes
+    from ainews_newsletter.subscribers.signups import SignUps
+
+    project.write_config("[subscribers]\nwelcome = true\n")
+    with running_smtp_server() as relay:
+        config = _config(project, [_relay("pm", relay.port, provider="postmark",
+                                          provider_stream="news")])
+        signups = SignUps(open_subscribers(config))
+        signups.sign_up("ada@example.com", None, None)
+        signups.confirm("ada@example.com")
+        welcomes = Welcomes(config)
+        assert welcomes.catch_up() == 1 and welcomes.send_due().sent == 1
+        [received] = relay.handler.messages
+        message = email.message_from_bytes(received.data, policy=email.policy.default)
+        assert "X-Ainews-Relay-Tag" not in message
+        assert message["X-PM-Message-Stream"] == "news"
+        assert message["X-PM-Metadata-ainews_tag"]
+    untagged = ProviderHeaders.relay_placeholder().lines(None) + b"From: a\r\n\r\nbody\r\n"
+    assert for_relay(untagged, ProviderHeaders.of("postmark", "news")) == (
+        b"X-PM-Message-Stream: news\r\nFrom: a\r\n\r\nbody\r\n")
+    assert for_relay(untagged, None) == b"From: a\r\n\r\nbody\r\n"

@@ -240,19 +240,23 @@ _TAG_HEADERS = {
 _STREAM_HEADERS = {"ses": "X-SES-CONFIGURATION-SET", "postmark": "X-PM-Message-Stream"}
 _TAG = re.compile(r"[a-z2-7]{1,32}")  # a return tag (returnpath.py): nothing to encode
 RELAY_TAG_HEADER = b"X-Ainews-Relay-Tag"  # see ProviderHeaders.relay_placeholder
-_RELAY_TAG_LINE = re.compile(rb"\r\n" + RELAY_TAG_HEADER + rb": ([a-z2-7]{1,32})\r\n")
+# The placeholder line: first in the message (the welcome's, unsigned) or after a line;
+# "-" stands for a row without a tag (its relay's stream line still goes in).
+_RELAY_TAG_LINE = re.compile(rb"(?:^|(?<=\r\n))" + RELAY_TAG_HEADER
+                             + rb": ([a-z2-7]{1,32}|-)\r\n")
 
 
 def for_relay(message: bytes, headers: ProviderHeaders | None) -> bytes:
-    """`message` as the relay of provider `headers` takes it: the placeholder line (before
-    the headers' end) replaced by that provider's lines for the same tag, or dropped for a
+    """`message` as the relay of provider `headers` takes it: the placeholder line (in the
+    header block) replaced by that provider's lines for the same tag, or dropped for a
     relay without one. A message without the line is returned as it is."""
     end = message.find(b"\r\n\r\n")
     found = _RELAY_TAG_LINE.search(message, 0, end + 2 if end >= 0 else len(message))
     if found is None:
         return message
-    lines = b"" if headers is None else headers.lines(found.group(1).decode("ascii"))
-    return b"".join((message[:found.start() + 2], lines, message[found.end():]))
+    tag = found.group(1).decode("ascii")
+    lines = b"" if headers is None else headers.lines(None if tag == "-" else tag)
+    return b"".join((message[:found.start()], lines, message[found.end():]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,6 +268,8 @@ class ProviderHeaders:
     before: bytes
     after: bytes
     constant: bytes  # the configuration-set or message-stream line, if any
+    # The lines for a row without a tag (None: `constant`): the placeholder's own.
+    untagged: bytes | None = None
 
     @classmethod
     def of(cls, provider: str, stream: str | None = None) -> ProviderHeaders | None:
@@ -282,13 +288,13 @@ class ProviderHeaders:
     def relay_placeholder(cls) -> ProviderHeaders:
         """The tag in a line of our own, for a send through relays of different providers:
         the relay chain turns it into the chosen relay's lines (`for_relay`), or drops it."""
-        return cls(RELAY_TAG_HEADER + b": ", b"\r\n", b"")
+        return cls(RELAY_TAG_HEADER + b": ", b"\r\n", b"", RELAY_TAG_HEADER + b": -\r\n")
 
     def lines(self, tag: str | None) -> bytes:
         """The header lines for a message whose delivery has `tag` (None: a row from before
         tags, which gets only the constant line)."""
         if tag is None:
-            return self.constant
+            return self.constant if self.untagged is None else self.untagged
         if not _TAG.fullmatch(tag):
             raise ValueError(f"not a delivery tag: {tag!r}")
         return b"".join((self.constant, self.before, tag.encode("ascii"), self.after))

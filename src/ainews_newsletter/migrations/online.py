@@ -10,6 +10,9 @@ behind, which is dropped and built again; a valid one is kept)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alembic import op
 from sqlalchemy import text
 
@@ -31,25 +34,31 @@ def _constraint_exists(name: str) -> bool:
         "SELECT 1 FROM pg_constraint WHERE conname = :name"), {"name": name}).first() is not None
 
 
-def create_index_concurrently(name: str, table: str, columns: list[str],
-                              unique: bool = False) -> None:
-    """CREATE [UNIQUE] INDEX CONCURRENTLY, unless a valid index of that name is there.
-    Without the upgrade's lock_timeout (database.py): a concurrent build waits for the
-    transactions open when it starts (a long pg_dump's too) but blocks no writer meanwhile,
-    so it may wait; the timeout is for the steps whose lock does block them."""
-    valid = _index_valid(name)
-    if valid:
-        return
+@contextmanager
+def _no_lock_timeout() -> Iterator[None]:
+    """Without the upgrade's lock_timeout (database.py): a concurrent build or drop waits
+    for the transactions open when it starts (a long pg_dump's too) but blocks no writer
+    meanwhile, so it may wait; the timeout is for the steps whose lock does block them."""
     saved = op.get_bind().execute(text("SHOW lock_timeout")).scalar()
     op.execute("SET lock_timeout = 0")
     try:
+        yield
+    finally:
+        op.get_bind().execute(text("SELECT set_config('lock_timeout', :saved, false)"),
+                              {"saved": str(saved)})
+
+
+def create_index_concurrently(name: str, table: str, columns: list[str],
+                              unique: bool = False) -> None:
+    """CREATE [UNIQUE] INDEX CONCURRENTLY, unless a valid index of that name is there."""
+    valid = _index_valid(name)
+    if valid:
+        return
+    with _no_lock_timeout():
         if valid is False:  # what an interrupted build left: unusable, and in the way
             op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
         op.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX CONCURRENTLY {name} ON "
                    f"{table} ({', '.join(columns)})")
-    finally:
-        op.get_bind().execute(text("SELECT set_config('lock_timeout', :saved, false)"),
-                              {"saved": str(saved)})
 
 
 def add_unique_constraint_concurrently(name: str, table: str, columns: list[str]) -> None:
@@ -62,4 +71,5 @@ def add_unique_constraint_concurrently(name: str, table: str, columns: list[str]
 
 
 def drop_index_concurrently(name: str) -> None:
-    op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    with _no_lock_timeout():
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
