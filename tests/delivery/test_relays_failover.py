@@ -494,7 +494,7 @@ def test_each_relay_carries_its_own_provider_s_tag_header(
                     assert message["X-SES-MESSAGE-TAGS"] == f"ainews_tag={tags[address]}"
                     assert "X-PM-Metadata-ainews_tag" not in message
                 else:
-                    assert not [name for name in message.keys()
+                    assert not [name for name in message
                                 if name.startswith(("X-PM", "X-SES"))]
                 seen.setdefault(address, set()).add(
                     "pm" if server is first else "ses" if server is second else "plain")
