@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.delivery.dkim import make_signer, new_private_key, public_key_text
 from ainews_newsletter.delivery.lookup import DeliveryLookup
-from ainews_newsletter.delivery.message import PROVIDERS, IssueMessages, ProviderHeaders
+from ainews_newsletter.delivery.message import IssueMessages
+from ainews_newsletter.delivery.provider_headers import PROVIDERS, ProviderHeaders
 from ainews_newsletter.delivery.provider_ids import MAX_LENGTH, provider_message_id
 from ainews_newsletter.delivery.returnpath import new_return_tag
 from ainews_newsletter.models import Recipient, RenderedIssue, Window

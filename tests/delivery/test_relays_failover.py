@@ -513,7 +513,7 @@ def test_a_welcome_through_a_provider_relay_carries_its_header_not_the_placehold
     import email
     import email.policy
 
-    from ainews_newsletter.delivery.message import ProviderHeaders, for_relay
+    from ainews_newsletter.delivery.provider_headers import ProviderHeaders, for_relay
     from ainews_newsletter.pipeline.welcome import Welcomes
     from ainews_newsletter.subscribers.signups import SignUps
 

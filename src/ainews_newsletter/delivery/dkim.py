@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ainews_newsletter.errors import ConfigError, DeliveryError
 
-# Named one by one, never "every header": a relay provider's metadata headers (message.py's
+# Named one by one, never "every header": a relay provider's metadata headers (provider_headers.py's
 # ProviderHeaders: X-SES-MESSAGE-TAGS, X-SMTPAPI, …) must stay out, since the provider removes
 # or rewrites them and a signature over them would then fail.
 SIGNED_HEADERS = (b"From", b"To", b"Subject", b"Date", b"Message-ID", b"Reply-To",

@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ainews_newsletter.config import SmtpConfig
-from ainews_newsletter.delivery.message import ProviderHeaders, for_relay
 from ainews_newsletter.delivery.pacing import ErrorWatch, RateLimiter, SendPaused
+from ainews_newsletter.delivery.provider_headers import ProviderHeaders, for_relay
 from ainews_newsletter.delivery.transports import SmtpTransport, Transport, TransportUnavailable
 from ainews_newsletter.models import SendOutcome
 
@@ -46,7 +46,7 @@ class RelayLink:
     settings: SmtpConfig
     limiter: RateLimiter
     watch: ErrorWatch
-    # Its provider's metadata lines, put in place of the message's placeholder (message.py
+    # Its provider's metadata lines, put in place of the message's placeholder (provider_headers.py
     # `for_relay`); None: the placeholder is dropped.
     headers: ProviderHeaders | None = None
     down_until: float = 0.0  # monotonic; 0 = up

@@ -12,9 +12,9 @@ from ainews_newsletter.delivery.claims import DeliverableCheck, Delivery, RetryP
 from ainews_newsletter.delivery.clicklinks import ClickLinks
 from ainews_newsletter.delivery.dkim import Signer
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
-from ainews_newsletter.delivery.message import ProviderHeaders
 from ainews_newsletter.delivery.outgoing import Outgoing
 from ainews_newsletter.delivery.pacing import ErrorWatch, RateLimiter, StopRequested
+from ainews_newsletter.delivery.provider_headers import ProviderHeaders
 from ainews_newsletter.models import DeliveryState, SendOutcome
 
 Progress = Callable[[DeliveryState], None]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ainews_newsletter.config import Config
-from ainews_newsletter.delivery.message import ProviderHeaders
+from ainews_newsletter.delivery.provider_headers import ProviderHeaders
 from ainews_newsletter.delivery.relay_chain import (
     RelayChain,
     processes_for_relays,
