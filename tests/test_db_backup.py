@@ -8,13 +8,10 @@ into a fresh database of the suite's private cluster; without pg_dump, one line 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import sqlite3
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,24 +24,9 @@ from sqlalchemy.engine import make_url
 from ainews_newsletter.database import dispose_all, engine_for
 from ainews_newsletter.migrations import SCHEMA_HEAD
 from tests.conftest import Project, SmtpServer, smtp_env
+from tests.test_cli_send import _sender, _wait_for_messages
 
 READERS = 300
-
-
-def _sender(project: Project, server: SmtpServer, *args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **smtp_env(server), "AINEWS_LINT__SPAMASSASSIN": "false"}
-    if project.storage_url is not None:
-        env["AINEWS_STORAGE__URL"] = project.storage_url
-    return subprocess.Popen([sys.executable, "-m", "ainews_newsletter", "--config",
-                             str(project.config_path), "send", "--yes", *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _wait_for_messages(server: SmtpServer, at_least: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while len(server.handler.messages) < at_least:
-        assert time.monotonic() < deadline, "the sender never got going"
-        time.sleep(0.02)
 
 
 def _ledger(database: Path) -> dict[str, str]:
@@ -67,7 +49,7 @@ def test_a_backup_during_a_send_is_a_consistent_moment_and_a_restore_sends_the_r
     addresses = project.import_readers(READERS)
     smtp_server.handler.data_delay = 0.01  # 300 messages take seconds: the backup lands inside
     sender = _sender(project, smtp_server, "--week", "2026-W47")
-    _wait_for_messages(smtp_server, 40)
+    _wait_for_messages(smtp_server, 40, timeout=60)
     backup = tmp_path / "backups" / "mid-send.db"
     backup.parent.mkdir()
     taken = project.run("db", "backup", str(backup), "--json")

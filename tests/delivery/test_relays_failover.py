@@ -24,6 +24,7 @@ from ainews_newsletter.models import Window
 from ainews_newsletter.pipeline.issue import open_subscribers
 from ainews_newsletter.pipeline.send import execute_send, make_transport, plan_send
 from tests.conftest import Project, RecordingHandler, SmtpServer, running_smtp_server
+from tests.delivery.test_workers import _subscribe
 
 pytestmark = pytest.mark.clock
 
@@ -48,12 +49,19 @@ def _config(project: Project, relays: list[dict[str, Any]], path: tuple[int, int
     return load_config(project.config_path, environ=environ or {}, overrides=overrides)
 
 
-def _subscribe(config: Config, count: int) -> list[str]:
-    store = open_subscribers(config)
-    addresses = [f"reader{i:03d}@example.com" for i in range(count)]
-    for address in addresses:
-        store.add(address)
-    return addresses
+def _after_ten_recipients(server: SmtpServer, action: Callable[[], None]) -> None:
+    """Run `action` once, when the server has seen its tenth RCPT."""
+    seen = 0
+    lock = threading.Lock()
+
+    def count(address: str) -> None:
+        nonlocal seen
+        with lock:
+            seen += 1
+            if seen == 10:
+                action()
+
+    server.handler.on_rcpt = count
 
 
 def _by_relay(project: Project) -> dict[str, set[str]]:
@@ -111,17 +119,10 @@ def test_a_relay_answering_421_mid_send_hands_the_rest_on(any_project: Project,
         config = _config(any_project, [_relay("first", first.port),
                                        _relay("second", second.port)], path)
         addresses = _subscribe(config, 40)
-        taken = 0
-        lock = threading.Lock()
+        def closing() -> None:
+            first.handler.replies = {a: "421 4.3.2 shutting down" for a in addresses}
 
-        def closing_after_ten(address: str) -> None:
-            nonlocal taken
-            with lock:
-                taken += 1
-                if taken == 10:
-                    first.handler.replies = {a: "421 4.3.2 shutting down" for a in addresses}
-
-        first.handler.on_rcpt = closing_after_ten
+        _after_ten_recipients(first, closing)
         counts = execute_send(config, plan_send(config, W47))
         assert (counts.sent, counts.queued, counts.sending, counts.deferred) == (40, 0, 0, 0)
         received = Counter(first.recipients() + second.recipients())
@@ -143,17 +144,8 @@ def test_a_relay_stopped_mid_send_loses_nobody(project: Project,
                                    _relay("second", second.port)], path)
         addresses = _subscribe(config, 40)
         first.handler.data_delay = 0.01
-        seen = 0
-        lock = threading.Lock()
-
-        def stop_after_ten(address: str) -> None:
-            nonlocal seen
-            with lock:
-                seen += 1
-                if seen == 10:
-                    threading.Thread(target=stop).start()  # not from the server's own loop
-
-        first.handler.on_rcpt = stop_after_ten
+        # Not from the server's own loop:
+        _after_ten_recipients(first, lambda: threading.Thread(target=stop).start())
         counts = execute_send(config, plan_send(config, W47))
         assert counts.queued == counts.sending == counts.failed == 0
         assert counts.sent + counts.deferred == 40
