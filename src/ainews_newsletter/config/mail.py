@@ -77,6 +77,12 @@ class RelayConfig(RelayKeys):
                              description='What the ledger, `ainews status` and `ainews doctor` '
                                          'call the relay; default "host:port".')
     host: str = Field(description="The relay's host name or address.")  # required here
+    connections: int | None = Field(
+        default=None, ge=1, le=32,
+        description="At most this many of [smtp] connections use this relay at once (many "
+                    "relays allow 1 to 5); the others go to the next relay, and a connection "
+                    "no relay that is up has a place for ends, its messages sent by the rest. "
+                    "With worker processes each holds its share. Unset: no cap of its own.")
     password_env: str | None = Field(
         default=None,
         description="The environment variable holding this relay's password (read at "

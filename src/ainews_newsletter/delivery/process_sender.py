@@ -27,6 +27,7 @@ skeleton and the settings already in memory, and need nothing pickled but each r
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import selectors
@@ -44,6 +45,7 @@ from ainews_newsletter.delivery.send_context import SendContext
 from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
 from ainews_newsletter.delivery.worker_process import (
     BROKEN,
+    RETIRED,
     SKIPPED,
     STOP_SIGNALS,
     UNAVAILABLE,
@@ -56,6 +58,7 @@ from ainews_newsletter.delivery.worker_process import (
 from ainews_newsletter.errors import DeliveryError
 from ainews_newsletter.models import DeliveryState, SendOutcome
 
+log = logging.getLogger("ainews.delivery")
 AHEAD = 2  # rows out per connection: the one on the wire and the next
 # After an unexpected error, how long the answers still coming are waited for (a message
 # on the wire ends within the SMTP timeout); then the workers are killed.
@@ -72,6 +75,7 @@ class _WorkerConnection:
     out: deque[Delivery] = field(default_factory=deque)
     ahead: Delivery | None = None  # while an answer is recorded: the row claimed with it
     unreplied: bool = False  # an answer taken, the worker not yet told it is recorded
+    retired: bool = False  # no relay had a place for it: it is handed no more rows
 
 
 @dataclass(frozen=True)
@@ -171,8 +175,8 @@ class _Dispatcher:
     def _hand_out_rows(self, connection: _WorkerConnection) -> None:
         """Claim rows for `connection` and send them to its worker, until AHEAD are out on
         it, the rate limit says wait, nothing is due, or the send stops."""
-        while (len(connection.out) < AHEAD and not self.stopping and not self.exhausted
-               and self.context.limiter.try_acquire()):
+        while (len(connection.out) < AHEAD and not connection.retired and not self.stopping
+               and not self.exhausted and self.context.limiter.try_acquire()):
             delivery = self._claim_one()
             if delivery is None:
                 self.exhausted = True
@@ -290,9 +294,11 @@ class _Dispatcher:
         """Write one answer (inside the shared commit); on SQLite the connection's next row
         is claimed in the same commit when it may go now, as in the threaded sender."""
         kind, text = answer.kind, answer.text
-        if kind in (SKIPPED, UNAVAILABLE, BROKEN):
+        if kind in (SKIPPED, UNAVAILABLE, BROKEN, RETIRED):
             self.writer.requeue(delivery, clock.now())  # it never went, or may not have
-            if kind == UNAVAILABLE:
+            if kind == RETIRED:
+                self._retire(connection, text)
+            elif kind == UNAVAILABLE:
                 self._halt(TransportUnavailable(text))
             elif kind == BROKEN:
                 self._halt(DeliveryError(f"a sending worker failed: {text}"))
@@ -300,8 +306,9 @@ class _Dispatcher:
         c = self.context
         outcome = SendOutcome(DeliveryState(kind), answer.code, text, answer.relay)
         ahead = None
-        if (not self.writer.skips_locked and len(connection.out) < AHEAD and not self.stopping
-                and not self.exhausted and c.limiter.try_acquire()):
+        if (not self.writer.skips_locked and len(connection.out) < AHEAD
+                and not connection.retired and not self.stopping and not self.exhausted
+                and c.limiter.try_acquire()):
             ahead = self._next_unclaimed()
         state, claim = self.writer.record(delivery, outcome, clock.now(), c.settings.policy,
                                           started=c.issue.snapshot_at, then_claim=ahead)
@@ -309,6 +316,18 @@ class _Dispatcher:
             connection.ahead = ahead
             connection.out.append(ahead)
         return _RecordedAnswer(delivery, state, outcome, claim is Claim.LEFT)
+
+    def _retire(self, connection: _WorkerConnection, why: str) -> None:
+        """No relay has a place for `connection`: it gets no more rows, and its row, back
+        in the queue, is read again by the others (`exhausted` may have been set before
+        the row went back). Should every connection retire, the send stops rather than
+        wait for ever."""
+        if not connection.retired:
+            log.info("a connection ends: %s", why)
+        connection.retired = True
+        self.exhausted = False
+        if all(other.retired for other in self.connections):
+            self._halt(TransportUnavailable(why))
 
     def _after_commit(self, result: _RecordedAnswer) -> None:
         c = self.context
@@ -335,7 +354,8 @@ def deliver_by_processes(context: SendContext, transports: Callable[[], Transpor
         foreign = ours + [pipe for pipe in theirs if pipe not in pipes]
         processes.append(fork.Process(
             target=run_worker, name=f"ainews-send-{number + 1}", daemon=True,
-            args=(pipes, foreign, context.outgoing, transports, stop, os.getpid())))
+            args=(pipes, foreign, context.outgoing, transports, stop, os.getpid(), number,
+                  workers)))
     started = []
     try:
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)

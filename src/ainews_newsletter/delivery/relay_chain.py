@@ -5,8 +5,17 @@ after [smtp] failback_seconds.
 `Relays` is what one process knows of the relays during a send (which are down until when,
 each relay's rate limit and error watch), shared by its connections;
 `RelayChain` is one connection's transport, holding an SmtpTransport per relay it has used.
-[smtp] connections and workers apply to whichever relay is in use: a cap per relay would
-leave a connection beyond it nothing to send through when the relays before are down.
+
+A relay's own `connections` caps how many of the send's connections use it at once: one
+beyond the cap goes on to the next relay. A connection that finds every relay that is up
+full has nothing to send through, and waiting for a place would not do (a connection keeps
+its place while it lives, idle or not: a waiter could stall for the rest of the send, and
+on PostgreSQL its claimed row would expire and go out twice). So it retires: it raises
+ConnectionSurplus, its row goes back to the queue, and the connections that do have a
+relay send it (thread_sender.py, process_sender.py). A place is held from the moment a
+connection opens a transport to the relay until it lets it go (down, failback, the end).
+With worker processes each process holds its share of every relay's places, rate and
+quota (`RelayConnections.in_process`), so that together they hold.
 
 The delivery guarantee is the one-relay sender's: a row is committed `sending` before its
 first MAIL FROM, whichever relay that goes to. A message moves to the next relay only when
@@ -34,7 +43,12 @@ from dataclasses import dataclass, field
 from ainews_newsletter.config import SmtpConfig
 from ainews_newsletter.delivery.pacing import ErrorWatch, RateLimiter, SendPaused
 from ainews_newsletter.delivery.provider_headers import ProviderHeaders, for_relay
-from ainews_newsletter.delivery.transports import SmtpTransport, Transport, TransportUnavailable
+from ainews_newsletter.delivery.transports import (
+    ConnectionSurplus,
+    SmtpTransport,
+    Transport,
+    TransportUnavailable,
+)
 from ainews_newsletter.models import SendOutcome
 
 
@@ -49,6 +63,10 @@ class RelayLink:
     # Its provider's metadata lines, put in place of the message's placeholder (provider_headers.py
     # `for_relay`); None: the placeholder is dropped.
     headers: ProviderHeaders | None = None
+    # The relay's `connections` (None: no cap) and this process's share of them.
+    connections: int | None = None
+    places: int | None = None
+    held: int = 0  # places this process's connections hold now
     down_until: float = 0.0  # monotonic; 0 = up
     reason: str = ""  # why it was last found down
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -73,20 +91,61 @@ class Relays:
             link.reason = reason
         link.watch.reset()  # back after failback with a clean count, not the old refusals
 
+    def take_place(self, link: RelayLink) -> bool:
+        """A place among `link`'s connections for one more; False when all are in use."""
+        with link.lock:
+            if link.places is not None and link.held >= link.places:
+                return False
+            link.held += 1
+            return True
 
-def relays_for_send(smtp: SmtpConfig, error_threshold: float, error_window: int,
-                    processes: int = 1) -> Relays:
-    """The shared state of a send through [[smtp.relays]]. With `processes` > 1 (worker
-    processes, each with its own copy of this state after the fork) every relay's rate and
-    quota are shared out equally, so that together they hold."""
+    def give_place(self, link: RelayLink) -> None:
+        with link.lock:
+            link.held -= 1
+
+    def in_process(self, number: int, processes: int) -> None:
+        """In worker process `number` of `processes` (after the fork, before any transport):
+        this process's share of every relay's rate, quota and connections."""
+        for link in self.links:
+            settings = link.settings
+            link.limiter = RateLimiter(settings.rate_per_second / processes,
+                                       share_of(settings.max_per_hour, number, processes))
+            if link.connections is not None:
+                link.places = share_of(link.connections, number, processes)
+
+
+def share_of(total: int, number: int, processes: int) -> int:
+    """Process `number`'s part of `total` shared out over `processes`: the parts differ by
+    one at most and add up to `total` (a quota of 5 over 2 processes is 2 and 3, not 2
+    and 2)."""
+    return total * (number + 1) // processes - total * number // processes
+
+
+def relays_for_send(smtp: SmtpConfig, error_threshold: float, error_window: int) -> Relays:
+    """The shared state of a send through [[smtp.relays]], as one process holds it."""
     links = []
     for relay in smtp.relays:
         links.append(RelayLink(
             relay.label, relay.smtp_settings(smtp),
-            RateLimiter(relay.rate_per_second / processes, relay.max_per_hour // processes),
+            RateLimiter(relay.rate_per_second, relay.max_per_hour),
             ErrorWatch(error_threshold, error_window),
-            ProviderHeaders.of(relay.provider, relay.provider_stream)))
+            ProviderHeaders.of(relay.provider, relay.provider_stream),
+            connections=relay.connections, places=relay.connections))
     return Relays(links, smtp.failback_seconds)
+
+
+class RelayConnections:
+    """The connections' transport factory of one send: a RelayChain per connection, all
+    sharing one Relays (per process: see `in_process`)."""
+
+    def __init__(self, relays: Relays) -> None:
+        self.relays = relays
+
+    def __call__(self) -> Transport:
+        return RelayChain(self.relays)
+
+    def in_process(self, number: int, processes: int) -> None:
+        self.relays.in_process(number, processes)
 
 
 def processes_for_relays(smtp: SmtpConfig, processes: int) -> int:
@@ -112,16 +171,22 @@ class RelayChain:
 
     def send(self, envelope_from: str, recipient: str, message: bytes) -> SendOutcome:
         skipped: list[str] = []
+        full = False  # a relay up but with no place for this connection
         for link in self.relays.links:
             if not self.relays.is_up(link):
                 self._let_go(link)
                 skipped.append(f"{link.name}: {link.reason or 'down'}")
                 continue
+            transport = self._transport(link)
+            if transport is None:
+                full = True
+                skipped.append(f"{link.name}: its connections ({link.connections}) "
+                               "are all in use")
+                continue
             if not link.limiter.take_within_quota():  # the per-second rate: a short wait
                 self._let_go(link)
                 skipped.append(f"{link.name}: its max_per_hour is used up")
                 continue
-            transport = self._transport(link)
             try:
                 outcome = transport.send(envelope_from, recipient,
                                          for_relay(message, link.headers))
@@ -140,12 +205,24 @@ class RelayChain:
                 self._fail(link, str(exc))
             self._let_go_after(link)
             return dataclasses.replace(outcome, relay=link.name)
+        if full:  # the others send: this connection retires, its row goes back
+            raise ConnectionSurplus(f"no relay has a place for another connection "
+                                    f"({'; '.join(skipped)})")
         raise TransportUnavailable(f"every relay is down ({'; '.join(skipped)})")
 
-    def _transport(self, link: RelayLink) -> Transport:
+    def _transport(self, link: RelayLink) -> Transport | None:
+        """This connection's transport to `link`, taking a place among its connections
+        first if it has none yet; None when every place is taken."""
         held = self._open.get(link.name)
         if held is None:
-            held = self._open[link.name] = self._make(link.settings)
+            if not self.relays.take_place(link):
+                return None
+            try:
+                held = self._make(link.settings)
+            except BaseException:
+                self.relays.give_place(link)
+                raise
+            self._open[link.name] = held
         return held
 
     def _fail(self, link: RelayLink, reason: str) -> None:
@@ -156,6 +233,7 @@ class RelayChain:
         """Close this connection's transport to `link`, if open."""
         transport = self._open.pop(link.name, None)
         if transport is not None:
+            self.relays.give_place(link)
             transport.close()
 
     def _let_go_after(self, used: RelayLink) -> None:

@@ -7,7 +7,9 @@ build and send while this process alone claims and records (process_sender.py)."
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 
 from ainews_newsletter import clock
@@ -19,8 +21,14 @@ from ainews_newsletter.delivery.outgoing import Outgoing
 from ainews_newsletter.delivery.pacing import ErrorWatch, RateLimiter, StopRequested
 from ainews_newsletter.delivery.process_sender import deliver_by_processes
 from ainews_newsletter.delivery.send_context import Hooks, SendContext, SendSettings
-from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
+from ainews_newsletter.delivery.transports import (
+    ConnectionSurplus,
+    Transport,
+    TransportUnavailable,
+)
 from ainews_newsletter.models import DeliveryCounts, DeliveryState, RenderedIssue, SendOutcome
+
+log = logging.getLogger("ainews.delivery")
 
 
 class _ConnectionThread:
@@ -31,14 +39,21 @@ class _ConnectionThread:
                  stop: StopRequested) -> None:
         self.context, self.transport, self.writer, self.stop = context, transport, writer, stop
 
-    def run(self, share: tuple[int, int] | None) -> None:
+    def run(self, share: tuple[int, int] | None) -> bool:
+        """Send the rows of `share` (every row: None); True when the connection retired
+        (no relay had a place for it) with rows of its share perhaps still due."""
         c = self.context
-        if self.writer.skips_locked:
-            self._run_claiming_one_by_one()
-            return
-        while not self.stop() and (batch := c.ledger.due(
-                c.issue.id, clock.now(), c.settings.batch_size, share)):
-            self._send_batch(batch)
+        try:
+            if self.writer.skips_locked:
+                self._run_claiming_one_by_one()
+                return False
+            while not self.stop() and (batch := c.ledger.due(
+                    c.issue.id, clock.now(), c.settings.batch_size, share)):
+                self._send_batch(batch)
+        except ConnectionSurplus as exc:  # the row in hand is back in the queue
+            log.info("a connection ends: %s", exc)
+            return True
+        return False
 
     def _send_batch(self, batch: list[Delivery]) -> None:
         """SQLite: a batch read at once, each row claimed just before it goes."""
@@ -107,34 +122,85 @@ class _ConnectionThread:
         return claim_ahead
 
 
+Share = tuple[int, int] | None  # which rows a connection sends: (k, n) = id % n == k
+
+
+class _Shares:
+    """The shares of a round, taken one at a time by its connections; a connection that
+    retires gives its share back for another to send."""
+
+    def __init__(self, shares: list[Share]) -> None:
+        self._waiting = deque(shares)
+        self._lock = threading.Lock()
+        self.retired = 0  # connections that retired
+
+    def take(self) -> tuple[bool, Share]:
+        with self._lock:
+            return (True, self._waiting.popleft()) if self._waiting else (False, None)
+
+    def give_back(self, share: Share) -> None:
+        with self._lock:
+            self._waiting.append(share)
+            self.retired += 1
+
+    def left(self) -> list[Share]:
+        return list(self._waiting)
+
+
 def _run_connection(context: SendContext, transport: Transport, stop: StopRequested,
-                    share: tuple[int, int] | None) -> None:
+                    shares: _Shares) -> None:
+    """One connection: shares taken in turn until none is left, or it retires."""
     with context.ledger.writer(context.hooks.deliverable) as writer:
         try:
-            _ConnectionThread(context, transport, writer, stop).run(share)
+            connection = _ConnectionThread(context, transport, writer, stop)
+            while not stop():
+                taken, share = shares.take()
+                if not taken:
+                    return
+                if connection.run(share):
+                    shares.give_back(share)
+                    return
         finally:
             transport.close()
 
 
 def _deliver_by_threads(context: SendContext, transports: Callable[[], Transport],
                         connections: int) -> None:
+    """The connections as threads, in rounds. A connection that retires (no relay had a
+    place for it, relay_chain.py) gives its share back to the others, who take it once
+    their own is done; what is left when all have ended is a round of its own. No wait
+    for a place is ever needed, and no row is left behind."""
     requested = context.hooks.should_stop or (lambda: False)
-    if connections <= 1:
-        _run_connection(context, transports(), requested, None)
-        return
+    waiting: list[Share] = ([None] if connections <= 1
+                            else [(k, connections) for k in range(connections)])
+    while waiting and not requested():
+        shares = _Shares(waiting)
+        started = _round_of_threads(context, transports, requested, shares)
+        if shares.retired == started:  # nobody sent: waiting would be for ever
+            raise TransportUnavailable("no relay has a place for any connection")
+        waiting = shares.left()
+
+
+def _round_of_threads(context: SendContext, transports: Callable[[], Transport],
+                      requested: StopRequested, shares: _Shares) -> int:
+    """A connection per share of the round (the one connection here, in this thread);
+    returns how many were started."""
+    count = len(shares.left())
+    if count == 1:
+        _run_connection(context, transports(), requested, shares)
+        return 1
     failed = threading.Event()
     errors: list[BaseException] = []
 
-    def run(share: tuple[int, int]) -> None:
+    def run() -> None:
         try:
             _run_connection(context, transports(), lambda: requested() or failed.is_set(),
-                            share)
+                            shares)
         except BaseException as exc:  # handed to the caller below
             errors.append(exc)
             failed.set()
 
-    threads = [threading.Thread(target=run, args=((k, connections),), name=f"smtp-{k}")
-               for k in range(connections)]
+    threads = [threading.Thread(target=run, name=f"smtp-{k}") for k in range(count)]
     for thread in threads:
         thread.start()
     try:
@@ -147,6 +213,7 @@ def _deliver_by_threads(context: SendContext, transports: Callable[[], Transport
         raise
     if errors:
         raise errors[0]
+    return count
 
 
 def deliver(issue: IssueRecord, ledger: Ledger, transports: Callable[[], Transport],

@@ -15,7 +15,7 @@ import time
 from email import message_from_bytes
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, runtime_checkable
 
 from ainews_newsletter.config import SmtpConfig
 from ainews_newsletter.delivery.message import PLAIN_ADDRESS, eml_filename
@@ -29,6 +29,24 @@ _CONNECTION_ERRORS = OSError
 
 class TransportUnavailable(DeliveryError):
     """Nothing can be sent right now (connection refused, login failed)."""
+
+
+class ConnectionSurplus(TransportUnavailable):
+    """This connection has no relay to send through while the others do: every relay that
+    is up has its own `connections` in use. The connection ends, and its row goes back to
+    the queue for the others (a kind of TransportUnavailable, so every path that puts the
+    row in hand back does so for this too)."""
+
+
+@runtime_checkable
+class SharedByProcesses(Protocol):
+    """A transport factory whose limits (a relay's rate, quota, connections) are shared out
+    over the send's worker processes: each forked worker calls `in_process` once, before
+    it makes a transport."""
+
+    def __call__(self) -> Transport: ...
+
+    def in_process(self, number: int, processes: int) -> None: ...
 
 
 class _BusyAtConnect(Exception):

@@ -19,13 +19,19 @@ from typing import Any, NamedTuple
 
 from ainews_newsletter.delivery.claims import Delivery
 from ainews_newsletter.delivery.outgoing import Outgoing
-from ainews_newsletter.delivery.transports import Transport, TransportUnavailable
+from ainews_newsletter.delivery.transports import (
+    ConnectionSurplus,
+    SharedByProcesses,
+    Transport,
+    TransportUnavailable,
+)
 from ainews_newsletter.models import Recipient, SendOutcome
 
 # Kinds of answer besides a DeliveryState value:
 SKIPPED = "skipped"  # not sent: a stop was asked, or the parent is gone
 UNAVAILABLE = "unavailable"  # the server cannot be reached: the send stops
 BROKEN = "broken"  # an unexpected error in the worker: the send stops, saying what
+RETIRED = "retired"  # no relay has a place for this connection: it gets no more rows
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
@@ -59,7 +65,7 @@ class Answer(NamedTuple):
     """A worker's answer for one row: what the server said, or why nothing was sent."""
 
     row_id: int
-    kind: str  # a DeliveryState value, or SKIPPED, UNAVAILABLE, BROKEN
+    kind: str  # a DeliveryState value, or SKIPPED, UNAVAILABLE, BROKEN, RETIRED
     code: int  # the server's reply code (0: none)
     text: str  # the server's reply, or the error
     relay: str | None = None  # which of [[smtp.relays]] answered (None: the one [smtp])
@@ -95,6 +101,8 @@ def _attempt(outgoing: Outgoing, transport: Transport, delivery: Delivery,
         return Answer(delivery.id, BROKEN, 0, f"{type(built).__name__}: {built}")
     try:
         outcome = outgoing.hand_over(transport, delivery, built)
+    except ConnectionSurplus as exc:  # nothing went; the parent hands this one no more
+        return Answer(delivery.id, RETIRED, 0, str(exc))
     except TransportUnavailable as exc:
         return Answer(delivery.id, UNAVAILABLE, 0, str(exc))
     except Exception as exc:  # a bug, not a user mistake: the parent stops and says it
@@ -155,8 +163,9 @@ def _serve_rows(pipe: Connection, outgoing: Outgoing, transport: Transport, stop
 
 
 def run_worker(pipes: list[Connection], foreign: list[Connection], outgoing: Outgoing,
-               transports: Callable[[], Transport], stop: StopFlag, parent: int) -> None:
-    """A worker process: its connections, one thread each."""
+               transports: Callable[[], Transport], stop: StopFlag, parent: int,
+               number: int, processes: int) -> None:
+    """Worker process `number` of `processes`: its connections, one thread each."""
     # Ctrl-C and SIGTERM reach the whole process group; the parent decides when to stop
     # (finishing the messages in hand), so the workers must not die half-way through one.
     # They were blocked across the fork (the parent's handlers must never run here).
@@ -165,6 +174,8 @@ def run_worker(pipes: list[Connection], foreign: list[Connection], outgoing: Out
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     for other in foreign:  # the parent's ends and other workers': a pipe must see EOF
         other.close()  # when the one process at its other end goes
+    if isinstance(transports, SharedByProcesses):  # this process's share of the limits
+        transports.in_process(number, processes)
     if len(pipes) == 1:
         _serve_connection(pipes[0], outgoing, transports, stop, parent)
         return

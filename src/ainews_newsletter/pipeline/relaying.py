@@ -10,6 +10,7 @@ from ainews_newsletter.config import Config
 from ainews_newsletter.delivery.provider_headers import ProviderHeaders
 from ainews_newsletter.delivery.relay_chain import (
     RelayChain,
+    RelayConnections,
     processes_for_relays,
     relays_for_send,
 )
@@ -26,15 +27,21 @@ def relay_chain(config: Config) -> RelayChain:
                                       config.delivery.error_window))
 
 
-def relay_transports(config: Config, workers: int) -> tuple[Callable[[], Transport], int]:
-    """The connections' transport factory for a send through the relays, and the worker
-    processes it runs in (no more than every relay's limits can be shared out to)."""
+def relay_transports(config: Config,
+                     workers: int) -> tuple[Callable[[], Transport], int, int]:
+    """The connections' transport factory for a send through the relays, the worker
+    processes it runs in (no more than every relay's limits can be shared out to), and the
+    connections: [smtp] connections, or fewer when every relay has a cap and together they
+    allow fewer (a connection beyond them all would only retire at once)."""
     smtp = config.smtp
-    workers = processes_for_relays(smtp, min(workers, smtp.connections))
-    processes = workers if workers > 1 and smtp.connections > 1 else 1
+    connections = smtp.connections
+    caps = [relay.connections for relay in smtp.relays]
+    if all(cap is not None for cap in caps):
+        connections = min(connections, sum(cap for cap in caps if cap is not None))
+    workers = processes_for_relays(smtp, min(workers, connections))
     shared = relays_for_send(smtp, config.delivery.error_threshold,
-                             config.delivery.error_window, processes)
-    return (lambda: RelayChain(shared)), workers
+                             config.delivery.error_window)
+    return RelayConnections(shared), workers, connections
 
 
 def send_pacing(config: Config) -> tuple[float, int, float]:

@@ -255,11 +255,12 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
         # Worker processes only for SMTP: the other backends are for looking at a send
         # here (a memory outbox in a child would be lost to this process).
         workers = config.smtp.worker_processes() if config.delivery.backend == "smtp" else 1
+        connections = config.smtp.connections
         transports: Callable[[], Transport] = lambda: make_transport(config)  # noqa: E731
         if config.smtp.relays and config.delivery.backend == "smtp":
-            transports, workers = relay_transports(config, workers)
+            transports, workers, connections = relay_transports(config, workers)
         return deliver(issue, ledger, transports, config.newsletter,
-                       settings, hooks, connections=config.smtp.connections,
+                       settings, hooks, connections=connections,
                        workers=workers, editions=renderings)
 
     def release_dead_claims() -> None:
