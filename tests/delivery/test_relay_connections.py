@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from ainews_newsletter.config import Config
+from ainews_newsletter.config.mail import RelayConfig, SmtpConfig
 from ainews_newsletter.delivery.capture import EphemeralPortController
-from ainews_newsletter.delivery.relay_chain import share_of
+from ainews_newsletter.delivery.relay_chain import relays_for_send, share_of
 from ainews_newsletter.errors import ConfigError
 from ainews_newsletter.pipeline.relaying import relay_transports
 from ainews_newsletter.pipeline.send import execute_send, plan_send
@@ -122,6 +123,21 @@ def test_worker_processes_share_a_relays_places(any_project: Project) -> None:
         assert 1 <= second_sessions.most_open <= 2
 
 
+def test_worker_processes_use_every_place_of_every_relay(any_project: Project) -> None:
+    """Two relays allowing one connection each, two connections in two processes: each
+    process holds one relay's place, so both relays send and neither sees two sessions."""
+    with counting_server() as (first, first_sessions), \
+            counting_server() as (second, second_sessions):
+        config = _config(any_project, [relay_keys("first", first.port, connections=1),
+                                       relay_keys("second", second.port, connections=1)],
+                         (2, 2))
+        addresses = _subscribe(config, 60)
+        _send(config)
+        assert _received(first, second) == Counter(addresses)
+        assert first.recipients() and second.recipients()
+        assert (first_sessions.most_open, second_sessions.most_open) == (1, 1)
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_connections_with_no_place_retire_and_their_rows_go_with_the_others(
         any_project: Project, unused_port: int, path: tuple[int, int]) -> None:
@@ -172,6 +188,29 @@ def test_the_send_opens_no_more_connections_than_every_relays_places_together(
                                  relay_keys("b", 2526)], (8, 4))
     _, workers, connections = relay_transports(one_open, 4)
     assert (connections, workers) == (8, 4)
+
+
+@pytest.mark.parametrize(("caps", "connections", "processes"), [
+    ([1, 1], 2, 2), ([2, 1], 3, 3), ([2, 2], 4, 4), ([3], 3, 2), ([2, 2], 4, 2),
+    ([1, 3], 4, 3), ([5, None], 4, 2), ([1], 8, 4)])
+def test_each_process_holds_the_places_of_its_own_connections(
+        caps: list[int | None], connections: int, processes: int) -> None:
+    """Every relay's places add up to its cap (or the connections, if fewer), and when the
+    caps together allow every connection, each process holds a place for each of its own."""
+    smtp = SmtpConfig(relays=[RelayConfig(host="127.0.0.1", port=2525 + k, connections=cap)
+                              for k, cap in enumerate(caps)], connections=connections)
+    held = []
+    for number in range(processes):
+        relays = relays_for_send(smtp, 0.5, 10)
+        relays.in_process(number, processes, connections)
+        held.append([link.places for link in relays.links])
+    for k, cap in enumerate(caps):
+        if cap is not None:
+            assert sum(places[k] or 0 for places in held) == min(cap, connections)
+    if all(cap is not None for cap in caps) and sum(c or 0 for c in caps) == connections:
+        for number, places in enumerate(held):
+            own = len(range(number, connections, processes))
+            assert sum(p or 0 for p in places) == own
 
 
 def test_shares_of_a_limit_add_up_and_differ_by_one_at_most() -> None:

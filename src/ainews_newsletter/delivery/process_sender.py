@@ -355,7 +355,7 @@ def deliver_by_processes(context: SendContext, transports: Callable[[], Transpor
         processes.append(fork.Process(
             target=run_worker, name=f"ainews-send-{number + 1}", daemon=True,
             args=(pipes, foreign, context.outgoing, transports, stop, os.getpid(), number,
-                  workers)))
+                  workers, connections)))
     started = []
     try:
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)

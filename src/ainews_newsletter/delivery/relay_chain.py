@@ -103,15 +103,25 @@ class Relays:
         with link.lock:
             link.held -= 1
 
-    def in_process(self, number: int, processes: int) -> None:
+    def in_process(self, number: int, processes: int, connections: int) -> None:
         """In worker process `number` of `processes` (after the fork, before any transport):
-        this process's share of every relay's rate, quota and connections."""
+        this process's share of every relay's rate and quota, and its places: the send's
+        connections are numbered 0 … connections-1, process `number` holding every
+        processes-th from `number` on (process_sender.py); each relay's places go to
+        connection numbers in turn, relay after relay, and a process holds the places of
+        its own numbers (so two relays allowing one each over two processes of one
+        connection give each process one relay, not one process both)."""
+        mine = set(range(number, connections, processes))
+        offset = 0
         for link in self.links:
             settings = link.settings
             link.limiter = RateLimiter(settings.rate_per_second / processes,
                                        share_of(settings.max_per_hour, number, processes))
             if link.connections is not None:
-                link.places = share_of(link.connections, number, processes)
+                cap = min(link.connections, connections)
+                numbers = {(offset + place) % connections for place in range(cap)}
+                link.places = len(numbers & mine)
+                offset += cap
 
 
 def share_of(total: int, number: int, processes: int) -> int:
@@ -144,8 +154,8 @@ class RelayConnections:
     def __call__(self) -> Transport:
         return RelayChain(self.relays)
 
-    def in_process(self, number: int, processes: int) -> None:
-        self.relays.in_process(number, processes)
+    def in_process(self, number: int, processes: int, connections: int) -> None:
+        self.relays.in_process(number, processes, connections)
 
 
 def processes_for_relays(smtp: SmtpConfig, processes: int) -> int:

@@ -175,18 +175,20 @@ def _deliver_by_threads(context: SendContext, transports: Callable[[], Transport
                             else [(k, connections) for k in range(connections)])
     while waiting and not requested():
         shares = _Shares(waiting)
-        started = _round_of_threads(context, transports, requested, shares)
+        started = _round_of_threads(context, transports, requested, shares,
+                                    in_threads=connections > 1)
         if shares.retired == started:  # nobody sent: waiting would be for ever
             raise TransportUnavailable("no relay has a place for any connection")
         waiting = shares.left()
 
 
 def _round_of_threads(context: SendContext, transports: Callable[[], Transport],
-                      requested: StopRequested, shares: _Shares) -> int:
-    """A connection per share of the round (the one connection here, in this thread);
-    returns how many were started."""
+                      requested: StopRequested, shares: _Shares, in_threads: bool) -> int:
+    """A connection per share of the round, as threads (the one connection of a send of
+    one here, in this thread; a thread's join lets a second Ctrl-C wait for the message in
+    flight to be recorded); returns how many were started."""
     count = len(shares.left())
-    if count == 1:
+    if not in_threads:
         _run_connection(context, transports(), requested, shares)
         return 1
     failed = threading.Event()

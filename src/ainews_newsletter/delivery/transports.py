@@ -42,11 +42,11 @@ class ConnectionSurplus(TransportUnavailable):
 class SharedByProcesses(Protocol):
     """A transport factory whose limits (a relay's rate, quota, connections) are shared out
     over the send's worker processes: each forked worker calls `in_process` once, before
-    it makes a transport."""
+    it makes a transport (worker `number` of `processes`, the send having `connections`)."""
 
     def __call__(self) -> Transport: ...
 
-    def in_process(self, number: int, processes: int) -> None: ...
+    def in_process(self, number: int, processes: int, connections: int) -> None: ...
 
 
 class _BusyAtConnect(Exception):

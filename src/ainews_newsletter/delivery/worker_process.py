@@ -136,6 +136,7 @@ def _serve_rows(pipe: Connection, outgoing: Outgoing, transport: Transport, stop
     rows: deque[WireRecord] = deque()
     built: bytes | SendOutcome | Exception | None = None  # the first row's message, made
     unrecorded = False  # an answer of ours the parent has not recorded yet
+    retired: str | None = None  # why no relay had a place for this connection
     try:
         while True:
             while not rows or unrecorded:
@@ -153,8 +154,13 @@ def _serve_rows(pipe: Connection, outgoing: Outgoing, transport: Transport, stop
                 built = _build(outgoing, delivery)
             if stop.is_set() or os.getppid() != parent:
                 answer = Answer(delivery.id, SKIPPED, 0, "")
+            elif retired is not None:  # the parent hands this one no more: what it has
+                answer = Answer(delivery.id, RETIRED, 0, retired)  # goes back unsent
             else:
                 answer = _attempt(outgoing, transport, delivery, built)
+                if answer.kind == RETIRED:  # no place held: nothing to let go but the
+                    retired = answer.text  # transports of relays found down
+                    transport.close()
             built = None
             pipe.send(tuple(answer))
             unrecorded = True
@@ -164,8 +170,9 @@ def _serve_rows(pipe: Connection, outgoing: Outgoing, transport: Transport, stop
 
 def run_worker(pipes: list[Connection], foreign: list[Connection], outgoing: Outgoing,
                transports: Callable[[], Transport], stop: StopFlag, parent: int,
-               number: int, processes: int) -> None:
-    """Worker process `number` of `processes`: its connections, one thread each."""
+               number: int, processes: int, connections: int) -> None:
+    """Worker process `number` of `processes` (of the send's `connections`, it holds every
+    processes-th from `number` on): its connections, one thread each."""
     # Ctrl-C and SIGTERM reach the whole process group; the parent decides when to stop
     # (finishing the messages in hand), so the workers must not die half-way through one.
     # They were blocked across the fork (the parent's handlers must never run here).
@@ -175,7 +182,7 @@ def run_worker(pipes: list[Connection], foreign: list[Connection], outgoing: Out
     for other in foreign:  # the parent's ends and other workers': a pipe must see EOF
         other.close()  # when the one process at its other end goes
     if isinstance(transports, SharedByProcesses):  # this process's share of the limits
-        transports.in_process(number, processes)
+        transports.in_process(number, processes, connections)
     if len(pipes) == 1:
         _serve_connection(pipes[0], outgoing, transports, stop, parent)
         return
