@@ -9,10 +9,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from ainews_newsletter.errors import ConfigError, DeliveryError
 
 # Named one by one, never "every header": a relay provider's metadata headers (provider_headers.py's
@@ -31,6 +27,8 @@ TXT_STRING_LIMIT = 255
 def make_signer(selector: str, domain: str, private_key_path: Path) -> Signer:
     """A function that returns the message with a DKIM-Signature header in front. The key
     is read and checked once, here, so a bad key fails before the first message."""
+    import dkim  # here, not at the top: a send without DKIM never loads it
+
     try:
         private_key = private_key_path.read_bytes()
     except OSError as exc:
@@ -56,6 +54,9 @@ def make_signer(selector: str, domain: str, private_key_path: Path) -> Signer:
 def public_key_text(private_key_pem: bytes) -> str:
     """The DKIM key record (`v=DKIM1; k=rsa; p=…`) of a PEM private key: what a verifier
     must find at <selector>._domainkey.<domain>."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     try:
         key = serialization.load_pem_private_key(private_key_pem, password=None)
     except (ValueError, TypeError) as exc:  # not PEM, encrypted, or not a key at all
@@ -80,6 +81,9 @@ def public_key_record(private_key_pem: bytes) -> str:
 def new_private_key(bits: int = 2048) -> bytes:
     """A fresh RSA key as PKCS#1 PEM ("BEGIN RSA PRIVATE KEY"), the form dkimpy, OpenDKIM
     and rspamd all read. 2048 bits is what providers expect; 1024 is the floor (RFC 8301)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     return key.private_bytes(serialization.Encoding.PEM,
                              serialization.PrivateFormat.TraditionalOpenSSL,

@@ -1,5 +1,6 @@
-"""The ledger's per-message statements run on sqlite3 itself (claims.py's LedgerWriter):
-compiled once by SQLAlchemy, executed by the driver, errors raised as SQLAlchemy's."""
+"""The ledger's per-message statements run on sqlite3 itself (claims.py's LedgerWriter),
+and the audience snapshot's batches (ledger.py): compiled by SQLAlchemy, executed by the
+driver, errors raised as SQLAlchemy's."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Dialect, Update
+from sqlalchemy import Connection, Dialect, Insert, Table, Update, bindparam
 from sqlalchemy.exc import DBAPIError
 
 
@@ -18,7 +19,7 @@ class DriverStatement:
     processing, result wrapping) cost more than SQLite's work. Values still go through the
     columns' own bind processors, so what is stored is what SQLAlchemy would store."""
 
-    def __init__(self, statement: Update, dialect: Dialect) -> None:
+    def __init__(self, statement: Update | Insert, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         assert compiled.positiontup is not None, "a positional paramstyle (sqlite3) is needed"
         self.sql = compiled.string
@@ -44,3 +45,24 @@ def as_sqlalchemy_error(sql: str, parameters: tuple[Any, ...]) -> Iterator[None]
         yield
     except sqlite3.Error as exc:
         raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+
+
+def insert_by_driver(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> bool:
+    """A batch's INSERT … ON CONFLICT DO NOTHING into `table` run by sqlite3 itself, in the
+    transaction SQLAlchemy began on `connection` (sqlite3 begins it at the first write):
+    SQLAlchemy's per-row parameter handling cost more than SQLite's work. False where this
+    does not apply (PostgreSQL, sqlite3 in autocommit, no rows), for the caller to insert
+    the usual way."""
+    driver = connection.connection.driver_connection
+    if (not rows or driver is None or connection.dialect.name != "sqlite"
+            or getattr(driver, "isolation_level", None) is None):
+        return False
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    statement = DriverStatement(
+        sqlite_insert(table).values({key: bindparam(key) for key in rows[0]})
+        .on_conflict_do_nothing(), connection.dialect)
+    parameters = [statement.parameters(row) for row in rows]
+    with as_sqlalchemy_error(statement.sql, parameters[0]):
+        driver.executemany(statement.sql, parameters)
+    return True

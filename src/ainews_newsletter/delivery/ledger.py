@@ -27,6 +27,7 @@ from ainews_newsletter.delivery.claims import (
     Delivery,
     LedgerWriter,
 )
+from ainews_newsletter.delivery.driver_statement import insert_by_driver
 from ainews_newsletter.delivery.message import message_digest
 from ainews_newsletter.delivery.reconnect import Reconnect, where
 from ainews_newsletter.delivery.returnpath import new_return_tag
@@ -254,7 +255,8 @@ class Ledger:
         """One batch of the snapshot, in one transaction; again after a lost connection it
         adds only what the first try did not commit (ON CONFLICT DO NOTHING)."""
         with self.engine.begin() as connection:
-            insert_ignoring_conflicts(connection, deliveries, rows)
+            if not insert_by_driver(connection, deliveries, rows):
+                insert_ignoring_conflicts(connection, deliveries, rows)
             if still_listed is not None:
                 drop_unlisted(connection, deliveries, batch, still_listed,
                               DeliveryState.QUEUED.value, issue_id=issue_id)

@@ -220,6 +220,12 @@ def send_settings(config: Config, clicks: ClickLinks | None = None) -> SendSetti
     )
 
 
+# Readers copied into the ledger per transaction when a send starts: fewer, larger
+# transactions cost less per reader (BENCHMARKS.md, "Sending"), and a batch is idempotent
+# (a crash mid-snapshot redoes only what did not commit).
+SNAPSHOT_BATCH = 2000
+
+
 def execute_send(config: Config, plan: SendPlan, transport: Transport | None = None,
                  on_result: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None,
@@ -236,8 +242,8 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     renderings = frozen_renderings(config, issue)
     clicks = _click_links(config, ledger, issue)
     if issue.snapshot_at is None:
-        recipients = store.iter_recipients(batch_size=config.delivery.batch_size)
-        ledger.snapshot(issue.id, recipients, clock.now(), config.delivery.batch_size,
+        recipients = store.iter_recipients(batch_size=SNAPSHOT_BATCH)
+        ledger.snapshot(issue.id, recipients, clock.now(), SNAPSHOT_BATCH,
                         tagged=tags_deliveries(config),
                         list_identifier=config.newsletter.list_identifier,
                         still_listed=still_listed, languages=frozenset(renderings),

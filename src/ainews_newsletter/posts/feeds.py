@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import feedparser
-from feedparser.encodings import convert_to_utf8
-
 from ainews_newsletter import __version__
 from ainews_newsletter.errors import PostError
 from ainews_newsletter.models import Post, Unplaced
@@ -47,8 +44,9 @@ MAX_FEED_BYTES = 4 * 1024 * 1024
 # at most about 1.5 s of feedparser's time); counted by expat (`_elements`), which comments,
 # CDATA, attributes and encodings cannot fool the way a count of "<" bytes can.
 MAX_FEED_ELEMENTS = 50_000
-# feedparser flags these but still reads the feed correctly; anything else means broken XML.
-_HARMLESS_BOZO = (feedparser.CharacterEncodingOverride,)
+# feedparser (imported where a feed is read: a newsletter of Markdown posts never loads it)
+# flags a CharacterEncodingOverride but still reads the feed correctly; any other flag
+# means broken XML.
 # What feedparser itself raises on hostile bytes instead of flagging them: an XML declaration
 # naming a codec Python has but cannot decode with ("undefined", "punycode": UnicodeError),
 # a character reference to a surrogate (&#xD800;: UnicodeEncodeError) or of thousands of
@@ -268,6 +266,8 @@ def _elements(data: bytes, cap: int) -> int:
     or an EBCDIC feed counts its real tags, and comments and CDATA count none); from a
     syntax error on (feedparser then reads the document again with its loose parser), every
     "<" counts."""
+    from feedparser.encodings import convert_to_utf8
+
     utf8 = convert_to_utf8({}, data, {})
     parser = xml.parsers.expat.ParserCreate()
     count = 0
@@ -291,6 +291,8 @@ def _elements(data: bytes, cap: int) -> int:
 def parse_feed(data: bytes, source: str, defaults: PostDefaults) -> FeedRead:
     """Posts of a feed document, the items left out and why; a document that is not an RSS
     or Atom feed is one problem for the whole source."""
+    import feedparser
+
     if data[:1].isspace() and data.lstrip()[:5] == b"<?xml":
         data = data.lstrip()  # whitespace before the XML declaration: harmless in practice
     read = FeedRead()
@@ -309,7 +311,7 @@ def parse_feed(data: bytes, source: str, defaults: PostDefaults) -> FeedRead:
                                        f"({type(exc).__name__}: {reason})"))
         return read
     problem = parsed.get("bozo_exception")
-    if parsed.get("bozo") and not isinstance(problem, _HARMLESS_BOZO):
+    if parsed.get("bozo") and not isinstance(problem, feedparser.CharacterEncodingOverride):
         read.problems.append(PostError(f"feed {source}: not a valid RSS or Atom feed (XML "
                                        f"error: {problem})"))
         return read
