@@ -4,6 +4,8 @@ tables but must share one engine (one SQLite file, one PostgreSQL database)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,10 +44,33 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # 64 MiB of page cache (the default is 2 MiB): a million-row list keeps more of its
-    # indexes in memory, which shortens a large import (BENCHMARKS.md says by how much).
-    cursor.execute("PRAGMA cache_size=-65536")
+    # Each connection's page cache fills up to its size as a big database is read, and a
+    # send keeps several connections: 8 MiB each holds a send's working set (the rows it
+    # claims and records, in id order), where 64 MiB each grew a million-reader send past
+    # 150 MB. An import asks for more on its own connection (large_page_cache).
+    cursor.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
     cursor.close()
+
+
+PAGE_CACHE_KIB = 8192
+LARGE_PAGE_CACHE_KIB = 65536
+
+
+@contextmanager
+def large_page_cache(connection: Connection) -> Iterator[None]:
+    """64 MiB of page cache on this (SQLite) connection while the block runs: a million-row
+    import keeps more of its indexes in memory, which shortens it (BENCHMARKS.md says by how
+    much); the pooled connection then goes back to the usual size."""
+    driver = connection.connection.driver_connection
+    if connection.dialect.name != "sqlite" or driver is None:
+        yield
+        return
+    # On the driver: SQLAlchemy would begin a transaction around the pragma.
+    driver.execute(f"PRAGMA cache_size=-{LARGE_PAGE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
 
 
 def same_address(connection: Connection, column: ColumnElement[Any],

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Integer, bindparam, func, literal, select, update
 
 from ainews_newsletter import clock
-from ainews_newsletter.database import insert_ignoring_conflicts
+from ainews_newsletter.database import insert_ignoring_conflicts, large_page_cache
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.bulk import insert_tuples, native, one_of
@@ -309,7 +309,7 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
     if not force_erased:
         with store.engine.connect() as connection:
             check_erase_key(connection, store.erase_key)
-    with store.engine.connect() as connection:
+    with store.engine.connect() as connection, large_page_cache(connection):
         outer = connection.begin() if dry_run else None
         try:
             while batch := list(islice(iterator, BATCH_SIZE)):
