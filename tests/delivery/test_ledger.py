@@ -3,6 +3,7 @@ different rows instead of making them wait for, or fight over, the same one."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -187,3 +188,48 @@ def test_claims_go_on_from_the_last_one_and_still_find_rows_put_back(
         again = _delivery(writer.claim_next(issue_id, START, lease))
         assert again is not None and again.id == first.id
         assert writer.claim_next(issue_id, START, lease) is None
+
+
+def test_tags_made_in_bulk_are_what_one_at_a_time_makes() -> None:
+    """The snapshot's tags (new_return_tags) have the single tag's shape: 16 lower-case
+    base32 characters each, none twice, as many as asked."""
+    from ainews_newsletter.delivery.returnpath import new_return_tag, new_return_tags
+
+    shape = re.compile(r"[a-z2-7]{16}")
+    for count in (0, 1, 7, 2000):
+        tags = new_return_tags(count)
+        assert len(tags) == count
+        assert all(shape.fullmatch(tag) for tag in tags)
+        assert len(set(tags)) == count
+    assert shape.fullmatch(new_return_tag())
+
+
+def test_the_snapshot_inserted_by_sqlite3_stores_what_sqlalchemy_would(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The snapshot's batches go to sqlite3 directly (driver_statement.insert_by_driver):
+    every column of every row, and its SQLite storage type, is what SQLAlchemy's own
+    insert stores (the other path, kept for PostgreSQL)."""
+    from ainews_newsletter.delivery import ledger as ledger_module
+
+    stored = []
+    for path in ("driver", "sqlalchemy"):
+        if path == "sqlalchemy":
+            monkeypatch.setattr(ledger_module, "insert_by_driver", lambda *args: False)
+        database = tmp_path / f"{path}.db"
+        ledger = Ledger(engine_for(f"sqlite:///{database}"))
+        rendered = RenderedIssue(
+            period=Period("2026-W47", START - timedelta(days=7), START), subject="s",
+            preheader="p", html="<p>U</p>", text="U", unsubscribe_placeholder="U",
+            post_count=1)
+        issue = ledger.create_issue("newsletter", rendered, (), START)
+        readers = [Recipient(i, f"r{i}@example.com", "Zoë" if i % 2 else None, f"t{i}",
+                             language="de" if i % 3 else None) for i in range(1, 2500)]
+        assert ledger.snapshot(issue.id, readers, START, batch_size=1000,
+                               list_identifier="news.example", languages={"de"}) == 2499
+        with sqlite3.connect(database) as connection:
+            columns = [row[1] for row in connection.execute("PRAGMA table_info(deliveries)")]
+            query = ", ".join(f"{name}, typeof({name})" for name in columns)
+            stored.append(connection.execute(
+                f"SELECT {query} FROM deliveries ORDER BY subscriber_id").fetchall())
+    assert stored[0] == stored[1]
+    assert len(stored[0]) == 2499

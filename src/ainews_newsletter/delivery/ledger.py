@@ -30,7 +30,7 @@ from ainews_newsletter.delivery.claims import (
 from ainews_newsletter.delivery.driver_statement import insert_by_driver
 from ainews_newsletter.delivery.message import message_digest
 from ainews_newsletter.delivery.reconnect import Reconnect, where
-from ainews_newsletter.delivery.returnpath import new_return_tag
+from ainews_newsletter.delivery.returnpath import new_return_tags
 from ainews_newsletter.delivery.tables import (
     deliveries,
     issue_links,
@@ -236,16 +236,22 @@ class Ledger:
                 key = connection.execute(select(issues.c.period_key)
                                          .where(issues.c.id == issue_id)).scalar_one()
         iterator = iter(recipients)
+        editions: dict[str | None, str | None] = {}  # a reader's language → their row's
         while batch := list(islice(iterator, batch_size)):
-            rows = [{"issue_id": issue_id, "subscriber_id": r.subscriber_id, "email": r.email,
-                     "name": r.name, "token": r.token, "state": DeliveryState.QUEUED.value,
-                     "attempts": 0, "updated_at": now,
-                     "return_tag": new_return_tag() if tagged else None,
-                     "message_digest": (None if key is None or list_identifier is None else
-                                        message_digest(list_identifier, key, r.subscriber_id)),
-                     "language": language_tags.edition_for(r.language, own_language,
-                                                          languages)}
-                    for r in batch]
+            tags: list[str | None] = (list(new_return_tags(len(batch))) if tagged
+                                      else [None] * len(batch))
+            rows = []
+            for r, tag in zip(batch, tags, strict=True):
+                if r.language not in editions:
+                    editions[r.language] = language_tags.edition_for(r.language, own_language,
+                                                                     languages)
+                rows.append({
+                    "issue_id": issue_id, "subscriber_id": r.subscriber_id, "email": r.email,
+                    "name": r.name, "token": r.token, "state": DeliveryState.QUEUED.value,
+                    "attempts": 0, "updated_at": now, "return_tag": tag,
+                    "message_digest": (None if key is None or list_identifier is None else
+                                       message_digest(list_identifier, key, r.subscriber_id)),
+                    "language": editions[r.language]})
             self.reconnect.run(partial(self._add_batch, issue_id, rows, batch, still_listed))
         self.reconnect.run(lambda: self._snapshot_done(issue_id, now))
         return self.counts(issue_id).total

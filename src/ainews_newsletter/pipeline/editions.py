@@ -69,6 +69,11 @@ class Editions:
     language: str  # the issue's own
     composed: Issue | None = None
     rendered: dict[str, RenderedIssue] = field(default_factory=dict)
+    # The audience's languages, counted once per plan: the lint gate and the freeze a moment
+    # later ask the same (a full pass over a big list each time). A reader who joins in
+    # between with a language not counted gets the issue's own rendering, as any reader of
+    # a language without one does.
+    audience: tuple[str, ...] | None = None
 
     def render(self, config: Config, language: str, period: Period) -> RenderedIssue:
         if language not in self.rendered:
@@ -87,8 +92,10 @@ class Editions:
     def for_audience(self, config: Config, period: Period) -> dict[str, RenderedIssue]:
         """Every further language the list's readers get now, rendered: what a new issue is
         frozen with."""
+        if self.audience is None:
+            self.audience = tuple(audience_by_language(config))
         return {language: self.render(config, language, period)
-                for language in audience_by_language(config) if language != self.language}
+                for language in self.audience if language != self.language}
 
 
 def frozen_renderings(config: Config, issue: IssueRecord) -> dict[str, RenderedIssue]:
