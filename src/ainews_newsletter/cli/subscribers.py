@@ -284,9 +284,9 @@ def list_(state: AppState, status: str | None, list_name: str | None, search: st
 def count(state: AppState, status: str | None, list_name: str | None) -> None:
     """Print the number of subscribers (one integer)."""
     # The whole config is loaded and checked as for any command. A SQLite file at the
-    # newest schema is then counted with one sqlite3 query, without SQLAlchemy (which would
-    # double the start-up); anything else (PostgreSQL, a database to create or upgrade, a
-    # list it lacks) asks the store.
+    # newest schema is then counted with one sqlite3 query, without importing SQLAlchemy
+    # (BENCHMARKS.md, "Start-up"); anything else (PostgreSQL, a database to create or
+    # upgrade, a list it lacks) asks the store.
     from ainews_newsletter.config.locate import sqlite_file
 
     database = sqlite_file(state.config.database_url)

@@ -1,9 +1,9 @@
 """The AINEWS_ variables as nested values for the config models: `AINEWS_SMTP__PORT=2526` is
 {"smtp": {"port": "2526"}}. Read as pydantic-settings read them (2.14: names in any case,
 `__` between levels, a section, list or model given whole as JSON), which this replaces:
-importing pydantic-settings cost more than the rest of `ainews subscribers count`
-(BENCHMARKS.md, "Start-up"), for a job of a hundred lines. tests/test_config_environment.py
-holds the rules, one test each."""
+every command loads the config, and importing pydantic-settings cost more than the rest of
+`ainews subscribers count` (BENCHMARKS.md, "Start-up"). tests/test_config_environment.py
+holds the rules."""
 
 from __future__ import annotations
 

@@ -168,9 +168,9 @@ PLUGINS_VARIABLE = "PYDANTIC_DISABLE_PLUGINS"
 def _without_pydantic_plugins() -> Iterator[None]:
     """The config's validators are built (on the first load) without pydantic's plugins,
     observers of validation that nobody points at a config: to find them pydantic reads
-    the entry points of every installed distribution, which cost a fifth of a whole
-    `ainews subscribers count` (BENCHMARKS.md, "Start-up"). Its documented switch, set for
-    the build alone; validation itself is unchanged."""
+    the entry points of every installed distribution, a large part of every command's
+    start (BENCHMARKS.md, "Start-up"). Its documented switch, set for the build alone;
+    validation itself is unchanged."""
     before = os.environ.get(PLUGINS_VARIABLE)
     os.environ[PLUGINS_VARIABLE] = "__all__"
     try:
