@@ -1,7 +1,9 @@
 """Start-up stays quick because the CLI imports little: `ainews --help` loads no command
-module (nor SQLAlchemy, pydantic, rich, the renderer), `ainews subscribers count` loads the
-config and the store but not the renderer, rich tables or the importer. Checked in fresh
-processes by what they imported, never by timing (benchmarks/startup.py times them)."""
+module (nor SQLAlchemy, pydantic, rich, the renderer); `ainews subscribers count` loads and
+checks the whole config, in every configuration (file, environment, both), then counts a
+SQLite file with sqlite3: no SQLAlchemy, pydantic-settings or email-validator, nor the
+renderer, rich tables or the importer. Checked in fresh processes by what they imported,
+never by timing (benchmarks/startup.py times them)."""
 
 from __future__ import annotations
 
@@ -44,9 +46,11 @@ NOT_FOR_COUNTING = ("rich", "jinja2", "mjml", "premailer", "alembic", "ainews_ne
                     "ainews_newsletter.subscribers.formats")
 
 
-def _probe(*args: str, load_all: bool = False) -> tuple[int, str, set[str]]:
+def _probe(*args: str, load_all: bool = False,
+           environ: dict[str, str] | None = None) -> tuple[int, str, set[str]]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("AINEWS_")}
     env["COLUMNS"] = "80"
+    env.update(environ or {})
     if load_all:
         env["PROBE_LOAD_ALL"] = "1"
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
@@ -71,17 +75,49 @@ def test_help_imports_no_command_and_nothing_heavy() -> None:
     assert commands == {"ainews_newsletter.cli.app", "ainews_newsletter.cli.common"}
 
 
-def test_count_on_sqlite_needs_neither_sqlalchemy_nor_pydantic(project: Project) -> None:
-    """Once the full config has accepted the file as it is (the first count), counting
-    needs neither."""
+SECRETS = {"AINEWS_SECRET_KEY": "a secret key of the test", "AINEWS_SMTP__PASSWORD": "pw"}
+
+
+def _configuration(project: Project, which: str) -> tuple[list[str], dict[str, str]]:
+    """The arguments and environment of a count configured by its file, by its environment
+    alone (as a container or a systemd unit: no file at all), or by both."""
+    if which == "file":
+        return ["--config", str(project.config_path)], {}
+    if which == "environment":
+        return [], {"AINEWS_STORAGE__URL": f"sqlite:///{project.database}",
+                    "AINEWS_NEWSLETTER__NAME": "From The Environment",
+                    "AINEWS_NEWSLETTER__FROM": "digest@news.example.org",
+                    "AINEWS_SMTP__PORT": "587", **SECRETS}
+    return ["--config", str(project.config_path)], {"AINEWS_SMTP__PORT": "587", **SECRETS}
+
+
+@pytest.mark.parametrize("which", ["file", "environment", "both"])
+def test_count_loads_the_whole_config_and_counts_with_sqlite3(project: Project,
+                                                                which: str) -> None:
+    """One path whatever the configuration: the config loaded and checked (pydantic), then
+    one sqlite3 query; no SQLAlchemy, no pydantic-settings, no email-validator."""
     project.import_readers(3)
-    first = _probe("--config", str(project.config_path), "subscribers", "count")
-    assert first[:2] == (0, "3\n") and "sqlalchemy" in first[2]  # the full path, once
-    code, output, modules = _probe("--config", str(project.config_path), "subscribers",
-                                   "count")
+    args, environ = _configuration(project, which)
+    code, output, modules = _probe(*args, "subscribers", "count", environ=environ)
     assert (code, output.strip()) == (0, "3")
-    assert "ainews_newsletter.subscribers.quickcount" in modules
-    assert _loaded(modules, (*NOT_FOR_COUNTING, *HEAVY)) == []
+    assert {"ainews_newsletter.config.root", "ainews_newsletter.config.loading",
+            "ainews_newsletter.subscribers.quickcount"} <= modules
+    assert _loaded(modules, (*NOT_FOR_COUNTING, "sqlalchemy", "pydantic_settings",
+                             "email_validator", "ainews_newsletter.subscribers.store")) == []
+
+
+@pytest.mark.parametrize("which", ["environment", "both"])
+def test_count_judges_the_environment_in_every_configuration(project: Project,
+                                                             which: str) -> None:
+    """A bad value in the environment stops the count as it stops any command."""
+    project.import_readers(3)
+    args, environ = _configuration(project, which)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AINEWS_")}
+    done = subprocess.run([sys.executable, "-m", "ainews_newsletter", *args, "subscribers",
+                           "count"], capture_output=True, text=True, check=False,
+                          env={**env, **environ, "AINEWS_SMTP__PORT": "99999"})
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("error: environment AINEWS_SMTP__PORT: smtp.port")
 
 
 def test_count_the_quick_path_cannot_answer_loads_the_store_only(project: Project) -> None:

@@ -77,22 +77,19 @@ def _count(project: Project, **environ: str) -> str:
     return done.stdout.strip()
 
 
-def test_the_command_counts_the_same_either_way(project: Project) -> None:
-    """Quick (a plain config) and full (a setting in the environment the full config must
-    judge) give one answer; the quick one writes nothing."""
+def test_the_command_counts_what_the_store_counts_and_writes_nothing(project: Project) -> None:
+    """The sqlite3 count answers as the store does, writes nothing into the database, and
+    leaves nothing beside it (no note of an accepted config: every count checks it)."""
     readers = project.import_readers(7)
     assert project.run("subscribers", "unsubscribe", readers[0]).exit_code == 0
-    assert _count(project) == "6"  # the full config accepts the file, and says so
     before = project.database.stat().st_mtime_ns
-    stamp = project.database.with_name(project.database.name + ".config-checked")
-    assert stamp.is_file()
-    assert _count(project) == "6"  # quick: nothing written
-    assert project.database.stat().st_mtime_ns == before
+    beside = sorted(path.name for path in project.database.parent.iterdir())
+    assert _count(project) == "6"
     assert _count(project, AINEWS_SMTP__PORT="2526") == "6"
-    project.config_path.write_text(project.config_path.read_text() + "\n# edited\n")
-    stamp.unlink()
-    assert _count(project) == "6"  # full again: an edited file is checked first
-    assert stamp.is_file()
+    assert project.database.stat().st_mtime_ns == before
+    assert sorted(path.name for path in project.database.parent.iterdir()) == beside
+    assert SubscriberStore(engine_for(f"sqlite:///{project.database}")).count(
+        SubscriberStatus.ACTIVE) == 6
 
 
 def _count_run(project: Project, **environ: str) -> subprocess.CompletedProcess[str]:
@@ -120,7 +117,7 @@ def test_a_storage_url_in_lower_case_is_read_as_the_full_config_reads_it(
 ])
 def test_a_config_the_full_path_refuses_is_refused_with_one_line(
         project: Project, config: str, says: str) -> None:
-    """The quick count never answers for a config the full one would refuse."""
+    """A count never answers for a config that is refused."""
     project.import_readers(2)
     project.config_path.write_bytes(project.config_path.read_bytes()
                                     + b"\n" + config.encode("latin-1"))
@@ -135,10 +132,10 @@ def test_an_empty_storage_url_in_the_environment_is_an_error(project: Project) -
     assert done.returncode == 1 and "storage.url" in done.stderr
 
 
-def test_a_file_accepted_only_thanks_to_the_environment_is_not_counted_quickly(
+def test_a_file_is_accepted_only_while_the_environment_puts_it_right(
         project: Project) -> None:
-    """A `from` the file gets wrong, set right in the environment: the full config accepts
-    it there, but that must not vouch for the file when the environment is plain."""
+    """A `from` the file gets wrong, set right in the environment: accepted there, refused
+    as soon as the environment no longer puts it right."""
     project.import_readers(2)
     text = project.config_path.read_text()
     project.config_path.write_text(text.replace('from = "', 'from = "not an address ', 1))

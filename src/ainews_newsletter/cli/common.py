@@ -78,7 +78,6 @@ class AppState:
                 STORAGE_URL_ENV_VAR,
                 config_path_from,
                 environment_value,
-                remember_checked,
             )
 
             if (config_path_from(self.config_path, os.environ) is None
@@ -88,8 +87,6 @@ class AppState:
                     f"{DEFAULT_CONFIG_NAME} in {Path.cwd()}; start a newsletter with "
                     "`ainews init DIR` (or try the sample with `ainews demo`)")
             self._config = load_config(self.config_path)
-            # For `subscribers count`'s quick path: this file, as it is, was accepted.
-            remember_checked(self._config.source, self._config.database_url, os.environ)
         return self._config
 
 

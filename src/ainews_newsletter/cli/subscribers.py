@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -284,11 +283,13 @@ def list_(state: AppState, status: str | None, list_name: str | None, search: st
 @pass_state
 def count(state: AppState, status: str | None, list_name: str | None) -> None:
     """Print the number of subscribers (one integer)."""
-    # A SQLite file at the newest schema is counted with the standard library alone: no
-    # pydantic, no SQLAlchemy, a third of the start-up. Anything else takes the full path.
-    from ainews_newsletter.config.locate import quick_sqlite_database, remember_checked
+    # The whole config is loaded and checked as for any command. A SQLite file at the
+    # newest schema is then counted with one sqlite3 query, without importing SQLAlchemy
+    # (BENCHMARKS.md, "Start-up"); anything else (PostgreSQL, a database to create or
+    # upgrade, a list it lacks) asks the store.
+    from ainews_newsletter.config.locate import sqlite_file
 
-    database = quick_sqlite_database(state.config_path, os.environ)
+    database = sqlite_file(state.config.database_url)
     if database is not None:
         from ainews_newsletter.subscribers.quickcount import quick_count
 
@@ -296,8 +297,6 @@ def count(state: AppState, status: str | None, list_name: str | None) -> None:
             click.echo(found)
             return
     click.echo(open_store(state).count(status_filter(status), list_name))
-    # The config was accepted; its database's folder may be new: the next count is quick.
-    remember_checked(state.config.source, state.config.database_url, os.environ)
 
 
 @subscribers.command()

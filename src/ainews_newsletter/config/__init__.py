@@ -1,12 +1,12 @@
 """Typed configuration, loaded once (see loading.py for the precedence and the rules).
 
 The package, by job:
-  locate.py      where the config file and the database are, without pydantic (start-up, the
-                 quick count)
+  locate.py      where the config file is and what a storage URL names, without pydantic
   base.py        what every section model shares
   newsletter.py, content.py, mail.py, site.py   the section models, one field per key, each
                  with the description the documentation's reference is generated from
-  root.py        Config: all sections, and where values come from
+  root.py        Config: all sections and the secret key
+  environment.py the AINEWS_ variables as nested values for the models
   loading.py     load_config: file, environment, errors that name the key
   reference.py   the configuration reference (docs) and its checks (tests)
 

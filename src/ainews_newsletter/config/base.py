@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from ainews_newsletter.config.address_shape import everyday_address
+
 
 class Section(BaseModel):
     """One `[section]` of config.toml. Every field carries a `description`: the configuration
@@ -12,6 +14,9 @@ class Section(BaseModel):
 
     # defer_build: a section's validator is built as part of Config's when the config is
     # loaded, not once more on its own at import, which start-up would pay for nothing.
+    # A list's default is written `default=[]` (pydantic copies it for each instance), not
+    # `default_factory=list`: pydantic reads a factory's signature, and a builtin's is
+    # parsed with tokenize, whose first use compiles a regex every command would pay for.
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True,
                               defer_build=True)
 
@@ -19,7 +24,10 @@ class Section(BaseModel):
 def check_address(value: str) -> str:
     """Syntax only; a .test address passes here and is refused by the loader unless
     [subscribers] allow_test_domains (one section cannot see another)."""
-    # Imported here: email-validator is slow to import and only needed when a config loads.
+    everyday = everyday_address(value)
+    if everyday is not None:
+        return everyday
+    # Imported here: email-validator is slow to import, and most configs never need it.
     from email_validator import EmailNotValidError, validate_email
 
     try:

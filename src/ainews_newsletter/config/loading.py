@@ -1,7 +1,8 @@
 """Loading the configuration, once.
 
 Precedence, highest first: CLI flags (passed as `overrides`) > environment (`AINEWS_` prefix,
-`__` for nesting, e.g. `AINEWS_SMTP__PORT=2526`) > the TOML file > defaults. Unknown keys and
+`__` for nesting, e.g. `AINEWS_SMTP__PORT=2526`; environment.py) > the TOML file > defaults:
+the three are merged key by key, and the models validate the result once. Unknown keys and
 bad values raise ConfigError naming the key. Secrets (SMTP password, web secret key) are read
 from the environment only, so a config file can be committed without leaking them.
 """
@@ -12,16 +13,15 @@ import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar, Token
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import SettingsError
 
 from ainews_newsletter.config.base import is_test_domain
+from ainews_newsletter.config.environment import NotJson, deep_update, environment_values
 from ainews_newsletter.config.locate import CONFIG_ENV_VAR, ENV_PREFIX, config_path_from
-from ainews_newsletter.config.root import SECRET_KEYS, Config, environment, file_values
+from ainews_newsletter.config.root import SECRET_KEYS, Config
 from ainews_newsletter.errors import ConfigError
 
 
@@ -89,8 +89,8 @@ def _describe(exc: PydanticValidationError, path: Path | None, environ: Mapping[
 
 
 def _refuse_unknown_environment(environ: Mapping[str, str]) -> None:
-    """pydantic-settings ignores AINEWS_ variables whose section it does not know, so a typo
-    like AINEWS_SMPT__PORT would silently do nothing; refuse it like an unknown file key."""
+    """An AINEWS_ variable whose section the config does not know would otherwise do nothing
+    (a typo like AINEWS_SMPT__PORT); refuse it like an unknown file key."""
     for name in environ:
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV_VAR:
@@ -111,15 +111,17 @@ def load_config(
     _refuse_unknown_environment(environ)
     config_path = config_path_from(path, environ)
     from_file = _read_toml(config_path) if config_path is not None else {}
-    environment_token = environment.set(environ)
-    with _file_values_set(from_file), _reset_after(environment, environment_token):
-        try:
-            config = Config(**dict(overrides or {}))
-        except PydanticValidationError as exc:
-            raise ConfigError(_describe(exc, config_path, environ)) from None
-        except SettingsError as exc:  # a section set from the environment that is not JSON
-            raise ConfigError(f"environment: {exc}; set single keys instead, e.g. "
-                              "AINEWS_SMTP__PORT=2526") from None
+    try:
+        from_environment = environment_values(Config, environ)
+    except NotJson as exc:
+        raise ConfigError(f"environment: {exc}; set single keys instead, e.g. "
+                          "AINEWS_SMTP__PORT=2526") from None
+    try:
+        with _without_pydantic_plugins():
+            config = Config.model_validate(deep_update(from_file, from_environment,
+                                                       dict(overrides or {})))
+    except PydanticValidationError as exc:
+        raise ConfigError(_describe(exc, config_path, environ)) from None
     _refuse_test_addresses(config, config_path, environ)
     _read_relay_passwords(config, environ)
     if config_path is not None:
@@ -159,18 +161,22 @@ def _read_relay_passwords(config: Config, environ: Mapping[str, str]) -> None:
         relay.with_password(password)
 
 
-@contextmanager
-def _reset_after(variable: ContextVar[Any], token: Token[Any]) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        variable.reset(token)
+PLUGINS_VARIABLE = "PYDANTIC_DISABLE_PLUGINS"
 
 
 @contextmanager
-def _file_values_set(values: dict[str, Any]) -> Iterator[None]:
-    token = file_values.set(values)
+def _without_pydantic_plugins() -> Iterator[None]:
+    """The config's validators are built (on the first load) without pydantic's plugins,
+    observers of validation that nobody points at a config: to find them pydantic reads
+    the entry points of every installed distribution, a large part of every command's
+    start (BENCHMARKS.md, "Start-up"). Its documented switch, set for the build alone;
+    validation itself is unchanged."""
+    before = os.environ.get(PLUGINS_VARIABLE)
+    os.environ[PLUGINS_VARIABLE] = "__all__"
     try:
         yield
     finally:
-        file_values.reset(token)
+        if before is None:
+            del os.environ[PLUGINS_VARIABLE]
+        else:
+            os.environ[PLUGINS_VARIABLE] = before

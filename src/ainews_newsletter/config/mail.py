@@ -121,7 +121,7 @@ class SmtpConfig(RelayKeys):
                     "sending process alone claims and records). 0 = one per connection, at "
                     "most one per CPU core; 1 = every connection a thread of one process.")
     relays: list[RelayConfig] = Field(
-        default_factory=list,
+        default=[],
         description="Several relays in order ([[smtp.relays]], or AINEWS_SMTP__RELAYS as a "
                     "JSON list): each message goes through the first that answers; a relay "
                     "that stops answering (refused, TLS failure, 421, login refused, the "

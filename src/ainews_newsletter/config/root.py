@@ -1,26 +1,15 @@
-"""The whole configuration: one field per section, the secret key, and where its values come
-from (pydantic-settings sources: arguments, then the environment, then the TOML file)."""
+"""The whole configuration: one field per section, and the secret key. Where the values come
+from (flags, the environment, the file) is loading.py's business."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
 
-from pydantic import Field, PrivateAttr, SecretStr
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from ainews_newsletter import resources
 from ainews_newsletter.config.content import LintConfig, PostsConfig, RenderConfig
-from ainews_newsletter.config.locate import ENV_PREFIX, absolute_storage_url
+from ainews_newsletter.config.locate import absolute_storage_url
 from ainews_newsletter.config.mail import BouncesConfig, DeliveryConfig, DkimConfig, SmtpConfig
 from ainews_newsletter.config.newsletter import NewsletterConfig
 from ainews_newsletter.config.privacy import PrivacyConfig
@@ -39,37 +28,12 @@ SECRET_KEYS = {("secret_key",), ("smtp", "password"), ("bounces", "password"),
                ("webhooks", "sendgrid_password"), ("webhooks", "mailgun_signing_key"),
                ("webhooks", "postmark_password")}
 
-# The parsed TOML file for the load in progress; a context variable because pydantic-settings
-# builds its sources in a classmethod that cannot take arguments.
-file_values: ContextVar[dict[str, Any]] = ContextVar("file_values")
 
-# The environment for the load in progress: `load_config(environ=...)` must be what is read,
-# not os.environ (tests pass {} to be independent of the shell they run in).
-environment: ContextVar[Mapping[str, str]] = ContextVar("environment")
-
-
-class _EnvValues(EnvSettingsSource):
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(environment.get(os.environ), self.case_sensitive,
-                              self.env_ignore_empty, self.env_parse_none_str)
-
-
-class _TomlValues(PydanticBaseSettingsSource):
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return file_values.get({}).get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(file_values.get({}))
-
-
-class Config(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-    )
+class Config(BaseModel):
+    # validate_default: as pydantic-settings' BaseSettings had it. defer_build: the
+    # validator is built by the first load (loading.py), not by the import.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              validate_default=True, defer_build=True)
 
     newsletter: NewsletterConfig = Field(
         default_factory=NewsletterConfig,
@@ -132,17 +96,6 @@ class Config(BaseSettings):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _EnvValues(settings_cls), _TomlValues(settings_cls))
 
     def located_at(self, config_path: Path) -> None:
         """Remember the file this config came from: relative paths resolve against its

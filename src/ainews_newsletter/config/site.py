@@ -75,7 +75,7 @@ class ScheduleConfig(Section):
         default="auto",
         description='"auto": build, lint and send. "draft": build and freeze the issue, mail '
                     "a test copy to notify, and wait for `ainews send --issue KEY`.")
-    notify: list[str] = Field(default_factory=list,
+    notify: list[str] = Field(default=[],
                               description="Addresses that get the draft's test copy.")
     misfire_grace_hours: float = Field(
         default=6, gt=0,
@@ -122,7 +122,7 @@ class WebConfig(Section):
                                       description="An idle keep-alive connection is closed "
                                                   "after this many seconds.")
     allowed_origins: list[str] = Field(
-        default_factory=list,
+        default=[],
         description='Other sites whose pages may post sign-ups to /subscribe (the form '
                     "`ainews web snippet` prints) and frame /embed: origins such as "
                     '"https://blog.example" (scheme://host[:port], no path). A post from any '
@@ -196,7 +196,7 @@ class TrackingConfig(Section):
 
 class DoctorConfig(Section):
     nameservers: list[str] = Field(
-        default_factory=list,
+        default=[],
         description='DNS servers `ainews doctor` asks ("host:port" or "host"; port 53) and '
                     "no others; empty: the system's resolvers.")
     timeout: float = Field(default=5, gt=0, le=60, description="Seconds per DNS query.")

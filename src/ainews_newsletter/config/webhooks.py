@@ -15,7 +15,7 @@ _TOPIC_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.
 
 class WebhooksConfig(Section):
     ses_topics: list[str] = Field(
-        default_factory=list,
+        default=[],
         description="Amazon SES through SNS: the topic ARNs whose notifications are "
                     "believed (arn:aws:sns:<region>:<account>:<name>). Empty: "
                     "/webhooks/ses is off.")

@@ -1,9 +1,9 @@
-"""Counting subscribers in a SQLite file with the standard library alone: `ainews subscribers
-count` in a script should answer as fast as Python starts, and SQLAlchemy and the config's
-pydantic cost four times that to import. The same question as `SubscriberStore.count`
-(tests/subscribers/test_quickcount.py asks both); whenever this one cannot be sure of its
-answer (the schema is not the newest, the list does not exist, the file is missing or
-locked) it returns None and the store answers instead."""
+"""Counting subscribers in a SQLite file with the standard library: `ainews subscribers count`
+loads and checks the whole config as every command does, then asks this rather than pay
+for importing SQLAlchemy, which costs more than the rest (BENCHMARKS.md, "Start-up"). The
+same question as `SubscriberStore.count` (tests/subscribers/test_quickcount.py asks both);
+whenever this one cannot be sure of its answer (the schema is not the newest, the list does
+not exist, the file is missing or locked) it returns None and the store answers instead."""
 
 from __future__ import annotations
 
