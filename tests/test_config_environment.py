@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from ainews_newsletter.config import Config, load_config
 from ainews_newsletter.config.environment import NotJson, environment_values
 from ainews_newsletter.config.reference import config_keys
 from ainews_newsletter.errors import ConfigError
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 NEWSLETTER = ('[newsletter]\nname = "File"\nfrom = "digest@news.example.org"\n'
               '[smtp]\nhost = "mail.example.org"\nport = 2525\n')
@@ -124,11 +128,30 @@ def test_the_environment_given_is_the_one_read(tmp_path: Path,
     assert load_config(_file(tmp_path)).smtp.port == 2900
 
 
-def test_the_plugin_switch_is_put_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The build without pydantic's plugins leaves the environment as it found it."""
-    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
-    load_config(_file(tmp_path), environ={})
-    assert "PYDANTIC_DISABLE_PLUGINS" not in os.environ
-    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "some-plugin")
-    load_config(_file(tmp_path), environ={})
-    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == "some-plugin"
+def test_the_plugin_switch_is_set_for_the_first_build_alone(tmp_path: Path) -> None:
+    """The first load builds the validators without pydantic's plugins (its switch is an
+    environment variable) and puts the environment back; later loads (the preview reloads
+    from request threads) never write the environment, which other threads read. Watched
+    in a fresh interpreter through the os.putenv / os.unsetenv audit events."""
+    script = f"""
+import os, sys
+events = []
+sys.addaudithook(lambda name, args: events.append((name, args[0])) if name in (
+    "os.putenv", "os.unsetenv") else None)
+from pathlib import Path
+from ainews_newsletter.config import load_config
+config = Path({str(_file(tmp_path))!r})
+os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
+events.clear()
+load_config(config, environ={{}})
+first = [(name, key) for name, key in events]
+events.clear()
+load_config(config, environ={{}})
+load_config(config, environ={{}})
+print(first, events, "PYDANTIC_DISABLE_PLUGINS" in os.environ)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    key = b"PYDANTIC_DISABLE_PLUGINS"
+    first = [("os.putenv", key), ("os.unsetenv", key)]
+    assert result.stdout.strip() == f"{first} [] False"

@@ -10,9 +10,9 @@ from the environment only, so a config file can be committed without leaking the
 from __future__ import annotations
 
 import os
+import threading
 import tomllib
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +117,9 @@ def load_config(
         raise ConfigError(f"environment: {exc}; set single keys instead, e.g. "
                           "AINEWS_SMTP__PORT=2526") from None
     try:
-        with _without_pydantic_plugins():
-            config = Config.model_validate(deep_update(from_file, from_environment,
-                                                       dict(overrides or {})))
+        _build_validators()
+        config = Config.model_validate(deep_update(from_file, from_environment,
+                                                   dict(overrides or {})))
     except PydanticValidationError as exc:
         raise ConfigError(_describe(exc, config_path, environ)) from None
     _refuse_test_addresses(config, config_path, environ)
@@ -164,19 +164,28 @@ def _read_relay_passwords(config: Config, environ: Mapping[str, str]) -> None:
 PLUGINS_VARIABLE = "PYDANTIC_DISABLE_PLUGINS"
 
 
-@contextmanager
-def _without_pydantic_plugins() -> Iterator[None]:
-    """The config's validators are built (on the first load) without pydantic's plugins,
-    observers of validation that nobody points at a config: to find them pydantic reads
+_BUILD_LOCK = threading.Lock()
+
+
+def _build_validators() -> None:
+    """The config's validators, built on the first load without pydantic's plugins
+    (observers of validation that nobody points at a config: to find them pydantic reads
     the entry points of every installed distribution, a large part of every command's
-    start (BENCHMARKS.md, "Start-up"). Its documented switch, set for the build alone;
-    validation itself is unchanged."""
-    before = os.environ.get(PLUGINS_VARIABLE)
-    os.environ[PLUGINS_VARIABLE] = "__all__"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[PLUGINS_VARIABLE]
-        else:
-            os.environ[PLUGINS_VARIABLE] = before
+    start: BENCHMARKS.md, "Start-up"). Its documented switch is an environment variable,
+    so it is set for that one build, under a lock, and never again: later loads (the
+    preview reloads from request threads) leave the environment alone, which other threads
+    read (urllib's proxy scan, a subprocess's copy). Validation itself is unchanged."""
+    if Config.__pydantic_complete__:
+        return
+    with _BUILD_LOCK:
+        if Config.__pydantic_complete__:
+            return
+        before = os.environ.get(PLUGINS_VARIABLE)
+        os.environ[PLUGINS_VARIABLE] = "__all__"
+        try:
+            Config.model_rebuild()
+        finally:
+            if before is None:
+                del os.environ[PLUGINS_VARIABLE]
+            else:
+                os.environ[PLUGINS_VARIABLE] = before
