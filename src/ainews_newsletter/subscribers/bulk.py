@@ -55,6 +55,30 @@ def one_of(connection: Connection, column: ColumnElement[Any], keys: list[str],
     return column == any_(bindparam("keys_array", keys, type_=ARRAY(String)))
 
 
+def last_id(connection: Connection, table: Table) -> int:
+    """The table's largest id so far (0 when empty), read before a bulk insert for
+    `added_since`."""
+    return int(connection.execute(select(func.max(table.c.id))).scalar() or 0)
+
+
+def added_since(connection: Connection, table: Table, before: int,
+                count: int) -> ColumnElement[bool] | None:
+    """`id > before`: the `count` rows this transaction has just inserted into `table`,
+    `before` being `last_id` read in the same transaction before the insert, or None where
+    that cannot be told. On SQLite a new row's id is the largest one plus one (unless the
+    largest possible id is taken), and no other connection writes until this transaction
+    ends (in WAL mode a transaction whose reads are out of date cannot start writing at
+    all), so the new rows are exactly those above `before` if the largest id grew by
+    `count`. Statements that select the new rows by this range read a run of the table
+    instead of looking each address up in its index. PostgreSQL hands ids out to
+    concurrent transactions from one sequence: None."""
+    if connection.dialect.name != "sqlite" or count == 0:
+        return None
+    if last_id(connection, table) - before != count:
+        return None
+    return table.c.id > before
+
+
 def insert_tuples(connection: Connection, table: Table, columns: Sequence[str],
                   values: Sequence[tuple[Any, ...]], ignore_conflicts: bool = False) -> None:
     """INSERT rows given as tuples in `columns`' order, each value already as the driver

@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, String, func, insert, literal, null, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    String,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+)
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import ensure_schema
@@ -95,14 +106,21 @@ def record_by_address(connection: Connection, addresses_by_kind: dict[str, list[
     normalized addresses. The database finds the ids itself, faster on SQLite than handing
     the driver one parameter row per event."""
     for kind, addresses in addresses_by_kind.items():
-        assert kind in KINDS, kind
-        if not addresses:
-            continue
-        rows = select(subscribers.c.id, literal(kind, String), literal(source[:32], String),
-                      null(), literal(at, subscriber_events.c.at.type)).where(
-            one_of(connection, subscribers.c.email_normalized, addresses))
-        connection.execute(insert(subscriber_events).from_select(
-            ["subscriber_id", "kind", "source", "issue_id", "at"], rows))
+        if addresses:
+            record_where(connection, kind,
+                         one_of(connection, subscribers.c.email_normalized, addresses),
+                         source, at)
+
+
+def record_where(connection: Connection, kind: str, which: ColumnElement[bool], source: str,
+                 at: datetime) -> None:
+    """A `kind` event for each subscriber row `which` selects, one INSERT … SELECT (an
+    import batch's new rows: bulk.added_since)."""
+    assert kind in KINDS, kind
+    rows = select(subscribers.c.id, literal(kind, String), literal(source[:32], String),
+                  null(), literal(at, subscriber_events.c.at.type)).where(which)
+    connection.execute(insert(subscriber_events).from_select(
+        ["subscriber_id", "kind", "source", "issue_id", "at"], rows))
 
 
 class SubscriberHistory:

@@ -24,13 +24,28 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Integer, bindparam, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    bindparam,
+    func,
+    literal,
+    select,
+    update,
+)
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import insert_ignoring_conflicts
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
-from ainews_newsletter.subscribers.bulk import insert_tuples, native, one_of
+from ainews_newsletter.subscribers.bulk import (
+    added_since,
+    insert_tuples,
+    last_id,
+    native,
+    one_of,
+)
 from ainews_newsletter.subscribers.consent_records import Agreement, record_new
 from ainews_newsletter.subscribers.erased import REFUSED, check_erase_key, erased_among, lift_erased
 from ainews_newsletter.subscribers.history import (
@@ -38,6 +53,7 @@ from ainews_newsletter.subscribers.history import (
     change_kind,
     event_source,
     record_by_address,
+    record_where,
 )
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 from ainews_newsletter.subscribers.store import SubscriberStore
@@ -139,16 +155,15 @@ def _fold(first: ImportRow, row: ImportRow) -> ImportRow:
                      first.language or row.language)
 
 
-def _add_memberships(connection: Connection, list_id: int, addresses: list[str],
+def _add_memberships(connection: Connection, list_id: int, which: ColumnElement[bool],
                      now: datetime) -> None:
-    """Put these (stored) addresses on list `list_id`, one INSERT … SELECT: the database
-    finds the ids, and an existing membership stays as it is."""
+    """Put the subscriber rows `which` selects on list `list_id`, one INSERT … SELECT: the
+    database finds the ids, and an existing membership stays as it is."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     rows = select(literal(list_id, Integer), subscribers.c.id,
-                  literal(now, memberships.c.created_at.type)).where(
-        one_of(connection, subscribers.c.email_normalized, addresses))
+                  literal(now, memberships.c.created_at.type)).where(which)
     connection.execute(dialect.insert(memberships).from_select(
         ["list_id", "subscriber_id", "created_at"], rows).on_conflict_do_nothing())
 
@@ -181,9 +196,10 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
     default = status or SubscriberStatus.ACTIVE  # a row that names no status
     new_rows: list[_NewSubscriber] = []
     changes: list[dict[str, Any]] = []
-    events: dict[str, list[str]] = {"joined": []}  # kind → normalized addresses
-    joined = events["joined"]
+    # kind → normalized addresses, but the "joined" of every new row (written first)
+    events: dict[str, list[str]] = {}
     members: dict[int, list[str]] = {list_id: []}  # list → normalized addresses
+    new_plain: list[str] = []  # new rows naming no lists: to list `list_id`
     for normalized, row in unique.items():
         if suppressed and normalized in suppressed:
             refused.append(Rejected(row.line, row.email, f"{row.email!r} is on the "
@@ -195,12 +211,12 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
             for target in dict.fromkeys([*list_ids(row.lists),
                                          *([list_id] if list_explicit else [])]):
                 members.setdefault(target, []).append(normalized)
-        else:
-            members[list_id].append(normalized)
         # --status sets the status of arrivals, but never over a source saying they left.
         incoming = default if row.status is None else (
             row.status if row.status.has_left else status or row.status)
         known = existing.get(normalized) if existing else None
+        if not row.lists:
+            (new_plain if known is None else members[list_id]).append(normalized)
         if known is None:
             new_rows.append(_NewSubscriber(
                 row.email, normalized, row.name, incoming.value,
@@ -209,12 +225,12 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
                 stamp if incoming is SubscriberStatus.ACTIVE else None,
                 stamp if incoming is SubscriberStatus.UNSUBSCRIBED else None, row.language))
             if incoming is SubscriberStatus.ACTIVE or incoming is SubscriberStatus.PENDING:
-                joined.append(normalized)
                 if added is not None and incoming is SubscriberStatus.ACTIVE:
                     added.append(normalized)
             else:
                 for arrival in arrival_kinds(incoming):
-                    events.setdefault(arrival, []).append(normalized)
+                    if arrival != "joined":
+                        events.setdefault(arrival, []).append(normalized)
             continue
         current = SubscriberStatus(known.status)
         merged = _merged_status(current, incoming)
@@ -232,12 +248,23 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
         changes.append({"row_id": known.id, "new_status": merged.value, "new_name": name,
                         "new_attributes": attributes, "new_language": chosen, "now": now,
                         "left_at": now if merged is not current and merged.has_left else None})
+    before = last_id(connection, subscribers) if new_rows else 0
     insert_tuples(connection, subscribers, _NewSubscriber._fields, new_rows)
     summary.imported += len(new_rows)
-    if agreement is not None and new_rows:  # the new ones only: the others keep theirs
-        record_new(connection, [row.email_normalized for row in new_rows], agreement, now,
-                   [row.email_normalized for row in new_rows
-                    if row.status == SubscriberStatus.ACTIVE.value])
+    # The new rows as the statements below select them: a range of ids on SQLite, their
+    # addresses elsewhere (bulk.added_since).
+    new = added_since(connection, subscribers, before, len(new_rows)) if new_rows else None
+    if new is None and new_rows:
+        new = one_of(connection, subscribers.c.email_normalized,
+                     [row.email_normalized for row in new_rows])
+    if new is not None:  # every arrival joined, whatever its status (history.arrival_kinds)
+        record_where(connection, "joined", new, event_source(source), now)
+        if agreement is not None:  # the new ones only: the others keep theirs
+            record_new(connection, new, agreement, now)
+        if len(new_plain) == len(new_rows):
+            _add_memberships(connection, list_id, new, now)
+        else:
+            members[list_id].extend(new_plain)
     if changes:
         connection.execute(
             update(subscribers).where(subscribers.c.id == bindparam("row_id")).values(
@@ -250,7 +277,8 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
     record_by_address(connection, events, event_source(source), now)
     for target, addresses in members.items():
         if addresses:
-            _add_memberships(connection, target, addresses, now)
+            _add_memberships(connection, target,
+                             one_of(connection, subscribers.c.email_normalized, addresses), now)
 
 
 def _list_resolver(store: SubscriberStore, connection: Connection,
