@@ -15,7 +15,7 @@ from ainews_newsletter import clock
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
-from ainews_newsletter.subscribers import importer
+from ainews_newsletter.subscribers import arrivals, importer
 from ainews_newsletter.subscribers.formats import open_subscriber_file
 from ainews_newsletter.subscribers.importer import ImportRow, import_rows
 from ainews_newsletter.subscribers.schema import subscriber_events
@@ -216,12 +216,12 @@ def test_search_and_keyset_pages(store: SubscriberStore) -> None:
 def test_import_tokens_are_random_distinct_and_shaped_like_new_token() -> None:
     from ainews_newsletter.subscribers.tokens import new_token
 
-    tokens = importer.new_tokens(5000)
+    tokens = arrivals.new_tokens(5000)
     assert len(tokens) == len(set(tokens)) == 5000
     shape = re.compile(rf"[A-Za-z0-9_-]{{{len(new_token())}}}")
     assert all(shape.fullmatch(token) for token in tokens)
-    assert importer.new_tokens(0) == [] and len(importer.new_tokens(1)) == 1
-    assert set(importer.new_tokens(100)).isdisjoint(tokens)  # not a seeded sequence
+    assert arrivals.new_tokens(0) == [] and len(arrivals.new_tokens(1)) == 1
+    assert set(arrivals.new_tokens(100)).isdisjoint(tokens)  # not a seeded sequence
 
 
 def test_import_across_batches_merges_repeats_keeps_lines_and_gives_each_a_token(

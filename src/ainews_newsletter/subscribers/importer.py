@@ -15,8 +15,6 @@ Rules, the same for every format:
 
 from __future__ import annotations
 
-import base64
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -39,9 +37,9 @@ from ainews_newsletter import clock
 from ainews_newsletter.database import insert_ignoring_conflicts
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
+from ainews_newsletter.subscribers.arrivals import Arrival, insert_arrivals, new_tokens
 from ainews_newsletter.subscribers.bulk import (
     added_since,
-    insert_tuples,
     last_id,
     native,
     one_of,
@@ -57,7 +55,6 @@ from ainews_newsletter.subscribers.history import (
 )
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 from ainews_newsletter.subscribers.store import SubscriberStore
-from ainews_newsletter.subscribers.tokens import TOKEN_BYTES
 
 # Rows per transaction. Each batch rewrites the index pages its rows land on, and the
 # unsubscribe tokens are random, so each row of a small batch touches its own page of the
@@ -80,25 +77,6 @@ class ImportRow(NamedTuple):
     language: str | None = None  # canonical BCP 47, from a language or locale column
 
 
-class _NewSubscriber(NamedTuple):
-    """A new subscriber's row as the driver takes it (bulk.py): its fields are the columns
-    of the insert, in order, each value already in the driver's form. Made in field order,
-    not by keyword: keywords cost more per row, and a million rows make a million."""
-
-    email: str
-    email_normalized: str
-    name: str | None
-    status: str
-    attributes: Any  # the driver's JSON form (bulk.native), or None
-    token: str
-    source: str
-    created_at: Any  # bulk.native datetimes: text on SQLite
-    updated_at: Any
-    confirmed_at: Any
-    unsubscribed_at: Any
-    language: str | None
-
-
 class Rejected(NamedTuple):  # a tuple: a file of junk makes one per row
     line: int
     email: str
@@ -119,18 +97,6 @@ class ImportSummary:
     def as_dict(self) -> dict[str, int]:
         return {"imported": self.imported, "updated": self.updated,
                 "duplicates": self.duplicates, "rejected": self.rejected}
-
-
-def new_tokens(count: int) -> list[str]:
-    """`count` tokens exactly as `tokens.new_token` makes them (TOKEN_BYTES random bytes,
-    URL-safe base64, no padding), from one read of the system's random source: each token
-    is its own TOKEN_BYTES bytes of the block, so none says anything about another."""
-    width = TOKEN_BYTES // 3 * 4  # TOKEN_BYTES is a multiple of 3: no padding, no sharing
-    block = base64.urlsafe_b64encode(secrets.token_bytes(TOKEN_BYTES * count)).decode()
-    return [block[start:start + width] for start in range(0, len(block), width)]
-
-
-assert TOKEN_BYTES % 3 == 0, "new_tokens slices the base64 of a block at token borders"
 
 
 def _merged_status(current: SubscriberStatus, incoming: SubscriberStatus) -> SubscriberStatus:
@@ -189,12 +155,12 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
         select(subscribers.c.id, subscribers.c.email_normalized, subscribers.c.name,
                subscribers.c.status, subscribers.c.attributes, subscribers.c.language)
         .where(one_of(connection, subscribers.c.email_normalized, keys)))}
-    # New rows go to the driver as _NewSubscriber tuples, values already in the driver's
-    # form (bulk.py): the batch's one `now` is converted once.
+    # New rows go to the driver as Arrival tuples (arrivals.py): the batch's one `now` is
+    # converted once.
     stamp, origin = native(now, dialect), source[:64]
     tokens = iter(new_tokens(max(0, len(unique) - len(existing) - len(suppressed))))
     default = status or SubscriberStatus.ACTIVE  # a row that names no status
-    new_rows: list[_NewSubscriber] = []
+    new_rows: list[Arrival] = []
     changes: list[dict[str, Any]] = []
     # kind → normalized addresses, but the "joined" of every new row (written first)
     events: dict[str, list[str]] = {}
@@ -218,12 +184,9 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
         if not row.lists:
             (new_plain if known is None else members[list_id]).append(normalized)
         if known is None:
-            new_rows.append(_NewSubscriber(
-                row.email, normalized, row.name, incoming.value,
-                native(row.attributes, dialect) if row.attributes else None,
-                next(tokens, None) or new_tokens(1)[0], origin, stamp, stamp,
-                stamp if incoming is SubscriberStatus.ACTIVE else None,
-                stamp if incoming is SubscriberStatus.UNSUBSCRIBED else None, row.language))
+            new_rows.append((row.email, normalized, row.name or "", incoming.value,
+                             native(row.attributes, dialect) if row.attributes else "",
+                             next(tokens, None) or new_tokens(1)[0], row.language or ""))
             if incoming is SubscriberStatus.ACTIVE or incoming is SubscriberStatus.PENDING:
                 if added is not None and incoming is SubscriberStatus.ACTIVE:
                     added.append(normalized)
@@ -249,14 +212,14 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
                         "new_attributes": attributes, "new_language": chosen, "now": now,
                         "left_at": now if merged is not current and merged.has_left else None})
     before = last_id(connection, subscribers) if new_rows else 0
-    insert_tuples(connection, subscribers, _NewSubscriber._fields, new_rows)
+    insert_arrivals(connection, new_rows, origin, stamp)
     summary.imported += len(new_rows)
     # The new rows as the statements below select them: a range of ids on SQLite, their
     # addresses elsewhere (bulk.added_since).
     new = added_since(connection, subscribers, before, len(new_rows)) if new_rows else None
     if new is None and new_rows:
         new = one_of(connection, subscribers.c.email_normalized,
-                     [row.email_normalized for row in new_rows])
+                     [row[1] for row in new_rows])
     if new is not None:  # every arrival joined, whatever its status (history.arrival_kinds)
         record_where(connection, "joined", new, event_source(source), now)
         if agreement is not None:  # the new ones only: the others keep theirs
