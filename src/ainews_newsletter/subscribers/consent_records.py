@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Engine,
     case,
@@ -29,6 +28,7 @@ from sqlalchemy import (
 )
 
 from ainews_newsletter.models import SubscriberStatus
+from ainews_newsletter.subscribers.bulk import Chosen
 from ainews_newsletter.subscribers.schema import consents, subscribers
 
 BEFORE_RECORDS = "before-records"
@@ -157,19 +157,19 @@ def confirmed(target: Connection | Engine, subscriber_id: int, at: datetime) -> 
             .values(confirmed_at=at))
 
 
-def record_new(connection: Connection, new: ColumnElement[bool], agreement: Agreement,
+def record_new(connection: Connection, new: Chosen, agreement: Agreement,
                at: datetime) -> None:
     """The records of a batch of new subscribers (an import): the subscriber rows `new`
-    selects, one INSERT … SELECT (the database finds the ids). Those that arrived active are
-    confirmed at `at`; a subscriber with a record keeps it."""
+    names (bulk.Chosen), one INSERT … SELECT (the database finds the ids). Those that
+    arrived active are confirmed at `at`; a subscriber with a record keeps it."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     at_type = consents.c.given_at.type
-    rows = select(subscribers.c.id, literal(agreement.how[:16]),
-                  literal(agreement.source, consents.c.source.type), literal(at, at_type),
-                  case((subscribers.c.status == SubscriberStatus.ACTIVE.value,
-                        literal(at, at_type)), else_=null())).where(new)
+    rows = new.select(subscribers.c.id, literal(agreement.how[:16]),
+                      literal(agreement.source, consents.c.source.type), literal(at, at_type),
+                      case((subscribers.c.status == SubscriberStatus.ACTIVE.value,
+                            literal(at, at_type)), else_=null()))
     connection.execute(dialect.insert(consents).from_select(
         ["subscriber_id", "how", "source", "given_at", "confirmed_at"], rows)
         .on_conflict_do_nothing())

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Engine,
     Select,
@@ -25,7 +24,7 @@ from sqlalchemy import (
 from ainews_newsletter import clock
 from ainews_newsletter.database import ensure_schema
 from ainews_newsletter.models import SubscriberStatus
-from ainews_newsletter.subscribers.bulk import one_of
+from ainews_newsletter.subscribers.bulk import Chosen, keyed
 from ainews_newsletter.subscribers.schema import subscriber_events, subscribers
 
 # "removed": deleted while on the list (the list shrinks); "erased": the record of someone
@@ -107,18 +106,18 @@ def record_by_address(connection: Connection, addresses_by_kind: dict[str, list[
     the driver one parameter row per event."""
     for kind, addresses in addresses_by_kind.items():
         if addresses:
-            record_where(connection, kind,
-                         one_of(connection, subscribers.c.email_normalized, addresses),
-                         source, at)
+            record_chosen(connection, kind,
+                          keyed(connection, subscribers.c.email_normalized, addresses),
+                          source, at)
 
 
-def record_where(connection: Connection, kind: str, which: ColumnElement[bool], source: str,
-                 at: datetime) -> None:
-    """A `kind` event for each subscriber row `which` selects, one INSERT … SELECT (an
+def record_chosen(connection: Connection, kind: str, chosen: Chosen, source: str,
+                  at: datetime) -> None:
+    """A `kind` event for each subscriber row `chosen` names, one INSERT … SELECT (an
     import batch's new rows: bulk.added_since)."""
     assert kind in KINDS, kind
-    rows = select(subscribers.c.id, literal(kind, String), literal(source[:32], String),
-                  null(), literal(at, subscriber_events.c.at.type)).where(which)
+    rows = chosen.select(subscribers.c.id, literal(kind, String), literal(source[:32], String),
+                         null(), literal(at, subscriber_events.c.at.type))
     connection.execute(insert(subscriber_events).from_select(
         ["subscriber_id", "kind", "source", "issue_id", "at"], rows))
 

@@ -15,21 +15,20 @@ Rules, the same for every format:
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Integer,
     bindparam,
     func,
     literal,
-    select,
     update,
 )
 
@@ -39,10 +38,11 @@ from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.arrivals import Arrival, insert_arrivals, new_tokens
 from ainews_newsletter.subscribers.bulk import (
+    Chosen,
     added_since,
+    keyed,
     last_id,
     native,
-    one_of,
 )
 from ainews_newsletter.subscribers.consent_records import Agreement, record_new
 from ainews_newsletter.subscribers.erased import REFUSED, check_erase_key, erased_among, lift_erased
@@ -51,7 +51,7 @@ from ainews_newsletter.subscribers.history import (
     change_kind,
     event_source,
     record_by_address,
-    record_where,
+    record_chosen,
 )
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 from ainews_newsletter.subscribers.store import SubscriberStore
@@ -121,15 +121,15 @@ def _fold(first: ImportRow, row: ImportRow) -> ImportRow:
                      first.language or row.language)
 
 
-def _add_memberships(connection: Connection, list_id: int, which: ColumnElement[bool],
+def _add_memberships(connection: Connection, list_id: int, chosen: Chosen,
                      now: datetime) -> None:
-    """Put the subscriber rows `which` selects on list `list_id`, one INSERT … SELECT: the
+    """Put the subscriber rows `chosen` names on list `list_id`, one INSERT … SELECT: the
     database finds the ids, and an existing membership stays as it is."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    rows = select(literal(list_id, Integer), subscribers.c.id,
-                  literal(now, memberships.c.created_at.type)).where(which)
+    rows = chosen.select(literal(list_id, Integer), subscribers.c.id,
+                         literal(now, memberships.c.created_at.type))
     connection.execute(dialect.insert(memberships).from_select(
         ["list_id", "subscriber_id", "created_at"], rows).on_conflict_do_nothing())
 
@@ -148,13 +148,13 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
             summary.duplicates += 1
             unique[row.normalized] = _fold(first, row)
     keys = list(unique)
-    suppressed = dict(connection.execute(
-        select(suppressions.c.email_normalized, suppressions.c.reason)
-        .where(one_of(connection, suppressions.c.email_normalized, keys))).all())
+    suppressed: dict[str, str] = dict(connection.execute(
+        keyed(connection, suppressions.c.email_normalized, keys)
+        .select(suppressions.c.email_normalized, suppressions.c.reason)).all())
     existing = {row.email_normalized: row for row in connection.execute(
-        select(subscribers.c.id, subscribers.c.email_normalized, subscribers.c.name,
-               subscribers.c.status, subscribers.c.attributes, subscribers.c.language)
-        .where(one_of(connection, subscribers.c.email_normalized, keys)))}
+        keyed(connection, subscribers.c.email_normalized, keys)
+        .select(subscribers.c.id, subscribers.c.email_normalized, subscribers.c.name,
+                subscribers.c.status, subscribers.c.attributes, subscribers.c.language))}
     # New rows go to the driver as Arrival tuples (arrivals.py): the batch's one `now` is
     # converted once.
     stamp, origin = native(now, dialect), source[:64]
@@ -218,10 +218,9 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
     # addresses elsewhere (bulk.added_since).
     new = added_since(connection, subscribers, before, len(new_rows)) if new_rows else None
     if new is None and new_rows:
-        new = one_of(connection, subscribers.c.email_normalized,
-                     [row[1] for row in new_rows])
+        new = keyed(connection, subscribers.c.email_normalized, [row[1] for row in new_rows])
     if new is not None:  # every arrival joined, whatever its status (history.arrival_kinds)
-        record_where(connection, "joined", new, event_source(source), now)
+        record_chosen(connection, "joined", new, event_source(source), now)
         if agreement is not None:  # the new ones only: the others keep theirs
             record_new(connection, new, agreement, now)
         if len(new_plain) == len(new_rows):
@@ -241,7 +240,7 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
     for target, addresses in members.items():
         if addresses:
             _add_memberships(connection, target,
-                             one_of(connection, subscribers.c.email_normalized, addresses), now)
+                             keyed(connection, subscribers.c.email_normalized, addresses), now)
 
 
 def _list_resolver(store: SubscriberStore, connection: Connection,
@@ -280,6 +279,21 @@ def _without_erased(connection: Connection, key: str, rows: list[ImportRow], for
     return [row for row in rows if row.normalized not in erased]
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while importing: a batch is tens of thousands of live
+    tuples, which each automatic collection walks again, and a row makes no cycles of its
+    own. A batch's statements do (SQLAlchemy's clauses, holding the batch's parameters):
+    `import_rows` collects the young objects after each batch, when the rows are gone."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
 def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
                 list_name: str | None = None, status: SubscriberStatus | None = None,
                 source: str = "import", dry_run: bool = False,
@@ -300,7 +314,7 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
     if not force_erased:
         with store.engine.connect() as connection:
             check_erase_key(connection, store.erase_key)
-    with store.engine.connect() as connection:
+    with store.engine.connect() as connection, _collector_paused():
         outer = connection.begin() if dry_run else None
         try:
             while batch := list(islice(iterator, BATCH_SIZE)):
@@ -326,6 +340,8 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
                         on_reject(reject)
                 if on_batch is not None:
                     on_batch(len(batch))
+                del batch, good
+                gc.collect(1)
         finally:
             if outer is not None:
                 outer.rollback()
