@@ -177,12 +177,6 @@ def _is_plain(keys: list[str]) -> bool:
             and len(set(keys) & set(EMAIL_COLUMNS)) == 1)
 
 
-def _cell(value: str) -> str:
-    """`foreign_formats.cell` of one present value."""
-    value = value.strip()
-    return unescape_formula(value) if value[:1] == "'" else value
-
-
 def _clean_name(raw: str | None) -> str | None:
     """`clean_name`, without its Unicode work for a printable ASCII name (no control or
     bidi characters to drop, NFC is the identity)."""
@@ -195,8 +189,9 @@ def _plain_rows(handle: IO[str], reader: Any, keys: list[str], path: Path, check
                 allow_test: bool) -> Iterator[ImportRow | Rejected]:
     """`_rows(_csv_records(…), ours, lists=True)` for a file `_is_plain` accepts, row for
     row the same (tests/subscribers/test_formats.py checks it with hypothesis). The loop of
-    a million-row list: `_csv_lines`, `_cell`, `normalize` and `_clean_name` written out
-    for the common row (a plain address, a printable ASCII name), a tuple made directly."""
+    a million-row list: `_csv_lines`, `normalize` and `_clean_name` written out
+    for the common row (a plain address, a printable ASCII name; a cell is trimmed and a
+    formula's quote taken off, as `foreign_formats.cell` does), a tuple made directly."""
     email_at = next(index for index, key in enumerate(keys) if key in EMAIL_COLUMNS)
     name_at = keys.index("name") if "name" in keys else -1
     row = tuple.__new__  # ImportRow(…) without its Python-level __new__
