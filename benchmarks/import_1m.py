@@ -5,7 +5,8 @@
 Generates a CSV (email,name; 0.1% invalid addresses, 1% repeats differing in case), then
 runs, each as its own process on a fresh SQLite file:
   ours:  ainews subscribers import FILE --json   (validates every address, normalizes,
-         merges duplicates, tokens, list memberships; batches of 5,000 per transaction)
+         merges duplicates, tokens, list memberships, a consent record and a "joined"
+         event per new subscriber; batches of 50,000 per transaction)
   peer:  sqlite3 DB ".mode csv" ".import FILE raw"   (loads the text, checks nothing)
 and prints wall time, CPU time (user + system), rows/s and peak RSS of each, the ratio, and
 how long `count` and `list --limit 20` take on the imported million. With --runs N the two
@@ -93,7 +94,8 @@ def main() -> None:
             if args.runs > 1:
                 print(f"run {run + 1}: ours {ours_s:.1f} s ({ours_cpu:.1f} s CPU, "
                       f"{ours_mb:.0f} MB), peer {peer_s:.1f} s ({peer_cpu:.1f} s CPU, "
-                      f"{peer_mb:.0f} MB)", flush=True)
+                      f"{peer_mb:.0f} MB), load average {os.getloadavg()[0]:.1f}",
+                      flush=True)
         count_s, _, count, _ = _run([ainews, "subscribers", "count"], env)
         list_s, _, _, _ = _run([ainews, "subscribers", "list", "--limit", "20"], env)
         query_count, query_list = _query_times(f"sqlite:///{root / 'ours.db'}")
@@ -108,6 +110,10 @@ def main() -> None:
               f"{mb:.0f} |")
     ratio = statistics.median(o[0] / p[0] for o, p in zip(ours, peer, strict=True))
     print(f"ratio ours/peer: {ratio:.1f}x the time of a raw load")
+    for tool, runs in (("ours", ours), ("peer", peer)):
+        seconds = sorted(run[0] for run in runs)
+        print(f"{tool}: min {seconds[0]:.1f} s, median {statistics.median(seconds):.1f} s, "
+              f"max {seconds[-1]:.1f} s; peak RSS max {max(run[2] for run in runs):.0f} MB")
     print(f"on the imported store: `ainews subscribers count` -> {count.strip()} in "
           f"{count_s:.2f} s and `list --limit 20` in {list_s:.2f} s as whole processes "
           f"(Python start and imports included); the queries themselves: count "

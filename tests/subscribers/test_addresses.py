@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ainews_newsletter.config import is_test_domain
 from ainews_newsletter.errors import SubscriberError
-from ainews_newsletter.subscribers.addresses import _normalize_plain, _plain_refusal, normalize
+from ainews_newsletter.subscribers.addresses import _plain_refusal, normalize, plain_form
 
 LOCAL_CHARS = "abcXYZ019.!#$%&'*+/=?^_`{|}~-"
 DOMAIN_CHARS = "abcXYZ019-."
@@ -35,7 +35,7 @@ shaped = st.builds(lambda local, domain: f"{local}@{domain}",
 @example(address="a@test", allow_test=True)
 def test_fast_path_accepts_only_what_email_validator_accepts(address: str,
                                                              allow_test: bool) -> None:
-    fast = _normalize_plain(address, allow_test)
+    fast = plain_form(address, allow_test)
     if fast is None:
         return
     try:
@@ -125,3 +125,18 @@ def test_an_internationalized_local_part_is_accepted_and_stored_as_typed() -> No
                                                   "jürgen@xn--bcher-kva.example")
     decomposed = "ju\u0308rgen@example.com"  # ü as u + combining diaeresis
     assert normalize(decomposed)[1] == normalize("jürgen@example.com")[1]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(address=st.one_of(shaped, st.emails(), st.text(max_size=40)), allow_test=st.booleans())
+@example(address=" a@example.com", allow_test=False)
+@example(address="a@example.com\n", allow_test=False)
+@example(address="", allow_test=False)
+def test_plain_form_answers_as_normalize_or_not_at_all(address: str, allow_test: bool) -> None:
+    """formats._plain_rows asks `plain_form` first and `normalize` only when it has no
+    answer: its answer must be normalize's, for a trimmed address (what a cell holds)."""
+    fast = plain_form(address, allow_test)
+    if fast is None:
+        return
+    assert address == address.strip()
+    assert fast == normalize(address, allow_test=allow_test)

@@ -3,6 +3,7 @@ lists, suppression, import merge rules, and an unsubscribe racing a send."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from ainews_newsletter import clock
 from ainews_newsletter.database import engine_for
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
-from ainews_newsletter.subscribers import importer
+from ainews_newsletter.subscribers import arrivals, importer
 from ainews_newsletter.subscribers.formats import open_subscriber_file
 from ainews_newsletter.subscribers.importer import ImportRow, import_rows
 from ainews_newsletter.subscribers.schema import subscriber_events
@@ -216,12 +217,12 @@ def test_search_and_keyset_pages(store: SubscriberStore) -> None:
 def test_import_tokens_are_random_distinct_and_shaped_like_new_token() -> None:
     from ainews_newsletter.subscribers.tokens import new_token
 
-    tokens = importer.new_tokens(5000)
+    tokens = arrivals.new_tokens(5000)
     assert len(tokens) == len(set(tokens)) == 5000
     shape = re.compile(rf"[A-Za-z0-9_-]{{{len(new_token())}}}")
     assert all(shape.fullmatch(token) for token in tokens)
-    assert importer.new_tokens(0) == [] and len(importer.new_tokens(1)) == 1
-    assert set(importer.new_tokens(100)).isdisjoint(tokens)  # not a seeded sequence
+    assert arrivals.new_tokens(0) == [] and len(arrivals.new_tokens(1)) == 1
+    assert set(arrivals.new_tokens(100)).isdisjoint(tokens)  # not a seeded sequence
 
 
 def test_import_across_batches_merges_repeats_keeps_lines_and_gives_each_a_token(
@@ -271,3 +272,71 @@ def test_import_restores_the_lists_of_our_export_and_adds_the_asked_for_list(
     on = {s.email: s.lists for s in store.iter_subscribers(with_lists=True)}
     assert on["x@example.com"] == ("beta", "research", "weekly")
     assert on["y@example.com"] == ("beta", "newsletter")
+
+
+def test_an_import_batch_writes_each_new_rows_columns_events_record_and_list(
+        store: SubscriberStore) -> None:
+    """The new rows' insert (arrivals.py) and what follows it (bulk.added_since on SQLite):
+    ids in file order, "" back to NULL, the times the status calls for, a source with
+    quotes and placeholders kept as given, and each new row's event, record and list."""
+    from ainews_newsletter.subscribers.consent_records import Agreement
+
+    pending = SubscriberStatus.PENDING
+    rows = [ImportRow(2, "Z@example.com", "z@example.com", "Zed", ACTIVE,
+                      {"plan": "pro"}, (), "de"),
+            ImportRow(3, "a@example.com", "a@example.com", None, pending),
+            ImportRow(4, "m@example.com", "m@example.com", "Em", UNSUBSCRIBED)]
+    source = "import:o'brien ?1 %s.csv"
+    summary = import_rows(store, rows, source=source,
+                          agreement=Agreement("import", "o'brien.csv (csv)"))
+    assert summary.imported == 3
+    with store.engine.connect() as connection:
+        stored = connection.exec_driver_sql(
+            "SELECT email, name, status, attributes, language, source, created_at = updated_at,"
+            " confirmed_at IS NOT NULL, unsubscribed_at IS NOT NULL FROM subscribers "
+            "ORDER BY id").all()
+        records = connection.exec_driver_sql(
+            "SELECT s.email, c.source, c.confirmed_at IS NOT NULL FROM consents c "
+            "JOIN subscribers s ON s.id = c.subscriber_id ORDER BY s.id").all()
+        events = connection.exec_driver_sql(
+            "SELECT s.email, e.kind, e.source FROM subscriber_events e JOIN subscribers s "
+            "ON s.id = e.subscriber_id ORDER BY e.id").all()
+    assert [(*row[:3], json.loads(row[3]) if isinstance(row[3], str) else row[3], *row[4:])
+            for row in stored] == [
+        ("Z@example.com", "Zed", "active", {"plan": "pro"}, "de", source, True, True, False),
+        ("a@example.com", None, "pending", None, None, source, True, False, False),
+        ("m@example.com", "Em", "unsubscribed", None, None, source, True, False, True)]
+    assert [tuple(row) for row in records] == [
+        ("Z@example.com", "o'brien.csv (csv)", True),
+        ("a@example.com", "o'brien.csv (csv)", False),
+        ("m@example.com", "o'brien.csv (csv)", False)]
+    assert [tuple(row) for row in events] == [
+        ("Z@example.com", "joined", "import"), ("a@example.com", "joined", "import"),
+        ("m@example.com", "joined", "import"), ("m@example.com", "unsubscribed", "import")]
+    assert {s.email: s.lists for s in store.iter_subscribers(with_lists=True)} == {
+        "Z@example.com": ("newsletter",), "a@example.com": ("newsletter",),
+        "m@example.com": ("newsletter",)}
+
+
+def test_an_import_after_the_largest_sqlite_id_still_finds_its_new_rows(
+        store: SubscriberStore, database_url: str) -> None:
+    """Once the largest id is taken SQLite picks ids at random: the new rows are no longer
+    the ids above the last one, and the import finds them by address instead."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's choice of ids")
+    from ainews_newsletter.subscribers.consent_records import Agreement
+
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO subscribers (id, email, email_normalized, status, token, created_at, "
+            "updated_at) VALUES (9223372036854775807, 'last@example.com', 'last@example.com', "
+            "'active', 'last-token', '2026-01-01 00:00:00.000000', "
+            "'2026-01-01 00:00:00.000000')")
+    rows = [_row(i + 2, f"late{i}@example.com") for i in range(40)]
+    assert import_rows(store, rows, agreement=Agreement("import", "late.csv")).imported == 40
+    with store.engine.connect() as connection:
+        counts = connection.exec_driver_sql(
+            "SELECT (SELECT count(*) FROM consents), (SELECT count(*) FROM memberships), "
+            "(SELECT count(*) FROM subscriber_events WHERE kind = 'joined' "
+            "AND source = 'import')").one()
+    assert tuple(counts) == (40, 40, 40)

@@ -55,7 +55,10 @@ def _everyday_domain(domain: str, allow_test: bool) -> bool:
         label[2:4] == "--" for label in domain.split("."))) or reserved)
 
 
-def _normalize_plain(given: str, allow_test: bool) -> tuple[str, str] | None:
+def plain_form(given: str, allow_test: bool) -> tuple[str, str] | None:
+    """What `normalize(given, allow_test=allow_test)` returns when `given` is trimmed and an
+    address of the everyday shape (its fast path), else None: ask `normalize`. Called
+    directly by loops over a million addresses (formats._plain_rows): one call less a row."""
     # local@domain, neither holding an "@" (the local part's characters exclude it), so
     # the first "@" is the only one of an address this path accepts.
     at = given.find("@")
@@ -84,7 +87,7 @@ def normalize(address: str, check_dns: bool = False,
     if "\r" in given or "\n" in given:
         raise SubscriberError(f"{given!r} contains a line break")
     if not check_dns:
-        fast = _normalize_plain(given, allow_test)
+        fast = plain_form(given, allow_test)
         if fast is not None:
             return fast
     if "<" in given or ">" in given:

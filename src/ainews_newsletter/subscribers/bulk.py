@@ -2,21 +2,25 @@
 
 At a million rows SQLAlchemy's per-row parameter processing costs several times the
 insert itself, so the import's hot insert (new subscribers) hands the driver tuples (named
-tuples are tuples to it); memberships and history events are INSERT … SELECT statements
-that find the ids themselves (`one_of`). Values are converted here the way the column types
-would: aware datetimes to naive UTC (SQLite: SQLAlchemy's text format), dicts to JSON."""
+tuples are tuples to it); memberships, history events and consent records are INSERT …
+SELECT statements that find the ids themselves, from the rows a `Chosen` names (`keyed`:
+by address; `added_since`: the rows just inserted). Values are converted here the way the
+column types would: aware datetimes to naive UTC (SQLite: SQLAlchemy's text format), dicts
+to JSON."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ARRAY,
+    Column,
     ColumnElement,
     Connection,
+    FromClause,
     Select,
     String,
     Table,
@@ -25,6 +29,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    true,
 )
 
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's SQLite DateTime stores
@@ -53,6 +58,55 @@ def one_of(connection: Connection, column: ColumnElement[Any], keys: list[str],
             func.json_each(bindparam("keys_json", json.dumps(keys))))
         return column.in_(values)
     return column == any_(bindparam("keys_array", keys, type_=ARRAY(String)))
+
+
+class Chosen(NamedTuple):
+    """Some rows of a table as a SELECT reads them: FROM `source` WHERE `condition`."""
+
+    source: FromClause
+    condition: ColumnElement[bool]
+
+    def select(self, *columns: Any) -> Select[Any]:
+        return select(*columns).select_from(self.source).where(self.condition)
+
+
+def keyed(connection: Connection, column: Column[Any], keys: list[str]) -> Chosen:
+    """The rows of `column`'s table whose `column` is one of `keys`, each once: the keys
+    as one parameter (a JSON array on SQLite, an array on PostgreSQL) joined to the table
+    on `column`. A join, not `column IN (…)`: SQLite first copies an IN list into a
+    temporary index of its own, which costs several times the lookups (50,000 keys)."""
+    unique = list(dict.fromkeys(keys))  # a key given twice must not give its row twice
+    if connection.dialect.name == "sqlite":
+        given = func.json_each(bindparam("keys_json", json.dumps(unique), unique=True)
+                               ).table_valued("value")
+    else:
+        given = func.unnest(bindparam("keys_array", unique, type_=ARRAY(String), unique=True)
+                            ).table_valued("value").render_derived()
+    return Chosen(given.join(column.table, column == given.c.value), true())
+
+
+def last_id(connection: Connection, table: Table) -> int:
+    """The table's largest id so far (0 when empty), read before a bulk insert for
+    `added_since`."""
+    return int(connection.execute(select(func.max(table.c.id))).scalar() or 0)
+
+
+def added_since(connection: Connection, table: Table, before: int,
+                count: int) -> Chosen | None:
+    """`id > before`: the `count` rows this transaction has just inserted into `table`,
+    `before` being `last_id` read in the same transaction before the insert, or None where
+    that cannot be told. On SQLite a new row's id is the largest one plus one (unless the
+    largest possible id is taken), and no other connection writes until this transaction
+    ends (in WAL mode a transaction whose reads are out of date cannot start writing at
+    all), so the new rows are exactly those above `before` if the largest id grew by
+    `count`. Statements that select the new rows by this range read a run of the table
+    instead of looking each address up in its index. PostgreSQL hands ids out to
+    concurrent transactions from one sequence: None."""
+    if connection.dialect.name != "sqlite" or count == 0:
+        return None
+    if last_id(connection, table) - before != count:
+        return None
+    return Chosen(table, table.c.id > before)
 
 
 def insert_tuples(connection: Connection, table: Table, columns: Sequence[str],

@@ -16,9 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    case,
+    func,
+    literal,
+    null,
+    select,
+    update,
+)
 
-from ainews_newsletter.subscribers.bulk import one_of
+from ainews_newsletter.models import SubscriberStatus
+from ainews_newsletter.subscribers.bulk import Chosen
 from ainews_newsletter.subscribers.schema import consents, subscribers
 
 BEFORE_RECORDS = "before-records"
@@ -147,27 +157,22 @@ def confirmed(target: Connection | Engine, subscriber_id: int, at: datetime) -> 
             .values(confirmed_at=at))
 
 
-def record_new(connection: Connection, normalized: list[str], agreement: Agreement,
-               at: datetime, active: list[str]) -> None:
-    """The records of a batch of new subscribers (an import), one INSERT … SELECT per
-    batch (two when it adds active and other readers): the database finds the ids. `active`
-    names those that arrived active (confirmed at `at`); a subscriber with a record keeps it."""
+def record_new(connection: Connection, new: Chosen, agreement: Agreement,
+               at: datetime) -> None:
+    """The records of a batch of new subscribers (an import): the subscriber rows `new`
+    names (bulk.Chosen), one INSERT … SELECT (the database finds the ids). Those that
+    arrived active are confirmed at `at`; a subscriber with a record keeps it."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    confirmed = set(active)
-    for group, when in (([a for a in normalized if a in confirmed], at),
-                        ([a for a in normalized if a not in confirmed], None)):
-        if not group:
-            continue
-        rows = select(subscribers.c.id, literal(agreement.how[:16]),
-                      literal(agreement.source, consents.c.source.type),
-                      literal(at, consents.c.given_at.type),
-                      literal(when, consents.c.confirmed_at.type)).where(
-            one_of(connection, subscribers.c.email_normalized, group))
-        connection.execute(dialect.insert(consents).from_select(
-            ["subscriber_id", "how", "source", "given_at", "confirmed_at"], rows)
-            .on_conflict_do_nothing())
+    at_type = consents.c.given_at.type
+    rows = new.select(subscribers.c.id, literal(agreement.how[:16]),
+                      literal(agreement.source, consents.c.source.type), literal(at, at_type),
+                      case((subscribers.c.status == SubscriberStatus.ACTIVE.value,
+                            literal(at, at_type)), else_=null()))
+    connection.execute(dialect.insert(consents).from_select(
+        ["subscriber_id", "how", "source", "given_at", "confirmed_at"], rows)
+        .on_conflict_do_nothing())
 
 
 def _select() -> Any:

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, func, insert, select
 
 from ainews_newsletter.errors import ConfigError, SubscriberError
-from ainews_newsletter.subscribers.bulk import one_of
+from ainews_newsletter.subscribers.bulk import keyed, one_of
 from ainews_newsletter.subscribers.schema import suppressions
 
 HASHED = "hashed:"  # an address the ledger no longer keeps (pipeline/retention.py)
@@ -60,8 +60,8 @@ def erased_among(connection: Connection, secret_key: str,
     marks = {erased_mark(secret_key, address): address for address in normalized}
     if not marks:
         return set()
-    found = connection.execute(select(suppressions.c.email_normalized).where(
-        one_of(connection, suppressions.c.email_normalized, list(marks)))).scalars()
+    found = connection.execute(keyed(connection, suppressions.c.email_normalized, list(marks))
+                               .select(suppressions.c.email_normalized)).scalars()
     return {marks[mark] for mark in found}
 
 

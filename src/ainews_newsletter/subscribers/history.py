@@ -9,12 +9,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, String, func, insert, literal, null, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    String,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+)
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import ensure_schema
 from ainews_newsletter.models import SubscriberStatus
-from ainews_newsletter.subscribers.bulk import one_of
+from ainews_newsletter.subscribers.bulk import Chosen, keyed
 from ainews_newsletter.subscribers.schema import subscriber_events, subscribers
 
 # "removed": deleted while on the list (the list shrinks); "erased": the record of someone
@@ -95,14 +105,21 @@ def record_by_address(connection: Connection, addresses_by_kind: dict[str, list[
     normalized addresses. The database finds the ids itself, faster on SQLite than handing
     the driver one parameter row per event."""
     for kind, addresses in addresses_by_kind.items():
-        assert kind in KINDS, kind
-        if not addresses:
-            continue
-        rows = select(subscribers.c.id, literal(kind, String), literal(source[:32], String),
-                      null(), literal(at, subscriber_events.c.at.type)).where(
-            one_of(connection, subscribers.c.email_normalized, addresses))
-        connection.execute(insert(subscriber_events).from_select(
-            ["subscriber_id", "kind", "source", "issue_id", "at"], rows))
+        if addresses:
+            record_chosen(connection, kind,
+                          keyed(connection, subscribers.c.email_normalized, addresses),
+                          source, at)
+
+
+def record_chosen(connection: Connection, kind: str, chosen: Chosen, source: str,
+                  at: datetime) -> None:
+    """A `kind` event for each subscriber row `chosen` names, one INSERT … SELECT (an
+    import batch's new rows: bulk.added_since)."""
+    assert kind in KINDS, kind
+    rows = chosen.select(subscribers.c.id, literal(kind, String), literal(source[:32], String),
+                         null(), literal(at, subscriber_events.c.at.type))
+    connection.execute(insert(subscriber_events).from_select(
+        ["subscriber_id", "kind", "source", "issue_id", "at"], rows))
 
 
 class SubscriberHistory:

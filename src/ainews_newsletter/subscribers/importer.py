@@ -15,22 +15,35 @@ Rules, the same for every format:
 
 from __future__ import annotations
 
-import base64
-import secrets
+import gc
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Integer, bindparam, func, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    bindparam,
+    func,
+    literal,
+    update,
+)
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import insert_ignoring_conflicts, large_page_cache
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
-from ainews_newsletter.subscribers.bulk import insert_tuples, native, one_of
+from ainews_newsletter.subscribers.arrivals import Arrival, insert_arrivals, new_tokens
+from ainews_newsletter.subscribers.bulk import (
+    Chosen,
+    added_since,
+    keyed,
+    last_id,
+    native,
+)
 from ainews_newsletter.subscribers.consent_records import Agreement, record_new
 from ainews_newsletter.subscribers.erased import REFUSED, check_erase_key, erased_among, lift_erased
 from ainews_newsletter.subscribers.history import (
@@ -38,10 +51,10 @@ from ainews_newsletter.subscribers.history import (
     change_kind,
     event_source,
     record_by_address,
+    record_chosen,
 )
 from ainews_newsletter.subscribers.schema import lists, memberships, subscribers, suppressions
 from ainews_newsletter.subscribers.store import SubscriberStore
-from ainews_newsletter.subscribers.tokens import TOKEN_BYTES
 
 # Rows per transaction. Each batch rewrites the index pages its rows land on, and the
 # unsubscribe tokens are random, so each row of a small batch touches its own page of the
@@ -62,25 +75,6 @@ class ImportRow(NamedTuple):
     attributes: dict[str, Any] | None = None
     lists: tuple[str, ...] = ()  # from our own export; empty: the list of the import
     language: str | None = None  # canonical BCP 47, from a language or locale column
-
-
-class _NewSubscriber(NamedTuple):
-    """A new subscriber's row as the driver takes it (bulk.py): its fields are the columns
-    of the insert, in order, each value already in the driver's form. Made in field order,
-    not by keyword: keywords cost more per row, and a million rows make a million."""
-
-    email: str
-    email_normalized: str
-    name: str | None
-    status: str
-    attributes: Any  # the driver's JSON form (bulk.native), or None
-    token: str
-    source: str
-    created_at: Any  # bulk.native datetimes: text on SQLite
-    updated_at: Any
-    confirmed_at: Any
-    unsubscribed_at: Any
-    language: str | None
 
 
 class Rejected(NamedTuple):  # a tuple: a file of junk makes one per row
@@ -105,18 +99,6 @@ class ImportSummary:
                 "duplicates": self.duplicates, "rejected": self.rejected}
 
 
-def new_tokens(count: int) -> list[str]:
-    """`count` tokens exactly as `tokens.new_token` makes them (TOKEN_BYTES random bytes,
-    URL-safe base64, no padding), from one read of the system's random source: each token
-    is its own TOKEN_BYTES bytes of the block, so none says anything about another."""
-    width = TOKEN_BYTES // 3 * 4  # TOKEN_BYTES is a multiple of 3: no padding, no sharing
-    block = base64.urlsafe_b64encode(secrets.token_bytes(TOKEN_BYTES * count)).decode()
-    return [block[start:start + width] for start in range(0, len(block), width)]
-
-
-assert TOKEN_BYTES % 3 == 0, "new_tokens slices the base64 of a block at token borders"
-
-
 def _merged_status(current: SubscriberStatus, incoming: SubscriberStatus) -> SubscriberStatus:
     if current.has_left:
         return current  # never back onto the list by import
@@ -139,16 +121,15 @@ def _fold(first: ImportRow, row: ImportRow) -> ImportRow:
                      first.language or row.language)
 
 
-def _add_memberships(connection: Connection, list_id: int, addresses: list[str],
+def _add_memberships(connection: Connection, list_id: int, chosen: Chosen,
                      now: datetime) -> None:
-    """Put these (stored) addresses on list `list_id`, one INSERT … SELECT: the database
-    finds the ids, and an existing membership stays as it is."""
+    """Put the subscriber rows `chosen` names on list `list_id`, one INSERT … SELECT: the
+    database finds the ids, and an existing membership stays as it is."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    rows = select(literal(list_id, Integer), subscribers.c.id,
-                  literal(now, memberships.c.created_at.type)).where(
-        one_of(connection, subscribers.c.email_normalized, addresses))
+    rows = chosen.select(literal(list_id, Integer), subscribers.c.id,
+                         literal(now, memberships.c.created_at.type))
     connection.execute(dialect.insert(memberships).from_select(
         ["list_id", "subscriber_id", "created_at"], rows).on_conflict_do_nothing())
 
@@ -167,23 +148,24 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
             summary.duplicates += 1
             unique[row.normalized] = _fold(first, row)
     keys = list(unique)
-    suppressed = dict(connection.execute(
-        select(suppressions.c.email_normalized, suppressions.c.reason)
-        .where(one_of(connection, suppressions.c.email_normalized, keys))).all())
+    suppressed: dict[str, str] = dict(connection.execute(
+        keyed(connection, suppressions.c.email_normalized, keys)
+        .select(suppressions.c.email_normalized, suppressions.c.reason)).all())
     existing = {row.email_normalized: row for row in connection.execute(
-        select(subscribers.c.id, subscribers.c.email_normalized, subscribers.c.name,
-               subscribers.c.status, subscribers.c.attributes, subscribers.c.language)
-        .where(one_of(connection, subscribers.c.email_normalized, keys)))}
-    # New rows go to the driver as _NewSubscriber tuples, values already in the driver's
-    # form (bulk.py): the batch's one `now` is converted once.
+        keyed(connection, subscribers.c.email_normalized, keys)
+        .select(subscribers.c.id, subscribers.c.email_normalized, subscribers.c.name,
+                subscribers.c.status, subscribers.c.attributes, subscribers.c.language))}
+    # New rows go to the driver as Arrival tuples (arrivals.py): the batch's one `now` is
+    # converted once.
     stamp, origin = native(now, dialect), source[:64]
     tokens = iter(new_tokens(max(0, len(unique) - len(existing) - len(suppressed))))
     default = status or SubscriberStatus.ACTIVE  # a row that names no status
-    new_rows: list[_NewSubscriber] = []
+    new_rows: list[Arrival] = []
     changes: list[dict[str, Any]] = []
-    events: dict[str, list[str]] = {"joined": []}  # kind → normalized addresses
-    joined = events["joined"]
+    # kind → normalized addresses, but the "joined" of every new row (written first)
+    events: dict[str, list[str]] = {}
     members: dict[int, list[str]] = {list_id: []}  # list → normalized addresses
+    new_plain: list[str] = []  # new rows naming no lists: to list `list_id`
     for normalized, row in unique.items():
         if suppressed and normalized in suppressed:
             refused.append(Rejected(row.line, row.email, f"{row.email!r} is on the "
@@ -195,26 +177,23 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
             for target in dict.fromkeys([*list_ids(row.lists),
                                          *([list_id] if list_explicit else [])]):
                 members.setdefault(target, []).append(normalized)
-        else:
-            members[list_id].append(normalized)
         # --status sets the status of arrivals, but never over a source saying they left.
         incoming = default if row.status is None else (
             row.status if row.status.has_left else status or row.status)
         known = existing.get(normalized) if existing else None
+        if not row.lists:
+            (new_plain if known is None else members[list_id]).append(normalized)
         if known is None:
-            new_rows.append(_NewSubscriber(
-                row.email, normalized, row.name, incoming.value,
-                native(row.attributes, dialect) if row.attributes else None,
-                next(tokens, None) or new_tokens(1)[0], origin, stamp, stamp,
-                stamp if incoming is SubscriberStatus.ACTIVE else None,
-                stamp if incoming is SubscriberStatus.UNSUBSCRIBED else None, row.language))
+            new_rows.append((row.email, normalized, row.name or "", incoming.value,
+                             native(row.attributes, dialect) if row.attributes else "",
+                             next(tokens, None) or new_tokens(1)[0], row.language or ""))
             if incoming is SubscriberStatus.ACTIVE or incoming is SubscriberStatus.PENDING:
-                joined.append(normalized)
                 if added is not None and incoming is SubscriberStatus.ACTIVE:
                     added.append(normalized)
             else:
                 for arrival in arrival_kinds(incoming):
-                    events.setdefault(arrival, []).append(normalized)
+                    if arrival != "joined":
+                        events.setdefault(arrival, []).append(normalized)
             continue
         current = SubscriberStatus(known.status)
         merged = _merged_status(current, incoming)
@@ -232,12 +211,22 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
         changes.append({"row_id": known.id, "new_status": merged.value, "new_name": name,
                         "new_attributes": attributes, "new_language": chosen, "now": now,
                         "left_at": now if merged is not current and merged.has_left else None})
-    insert_tuples(connection, subscribers, _NewSubscriber._fields, new_rows)
+    before = last_id(connection, subscribers) if new_rows else 0
+    insert_arrivals(connection, new_rows, origin, stamp)
     summary.imported += len(new_rows)
-    if agreement is not None and new_rows:  # the new ones only: the others keep theirs
-        record_new(connection, [row.email_normalized for row in new_rows], agreement, now,
-                   [row.email_normalized for row in new_rows
-                    if row.status == SubscriberStatus.ACTIVE.value])
+    # The new rows as the statements below select them: a range of ids on SQLite, their
+    # addresses elsewhere (bulk.added_since).
+    new = added_since(connection, subscribers, before, len(new_rows)) if new_rows else None
+    if new is None and new_rows:
+        new = keyed(connection, subscribers.c.email_normalized, [row[1] for row in new_rows])
+    if new is not None:  # every arrival joined, whatever its status (history.arrival_kinds)
+        record_chosen(connection, "joined", new, event_source(source), now)
+        if agreement is not None:  # the new ones only: the others keep theirs
+            record_new(connection, new, agreement, now)
+        if len(new_plain) == len(new_rows):
+            _add_memberships(connection, list_id, new, now)
+        else:
+            members[list_id].extend(new_plain)
     if changes:
         connection.execute(
             update(subscribers).where(subscribers.c.id == bindparam("row_id")).values(
@@ -250,7 +239,8 @@ def _merge_batch(connection: Connection, batch: list[ImportRow], list_id: int,
     record_by_address(connection, events, event_source(source), now)
     for target, addresses in members.items():
         if addresses:
-            _add_memberships(connection, target, addresses, now)
+            _add_memberships(connection, target,
+                             keyed(connection, subscribers.c.email_normalized, addresses), now)
 
 
 def _list_resolver(store: SubscriberStore, connection: Connection,
@@ -289,6 +279,21 @@ def _without_erased(connection: Connection, key: str, rows: list[ImportRow], for
     return [row for row in rows if row.normalized not in erased]
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while importing: a batch is tens of thousands of live
+    tuples, which each automatic collection walks again, and a row makes no cycles of its
+    own. A batch's statements do (SQLAlchemy's clauses, holding the batch's parameters):
+    `import_rows` collects the young objects after each batch, when the rows are gone."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
 def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
                 list_name: str | None = None, status: SubscriberStatus | None = None,
                 source: str = "import", dry_run: bool = False,
@@ -309,7 +314,8 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
     if not force_erased:
         with store.engine.connect() as connection:
             check_erase_key(connection, store.erase_key)
-    with store.engine.connect() as connection, large_page_cache(connection):
+    with (store.engine.connect() as connection, large_page_cache(connection),
+          _collector_paused()):
         outer = connection.begin() if dry_run else None
         try:
             while batch := list(islice(iterator, BATCH_SIZE)):
@@ -335,6 +341,8 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected],
                         on_reject(reject)
                 if on_batch is not None:
                     on_batch(len(batch))
+                del batch, good
+                gc.collect(1)
         finally:
             if outer is not None:
                 outer.rollback()
