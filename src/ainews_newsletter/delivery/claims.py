@@ -1,7 +1,6 @@
 """Claiming and recording delivery rows: the two statements a send runs per message (on
-PostgreSQL one: the answer and the next row's claim together), the retry policy that turns a
-server's answer into a state, and the check, in the claim itself, that the reader may still
-get the issue."""
+PostgreSQL one: the answer and the next row's claim together), and the check, in the claim
+itself, that the reader may still get the issue. The retry policy: retry_policy.py."""
 
 from __future__ import annotations
 
@@ -21,9 +20,8 @@ from sqlalchemy import (
 )
 
 from ainews_newsletter.delivery.driver_statement import DriverStatement, as_sqlalchemy_error
-from ainews_newsletter.delivery.provider_ids import provider_message_id
 from ainews_newsletter.delivery.reconnect import Reconnect
-from ainews_newsletter.delivery.redaction import scrubbed
+from ainews_newsletter.delivery.retry_policy import RetryPolicy, answer_statement
 from ainews_newsletter.delivery.row_updates import (
     CLAIM,
     CLAIM_DEFERRED,
@@ -56,55 +54,6 @@ class Delivery:
     recipient: Recipient
     attempts: int
     return_tag: str | None = None  # VERP tag of its return path (None: rows before 0004)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int
-    base_seconds: int
-    max_seconds: int
-    give_up_after: timedelta = timedelta(hours=24)  # counted from the audience snapshot
-
-    def delay(self, attempts: int) -> timedelta:
-        """Exponential backoff: base, 2 * base, 4 * base … capped at max."""
-        return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1)))
-
-
-
-
-def _answer(delivery: Delivery, outcome: SendOutcome, now: datetime, policy: RetryPolicy,
-            started: datetime | None) -> tuple[DeliveryState, datetime | None]:
-    """The state a server's answer leads to: a 4xx becomes deferred with backoff, or failed
-    once max_attempts is used up or the next try would fall after give_up_after (counted
-    from `started`); and when the next try is due."""
-    attempts = delivery.attempts + 1
-    if outcome.state is not DeliveryState.DEFERRED:
-        return outcome.state, None
-    next_attempt = now + policy.delay(attempts)
-    too_late = started is not None and next_attempt > started + policy.give_up_after
-    if attempts >= policy.max_attempts or too_late:
-        return DeliveryState.FAILED, None
-    return DeliveryState.DEFERRED, next_attempt
-
-
-def _answer_statement(delivery: Delivery, outcome: SendOutcome, now: datetime,
-                      policy: RetryPolicy, started: datetime | None,
-                      ) -> tuple[DeliveryState, Update, dict[str, Any]]:
-    """The state an answer leads to, and the statement and values that record it."""
-    state, next_attempt = _answer(delivery, outcome, now, policy, started)
-    sent = state is DeliveryState.SENT
-    provider_id = provider_message_id(outcome.reply) if sent else ""
-    values = {"row_id": delivery.id, "new_state": state.value, "code": outcome.code,
-              "reply": outcome.reply[:1000], "erased_reply": scrubbed(outcome.reply),
-              "next_at": next_attempt, "now": now,
-              "sent": now if sent else None}
-    statement = RECORD_SENT_WITH_ID if provider_id else RECORD
-    if outcome.relay is not None:
-        statement = RECORD_RELAY_SENT_WITH_ID if provider_id else RECORD_RELAY
-        values["relay"] = outcome.relay
-    if provider_id:
-        values["provider_id"] = provider_id
-    return state, statement, values
 
 
 @dataclass(frozen=True)
@@ -365,12 +314,13 @@ class LedgerWriter:
     def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
                policy: RetryPolicy, started: datetime | None = None,
                then_claim: Delivery | None = None) -> tuple[DeliveryState, Claim | None]:
-        """Store the server's answer (see `_answer`) and, when sent, the relay's id for the
-        message if its reply names one (provider_ids.py), committed at once. With `then_claim`
-        (SQLite) the next row's claim goes in the same commit: its `sending` is still
-        committed before its MAIL FROM, and a send costs one commit per message instead of
-        two. Returns the state written and what became of the next row's claim."""
-        state, statement, values = _answer_statement(delivery, outcome, now, policy, started)
+        """Store the server's answer (retry_policy.answer_statement), committed at once.
+        With `then_claim` (SQLite) the next row's claim goes in the same commit: its
+        `sending` is still committed before its MAIL FROM, and a send costs one commit per
+        message instead of two. Returns the state written and what became of the next
+        row's claim."""
+        state, statement, values = answer_statement(
+            delivery.id, delivery.attempts, outcome, now, policy, started)
 
         def record() -> Claim | None:
             with self._committed():
@@ -392,7 +342,8 @@ class LedgerWriter:
         Retried while the database is away: the answer's values are absolute, so repeating
         a record that did commit changes nothing, and a claim whose answer was lost stays
         `sending` until its lease runs out (see `claim_next`)."""
-        state, statement, values = _answer_statement(delivery, outcome, now, policy, started)
+        state, statement, values = answer_statement(
+            delivery.id, delivery.attempts, outcome, now, policy, started)
         combined = self._recorded_claims.get(statement)
         if combined is None:
             combined = self._recorded_claims[statement] = after_record(self._claims[0],

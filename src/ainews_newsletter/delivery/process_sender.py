@@ -291,9 +291,8 @@ class _Dispatcher:
 
     def _record_answer(self, connection: _WorkerConnection, delivery: Delivery,
                        answer: Answer) -> _RecordedAnswer | None:
-        """Write one answer (inside the shared commit); the connection's next row is
-        claimed in the same commit when it may go now, as in the threaded sender (on
-        PostgreSQL in the same statement: `record_then_claim_next`)."""
+        """Write one answer (inside the shared commit), the connection's next row claimed
+        in the same commit when it may go now, as in the threaded sender."""
         kind, text = answer.kind, answer.text
         if kind in (SKIPPED, UNAVAILABLE, BROKEN, RETIRED):
             self.writer.requeue(delivery, clock.now())  # it never went, or may not have
@@ -320,8 +319,7 @@ class _Dispatcher:
 
     def _record_then_claim_next(self, connection: _WorkerConnection, delivery: Delivery,
                                 outcome: SendOutcome, may_go: bool) -> _RecordedAnswer:
-        """PostgreSQL: the answer recorded, with the next row no other sender holds
-        claimed in the same statement when one may go now."""
+        """PostgreSQL: the answer recorded, and the next row claimed with it if it may go."""
         c = self.context
         if not may_go:
             state, _ = self.writer.record(delivery, outcome, clock.now(), c.settings.policy,
@@ -333,8 +331,7 @@ class _Dispatcher:
         if claimed is not None and not claimed.left:
             connection.ahead = claimed.delivery
             connection.out.append(claimed.delivery)
-        return _RecordedAnswer(delivery, state, outcome,
-                               claimed is not None and claimed.left)
+        return _RecordedAnswer(delivery, state, outcome, claimed is not None and claimed.left)
 
     def _retire(self, connection: _WorkerConnection, why: str) -> None:
         """No relay has a place for `connection`: it gets no more rows, and its row, back

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Interval,
     Select,
     Update,
@@ -79,8 +80,8 @@ RECORD = (update(deliveries)
 # a relay that names no id costs nothing more per message (not even the index's update).
 RECORD_SENT_WITH_ID = RECORD.values(provider_message_id=bindparam("provider_id"))
 # Through one of [[smtp.relays]]: naming it (apart: one [smtp] relay writes as before).
-RECORD_RELAY = RECORD.values(relay=bindparam("relay"))
-RECORD_RELAY_SENT_WITH_ID = RECORD_SENT_WITH_ID.values(relay=bindparam("relay"))
+RECORD_RELAY = RECORD.values(relay=bindparam("relay_name"))
+RECORD_RELAY_SENT_WITH_ID = RECORD_SENT_WITH_ID.values(relay=bindparam("relay_name"))
 
 
 _RETURNED = (deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
@@ -91,7 +92,7 @@ _RETURNED = (deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
 # LIMIT 1 written out, not bound: PostgreSQL keeps one plan for a prepared statement (psycopg
 # prepares it by its sixth run) only when that plan expects one row; with the limit a
 # parameter it planned the claim afresh at every execution, most of its cost.
-ONE = literal_column("1")
+ONE: ColumnElement[int] = literal_column("1", Integer)
 
 
 def _claim_lowest(*conditions: ColumnElement[bool]) -> Update:
