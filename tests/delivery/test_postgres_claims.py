@@ -107,29 +107,37 @@ def test_an_unsubscribe_in_progress_is_waited_for_not_missed(postgres_url: str) 
     assert _rows(ledger)[addresses[0]] == ("failed", 1, NOT_ACTIVE_REPLY)
 
 
-def test_an_answer_and_the_next_claim_are_one_statement(postgres_url: str) -> None:
+def test_an_answer_and_the_next_claim_are_one_statement(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """One round trip a message: the answer's record and the next row's claim reach the
-    server as a single statement, and each claim commits on its own (autocommit): another
-    connection sees the next row `sending` before anything is sent to it."""
+    server as a single statement on a connection in autocommit (no BEGIN, no COMMIT sent),
+    and another connection sees the next row `sending` before anything is sent to it."""
     from sqlalchemy import event
+
+    from ainews_newsletter.delivery.driver_statement import PsycopgStatement
 
     engine = engine_for(postgres_url)
     store, ledger = SubscriberStore(engine), Ledger(engine)
     issue_id, addresses = _issue_for(store, ledger, 3)
     statements: list[str] = []
+    run = PsycopgStatement.first
+
+    def first(self: PsycopgStatement, driver: object, values: dict[str, object]) -> object:
+        statements.append(self.sql)
+        return run(self, driver, values)
+
+    def seen(*args: object) -> None:
+        statements.append(str(args[2]))
+
     with ledger.writer(CHECK) as writer:
-        first = writer.claim_next(issue_id, START, LEASE)
-        assert first is not None
-
-        def seen(*args: object) -> None:
-            statements.append(str(args[2]))
-
+        first_row = writer.claim_next(issue_id, START, LEASE)
+        assert first_row is not None
+        monkeypatch.setattr(PsycopgStatement, "first", first)
         event.listen(writer.connection, "before_cursor_execute", seen)
-        try:
-            _, following = writer.record_then_claim_next(first.delivery, SENT, START, POLICY,
-                                                         START, issue_id, LEASE)
-        finally:
-            event.remove(writer.connection, "before_cursor_execute", seen)
+        _, following = writer.record_then_claim_next(first_row.delivery, SENT, START, POLICY,
+                                                      START, issue_id, LEASE)
+        event.remove(writer.connection, "before_cursor_execute", seen)
+        assert writer.connection.connection.driver_connection.autocommit
         assert following is not None and not following.left
         assert len(statements) == 1 and statements[0].lstrip().startswith("WITH recorded")
         with engine.connect() as other:

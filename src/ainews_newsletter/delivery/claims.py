@@ -14,12 +14,15 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Row,
     Update,
     update,
 )
 
-from ainews_newsletter.delivery.driver_statement import DriverStatement, as_sqlalchemy_error
+from ainews_newsletter.delivery.driver_statement import (
+    DriverStatement,
+    PsycopgStatement,
+    as_sqlalchemy_error,
+)
 from ainews_newsletter.delivery.reconnect import Reconnect
 from ainews_newsletter.delivery.retry_policy import RetryPolicy, answer_statement
 from ainews_newsletter.delivery.row_updates import (
@@ -128,6 +131,7 @@ class LedgerWriter:
                 for conditions in (QUEUED_ABOVE, DEFERRED_DUE, LEASE_EXPIRED))
             self._claims = (queued, deferred, expired)
         self._recorded_claims: dict[Update, Update] = {}
+        self._on_driver: dict[Update, PsycopgStatement] = {}  # the claims, run on psycopg
         if self.skips_locked:
             self._autocommit()
         # SQLite: the per-message statements go straight to the driver (PostgreSQL's cost is
@@ -263,11 +267,15 @@ class LedgerWriter:
         return None
 
     def _claim_first(self, statement: Update, values: dict[str, Any]) -> Claimed | None:
+        raw = self._on_driver.get(statement)
+        if raw is None:
+            raw = self._on_driver[statement] = PsycopgStatement(statement,
+                                                                self.connection.dialect)
         with self._committed():
-            row = self.connection.execute(statement, values).first()
+            row = raw.first(self.connection.connection.driver_connection, values)
         return None if row is None else self._claimed(row)
 
-    def _claimed(self, row: Row[Any]) -> Claimed:
+    def _claimed(self, row: Any) -> Claimed:
         """The row a claim returned; a reader who left was recorded failed by it."""
         # `attempts` counts this claim already; a Delivery carries the count before it.
         delivery = Delivery(id=row.id, attempts=row.attempts - 1, recipient=Recipient(
