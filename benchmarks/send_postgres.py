@@ -1,9 +1,10 @@
 """PostgreSQL scale-out: 1, 2, 4 concurrent `ainews send --resume` processes sharing one issue,
-against Postfix's smtp-source with as many sessions, all into Postfix's smtp-sink on
-127.0.0.1, in one run.
+against one SQLite sender and Postfix's smtp-source with as many sessions, all into
+Postfix's smtp-sink on 127.0.0.1, in one run.
 
     python benchmarks/send_postgres.py [--recipients 100000] [--processes 1,2,4]
                                        [--connections 1] [--synchronous-commit off]
+                                       [--rounds 3]
 
 ours:  one frozen issue (the sample week) to --recipients subscribers, its audience
        snapshotted once; then, for each count N in --processes, the ledger's rows are put
@@ -12,6 +13,9 @@ ours:  one frozen issue (the sample week) to --recipients subscribers, its audie
        FOR UPDATE SKIP LOCKED; timed from the first start until the last exit (start-up
        included), then the ledger must say every row sent once, and smtp-sink's counter
        must have grown by exactly that many messages (no duplicates).
+sqlite: the same readers and issue in an SQLite file, sent by ONE `ainews send --resume` (the
+       same --connections) into the same sink, timed the same way: one PostgreSQL sender's
+       rate over this one's is the ratio issue 32 asks about (>= 0.7).
 peer:  smtp-source sending the same number of messages of the same size over N x
        --connections sessions into the same sink (no ledger, no message building).
 cpu:   the CPU seconds (user + sys) the ainews processes, PostgreSQL (postmaster, its
@@ -22,7 +26,10 @@ PostgreSQL is private and throwaway: Debian's binaries (initdb as the postgres u
 root), a temporary data folder, 127.0.0.1 on a free port, stock settings except
 synchronous_commit (default off: what SQLite's WAL + synchronous=NORMAL gives the SQLite
 benchmark; `on` flushes the WAL at every commit). Needs Debian's postgresql and postfix
-packages (smtp-sink and smtp-source; no Postfix daemon is started) and psycopg."""
+packages (smtp-sink and smtp-source; no Postfix daemon is started) and psycopg.
+
+Each round runs SQLite x 1, then PostgreSQL x N for every N, then smtp-source for every N,
+so the peers alternate; --rounds rounds, and the tables give min / median / max."""
 
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ import os
 import resource
 import shutil
 import socket
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +47,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,35 +197,55 @@ class Run:
     window: float = 0.0  # ours: first to last sent_at (start-up excluded)
 
 
+_RESET = ("UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = NULL, "
+          "last_code = NULL, last_reply = NULL, sent_at = NULL WHERE issue_id = {}")
+_STATES = "SELECT state, count(*) FROM deliveries WHERE issue_id = {} GROUP BY state"
+_SPAN = ("SELECT sum(CASE WHEN attempts > 1 THEN 1 ELSE 0 END), min(sent_at), max(sent_at) "
+         "FROM deliveries WHERE issue_id = {}")
+
+
 def _reset(url: str, issue_id: int) -> None:
     """Every row of the issue back to queued, the table vacuumed and checkpointed, so each
     run starts from the same ledger."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+            connection.execute(_RESET.format("?"), (issue_id,))
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return
     import psycopg
 
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(
-            "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = NULL, "
-            "last_code = NULL, last_reply = NULL, sent_at = NULL WHERE issue_id = %s",
-            (issue_id,))
+        connection.execute(_RESET.format("%s"), (issue_id,))
         connection.execute("VACUUM (ANALYZE) deliveries")
         connection.execute("CHECKPOINT")
 
 
+def _when(value: object) -> datetime | None:
+    """A stored time: SQLite's text, PostgreSQL's datetime."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value if isinstance(value, datetime) else None
+
+
 def _ledger_check(url: str, issue_id: int) -> tuple[dict[str, int], int, float]:
     """Rows by state, rows claimed more than once, and seconds from first to last sent_at."""
-    import psycopg
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as lite:
+            states = dict(lite.execute(_STATES.format("?"), (issue_id,)).fetchall())
+            again, first, last = lite.execute(_SPAN.format("?"), (issue_id,)).fetchone()
+    else:
+        import psycopg
 
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn) as connection:
-        states: dict[str, int] = dict(connection.execute(
-            "SELECT state, count(*) FROM deliveries WHERE issue_id = %s GROUP BY state",
-            (issue_id,)).fetchall())
-        again, first, last = connection.execute(
-            "SELECT count(*) FILTER (WHERE attempts > 1), min(sent_at), max(sent_at) "
-            "FROM deliveries WHERE issue_id = %s", (issue_id,)).fetchone() or (0, None, None)
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn) as connection:
+            states = dict(connection.execute(_STATES.format("%s"), (issue_id,)).fetchall())
+            again, first, last = connection.execute(
+                _SPAN.format("%s"), (issue_id,)).fetchone() or (0, None, None)
+    first, last = _when(first), _when(last)
     window = (last - first).total_seconds() if first is not None and last is not None else 0.0
-    return {str(k): int(v) for k, v in states.items()}, int(again), window
+    return {str(k): int(v) for k, v in states.items()}, int(again or 0), window
 
 
 def _run_ours(args: argparse.Namespace, environ: dict[str, str], processes: int,
@@ -238,6 +268,26 @@ def _run_ours(args: argparse.Namespace, environ: dict[str, str], processes: int,
     time.sleep(0.3)  # smtp-sink writes its counter after the session's QUIT
     return Run(processes, processes * args.connections, seconds, cpu[0],
                _sink_count(sink_counter) - before)
+
+
+def _checked_run(args: argparse.Namespace, label: str, url: str, issue_id: int,
+                 environ: dict[str, str], processes: int, meter: CpuMeter,
+                 sink_counter: Path, logs: Path) -> Run:
+    """One timed run of `processes` senders from a reset ledger; the ledger and the sink
+    must then say every row sent exactly once."""
+    _reset(url, issue_id)
+    run = _run_ours(args, {**environ, "AINEWS_STORAGE__URL": url}, processes, meter,
+                    sink_counter, logs)
+    states, again, run.window = _ledger_check(url, issue_id)
+    print(f"{label} x {processes}: {run.seconds:.1f} s ({args.recipients / run.seconds:,.0f} "
+          f"msg/s); ledger {states}, {again} rows claimed more than once; smtp-sink received "
+          f"{run.received:,} ({run.received - states.get('sent', 0):+,} against the ledger's "
+          f"sent); load average {os.getloadavg()[0]:.2f}", flush=True)
+    if states != {"sent": args.recipients} or run.received != args.recipients:
+        raise SystemExit(f"{label} x {processes}: the ledger says {states}, smtp-sink "
+                         f"received {run.received}; expected {args.recipients} sent and "
+                         "received")
+    return run
 
 
 def _run_peer(source: str, recipients: int, sessions: int, size: int, port: int,
@@ -292,35 +342,69 @@ def _prepare_issue(url: str, port: int, recipients: int, root: Path) -> tuple[in
     return issue.id, size, plan.period_key
 
 
-def _print_results(args: argparse.Namespace, size: int, ours: list[Run],
-                   peers: list[Run]) -> None:
+def _spread(values: list[float], form: str = "{:,.0f}") -> str:
+    """min / median / max."""
+    return " / ".join(form.format(v) for v in (min(values), statistics.median(values),
+                                              max(values)))
+
+
+def _print_results(args: argparse.Namespace, size: int, lite: list[Run],
+                   ours: dict[int, list[Run]], peers: dict[int, list[Run]]) -> None:
     n = args.recipients
     cores = os.cpu_count() or 1
     print(f"\n{n:,} messages of {size:,} bytes into smtp-sink on 127.0.0.1; PostgreSQL "
           f"(synchronous_commit={args.synchronous_commit}) on 127.0.0.1; {cores} CPU cores; "
-          f"{args.connections} SMTP connection(s) per ainews process\n")
-    print("| processes | sessions | ainews s | ainews msg/s | speed-up | sending msg/s "
+          f"{args.connections} SMTP connection(s) per ainews process; {len(lite)} rounds\n")
+    print("One sender, PostgreSQL against SQLite in the same round:\n")
+    print("| round | SQLite msg/s | PostgreSQL msg/s | PostgreSQL/SQLite | SQLite sending msg/s "
+          "| PostgreSQL sending msg/s | sending PostgreSQL/SQLite |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    first = ours[min(ours)]
+    ratios, sending_ratios = [], []
+    for k, (one, pg) in enumerate(zip(lite, first, strict=True), 1):
+        ratio = one.seconds / pg.seconds
+        sending = one.window / pg.window if one.window and pg.window else 0.0
+        ratios.append(ratio)
+        sending_ratios.append(sending)
+        print(f"| {k} | {n / one.seconds:,.0f} | {n / pg.seconds:,.0f} | {ratio:.2f} "
+              f"| {n / one.window:,.0f} | {n / pg.window:,.0f} | {sending:.2f} |")
+    print(f"\nPostgreSQL/SQLite, whole process (min / median / max): "
+          f"**{_spread(ratios, '{:.2f}')}**; sending phase: {_spread(sending_ratios, '{:.2f}')}"
+          "\n")
+    print("| processes | sessions | ainews msg/s | speed-up | sending msg/s "
           "| smtp-source msg/s | its speed-up | ours/peer |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    base_ours, base_peer = n / ours[0].seconds, n / peers[0].seconds
-    for run, peer in zip(ours, peers, strict=True):
-        rate, peer_rate = n / run.seconds, n / peer.seconds
-        sending = f"{n / run.window:,.0f}" if run.window else "–"
-        print(f"| {run.senders} | {run.sessions} | {run.seconds:.1f} | {rate:,.0f} "
-              f"| {rate / base_ours:.2f}x | {sending} | {peer_rate:,.0f} "
-              f"| {peer_rate / base_peer:.2f}x | {rate / peer_rate:.0%} |")
-    print("\n(ainews msg/s: from the first process's start to the last one's exit; sending "
-          "msg/s: first to last sent_at in the ledger, start-up excluded)\n")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    base_ours = statistics.median(n / run.seconds for run in first)
+    base_peer = statistics.median(n / run.seconds for run in peers[min(peers)])
+    for count in ours:
+        rates = [n / run.seconds for run in ours[count]]
+        peer_rates = [n / run.seconds for run in peers[count]]
+        windows = [n / run.window for run in ours[count] if run.window]
+        mid, peer_mid = statistics.median(rates), statistics.median(peer_rates)
+        print(f"| {count} | {ours[count][0].sessions} | {_spread(rates)} "
+              f"| {mid / base_ours:.2f}x | {_spread(windows) if windows else '–'} "
+              f"| {_spread(peer_rates)} | {peer_mid / base_peer:.2f}x | {mid / peer_mid:.0%} |")
+    print("\n(msg/s: min / median / max; ainews msg/s: from the first process's start to the "
+          "last one's exit; sending msg/s: first to last sent_at in the ledger, start-up "
+          "excluded)\n")
     print(f"CPU during each run, in cores busy on average (CPU seconds / wall seconds; the "
-          f"machine has {cores}):\n")
+          f"machine has {cores}), the median of the rounds:\n")
     print("| run | wall s | senders | postgres | smtp-sink | whole machine | rest |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for label, run in ([(f"ainews x {r.senders}", r) for r in ours]
-                       + [(f"smtp-source -s {p.sessions}", p) for p in peers]):
-        c, w = run.cpu, run.seconds
-        rest = c.machine - c.clients - c.postgres - c.sink
-        print(f"| {label} | {w:.1f} | {c.clients / w:.2f} | {c.postgres / w:.2f} "
-              f"| {c.sink / w:.2f} | {c.machine / w:.2f} | {rest / w:.2f} |")
+    labelled = ([("SQLite ainews x 1", lite)]
+                + [(f"PostgreSQL ainews x {count}", runs) for count, runs in ours.items()]
+                + [(f"smtp-source -s {runs[0].sessions}", runs) for runs in peers.values()])
+    for label, runs in labelled:
+        def median(part: str, runs: list[Run] = runs) -> float:
+            return statistics.median(float(getattr(run.cpu, part)) / run.seconds
+                                     for run in runs)
+
+        rest = statistics.median(
+            (r.cpu.machine - r.cpu.clients - r.cpu.postgres - r.cpu.sink) / r.seconds
+            for r in runs)
+        print(f"| {label} | {statistics.median(r.seconds for r in runs):.1f} "
+              f"| {median('clients'):.2f} | {median('postgres'):.2f} | {median('sink'):.2f} "
+              f"| {median('machine'):.2f} | {rest:.2f} |")
     print("\n(senders: the ainews processes or smtp-source, user + sys; rest: everything else "
           "on the machine, e.g. other jobs)")
 
@@ -335,6 +419,8 @@ def main() -> None:
     parser.add_argument("--synchronous-commit", choices=("on", "off"), default="off",
                         help="PostgreSQL's synchronous_commit (off: like SQLite's WAL "
                              "with synchronous=NORMAL)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of SQLite x 1, PostgreSQL x N, smtp-source")
     args = parser.parse_args()
     counts = [int(part) for part in args.processes.split(",") if part.strip()]
     sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
@@ -356,9 +442,12 @@ def main() -> None:
             time.sleep(0.5)
             with private_postgres(args.synchronous_commit) as (url, postmaster):
                 issue_id, size, key = _prepare_issue(url, port, args.recipients, root)
+                lite_url = f"sqlite:///{root / 'ainews.db'}"
+                lite_issue, _, _ = _prepare_issue(lite_url, port, args.recipients, root)
                 print(f"{args.recipients:,} readers imported, issue {key} frozen and "
-                      f"snapshotted ({time.perf_counter() - began:.0f} s)", flush=True)
-                environ = {**os.environ, "AINEWS_STORAGE__URL": url,
+                      f"snapshotted in PostgreSQL and SQLite "
+                      f"({time.perf_counter() - began:.0f} s)", flush=True)
+                environ = {**os.environ,
                            "AINEWS_SMTP__HOST": "127.0.0.1", "AINEWS_SMTP__PORT": str(port),
                            "AINEWS_SMTP__CONNECTIONS": str(args.connections),
                            "AINEWS_LINT__SPAMASSASSIN": "false",
@@ -366,31 +455,28 @@ def main() -> None:
                                [str(REPO / "src"), *filter(None, [
                                    os.environ.get("PYTHONPATH")])])}
                 meter = CpuMeter(postmaster, sink_process.pid)
-                ours: list[Run] = []
-                peers: list[Run] = []
-                for processes in counts:
-                    _reset(url, issue_id)
-                    run = _run_ours(args, environ, processes, meter, sink_counter, root)
-                    states, again, run.window = _ledger_check(url, issue_id)
-                    ours.append(run)
-                    print(f"ainews x {processes}: {run.seconds:.1f} s; ledger {states}, "
-                          f"{again} rows claimed more than once; smtp-sink received "
-                          f"{run.received:,} ({run.received - states.get('sent', 0):+,} "
-                          f"against the ledger's sent)", flush=True)
-                    if states != {"sent": args.recipients} or run.received != args.recipients:
-                        raise SystemExit(f"ainews x {processes}: the ledger says {states}, "
-                                         f"smtp-sink received {run.received}; expected "
-                                         f"{args.recipients} sent and received")
-                    peers.append(_run_peer(source, args.recipients,
-                                           processes * args.connections, size, port, meter,
-                                           sink_counter))
-                    print(f"smtp-source -s {processes * args.connections}: "
-                          f"{peers[-1].seconds:.1f} s; smtp-sink received "
-                          f"{peers[-1].received:,}", flush=True)
+                lite: list[Run] = []
+                ours: dict[int, list[Run]] = {count: [] for count in counts}
+                peers: dict[int, list[Run]] = {count: [] for count in counts}
+                for _ in range(args.rounds):
+                    lite.append(_checked_run(args, "SQLite", lite_url, lite_issue, environ, 1,
+                                             meter, sink_counter, root))
+                    for processes in counts:
+                        ours[processes].append(_checked_run(
+                            args, "PostgreSQL", url, issue_id, environ, processes, meter,
+                            sink_counter, root))
+                    for processes in counts:
+                        peer = _run_peer(source, args.recipients,
+                                         processes * args.connections, size, port, meter,
+                                         sink_counter)
+                        peers[processes].append(peer)
+                        print(f"smtp-source -s {processes * args.connections}: "
+                              f"{peer.seconds:.1f} s; smtp-sink received {peer.received:,}",
+                              flush=True)
         finally:
             sink_process.terminate()
             sink_process.wait()
-    _print_results(args, size, ours, peers)
+    _print_results(args, size, lite, ours, peers)
     print(f"\nwhole script: {time.perf_counter() - began:.0f} s")
 
 

@@ -1,6 +1,6 @@
-"""Claiming and recording delivery rows: the two statements a send runs per message, the
-retry policy that turns a server's answer into a state, and the check, in the claim's own
-transaction, that the reader may still get the issue."""
+"""Claiming and recording delivery rows: the two statements a send runs per message (on
+PostgreSQL one: the answer and the next row's claim together), and the check, in the claim
+itself, that the reader may still get the issue. The retry policy: retry_policy.py."""
 
 from __future__ import annotations
 
@@ -18,27 +18,37 @@ from sqlalchemy import (
     update,
 )
 
-from ainews_newsletter.delivery.driver_statement import DriverStatement, as_sqlalchemy_error
-from ainews_newsletter.delivery.provider_ids import provider_message_id
+from ainews_newsletter.delivery.driver_statement import (
+    DriverStatement,
+    PsycopgStatement,
+    as_sqlalchemy_error,
+)
 from ainews_newsletter.delivery.reconnect import Reconnect
-from ainews_newsletter.delivery.redaction import scrubbed
+from ainews_newsletter.delivery.retry_policy import RetryPolicy, answer_statement
 from ainews_newsletter.delivery.row_updates import (
     CLAIM,
     CLAIM_DEFERRED,
     CLAIM_EXPIRED,
     CLAIM_QUEUED,
+    DEFERRED_DUE,
+    LEASE_EXPIRED,
+    NOT_ACTIVE_REPLY,
+    QUEUED_ABOVE,
     RECORD,
     RECORD_RELAY,
     RECORD_RELAY_SENT_WITH_ID,
     RECORD_SENT_WITH_ID,
+    LockedReader,
+    after_record,
+    claim_lowest_admitted,
 )
 from ainews_newsletter.delivery.tables import deliveries
 from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
 
 T = TypeVar("T")
 
-# The reply recorded for a row skipped because the subscriber left after the snapshot.
-NOT_ACTIVE_REPLY = "not sent: no longer an active subscriber"
+__all__ = ["NOT_ACTIVE_REPLY", "Claim", "Claimed", "DeliverableCheck", "Delivery",
+           "LedgerWriter", "RetryPolicy"]
 
 
 @dataclass(frozen=True)
@@ -50,35 +60,6 @@ class Delivery:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int
-    base_seconds: int
-    max_seconds: int
-    give_up_after: timedelta = timedelta(hours=24)  # counted from the audience snapshot
-
-    def delay(self, attempts: int) -> timedelta:
-        """Exponential backoff: base, 2 * base, 4 * base … capped at max."""
-        return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1)))
-
-
-
-
-def _answer(delivery: Delivery, outcome: SendOutcome, now: datetime, policy: RetryPolicy,
-            started: datetime | None) -> tuple[DeliveryState, datetime | None]:
-    """The state a server's answer leads to: a 4xx becomes deferred with backoff, or failed
-    once max_attempts is used up or the next try would fall after give_up_after (counted
-    from `started`); and when the next try is due."""
-    attempts = delivery.attempts + 1
-    if outcome.state is not DeliveryState.DEFERRED:
-        return outcome.state, None
-    next_attempt = now + policy.delay(attempts)
-    too_late = started is not None and next_attempt > started + policy.give_up_after
-    if attempts >= policy.max_attempts or too_late:
-        return DeliveryState.FAILED, None
-    return DeliveryState.DEFERRED, next_attempt
-
-
-@dataclass(frozen=True)
 class DeliverableCheck:
     """Whether a subscriber may still be sent to, asked inside the claim's own transaction.
     The subscribers room provides both forms; the pipeline plugs them in."""
@@ -87,8 +68,9 @@ class DeliverableCheck:
     # the check costs no extra statement and runs under the claim's write lock.
     clause: Callable[[ColumnElement[int]], ColumnElement[bool]]
     # PostgreSQL: a read of the subscriber that locks the row FOR SHARE until the claim
-    # commits, so an unsubscribe lands either before the check or after the claim.
-    locked_check: Callable[[Connection, int], bool]
+    # commits, so an unsubscribe lands either before the check or after the claim; folded
+    # into the claim's statement (row_updates.claim_lowest_admitted).
+    locked_reader: LockedReader
 
 
 class Claim(enum.Enum):
@@ -112,9 +94,14 @@ class LedgerWriter:
 
     With `deliverable`, every claim asks, in its own transaction, whether the subscriber
     may still be sent to: an unsubscribe committed before the claim is always honoured, and
-    one committed after it can only meet the message already on its way. On SQLite the check
-    is part of the claim's UPDATE (one statement, under its write lock); on PostgreSQL the
-    subscriber row is read FOR SHARE in the claim's transaction.
+    one committed after it can only meet the message already on its way. The check is part
+    of the claim's UPDATE: on SQLite under its write lock; on PostgreSQL with the subscriber
+    row read FOR SHARE in the same statement.
+
+    On PostgreSQL the connection runs in autocommit, and each claim, record or both
+    (`record_then_claim_next`) is one statement, so one round trip and its own commit (a
+    BEGIN and a COMMIT would be two more round trips each); `together` opens a transaction
+    explicitly.
 
     With `reconnect`, each write (or `atomically`'s block) that fails because the database
     went away is tried again once it is back (reconnect.py): every write here sets absolute
@@ -133,6 +120,20 @@ class LedgerWriter:
         # PostgreSQL can hand each sender the next row nobody else holds; SQLite has one
         # writer at a time, and there the read-then-claim of a batch is faster.
         self.skips_locked = connection.dialect.name == "postgresql"
+        # PostgreSQL: claim_next's three claims (queued above a row, deferred and due, lease
+        # run out), each with the reader's check when there is one; and, per statement that
+        # records an answer, that record with the first claim (`record_then_claim_next`).
+        self._claims: tuple[Update, Update, Update] = (CLAIM_QUEUED, CLAIM_DEFERRED,
+                                                       CLAIM_EXPIRED)
+        if self.skips_locked and deliverable is not None:
+            queued, deferred, expired = (
+                claim_lowest_admitted(conditions, deliverable.locked_reader)
+                for conditions in (QUEUED_ABOVE, DEFERRED_DUE, LEASE_EXPIRED))
+            self._claims = (queued, deferred, expired)
+        self._recorded_claims: dict[Update, Update] = {}
+        self._on_driver: dict[Update, PsycopgStatement] = {}  # the claims, run on psycopg
+        if self.skips_locked:
+            self._autocommit()
         # SQLite: the per-message statements go straight to the driver (PostgreSQL's cost is
         # the round trip, which SQLAlchemy does not add to).
         self._driver: Any = None
@@ -160,12 +161,27 @@ class LedgerWriter:
         with as_sqlalchemy_error(raw.sql, parameters):
             return int(self._driver.execute(raw.sql, parameters).rowcount)
 
+    def _autocommit(self) -> None:
+        """PostgreSQL: each statement its own commit (see the class). Set again after a
+        reconnect, whose new connection starts in SQLAlchemy's default; the pool resets it
+        when the writer's connection goes back."""
+        driver: Any = self.connection.connection.driver_connection
+        if not driver.autocommit:
+            self.connection.execution_options(isolation_level="AUTOCOMMIT")
+
     def _retried(self, work: Callable[[], T]) -> T:
         """`work` (one commit), tried again while the database is away; inside `together`
         the outer block is what is retried."""
         if self.reconnect is None or self._depth:
             return work()
-        return self.reconnect.run(work, self.connection)
+        if not self.skips_locked:
+            return self.reconnect.run(work, self.connection)
+
+        def afresh() -> T:
+            self._autocommit()
+            return work()
+
+        return self.reconnect.run(afresh, self.connection)
 
     def atomically(self, work: Callable[[], T]) -> T:
         """`work`'s writes in one commit (`together`), the whole block run again if the
@@ -181,8 +197,12 @@ class LedgerWriter:
     def together(self) -> Iterator[None]:
         """Several writes in one commit, made on leaving (rolled back together on an
         error): the worker-process sender records every answer that arrived at once in one
-        commit. Nothing written inside may be acted on before the block ends."""
+        commit. Nothing written inside may be acted on before the block ends. On PostgreSQL
+        (autocommit) the block begins its transaction explicitly, and the connection's
+        commit or rollback, which end it, do nothing after a lone statement."""
         with self._committed():
+            if self.skips_locked and not self._depth:  # autocommit: one transaction here
+                self.connection.exec_driver_sql("BEGIN")
             self._depth += 1
             try:
                 yield
@@ -230,40 +250,44 @@ class LedgerWriter:
         then goes like any row of a dead sender's."""
         return self._retried(lambda: self._claim_next(issue_id, now, lease))
 
-    def _claim_next(self, issue_id: int, now: datetime, lease: timedelta) -> Claimed | None:
+    def _claim_next(self, issue_id: int, now: datetime, lease: timedelta,
+                    above_tried: bool = False) -> Claimed | None:
         values = {"issue": issue_id, "now": now, "lease": lease}
-        for after in dict.fromkeys((self._claimed_up_to, 0)):
-            claimed = self._claim_first(CLAIM_QUEUED, {**values, "after": after}, now)
-            if claimed is not None:  # (a row put back below does not move it back)
-                self._claimed_up_to = max(self._claimed_up_to, claimed.delivery.id)
+        queued, deferred, expired = self._claims
+        starts = (0,) if above_tried else tuple(dict.fromkeys((self._claimed_up_to, 0)))
+        for after in starts:
+            claimed = self._queued_claimed(self._claim_first(queued, {**values,
+                                                                      "after": after}))
+            if claimed is not None:
                 return claimed
-        for statement in (CLAIM_DEFERRED, CLAIM_EXPIRED):
-            claimed = self._claim_first(statement, values, now)
+        for statement in (deferred, expired):
+            claimed = self._claim_first(statement, values)
             if claimed is not None:
                 return claimed
         return None
 
-    def _claim_first(self, statement: Update, values: dict[str, Any],
-                     now: datetime) -> Claimed | None:
+    def _claim_first(self, statement: Update, values: dict[str, Any]) -> Claimed | None:
+        raw = self._on_driver.get(statement)
+        if raw is None:
+            raw = self._on_driver[statement] = PsycopgStatement(statement,
+                                                                self.connection.dialect)
         with self._committed():
-            row = self.connection.execute(statement, values).first()
-            if row is None:
-                return None
-            # `attempts` counts this claim already; a Delivery carries the count before it.
-            delivery = Delivery(id=row.id, attempts=row.attempts - 1, recipient=Recipient(
-                subscriber_id=row.subscriber_id, email=row.email, name=row.name,
-                token=row.token, language=row.language), return_tag=row.return_tag)
-            left = not self._admitted(delivery, now)
-        return Claimed(delivery, left)
+            row = raw.first(self.connection.connection.driver_connection, values)
+        return None if row is None else self._claimed(row)
 
-    def _admitted(self, delivery: Delivery, now: datetime) -> bool:
-        """PostgreSQL, in the claim's transaction: whether the subscriber may still get it;
-        if not, the row is recorded failed (not sent) in the same commit."""
-        if self.deliverable is None or self.deliverable.locked_check(
-                self.connection, delivery.recipient.subscriber_id):
-            return True
-        self._record_left(delivery, now)
-        return False
+    def _claimed(self, row: Any) -> Claimed:
+        """The row a claim returned; a reader who left was recorded failed by it."""
+        # `attempts` counts this claim already; a Delivery carries the count before it.
+        delivery = Delivery(id=row.id, attempts=row.attempts - 1, recipient=Recipient(
+            subscriber_id=row.subscriber_id, email=row.email, name=row.name,
+            token=row.token, language=row.language), return_tag=row.return_tag)
+        return Claimed(delivery, not row.admitted)
+
+    def _queued_claimed(self, claimed: Claimed | None) -> Claimed | None:
+        """A queued row's claim: the next ones are looked for above it."""
+        if claimed is not None:  # (a row put back below does not move it back)
+            self._claimed_up_to = max(self._claimed_up_to, claimed.delivery.id)
+        return claimed
 
     def _record_left(self, delivery: Delivery, now: datetime) -> None:
         self._execute(RECORD, {
@@ -298,24 +322,13 @@ class LedgerWriter:
     def record(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
                policy: RetryPolicy, started: datetime | None = None,
                then_claim: Delivery | None = None) -> tuple[DeliveryState, Claim | None]:
-        """Store the server's answer (see `_answer`) and, when sent, the relay's id for the
-        message if its reply names one (provider_ids.py), committed at once. With `then_claim`
-        the next row's claim goes in the same commit: its `sending` is still committed
-        before its MAIL FROM, and a send costs one commit per message instead of two.
-        Returns the state written and what became of the next row's claim."""
-        state, next_attempt = _answer(delivery, outcome, now, policy, started)
-        sent = state is DeliveryState.SENT
-        provider_id = provider_message_id(outcome.reply) if sent else ""
-        values = {"row_id": delivery.id, "new_state": state.value, "code": outcome.code,
-                  "reply": outcome.reply[:1000], "erased_reply": scrubbed(outcome.reply),
-                  "next_at": next_attempt, "now": now,
-                  "sent": now if sent else None}
-        statement = RECORD_SENT_WITH_ID if provider_id else RECORD
-        if outcome.relay is not None:
-            statement = RECORD_RELAY_SENT_WITH_ID if provider_id else RECORD_RELAY
-            values["relay"] = outcome.relay
-        if provider_id:
-            values["provider_id"] = provider_id
+        """Store the server's answer (retry_policy.answer_statement), committed at once.
+        With `then_claim` (SQLite) the next row's claim goes in the same commit: its
+        `sending` is still committed before its MAIL FROM, and a send costs one commit per
+        message instead of two. Returns the state written and what became of the next
+        row's claim."""
+        state, statement, values = answer_statement(
+            delivery.id, delivery.attempts, outcome, now, policy, started)
 
         def record() -> Claim | None:
             with self._committed():
@@ -323,6 +336,35 @@ class LedgerWriter:
                 return None if then_claim is None else self._claim(then_claim, now)
 
         claimed = self._retried(record)
+        return state, claimed
+
+    def record_then_claim_next(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
+                               policy: RetryPolicy, started: datetime | None, issue_id: int,
+                               lease: timedelta) -> tuple[DeliveryState, Claimed | None]:
+        """PostgreSQL: `record`, and `claim_next` in the same statement, so one round trip
+        and one commit per message (the SQLite sender's `then_claim`): the next row is still
+        committed `sending` before its MAIL FROM. Returns the state written and the row
+        claimed (None: nothing is due). Only when no queued row is left above the last one
+        claimed here do the other claims follow, each its own statement.
+
+        Retried while the database is away: the answer's values are absolute, so repeating
+        a record that did commit changes nothing, and a claim whose answer was lost stays
+        `sending` until its lease runs out (see `claim_next`)."""
+        state, statement, values = answer_statement(
+            delivery.id, delivery.attempts, outcome, now, policy, started)
+        combined = self._recorded_claims.get(statement)
+        if combined is None:
+            combined = self._recorded_claims[statement] = after_record(self._claims[0],
+                                                                       statement)
+        values = {**values, "issue": issue_id, "after": self._claimed_up_to}
+
+        def record() -> Claimed | None:
+            return self._queued_claimed(self._claim_first(combined, values))
+
+        claimed = self._retried(record)
+        if claimed is None:
+            claimed = self._retried(lambda: self._claim_next(issue_id, now, lease,
+                                                             above_tried=True))
         return state, claimed
 
     def requeue(self, delivery: Delivery, now: datetime) -> None:

@@ -1,6 +1,7 @@
-"""The ledger's per-message statements run on sqlite3 itself (claims.py's LedgerWriter),
-and the audience snapshot's batches (ledger.py): compiled by SQLAlchemy, executed by the
-driver, errors raised as SQLAlchemy's."""
+"""The ledger's per-message statements run on the driver itself (claims.py's LedgerWriter:
+sqlite3, and psycopg for PostgreSQL's claims), and the audience snapshot's batches on
+sqlite3 (ledger.py): compiled by SQLAlchemy, executed by the driver, errors raised as
+SQLAlchemy's."""
 
 from __future__ import annotations
 
@@ -66,3 +67,33 @@ def insert_by_driver(connection: Connection, table: Table, rows: list[dict[str, 
     with as_sqlalchemy_error(statement.sql, parameters[0]):
         driver.executemany(statement.sql, parameters)
     return True
+
+
+class PsycopgStatement:
+    """PostgreSQL: a RETURNING statement compiled once and run on psycopg itself, prepared on
+    the server from its first run (the claims, one per message: SQLAlchemy's execute cost
+    about as much Python as the rest of a message's ledger work). Values go through the
+    columns' bind processors, as with DriverStatement."""
+
+    def __init__(self, statement: Update, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self._slots: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
+            (name, bind.effective_value,
+             bind.type.dialect_impl(dialect).bind_processor(dialect))
+            for bind, name in compiled.bind_names.items()]
+
+    def first(self, driver: Any, values: dict[str, Any]) -> Any:
+        """The statement's first row (a named tuple), or None."""
+        from psycopg import Error
+        from psycopg.rows import namedtuple_row
+
+        parameters = {name: (processor(value) if processor is not None else value)
+                      for name, default, processor in self._slots
+                      for value in (values.get(name, default),)}
+        try:
+            with driver.cursor(row_factory=namedtuple_row) as cursor:
+                cursor.execute(self.sql, parameters, prepare=True)
+                return cursor.fetchone()
+        except Error as exc:
+            raise DBAPIError.instance(self.sql, (), exc, Error) from exc

@@ -291,8 +291,8 @@ class _Dispatcher:
 
     def _record_answer(self, connection: _WorkerConnection, delivery: Delivery,
                        answer: Answer) -> _RecordedAnswer | None:
-        """Write one answer (inside the shared commit); on SQLite the connection's next row
-        is claimed in the same commit when it may go now, as in the threaded sender."""
+        """Write one answer (inside the shared commit), the connection's next row claimed
+        in the same commit when it may go now, as in the threaded sender."""
         kind, text = answer.kind, answer.text
         if kind in (SKIPPED, UNAVAILABLE, BROKEN, RETIRED):
             self.writer.requeue(delivery, clock.now())  # it never went, or may not have
@@ -305,17 +305,33 @@ class _Dispatcher:
             return None
         c = self.context
         outcome = SendOutcome(DeliveryState(kind), answer.code, text, answer.relay)
-        ahead = None
-        if (not self.writer.skips_locked and len(connection.out) < AHEAD
-                and not connection.retired and not self.stopping and not self.exhausted
-                and c.limiter.try_acquire()):
-            ahead = self._next_unclaimed()
+        may_go = (len(connection.out) < AHEAD and not connection.retired
+                  and not self.stopping and not self.exhausted and c.limiter.try_acquire())
+        if self.writer.skips_locked:
+            return self._record_then_claim_next(connection, delivery, outcome, may_go)
+        ahead = self._next_unclaimed() if may_go else None
         state, claim = self.writer.record(delivery, outcome, clock.now(), c.settings.policy,
                                           started=c.issue.snapshot_at, then_claim=ahead)
         if claim is Claim.CLAIMED and ahead is not None:
             connection.ahead = ahead
             connection.out.append(ahead)
         return _RecordedAnswer(delivery, state, outcome, claim is Claim.LEFT)
+
+    def _record_then_claim_next(self, connection: _WorkerConnection, delivery: Delivery,
+                                outcome: SendOutcome, may_go: bool) -> _RecordedAnswer:
+        """PostgreSQL: the answer recorded, and the next row claimed with it if it may go."""
+        c = self.context
+        if not may_go:
+            state, _ = self.writer.record(delivery, outcome, clock.now(), c.settings.policy,
+                                          started=c.issue.snapshot_at)
+            return _RecordedAnswer(delivery, state, outcome, False)
+        state, claimed = self.writer.record_then_claim_next(
+            delivery, outcome, clock.now(), c.settings.policy, c.issue.snapshot_at,
+            c.issue.id, c.settings.claim_lease)
+        if claimed is not None and not claimed.left:
+            connection.ahead = claimed.delivery
+            connection.out.append(claimed.delivery)
+        return _RecordedAnswer(delivery, state, outcome, claimed is not None and claimed.left)
 
     def _retire(self, connection: _WorkerConnection, why: str) -> None:
         """No relay has a place for `connection`: it gets no more rows, and its row, back

@@ -3,16 +3,23 @@ import: constructing a SQLAlchemy statement costs more than SQLite takes to run 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Interval,
+    Select,
     Update,
     and_,
     bindparam,
     case,
     func,
+    literal,
+    literal_column,
+    null,
     or_,
     select,
     update,
@@ -22,6 +29,12 @@ from ainews_newsletter.database import UTCDateTime
 from ainews_newsletter.delivery.redaction import ERASED_PREFIX
 from ainews_newsletter.delivery.tables import deliveries
 from ainews_newsletter.models import DeliveryState
+
+# The reply recorded for a row skipped because the subscriber left after the snapshot.
+NOT_ACTIVE_REPLY = "not sent: no longer an active subscriber"
+# PostgreSQL: a SELECT of the subscriber with this id, locked FOR SHARE, if they may still be
+# sent to (the subscribers room builds it; claims.DeliverableCheck carries it).
+LockedReader = Callable[[ColumnElement[int]], Select[Any]]
 
 
 def is_due(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
@@ -67,29 +80,79 @@ RECORD = (update(deliveries)
 # a relay that names no id costs nothing more per message (not even the index's update).
 RECORD_SENT_WITH_ID = RECORD.values(provider_message_id=bindparam("provider_id"))
 # Through one of [[smtp.relays]]: naming it (apart: one [smtp] relay writes as before).
-RECORD_RELAY = RECORD.values(relay=bindparam("relay"))
-RECORD_RELAY_SENT_WITH_ID = RECORD_SENT_WITH_ID.values(relay=bindparam("relay"))
+RECORD_RELAY = RECORD.values(relay=bindparam("relay_name"))
+RECORD_RELAY_SENT_WITH_ID = RECORD_SENT_WITH_ID.values(relay=bindparam("relay_name"))
+
+
+_RETURNED = (deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
+             deliveries.c.name, deliveries.c.token, deliveries.c.attempts,
+             deliveries.c.return_tag, deliveries.c.language)
+
+
+# LIMIT 1 written out, not bound: PostgreSQL keeps one plan for a prepared statement (psycopg
+# prepares it by its sixth run) only when that plan expects one row; with the limit a
+# parameter it planned the claim afresh at every execution, most of its cost.
+ONE: ColumnElement[int] = literal_column("1", Integer)
 
 
 def _claim_lowest(*conditions: ColumnElement[bool]) -> Update:
     """PostgreSQL: mark `sending` the lowest-id row meeting `conditions` that no other
     sender holds (FOR UPDATE SKIP LOCKED), by the database's clock; returns the row."""
-    lowest = (select(deliveries.c.id).where(*conditions).order_by(deliveries.c.id).limit(1)
-              .with_for_update(skip_locked=True).scalar_subquery())
+    lowest = (select(deliveries.c.id).where(*conditions).order_by(deliveries.c.id)
+              .limit(ONE).with_for_update(skip_locked=True).scalar_subquery())
     return (update(deliveries).where(deliveries.c.id == lowest)
             .values(state=DeliveryState.SENDING.value, attempts=deliveries.c.attempts + 1,
                     updated_at=database_now())
-            .returning(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email,
-                       deliveries.c.name, deliveries.c.token, deliveries.c.attempts,
-                       deliveries.c.return_tag, deliveries.c.language))
+            .returning(*_RETURNED, literal(True).label("admitted")))
 
 
 # The three claims of `claim_next`, built once: the lowest queued row above `after`, the
 # lowest deferred row due at `now`, the lowest row whose claim outlived `lease`.
 _IN_ISSUE = deliveries.c.issue_id == bindparam("issue")
-CLAIM_QUEUED = _claim_lowest(_IN_ISSUE, deliveries.c.state == DeliveryState.QUEUED.value,
-                              deliveries.c.id > bindparam("after"))
-CLAIM_DEFERRED = _claim_lowest(_IN_ISSUE,
-                                deliveries.c.state == DeliveryState.DEFERRED.value,
-                                deliveries.c.next_attempt_at <= NOW)
-CLAIM_EXPIRED = _claim_lowest(_IN_ISSUE, _lease_expired(bindparam("lease", type_=Interval())))
+QUEUED_ABOVE = (_IN_ISSUE, deliveries.c.state == DeliveryState.QUEUED.value,
+                deliveries.c.id > bindparam("after"))
+DEFERRED_DUE = (_IN_ISSUE, deliveries.c.state == DeliveryState.DEFERRED.value,
+                deliveries.c.next_attempt_at <= NOW)
+LEASE_EXPIRED = (_IN_ISSUE, _lease_expired(bindparam("lease", type_=Interval())))
+CLAIM_QUEUED = _claim_lowest(*QUEUED_ABOVE)
+CLAIM_DEFERRED = _claim_lowest(*DEFERRED_DUE)
+CLAIM_EXPIRED = _claim_lowest(*LEASE_EXPIRED)
+
+
+def claim_lowest_admitted(conditions: tuple[ColumnElement[bool], ...],
+                          reader: LockedReader) -> Update:
+    """PostgreSQL: `_claim_lowest` with the check that the reader may still be sent to
+    folded in, one statement and so one round trip. The lowest row meeting `conditions`
+    that no other sender holds is locked (SKIP LOCKED), then its subscriber FOR SHARE until
+    the statement commits, so an unsubscribe lands either before the check or after the
+    claim. A reader who may not is not claimed but recorded failed at once (`admitted`
+    false), as the claim followed by that record did before: the attempt counted, the
+    reply NOT_ACTIVE_REPLY, nothing sent."""
+    candidate = (select(deliveries.c.id, deliveries.c.subscriber_id).where(*conditions)
+                 .order_by(deliveries.c.id).limit(ONE)
+                 .with_for_update(skip_locked=True).cte("candidate"))
+    allowed = reader(candidate.c.subscriber_id).cte("allowed")
+    verdict = select(candidate.c.id, select(allowed).exists().label("admitted")).cte("verdict")
+    admitted = verdict.c.admitted
+
+    def kept(column: ColumnElement[Any], otherwise: Any) -> ColumnElement[Any]:
+        return case((admitted, column), else_=otherwise)
+
+    return (update(deliveries).where(deliveries.c.id == verdict.c.id)
+            .values(state=kept(literal(DeliveryState.SENDING.value),
+                               DeliveryState.FAILED.value),
+                    attempts=deliveries.c.attempts + 1,
+                    updated_at=kept(database_now(), NOW),
+                    last_code=kept(deliveries.c.last_code, 0),
+                    last_reply=kept(deliveries.c.last_reply, NOT_ACTIVE_REPLY),
+                    next_attempt_at=kept(deliveries.c.next_attempt_at, null()),
+                    sent_at=kept(deliveries.c.sent_at, null()))
+            .returning(*_RETURNED, admitted))
+
+
+def after_record(claim: Update, record: Update) -> Update:
+    """PostgreSQL: `claim` with `record` (an answer) in the same statement, as a
+    data-modifying WITH query: one round trip and one commit for the answer and the next
+    row's claim. The two never touch the same row (the recorded one is `sending`)."""
+    return claim.add_cte(record.returning(deliveries.c.id).cte("recorded"))
+

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import NewsletterConfig
-from ainews_newsletter.delivery.claims import Claim, Delivery, LedgerWriter
+from ainews_newsletter.delivery.claims import Claim, Claimed, Delivery, LedgerWriter
 from ainews_newsletter.delivery.ledger import IssueRecord, Ledger
 from ainews_newsletter.delivery.message import IssueMessages
 from ainews_newsletter.delivery.outgoing import Outgoing
@@ -76,16 +76,49 @@ class _ConnectionThread:
 
     def _run_claiming_one_by_one(self) -> None:
         """PostgreSQL: claim the next row no other sender holds (SKIP LOCKED), send it,
-        record it; repeat. Several processes share the issue this way."""
+        record it; repeat. Several processes share the issue this way. When the next row may
+        go at once, its claim rides in the answer's statement (`_send_and_claim_next`)."""
         c = self.context
-        while not self.stop() and c.limiter.wait(self.stop):
-            claimed = self.writer.claim_next(c.issue.id, clock.now(), c.settings.claim_lease)
-            if claimed is None:
-                return
-            if claimed.left:
+        ahead: Claimed | None = None  # claimed with the previous answer
+        while True:
+            if ahead is None:
+                if self.stop() or not c.limiter.wait(self.stop):
+                    return
+                ahead = self.writer.claim_next(c.issue.id, clock.now(), c.settings.claim_lease)
+                if ahead is None:
+                    return
+                if ahead.left:  # recorded failed by the claim: never sent
+                    c.count(DeliveryState.FAILED)
+            claimed, ahead = ahead, None
+            if not claimed.left:
+                ahead = self._send_and_claim_next(claimed.delivery)
+
+    def _send_and_claim_next(self, delivery: Delivery) -> Claimed | None:
+        """PostgreSQL: send one claimed row and record the answer, with the next row's claim
+        in the same statement when it may go at once (no stop, no rate wait). Returns that
+        row (None: not claimed, or nothing was due)."""
+        c = self.context
+        outcome = self._send_one(delivery)
+        now = clock.now()
+        if self.stop() or not c.limiter.try_acquire():
+            state, _ = self.writer.record(delivery, outcome, now, c.settings.policy,
+                                          started=c.issue.snapshot_at)
+            ahead = None
+        else:
+            state, ahead = self.writer.record_then_claim_next(
+                delivery, outcome, now, c.settings.policy, c.issue.snapshot_at, c.issue.id,
+                c.settings.claim_lease)
+        try:
+            c.refused(delivery, state, outcome)
+            c.count(state)
+            if ahead is not None and ahead.left:
                 c.count(DeliveryState.FAILED)
-                continue
-            self._send_and_record(claimed.delivery, None)
+            c.watch.record(outcome)
+        except BaseException:
+            if ahead is not None and not ahead.left:  # paused: it never went
+                self.writer.requeue(ahead.delivery, clock.now())
+            raise
+        return ahead
 
     def _send_one(self, delivery: Delivery) -> SendOutcome:
         try:

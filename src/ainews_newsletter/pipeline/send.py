@@ -66,7 +66,7 @@ from ainews_newsletter.pipeline.relaying import (
 from ainews_newsletter.render.lint import Finding
 from ainews_newsletter.subscribers.addresses import normalize
 from ainews_newsletter.subscribers.queries import (
-    deliverable_now,
+    deliverable_reader,
     deliverable_subscriber,
     still_listed,
 )
@@ -250,7 +250,7 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
                         own_language=issue.language)
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
     settings = send_settings(config, clicks)
-    hooks = Hooks(deliverable=DeliverableCheck(deliverable_subscriber, deliverable_now),
+    hooks = Hooks(deliverable=DeliverableCheck(deliverable_subscriber, deliverable_reader),
                   on_result=on_result, should_stop=should_stop,
                   on_refused=refusal_recorder(config, issue.id))
 

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
-    bindparam,
     exists,
     func,
     or_,
@@ -266,14 +265,6 @@ def _deliverable_condition() -> Any:
                                 == subscribers.c.email_normalized))
 
 
-# PostgreSQL: the subscriber row is locked FOR SHARE until the caller's claim commits, so an
-# unsubscribe (an UPDATE of that row) lands either before the check or after the claim.
-# SQLite has no row locks (SQLAlchemy leaves the clause out there).
-_DELIVERABLE = (select(subscribers.c.id)
-                .where(subscribers.c.id == bindparam("subscriber_id"), _deliverable_condition())
-                .with_for_update(read=True, of=subscribers))
-
-
 def deliverable_subscriber(subscriber_id: ColumnElement[int]) -> ColumnElement[bool]:
     """A condition for another table's statement (the ledger's claim): the subscriber with
     this id may be sent to."""
@@ -287,11 +278,13 @@ def holds_address(subscriber_id: ColumnElement[int], normalized: str) -> ColumnE
                           subscribers.c.email_normalized == normalized)
 
 
-def deliverable_now(connection: Connection, subscriber_id: int) -> bool:
-    """Whether the subscriber may be sent to, read in the caller's transaction: the
-    ledger's claim of a message to them (see `LedgerWriter`)."""
-    return connection.execute(_DELIVERABLE,
-                              {"subscriber_id": subscriber_id}).first() is not None
+def deliverable_reader(subscriber_id: ColumnElement[int]) -> Select[tuple[int]]:
+    """PostgreSQL, for the ledger's claim: the subscriber with this id, if they may be sent
+    to, locked FOR SHARE until the claim commits, so an unsubscribe (an UPDATE of that row)
+    lands either before the check or after the claim (see `LedgerWriter`)."""
+    return (select(subscribers.c.id)
+            .where(subscribers.c.id == subscriber_id, _deliverable_condition())
+            .with_for_update(read=True, of=subscribers))
 
 
 def still_listed(connection: Connection, ids: Sequence[int]) -> set[tuple[int, str]]:
