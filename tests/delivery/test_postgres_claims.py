@@ -171,3 +171,45 @@ def test_several_writers_never_take_the_same_row(postgres_url: str, workers: int
         thread.join(60)
     assert sorted(taken) == sorted(set(taken)) and len(taken) == len(addresses)
     assert {state for state, _, _ in _rows(ledger).values()} == {"sent"}
+
+
+def test_a_claim_deadlocked_with_an_erase_keeps_the_answer_before_it(
+        postgres_url: str) -> None:
+    """The answer and the next claim are one statement; the claim waits on its reader's
+    row, and an erase holding that row while it updates the reader's queued delivery
+    (which the claim has locked) is a deadlock PostgreSQL breaks by failing one side. If
+    it fails ours, the answer of the message already sent must still be recorded (else it
+    stays `sending` and goes out again)."""
+    engine = engine_for(postgres_url)
+    store, ledger = SubscriberStore(engine), Ledger(engine)
+    issue_id, addresses = _issue_for(store, ledger, 2)
+    outcome: list[object] = []
+    with ledger.writer(CHECK) as writer, engine.connect() as eraser:
+        first = writer.claim_next(issue_id, START, LEASE)
+        assert first is not None and first.delivery.recipient.email == addresses[0]
+        # The erase's first step: reader 1's own row, locked until its transaction ends.
+        eraser.execute(text("UPDATE subscribers SET name = 'x' WHERE email = :a"),
+                       {"a": addresses[1]})
+
+        def answer_and_claim() -> None:
+            try:
+                outcome.append(writer.record_then_claim_next(
+                    first.delivery, SENT, START, POLICY, START, issue_id, LEASE))
+            except Exception as exc:  # the assertion below says what it was
+                outcome.append(exc)
+
+        worker = threading.Thread(target=answer_and_claim)
+        worker.start()
+        worker.join(0.5)  # the claim now waits for reader 1's row
+        deadlocked = False
+        try:
+            eraser.execute(text("UPDATE deliveries SET state = 'failed' "
+                                "WHERE email = :a AND state = 'queued'"), {"a": addresses[1]})
+            eraser.commit()
+        except Exception:  # PostgreSQL chose the erase's side: ours went through
+            eraser.rollback()
+            deadlocked = True
+        worker.join(30)
+    assert not worker.is_alive()
+    rows = _rows(ledger)
+    assert rows[addresses[0]][0] == "sent", (outcome, deadlocked)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Update,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter.delivery.driver_statement import (
     DriverStatement,
@@ -44,6 +45,7 @@ from ainews_newsletter.delivery.row_updates import (
 )
 from ainews_newsletter.delivery.tables import deliveries
 from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
+from ainews_newsletter.storage_faults import database_away
 
 T = TypeVar("T")
 
@@ -361,7 +363,16 @@ class LedgerWriter:
         def record() -> Claimed | None:
             return self._queued_claimed(self._claim_first(combined, values))
 
-        claimed = self._retried(record)
+        try:
+            claimed = self._retried(record)
+        except DBAPIError as exc:
+            if database_away(exc):
+                raise
+            # The claim's part failed (it waits on the reader's row: a deadlock with an
+            # erase, a lock or statement timeout) and took the answer with it: the answer
+            # alone, so a message already sent is not sent again; then the claim, alone.
+            self.record(delivery, outcome, now, policy, started)
+            return state, self._retried(lambda: self._claim_next(issue_id, now, lease))
         if claimed is None:
             claimed = self._retried(lambda: self._claim_next(issue_id, now, lease,
                                                              above_tried=True))

@@ -305,10 +305,16 @@ class _Dispatcher:
             return None
         c = self.context
         outcome = SendOutcome(DeliveryState(kind), answer.code, text, answer.relay)
+        if self.writer.skips_locked:
+            # PostgreSQL: the answers alone in the shared commit; the next rows are claimed
+            # outside it (_hand_out_rows). A claim waits on its reader's row lock, and one
+            # failing there (a deadlock with an erase, a lock timeout) would roll back every
+            # answer of the batch, messages already sent, to go out again.
+            state, _ = self.writer.record(delivery, outcome, clock.now(), c.settings.policy,
+                                          started=c.issue.snapshot_at)
+            return _RecordedAnswer(delivery, state, outcome, False)
         may_go = (len(connection.out) < AHEAD and not connection.retired
                   and not self.stopping and not self.exhausted and c.limiter.try_acquire())
-        if self.writer.skips_locked:
-            return self._record_then_claim_next(connection, delivery, outcome, may_go)
         ahead = self._next_unclaimed() if may_go else None
         state, claim = self.writer.record(delivery, outcome, clock.now(), c.settings.policy,
                                           started=c.issue.snapshot_at, then_claim=ahead)
@@ -316,22 +322,6 @@ class _Dispatcher:
             connection.ahead = ahead
             connection.out.append(ahead)
         return _RecordedAnswer(delivery, state, outcome, claim is Claim.LEFT)
-
-    def _record_then_claim_next(self, connection: _WorkerConnection, delivery: Delivery,
-                                outcome: SendOutcome, may_go: bool) -> _RecordedAnswer:
-        """PostgreSQL: the answer recorded, and the next row claimed with it if it may go."""
-        c = self.context
-        if not may_go:
-            state, _ = self.writer.record(delivery, outcome, clock.now(), c.settings.policy,
-                                          started=c.issue.snapshot_at)
-            return _RecordedAnswer(delivery, state, outcome, False)
-        state, claimed = self.writer.record_then_claim_next(
-            delivery, outcome, clock.now(), c.settings.policy, c.issue.snapshot_at,
-            c.issue.id, c.settings.claim_lease)
-        if claimed is not None and not claimed.left:
-            connection.ahead = claimed.delivery
-            connection.out.append(claimed.delivery)
-        return _RecordedAnswer(delivery, state, outcome, claimed is not None and claimed.left)
 
     def _retire(self, connection: _WorkerConnection, why: str) -> None:
         """No relay has a place for `connection`: it gets no more rows, and its row, back
