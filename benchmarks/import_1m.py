@@ -111,9 +111,9 @@ def main() -> None:
     ratio = statistics.median(o[0] / p[0] for o, p in zip(ours, peer, strict=True))
     print(f"ratio ours/peer: {ratio:.1f}x the time of a raw load")
     for tool, runs in (("ours", ours), ("peer", peer)):
-        seconds = sorted(run[0] for run in runs)
-        print(f"{tool}: min {seconds[0]:.1f} s, median {statistics.median(seconds):.1f} s, "
-              f"max {seconds[-1]:.1f} s; peak RSS max {max(run[2] for run in runs):.0f} MB")
+        times = sorted(run[0] for run in runs)
+        print(f"{tool}: min {times[0]:.1f} s, median {statistics.median(times):.1f} s, "
+              f"max {times[-1]:.1f} s; peak RSS max {max(run[2] for run in runs):.0f} MB")
     print(f"on the imported store: `ainews subscribers count` -> {count.strip()} in "
           f"{count_s:.2f} s and `list --limit 20` in {list_s:.2f} s as whole processes "
           f"(Python start and imports included); the queries themselves: count "
