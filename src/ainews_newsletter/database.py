@@ -3,9 +3,10 @@ tables but must share one engine (one SQLite file, one PostgreSQL database)."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,10 @@ def large_page_cache(connection: Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        driver.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
+        # A connection SQLAlchemy closed on a failure cannot be set back (nor reused): the
+        # failure, not the setting, is what the caller must see.
+        with suppress(sqlite3.Error):
+            driver.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
 
 
 def same_address(connection: Connection, column: ColumnElement[Any],

@@ -233,3 +233,20 @@ def test_the_snapshot_inserted_by_sqlite3_stores_what_sqlalchemy_would(
                 f"SELECT {query} FROM deliveries ORDER BY subscriber_id").fetchall())
     assert stored[0] == stored[1]
     assert len(stored[0]) == 2499
+
+
+def test_a_failing_driver_statement_names_no_reader() -> None:
+    """The driver's errors become SQLAlchemy's without the statement's values: they name
+    readers (address, name, token), and an error's text reaches the log and the
+    scheduler's run records."""
+    from sqlalchemy.exc import DBAPIError
+
+    from ainews_newsletter.delivery.driver_statement import as_sqlalchemy_error
+
+    connection = sqlite3.connect(":memory:")
+    parameters = ("zoe.reader@example.com", "Zoë Reader", "token-abc")
+    with (pytest.raises(DBAPIError) as raised,
+          as_sqlalchemy_error("INSERT INTO nowhere", parameters)):
+        connection.execute("INSERT INTO nowhere VALUES (?, ?, ?)", parameters)
+    assert "no such table" in str(raised.value)
+    assert not any(value in str(raised.value) for value in parameters)

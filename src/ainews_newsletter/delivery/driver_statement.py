@@ -45,7 +45,10 @@ def as_sqlalchemy_error(sql: str, parameters: tuple[Any, ...]) -> Iterator[None]
     try:
         yield
     except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+        # Without the values (as the engines' hide_parameters): they name readers, and an
+        # error's text reaches the log and the scheduler's run records.
+        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error,
+                                  hide_parameters=True) from exc
 
 
 def insert_by_driver(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> bool:
@@ -96,4 +99,4 @@ class PsycopgStatement:
                 cursor.execute(self.sql, parameters, prepare=True)
                 return cursor.fetchone()
         except Error as exc:
-            raise DBAPIError.instance(self.sql, (), exc, Error) from exc
+            raise DBAPIError.instance(self.sql, (), exc, Error, hide_parameters=True) from exc

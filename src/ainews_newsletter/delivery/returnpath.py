@@ -17,6 +17,11 @@ def new_return_tag() -> str:
     return base64.b32encode(raw).decode("ascii").lower()
 
 
+# new_return_tags slices the base32 of a block at tag borders: each tag must be whole bytes
+# that base32 turns into whole characters (5 bytes → 8), or tags would share bits.
+assert VERP_TAG_LENGTH % 8 == 0, "a tag must be a whole number of base32 groups"
+
+
 def new_return_tags(count: int) -> list[str]:
     """`count` tags as new_return_tag makes them, from one draw of random bytes and one
     base32 pass (a send's snapshot tags every reader: per tag, the calls cost more than the

@@ -96,12 +96,13 @@ def added_since(connection: Connection, table: Table, before: int,
     """`id > before`: the `count` rows this transaction has just inserted into `table`,
     `before` being `last_id` read in the same transaction before the insert, or None where
     that cannot be told. On SQLite a new row's id is the largest one plus one (unless the
-    largest possible id is taken), and no other connection writes until this transaction
-    ends (in WAL mode a transaction whose reads are out of date cannot start writing at
-    all), so the new rows are exactly those above `before` if the largest id grew by
-    `count`. Statements that select the new rows by this range read a run of the table
-    instead of looking each address up in its index. PostgreSQL hands ids out to
-    concurrent transactions from one sequence: None."""
+    largest possible id is taken). `before` may be read before this transaction holds the
+    write lock, so another connection may insert or delete in between: the check after the
+    insert, under the lock, is what makes the shortcut safe (our rows are D+1…D+count, D
+    the largest id just before our insert, so the largest id grew by exactly `count` from
+    `before` only if D is `before`), and it must stay. Statements that select the new rows
+    by this range read a run of the table instead of looking each address up in its index.
+    PostgreSQL hands ids out to concurrent transactions from one sequence: None."""
     if connection.dialect.name != "sqlite" or count == 0:
         return None
     if last_id(connection, table) - before != count:
