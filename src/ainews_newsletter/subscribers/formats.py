@@ -189,9 +189,9 @@ def _plain_rows(handle: IO[str], reader: Any, keys: list[str], path: Path, check
                 allow_test: bool) -> Iterator[ImportRow | Rejected]:
     """`_rows(_csv_records(…), ours, lists=True)` for a file `_is_plain` accepts, row for
     row the same (tests/subscribers/test_formats.py checks it with hypothesis). The loop of
-    a million-row list: `_csv_lines`, `normalize` and `_clean_name` written out
-    for the common row (a plain address, a printable ASCII name; a cell is trimmed and a
-    formula's quote taken off, as `foreign_formats.cell` does), a tuple made directly."""
+    a million-row list: `_csv_lines` and `normalize` written out for the common row (a
+    plain address; a cell is trimmed and a formula's quote taken off, as
+    `foreign_formats.cell` does), a tuple made directly."""
     email_at = next(index for index, key in enumerate(keys) if key in EMAIL_COLUMNS)
     name_at = keys.index("name") if "name" in keys else -1
     row = tuple.__new__  # ImportRow(…) without its Python-level __new__
@@ -215,19 +215,20 @@ def _plain_rows(handle: IO[str], reader: Any, keys: list[str], path: Path, check
                 except SubscriberError as exc:
                     yield Rejected(start, email, str(exc))
                     continue
-            if name.isascii() and name.isprintable():
-                name = " ".join(name.split())[:MAX_NAME]
-                cleaned = name or None
-            else:
-                cleaned = clean_name(name or None)
-            yield row(ImportRow, (start, checked[0], checked[1], cleaned, None, None, (),
-                                  None))
-    except UnicodeDecodeError as exc:
-        raise SubscriberError(f"{path}:{line + 1}: not UTF-8 text (byte {exc.start})") from None
-    except csv.Error as exc:
-        raise SubscriberError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
+            yield row(ImportRow, (start, checked[0], checked[1], _clean_name(name or None),
+                                  None, None, (), None))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise _csv_failure(exc, path, line, reader) from None
     finally:
         handle.close()
+
+
+def _csv_failure(exc: UnicodeDecodeError | csv.Error, path: Path, line: int,
+                 reader: Any) -> SubscriberError:
+    """A file that is not UTF-8 (after `line`) or not CSV, as one error naming the line."""
+    if isinstance(exc, UnicodeDecodeError):
+        return SubscriberError(f"{path}:{line + 1}: not UTF-8 text (byte {exc.start})")
+    return SubscriberError(f"{path}:{reader.line_num}: malformed CSV: {exc}")
 
 
 def _csv_lines(handle: IO[str], reader: Any,
@@ -239,10 +240,8 @@ def _csv_lines(handle: IO[str], reader: Any,
         for record in reader:
             start, line = line + 1, reader.line_num  # a quoted field may span several lines
             yield start, record
-    except UnicodeDecodeError as exc:
-        raise SubscriberError(f"{path}:{line + 1}: not UTF-8 text (byte {exc.start})") from None
-    except csv.Error as exc:
-        raise SubscriberError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise _csv_failure(exc, path, line, reader) from None
     finally:
         handle.close()
 
