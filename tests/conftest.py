@@ -470,4 +470,4 @@ def smtp_env(server: SmtpServer) -> dict[str, str]:
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc, arg-type]

@@ -9,6 +9,7 @@ places), SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -36,32 +37,63 @@ THREADS, PROCESSES = (3, 1), (4, 2)
 PATHS = [pytest.param(THREADS, id="threads"), pytest.param(PROCESSES, id="processes")]
 
 
+class Gathering:
+    """Sessions open at once across the relays of one test. A connection's share can be
+    sent before the next thread or process has even connected, so a count of sessions open
+    at once would depend on the machine's speed: with a target, each session's messages wait
+    until that many sessions are open at every relay together (bounded: ~5 s)."""
+
+    def __init__(self, target: int | None = None) -> None:
+        self.target = target
+        self.open = 0
+        self._lock = threading.Lock()  # each relay answers in its own thread
+
+    def change(self, step: int) -> None:
+        with self._lock:
+            self.open += step
+
+    async def wait_for_the_others(self) -> None:
+        for _ in range(500):  # bounded in steps, not by a clock (CI fakes the clock)
+            if self.target is None or self.open >= self.target:
+                return
+            await asyncio.sleep(0.01)
+
+
 class SessionCountingHandler(RecordingHandler):
     """Also keeps the most sessions that were open at once (EHLO to QUIT: our client says
     QUIT whenever it lets a connection go)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gathering: Gathering) -> None:
         super().__init__()
         self.open = 0
         self.most_open = 0
+        self.gathering = gathering
         self._lock = threading.Lock()
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
         with self._lock:
             self.open += 1
+            self.gathering.change(+1)
             self.most_open = max(self.most_open, self.open)
         return await super().handle_EHLO(server, session, envelope, hostname, responses)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await self.gathering.wait_for_the_others()
+        answer: str = await super().handle_DATA(server, session, envelope)
+        return answer
 
     async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
             self.open -= 1
+            self.gathering.change(-1)
         return "221 Bye"
 
 
 @contextmanager
-def counting_server() -> Iterator[tuple[SmtpServer, SessionCountingHandler]]:
-    handler = SessionCountingHandler()
+def counting_server(gathering: Gathering | None = None,
+                    ) -> Iterator[tuple[SmtpServer, SessionCountingHandler]]:
+    handler = SessionCountingHandler(gathering or Gathering())
     controller = EphemeralPortController(handler, hostname="127.0.0.1", port=0)
     controller.start()
     try:
@@ -86,8 +118,9 @@ def test_a_relay_never_has_more_connections_open_than_its_own(any_project: Proje
     """Three connections, the first relay allowing one: it never sees two sessions at once,
     the other two connections send through the second relay. Uncapped, the same send opens
     three sessions at the first relay (so the count would see a cap not kept)."""
-    with counting_server() as (first, first_sessions), \
-            counting_server() as (second, second_sessions):
+    three = Gathering(3)
+    with counting_server(three) as (first, first_sessions), \
+            counting_server(three) as (second, second_sessions):
         first_keys = relay_keys("first", first.port)
         if cap is not None:
             first_keys["connections"] = cap
@@ -112,8 +145,9 @@ def test_worker_processes_share_a_relays_places(any_project: Project) -> None:
     """Four connections in two processes, the first relay allowing two: each process holds
     one place, so the relay sees two sessions at most, and the other two connections send
     through the second."""
-    with counting_server() as (first, first_sessions), \
-            counting_server() as (second, second_sessions):
+    four = Gathering(4)
+    with counting_server(four) as (first, first_sessions), \
+            counting_server(four) as (second, second_sessions):
         config = _config(any_project, [relay_keys("first", first.port, connections=2),
                                        relay_keys("second", second.port)], PROCESSES)
         addresses = _subscribe(config, 80)
@@ -126,8 +160,9 @@ def test_worker_processes_share_a_relays_places(any_project: Project) -> None:
 def test_worker_processes_use_every_place_of_every_relay(any_project: Project) -> None:
     """Two relays allowing one connection each, two connections in two processes: each
     process holds one relay's place, so both relays send and neither sees two sessions."""
-    with counting_server() as (first, first_sessions), \
-            counting_server() as (second, second_sessions):
+    two = Gathering(2)
+    with counting_server(two) as (first, first_sessions), \
+            counting_server(two) as (second, second_sessions):
         config = _config(any_project, [relay_keys("first", first.port, connections=1),
                                        relay_keys("second", second.port, connections=1)],
                          (2, 2))
