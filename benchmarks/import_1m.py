@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,19 +48,50 @@ def _generate(path: Path, rows: int) -> None:
             last_domain = domain
 
 
+def _tree_rss_kib(pid: int) -> int:
+    """VmRSS of a process and its children together (the import reads its file in a child
+    process: ru_maxrss would give the bigger of the two, not their sum)."""
+    total, pids = 0, [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pids.extend(int(child) for child in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue  # ended between two reads
+    return total
+
+
 def _run(command: list[str], env: dict[str, str] | None = None,
          ) -> tuple[float, float, str, float]:
-    """(seconds, peak RSS in MB, stdout, CPU seconds) of one child process."""
+    """(seconds, peak RSS in MB, stdout, CPU seconds) of one child process. The peak RSS is
+    the larger of its own peak (ru_maxrss) and the peak sum over it and its children
+    (sampled every 20 ms)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                env=env)
     assert process.stdout is not None
+    peak_sum = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak_sum[0] = max(peak_sum[0], _tree_rss_kib(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     output = process.stdout.read().decode()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
     if status != 0 and "ainews" not in command[0]:
         raise SystemExit(f"{command[0]} failed with status {status}")
-    return seconds, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime
+    return (seconds, max(usage.ru_maxrss, peak_sum[0]) / 1024, output,
+            usage.ru_utime + usage.ru_stime)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ lists, suppression, import merge rules, and an unsubscribe racing a send."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sqlite3
@@ -21,6 +22,7 @@ from ainews_newsletter.subscribers.formats import open_subscriber_file
 from ainews_newsletter.subscribers.importer import ImportRow, import_rows
 from ainews_newsletter.subscribers.schema import subscriber_events
 from ainews_newsletter.subscribers.store import SubscriberStore
+from ainews_newsletter.subscribers.tokens import TOKEN_BYTES
 
 # Run again under libfaketime at awkward dates by scripts/test-clocks.
 pytestmark = pytest.mark.clock
@@ -214,15 +216,26 @@ def test_search_and_keyset_pages(store: SubscriberStore) -> None:
     assert len(emails) == 8 and emails[0] == "r0@example.com"
 
 
-def test_import_tokens_are_random_distinct_and_shaped_like_new_token() -> None:
+def test_import_tokens_are_random_distinct_and_share_only_a_batch_prefix() -> None:
+    """Each token of a batch: the batch's 4-character prefix, then random bytes of its own,
+    as many as `new_token` has (so no token is easier to guess than a sign-up's)."""
     from ainews_newsletter.subscribers.tokens import new_token
 
     tokens = arrivals.new_tokens(5000)
     assert len(tokens) == len(set(tokens)) == 5000
-    shape = re.compile(rf"[A-Za-z0-9_-]{{{len(new_token())}}}")
+    own = len(new_token())
+    shape = re.compile(rf"[A-Za-z0-9_-]{{{arrivals.BATCH_PREFIX + own}}}")
     assert all(shape.fullmatch(token) for token in tokens)
+    assert len({token[:arrivals.BATCH_PREFIX] for token in tokens}) == 1
+    tails = [token[arrivals.BATCH_PREFIX:] for token in tokens]
+    assert len(set(tails)) == 5000
+    assert {len(base64.urlsafe_b64decode(tail)) for tail in tails} == {TOKEN_BYTES}
+    # every character position of the random part varies across the batch
+    assert all(len({tail[i] for tail in tails}) > 32 for i in range(own))
     assert arrivals.new_tokens(0) == [] and len(arrivals.new_tokens(1)) == 1
     assert set(arrivals.new_tokens(100)).isdisjoint(tokens)  # not a seeded sequence
+    prefixes = {arrivals.new_tokens(1)[0][:arrivals.BATCH_PREFIX] for _ in range(20)}
+    assert len(prefixes) > 1  # each batch draws its own
 
 
 def test_import_across_batches_merges_repeats_keeps_lines_and_gives_each_a_token(
@@ -246,7 +259,7 @@ def test_import_across_batches_merges_repeats_keeps_lines_and_gives_each_a_token
     assert stored["d@example.com"].name == "D D"
     assert all(s.lists == ("beta",) for s in stored.values())
     tokens = [s.token for s in stored.values()]
-    assert len(set(tokens)) == 5 and all(len(token) == 24 for token in tokens)
+    assert len(set(tokens)) == 5 and all(len(token) == 28 for token in tokens)
     with store.engine.connect() as connection:
         joined = sorted(connection.execute(
             select(subscriber_events.c.subscriber_id)

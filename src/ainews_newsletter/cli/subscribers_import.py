@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from ainews_newsletter.subscribers.consent_records import Agreement
 from ainews_newsletter.subscribers.export import spreadsheet_safe
 from ainews_newsletter.subscribers.formats import FORMATS, open_subscriber_file
 from ainews_newsletter.subscribers.importer import import_rows
+from ainews_newsletter.subscribers.read_ahead import READ_AHEAD_BYTES, ReadAhead, can_read_ahead
 
 if TYPE_CHECKING:
     from ainews_newsletter.pipeline.welcome import Welcomes
@@ -96,15 +97,22 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
     size = max(file.stat().st_size, 1)
     # Every rejected row goes to --rejects as it is found (the summary keeps the first
     # hundred only); opened first, so a bad path fails before anything is stored.
-    with _rejects_file(rejects_path) as writer, \
-            Progress(TextColumn("importing"), BarColumn(), TaskProgressColumn(),
-                     TimeRemainingColumn(), console=real_console(), transient=True,
-                     disable=not console.is_terminal) as progress:
+    with ExitStack() as stack:
+        writer = stack.enter_context(_rejects_file(rejects_path))
+        # A big file is read and checked by a child process while this one writes
+        # (read_ahead.py); forked before the progress bar starts its thread.
+        rows, bytes_read = opened.rows, opened.bytes_read
+        if size >= READ_AHEAD_BYTES and can_read_ahead():
+            reader = stack.enter_context(ReadAhead(opened))
+            rows, bytes_read = reader.rows, reader.bytes_read
+        progress = stack.enter_context(Progress(
+            TextColumn("importing"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+            console=real_console(), transient=True, disable=not console.is_terminal))
         task = progress.add_task("import", total=size)
-        summary = import_rows(store, opened.rows, list_name, status_filter(status),
+        summary = import_rows(store, rows, list_name, status_filter(status),
                               source=f"import:{file.name}", dry_run=dry_run,
                               on_batch=lambda _rows: progress.update(
-                                  task, completed=opened.bytes_read()),
+                                  task, completed=bytes_read()),
                               on_reject=None if writer is None else lambda reject:
                               writer.writerow([reject.line, spreadsheet_safe(reject.email),
                                                reject.reason]),  # starts with text or '…

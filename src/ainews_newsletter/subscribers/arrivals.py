@@ -28,13 +28,23 @@ _COLUMNS = ("email", "email_normalized", "name", "status", "attributes", "token"
             "source", "created_at", "updated_at", "confirmed_at", "unsubscribed_at")
 
 
+# Characters of the prefix a batch's tokens share (4 base64 characters: 24 bits).
+BATCH_PREFIX = 4
+
+
 def new_tokens(count: int) -> list[str]:
-    """`count` tokens exactly as `tokens.new_token` makes them (TOKEN_BYTES random bytes,
-    URL-safe base64, no padding), from one read of the system's random source: each token
-    is its own TOKEN_BYTES bytes of the block, so none says anything about another."""
+    """`count` tokens, each TOKEN_BYTES random bytes of its own (URL-safe base64, no
+    padding: the same 144 random bits as `tokens.new_token`) behind a random prefix the
+    batch shares. The prefix is why: a unique index of random tokens takes each new one
+    on a random page, so every 50,000-row batch of a big import rewrote nearly every page
+    of the token index (committed to the WAL, then checkpointed: the biggest single cost of
+    a million-row import, BENCHMARKS.md); sharing a prefix, a batch's tokens sit side by
+    side in the index and dirty a few hundred pages. It says only that two readers arrived
+    in the same batch, and takes nothing from each token's own random part."""
     width = TOKEN_BYTES // 3 * 4  # TOKEN_BYTES is a multiple of 3: no padding, no sharing
-    block = base64.urlsafe_b64encode(secrets.token_bytes(TOKEN_BYTES * count)).decode()
-    return [block[start:start + width] for start in range(0, len(block), width)]
+    block = base64.urlsafe_b64encode(secrets.token_bytes(TOKEN_BYTES * count + 3)).decode()
+    prefix, block = block[:BATCH_PREFIX], block[BATCH_PREFIX:]
+    return [prefix + block[start:start + width] for start in range(0, len(block), width)]
 
 
 assert TOKEN_BYTES % 3 == 0, "new_tokens slices the base64 of a block at token borders"

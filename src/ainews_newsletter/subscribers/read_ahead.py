@@ -1,0 +1,156 @@
+"""Reading and checking an import file in a child process while this one writes.
+
+A big import is two jobs of about the same size: reading the file and checking every
+address (Python), and writing the rows (mostly SQLite). In one process they take turns; here
+a forked child reads and checks the rows and hands them over in chunks, so on a machine
+with two cores the reading of the next rows happens while the database writes the last.
+The rows, their order, the rejects and their line numbers are exactly those of the file's
+own reader (`Opened.rows`): the child runs that same reader.
+
+Why a process and not a thread: the reader is Python that holds the interpreter's lock,
+and the database driver takes the lock back after every row it inserts, so a reading thread
+would make each insert wait for it. A thread of this process only receives the child's bytes
+(the lock is released while it waits on the pipe), so the child never waits for a batch's
+writes to finish before it reads on: it stays at most QUEUED_CHUNKS chunks ahead."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import queue
+import signal
+import threading
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ainews_newsletter.errors import SubscriberError
+from ainews_newsletter.subscribers.formats import Opened
+from ainews_newsletter.subscribers.importer import ImportRow, Rejected
+
+CHUNK_ROWS = 5000  # rows a message: small enough that the first batch starts soon
+QUEUED_CHUNKS = 40  # received but not yet taken: ~200,000 rows, ~15 MB
+READ_AHEAD_BYTES = 1 << 20  # smaller files are read in this process: a fork is not worth it
+_REJECTED_FIELDS = len(Rejected._fields)
+
+
+def can_read_ahead() -> bool:
+    """Whether this system forks (Linux, the BSDs, macOS): elsewhere rows are read here."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+class ReadAhead:
+    """`opened`'s rows, read in a child process: iterate `rows`, ask `bytes_read` for the
+    progress (how far into the file the child was when it sent the rows taken so far),
+    and `close` (also as a context manager) when done or failed: it stops the child."""
+
+    def __init__(self, opened: Opened) -> None:
+        context = multiprocessing.get_context("fork")
+        receiving, sending = context.Pipe(duplex=False)
+        self._process = context.Process(target=_produce, args=(opened, sending),
+                                        name="ainews-import-reader", daemon=True)
+        self._process.start()
+        sending.close()  # the child's end: when the child ends, reading here sees EOF
+        self._receiving = receiving
+        self._position = 0
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(QUEUED_CHUNKS)
+        self._stopped = threading.Event()
+        self._receiver = threading.Thread(target=self._receive, name="ainews-import-pipe",
+                                          daemon=True)
+        self._receiver.start()
+        self.rows = self._rows()
+
+    def bytes_read(self) -> int:
+        return self._position
+
+    def _receive(self) -> None:
+        """The receiving thread: the child's messages, as bytes, into the queue; None at
+        the end of the pipe (the child ended, or `close` closed it)."""
+        while not self._stopped.is_set():
+            try:
+                message: bytes | None = self._receiving.recv_bytes()
+            except (EOFError, OSError):
+                message = None
+            while not self._stopped.is_set():
+                try:
+                    self._chunks.put(message, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            if message is None:
+                return
+
+    def _rows(self) -> Iterator[ImportRow | Rejected]:
+        make: Any = tuple.__new__  # a named tuple from its values, without _make's checks
+        while True:
+            message = self._chunks.get()
+            if message is None:
+                self._process.join(timeout=5)
+                raise SubscriberError(
+                    "reading the file stopped: its reader process ended (exit code "
+                    f"{self._process.exitcode}) before the end of the file")
+            kind, position, payload = pickle.loads(message)
+            if kind == "error":
+                raise payload
+            self._position = position
+            if kind == "end":
+                return
+            for values in payload:
+                yield make(Rejected if len(values) == _REJECTED_FIELDS else ImportRow, values)
+
+    def close(self) -> None:
+        self._stopped.set()
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join(timeout=5)
+        # The child's end of the pipe is closed now, so a receiving thread still waiting on
+        # it sees the end and, stopped, returns.
+        self._receiver.join(timeout=5)
+        self._receiving.close()
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _produce(opened: Opened, sending: Connection) -> None:
+    """The child: every row of `opened` in chunks of plain tuples (a named tuple pickles
+    by its class, several times slower), then ("end", position); a failure as ("error",
+    the exception), raised where the parent's rows stop. Ctrl-C is the parent's to handle:
+    it stops the child."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    chunk: list[tuple[Any, ...]] = []
+    try:
+        try:
+            for row in opened.rows:
+                chunk.append(tuple(row))
+                if len(chunk) == CHUNK_ROWS:
+                    sending.send_bytes(_message("rows", opened.bytes_read(), chunk))
+                    chunk = []
+            last = _message("end", opened.bytes_read(), None)
+        except Exception as exc:  # any failure is the parent's to raise, where it happened
+            last = _failure(exc)
+        if chunk:
+            sending.send_bytes(_message("rows", opened.bytes_read(), chunk))
+        sending.send_bytes(last)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the parent stopped reading (it failed, or was interrupted): nothing to say
+    finally:
+        sending.close()
+
+
+def _message(kind: str, position: int, payload: object) -> bytes:
+    return pickle.dumps((kind, position, payload), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _failure(exc: Exception) -> bytes:
+    """The exception as the parent will raise it: itself if it pickles and unpickles the
+    same, else a SubscriberError with its words."""
+    try:
+        message = _message("error", 0, exc)
+        pickle.loads(message)
+        return message
+    except Exception:  # e.g. an exception whose __init__ takes other arguments
+        return _message("error", 0, SubscriberError(str(exc)))

@@ -1,0 +1,179 @@
+"""The import's read-ahead (subscribers/read_ahead.py): a child process reads and checks the
+file while the parent writes. What the parent gets must be exactly what the file's own reader
+gives in this process — the same rows, of the same types, in the same order, rejects with
+their lines — and a failure must arrive where it happened, as the same error."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from ainews_newsletter.errors import SubscriberError
+from ainews_newsletter.subscribers import read_ahead
+from ainews_newsletter.subscribers.formats import Opened, open_subscriber_file
+from ainews_newsletter.subscribers.importer import ImportRow, Rejected
+from ainews_newsletter.subscribers.read_ahead import ReadAhead, can_read_ahead
+from ainews_newsletter.subscribers.schema import subscribers
+from tests.conftest import Project
+
+pytestmark = pytest.mark.skipif(not can_read_ahead(), reason="this system does not fork")
+
+
+def _mixed_file(path: Path, rows: int) -> Path:
+    """Our own CSV with every kind of cell: names (one quoted over two lines), statuses,
+    lists, languages, attributes, rejects, repeats in other case."""
+    lines = ["email,name,status,lists,language,attributes"]
+    for index in range(rows):
+        if index % 13 == 12:
+            lines.append(f"not-an-address-{index},Nobody,,,,")
+        elif index % 17 == 16:
+            lines.append(f"READER{index - 1}@EXAMPLE.ORG,Again,,,,")
+        elif index % 19 == 18:
+            lines.append(f'reader{index}@example.org,"Two\nLines",unsubscribed,beta,pt_br,')
+        else:
+            lines.append(f"reader{index}@example.org,Reader {index},active,alpha;beta,de,"
+                         f'"{{""plan"": ""p{index % 3}""}}"')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_child_hands_over_exactly_the_rows_read_here(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _mixed_file(tmp_path / "mixed.csv", 500)
+    here = list(open_subscriber_file(path).rows)
+    monkeypatch.setattr(read_ahead, "CHUNK_ROWS", 7)  # many chunks, one cut mid-record
+    with ReadAhead(open_subscriber_file(path)) as reader:
+        there = list(reader.rows)
+        assert reader.bytes_read() == path.stat().st_size
+    assert there == here
+    assert [type(row) for row in there] == [type(row) for row in here]
+    kinds = {type(row) for row in here}
+    assert kinds == {ImportRow, Rejected}  # both kinds went through the pipe
+    assert any(isinstance(row, ImportRow) and row.attributes and row.lists == ("alpha", "beta")
+               for row in there)
+
+
+def test_progress_follows_the_rows_taken(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _mixed_file(tmp_path / "mixed.csv", 2000)
+    monkeypatch.setattr(read_ahead, "CHUNK_ROWS", 100)
+    with ReadAhead(open_subscriber_file(path)) as reader:
+        assert reader.bytes_read() == 0
+        first = list(islice(reader.rows, 150))
+        part = reader.bytes_read()
+        rest = list(reader.rows)
+    assert 0 < part < path.stat().st_size
+    assert len(first) + len(rest) == len(list(open_subscriber_file(path).rows))
+
+
+class _Unpicklable(Exception):
+    def __init__(self, path: Path, line: int) -> None:  # two arguments: pickle cannot rebuild it
+        super().__init__(f"{path}:{line}: the disk went away")
+
+
+def _failing(rows: int, failure: Exception) -> Opened:
+    """A reader that gives `rows` rows, then fails (as a file can: a disk error, a record
+    the format cannot read)."""
+    def read() -> Iterator[ImportRow | Rejected]:
+        for index in range(rows):
+            yield ImportRow(index + 2, f"r{index}@example.org", f"r{index}@example.org")
+        raise failure
+
+    return Opened("csv", ["email"], read(), lambda: 4242)
+
+
+@pytest.mark.parametrize("failure", [
+    SubscriberError("list.csv:302: malformed CSV: unexpected end of data"),
+    OSError(5, "Input/output error"),
+    _Unpicklable(Path("list.csv"), 302)], ids=["ours", "os", "unpicklable"])
+def test_a_failure_mid_file_arrives_after_the_rows_before_it(
+        failure: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_ahead, "CHUNK_ROWS", 64)
+    taken: list[ImportRow | Rejected] = []
+    with ReadAhead(_failing(300, failure)) as reader, pytest.raises(Exception) as raised:
+        taken.extend(reader.rows)
+    assert [row.line for row in taken] == list(range(2, 302))  # every row before it, then it
+    assert str(raised.value) == str(failure)
+    expected = SubscriberError if isinstance(failure, _Unpicklable) else type(failure)
+    assert type(raised.value) is expected
+
+
+def test_a_reader_that_dies_is_an_error_not_a_short_import(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _mixed_file(tmp_path / "mixed.csv", 3000)
+    monkeypatch.setattr(read_ahead, "QUEUED_CHUNKS", 1)
+    monkeypatch.setattr(read_ahead, "CHUNK_ROWS", 10)
+    with ReadAhead(open_subscriber_file(path)) as reader:
+        next(reader.rows)
+        pid = reader._process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(SubscriberError, match=r"reader process ended \(exit code -9\)"):
+            for _ in reader.rows:
+                pass
+
+
+def test_closing_early_stops_the_child(tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _mixed_file(tmp_path / "mixed.csv", 3000)
+    monkeypatch.setattr(read_ahead, "CHUNK_ROWS", 10)
+    reader = ReadAhead(open_subscriber_file(path))
+    process = reader._process
+    next(reader.rows)
+    assert process.is_alive()  # held up: the pipe and the queue are full
+    reader.close()  # the parent failed after its first row: the child must not linger
+    assert process.exitcode == -signal.SIGTERM
+
+
+def _stored(project: Project) -> list[tuple[object, ...]]:
+    from ainews_newsletter.database import engine_for
+
+    with engine_for(f"sqlite:///{project.database}").connect() as connection:
+        rows = connection.execute(select(
+            subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status,
+            subscribers.c.attributes, subscribers.c.language).order_by(subscribers.c.id))
+        return [tuple(row) for row in rows]
+
+
+def test_the_command_stores_the_same_with_and_without_reading_ahead(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`subscribers import` of a file over the threshold reads ahead; under it, it does not:
+    two stores, one from each, hold the same rows with the same ids, and the command says
+    the same. A second run on the read-ahead store takes every row as a repeat."""
+    from ainews_newsletter.cli import subscribers_import
+
+    path = _mixed_file(tmp_path / "mixed.csv", 1200)
+    monkeypatch.setattr(read_ahead, "CHUNK_ROWS", 50)
+    started: list[int] = []
+    real = subscribers_import.ReadAhead
+
+    def counted(opened: Any) -> ReadAhead:
+        started.append(1)
+        return real(opened)
+
+    monkeypatch.setattr(subscribers_import, "ReadAhead", counted)
+    here, ahead = (Project(tmp_path / name) for name in ("here", "ahead"))
+    for project in (here, ahead):
+        project.root.mkdir()
+        project.write_config()
+    monkeypatch.setattr(subscribers_import, "READ_AHEAD_BYTES", 1 << 40)
+    alone = here.run("subscribers", "import", str(path), "--json")
+    assert started == []
+    monkeypatch.setattr(subscribers_import, "READ_AHEAD_BYTES", 1)
+    read = ahead.run("subscribers", "import", str(path), "--json")
+    assert started == [1]
+    assert (read.exit_code, read.stdout) == (alone.exit_code, alone.stdout) == (
+        1, read.stdout)  # 1: rows were rejected
+    assert read.stderr == alone.stderr  # the same rejects, lines and words
+    stored = _stored(ahead)
+    assert stored == _stored(here) and len(stored) > 900
+    again = ahead.run("subscribers", "import", str(path), "--json")
+    assert '"imported": 0' in again.stdout and started == [1, 1]
+    assert _stored(ahead) == stored
