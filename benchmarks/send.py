@@ -5,7 +5,8 @@
     python benchmarks/send.py --phase-only ...     # the sending phase alone, in this process
     python benchmarks/send.py --recipients 1000000 --rss    # peak memory of a big send
 
-ours:  `ainews send --week 2026-W47 --yes`, the real command in a child process, timed from
+ours:  `ainews send --week 2026-W47 --yes`, the real command in a child process (the sample
+       config in a project as `ainews init` lays one out: see _project), timed from
        its start to its exit (what an operator waits for: start-up, selecting and rendering
        the issue, the lint gate, freezing it, the audience snapshot, sending, the last
        records), the sample week's issue to --recipients subscribers (SQLite ledger, one row
@@ -45,6 +46,21 @@ PYCACHE = Path(tempfile.gettempdir()) / "ainews-bench-pycache"
 sys.path.insert(0, str(REPO / "src"))
 
 
+def _project(root: Path) -> Path:
+    """The sample configuration in a project laid out as `ainews init` makes one (config.toml,
+    posts/, templates/; no locale/ of its own), returning its config.toml. Not the
+    repository's config.toml in place: the repository's locale/ beside it would count as the
+    operator's own catalogs, compiled from their .po at every start (an installed package
+    reads its shipped catalogs' compiled .mo)."""
+    project = root / "project"
+    if not project.exists():
+        project.mkdir()
+        shutil.copy(REPO / "config.toml", project / "config.toml")
+        (project / "posts").symlink_to(REPO / "posts", target_is_directory=True)
+        shutil.copytree(REPO / "templates", project / "templates")
+    return project / "config.toml"
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -80,7 +96,7 @@ def _measure_cli_send(database: Path, port: int, connections: int, workers: int,
     environ = _cli_environ(database, port, connections, workers)
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "ainews_newsletter", "--config",
-                              str(REPO / "config.toml"), "send", "--week", "2026-W47",
+                              str(_project(database.parent)), "send", "--week", "2026-W47",
                               "--yes"], env=environ, stdout=subprocess.DEVNULL)
     peaks: dict[int, int] = {}
     while child.poll() is None:
@@ -148,14 +164,14 @@ def _whole_command(root: Path, people: Path, port: int, args: argparse.Namespace
     from ainews_newsletter.subscribers.importer import import_rows
 
     database = root / f"run{run}.db"
-    config = load_config(REPO / "config.toml", environ={}, overrides={
+    config = load_config(_project(root), environ={}, overrides={
         "storage": {"url": f"sqlite:///{database}"}})
     import_rows(open_subscribers(config), open_subscriber_file(people).rows)
     dispose_all()
     environ = _cli_environ(database, port, args.connections, args.workers)
     started_unix, started = time.time(), time.perf_counter()
     subprocess.run([sys.executable, "-m", "ainews_newsletter", "--config",
-                    str(REPO / "config.toml"), "send", "--week", "2026-W47", "--yes"],
+                    str(_project(root)), "send", "--week", "2026-W47", "--yes"],
                    env=environ, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     ended_unix = started_unix + seconds
@@ -183,7 +199,7 @@ def _whole_runs(root: Path, port: int, source: str, args: argparse.Namespace) ->
     people = root / "people.csv"
     people.write_text("email\n" + "".join(f"r{i}@example.com\n"
                                           for i in range(args.recipients)))
-    config = load_config(REPO / "config.toml", environ={}, overrides={
+    config = load_config(_project(root), environ={}, overrides={
         "storage": {"url": f"sqlite:///{root / 'size.db'}"}, "lint": {"spamassassin": False}})
     size = len(sample_message(config, plan_send(config, Window(week="2026-W47")).rendered,
                               sample_recipient(config)))
@@ -254,7 +270,7 @@ def main() -> None:
             people = root / "people.csv"
             people.write_text("email\n" + "".join(f"r{i}@example.com\n"
                                                   for i in range(args.recipients)))
-            config = load_config(REPO / "config.toml", environ={}, overrides={
+            config = load_config(_project(root), environ={}, overrides={
                 "storage": {"url": f"sqlite:///{root / 'bench.db'}"},
                 "smtp": {"host": "127.0.0.1", "port": port,
                          "connections": args.connections, "workers": args.workers},
