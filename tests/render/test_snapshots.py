@@ -97,7 +97,7 @@ def test_arabic_reads_right_to_left() -> None:
     assert 'dir="rtl"' in html and "direction:rtl" in html
     assert "direction:ltr" not in html  # no section, column or wrapper left to right
     assert 'text-align:right' in html
-    assert "اقرأ المزيد\xa0←" in html  # the arrow points the way the text reads
+    assert "اقرأ المزيد&nbsp;←" in html  # the arrow points the way the text reads
     assert "→" not in html
     assert f"إلغاء الاشتراك: {UNSUBSCRIBE}" in text
     assert "العدد 1 · " in text and " · 5 أخبار" in text  # Arabic's "few" plural (3-10)

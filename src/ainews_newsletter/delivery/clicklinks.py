@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from ainews_newsletter.delivery.clicktokens import ClickTokens
 from ainews_newsletter.models import RenderedIssue
 
-# premailer (lxml) writes every attribute double-quoted.
+# css-inline (html5ever) writes every attribute double-quoted.
 _HREF = re.compile(r'href="([^"]*)"')
 # A URL in the plain-text part runs to the next space; a sentence's full stop or a closing
 # bracket after it is not part of it.

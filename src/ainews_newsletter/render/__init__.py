@@ -1,1 +1,1 @@
-"""The render room: an Issue becomes HTML (Jinja2 → MJML → premailer) and plain text, once."""
+"""The render room: an Issue becomes HTML (Jinja2 → MJML → css-inline) and plain text, once."""
