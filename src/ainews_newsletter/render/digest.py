@@ -11,13 +11,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from markupsafe import Markup
+
 from ainews_newsletter import translations
 from ainews_newsletter.config import NewsletterConfig
 from ainews_newsletter.errors import RenderError
 from ainews_newsletter.models import Issue, Period, Post, RenderedIssue
-from ainews_newsletter.render.environment import make_environment, render_template
+from ainews_newsletter.render.environment import (
+    make_environment,
+    operator_lacks,
+    render_template,
+)
 from ainews_newsletter.render.localized import period_label, post_day, subject_line
 from ainews_newsletter.render.mjml import inline_css, mjml_to_html
+from ainews_newsletter.render.plain import html_to_text, text_escape
 from ainews_newsletter.render.text import tidy
 
 HTML_TEMPLATE = "digest.mjml.j2"
@@ -82,12 +89,27 @@ def archive_url(base_url: str, period: Period) -> str:
     return f"{base_url}/issues/{quote(period.key)}"
 
 
+def post_content(post: Post, text_part: str) -> str:
+    """What the digest shows of `post`, as sanitized HTML: its summary (as HTML, cut at a
+    block boundary) or, with text_part = "full", its whole body."""
+    if text_part == "full" and post.body_html.strip():
+        return post.body_html
+    return post.summary_html or text_escape(post.summary)
+
+
 def _post_context(post: Post, period: Period, utm: Mapping[str, str],
-                  language: str) -> dict[str, Any]:
+                  language: str, text_part: str) -> dict[str, Any]:
     local: datetime = post.published.astimezone(period.start.tzinfo)
+    content = post_content(post, text_part)
+    plain = html_to_text(content)
+    url = with_utm(post.url, utm)
     return {
+        # Sanitized by the posts' reader (nh3): markup the templates may show as it is.
+        "content_html": Markup(content),
+        "content_text": plain.with_references(),
+        "links": [url, *plain.links],
         "title": post.title,
-        "url": with_utm(post.url, utm),
+        "url": url,
         "category": post.category,
         "image": post.image,
         "image_alt": post.image_alt,
@@ -124,7 +146,12 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
     lap("mjml")
     html = inline_css(compiled)
     lap("inline")
-    text = tidy(render_template(environment, TEXT_TEMPLATE, context))
+    if operator_lacks(environment, TEXT_TEMPLATE):
+        # Their own HTML without a text part of their own: the text is that HTML's, so the
+        # two parts never drift apart.
+        text = tidy(html_to_text(html, layout=True).with_references())
+    else:
+        text = tidy(render_template(environment, TEXT_TEMPLATE, context))
     lap("text")
     if placeholder not in html or placeholder not in text:
         raise RenderError("the templates must contain the unsubscribe link "
@@ -132,7 +159,9 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
     return RenderedIssue(period=issue.period, subject=context["issue"]["subject"],
                          preheader=issue.preheader,
                          html=html, text=text, unsubscribe_placeholder=placeholder,
-                         post_count=len(issue.posts))
+                         post_count=len(issue.posts),
+                         post_links=tuple(dict.fromkeys(
+                             link for post in context["posts"] for link in post["links"])))
 
 
 def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOptions,
@@ -159,9 +188,11 @@ def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOpt
             "date_label": period_label(issue.period, language),
             "archive_url": archive_url(newsletter.base_url, issue.period),
         },
-        "posts": [_post_context(post, issue.period, utm, language) for post in issue.posts],
+        "posts": [_post_context(post, issue.period, utm, language, newsletter.text_part)
+                  for post in issue.posts],
         "sections": [{"heading": heading,
-                      "posts": [_post_context(post, issue.period, utm, language)
+                      "posts": [_post_context(post, issue.period, utm, language,
+                                              newsletter.text_part)
                                 for post in group]}
                      for heading, group in sections(issue, catalog.gettext("More news"))],
         "more": [{"title": post.title, "url": with_utm(post.url, utm)} for post in issue.more],

@@ -38,6 +38,18 @@ def template_folders(templates_dir: Path) -> list[Path]:
     return [shipped] if templates_dir.resolve() == shipped.resolve() else [templates_dir, shipped]
 
 
+def operator_lacks(environment: jinja2.Environment, name: str) -> bool:
+    """Whether the environment reads an operator's own folder (not only the shipped copy)
+    and that folder leaves out template `name`: a folder without digest.txt.j2 (or
+    welcome.txt.j2) gets the text part made from its rendered HTML."""
+    loader = environment.loader
+    if not isinstance(loader, jinja2.ChoiceLoader) or len(loader.loaders) < 2:
+        return False
+    own = loader.loaders[0]
+    return isinstance(own, jinja2.FileSystemLoader) and not (
+        Path(own.searchpath[0]) / name).is_file()
+
+
 def make_environment(templates_dir: Path, language: str = translations.SOURCE,
                      locale_dir: Path | None = None) -> jinja2.Environment:
     """The mails' environment in `language`: Jinja2's i18n extension with new-style gettext

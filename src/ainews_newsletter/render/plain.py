@@ -1,0 +1,240 @@
+"""HTML → the plain-text part, through html2text, set up once for mail: paragraphs kept,
+lists as `* ` bullets (nested ones indented), headings underlined, emphasis without marks,
+links as numbered references ("the paper [1]", then "[1] https://…" under the text),
+images as their alt text, tables a row a line, code kept as written; folded at 72 columns
+(`fold`), never inside a URL; no Markdown escapes.
+
+html2text writes Markdown; what a mail reader would see of it is taken out here: its
+escaping is off (data is passed on as an entity's text, which it never escapes), links,
+images, headings, tables and abbreviations are handled by `_MailText` before html2text's
+own code sees them (its reference numbering also scans every earlier link per link:
+quadratic), and code blocks are found by its `[code]` marks.
+
+Cost: the fragment passes `html_limits.bounded` (at most 2,000 elements deep, 50,000 tags)
+and lists and quotes deeper than MAX_NESTING are flattened into the deepest level kept
+(html2text indents each line by its depth: 2,000 nested quotes would write 2,000 ">" per
+line), so the work is linear in the fragment. html2text is imported where it is used
+(start-up: tests/test_cli_startup.py)."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from ainews_newsletter.html_limits import bounded
+from ainews_newsletter.render.text import TEXT_WIDTH, display_width, fold
+
+MAX_NESTING = 8
+_NESTED = frozenset({"ul", "ol", "blockquote"})
+_NESTED_TAG = re.compile(r"<(/?)(ul|ol|blockquote)\b[^>]*>", re.IGNORECASE)
+# Private-use characters stand in for what html2text must not touch while it works:
+# "[" of the data (so only html2text's own `[code]` marks and our link marks are brackets),
+# the start of a heading (with its level), and the space before a link's mark (no fold
+# there). Any in the input are dropped first.
+_BRACKET, _HEADING, _JOIN = "\ue000", "\ue001", "\ue002"
+_PRIVATE = re.compile("[\ue000-\ue00f]")
+_SCHEMES = ("http://", "https://", "mailto:")
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none", re.IGNORECASE)
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+                   "param", "source", "track", "wbr"})
+
+
+@dataclass(frozen=True)
+class PlainText:
+    """A fragment as text: `body` folded, links marked [n] in it, `links[n - 1]` the URL."""
+
+    body: str
+    links: tuple[str, ...]
+
+    def with_references(self) -> str:
+        """The body, then its links under it, one a line ("[1] https://…")."""
+        if not self.links:
+            return self.body
+        listed = "\n".join(f"[{number}] {url}" for number, url in
+                           enumerate(self.links, start=1))
+        return f"{self.body}\n\n{listed}" if self.body else listed
+
+
+def html_to_text(fragment: str, layout: bool = False, width: int = TEXT_WIDTH) -> PlainText:
+    """`fragment` (a post's sanitized HTML; with `layout`, a whole rendered mail, whose
+    tables are layout: their cells become paragraphs, hidden elements are left out) as
+    text, or TooMuchHtml (html_limits)."""
+    source = _flattened(_PRIVATE.sub("", bounded(fragment)))
+    converter = _converter_class()(layout)
+    markdown = converter.handle(source)
+    return PlainText(_finish(markdown, width), tuple(converter.references))
+
+
+def text_escape(text: str) -> str:
+    """Plain text as one paragraph of HTML."""
+    return f"<p>{html.escape(text, quote=False)}</p>" if text.strip() else ""
+
+
+def _flattened(fragment: str) -> str:
+    """Lists and quotes deeper than MAX_NESTING lose their deeper tags (their content stays,
+    at the deepest level kept); an end tag with no start is dropped. One linear pass."""
+    if fragment.count("<") <= MAX_NESTING:
+        return fragment
+    kept: dict[str, list[bool]] = {name: [] for name in _NESTED}
+    depth = 0
+    pieces: list[str] = []
+    last = 0
+    for match in _NESTED_TAG.finditer(fragment):
+        stack = kept[match.group(2).lower()]
+        if not match.group(1):
+            keep = depth < MAX_NESTING
+            stack.append(keep)
+            depth += 1
+        elif stack:
+            keep = stack.pop()
+            depth -= 1
+        else:
+            keep = False
+        if not keep:
+            pieces.append(fragment[last:match.start()])
+            last = match.end()
+    pieces.append(fragment[last:])
+    return "".join(pieces)
+
+
+@cache
+def _converter_class() -> type[Any]:
+    """`_MailText`, made on first use: html2text is imported only when text is made."""
+    import html2text
+
+    class _MailText(html2text.HTML2Text):
+        def __init__(self, layout: bool) -> None:
+            super().__init__(bodywidth=0)
+            self.layout = layout
+            self.unicode_snob = True  # é, “, — stay themselves
+            self.ignore_emphasis = True
+            self.ignore_tables = layout
+            self.mark_code = True
+            self.ul_item_mark = "*"
+            self.references: list[str] = []
+            self.numbers: dict[str, int] = {}
+            self.anchors: list[tuple[str | None, list[str]]] = []  # (href, text seen)
+            self.hidden: list[int] = []  # depth inside an element hidden by its style
+            self.cell = 0
+
+        def handle_data(self, data: str, entity_char: bool = False) -> None:
+            if self.hidden:
+                return
+            for _, seen in self.anchors:
+                seen.append(data)
+            # As an entity's text: html2text escapes no Markdown in that.
+            super().handle_data(data.replace("[", _BRACKET), True)
+
+        def handle_tag(self, tag: str, attrs: dict[str, str | None], start: bool) -> None:
+            if self.hidden:
+                if tag not in _VOID:
+                    self.hidden[-1] += 1 if start else -1
+                    if self.hidden[-1] == 0:
+                        self.hidden.pop()
+                return
+            if start and tag not in _VOID and _HIDDEN_STYLE.search(attrs.get("style") or ""):
+                self.hidden.append(1)
+                return
+            if tag in ("head", "title", "style", "script") or tag == "abbr":
+                if tag != "abbr":
+                    super().handle_tag(tag, attrs, start)
+                return
+            if tag == "a":
+                self._anchor(attrs, start)
+            elif tag == "img":
+                if start and (attrs.get("alt") or "").strip():
+                    for _, seen in self.anchors:
+                        seen.append("\0")  # a linked image: the link is not bare
+                    self.o((attrs.get("alt") or "").strip().replace("[", _BRACKET))
+            elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+                self.p()
+                if start:
+                    self.o(f"{_HEADING}{tag[1]}")
+            elif tag in ("table", "tr", "td", "th", "caption") and not self.layout:
+                self._table(tag, start)
+            else:
+                super().handle_tag(tag, attrs, start)
+
+        def _anchor(self, attrs: dict[str, str | None], start: bool) -> None:
+            if start:
+                href = (attrs.get("href") or "").strip()
+                self.anchors.append((href if href.lower().startswith(_SCHEMES) else None, []))
+                return
+            if not self.anchors:
+                return
+            target, seen = self.anchors.pop()
+            text = " ".join("".join(seen).split())
+            if target is None or not text or text in (target,
+                                                      target.removeprefix("mailto:")):
+                return  # no link, an empty one, or one that shows its own address
+            if target not in self.numbers:
+                self.references.append(target)
+                self.numbers[target] = len(self.references)
+            self.o(f"{_JOIN}[{self.numbers[target]}]")
+
+        def _table(self, tag: str, start: bool) -> None:
+            if tag == "table" or tag == "caption":
+                self.p()
+            elif tag == "tr":
+                self.cell = 0
+                self.pbr()
+            elif start:  # a cell: " | " between the cells of a row
+                if self.cell:
+                    self.o(" | ")
+                self.cell += 1
+
+    return _MailText
+
+
+_QUOTE = re.compile(r">+(?: |$)")
+_ITEM = re.compile(r" *(?:\* |\d+\. )")
+_BLANKS = re.compile(r"\n{3,}")
+
+
+def _finish(markdown: str, width: int) -> str:
+    """html2text's lines folded at `width`: a quote's ">" and an item's indent carried onto
+    its continuation lines, code as written (folded only past `width`), headings
+    underlined, runs of blank lines made one."""
+    lines: list[str] = []
+    for line, code in _marked_code(markdown.splitlines()):
+        line = line.rstrip()
+        quote = _QUOTE.match(line)
+        prefix = quote.group(0) if quote else ""
+        if prefix and not prefix.endswith(" "):
+            prefix += " "
+        rest = line[quote.end():] if quote else line
+        if code:
+            lines.extend(fold(rest, width, prefix, prefix, hard=True))
+        elif rest.startswith(_HEADING):
+            title = " ".join(rest[2:].split())
+            folded = fold(title, width, prefix, prefix)
+            underline = "=" if rest[1] == "1" else "-"
+            longest = max(display_width(part) for part in folded) - display_width(prefix)
+            lines.extend([*folded, prefix + underline * max(1, longest)])
+        elif not rest.strip():
+            lines.append(prefix.rstrip())
+        else:
+            item = _ITEM.match(rest)
+            lead = item.group(0) if item else rest[:len(rest) - len(rest.lstrip(" "))]
+            text = " ".join(rest[len(lead):].split(" ")).strip()
+            lines.extend(fold(text, width, prefix + lead, prefix + " " * len(lead)))
+    text = "\n".join(line.rstrip() for line in lines)
+    text = text.replace(_BRACKET, "[").replace(_JOIN, " ")
+    return _BLANKS.sub("\n\n", text).strip("\n")
+
+
+def _marked_code(lines: list[str]) -> Iterator[tuple[str, bool]]:
+    """Each line with whether it is code: between html2text's `[code]` and `[/code]` (the
+    data's own brackets are _BRACKET at this point, so only html2text writes these)."""
+    code = False
+    for line in lines:
+        bare = line.lstrip("> ").strip()
+        if bare in ("[code]", "[/code]"):
+            code = bare == "[code]"
+            yield "", False  # a blank line around the block
+        else:
+            yield line, code
