@@ -157,3 +157,22 @@ def test_lint_warns_when_the_text_part_drops_a_posts_link(project: Project) -> N
     assert PAPER in rendered.html and PAPER not in rendered.text
     [message] = text_link_findings(rendered)
     assert PAPER in message and "post.content_text" in message
+
+
+def test_a_post_nested_deeper_than_the_inliner_reads_keeps_the_footer(
+        project: Project) -> None:
+    """The CSS inliner's parser (lxml) stops reading past 256 levels: a post whose body nests
+    1,999 deep (what the sanitizer's guard lets through) lost the rest of the mail, the
+    unsubscribe link with it. A post's elements are kept to MAX_DEPTH levels instead."""
+    from ainews_newsletter.render.plain import MAX_DEPTH
+
+    deep = "<b>" * 1_999 + "deep words" + "</b>" * 1_999 + "\n\n" + \
+        "<ol><li>x" * 1_999 + "</li></ol>" * 1_999 + "\n"
+    write_post(project.posts, "2026-11-19-deep.md",
+               post_text("Deeply Nested Story", "2026-11-19T09:00:00Z", body=deep))
+    project.write_config('text_part = "full"\n')
+    rendered = build(load_config(project.config_path, environ={}), W47)
+    html, text = rendered.personalize(UNSUBSCRIBE)
+    assert "deep words" in html and "deep words" in text
+    assert UNSUBSCRIBE in html and UNSUBSCRIBE in text and "1 Test Road" in html
+    assert html.count("<b>") <= MAX_DEPTH

@@ -24,7 +24,7 @@ from ainews_newsletter.render.environment import (
 )
 from ainews_newsletter.render.localized import period_label, post_day, subject_line
 from ainews_newsletter.render.mjml import inline_css, mjml_to_html
-from ainews_newsletter.render.plain import html_to_text, text_escape
+from ainews_newsletter.render.plain import MAX_DEPTH, flattened, html_to_text, text_escape
 from ainews_newsletter.render.text import tidy
 
 HTML_TEMPLATE = "digest.mjml.j2"
@@ -93,8 +93,8 @@ def post_content(post: Post, text_part: str) -> str:
     """What the digest shows of `post`, as sanitized HTML: its summary (as HTML, cut at a
     block boundary) or, with text_part = "full", its whole body."""
     if text_part == "full" and post.body_html.strip():
-        return post.body_html
-    return post.summary_html or text_escape(post.summary)
+        return flattened(post.body_html, MAX_DEPTH)
+    return flattened(post.summary_html, MAX_DEPTH) or text_escape(post.summary)
 
 
 def _post_context(post: Post, period: Period, utm: Mapping[str, str],

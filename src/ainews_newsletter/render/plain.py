@@ -30,7 +30,11 @@ from ainews_newsletter.render.text import TEXT_WIDTH, display_width, fold
 
 MAX_NESTING = 8
 _NESTED = frozenset({"ul", "ol", "blockquote"})
-_NESTED_TAG = re.compile(r"<(/?)(ul|ol|blockquote)\b[^>]*>", re.IGNORECASE)
+_ELEMENT = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)\b[^<>]*>")
+# Any element of a post deeper than this loses its tags, in both parts: the CSS inliner's
+# parser (lxml) stops reading a document past 256 levels, which dropped everything after
+# a deep post, the footer and its unsubscribe link included.
+MAX_DEPTH = 64
 # Private-use characters stand in for what html2text must not touch while it works:
 # "[" of the data (so only html2text's own `[code]` marks and our link marks are brackets),
 # the start of a heading (with its level), and the space before a link's mark (no fold
@@ -63,7 +67,7 @@ def html_to_text(fragment: str, layout: bool = False, width: int = TEXT_WIDTH) -
     """`fragment` (a post's sanitized HTML; with `layout`, a whole rendered mail, whose
     tables are layout: their cells become paragraphs, hidden elements are left out) as
     text, or TooMuchHtml (html_limits)."""
-    source = _flattened(_PRIVATE.sub("", bounded(fragment)))
+    source = flattened(_PRIVATE.sub("", bounded(fragment)), MAX_NESTING, _NESTED)
     converter = _converter_class()(layout)
     markdown = converter.handle(source)
     return PlainText(_finish(markdown, width), tuple(converter.references))
@@ -74,19 +78,24 @@ def text_escape(text: str) -> str:
     return f"<p>{html.escape(text, quote=False)}</p>" if text.strip() else ""
 
 
-def _flattened(fragment: str) -> str:
-    """Lists and quotes deeper than MAX_NESTING lose their deeper tags (their content stays,
-    at the deepest level kept); an end tag with no start is dropped. One linear pass."""
-    if fragment.count("<") <= MAX_NESTING:
+def flattened(fragment: str, limit: int, names: frozenset[str] | None = None) -> str:
+    """`fragment` with no element (of `names`, or of any kind) more than `limit` deep: the
+    start and end tags of deeper ones are dropped, their content stays where it is; an end
+    tag with no start is dropped too. One linear pass over sanitized (well-formed) HTML."""
+    if fragment.count("<") <= limit:
         return fragment
-    kept: dict[str, list[bool]] = {name: [] for name in _NESTED}
+    stacks: dict[str, list[bool]] = {}
     depth = 0
     pieces: list[str] = []
     last = 0
-    for match in _NESTED_TAG.finditer(fragment):
-        stack = kept[match.group(2).lower()]
+    for match in _ELEMENT.finditer(fragment):
+        name = match.group(2).lower()
+        if (name not in names) if names is not None else (
+                name in _VOID or match.group(0).endswith("/>")):
+            continue
+        stack = stacks.setdefault(name, [])
         if not match.group(1):
-            keep = depth < MAX_NESTING
+            keep = depth < limit
             stack.append(keep)
             depth += 1
         elif stack:
