@@ -242,3 +242,31 @@ def test_the_readme_is_short_with_the_two_commands_near_the_top() -> None:
     assert quickstart < 30
     block = lines[quickstart:quickstart + 8]
     assert "pip install -e . && ainews demo" in block and "./scripts/test" in block
+
+
+# --- the sample issue's text part ----------------------------------------------------------
+
+
+def _text_blocks(page: str) -> list[str]:
+    return re.findall(r"^```text\n(.*?)\n```$", page, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_issue_page_shows_the_sample_issues_text_part_as_reviewed() -> None:
+    """docs/issue.md shows the sample issue's plain-text part: the reviewed snapshot, whole
+    (tests/render/test_snapshots.py keeps that equal to what the sample renders), and an
+    excerpt of the text_part = "full" one, every line of it from that snapshot."""
+    page = (DOCS / "issue.md").read_text(encoding="utf-8")
+    snapshots = REPO / "tests" / "snapshots"
+    summary, full = _text_blocks(page)
+    assert summary + "\n" == (snapshots / "sample-week.txt").read_text(encoding="utf-8")
+    reviewed = (snapshots / "sample-week.full.txt").read_text(encoding="utf-8").splitlines()
+    shown = [line for line in full.splitlines() if line not in ("", "…")]
+    assert len(shown) > 10 and all(line in reviewed for line in shown)
+    assert "[1] https://example.org/fernhill/gauge/docs" in shown
+
+
+def test_a_page_whose_text_part_drifted_is_caught() -> None:
+    page = (DOCS / "issue.md").read_text(encoding="utf-8").replace("5 stories", "6 stories")
+    summary = _text_blocks(page)[0]
+    assert summary + "\n" != (REPO / "tests" / "snapshots" / "sample-week.txt").read_text(
+        encoding="utf-8")
