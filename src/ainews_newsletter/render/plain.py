@@ -133,8 +133,8 @@ def _converter_class() -> type[Any]:
         def handle_data(self, data: str, entity_char: bool = False) -> None:
             if self.hidden:
                 return
-            for _, seen in self.anchors:
-                seen.append(data)
+            if self.anchors:  # the innermost link's text (sanitized HTML never nests them)
+                self.anchors[-1][1].append(data)
             # As an entity's text: html2text escapes no Markdown in that.
             super().handle_data(data.replace("[", _BRACKET), True)
 
@@ -148,16 +148,14 @@ def _converter_class() -> type[Any]:
             if start and tag not in _VOID and _HIDDEN_STYLE.search(attrs.get("style") or ""):
                 self.hidden.append(1)
                 return
-            if tag in ("head", "title", "style", "script") or tag == "abbr":
-                if tag != "abbr":
-                    super().handle_tag(tag, attrs, start)
-                return
+            if tag == "abbr":
+                return  # html2text would list its title as a Markdown footnote
             if tag == "a":
                 self._anchor(attrs, start)
             elif tag == "img":
                 if start and (attrs.get("alt") or "").strip():
-                    for _, seen in self.anchors:
-                        seen.append("\0")  # a linked image: the link is not bare
+                    if self.anchors:
+                        self.anchors[-1][1].append("\0")  # a linked image: not a bare link
                     self.o((attrs.get("alt") or "").strip().replace("[", _BRACKET))
             elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
                 self.p()
