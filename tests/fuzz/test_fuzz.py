@@ -1,6 +1,7 @@
 """Every way in survives hostile input (issue 27): seeded mutations of real files (the
 repository's samples and ../shared/corpora) run through the real `ainews` command, each in its
-own process, killed after 10 s (a stall: the one timing check the suite holds) and capped at
+own process, killed after 10 s (30 s for "post rendered", a whole build: a stall is the one
+timing check the suite holds) and capped at
 1 GB of address space (a memory blow-up). A case fails on a traceback on stderr, an exit code
 other than 0 or 1, a stall, the memory cap, a database changed by an import that failed, or
 an external entity's content in the output.

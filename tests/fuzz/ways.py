@@ -3,7 +3,7 @@
 A case is (way in, seed): the seed picks a real file from the way's pool and a mutation, so
 `case(way, seed)` rebuilds the same bytes anywhere the same files are. `run_case` writes it into
 a fresh project folder (config, empty posts folder, a copy of a seeded SQLite database), runs
-the command with a hard 10 s kill and a 1 GB address-space cap (RLIMIT_AS, so a memory
+the command with a hard 10 s kill (the way's kill_seconds) and a 1 GB address-space cap (RLIMIT_AS, so a memory
 blow-up is a failure here rather than the machine's problem), reads the child's own rusage
 (peak RSS), and classifies what happened:
 
