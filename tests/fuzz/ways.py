@@ -3,9 +3,9 @@
 A case is (way in, seed): the seed picks a real file from the way's pool and a mutation, so
 `case(way, seed)` rebuilds the same bytes anywhere the same files are. `run_case` writes it into
 a fresh project folder (config, empty posts folder, a copy of a seeded SQLite database), runs
-the command with a hard 10 s kill (the way's kill_seconds) and a 1 GB address-space cap (RLIMIT_AS, so a memory
-blow-up is a failure here rather than the machine's problem), reads the child's own rusage
-(peak RSS), and classifies what happened:
+the command with a hard 10 s kill (a way's kill_seconds) and a 1 GB address-space cap
+(RLIMIT_AS, so a memory blow-up is a failure here rather than the machine's problem), reads
+the child's own rusage (peak RSS), and classifies what happened:
 
 - "stall"        killed by the 10 s guard
 - "memory"       MemoryError, an allocation failure, killed by a signal it did not get from us,
