@@ -5,8 +5,9 @@
 
 Cases: the sample week's five posts in full (text_part = "full"), and hostile shapes the
 sanitizer lets through (1,999 nested quotes around 5,000 paragraphs, 20,000 links, 200,000
-characters of Japanese). Prints min / median / max seconds of --runs, each the sum of
---repeat conversions, and the ratio html2text / flattening (the medians)."""
+characters of Japanese, a 1,000,000-character line of code, `<ol start>` of 4,000 digits).
+Prints min / median / max seconds of --runs, each the sum of --repeat conversions, and the
+ratio html2text / flattening (the medians)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ def cases() -> dict[str, list[str]]:
             f'<a href="https://x.example/{n}">link {n}</a>' for n in range(20_000)))],
         "200,000 characters of Japanese": [sanitize_html("<p>" + "日本語の文章" * 33_334 +
                                                          "</p>")],
+        "a 1,000,000-character line of code": [sanitize_html(
+            "<pre><code>" + "\u00e9" * 1_000_000 + "</code></pre>")],
+        "<ol start> of 4,000 digits": [sanitize_html(
+            '<ol start="' + "9" * 4_000 + '"><li>' + "word " * 2_000 + "</li></ol>")],
     }
 
 

@@ -527,8 +527,36 @@ def rendered_blocks(rng: random.Random, data: bytes) -> tuple[bytes, str]:
     return data + b"\n\n" + chunk + b"\n", f"{kind} x {size:,}"
 
 
+def rendered_long_code(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    """One line of code of 250,000 bytes, as long as a post may be (posts over 256 KiB are
+    refused): the fold of code once measured the whole rest of the line at each of its
+    72-column cuts (quadratic: about 80 s for this line), ASCII or accented."""
+    char = rng.choice([b"x", "\u00e9".encode(), b"x "])
+    line = char * (250_000 // len(char))
+    return data + b"\n\n<pre><code>" + line + b"</code></pre>\n", \
+        f"a {len(line.decode()):,}-character line of code ({char.decode()!r})"
+
+
+def rendered_marks(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    """Where render/plain.py's private-use marks could leak (a heading in a list item or a
+    table cell, code in a list item, an empty heading, the input's own), and `<ol start>`
+    of thousands of digits: all of them, once or 20 times (a post stays under 256 KiB)."""
+    chunk = {"heading in item": b"- ## Listed heading\n- two\n",
+             "heading in cell": b"<table><tr><td>a</td><td><h3>cell heading</h3></td></tr>"
+                                b"</table>\n",
+             "code in item": b"- item\n\n    ```\n    x = 1\n    ```\n",
+             "empty heading": b"<h2></h2>\n",
+             "ol start": b'<ol start="' + b"9" * 4_000 + b'"><li>' + b"word " * 200 +
+                         b"</li></ol>\n",
+             "private use": "\ue001\ue002[\ue000] \uf8ff\n".encode()}
+    times = rng.choice([1, 20])
+    return data + b"\n\n" + b"\n".join(chunk.values()) * times + b"\n", \
+        f"{', '.join(chunk)} x {times}"
+
+
 RENDERED: tuple[Mutation, ...] = (rendered_nesting, rendered_links, rendered_blocks,
-                                  rendered_nesting, post_unclosed_html)
+                                  rendered_nesting, post_unclosed_html, rendered_long_code,
+                                  rendered_marks, rendered_marks)
 
 
 # -- gettext catalogs (an operator's locale/<lang>/LC_MESSAGES/*.po, issue 30) ------------

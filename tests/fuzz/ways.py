@@ -13,13 +13,15 @@ the child's own rusage (peak RSS), and classifies what happened:
 - "traceback"    "Traceback" on stderr (a handled error must be one clear line)
 - "bad exit"     an exit code other than 0 or 1
 - "half-stored"  an import that failed or refused the file left the database changed
-- "leak"         an external entity's content (/etc/passwd) reached the output"""
+- "leak"         an external entity's content (/etc/passwd) reached the output
+- "private mark"  a private-use character (render/plain.py's marks) in a built text part"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -286,6 +288,16 @@ def _wait(process: subprocess.Popen[bytes], kill_seconds: float = KILL_SECONDS,
         pause = min(pause * 2, 0.05)
 
 
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+
+
+def _private_use(out: Path) -> bool:
+    """Whether a built text part holds a private-use character (U+E000 to U+F8FF): the
+    marks render/plain.py uses while html2text works must never reach a reader."""
+    return any(_PRIVATE_USE.search(path.read_text("utf-8", "replace"))
+               for path in out.glob("*.txt"))
+
+
 def run_case(case: Case, folder: Path, template: Path | None) -> Outcome:
     """Run `case` in the new folder `folder` (kept for inspection) and classify it."""
     way = WAY_BY_NAME[case.way]
@@ -315,6 +327,8 @@ def run_case(case: Case, folder: Path, template: Path | None) -> Outcome:
         failure = "bad exit"
     elif b"root:x:0:0" in stdout or "root:x:0:0" in stderr:
         failure = "leak"
+    elif way.layout == "rendered" and _private_use(folder / "out"):
+        failure = "private mark"
     refused = failure is not None or (code != 0 and not stdout.lstrip().startswith(b"{"))
     if way.whole and refused and database_digest(folder / "data") != before:
         failure = f"{failure}+half-stored" if failure else "half-stored"

@@ -15,10 +15,14 @@ _NO_START = frozenset("\u3001\u3002\uff0c\uff0e\u30fb\uff1a\uff1b\uff1f\uff01\u3
                       "\u2026\u2025\u300d\u300f\uff09\uff3d\uff5d\u3015\u3009\u300b\u3011"
                       "\u3019\u3017\u301f\u2019\u201d\u309d\u309e\u3005\u3041\u3043\u3045"
                       "\u3047\u3049\u3063\u3083\u3085\u3087\u308e\u30a1\u30a3\u30a5\u30a7"
-                      "\u30a9\u30c3\u30e3\u30e5\u30e7\u30ee\u30f5\u30f6,.!?:;)]}%")
+                      "\u30a9\u30c3\u30e3\u30e5\u30e7\u30ee\u30f5\u30f6,.!?:;)]}%"
+                      # render/plain.py's mark of a link's reference: it stays on the line
+                      # of the link's text.
+                      "\ue002")
 _NO_END = frozenset("\u300c\u300e\uff08\uff3b\uff5b\u3014\u3008\u300a\u3010\u3018\u3016"
                     "\u301d\u2018\u201c([{")
 _INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+_URL_OPENERS = frozenset("(<[\"'")
 
 
 def tidy(text: str) -> str:
@@ -29,7 +33,7 @@ def tidy(text: str) -> str:
 
 def _char_width(char: str) -> int:
     if char.isascii():
-        return 1 if char.isprintable() else 0
+        return 1 if char.isprintable() or char == "\t" else 0  # as display_width counts it
     if unicodedata.combining(char) or char in _INVISIBLE:
         return 0
     return 2 if unicodedata.east_asian_width(char) in "WF" else 1
@@ -118,18 +122,41 @@ def fold(text: str, width: int = TEXT_WIDTH, first: str = "", rest: str = "",
 
 
 def _fold_code(text: str, width: int, first: str, rest: str) -> list[str]:
+    """`fold`'s hard mode in one walk over `text` (a 1,000,000-character line of code is
+    read once, not measured again from each cut): a line whose remaining text holds a URL
+    is left whole, as `is_url` would."""
+    last_scheme = text.rfind("://")
     lines: list[str] = []
-    prefix = first
-    while display_width(prefix + text) > width and not is_url(text.strip()):
-        room = width - display_width(prefix)
-        cut = _split_long(text, room)[0] if room > 0 else text
-        space = cut.rfind(" ")
-        if space > len(cut) - len(cut.lstrip(" ")):
-            cut = cut[:space + 1]
-        if not cut or cut == text:
+    prefix, start, length = first, 0, len(text)
+    blank = bracket = 0  # where the rest's leading whitespace, then brackets, end
+    while start > last_scheme:
+        blank = max(blank, start)
+        while blank < length and text[blank].isspace():
+            blank += 1
+        bracket = max(bracket, blank)
+        while bracket < length and text[bracket] in _URL_OPENERS:
+            bracket += 1
+        if text[bracket:bracket + 7].lower() == "mailto:":
             break
-        lines.append((prefix + cut).rstrip())
-        text, prefix = text[len(cut):], rest
-    lines.append(prefix + text)
+        room = width - display_width(prefix)
+        end, used = (start, 0) if room > 0 else (length, 0)
+        while end < length:  # the longest run of at most `room` columns (one char at least)
+            char_width = _char_width(text[end])
+            if end > start and used + char_width > room:
+                break
+            used += char_width
+            end += 1
+        if end >= length and room > 0:
+            break  # the rest fits
+        leading = start
+        while leading < end and text[leading] == " ":
+            leading += 1
+        space = text.rfind(" ", start, end)
+        if space > leading:  # past its indent: cut after the last space that fits
+            end = space + 1
+        if end >= length:
+            break  # no room, and no space to cut at before the end
+        lines.append((prefix + text[start:end]).rstrip())
+        start, prefix = end, rest
+    lines.append(prefix + text[start:])
     return lines
-
