@@ -211,3 +211,13 @@ def test_cut_html_keeps_whole_blocks_or_cuts_the_first_inside() -> None:
     cut = cut_html(long_first, 50)
     assert cut.startswith("<p>Some <strong>word word") and cut.endswith("…</strong></p>")
     assert len(cut) < 80 and "next" not in cut
+
+
+def test_cutting_a_first_block_of_code_keeps_its_lines_and_indent() -> None:
+    from ainews_newsletter.posts.text import cut_html
+
+    code = ("<pre><code>def f(x):\n    return x + 1\n\ndef g(y):\n"
+            "    return y * 2 and more and more</code></pre><p>after</p>")
+    cut = cut_html(code, 40)
+    assert cut.startswith("<pre><code>def f(x):\n    return x + 1\n\ndef g(y):")
+    assert cut.endswith("…</code></pre>") and "after" not in cut

@@ -47,14 +47,22 @@ _URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
 def sanitize_html(fragment: str, base: str | None = None) -> str:
     """The fragment kept to the safe subset, or TooMuchHtml (see MAX_HTML_TAGS); relative
     links and images resolved against `base` (an absolute http(s) URL) when given, since
-    a mail app has no page to resolve them against."""
+    a mail app has no page to resolve them against; a list's `start` kept only as a
+    number of at most 6 digits."""
     return nh3.clean(_bounded(fragment), tags=_ALLOWED_TAGS, url_schemes=_URL_SCHEMES,
-                     attribute_filter=None if base is None else _resolver(base))
+                     attribute_filter=_filter(base))
 
 
-def _resolver(base: str) -> Callable[[str, str, str], str | None]:
-    def resolve(_element: str, attribute: str, value: str) -> str | None:
-        if attribute not in _URL_ATTRIBUTES:
+# `<ol start>` is printed before each item of the text part and indents its continuation
+# lines: thousands of digits made a 12 KB post 16 million characters of text.
+_LIST_START = re.compile(r"-?[0-9]{1,6}")
+
+
+def _filter(base: str | None) -> Callable[[str, str, str], str | None]:
+    def keep(_element: str, attribute: str, value: str) -> str | None:
+        if attribute == "start":
+            return value.strip() if _LIST_START.fullmatch(value.strip()) else None
+        if attribute not in _URL_ATTRIBUTES or base is None:
             return value
         # nh3 checks the scheme before it calls this filter, so the joined URL is checked
         # here; one that does not split is dropped.
@@ -64,7 +72,7 @@ def _resolver(base: str) -> Callable[[str, str, str], str | None]:
         except ValueError:
             return None
 
-    return resolve
+    return keep
 
 
 def html_to_plain(fragment: str) -> str:
@@ -129,11 +137,9 @@ def _cut_inside(sanitized: str, limit: int) -> str:
     for match in _TOKEN.finditer(sanitized):
         name = match.group(2)
         if name is None:
-            text = " ".join(html.unescape(match.group(0)).split())
             if seen + len(_collapse(match.group(0))) > limit:
-                kept = cut_at_word(text.lstrip(), max(limit - seen, 2) + 1)
-                pieces.append(html.escape(kept if kept.endswith("…") else kept + "…",
-                                          quote=False))
+                pieces.append(html.escape(_cut_text(html.unescape(match.group(0)), limit - seen,
+                                                    "pre" in open_tags), quote=False))
                 break
             seen += len(_collapse(match.group(0)))
             pieces.append(match.group(0))
@@ -146,6 +152,18 @@ def _cut_inside(sanitized: str, limit: int) -> str:
             open_tags.append(name)
     pieces.extend(f"</{name}>" for name in reversed(open_tags))
     return "".join(pieces)
+
+
+def _cut_text(text: str, room: int, preformatted: bool) -> str:
+    """A text node cut for `_cut_inside` with an ellipsis, in about `room` characters;
+    inside <pre> its spaces and line breaks kept as written (code's indentation)."""
+    if preformatted:
+        kept = text[:max(room, 1)]
+        if " " in kept.strip(" "):
+            kept = kept[:kept.rindex(" ")]
+        return kept.rstrip() + "…"
+    kept = cut_at_word(" ".join(text.split()), max(room, 2) + 1)
+    return kept if kept.endswith("…") else kept + "…"
 
 
 def shown(value: str, limit: int = 80) -> str:
