@@ -38,9 +38,16 @@ MAX_DEPTH = 64
 # Private-use characters stand in for what html2text must not touch while it works:
 # "[" of the data (so only html2text's own `[code]` marks and our link marks are brackets),
 # the start of a heading (with its level), and the space before a link's mark (no fold
-# there). Any in the input are dropped first.
+# there). Every private-use character of the input is dropped first, and any left at the end
+# (a mark html2text put where `_finish` does not look for it) is dropped from the text.
 _BRACKET, _HEADING, _JOIN = "\ue000", "\ue001", "\ue002"
-_PRIVATE = re.compile("[\ue000-\ue00f]")
+_PRIVATE = re.compile("[\ue000-\uf8ff]")
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_TABLE_TAGS = frozenset({"table", "tr", "td", "th", "caption"})
+# A continuation line of a list item is indented by its lead ("* ", "12. "), at most this
+# many columns: `<ol start>` with thousands of digits would otherwise indent every line
+# by thousands of spaces.
+MAX_HANG = 8
 _SCHEMES = ("http://", "https://", "mailto:")
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none", re.IGNORECASE)
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
@@ -66,8 +73,11 @@ class PlainText:
 def html_to_text(fragment: str, layout: bool = False, width: int = TEXT_WIDTH) -> PlainText:
     """`fragment` (a post's sanitized HTML; with `layout`, a whole rendered mail, whose
     tables are layout: their cells become paragraphs, hidden elements are left out) as
-    text, or TooMuchHtml (html_limits)."""
-    source = flattened(_PRIVATE.sub("", bounded(fragment)), MAX_NESTING, _NESTED)
+    text, or TooMuchHtml (html_limits) for a post. A rendered mail is not bounded: it is
+    ours, its posts were bounded and kept to MAX_DEPTH when they were read, and two long
+    posts pass the tag limit together."""
+    source = flattened(_PRIVATE.sub("", fragment if layout else bounded(fragment)),
+                       MAX_NESTING, _NESTED)
     converter = _converter_class()(layout)
     markdown = converter.handle(source)
     return PlainText(_finish(markdown, width), tuple(converter.references))
@@ -121,7 +131,13 @@ def _converter_class() -> type[Any]:
             self.layout = layout
             self.unicode_snob = True  # é, “, — stay themselves
             self.ignore_emphasis = True
-            self.ignore_tables = layout
+            # Tables are handled by `_table`, except (in a rendered mail) MJML's layout
+            # tables (role="presentation"), whose cells html2text makes paragraphs.
+            self.ignore_tables = True
+            self.tables: list[bool] = []  # whether each open table is layout
+            self.cells = 0  # open data cells: a heading in one stays on the row
+            self.in_item_lead = False  # html2text is writing a list item's lead
+            self.item_break = False  # a <br> in a list item: indent the next line
             self.mark_code = True
             self.ul_item_mark = "*"
             self.references: list[str] = []
@@ -153,18 +169,48 @@ def _converter_class() -> type[Any]:
             if tag == "a":
                 self._anchor(attrs, start)
             elif tag == "img":
+                if start and self.anchors:
+                    self.anchors[-1][1].append("\0")  # a linked image: not a bare link
                 if start and (attrs.get("alt") or "").strip():
-                    if self.anchors:
-                        self.anchors[-1][1].append("\0")  # a linked image: not a bare link
                     self.o((attrs.get("alt") or "").strip().replace("[", _BRACKET))
-            elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            elif tag in _HEADINGS:
+                if self.cells:
+                    return  # a heading in a cell: its text stays on the row
                 self.p()
-                if start:
+                if start and not self.list:  # in a list item: the item's text, no mark
                     self.o(f"{_HEADING}{tag[1]}")
-            elif tag in ("table", "tr", "td", "th", "caption") and not self.layout:
+            elif tag in _TABLE_TAGS and not self._layout_table(tag, attrs, start):
                 self._table(tag, start)
+            elif tag == "li":
+                self.in_item_lead = True
+                super().handle_tag(tag, attrs, start)
+                self.in_item_lead = False
             else:
                 super().handle_tag(tag, attrs, start)
+                if tag == "br" and start and self.list and not self.pre:
+                    self.item_break = True
+
+        def o(self, data: str, puredata: bool = False, force: bool | str = False) -> None:
+            # A paragraph or a line after <br> inside a list item keeps the item's indent
+            # (html2text starts it at the margin).
+            if (self.list and not self.in_item_lead and not self.start and not self.pre
+                    and not force and data.strip() and (self.p_p or self.item_break)
+                    and self.list_code_indent):
+                self.item_break = False
+                super().o(self.list_code_indent)
+            super().o(data, puredata, force)
+
+        def _layout_table(self, tag: str, attrs: dict[str, str | None], start: bool) -> bool:
+            """Whether `tag` belongs to one of MJML's layout tables (then html2text, with
+            ignore_tables, makes its cells paragraphs); only in a rendered mail."""
+            if not self.layout:
+                return False
+            if tag == "table":
+                if start:
+                    self.tables.append(attrs.get("role") == "presentation")
+                    return self.tables[-1]
+                return self.tables.pop() if self.tables else True
+            return not self.tables or self.tables[-1]
 
         def _anchor(self, attrs: dict[str, str | None], start: bool) -> None:
             if start:
@@ -175,13 +221,14 @@ def _converter_class() -> type[Any]:
                 return
             target, seen = self.anchors.pop()
             text = " ".join("".join(seen).split())
-            if target is None or not text or text in (target,
-                                                      target.removeprefix("mailto:")):
-                return  # no link, an empty one, or one that shows its own address
+            if target is None or text in (target, target.removeprefix("mailto:")):
+                return  # no link, or one that shows its own address
             if target not in self.numbers:
                 self.references.append(target)
                 self.numbers[target] = len(self.references)
-            self.o(f"{_JOIN}[{self.numbers[target]}]")
+            # A link with no text (an image without alt) is its reference alone.
+            shown = text.replace("\0", "").strip()
+            self.o(f"{_JOIN if shown else ''}[{self.numbers[target]}]")
 
         def _table(self, tag: str, start: bool) -> None:
             if tag == "table" or tag == "caption":
@@ -193,6 +240,9 @@ def _converter_class() -> type[Any]:
                 if self.cell:
                     self.o(" | ")
                 self.cell += 1
+                self.cells += 1
+            else:
+                self.cells = max(0, self.cells - 1)
 
     return _MailText
 
@@ -218,6 +268,8 @@ def _finish(markdown: str, width: int) -> str:
             lines.extend(fold(rest, width, prefix, prefix, hard=True))
         elif rest.startswith(_HEADING):
             title = " ".join(rest[2:].split())
+            if not title:
+                continue  # an empty heading: no lone underline
             folded = fold(title, width, prefix, prefix)
             underline = "=" if rest[1] == "1" else "-"
             longest = max(display_width(part) for part in folded) - display_width(prefix)
@@ -228,20 +280,51 @@ def _finish(markdown: str, width: int) -> str:
             item = _ITEM.match(rest)
             lead = item.group(0) if item else rest[:len(rest) - len(rest.lstrip(" "))]
             text = " ".join(rest[len(lead):].split(" ")).strip()
-            lines.extend(fold(text, width, prefix + lead, prefix + " " * len(lead)))
+            hang = " " * min(len(lead), MAX_HANG)
+            lines.extend(fold(text, width, prefix + lead, prefix + hang))
     text = "\n".join(line.rstrip() for line in lines)
-    text = text.replace(_BRACKET, "[").replace(_JOIN, " ")
+    text = _PRIVATE.sub("", text.replace(_BRACKET, "[").replace(_JOIN, " "))
     return _BLANKS.sub("\n\n", text).strip("\n")
+
+
+_CODE_MARK = re.compile(r"\[/?code\]")
 
 
 def _marked_code(lines: list[str]) -> Iterator[tuple[str, bool]]:
     """Each line with whether it is code: between html2text's `[code]` and `[/code]` (the
-    data's own brackets are _BRACKET at this point, so only html2text writes these)."""
+    data's own brackets are _BRACKET at this point, so only html2text writes these),
+    wherever in a line it writes them (in a list item, on the item's line)."""
     code = False
-    for line in lines:
-        bare = line.lstrip("> ").strip()
-        if bare in ("[code]", "[/code]"):
-            code = bare == "[code]"
-            yield "", False  # a blank line around the block
-        else:
+    for number, line in enumerate(lines):
+        marks = list(_CODE_MARK.finditer(line))
+        if not marks:
             yield line, code
+            continue
+        quote = _QUOTE.match(line)
+        prefix = quote.group(0) if quote else ""
+        last = 0
+        for mark in marks:
+            before = line[last:mark.start()]
+            if before.strip("> "):
+                yield (before if last == 0 else prefix + _indent(lines, number) +
+                       before), code
+            code = mark.group(0) == "[code]"
+            yield "", False  # a blank line around the block
+            last = mark.end()
+        after = line[last:]
+        if after.strip("> "):
+            yield prefix + _indent(lines, number) + after if code else prefix + after, code
+
+
+def _indent(lines: list[str], number: int) -> str:
+    """The indent html2text gives the code lines after line `number` (the least of the
+    block's; it leaves it off the first line of a block in a list item)."""
+    indents: list[int] = []
+    for following in lines[number + 1:]:
+        quote = _QUOTE.match(following)
+        bare = following[quote.end():] if quote else following
+        if _CODE_MARK.search(bare):
+            break
+        if bare.strip():
+            indents.append(len(bare) - len(bare.lstrip(" ")))
+    return " " * min(indents) if indents else "    "
