@@ -176,3 +176,59 @@ def test_a_post_nested_deeper_than_the_inliner_reads_keeps_the_footer(
     assert "deep words" in html and "deep words" in text
     assert UNSUBSCRIBE in html and UNSUBSCRIBE in text and "1 Test Road" in html
     assert html.count("<b>") <= MAX_DEPTH
+
+
+def test_a_folder_without_its_own_html_keeps_the_shipped_text_part(project: Project) -> None:
+    """Only web/subscribe.html in the folder: the mails' HTML is the shipped one, so is the
+    text part (made from digest.txt.j2, not from the HTML); a partial of the digest
+    overridden makes the text come from the HTML."""
+    templates = project.root / "templates"
+    (templates / "web").mkdir(parents=True)
+    (templates / "web" / "subscribe.html").write_text("<p>Subscribe</p>", encoding="utf-8")
+    config = load_config(project.config_path, environ={})
+    _, text = build(config, W47).personalize(UNSUBSCRIBE)
+    assert "Read more: https://news.example.org/posts/" in text
+    welcome = render_welcome(make_environment(templates), config.newsletter,
+                             "AI news, weekly", named=True)
+    assert "Hello " in welcome.text
+    (templates / "partials").mkdir()
+    _override(project, "partials/post.mjml.j2")
+    _, derived = build(config, W47).personalize(UNSUBSCRIBE)
+    assert "Read more:" not in derived
+
+
+def test_each_posts_text_is_made_once_and_not_at_all_when_the_html_makes_it(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ainews_newsletter.render import digest
+
+    made: list[str] = []
+    real = digest.html_to_text
+
+    def counted(fragment: str, layout: bool = False, width: int = 72) -> object:
+        made.append("mail" if layout else "post")
+        return real(fragment, layout, width)
+
+    monkeypatch.setattr(digest, "html_to_text", counted)
+    config = load_config(project.config_path, environ={})
+    rendered = build(config, W47)
+    assert made.count("post") == rendered.post_count and "mail" not in made
+    made.clear()
+    _override(project, "digest.mjml.j2")
+    build(config, W47)
+    assert made == ["mail"]
+
+
+def test_a_linked_image_without_alt_is_a_post_link_the_text_carries(project: Project) -> None:
+    """The posts' links are read from their HTML, so a link html2text dropped would show
+    in the lint gate; an image without alt in a link keeps its reference."""
+    write_post(project.posts, "2026-11-19-image.md",
+               post_text("Image Lead Story", "2026-11-19T09:00:00Z",
+                         body=f'<a href="{PAPER}"><img src="https://img.example.org/c.png">'
+                              "</a> A chart.\n"))
+    project.write_config('text_part = "full"\n')
+    config = load_config(project.config_path, environ={})
+    rendered = build(config, W47)
+    assert PAPER in rendered.post_links and PAPER in rendered.text
+    assert [finding.code for finding in lint_issue(
+        rendered, config.newsletter.postal_address, b"", False)
+        if finding.code == "text-links"] == []

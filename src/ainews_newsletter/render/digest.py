@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -19,8 +21,8 @@ from ainews_newsletter.errors import RenderError
 from ainews_newsletter.models import Issue, Period, Post, RenderedIssue
 from ainews_newsletter.render.environment import (
     make_environment,
-    operator_lacks,
     render_template,
+    text_from_html,
 )
 from ainews_newsletter.render.localized import period_label, post_day, subject_line
 from ainews_newsletter.render.mjml import inline_css, mjml_to_html
@@ -97,17 +99,30 @@ def post_content(post: Post, text_part: str) -> str:
     return flattened(post.summary_html, MAX_DEPTH) or text_escape(post.summary)
 
 
+# In sanitized HTML (nh3's output) an attribute value is double-quoted, its "&" escaped.
+_HREF = re.compile(r'<a\b[^<>]*?\shref="([^"]*)"')
+
+
+def html_links(sanitized: str) -> list[str]:
+    """The http(s) and mailto links of sanitized HTML, in order: what the text part must
+    carry, read from the HTML (not from html2text's output, which would hide a link it
+    dropped from the lint gate's `text-links` check)."""
+    links = (html.unescape(match.group(1)).strip() for match in _HREF.finditer(sanitized))
+    return [link for link in links if link.lower().startswith(("http://", "https://",
+                                                               "mailto:"))]
+
+
 def _post_context(post: Post, period: Period, utm: Mapping[str, str],
-                  language: str, text_part: str) -> dict[str, Any]:
+                  language: str, text_part: str, with_text: bool = True) -> dict[str, Any]:
     local: datetime = post.published.astimezone(period.start.tzinfo)
     content = post_content(post, text_part)
-    plain = html_to_text(content)
     url = with_utm(post.url, utm)
     return {
         # Sanitized by the posts' reader (nh3): markup the templates may show as it is.
         "content_html": Markup(content),
-        "content_text": plain.with_references(),
-        "links": [url, *plain.links],
+        # Unused (and not made) when the text part is made from the rendered HTML.
+        "content_text": html_to_text(content).with_references() if with_text else "",
+        "links": [url, *dict.fromkeys(html_links(content))],
         "title": post.title,
         "url": url,
         "category": post.category,
@@ -138,15 +153,16 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
 
     options = options or RenderOptions()
     language = options.language or newsletter.language
-    context = issue_context(issue, newsletter, options, placeholder)
     environment = make_environment(templates_dir, language, options.locale_dir)
+    derived = text_from_html(environment, HTML_TEMPLATE, TEXT_TEMPLATE)
+    context = issue_context(issue, newsletter, options, placeholder, with_text=not derived)
     mjml_source = render_template(environment, HTML_TEMPLATE, context)
     lap("template")
     compiled = mjml_to_html(mjml_source)
     lap("mjml")
     html = inline_css(compiled)
     lap("inline")
-    if operator_lacks(environment, TEXT_TEMPLATE):
+    if derived:
         # Their own HTML without a text part of their own: the text is that HTML's, so the
         # two parts never drift apart.
         text = tidy(html_to_text(html, layout=True).with_references())
@@ -165,11 +181,22 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
 
 
 def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOptions,
-                  unsubscribe_placeholder: str) -> dict[str, Any]:
-    """What the templates see (documented at the top of digest.mjml.j2)."""
+                  unsubscribe_placeholder: str, with_text: bool = True) -> dict[str, Any]:
+    """What the templates see (documented at the top of digest.mjml.j2); without
+    `with_text`, the posts' `content_text` is left empty (the text part is made from the
+    rendered HTML)."""
     utm = options.utm
     language = options.language or newsletter.language
     catalog = translations.translations(language, "mail", options.locale_dir)
+    # Each post's context (html2text included) made once, for `posts` and `sections`.
+    made: dict[int, dict[str, Any]] = {}
+
+    def post_context(post: Post) -> dict[str, Any]:
+        if id(post) not in made:
+            made[id(post)] = _post_context(post, issue.period, utm, language,
+                                           newsletter.text_part, with_text)
+        return made[id(post)]
+
     return {
         "newsletter": {
             "name": newsletter.name,
@@ -188,12 +215,8 @@ def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOpt
             "date_label": period_label(issue.period, language),
             "archive_url": archive_url(newsletter.base_url, issue.period),
         },
-        "posts": [_post_context(post, issue.period, utm, language, newsletter.text_part)
-                  for post in issue.posts],
-        "sections": [{"heading": heading,
-                      "posts": [_post_context(post, issue.period, utm, language,
-                                              newsletter.text_part)
-                                for post in group]}
+        "posts": [post_context(post) for post in issue.posts],
+        "sections": [{"heading": heading, "posts": [post_context(post) for post in group]}
                      for heading, group in sections(issue, catalog.gettext("More news"))],
         "more": [{"title": post.title, "url": with_utm(post.url, utm)} for post in issue.more],
         "unsubscribe_url": unsubscribe_placeholder,

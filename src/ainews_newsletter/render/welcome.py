@@ -19,8 +19,8 @@ from ainews_newsletter.models import RenderedIssue, RenderedWelcome
 from ainews_newsletter.render.digest import archive_url
 from ainews_newsletter.render.environment import (
     compile_template,
-    operator_lacks,
     render_template,
+    text_from_html,
 )
 from ainews_newsletter.render.localized import period_label
 from ainews_newsletter.render.mjml import inline_css, mjml_to_html
@@ -73,7 +73,7 @@ def render_welcome(environment: jinja2.Environment, newsletter: NewsletterConfig
         "unsubscribe_url": unsubscribe,
     }
     html = inline_css(mjml_to_html(render_template(environment, HTML_TEMPLATE, context)))
-    if operator_lacks(environment, TEXT_TEMPLATE):
+    if text_from_html(environment, HTML_TEMPLATE, TEXT_TEMPLATE):
         text = tidy(html_to_text(html, layout=True).with_references())
     else:
         text = tidy(render_template(environment, TEXT_TEMPLATE, context))
