@@ -40,7 +40,9 @@ MAX_DEPTH = 64
 # the start of a heading (with its level), and the space before a link's mark (no fold
 # there). Every private-use character of the input is dropped first, and any left at the end
 # (a mark html2text put where `_finish` does not look for it) is dropped from the text.
-_BRACKET, _HEADING, _JOIN = "\ue000", "\ue001", "\ue002"
+# In a list item, html2text strips the first line of a code block of its indent (and puts
+# it on the `[code]` line); `_CODE_START` before it keeps the line whole, on a line of its own.
+_BRACKET, _HEADING, _JOIN, _CODE_START = "\ue000", "\ue001", "\ue002", "\ue003"
 _PRIVATE = re.compile("[\ue000-\uf8ff]")
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _TABLE_TAGS = frozenset({"table", "tr", "td", "th", "caption"})
@@ -198,6 +200,8 @@ def _converter_class() -> type[Any]:
                     and self.list_code_indent):
                 self.item_break = False
                 super().o(self.list_code_indent)
+            if self.startpre and self.list and data:
+                data = _CODE_START + ("" if data.startswith("\n") else "\n") + data
             super().o(data, puredata, force)
 
         def _layout_table(self, tag: str, attrs: dict[str, str | None], start: bool) -> bool:
@@ -295,7 +299,7 @@ def _marked_code(lines: list[str]) -> Iterator[tuple[str, bool]]:
     data's own brackets are _BRACKET at this point, so only html2text writes these),
     wherever in a line it writes them (in a list item, on the item's line)."""
     code = False
-    for number, line in enumerate(lines):
+    for line in lines:
         marks = list(_CODE_MARK.finditer(line))
         if not marks:
             yield line, code
@@ -305,26 +309,12 @@ def _marked_code(lines: list[str]) -> Iterator[tuple[str, bool]]:
         last = 0
         for mark in marks:
             before = line[last:mark.start()]
-            if before.strip("> "):
-                yield (before if last == 0 else prefix + _indent(lines, number) +
-                       before), code
+            if before.strip("> " + _CODE_START):
+                yield (before if last == 0 else prefix + before), code
             code = mark.group(0) == "[code]"
             yield "", False  # a blank line around the block
             last = mark.end()
         after = line[last:]
-        if after.strip("> "):
-            yield prefix + _indent(lines, number) + after if code else prefix + after, code
+        if after.strip("> " + _CODE_START):
+            yield prefix + after, code
 
-
-def _indent(lines: list[str], number: int) -> str:
-    """The indent html2text gives the code lines after line `number` (the least of the
-    block's; it leaves it off the first line of a block in a list item)."""
-    indents: list[int] = []
-    for following in lines[number + 1:]:
-        quote = _QUOTE.match(following)
-        bare = following[quote.end():] if quote else following
-        if _CODE_MARK.search(bare):
-            break
-        if bare.strip():
-            indents.append(len(bare) - len(bare.lstrip(" ")))
-    return " " * min(indents) if indents else "    "
