@@ -13,6 +13,7 @@ import pytest
 PACKAGE = "ainews_newsletter"
 SRC = Path(__file__).resolve().parent.parent / "src" / PACKAGE
 LEAVES = {"models", "errors", "config", "clock", "database", "resources", "translations",
+          "html_limits",
           "language_tags", "storage_faults", "migrations"}
 ROOMS = {"posts", "render", "subscribers", "delivery", "feedback", "reports", "doctor"}
 ORCHESTRATORS = {"pipeline", "demo", "init"}

@@ -38,9 +38,11 @@ PROBE = textwrap.dedent("""\
     print("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """)
 HEAVY = ("sqlalchemy", "pydantic", "pydantic_settings", "rich", "jinja2", "mjml", "css_inline",
+         "html2text",
          "email_validator", "alembic", "ainews_newsletter.config.root",
          "ainews_newsletter.config.loading", "ainews_newsletter.pipeline")
-NOT_FOR_COUNTING = ("rich", "jinja2", "mjml", "css_inline", "alembic", "ainews_newsletter.render",
+NOT_FOR_COUNTING = ("rich", "jinja2", "mjml", "css_inline", "html2text", "alembic",
+                    "ainews_newsletter.render",
                     "ainews_newsletter.pipeline", "ainews_newsletter.delivery",
                     "ainews_newsletter.subscribers.importer",
                     "ainews_newsletter.subscribers.formats")

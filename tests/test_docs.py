@@ -242,3 +242,49 @@ def test_the_readme_is_short_with_the_two_commands_near_the_top() -> None:
     assert quickstart < 30
     block = lines[quickstart:quickstart + 8]
     assert "pip install -e . && ainews demo" in block and "./scripts/test" in block
+
+
+# --- the sample issue's text part ----------------------------------------------------------
+
+
+def _text_blocks(page: str) -> list[str]:
+    return re.findall(r"^```text\n(.*?)\n```$", page, flags=re.MULTILINE | re.DOTALL)
+
+
+def _text_part_drift(page: str) -> list[str]:
+    """What of `page`'s text blocks differs from the reviewed snapshots: the summary block
+    not the whole sample-week.txt, or a line of the full excerpt not in sample-week.full.txt."""
+    snapshots = REPO / "tests" / "snapshots"
+    blocks = _text_blocks(page)
+    if len(blocks) != 2:
+        return [f"{len(blocks)} text blocks, not 2"]
+    summary, full = blocks
+    problems = []
+    if summary + "\n" != (snapshots / "sample-week.txt").read_text(encoding="utf-8"):
+        problems.append("the summary text part is not sample-week.txt")
+    reviewed = set((snapshots / "sample-week.full.txt").read_text(encoding="utf-8")
+                   .splitlines())
+    problems += [f"not in sample-week.full.txt: {line}" for line in full.splitlines()
+                 if line not in ("", "…") and line not in reviewed]
+    return problems
+
+
+def test_the_issue_page_shows_the_sample_issues_text_part_as_reviewed() -> None:
+    """docs/issue.md shows the sample issue's plain-text part: the reviewed snapshot, whole
+    (tests/render/test_snapshots.py keeps that equal to what the sample renders), and an
+    excerpt of the text_part = "full" one, every line of it from that snapshot."""
+    page = (DOCS / "issue.md").read_text(encoding="utf-8")
+    assert _text_part_drift(page) == []
+    full = _text_blocks(page)[1]
+    shown = [line for line in full.splitlines() if line not in ("", "…")]
+    assert len(shown) > 10 and "[1] https://example.org/fernhill/gauge/docs" in shown
+
+
+@pytest.mark.parametrize(("before", "after"), [("5 stories", "6 stories"),
+                                               ("[1] https://example.org/fernhill/gauge/docs",
+                                                "[1] https://example.org/fernhill/gauge")])
+def test_a_page_whose_text_part_drifted_is_caught(before: str, after: str) -> None:
+    """The checker above, fed a drifted copy of the page (the summary, then the excerpt)."""
+    page = (DOCS / "issue.md").read_text(encoding="utf-8")
+    assert before in page
+    assert _text_part_drift(page.replace(before, after)) != []

@@ -19,7 +19,7 @@ class Post:
     published: datetime  # aware, UTC
     url: str
     slug: str
-    summary: str  # plain text lead
+    summary: str  # plain text lead (the preheader, reports, `posts list`)
     body_html: str  # sanitized HTML of the body
     category: str | None = None
     image: str | None = None
@@ -32,6 +32,9 @@ class Post:
     # True when the feed gave no title and it was made from the item's first words (RSS 2.0
     # allows untitled items; micro.blog writes them).
     title_derived: bool = False
+    # The lead as sanitized HTML, cut at a block boundary: what the digest shows of the post
+    # ([newsletter] text_part = "summary"); "" means the plain `summary` as one paragraph.
+    summary_html: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class RenderedIssue:
     text: str
     unsubscribe_placeholder: str
     post_count: int
+    # The links the posts carry (their own URLs and the links in what is shown of them),
+    # which the lint gate looks for in the text part; not stored in the ledger.
+    post_links: tuple[str, ...] = ()
 
     @property
     def html_bytes(self) -> int:

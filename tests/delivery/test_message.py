@@ -204,3 +204,27 @@ def test_malformed_stored_addresses_fail_to_build_as_with_the_stdlib(
         build_message(rendered, recipient, CONFIG.newsletter, DATE).as_bytes()
     with pytest.raises(type(stdlib.value)):
         IssueMessages(rendered, CONFIG.newsletter, DATE).bytes_for(recipient)
+
+
+def test_a_2000_character_url_in_the_text_part_arrives_whole_in_short_lines(
+        tmp_path: Path) -> None:
+    """The text part never breaks a URL (render/plain.py), so a 2,000-character one is a
+    2,000-character line of text: quoted-printable folds it on the wire (soft breaks under
+    76 octets) and a reader's client joins it again."""
+    from tests.conftest import Project, post_text, write_post
+
+    url = "https://example.org/record?" + "k=v&" * 492 + "end=1"  # 2,000 characters
+    assert len(url) == 2000
+    project = Project(tmp_path / "p")
+    project.root.mkdir()
+    project.write_config('text_part = "full"\n')
+    write_post(project.posts, "2026-11-18-long.md", post_text(
+        "A Very Long Link", "2026-11-18T10:00:00Z", body=f"The [record]({url}) is long.\n"))
+    config = load_config(project.config_path, environ={})
+    rendered = build(config, Window(week="2026-W47"))
+    assert f"\n[1] {url}\n" in rendered.text
+    raw = IssueMessages(rendered, config.newsletter, DATE).bytes_for(
+        Recipient(1, "a@example.com", None, "t"))
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    text = cast(EmailMessage, next(iter(_parse(raw).iter_parts()))).get_content()
+    assert f"[1] {url}" in text.splitlines()

@@ -487,6 +487,78 @@ POSTS: tuple[Mutation, ...] = (post_alias_bomb, post_odd_value, post_odd_value,
                                post_unclosed_html, post_front_matter)
 
 
+def rendered_nesting(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    """Closed nesting just under the sanitizer's guard (2,000 deep): html2text indents or
+    quotes every line by its depth, so this is where a text part could grow with depth x
+    length (render/plain.py flattens it)."""
+    depth = rng.choice([500, 1_999])
+    shape = rng.choice(["blockquote", "ul", "ol", "mixed"])
+    if shape == "mixed":
+        opening, closing = b"<blockquote><ul><li>", b"</li></ul></blockquote>"
+        depth //= 2
+    elif shape == "blockquote":
+        opening, closing = b"<blockquote>", b"</blockquote>"
+    else:
+        opening, closing = b"<%s><li>x" % shape.encode(), b"</li></%s>" % shape.encode()
+    lines = b"<p>line</p><br>" * rng.choice([1_000, 10_000])
+    return data + b"\n\n" + opening * depth + lines + closing * depth + b"\n", \
+        f"{shape} nested {depth:,} deep around many lines"
+
+
+def rendered_links(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    """Many links (html2text's own reference numbering scans every earlier link per link)
+    or one very long one (never folded)."""
+    if rng.random() < 0.5:
+        count = rng.choice([5_000, 20_000])
+        links = b" ".join(b"[l%d](https://x.example/%d)" % (n, n) for n in range(count))
+        return data + b"\n\n" + links + b"\n", f"{count:,} links"
+    url = b"https://x.example/" + b"a" * rng.choice([2_000, 200_000])
+    return data + b"\n\n[long](" + url + b") " + url + b"\n", f"a {len(url):,}-byte URL"
+
+
+def rendered_blocks(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    """Tables, code and text without spaces, large: what the folding walks."""
+    kind = rng.choice(["table", "code", "cjk", "word"])
+    size = rng.choice([2_000, 20_000])
+    chunk = {"table": b"<table>" + b"<tr><td>a</td><td>b</td></tr>" * size + b"</table>",
+             "code": b"<pre>" + (b"x " * 200 + b"\n") * size + b"</pre>",
+             "cjk": "日本語の文".encode() * size * 5,
+             "word": b"x" * size * 20}[kind]
+    return data + b"\n\n" + chunk + b"\n", f"{kind} x {size:,}"
+
+
+def rendered_long_code(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    """One line of code of 250,000 bytes, as long as a post may be (posts over 256 KiB are
+    refused): the fold of code once measured the whole rest of the line at each of its
+    72-column cuts (quadratic: about 80 s for this line), ASCII or accented."""
+    char = rng.choice([b"x", "\u00e9".encode(), b"x "])
+    line = char * (250_000 // len(char))
+    return data + b"\n\n<pre><code>" + line + b"</code></pre>\n", \
+        f"a {len(line.decode()):,}-character line of code ({char.decode()!r})"
+
+
+def rendered_marks(rng: random.Random, data: bytes) -> tuple[bytes, str]:
+    """Where render/plain.py's private-use marks could leak (a heading in a list item or a
+    table cell, code in a list item, an empty heading, the input's own), and `<ol start>`
+    of thousands of digits: all of them, once or 20 times (a post stays under 256 KiB)."""
+    chunk = {"heading in item": b"- ## Listed heading\n- two\n",
+             "heading in cell": b"<table><tr><td>a</td><td><h3>cell heading</h3></td></tr>"
+                                b"</table>\n",
+             "code in item": b"- item\n\n    ```\n    x = 1\n    ```\n",
+             "empty heading": b"<h2></h2>\n",
+             "ol start": b'<ol start="' + b"9" * 4_000 + b'"><li>' + b"word " * 200 +
+                         b"</li></ol>\n",
+             "private use": "\ue001\ue002[\ue000] \uf8ff\n".encode()}
+    times = rng.choice([1, 20])
+    return data + b"\n\n" + b"\n".join(chunk.values()) * times + b"\n", \
+        f"{', '.join(chunk)} x {times}"
+
+
+RENDERED: tuple[Mutation, ...] = (rendered_nesting, rendered_links, rendered_blocks,
+                                  rendered_nesting, post_unclosed_html, rendered_long_code,
+                                  rendered_marks, rendered_marks)
+
+
 # -- gettext catalogs (an operator's locale/<lang>/LC_MESSAGES/*.po, issue 30) ------------
 
 _PLURAL_FORMS = re.compile(rb'"Plural-Forms:[^"]*"')

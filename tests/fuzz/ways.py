@@ -3,9 +3,9 @@
 A case is (way in, seed): the seed picks a real file from the way's pool and a mutation, so
 `case(way, seed)` rebuilds the same bytes anywhere the same files are. `run_case` writes it into
 a fresh project folder (config, empty posts folder, a copy of a seeded SQLite database), runs
-the command with a hard 10 s kill and a 1 GB address-space cap (RLIMIT_AS, so a memory
-blow-up is a failure here rather than the machine's problem), reads the child's own rusage
-(peak RSS), and classifies what happened:
+the command with a hard 10 s kill (a way's kill_seconds) and a 1 GB address-space cap
+(RLIMIT_AS, so a memory blow-up is a failure here rather than the machine's problem), reads
+the child's own rusage (peak RSS), and classifies what happened:
 
 - "stall"        killed by the 10 s guard
 - "memory"       MemoryError, an allocation failure, killed by a signal it did not get from us,
@@ -13,13 +13,15 @@ blow-up is a failure here rather than the machine's problem), reads the child's 
 - "traceback"    "Traceback" on stderr (a handled error must be one clear line)
 - "bad exit"     an exit code other than 0 or 1
 - "half-stored"  an import that failed or refused the file left the database changed
-- "leak"         an external entity's content (/etc/passwd) reached the output"""
+- "leak"         an external entity's content (/etc/passwd) reached the output
+- "private mark"  a private-use character (render/plain.py's marks) in a built text part"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -82,6 +84,9 @@ class Way:
     layout: str = "plain"
     database: bool = False  # a seeded database copied in first
     whole: bool = False  # the database must be unchanged when the command fails
+    # The stall guard: a whole build (MJML, the CSS inliner, html2text) takes longer than
+    # a parse even on good input, so its guard is more generous; a stall is still a stall.
+    kill_seconds: float = KILL_SECONDS
 
     def pool(self) -> list[Path]:
         corpus = self.corpus_files() if CORPORA.is_dir() else []
@@ -116,6 +121,12 @@ WAYS: tuple[Way, ...] = (
         lambda path: ["subscribers", "import", "--json", path], database=True, whole=True),
     Way("posts check", lambda: _files(REPO / "posts", "*.md"), list,
         lambda _: mutations.POSTS, lambda _: ["posts", "check", "--json"], layout="posts"),
+    # The same post files built into an issue with text_part = "full": the body through
+    # the sanitizer, MJML and html2text (render/plain.py) into both parts.
+    Way("post rendered", lambda: _files(REPO / "posts", "*.md"), list,
+        lambda _: mutations.RENDERED,
+        lambda _: ["build", "--since", "2000-01-01", "--until", "2100-01-01", "--out", "out"],
+        layout="rendered", kill_seconds=30.0),
     Way("feed by path", lambda: _files(REPO / "tests" / "fixtures" / "feeds", "*"),
         lambda: _files(CORPORA / "feeds", "**/*.xml", "**/*.json", "**/*.html"),
         lambda path: mutations.JSON if path.suffix == ".json" else mutations.FEEDS,
@@ -222,8 +233,10 @@ def _prepare(way: Way, case: Case, folder: Path, template: Path | None) -> str:
     (folder / "posts").mkdir()
     sources = MARKDOWN_SOURCE
     config = CONFIG
-    if way.layout == "posts":
+    if way.layout in ("posts", "rendered"):
         target = folder / "posts" / case.source.name
+        if way.layout == "rendered":
+            config = CONFIG.replace('timezone = "UTC"\n', 'timezone = "UTC"\ntext_part = "full"\n')
     elif way.layout == "catalog":
         target = folder / "locale" / "de" / "LC_MESSAGES" / case.source.name
         target.parent.mkdir(parents=True)
@@ -255,10 +268,11 @@ def _high_water_kb(pid: int) -> int:
     return 0
 
 
-def _wait(process: subprocess.Popen[bytes]) -> tuple[int, int, bool]:
+def _wait(process: subprocess.Popen[bytes], kill_seconds: float = KILL_SECONDS,
+          ) -> tuple[int, int, bool]:
     """(wait status, the child's peak RSS in KiB as sampled, killed by the guard): polled,
     so the kill can never hit a reaped (reused) process id."""
-    deadline = time.monotonic() + KILL_SECONDS
+    deadline = time.monotonic() + kill_seconds
     pause = 0.005
     peak_kb = 0
     while True:
@@ -274,6 +288,16 @@ def _wait(process: subprocess.Popen[bytes]) -> tuple[int, int, bool]:
         pause = min(pause * 2, 0.05)
 
 
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+
+
+def _private_use(out: Path) -> bool:
+    """Whether a built text part holds a private-use character (U+E000 to U+F8FF): the
+    marks render/plain.py uses while html2text works must never reach a reader."""
+    return any(_PRIVATE_USE.search(path.read_text("utf-8", "replace"))
+               for path in out.glob("*.txt"))
+
+
 def run_case(case: Case, folder: Path, template: Path | None) -> Outcome:
     """Run `case` in the new folder `folder` (kept for inspection) and classify it."""
     way = WAY_BY_NAME[case.way]
@@ -284,7 +308,7 @@ def run_case(case: Case, folder: Path, template: Path | None) -> Outcome:
         process = subprocess.Popen(_ainews(folder, way.command(path)), cwd=folder,
                                    env=_environment(), stdin=subprocess.DEVNULL, stdout=out,
                                    stderr=err, preexec_fn=_cap_memory, start_new_session=True)
-        status, peak_kb, killed = _wait(process)
+        status, peak_kb, killed = _wait(process, way.kill_seconds)
         seconds = time.monotonic() - started
     code = os.waitstatus_to_exitcode(status)
     process.returncode = code
@@ -303,6 +327,8 @@ def run_case(case: Case, folder: Path, template: Path | None) -> Outcome:
         failure = "bad exit"
     elif b"root:x:0:0" in stdout or "root:x:0:0" in stderr:
         failure = "leak"
+    elif way.layout == "rendered" and _private_use(folder / "out"):
+        failure = "private mark"
     refused = failure is not None or (code != 0 and not stdout.lstrip().startswith(b"{"))
     if way.whole and refused and database_digest(folder / "data") != before:
         failure = f"{failure}+half-stored" if failure else "half-stored"

@@ -181,3 +181,43 @@ def test_a_date_among_the_tags_or_as_the_title_is_its_text(tmp_path: Path) -> No
     post = load_post(path, DEFAULTS)
     assert post.title == "2026-01-05"
     assert post.tags == ("review", "2026-01-05", "2026-01-05T10:30:00")
+
+
+def test_the_summary_is_kept_as_html_cut_at_a_block_boundary(tmp_path: Path) -> None:
+    """Without `summary:`, the first paragraph keeps its links and emphasis (the digest's
+    lead: HTML in the HTML part, html2text in the text part); the plain lead stays plain."""
+    body = ("A lead with [a link](https://papers.example/1) and *emphasis*.\n\n"
+            "## Section\n\nMore text.\n")
+    path = write_post(tmp_path, "p.md", post_text("Linked Lead", "2026-11-18", body=body))
+    post = load_post(path, DEFAULTS)
+    assert post.summary_html == ('<p>A lead with <a href="https://papers.example/1" '
+                                 'rel="noopener noreferrer">a link</a> and <em>emphasis</em>.'
+                                 "</p>")
+    assert post.summary == "A lead with a link and emphasis."
+    given = write_post(tmp_path, "q.md", post_text("Given", "2026-11-18",
+                                                   summary="'Fish & <chips>'"))
+    assert load_post(given, DEFAULTS).summary_html == "<p>Fish &amp; &lt;chips&gt;</p>"
+
+
+def test_cut_html_keeps_whole_blocks_or_cuts_the_first_inside() -> None:
+    from ainews_newsletter.posts.text import cut_html
+
+    blocks = "<p>" + "a " * 30 + "</p><ul><li>" + "b " * 30 + "</li></ul><p>c</p>"
+    assert cut_html(blocks, 300) == blocks
+    assert cut_html(blocks, 118) == "<p>" + "a " * 30 + "</p><ul><li>" + "b " * 30 + \
+        "</li></ul>"
+    assert cut_html(blocks, 70) == "<p>" + "a " * 30 + "</p>"
+    long_first = "<p>Some <strong>" + "word " * 40 + "</strong> end</p><p>next</p>"
+    cut = cut_html(long_first, 50)
+    assert cut.startswith("<p>Some <strong>word word") and cut.endswith("…</strong></p>")
+    assert len(cut) < 80 and "next" not in cut
+
+
+def test_cutting_a_first_block_of_code_keeps_its_lines_and_indent() -> None:
+    from ainews_newsletter.posts.text import cut_html
+
+    code = ("<pre><code>def f(x):\n    return x + 1\n\ndef g(y):\n"
+            "    return y * 2 and more and more</code></pre><p>after</p>")
+    cut = cut_html(code, 40)
+    assert cut.startswith("<pre><code>def f(x):\n    return x + 1\n\ndef g(y):")
+    assert cut.endswith("…</code></pre>") and "after" not in cut

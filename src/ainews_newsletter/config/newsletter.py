@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -63,6 +64,13 @@ class NewsletterConfig(Section):
                     "email's fixed words, its dates and numbers, the public pages and the "
                     "confirmation and welcome mails. Readers with a language of their own "
                     "get theirs. The command line stays English.")
+    text_part: Literal["summary", "full"] = Field(
+        default="summary",
+        description='What the digest carries of each post, in its HTML and its plain-text '
+                    'part alike: "summary" (the post\'s `summary:`, else its first '
+                    'paragraph, with its links and emphasis, and a "Read more" link) or '
+                    '"full" (the whole post). The text part is the HTML through html2text: '
+                    "paragraphs, lists, links as numbered references under the post.")
     unsubscribe_email: str | None = Field(
         default=None,
         description="Mailbox for the mailto: part of List-Unsubscribe; default: reply_to, "

@@ -23,11 +23,13 @@ from ainews_newsletter.posts.text import (
     TooMuchHtml,
     check_web_url,
     cut_at_word,
+    cut_html,
     html_to_plain,
     reading_minutes,
     sanitize_html,
     sanitized_to_plain,
     shown,
+    text_as_html,
 )
 
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
@@ -91,11 +93,12 @@ class _PostYAML(YAMLHandler):
 
 
 def _first_paragraph(body: str) -> str:
+    """The body's first paragraph as HTML (not sanitized yet), or ""."""
     tokens = _markdown.parse(body)
     for index, token in enumerate(tokens):
         if token.type == "paragraph_open" and index + 1 < len(tokens):
             inline = tokens[index + 1]
-            return html_to_plain(_markdown.renderer.render([inline], _markdown.options, {}))
+            return str(_markdown.renderer.render([inline], _markdown.options, {}))
     return ""
 
 
@@ -200,7 +203,15 @@ def load_post(path: Path, defaults: PostDefaults) -> Post:
                         "(describe the picture for readers who cannot see it)")
     body = document.content
     try:
-        summary = _optional_text(meta, "summary", where) or _first_paragraph(body)
+        given = _optional_text(meta, "summary", where)
+        if given:
+            summary = cut_at_word(given, defaults.summary_chars)
+            summary_html = text_as_html(summary)
+        else:
+            paragraph = _first_paragraph(body)
+            summary = cut_at_word(html_to_plain(paragraph), defaults.summary_chars)
+            summary_html = cut_html(sanitize_html(f"<p>{paragraph}</p>" if paragraph else ""),
+                                    defaults.summary_chars)
         body_html = sanitize_html(_markdown.render(body))
     except TooMuchHtml as exc:
         raise PostError(f"{where}: body: {exc}") from None
@@ -209,7 +220,8 @@ def load_post(path: Path, defaults: PostDefaults) -> Post:
         published=published,
         url=_web_url(meta, "url", where) or f"{defaults.base_url}/posts/{quote(slug)}",
         slug=slug,
-        summary=cut_at_word(summary, defaults.summary_chars),
+        summary=summary,
+        summary_html=summary_html,
         body_html=body_html,
         category=_optional_text(meta, "category", where),
         image=image,

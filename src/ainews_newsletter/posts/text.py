@@ -13,6 +13,10 @@ from zoneinfo import ZoneInfo
 import nh3
 
 from ainews_newsletter.errors import PostError
+from ainews_newsletter.html_limits import MAX_HTML_TAGS as MAX_HTML_TAGS
+from ainews_newsletter.html_limits import MAX_OPEN_ELEMENTS as MAX_OPEN_ELEMENTS
+from ainews_newsletter.html_limits import TooMuchHtml as TooMuchHtml
+from ainews_newsletter.html_limits import bounded as _bounded
 
 WORDS_PER_MINUTE = 230
 # Post and feed HTML is kept to a safe subset (no script, no event handlers, no javascript:
@@ -20,6 +24,9 @@ WORDS_PER_MINUTE = 230
 _ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "em", "h2", "h3", "h4", "hr", "i", "img",
     "li", "ol", "p", "pre", "strong", "sub", "sup", "ul",
+    # Tables stay tables (a feed's comparison or price list): stripped, their cells ran
+    # together ("AB12").
+    "table", "caption", "thead", "tbody", "tr", "th", "td",
 }
 
 
@@ -32,57 +39,6 @@ class PostDefaults:
     summary_chars: int
 
 
-# nh3 (html5ever) is quadratic in how many elements a fragment leaves open: each start tag
-# scans the stack of open elements (the "in scope" checks) and re-opens the active formatting
-# elements. 100,000 unclosed <div> took 22 s, 20,000 took 0.9 s, 2,000 take 0.02 s; closed
-# elements cost nothing of the kind (100,000 well-formed tags: 0.4 s) (BENCHMARKS.md,
-# "Hostile input"). So no fragment whose elements stand more than MAX_OPEN_ELEMENTS deep at
-# any point (unclosed, or nested) reaches nh3, counted per element name (a stray </span>
-# does not close a <div>), leaving out the void elements and those HTML closes by itself
-# (<p>, <li>, …: the next one closes them). A long but well-formed post or article passes;
-# MAX_HTML_TAGS bounds the rest. HTML that nh3 has
-# already sanitized is flattened by a linear pattern (`sanitized_to_plain`).
-MAX_OPEN_ELEMENTS = 2_000
-MAX_HTML_TAGS = 50_000
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)")
-_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
-                   "param", "source", "track", "wbr"})
-_CLOSED_BY_THE_NEXT = frozenset({"p", "li", "dt", "dd", "tr", "td", "th", "option",
-                                 "optgroup", "thead", "tbody", "tfoot", "rb", "rt", "rp",
-                                 "colgroup", "caption"})
-
-
-class TooMuchHtml(ValueError):
-    """A fragment the sanitizer is not given: too many elements left open, or too many
-    tags (MAX_OPEN_ELEMENTS, MAX_HTML_TAGS)."""
-
-
-def _bounded(fragment: str) -> str:
-    if fragment.count("<") <= MAX_OPEN_ELEMENTS:
-        return fragment
-    open_by_name: dict[str, int] = {}
-    tags = depth = deepest = 0
-    for match in _TAG.finditer(fragment):
-        tags += 1
-        name = match.group(2).lower()
-        if name in _VOID or name in _CLOSED_BY_THE_NEXT:
-            continue
-        if not match.group(1):
-            open_by_name[name] = open_by_name.get(name, 0) + 1
-            depth += 1
-            deepest = max(deepest, depth)
-        elif open_by_name.get(name, 0) > 0:  # a stray end tag closes nothing
-            open_by_name[name] -= 1
-            depth -= 1
-    if tags > MAX_HTML_TAGS:
-        raise TooMuchHtml(f"its HTML has {tags:,} tags, more than the {MAX_HTML_TAGS:,} a "
-                          "post may have")
-    if deepest > MAX_OPEN_ELEMENTS:
-        raise TooMuchHtml(f"its HTML nests {deepest:,} elements deep (or leaves them "
-                          f"unclosed), more than the {MAX_OPEN_ELEMENTS:,} a post may have")
-    return fragment
-
-
 _URL_SCHEMES = {"http", "https", "mailto"}
 # The attributes of _ALLOWED_TAGS that nh3 keeps and that hold a URL.
 _URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
@@ -91,14 +47,22 @@ _URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
 def sanitize_html(fragment: str, base: str | None = None) -> str:
     """The fragment kept to the safe subset, or TooMuchHtml (see MAX_HTML_TAGS); relative
     links and images resolved against `base` (an absolute http(s) URL) when given, since
-    a mail app has no page to resolve them against."""
+    a mail app has no page to resolve them against; a list's `start` kept only as a
+    number of at most 6 digits."""
     return nh3.clean(_bounded(fragment), tags=_ALLOWED_TAGS, url_schemes=_URL_SCHEMES,
-                     attribute_filter=None if base is None else _resolver(base))
+                     attribute_filter=_filter(base))
 
 
-def _resolver(base: str) -> Callable[[str, str, str], str | None]:
-    def resolve(_element: str, attribute: str, value: str) -> str | None:
-        if attribute not in _URL_ATTRIBUTES:
+# `<ol start>` is printed before each item of the text part and indents its continuation
+# lines: thousands of digits made a 12 KB post 16 million characters of text.
+_LIST_START = re.compile(r"-?[0-9]{1,6}")
+
+
+def _filter(base: str | None) -> Callable[[str, str, str], str | None]:
+    def keep(_element: str, attribute: str, value: str) -> str | None:
+        if attribute == "start":
+            return value.strip() if _LIST_START.fullmatch(value.strip()) else None
+        if attribute not in _URL_ATTRIBUTES or base is None:
             return value
         # nh3 checks the scheme before it calls this filter, so the joined URL is checked
         # here; one that does not split is dropped.
@@ -108,7 +72,7 @@ def _resolver(base: str) -> Callable[[str, str, str], str | None]:
         except ValueError:
             return None
 
-    return resolve
+    return keep
 
 
 def html_to_plain(fragment: str) -> str:
@@ -128,6 +92,78 @@ def sanitized_to_plain(sanitized: str) -> str:
 
 def _collapse(escaped: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(escaped)).strip()
+
+
+# Elements after whose end a summary may be cut (at the top level of a fragment).
+_BLOCKS = frozenset({"p", "ul", "ol", "blockquote", "pre", "h2", "h3", "h4", "hr", "table"})
+_VOID_TAGS = frozenset({"br", "hr", "img"})
+_TOKEN = re.compile(r"<(/?)([a-z0-9]+)[^<>]*>|[^<]+")
+
+
+def text_as_html(text: str) -> str:
+    """Plain text (a front-matter `summary:`) as a paragraph of HTML."""
+    return f"<p>{html.escape(text, quote=False)}</p>" if text else ""
+
+
+def cut_html(sanitized: str, limit: int) -> str:
+    """`sanitize_html`'s output shortened for a summary: the whole blocks (paragraphs,
+    lists, quotes…) whose text fits in `limit` characters; when even the first does not
+    fit, that block cut at a word with an ellipsis and its elements closed. Linear."""
+    boundaries: list[int] = []  # where a top-level block ends
+    open_tags: list[str] = []
+    seen = 0
+    for match in _TOKEN.finditer(sanitized):
+        name = match.group(2)
+        if name is None:
+            seen += len(_collapse(match.group(0)))
+            if seen > limit:
+                return sanitized[:boundaries[-1]] if boundaries else \
+                    _cut_inside(sanitized, limit)
+            continue
+        if match.group(1):
+            if open_tags and open_tags[-1] == name:
+                open_tags.pop()
+        elif name not in _VOID_TAGS and not match.group(0).endswith("/>"):
+            open_tags.append(name)
+        if not open_tags and name in _BLOCKS and seen:
+            boundaries.append(match.end())
+    return sanitized
+
+
+def _cut_inside(sanitized: str, limit: int) -> str:
+    pieces: list[str] = []
+    open_tags: list[str] = []
+    seen = 0
+    for match in _TOKEN.finditer(sanitized):
+        name = match.group(2)
+        if name is None:
+            if seen + len(_collapse(match.group(0))) > limit:
+                pieces.append(html.escape(_cut_text(html.unescape(match.group(0)), limit - seen,
+                                                    "pre" in open_tags), quote=False))
+                break
+            seen += len(_collapse(match.group(0)))
+            pieces.append(match.group(0))
+            continue
+        pieces.append(match.group(0))
+        if match.group(1):
+            if open_tags and open_tags[-1] == name:
+                open_tags.pop()
+        elif name not in _VOID_TAGS and not match.group(0).endswith("/>"):
+            open_tags.append(name)
+    pieces.extend(f"</{name}>" for name in reversed(open_tags))
+    return "".join(pieces)
+
+
+def _cut_text(text: str, room: int, preformatted: bool) -> str:
+    """A text node cut for `_cut_inside` with an ellipsis, in about `room` characters;
+    inside <pre> its spaces and line breaks kept as written (code's indentation)."""
+    if preformatted:
+        kept = text[:max(room, 1)]
+        if " " in kept.strip(" "):
+            kept = kept[:kept.rindex(" ")]
+        return kept.rstrip() + "…"
+    kept = cut_at_word(" ".join(text.split()), max(room, 2) + 1)
+    return kept if kept.endswith("…") else kept + "…"
 
 
 def shown(value: str, limit: int = 80) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -11,13 +13,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from markupsafe import Markup
+
 from ainews_newsletter import translations
 from ainews_newsletter.config import NewsletterConfig
 from ainews_newsletter.errors import RenderError
 from ainews_newsletter.models import Issue, Period, Post, RenderedIssue
-from ainews_newsletter.render.environment import make_environment, render_template
+from ainews_newsletter.render.environment import (
+    make_environment,
+    render_template,
+    text_from_html,
+)
 from ainews_newsletter.render.localized import period_label, post_day, subject_line
 from ainews_newsletter.render.mjml import inline_css, mjml_to_html
+from ainews_newsletter.render.plain import MAX_DEPTH, flattened, html_to_text, text_escape
 from ainews_newsletter.render.text import tidy
 
 HTML_TEMPLATE = "digest.mjml.j2"
@@ -82,12 +91,40 @@ def archive_url(base_url: str, period: Period) -> str:
     return f"{base_url}/issues/{quote(period.key)}"
 
 
+def post_content(post: Post, text_part: str) -> str:
+    """What the digest shows of `post`, as sanitized HTML: its summary (as HTML, cut at a
+    block boundary) or, with text_part = "full", its whole body."""
+    if text_part == "full" and post.body_html.strip():
+        return flattened(post.body_html, MAX_DEPTH)
+    return flattened(post.summary_html, MAX_DEPTH) or text_escape(post.summary)
+
+
+# In sanitized HTML (nh3's output) an attribute value is double-quoted, its "&" escaped.
+_HREF = re.compile(r'<a\b[^<>]*?\shref="([^"]*)"')
+
+
+def html_links(sanitized: str) -> list[str]:
+    """The http(s) and mailto links of sanitized HTML, in order: what the text part must
+    carry, read from the HTML (not from html2text's output, which would hide a link it
+    dropped from the lint gate's `text-links` check)."""
+    links = (html.unescape(match.group(1)).strip() for match in _HREF.finditer(sanitized))
+    return [link for link in links if link.lower().startswith(("http://", "https://",
+                                                               "mailto:"))]
+
+
 def _post_context(post: Post, period: Period, utm: Mapping[str, str],
-                  language: str) -> dict[str, Any]:
+                  language: str, text_part: str, with_text: bool = True) -> dict[str, Any]:
     local: datetime = post.published.astimezone(period.start.tzinfo)
+    content = post_content(post, text_part)
+    url = with_utm(post.url, utm)
     return {
+        # Sanitized by the posts' reader (nh3): markup the templates may show as it is.
+        "content_html": Markup(content),
+        # Unused (and not made) when the text part is made from the rendered HTML.
+        "content_text": html_to_text(content).with_references() if with_text else "",
+        "links": [url, *dict.fromkeys(html_links(content))],
         "title": post.title,
-        "url": with_utm(post.url, utm),
+        "url": url,
         "category": post.category,
         "image": post.image,
         "image_alt": post.image_alt,
@@ -116,15 +153,21 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
 
     options = options or RenderOptions()
     language = options.language or newsletter.language
-    context = issue_context(issue, newsletter, options, placeholder)
     environment = make_environment(templates_dir, language, options.locale_dir)
+    derived = text_from_html(environment, HTML_TEMPLATE, TEXT_TEMPLATE)
+    context = issue_context(issue, newsletter, options, placeholder, with_text=not derived)
     mjml_source = render_template(environment, HTML_TEMPLATE, context)
     lap("template")
     compiled = mjml_to_html(mjml_source)
     lap("mjml")
     html = inline_css(compiled)
     lap("inline")
-    text = tidy(render_template(environment, TEXT_TEMPLATE, context))
+    if derived:
+        # Their own HTML without a text part of their own: the text is that HTML's, so the
+        # two parts never drift apart.
+        text = tidy(html_to_text(html, layout=True).with_references())
+    else:
+        text = tidy(render_template(environment, TEXT_TEMPLATE, context))
     lap("text")
     if placeholder not in html or placeholder not in text:
         raise RenderError("the templates must contain the unsubscribe link "
@@ -132,15 +175,28 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
     return RenderedIssue(period=issue.period, subject=context["issue"]["subject"],
                          preheader=issue.preheader,
                          html=html, text=text, unsubscribe_placeholder=placeholder,
-                         post_count=len(issue.posts))
+                         post_count=len(issue.posts),
+                         post_links=tuple(dict.fromkeys(
+                             link for post in context["posts"] for link in post["links"])))
 
 
 def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOptions,
-                  unsubscribe_placeholder: str) -> dict[str, Any]:
-    """What the templates see (documented at the top of digest.mjml.j2)."""
+                  unsubscribe_placeholder: str, with_text: bool = True) -> dict[str, Any]:
+    """What the templates see (documented at the top of digest.mjml.j2); without
+    `with_text`, the posts' `content_text` is left empty (the text part is made from the
+    rendered HTML)."""
     utm = options.utm
     language = options.language or newsletter.language
     catalog = translations.translations(language, "mail", options.locale_dir)
+    # Each post's context (html2text included) made once, for `posts` and `sections`.
+    made: dict[int, dict[str, Any]] = {}
+
+    def post_context(post: Post) -> dict[str, Any]:
+        if id(post) not in made:
+            made[id(post)] = _post_context(post, issue.period, utm, language,
+                                           newsletter.text_part, with_text)
+        return made[id(post)]
+
     return {
         "newsletter": {
             "name": newsletter.name,
@@ -159,10 +215,8 @@ def issue_context(issue: Issue, newsletter: NewsletterConfig, options: RenderOpt
             "date_label": period_label(issue.period, language),
             "archive_url": archive_url(newsletter.base_url, issue.period),
         },
-        "posts": [_post_context(post, issue.period, utm, language) for post in issue.posts],
-        "sections": [{"heading": heading,
-                      "posts": [_post_context(post, issue.period, utm, language)
-                                for post in group]}
+        "posts": [post_context(post) for post in issue.posts],
+        "sections": [{"heading": heading, "posts": [post_context(post) for post in group]}
                      for heading, group in sections(issue, catalog.gettext("More news"))],
         "more": [{"title": post.title, "url": with_utm(post.url, utm)} for post in issue.more],
         "unsubscribe_url": unsubscribe_placeholder,

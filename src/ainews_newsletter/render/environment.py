@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from ainews_newsletter import resources, translations
 from ainews_newsletter.errors import RenderError
@@ -36,6 +37,31 @@ def template_folders(templates_dir: Path) -> list[Path]:
     copy (once, when they are the same folder, as for the sample config in a checkout)."""
     shipped = resources.shipped("templates")
     return [shipped] if templates_dir.resolve() == shipped.resolve() else [templates_dir, shipped]
+
+
+def text_from_html(environment: jinja2.Environment, html_name: str, text_name: str) -> bool:
+    """Whether the text part is made from the rendered HTML: the environment reads an
+    operator's own folder, that folder overrides the HTML (`html_name` itself, or a
+    template it includes, such as partials/post.mjml.j2) and leaves out `text_name`. A
+    folder that only holds other templates (web/subscribe.html), or all of them as
+    `ainews init` copies them, keeps the shipped text template."""
+    loader = environment.loader
+    if not isinstance(loader, jinja2.ChoiceLoader) or len(loader.loaders) < 2:
+        return False
+    own = loader.loaders[0]
+    if not isinstance(own, jinja2.FileSystemLoader):
+        return False
+    folder = Path(own.searchpath[0])
+    if (folder / text_name).is_file():
+        return False
+    if (folder / html_name).is_file():
+        return True
+    try:
+        source = loader.get_source(environment, html_name)[0]
+        used = jinja2.meta.find_referenced_templates(environment.parse(source))
+    except jinja2.TemplateError:
+        return False  # reported where the template is rendered
+    return any(name is not None and (folder / name).is_file() for name in used)
 
 
 def make_environment(templates_dir: Path, language: str = translations.SOURCE,

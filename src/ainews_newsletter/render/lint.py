@@ -60,7 +60,22 @@ class _Elements(HTMLParser):
             self.links.append(values["href"] or "")
 
 
-def _html_findings(html: str) -> list[Finding]:
+def _missing_links(rendered: RenderedIssue, html_links: list[str]) -> list[Finding]:
+    """A link of the posts that the HTML part shows and the text part does not: a reader
+    of the text part (a terminal mail app, a watch) cannot follow it."""
+    shown = set(html_links)
+    missing = [link for link in rendered.post_links if link in shown and link not in
+               rendered.text]
+    if not missing:
+        return []
+    more = f" and {len(missing) - 1:,} more" if len(missing) > 1 else ""
+    return [Finding(Severity.WARNING, "text-links",
+                    f"the text part lacks {len(missing):,} link(s) the HTML part's posts "
+                    f"carry: {missing[0][:120]}{more} (show post.content_text in "
+                    "digest.txt.j2, or delete it to have the text made from the HTML)")]
+
+
+def _html_findings(html: str) -> tuple[list[Finding], list[str]]:
     findings: list[Finding] = []
     size = len(html.encode("utf-8"))
     if size >= HTML_ERROR_BYTES:
@@ -81,7 +96,7 @@ def _html_findings(html: str) -> list[Finding]:
         if urlsplit(href.strip()).scheme.lower() not in ("http", "https", "mailto"):
             findings.append(Finding(Severity.ERROR, "link-scheme",
                                     f"link is not http(s) or mailto: {href[:120]!r}"))
-    return findings
+    return findings, elements.links
 
 
 _SA_SCORE = re.compile(r"^Content analysis details:\s+\((-?[\d.]+) points", re.MULTILINE)
@@ -136,7 +151,8 @@ def sample_settings(newsletter: NewsletterConfig) -> list[Finding]:
 def lint_issue(rendered: RenderedIssue, postal_address: str, sample_message: bytes,
                spamassassin: bool = True) -> list[Finding]:
     """Every finding for the issue and one recipient's message built from it."""
-    findings = _html_findings(rendered.html)
+    findings, html_links = _html_findings(rendered.html)
+    findings += _missing_links(rendered, html_links)
     if not rendered.subject.strip():
         findings.append(Finding(Severity.ERROR, "subject", "the subject is empty"))
     for part, body in (("HTML", rendered.html), ("text", rendered.text)):

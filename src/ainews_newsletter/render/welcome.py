@@ -17,9 +17,14 @@ from ainews_newsletter.config import NewsletterConfig
 from ainews_newsletter.errors import RenderError
 from ainews_newsletter.models import RenderedIssue, RenderedWelcome
 from ainews_newsletter.render.digest import archive_url
-from ainews_newsletter.render.environment import compile_template, render_template
+from ainews_newsletter.render.environment import (
+    compile_template,
+    render_template,
+    text_from_html,
+)
 from ainews_newsletter.render.localized import period_label
 from ainews_newsletter.render.mjml import inline_css, mjml_to_html
+from ainews_newsletter.render.plain import html_to_text
 from ainews_newsletter.render.text import tidy
 from ainews_newsletter.translations import SOURCE
 
@@ -68,7 +73,10 @@ def render_welcome(environment: jinja2.Environment, newsletter: NewsletterConfig
         "unsubscribe_url": unsubscribe,
     }
     html = inline_css(mjml_to_html(render_template(environment, HTML_TEMPLATE, context)))
-    text = tidy(render_template(environment, TEXT_TEMPLATE, context))
+    if text_from_html(environment, HTML_TEMPLATE, TEXT_TEMPLATE):
+        text = tidy(html_to_text(html, layout=True).with_references())
+    else:
+        text = tidy(render_template(environment, TEXT_TEMPLATE, context))
     subject = render_template(environment, SUBJECT_TEMPLATE, context)
     if unsubscribe not in html or unsubscribe not in text:
         raise RenderError("the welcome templates must contain the unsubscribe link "
