@@ -177,3 +177,61 @@ def test_the_command_stores_the_same_with_and_without_reading_ahead(
     again = ahead.run("subscribers", "import", str(path), "--json")
     assert '"imported": 0' in again.stdout and started == [1, 1]
     assert _stored(ahead) == stored
+
+
+_ORPHAN_PROBE = """
+import sys, time
+from pathlib import Path
+from ainews_newsletter.subscribers import read_ahead
+from ainews_newsletter.subscribers.formats import open_subscriber_file
+read_ahead.CHUNK_ROWS = 10
+read_ahead.QUEUED_CHUNKS = 1
+reader = read_ahead.ReadAhead(open_subscriber_file(Path(sys.argv[1])))
+next(reader.rows)
+print(reader._process.pid, flush=True)
+time.sleep(600)  # never reads on: the child fills the pipe and waits
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting for its new parent counts as ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "term"])
+def test_the_child_ends_when_the_parent_is_killed(tmp_path: Path, kill: int) -> None:
+    """kill -9 or a SIGTERM (systemd, `docker stop`, `timeout`) of the importing process:
+    its reader must not linger, blocked on a pipe no one reads."""
+    import subprocess
+    import sys
+    import time
+
+    import ainews_newsletter
+
+    path = _mixed_file(tmp_path / "mixed.csv", 20000)
+    code = str(Path(ainews_newsletter.__file__).parents[1])  # the code under test, not another
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_PROBE, str(path)],
+                              stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": code})
+    child = 0
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _running(child)
+        parent.send_signal(kill)
+        parent.wait(timeout=30)
+        for _ in range(300):  # bounded: up to ~30 s on a slow machine
+            if not _running(child):
+                break
+            time.sleep(0.1)
+        assert not _running(child)
+    finally:
+        parent.kill()
+        parent.wait()
+        if child and _running(child):
+            os.kill(child, signal.SIGKILL)  # a failed run leaves no orphan behind

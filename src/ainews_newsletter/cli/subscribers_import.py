@@ -103,6 +103,9 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
         # (read_ahead.py); forked before the progress bar starts its thread.
         rows, bytes_read = opened.rows, opened.bytes_read
         if size >= READ_AHEAD_BYTES and can_read_ahead():
+            # No pooled database connection crosses the fork (SQLite's rule; the child never
+            # touches one, but nothing of it should be there to close or checkpoint).
+            store.engine.dispose()
             reader = stack.enter_context(ReadAhead(opened))
             rows, bytes_read = reader.rows, reader.bytes_read
         progress = stack.enter_context(Progress(

@@ -47,7 +47,7 @@ class ReadAhead:
     def __init__(self, opened: Opened) -> None:
         context = multiprocessing.get_context("fork")
         receiving, sending = context.Pipe(duplex=False)
-        self._process = context.Process(target=_produce, args=(opened, sending),
+        self._process = context.Process(target=_produce, args=(opened, sending, receiving),
                                         name="ainews-import-reader", daemon=True)
         self._process.start()
         sending.close()  # the child's end: when the child ends, reading here sees EOF
@@ -115,11 +115,15 @@ class ReadAhead:
         self.close()
 
 
-def _produce(opened: Opened, sending: Connection) -> None:
+def _produce(opened: Opened, sending: Connection, receiving: Connection) -> None:
     """The child: every row of `opened` in chunks of plain tuples (a named tuple pickles
     by its class, several times slower), then ("end", position); a failure as ("error",
     the exception), raised where the parent's rows stop. Ctrl-C is the parent's to handle:
     it stops the child."""
+    # The child's copy of the parent's end closed first: then, if the parent dies (kill -9,
+    # SIGTERM), no one reads the pipe any more, the next send fails (EPIPE) and the child
+    # ends, instead of waiting on a full pipe for ever.
+    receiving.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     chunk: list[tuple[Any, ...]] = []
     try:
@@ -130,7 +134,7 @@ def _produce(opened: Opened, sending: Connection) -> None:
                     sending.send_bytes(_message("rows", opened.bytes_read(), chunk))
                     chunk = []
             last = _message("end", opened.bytes_read(), None)
-        except Exception as exc:  # any failure is the parent's to raise, where it happened
+        except BaseException as exc:  # any failure is the parent's to raise, where it happened
             last = _failure(exc)
         if chunk:
             sending.send_bytes(_message("rows", opened.bytes_read(), chunk))
@@ -145,7 +149,7 @@ def _message(kind: str, position: int, payload: object) -> bytes:
     return pickle.dumps((kind, position, payload), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _failure(exc: Exception) -> bytes:
+def _failure(exc: BaseException) -> bytes:
     """The exception as the parent will raise it: itself if it pickles and unpickles the
     same, else a SubscriberError with its words."""
     try:
