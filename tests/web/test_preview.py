@@ -101,7 +101,7 @@ def test_text_and_headers_tabs(client: TestClient) -> None:
     size = int(headers["Size"].split(" bytes")[0].replace(",", ""))
     assert size > len(text)
     source = _panel(page, "pre", "html-source")  # the HTML source tab, escaped in the page
-    assert source.lstrip().startswith("<html") and "Friday Research Result" in source
+    assert source.startswith("<!DOCTYPE html><html") and "Friday Research Result" in source
     assert "&lt;html" in page and "<html lang" not in page.split('id="html-source"')[1]
 
 
