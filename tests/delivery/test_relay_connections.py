@@ -187,7 +187,9 @@ def test_connections_with_no_place_retire_and_their_rows_go_with_the_others(
         _send(config)
         assert _received(second) == Counter(addresses)  # 0 lost, 0 twice
         assert second_sessions.most_open == 1
-        assert second_sessions.connections == 1  # one connection did it all
+        # Usually one connection does it all; one that starts late (a busy machine) may find
+        # the place free once the first has ended, and take it: never two at once.
+        assert 1 <= second_sessions.connections <= path[0]
         assert _by_relay(any_project) == {"second": set(addresses)}
 
 
