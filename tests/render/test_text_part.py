@@ -199,16 +199,18 @@ def test_a_folder_without_its_own_html_keeps_the_shipped_text_part(project: Proj
 
 def test_each_posts_text_is_made_once_and_not_at_all_when_the_html_makes_it(
         project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ainews_newsletter.render import digest
+    from ainews_newsletter.render import digest, plain
 
     made: list[str] = []
-    real = digest.html_to_text
+    real = plain.html_to_text
 
     def counted(fragment: str, layout: bool = False, width: int = 72) -> object:
         made.append("mail" if layout else "post")
         return real(fragment, layout, width)
 
+    # posts through digest's name, the whole mail through plain.text_of_mail
     monkeypatch.setattr(digest, "html_to_text", counted)
+    monkeypatch.setattr(plain, "html_to_text", counted)
     config = load_config(project.config_path, environ={})
     rendered = build(config, W47)
     assert made.count("post") == rendered.post_count and "mail" not in made

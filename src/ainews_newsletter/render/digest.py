@@ -26,7 +26,13 @@ from ainews_newsletter.render.environment import (
 )
 from ainews_newsletter.render.localized import period_label, post_day, subject_line
 from ainews_newsletter.render.mjml import inline_css, mjml_to_html
-from ainews_newsletter.render.plain import MAX_DEPTH, flattened, html_to_text, text_escape
+from ainews_newsletter.render.plain import (
+    MAX_DEPTH,
+    flattened,
+    html_to_text,
+    text_escape,
+    text_of_mail,
+)
 from ainews_newsletter.render.text import tidy
 
 HTML_TEMPLATE = "digest.mjml.j2"
@@ -165,7 +171,7 @@ def render_issue(issue: Issue, newsletter: NewsletterConfig, templates_dir: Path
     if derived:
         # Their own HTML without a text part of their own: the text is that HTML's, so the
         # two parts never drift apart.
-        text = tidy(html_to_text(html, layout=True).with_references())
+        text = text_of_mail(html)
     else:
         text = tidy(render_template(environment, TEXT_TEMPLATE, context))
     lap("text")

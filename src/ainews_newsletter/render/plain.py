@@ -26,7 +26,7 @@ from functools import cache
 from typing import Any
 
 from ainews_newsletter.html_limits import bounded
-from ainews_newsletter.render.text import TEXT_WIDTH, display_width, fold
+from ainews_newsletter.render.text import TEXT_WIDTH, display_width, fold, tidy
 
 MAX_NESTING = 8
 _NESTED = frozenset({"ul", "ol", "blockquote"})
@@ -83,6 +83,12 @@ def html_to_text(fragment: str, layout: bool = False, width: int = TEXT_WIDTH) -
     converter = _converter_class()(layout)
     markdown = converter.handle(source)
     return PlainText(_finish(markdown, width), tuple(converter.references))
+
+
+def text_of_mail(rendered_html: str) -> str:
+    """A whole rendered mail's text part made from its HTML (an operator's own HTML
+    template without a text template of its own: digest and welcome alike)."""
+    return tidy(html_to_text(rendered_html, layout=True).with_references())
 
 
 def text_escape(text: str) -> str:

@@ -24,7 +24,7 @@ from ainews_newsletter.render.environment import (
 )
 from ainews_newsletter.render.localized import period_label
 from ainews_newsletter.render.mjml import inline_css, mjml_to_html
-from ainews_newsletter.render.plain import html_to_text
+from ainews_newsletter.render.plain import text_of_mail
 from ainews_newsletter.render.text import tidy
 from ainews_newsletter.translations import SOURCE
 
@@ -74,7 +74,7 @@ def render_welcome(environment: jinja2.Environment, newsletter: NewsletterConfig
     }
     html = inline_css(mjml_to_html(render_template(environment, HTML_TEMPLATE, context)))
     if text_from_html(environment, HTML_TEMPLATE, TEXT_TEMPLATE):
-        text = tidy(html_to_text(html, layout=True).with_references())
+        text = text_of_mail(html)
     else:
         text = tidy(render_template(environment, TEXT_TEMPLATE, context))
     subject = render_template(environment, SUBJECT_TEMPLATE, context)
