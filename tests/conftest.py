@@ -456,13 +456,16 @@ def any_project(project: Project, database_url: str) -> Project:
 
 
 @pytest.fixture
-def unused_port() -> int:
-    """A loopback port nothing listens on (connections to it are refused)."""
+def unused_port() -> Iterator[int]:
+    """A loopback port nothing listens on (connections to it are refused). The socket stays
+    bound, not listening, for the whole test: a port given back at once was handed by the
+    kernel to the next server the test started on port 0 (seen on CI: the "down" relay and
+    the live one were the same aiosmtpd)."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        yield int(probe.getsockname()[1])
 
 
 def smtp_env(server: SmtpServer) -> dict[str, str]:
