@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import cast
 
@@ -130,6 +130,56 @@ def test_sqlite_writer_stores_what_sqlalchemy_would(tmp_path: Path) -> None:
     assert stored[0] == stored[1]
     assert stored[0][4] is not None and stored[0][4].startswith(
         (when + policy.delay(1)).strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def test_one_time_for_a_whole_commit_is_stored_as_sqlalchemy_stores_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker-process sender passes one `now` to every statement of a commit, and the
+    driver's path converts a datetime it has just converted only once (DriverStatement):
+    every column of every row, with its storage type, must be what the same writes store
+    through SQLAlchemy's own execute, whether the time repeats, changes or comes in
+    another zone."""
+    from ainews_newsletter.delivery import ledger as ledger_module
+
+    policy = RetryPolicy(max_attempts=5, base_seconds=60, max_seconds=600)
+    when = START + timedelta(seconds=7, microseconds=123456)
+    elsewhere = (when + timedelta(seconds=3, microseconds=5)).astimezone(
+        timezone(timedelta(hours=2)))
+    sent = SendOutcome(DeliveryState.SENT, 250, "2.0.0 Ok: queued as 4ABC")
+    later = SendOutcome(DeliveryState.DEFERRED, 451, "4.3.0 try later")
+    stored = []
+    for path in ("driver", "sqlalchemy"):
+        if path == "sqlalchemy":  # the snapshot's inserts too
+            monkeypatch.setattr(ledger_module, "insert_by_driver", lambda *args: False)
+        database = tmp_path / f"{path}.db"
+        ledger = Ledger(engine_for(f"sqlite:///{database}"))
+        issue_id = _issue_with_rows(ledger, 4)
+        first, second, third, fourth = ledger.due(issue_id, START, 10)
+        with ledger.writer() as writer:
+            assert writer._driver is not None  # sqlite3 itself runs the statements
+            if path == "sqlalchemy":
+                writer._driver = None  # SQLAlchemy's execute, its bind processors
+            assert writer.claim(first, when) is Claim.CLAIMED
+            assert writer.claim(second, when) is Claim.CLAIMED
+            with writer.together():  # one time object for the whole commit
+                writer.record(first, sent, when, policy, started=START)
+                assert writer.record(second, sent, when, policy, started=START,
+                                     then_claim=third) == (DeliveryState.SENT, Claim.CLAIMED)
+            writer.record(third, later, elsewhere, policy, then_claim=fourth)
+            writer.record(fourth, later, elsewhere, policy)
+        with sqlite3.connect(database) as connection:
+            columns = [row[1] for row in connection.execute("PRAGMA table_info(deliveries)")]
+            query = ", ".join(f"{name}, typeof({name})" for name in columns)
+            stored.append(connection.execute(
+                f"SELECT {query} FROM deliveries ORDER BY id").fetchall())
+    assert stored[0] == stored[1]
+    retry = f"{elsewhere.astimezone(UTC) + policy.delay(1):%Y-%m-%d %H:%M:%S.%f}"
+    with sqlite3.connect(tmp_path / "driver.db") as connection:
+        assert connection.execute("SELECT state, sent_at, next_attempt_at FROM deliveries "
+                                  "ORDER BY id").fetchall() == [
+            ("sent", f"{when:%Y-%m-%d %H:%M:%S.%f}", None),
+            ("sent", f"{when:%Y-%m-%d %H:%M:%S.%f}", None),
+            ("deferred", None, retry), ("deferred", None, retry)]
 
 
 def test_writes_made_together_are_undone_together(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ itself, that the reader may still get the issue. The retry policy: retry_policy.
 from __future__ import annotations
 
 import enum
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ainews_newsletter.delivery.driver_statement import (
     DriverStatement,
     PsycopgStatement,
     as_sqlalchemy_error,
+    sqlalchemy_error,
 )
 from ainews_newsletter.delivery.reconnect import Reconnect
 from ainews_newsletter.delivery.retry_policy import RetryPolicy, answer_statement
@@ -160,8 +162,10 @@ class LedgerWriter:
             return int(self.connection.execute(statement, values).rowcount)
         raw = self._raw[statement]
         parameters = raw.parameters(values)
-        with as_sqlalchemy_error(raw.sql, parameters):
+        try:  # not as_sqlalchemy_error: a context manager costs more than the rest here
             return int(self._driver.execute(raw.sql, parameters).rowcount)
+        except sqlite3.Error as exc:
+            raise sqlalchemy_error(raw.sql, parameters, exc) from exc
 
     def _autocommit(self) -> None:
         """PostgreSQL: each statement its own commit (see the class). Set again after a
@@ -332,13 +336,16 @@ class LedgerWriter:
         state, statement, values = answer_statement(
             delivery.id, delivery.attempts, outcome, now, policy, started)
 
+        def written() -> Claim | None:
+            self._execute(statement, values)
+            return None if then_claim is None else self._claim(then_claim, now)
+
         def record() -> Claim | None:
             with self._committed():
-                self._execute(statement, values)
-                return None if then_claim is None else self._claim(then_claim, now)
+                return written()
 
-        claimed = self._retried(record)
-        return state, claimed
+        # Inside `together` (the worker-process sender) its block commits and is retried.
+        return state, written() if self._depth else self._retried(record)
 
     def record_then_claim_next(self, delivery: Delivery, outcome: SendOutcome, now: datetime,
                                policy: RetryPolicy, started: datetime | None, issue_id: int,

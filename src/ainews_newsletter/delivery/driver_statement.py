@@ -8,10 +8,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Insert, Table, Update, bindparam
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 
 class DriverStatement:
@@ -25,17 +27,43 @@ class DriverStatement:
         assert compiled.positiontup is not None, "a positional paramstyle (sqlite3) is needed"
         self.sql = compiled.string
         binds = [compiled.binds[name] for name in compiled.positiontup]
-        # Per slot: its name, the value bound in the statement itself (a state's name, say)
-        # and the column type's processor.
-        self._slots: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
-            (bind.key, bind.effective_value,
-             bind.type.dialect_impl(dialect).bind_processor(dialect)) for bind in binds]
+        # Per name: the value bound in the statement itself (a state's name, say), else
+        # None, as a template each call's values are laid over; the slots' values then
+        # taken in order by one itemgetter (a name may fill several slots: `now`).
+        self._defaults: dict[str, Any] = {bind.key: bind.effective_value for bind in binds}
+        names = [bind.key for bind in binds]
+        self._in_order: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            itemgetter(*names) if len(names) > 1 else lambda merged: tuple(
+                merged[name] for name in names))
+        # The names whose column type has a bind processor (the datetimes), each converted
+        # once per call; for a datetime, the last one converted is kept with its text: a
+        # writer passes one `now` to each statement of a commit, and a processor is a pure
+        # function of its value, so the same (immutable) object gives the same text.
+        types: dict[str, str] = {}
+        processors: dict[str, Callable[[Any], Any]] = {}
+        for bind in binds:
+            # One name, one type: else a slot would get another slot's conversion.
+            kind = types.setdefault(bind.key, repr(bind.type))
+            assert kind == repr(bind.type), f"{bind.key} is bound with two types"
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors.setdefault(bind.key, processor)
+        self._processed = list(processors.items())
+        self._last: dict[str, tuple[Any, Any]] = {}
 
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            (processor(value) if processor is not None else value)
-            for name, default, processor in self._slots
-            for value in (values.get(name, default),))
+        merged = {**self._defaults, **values}
+        last = self._last
+        for name, processor in self._processed:
+            value = merged[name]
+            seen = last.get(name)
+            if seen is not None and seen[0] is value:
+                merged[name] = seen[1]
+            else:
+                converted = merged[name] = processor(value)
+                if type(value) is datetime:  # immutable: the same object, the same text
+                    last[name] = (value, converted)
+        return self._in_order(merged)
 
 
 @contextmanager
@@ -45,10 +73,16 @@ def as_sqlalchemy_error(sql: str, parameters: tuple[Any, ...]) -> Iterator[None]
     try:
         yield
     except sqlite3.Error as exc:
-        # Without the values (as the engines' hide_parameters): they name readers, and an
-        # error's text reaches the log and the scheduler's run records.
-        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error,
-                                  hide_parameters=True) from exc
+        raise sqlalchemy_error(sql, parameters, exc) from exc
+
+
+def sqlalchemy_error(sql: str, parameters: tuple[Any, ...],
+                     exc: sqlite3.Error) -> StatementError:
+    """The driver's error as SQLAlchemy's (as_sqlalchemy_error's, for a caller that cannot
+    afford a context manager per statement)."""
+    # Without the values (as the engines' hide_parameters): they name readers, and an
+    # error's text reaches the log and the scheduler's run records.
+    return DBAPIError.instance(sql, parameters, exc, sqlite3.Error, hide_parameters=True)
 
 
 def insert_by_driver(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> bool:

@@ -36,7 +36,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from multiprocessing.connection import Connection
+from typing import NamedTuple
 
 from ainews_newsletter import clock
 from ainews_newsletter.delivery.claims import Claim, Delivery, LedgerWriter
@@ -53,6 +55,7 @@ from ainews_newsletter.delivery.worker_process import (
     Order,
     RowToSend,
     StopFlag,
+    dumps,
     run_worker,
 )
 from ainews_newsletter.errors import DeliveryError
@@ -63,6 +66,7 @@ AHEAD = 2  # rows out per connection: the one on the wire and the next
 # After an unexpected error, how long the answers still coming are waited for (a message
 # on the wire ends within the SMTP timeout); then the workers are killed.
 DRAIN_SECONDS = 60.0
+_STATE = {state.value: state for state in DeliveryState}  # an answer's kind, as its state
 GONE_WORKER = ("a sending worker process ended unexpectedly; run the send again to "
                "finish (`ainews send --resume`)")
 
@@ -78,9 +82,9 @@ class _WorkerConnection:
     retired: bool = False  # no relay had a place for it: it is handed no more rows
 
 
-@dataclass(frozen=True)
-class _RecordedAnswer:
-    """An answer recorded, for the hooks that run after the commit."""
+class _RecordedAnswer(NamedTuple):
+    """An answer recorded, for the hooks that run after the commit (a named tuple: made
+    once per message, cheaper than a frozen dataclass)."""
 
     delivery: Delivery
     state: DeliveryState
@@ -182,7 +186,7 @@ class _Dispatcher:
                 self.exhausted = True
                 return
             connection.out.append(delivery)
-            self._send_order(connection, (False, tuple(RowToSend.of(delivery))), delivery)
+            self._send_order(connection, (False, RowToSend.wire(delivery)), delivery)
             if self.stopping:
                 return
 
@@ -191,7 +195,7 @@ class _Dispatcher:
         """Send a worker its order; if it is gone, the row in the order (which never went)
         is put back, and the send stops (its rows before stay `sending`, resent later)."""
         try:
-            connection.pipe.send(order)
+            connection.pipe.send_bytes(dumps(order))
         except OSError:
             if row is not None:
                 connection.out.remove(row)
@@ -251,7 +255,8 @@ class _Dispatcher:
             delivery = connection.out.popleft()
             assert delivery.id == answer.row_id, "a worker answered out of order"
             matched.append((connection, delivery, answer))
-        results = self.writer.atomically(lambda: self._record_answers(matched))
+        # One time for the whole commit (the clock is read once, not per statement).
+        results = self.writer.atomically(lambda: self._record_answers(matched, clock.now()))
         for result in results:  # before the next rows go: a pause keeps them back
             try:
                 self.context.watch.record(result.outcome)
@@ -265,20 +270,20 @@ class _Dispatcher:
                 self.writer.requeue(ahead, clock.now())
                 ahead = None
             connection.unreplied = False
-            row = None if ahead is None else tuple(RowToSend.of(ahead))
+            row = None if ahead is None else RowToSend.wire(ahead)
             self._send_order(connection, (True, row), ahead)
         for result in results:
             self._after_commit(result)
 
     def _record_answers(self, matched: list[tuple[_WorkerConnection, Delivery, Answer]],
-                        ) -> list[_RecordedAnswer]:
+                        now: datetime) -> list[_RecordedAnswer]:
         """Write the answers (in the writer's one commit). Run again from scratch when the
         database went away meanwhile, and the rows' answers are never lost: until they are
         recorded their workers wait, holding the next row back."""
         results: list[_RecordedAnswer] = []
         try:
             for connection, delivery, answer in matched:
-                result = self._record_answer(connection, delivery, answer)
+                result = self._record_answer(connection, delivery, answer, now)
                 if result is not None:
                     results.append(result)
         except BaseException:  # rolled back: the rows claimed ahead were not claimed
@@ -290,12 +295,12 @@ class _Dispatcher:
         return results
 
     def _record_answer(self, connection: _WorkerConnection, delivery: Delivery,
-                       answer: Answer) -> _RecordedAnswer | None:
+                       answer: Answer, now: datetime) -> _RecordedAnswer | None:
         """Write one answer (inside the shared commit), the connection's next row claimed
         in the same commit when it may go now, as in the threaded sender."""
         kind, text = answer.kind, answer.text
         if kind in (SKIPPED, UNAVAILABLE, BROKEN, RETIRED):
-            self.writer.requeue(delivery, clock.now())  # it never went, or may not have
+            self.writer.requeue(delivery, now)  # it never went, or may not have
             if kind == RETIRED:
                 self._retire(connection, text)
             elif kind == UNAVAILABLE:
@@ -304,19 +309,19 @@ class _Dispatcher:
                 self._halt(DeliveryError(f"a sending worker failed: {text}"))
             return None
         c = self.context
-        outcome = SendOutcome(DeliveryState(kind), answer.code, text, answer.relay)
+        outcome = SendOutcome(_STATE[kind], answer.code, text, answer.relay)
         if self.writer.skips_locked:
             # PostgreSQL: the answers alone in the shared commit; the next rows are claimed
             # outside it (_hand_out_rows). A claim waits on its reader's row lock, and one
             # failing there (a deadlock with an erase, a lock timeout) would roll back every
             # answer of the batch, messages already sent, to go out again.
-            state, _ = self.writer.record(delivery, outcome, clock.now(), c.settings.policy,
+            state, _ = self.writer.record(delivery, outcome, now, c.settings.policy,
                                           started=c.issue.snapshot_at)
             return _RecordedAnswer(delivery, state, outcome, False)
         may_go = (len(connection.out) < AHEAD and not connection.retired
                   and not self.stopping and not self.exhausted and c.limiter.try_acquire())
         ahead = self._next_unclaimed() if may_go else None
-        state, claim = self.writer.record(delivery, outcome, clock.now(), c.settings.policy,
+        state, claim = self.writer.record(delivery, outcome, now, c.settings.policy,
                                           started=c.issue.snapshot_at, then_claim=ahead)
         if claim is Claim.CLAIMED and ahead is not None:
             connection.ahead = ahead

@@ -9,6 +9,7 @@ they share."""
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 from collections import deque
@@ -48,11 +49,12 @@ class RowToSend(NamedTuple):
     token: str
     language: str | None  # which rendering of the issue (None: its own language)
 
-    @classmethod
-    def of(cls, delivery: Delivery) -> RowToSend:
+    @staticmethod
+    def wire(delivery: Delivery) -> WireRecord:
+        """The row as it travels (see WireRecord): the fields' plain tuple."""
         r = delivery.recipient
-        return cls(delivery.id, delivery.attempts, delivery.return_tag, r.subscriber_id,
-                   r.email, r.name, r.token, r.language)
+        return (delivery.id, delivery.attempts, delivery.return_tag, r.subscriber_id,
+                r.email, r.name, r.token, r.language)
 
     def delivery(self) -> Delivery:
         return Delivery(id=self.row_id, attempts=self.attempts, return_tag=self.return_tag,
@@ -73,8 +75,11 @@ class Answer(NamedTuple):
 
 # On the pipe a record travels as the plain tuple of its fields (`tuple(record)`, read back
 # with `_make`): a named tuple is pickled with a reference to its class, looked up again at
-# every load, several times the cost of the tuple itself, once per message each way.
+# every load, several times the cost of the tuple itself, once per message each way. Sent
+# pickled by `dumps` (send_bytes; `recv` reads it): Connection.send's pickler copies the
+# copyreg table at each call, five times what pickling such a tuple costs.
 WireRecord = tuple[Any, ...]
+dumps = pickle.dumps
 # Parent to worker: (your last answer is recorded, a RowToSend or None); None alone means
 # "no more". Worker to parent: an Answer.
 Order = tuple[bool, WireRecord | None]
@@ -162,7 +167,7 @@ def _serve_rows(pipe: Connection, outgoing: Outgoing, transport: Transport, stop
                     retired = answer.text  # transports of relays found down
                     transport.close()
             built = None
-            pipe.send(tuple(answer))
+            pipe.send_bytes(dumps(tuple(answer)))
             unrecorded = True
     finally:
         transport.close()
