@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter.delivery.driver_statement import (
+    Converted,
     DriverStatement,
     PsycopgStatement,
     as_sqlalchemy_error,
@@ -151,7 +152,8 @@ class LedgerWriter:
                                                            None) is not None:
             dialect = connection.dialect
             self._driver = driver
-            self._raw = {statement: DriverStatement(statement, dialect)
+            converted: Converted = {}  # one `now` per commit, converted once
+            self._raw = {statement: DriverStatement(statement, dialect, converted)
                          for statement in (self._claim_admitted, CLAIM, RECORD,
                                            RECORD_SENT_WITH_ID, RECORD_RELAY,
                                            RECORD_RELAY_SENT_WITH_ID)}
@@ -331,8 +333,8 @@ class LedgerWriter:
         """Store the server's answer (retry_policy.answer_statement), committed at once.
         With `then_claim` (SQLite) the next row's claim goes in the same commit: its
         `sending` is still committed before its MAIL FROM, and a send costs one commit per
-        message instead of two. Returns the state written and what became of the next
-        row's claim."""
+        message instead of two (inside `together`, its block commits and is retried).
+        Returns the state written and what became of the next row's claim."""
         state, statement, values = answer_statement(
             delivery.id, delivery.attempts, outcome, now, policy, started)
 
@@ -344,7 +346,6 @@ class LedgerWriter:
             with self._committed():
                 return written()
 
-        # Inside `together` (the worker-process sender) its block commits and is retried.
         return state, written() if self._depth else self._retried(record)
 
     def record_then_claim_next(self, delivery: Delivery, outcome: SendOutcome, now: datetime,

@@ -15,6 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Insert, Table, Update, bindparam
 from sqlalchemy.exc import DBAPIError, StatementError
 
+# Per column type (named with its dialect): the last datetime converted for it, and the
+# value its bind processor made of it (DriverStatement).
+Converted = dict[str, tuple[Any, Any]]
+
 
 class DriverStatement:
     """A statement compiled once into the driver's own SQL and parameter order, run on the
@@ -22,7 +26,8 @@ class DriverStatement:
     processing, result wrapping) cost more than SQLite's work. Values still go through the
     columns' own bind processors, so what is stored is what SQLAlchemy would store."""
 
-    def __init__(self, statement: Update | Insert, dialect: Dialect) -> None:
+    def __init__(self, statement: Update | Insert, dialect: Dialect,
+                 converted: Converted | None = None) -> None:
         compiled = statement.compile(dialect=dialect)
         assert compiled.positiontup is not None, "a positional paramstyle (sqlite3) is needed"
         self.sql = compiled.string
@@ -36,33 +41,34 @@ class DriverStatement:
             itemgetter(*names) if len(names) > 1 else lambda merged: tuple(
                 merged[name] for name in names))
         # The names whose column type has a bind processor (the datetimes), each converted
-        # once per call; for a datetime, the last one converted is kept with its text: a
-        # writer passes one `now` to each statement of a commit, and a processor is a pure
-        # function of its value, so the same (immutable) object gives the same text.
+        # once per call, with their type's name. For a datetime, the last one converted is
+        # kept per type (in `converted`, which a writer shares among its statements) with
+        # what came out: a writer passes one `now` to each statement of a commit, and a
+        # processor is a pure function of its value, so the same (immutable) object gives
+        # the same text.
         types: dict[str, str] = {}
-        processors: dict[str, Callable[[Any], Any]] = {}
+        self._processed: list[tuple[str, Callable[[Any], Any], str]] = []
         for bind in binds:
             # One name, one type: else a slot would get another slot's conversion.
             kind = types.setdefault(bind.key, repr(bind.type))
             assert kind == repr(bind.type), f"{bind.key} is bound with two types"
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                processors.setdefault(bind.key, processor)
-        self._processed = list(processors.items())
-        self._last: dict[str, tuple[Any, Any]] = {}
+            if processor is not None and bind.key not in {n for n, _, _ in self._processed}:
+                self._processed.append((bind.key, processor, f"{dialect.name} {kind}"))
+        self._last: Converted = {} if converted is None else converted
 
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...]:
         merged = {**self._defaults, **values}
         last = self._last
-        for name, processor in self._processed:
+        for name, processor, kind in self._processed:
             value = merged[name]
-            seen = last.get(name)
+            seen = last.get(kind)
             if seen is not None and seen[0] is value:
                 merged[name] = seen[1]
             else:
                 converted = merged[name] = processor(value)
                 if type(value) is datetime:  # immutable: the same object, the same text
-                    last[name] = (value, converted)
+                    last[kind] = (value, converted)
         return self._in_order(merged)
 
 

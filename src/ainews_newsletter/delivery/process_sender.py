@@ -53,6 +53,7 @@ from ainews_newsletter.delivery.worker_process import (
     UNAVAILABLE,
     Answer,
     Order,
+    RecordReader,
     RowToSend,
     StopFlag,
     dumps,
@@ -76,6 +77,7 @@ class _WorkerConnection:
     """One SMTP connection in some worker: its pipe and the rows out on it, in order."""
 
     pipe: Connection
+    reader: RecordReader
     out: deque[Delivery] = field(default_factory=deque)
     ahead: Delivery | None = None  # while an answer is recorded: the row claimed with it
     unreplied: bool = False  # an answer taken, the worker not yet told it is recorded
@@ -170,10 +172,10 @@ class _Dispatcher:
     def _answer_timeout(self) -> float:
         """How long to wait for answers: until the rate limit frees a slot when a
         connection waits for one, else up to a second (to notice a stop asked meanwhile)."""
-        idle = (not self.stopping and not self.exhausted
-                and any(len(connection.out) < AHEAD for connection in self.connections))
-        if idle and self.context.limiter.limits:
-            return min(1.0, max(0.001, self.context.limiter.seconds_to_wait()))
+        limiter = self.context.limiter
+        if (not self.stopping and not self.exhausted and limiter.limits  # (before the walk)
+                and any(len(connection.out) < AHEAD for connection in self.connections)):
+            return min(1.0, max(0.001, limiter.seconds_to_wait()))
         return 1.0
 
     def _hand_out_rows(self, connection: _WorkerConnection) -> None:
@@ -238,7 +240,7 @@ class _Dispatcher:
                 self._halt(DeliveryError(GONE_WORKER))
                 continue
             try:
-                answered.append((connection, Answer._make(connection.pipe.recv())))
+                answered.append((connection, Answer._make(connection.reader.read())))
                 connection.unreplied = True
             except (EOFError, OSError):
                 # The worker died (killed, out of memory) with rows out: whether the one on
@@ -379,8 +381,8 @@ def deliver_by_processes(context: SendContext, transports: Callable[[], Transpor
         for pipe in theirs:
             pipe.close()
         with context.ledger.writer(context.hooks.deliverable) as writer:
-            _Dispatcher(context, writer, [_WorkerConnection(pipe) for pipe in ours],
-                        stop).run()
+            _Dispatcher(context, writer, [_WorkerConnection(pipe, RecordReader(pipe))
+                                          for pipe in ours], stop).run()
     finally:
         stop.set()
         for pipe in ours:

@@ -85,6 +85,40 @@ dumps = pickle.dumps
 Order = tuple[bool, WireRecord | None]
 
 
+class RecordReader:
+    """The parent's reading of a worker's records off its pipe, `pipe.recv()`'s equal in
+    what it returns and raises (EOFError once the worker is gone): Connection reads the
+    length and the pickle in two system calls through a buffer, per message; here one read
+    takes what has arrived. Bytes kept back are never a whole record the parent's selector
+    would miss: a worker sends its next answer only once told the last is recorded."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self._fd = pipe.fileno()
+        self._pending = bytearray()  # bytes read past the last whole record
+
+    def read(self) -> WireRecord:
+        """The next record, waiting for it if it has not wholly arrived."""
+        pending = self._pending
+        while True:
+            if len(pending) >= 4:
+                # send_bytes' frame: a signed 4-byte big-endian length (-1 only beyond 2 GiB)
+                end = 4 + int.from_bytes(pending[:4], "big", signed=True)
+                if end < 4:
+                    raise OSError("a record too long for the sender's pipe")
+                if len(pending) >= end:
+                    record: WireRecord = pickle.loads(pending[4:end])
+                    del pending[:end]
+                    return record
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                raise EOFError
+            if not pending and len(chunk) >= 4 and len(chunk) == 4 + int.from_bytes(
+                    chunk[:4], "big", signed=True):  # the usual case: one whole record
+                fast: WireRecord = pickle.loads(memoryview(chunk)[4:])
+                return fast
+            pending += chunk
+
+
 class StopFlag:
     """"Send no more", set by the parent, read by the workers before each row: one byte of
     shared memory, no lock (a worker killed while holding a lock, as
