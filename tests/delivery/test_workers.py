@@ -290,3 +290,45 @@ def test_a_ledger_failure_mid_send_stops_it_instead_of_hanging(
     received = Counter(smtp_server.recipients())
     assert set(received) == set(addresses)  # nobody lost
     assert sum(count - 1 for count in received.values()) <= 2  # the answers in that commit
+
+
+
+def test_records_read_off_a_pipe_are_what_was_sent_however_they_arrive() -> None:
+    """The parent and the workers read each other's records with RecordReader (one system
+    call per record, not Connection.recv's two): records that arrive together, split, or
+    larger than one read come out whole and in order, and a closed end is EOFError, as
+    with recv."""
+    import multiprocessing
+    import pickle
+    import threading
+
+    from ainews_newsletter.delivery.worker_process import RecordReader
+
+    mine, theirs = multiprocessing.get_context("fork").Pipe(duplex=True)
+    reader = RecordReader(mine)
+    together: list[Any] = [(1, "sent", 250, "ok", None), (True, None), None]
+    for record in together:  # all three sent before any is read
+        theirs.send(record)
+    assert [reader.read() for _ in together] == together
+    split = (2, "deferred", 451, "4.2.0 try later", "backup")
+    pickled = pickle.dumps(split)
+    framed = len(pickled).to_bytes(4, "big") + pickled
+    os.write(theirs.fileno(), framed[:3])  # not even the whole length yet
+
+    def rest() -> None:
+        time.sleep(0.05)
+        os.write(theirs.fileno(), framed[3:])
+
+    later = threading.Thread(target=rest)
+    later.start()
+    assert reader.read() == split
+    later.join()
+    large = (3, "failed", 550, "5.7.1 " + "refused; " * 50_000, None)  # beyond one read
+    sender = threading.Thread(target=lambda: theirs.send_bytes(pickle.dumps(large)))
+    sender.start()
+    assert reader.read() == large
+    sender.join()
+    theirs.close()
+    with pytest.raises(EOFError):
+        reader.read()
+    mine.close()

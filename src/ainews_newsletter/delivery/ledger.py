@@ -300,10 +300,10 @@ class Ledger:
                 if share is not None:
                     query = query.where(deliveries.c.id % share[1] == share[0])
                 rows += connection.execute(query).all()
-        rows.sort(key=lambda row: row.id)
-        return [Delivery(id=row.id, attempts=row.attempts, recipient=Recipient(
-            subscriber_id=row.subscriber_id, email=row.email, name=row.name, token=row.token,
-            language=row.language), return_tag=row.return_tag) for row in rows[:limit]]
+        rows.sort(key=lambda row: row[0])  # by id; unpacked, not read by name (3x the cost)
+        return [Delivery(id=id_, attempts=attempts, return_tag=tag, recipient=Recipient(
+            subscriber_id=subscriber, email=email, name=name, token=token, language=language))
+            for id_, subscriber, email, name, token, attempts, tag, language in rows[:limit]]
 
     @contextmanager
     def writer(self,

@@ -86,18 +86,19 @@ Order = tuple[bool, WireRecord | None]
 
 
 class RecordReader:
-    """The parent's reading of a worker's records off its pipe, `pipe.recv()`'s equal in
-    what it returns and raises (EOFError once the worker is gone): Connection reads the
-    length and the pickle in two system calls through a buffer, per message; here one read
-    takes what has arrived. Bytes kept back are never a whole record the parent's selector
+    """Reading the records off one end of a pipe, `pipe.recv()`'s equal in what it
+    returns and raises (EOFError once the other end is gone): Connection reads the length
+    and the pickle in two system calls through a buffer, per message; here one read takes
+    what has arrived. In the parent, bytes kept back are never a whole record its selector
     would miss: a worker sends its next answer only once told the last is recorded."""
 
     def __init__(self, pipe: Connection) -> None:
         self._fd = pipe.fileno()
         self._pending = bytearray()  # bytes read past the last whole record
 
-    def read(self) -> WireRecord:
-        """The next record, waiting for it if it has not wholly arrived."""
+    def read(self) -> Any:
+        """The next record (an Order, None, an Answer's fields), waiting for it if it has
+        not wholly arrived."""
         pending = self._pending
         while True:
             if len(pending) >= 4:
@@ -106,7 +107,7 @@ class RecordReader:
                 if end < 4:
                     raise OSError("a record too long for the sender's pipe")
                 if len(pending) >= end:
-                    record: WireRecord = pickle.loads(pending[4:end])
+                    record = pickle.loads(pending[4:end])
                     del pending[:end]
                     return record
             chunk = os.read(self._fd, 65536)
@@ -114,8 +115,7 @@ class RecordReader:
                 raise EOFError
             if not pending and len(chunk) >= 4 and len(chunk) == 4 + int.from_bytes(
                     chunk[:4], "big", signed=True):  # the usual case: one whole record
-                fast: WireRecord = pickle.loads(memoryview(chunk)[4:])
-                return fast
+                return pickle.loads(memoryview(chunk)[4:])
             pending += chunk
 
 
@@ -173,6 +173,7 @@ def _serve_connection(pipe: Connection, outgoing: Outgoing,
 def _serve_rows(pipe: Connection, outgoing: Outgoing, transport: Transport, stop: StopFlag,
                 parent: int) -> None:
     rows: deque[WireRecord] = deque()
+    orders = RecordReader(pipe)
     built: bytes | SendOutcome | Exception | None = None  # the first row's message, made
     unrecorded = False  # an answer of ours the parent has not recorded yet
     retired: str | None = None  # why no relay had a place for this connection
@@ -181,7 +182,7 @@ def _serve_rows(pipe: Connection, outgoing: Outgoing, transport: Transport, stop
             while not rows or unrecorded:
                 if rows and built is None:  # build while the parent records
                     built = _build(outgoing, RowToSend._make(rows[0]).delivery())
-                order: Order | None = pipe.recv()  # EOFError: the parent is gone
+                order: Order | None = orders.read()  # EOFError: the parent is gone
                 if order is None:
                     return
                 recorded, row = order
