@@ -47,21 +47,24 @@ class DriverStatement:
         # processor is a pure function of its value, so the same (immutable) object gives
         # the same text.
         types: dict[str, str] = {}
-        self._processed: list[tuple[str, Callable[[Any], Any], str]] = []
+        self._processed: list[tuple[str, Callable[[Any], Any], str, bool]] = []
         for bind in binds:
             # One name, one type: else a slot would get another slot's conversion.
             kind = types.setdefault(bind.key, repr(bind.type))
             assert kind == repr(bind.type), f"{bind.key} is bound with two types"
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None and bind.key not in {n for n, _, _ in self._processed}:
-                self._processed.append((bind.key, processor, f"{dialect.name} {kind}"))
+            if processor is not None and bind.key not in {n for n, *_ in self._processed}:
+                self._processed.append((bind.key, processor, f"{dialect.name} {kind}",
+                                        _keeps_none(processor)))
         self._last: Converted = {} if converted is None else converted
 
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...]:
         merged = {**self._defaults, **values}
         last = self._last
-        for name, processor, kind in self._processed:
+        for name, processor, kind, keeps_none in self._processed:
             value = merged[name]
+            if value is None and keeps_none:
+                continue
             seen = last.get(kind)
             if seen is not None and seen[0] is value:
                 merged[name] = seen[1]
@@ -70,6 +73,14 @@ class DriverStatement:
                 if type(value) is datetime:  # immutable: the same object, the same text
                     last[kind] = (value, converted)
         return self._in_order(merged)
+
+
+def _keeps_none(processor: Callable[[Any], Any]) -> bool:
+    """Whether a bind processor leaves None as it is (then None is not handed to it)."""
+    try:
+        return processor(None) is None
+    except Exception:  # one that cannot take None is asked every time, as before
+        return False
 
 
 @contextmanager
