@@ -115,9 +115,12 @@ class _Dispatcher:
     def stopping(self) -> bool:
         """Whether to claim no more: an error, or a stop asked (SIGTERM, Ctrl-C), in which
         case what is out is finished and recorded."""
-        if self.error is None and not self.stop.is_set() and self.requested():
+        if self.error is not None or self.stop.is_set():  # (asked a few times a message)
+            return True
+        if self.requested():
             self.stop.set()  # the workers skip the rows they have not begun
-        return self.error is not None or self.stop.is_set()
+            return True
+        return False
 
     def run(self) -> None:
         try:
