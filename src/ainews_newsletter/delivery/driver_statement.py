@@ -50,8 +50,9 @@ class DriverStatement:
         self._processed: list[tuple[str, Callable[[Any], Any], str, bool]] = []
         for bind in binds:
             # One name, one type: else a slot would get another slot's conversion.
-            kind = types.setdefault(bind.key, repr(bind.type))
-            assert kind == repr(bind.type), f"{bind.key} is bound with two types"
+            named = f"{type(bind.type).__module__} {bind.type!r}"
+            kind = types.setdefault(bind.key, named)
+            assert kind == named, f"{bind.key} is bound with two types"
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None and bind.key not in {n for n, *_ in self._processed}:
                 self._processed.append((bind.key, processor, f"{dialect.name} {kind}",
