@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, bindparam, select, text, update
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import engine_for
@@ -300,3 +300,27 @@ def test_a_failing_driver_statement_names_no_reader() -> None:
         connection.execute("INSERT INTO nowhere VALUES (?, ?, ?)", parameters)
     assert "no such table" in str(raised.value)
     assert not any(value in str(raised.value) for value in parameters)
+
+
+def test_a_conversion_is_shared_only_by_utc_datetimes() -> None:
+    """Statements of one writer share the text of one `now`, but only for the project's
+    UTCDateTime: two other types that print alike may still convert differently (SQLite's
+    storage_format), and each keeps its own conversion."""
+    from sqlalchemy import Column, Integer, MetaData, Table
+    from sqlalchemy.dialects import sqlite
+
+    from ainews_newsletter.delivery.driver_statement import Converted, DriverStatement
+
+    metadata = MetaData()
+    plain = Table("plain", metadata, Column("id", Integer, primary_key=True),
+                  Column("at", sqlite.DATETIME()))
+    slashed = Table("slashed", metadata, Column("id", Integer, primary_key=True),
+                    Column("at", sqlite.DATETIME(
+                        storage_format="%(year)04d/%(month)02d/%(day)02d")))
+    dialect = sqlite.dialect()  # type: ignore[no-untyped-call]
+    shared: Converted = {}
+    first, second = (DriverStatement(update(table).values(at=bindparam("now")), dialect, shared)
+                     for table in (plain, slashed))
+    moment = datetime(2026, 5, 9, 7, 35, 25, 123456)
+    assert first.parameters({"now": moment}) == ("2026-05-09 07:35:25.123456",)
+    assert second.parameters({"now": moment}) == ("2026/05/09",)

@@ -292,7 +292,6 @@ def test_a_ledger_failure_mid_send_stops_it_instead_of_hanging(
     assert sum(count - 1 for count in received.values()) <= 2  # the answers in that commit
 
 
-
 def test_records_read_off_a_pipe_are_what_was_sent_however_they_arrive() -> None:
     """The parent and the workers read each other's records with RecordReader (one system
     call per record, not Connection.recv's two): records that arrive together, split, or

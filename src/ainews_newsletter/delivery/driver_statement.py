@@ -12,12 +12,24 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Insert, Table, Update, bindparam
+from sqlalchemy import Connection, DateTime, Dialect, Insert, Table, Update, bindparam
 from sqlalchemy.exc import DBAPIError, StatementError
+
+from ainews_newsletter.database import UTCDateTime
 
 # Per column type (named with its dialect): the last datetime converted for it, and the
 # value its bind processor made of it (DriverStatement).
 Converted = dict[str, tuple[Any, Any]]
+
+
+def _shared_kind(bind_type: Any, dialect: Dialect) -> str | None:
+    """The name under which statements may share a conversion: only the project's own
+    UTCDateTime over SQLAlchemy's plain DateTime (a printed type leaves out settings such as
+    SQLite's storage_format, so two types printing alike may convert differently); None
+    for any other type, whose conversions stay the statement's own."""
+    if type(bind_type) is UTCDateTime and type(bind_type.impl_instance) is DateTime:
+        return f"{dialect.name} UTCDateTime"
+    return None
 
 
 class DriverStatement:
@@ -47,22 +59,23 @@ class DriverStatement:
         # processor is a pure function of its value, so the same (immutable) object gives
         # the same text.
         types: dict[str, str] = {}
-        self._processed: list[tuple[str, Callable[[Any], Any], str, bool]] = []
+        shared: Converted = {} if converted is None else converted
+        self._processed: list[tuple[str, Callable[[Any], Any], str, Converted, bool]] = []
         for bind in binds:
-            # One name, one type: else a slot would get another slot's conversion.
+            # One name, one type (a name in several places, `now`, gets a copy of its
+            # column's type at each): else a slot would get another slot's conversion.
             named = f"{type(bind.type).__module__} {bind.type!r}"
-            kind = types.setdefault(bind.key, named)
-            assert kind == named, f"{bind.key} is bound with two types"
+            assert types.setdefault(bind.key, named) == named, (
+                f"{bind.key} is bound with two types")
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None and bind.key not in {n for n, *_ in self._processed}:
-                self._processed.append((bind.key, processor, f"{dialect.name} {kind}",
-                                        _keeps_none(processor)))
-        self._last: Converted = {} if converted is None else converted
+                kind = _shared_kind(bind.type, dialect)
+                self._processed.append((bind.key, processor, kind or bind.key,
+                                        shared if kind else {}, _keeps_none(processor)))
 
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...]:
         merged = {**self._defaults, **values}
-        last = self._last
-        for name, processor, kind, keeps_none in self._processed:
+        for name, processor, kind, last, keeps_none in self._processed:
             value = merged[name]
             if value is None and keeps_none:
                 continue

@@ -95,8 +95,7 @@ class _RecordedAnswer(NamedTuple):
 
 
 class _Dispatcher:
-    """Claims rows, hands them to the workers' connections, records the answers: the
-    ledger's one writer."""
+    """Claims rows, hands them to the workers, records the answers: the ledger's writer."""
 
     def __init__(self, context: SendContext, writer: LedgerWriter,
                  connections: list[_WorkerConnection], stop: StopFlag) -> None:
@@ -225,10 +224,11 @@ class _Dispatcher:
                 c.count(DeliveryState.FAILED)
         return None
 
-    def _next_unclaimed(self) -> Delivery | None:
-        if not self.unclaimed:
+    def _next_unclaimed(self, now: datetime | None = None) -> Delivery | None:
+        if not self.unclaimed:  # read at the claim's own time: a row due by then is claimable
             c = self.context
-            self.unclaimed.extend(c.ledger.due(c.issue.id, clock.now(), c.settings.batch_size))
+            self.unclaimed.extend(c.ledger.due(c.issue.id, now or clock.now(),
+                                               c.settings.batch_size))
         return self.unclaimed.popleft() if self.unclaimed else None
 
     def _take_answers(self, timeout: float) -> None:
@@ -325,7 +325,7 @@ class _Dispatcher:
             return _RecordedAnswer(delivery, state, outcome, False)
         may_go = (len(connection.out) < AHEAD and not connection.retired
                   and not self.stopping and not self.exhausted and c.limiter.try_acquire())
-        ahead = self._next_unclaimed() if may_go else None
+        ahead = self._next_unclaimed(now) if may_go else None
         state, claim = self.writer.record(delivery, outcome, now, c.settings.policy,
                                           started=c.issue.snapshot_at, then_claim=ahead)
         if claim is Claim.CLAIMED and ahead is not None:

@@ -76,7 +76,7 @@ class Answer(NamedTuple):
 # On the pipe a record travels as the plain tuple of its fields (`tuple(record)`, read back
 # with `_make`): a named tuple is pickled with a reference to its class, looked up again at
 # every load, several times the cost of the tuple itself, once per message each way. Sent
-# pickled by `dumps` (send_bytes; `recv` reads it): Connection.send's pickler copies the
+# pickled by `dumps` (send_bytes; RecordReader reads it): Connection.send's pickler copies the
 # copyreg table at each call, five times what pickling such a tuple costs.
 WireRecord = tuple[Any, ...]
 dumps = pickle.dumps
@@ -86,11 +86,12 @@ Order = tuple[bool, WireRecord | None]
 
 
 class RecordReader:
-    """Reading the records off one end of a pipe, `pipe.recv()`'s equal in what it
-    returns and raises (EOFError once the other end is gone): Connection reads the length
-    and the pickle in two system calls through a buffer, per message; here one read takes
-    what has arrived. In the parent, bytes kept back are never a whole record its selector
-    would miss: a worker sends its next answer only once told the last is recorded."""
+    """Reading the records off one end of a pipe, as `pipe.recv()` returns them (EOFError
+    once the other end is gone, also mid-record, where recv says OSError): Connection reads
+    the length and the pickle in two system calls through a buffer, per message; here one
+    read takes what has arrived. In the parent, bytes kept back are never a whole record
+    its selector would miss: a worker sends its next answer only once told the last is
+    recorded."""
 
     def __init__(self, pipe: Connection) -> None:
         self._fd = pipe.fileno()
