@@ -8,7 +8,12 @@ runs, each as its own process on a fresh SQLite file:
          merges duplicates, tokens, list memberships, a consent record and a "joined"
          event per new subscriber; batches of 50,000 per transaction)
   peer:  sqlite3 DB ".mode csv" ".import FILE raw"   (loads the text, checks nothing)
-and prints wall time, CPU time (user + system), rows/s and peak RSS of each, the ratio, and
+With --floor a second peer runs too: sqlite3 alone making the same writes into the same
+schema (every new subscriber's row with its email, token and status index entries, its
+"joined" event, consent record and membership, in transactions of 50,000, WAL and the same
+pragmas), with no Python between: what SQLite itself needs for the import on this machine.
+It checks nothing and generates its tokens with randomblob.
+Prints wall time, CPU time (user + system), rows/s and peak RSS of each, the ratio, and
 how long `count` and `list --limit 20` take on the imported million. With --runs N the two
 run alternately N times (each on a fresh database) and the medians are printed as well: on a
 shared machine one run says little."""
@@ -94,11 +99,51 @@ def _run(command: list[str], env: dict[str, str] | None = None,
             usage.ru_utime + usage.ru_stime)
 
 
+BATCH = 50_000  # the importer's transaction size (subscribers/importer.py BATCH_SIZE)
+
+
+def _floor_script(source: Path, rows: int) -> str:
+    """The SQL for sqlite3 alone (see --floor): the file loaded into a temporary table, then
+    per 50,000 rows one transaction with the four INSERT … SELECTs the importer's batch
+    makes, the new rows found by their ids as the importer finds them."""
+    now = "2026-12-07 00:00:00.000000"
+    lines = ["PRAGMA journal_mode=WAL;", "PRAGMA synchronous=NORMAL;",
+             "PRAGMA foreign_keys=ON;", "PRAGMA cache_size=-65536;",
+             f".import --csv --schema temp {source} raw",  # the header names the columns
+             "INSERT INTO lists (name, description, created_at) "
+             f"VALUES ('default', NULL, '{now}');",
+             "CREATE TEMP TABLE mark (id INTEGER);", "INSERT INTO temp.mark VALUES (0);"]
+    for first in range(1, rows + 1, BATCH):
+        last = first + BATCH - 1
+        prefix = f"b{first // BATCH:03d}"  # a batch's tokens side by side, as arrivals.py
+        after = "(SELECT id FROM temp.mark)"
+        lines += [
+            "BEGIN;",
+            "UPDATE temp.mark SET id = (SELECT coalesce(max(id), 0) FROM subscribers);",
+            "INSERT OR IGNORE INTO subscribers (email, email_normalized, name, status, "
+            "attributes, token, source, created_at, updated_at, confirmed_at, language) "
+            f"SELECT email, lower(email), name, 'active', NULL, '{prefix}' || "
+            f"lower(hex(randomblob(12))), 'import', '{now}', '{now}', '{now}', NULL "
+            f"FROM temp.raw WHERE rowid BETWEEN {first} AND {last} AND instr(email, '@') > 0;",
+            "INSERT INTO subscriber_events (subscriber_id, kind, source, issue_id, at) "
+            f"SELECT id, 'joined', 'import', NULL, '{now}' FROM subscribers "
+            f"WHERE id > {after};",
+            "INSERT INTO consents (subscriber_id, how, source, ip, user_agent, consent_text, "
+            f"given_at, confirmed_at) SELECT id, 'import', '{source.name} (csv)', NULL, NULL, "
+            f"NULL, '{now}', '{now}' FROM subscribers WHERE id > {after};",
+            "INSERT INTO memberships (list_id, subscriber_id, created_at) "
+            f"SELECT 1, id, '{now}' FROM subscribers WHERE id > {after};",
+            "COMMIT;"]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=1,
                         help="run ours and the peer alternately this many times")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time sqlite3 alone making the same writes (see above)")
     args = parser.parse_args()
     ainews = shutil.which("ainews")
     sqlite3 = shutil.which("sqlite3")
@@ -107,6 +152,7 @@ def main() -> None:
                          "sqlite3) on PATH")
     ours: list[tuple[float, float, float]] = []  # (seconds, CPU seconds, MB) per run
     peer: list[tuple[float, float, float]] = []
+    floor: list[tuple[float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="ainews-bench-") as folder:
         root = Path(folder)
         source = root / "subscribers.csv"
@@ -123,6 +169,24 @@ def main() -> None:
                                                  f".import {source} raw"])
             ours.append((ours_s, ours_cpu, ours_mb))
             peer.append((peer_s, peer_cpu, peer_mb))
+            if args.floor:
+                floor_env = {**env, "AINEWS_STORAGE__URL": f"sqlite:///{root / 'floor.db'}"}
+                _run([ainews, "subscribers", "count"], floor_env)  # the schema, empty
+                script = root / "floor.sql"
+                script.write_text(_floor_script(source, args.rows))
+                floor_s, floor_mb, _, floor_cpu = _run(
+                    [sqlite3, str(root / "floor.db"), f".read {script}"])
+                floor.append((floor_s, floor_cpu, floor_mb))
+                import sqlite3 as driver
+
+                with driver.connect(root / "floor.db") as connection:
+                    made = [connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                            for table in ("subscribers", "subscriber_events", "consents",
+                                          "memberships")]
+                print(f"run {run + 1}: sqlite3 alone, the same writes: {floor_s:.1f} s "
+                      f"({floor_cpu:.1f} s CPU, {floor_mb:.0f} MB; subscribers, events, "
+                      f"consents, memberships: {', '.join(f'{n:,}' for n in made)})",
+                      flush=True)
             if args.runs > 1:
                 print(f"run {run + 1}: ours {ours_s:.1f} s ({ours_cpu:.1f} s CPU, "
                       f"{ours_mb:.0f} MB), peer {peer_s:.1f} s ({peer_cpu:.1f} s CPU, "
@@ -136,13 +200,18 @@ def main() -> None:
     median = "median of " + str(args.runs) + " runs, " if args.runs > 1 else ""
     print(f"| tool ({median}each its own process) | seconds | CPU seconds | rows/s "
           "| peak RSS, MB |\n| --- | ---: | ---: | ---: | ---: |")
-    for tool, runs in (("ainews subscribers import", ours), ("sqlite3 .import (peer)", peer)):
+    tools = [("ainews subscribers import", ours), ("sqlite3 .import (peer)", peer)]
+    if floor:
+        tools.append(("sqlite3 alone, the same writes (--floor)", floor))
+    for tool, runs in tools:
         seconds, cpu, mb = (statistics.median(run[i] for run in runs) for i in range(3))
         print(f"| {tool} | {seconds:.1f} | {cpu:.1f} | {args.rows / seconds:,.0f} | "
               f"{mb:.0f} |")
     ratio = statistics.median(o[0] / p[0] for o, p in zip(ours, peer, strict=True))
     print(f"ratio ours/peer: {ratio:.1f}x the time of a raw load")
-    for tool, runs in (("ours", ours), ("peer", peer)):
+    for tool, runs in (("ours", ours), ("peer", peer), ("floor", floor)):
+        if not runs:
+            continue
         times = sorted(run[0] for run in runs)
         print(f"{tool}: min {times[0]:.1f} s, median {statistics.median(times):.1f} s, "
               f"max {times[-1]:.1f} s; peak RSS max {max(run[2] for run in runs):.0f} MB")

@@ -40,6 +40,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(1, str(REPO))  # tests/peers/postgres.py starts the private cluster
 
 NOW = "2026-11-23 08:00:00"
 
@@ -193,30 +194,19 @@ def _free_port() -> int:
 
 @contextmanager
 def private_postgres() -> Iterator[tuple[Path, int]]:
-    """A throwaway cluster on a Unix socket in a temporary folder; yields (folder, port)."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
-        raise SystemExit("needs Debian's postgresql (apt-get install postgresql)")
-    binaries = found[-1].parent
-    root = Path(tempfile.mkdtemp(prefix="ainews-migrate-pg-"))
-    root.chmod(0o755)
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(root, "postgres", "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
+    """A throwaway cluster on a Unix socket in a temporary folder (tests/peers/postgres.py,
+    durable: the timing includes PostgreSQL's own writes); yields (folder, port)."""
+    from tests.peers.postgres import Missing, PrivateCluster
+
     try:
-        subprocess.run([*run_as, str(binaries / "initdb"), "-D", str(data), "-A", "trust",
-                        "-U", "ainews", "-E", "UTF8"], check=True, capture_output=True)
-        options = f"-c listen_addresses='' -k {root} -p {port}"
-        subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-o", options,
-                        "-l", str(root / "log"), "-w", "start"], check=True,
-                       capture_output=True)
-        yield root, port
+        cluster = PrivateCluster(_free_port(), prefix="ainews-migrate-pg-")
+    except Missing as exc:
+        raise SystemExit(str(exc)) from None
+    try:
+        cluster.start()
+        yield cluster.root, cluster.port
     finally:
-        subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast",
-                        "stop"], check=False, capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.close("fast")
 
 
 def run_postgres(subscribers: int, deliveries: int) -> tuple[float, float, float, float]:

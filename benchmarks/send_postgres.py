@@ -52,6 +52,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(1, str(REPO))  # tests/peers/postgres.py starts the private cluster
 
 WEEK = "2026-W47"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -141,38 +142,20 @@ class CpuMeter:
 
 @contextmanager
 def private_postgres(synchronous_commit: str) -> Iterator[tuple[str, int]]:
-    """A throwaway cluster on 127.0.0.1 (see tests/conftest.py `postgres_server`); yields the
-    SQLAlchemy URL of an empty database and the postmaster's pid."""
-    import psycopg
+    """A throwaway cluster on 127.0.0.1 (tests/peers/postgres.py); yields the SQLAlchemy URL
+    of an empty database and the postmaster's pid."""
+    from tests.peers.postgres import Missing, PrivateCluster
 
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
-        raise SystemExit("needs Debian's postgresql (apt-get install postgresql)")
-    binaries = found[-1].parent
-    root = Path(tempfile.mkdtemp(prefix="ainews-bench-pg-"))
-    root.chmod(0o755)
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(root, "postgres", "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
     try:
-        subprocess.run([*run_as, str(binaries / "initdb"), "-D", str(data), "-A", "trust",
-                        "-U", "ainews", "-E", "UTF8"], check=True, capture_output=True)
-        options = (f"-c listen_addresses=127.0.0.1 -k {root} -p {port} "
-                   f"-c synchronous_commit={synchronous_commit}")
-        subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-o", options,
-                        "-l", str(root / "log"), "-w", "start"], check=True,
-                       capture_output=True)
-        postmaster = int((data / "postmaster.pid").read_text().split()[0])
-        with psycopg.connect(host="127.0.0.1", port=port, user="ainews", dbname="postgres",
-                             autocommit=True) as connection:
-            connection.execute("CREATE DATABASE ainews_bench")
-        yield f"postgresql+psycopg://ainews@127.0.0.1:{port}/ainews_bench", postmaster
+        cluster = PrivateCluster(_free_port(), prefix="ainews-bench-pg-", listen="127.0.0.1",
+                                 settings=f"-c synchronous_commit={synchronous_commit}")
+    except Missing as exc:
+        raise SystemExit(str(exc)) from None
+    try:
+        cluster.start()
+        yield cluster.create_database("ainews_bench"), cluster.postmaster_pid()
     finally:
-        subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast",
-                        "stop"], check=False, capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.close("fast")
 
 
 def _sink_count(path: Path) -> int:

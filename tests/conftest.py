@@ -377,48 +377,22 @@ POSTGRES_TABLES = ("deliveries", "issue_posts", "issues", "memberships", "suppre
                    "confirmation_mails", "consents", "issue_renderings")
 
 
-def _postgres_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return found[-1].parent if found else None
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """A private PostgreSQL cluster for the test session: Debian's binaries (installed by
-    ./scripts/test), a throwaway data folder, a Unix socket only, no TCP port. Yields the
-    SQLAlchemy URL of an empty database."""
-    import shutil
-    import subprocess
-    import tempfile
+    """A private PostgreSQL cluster for the test session (tests/peers/postgres.py): a
+    throwaway data folder, a Unix socket only, no TCP port. Yields the SQLAlchemy URL of an
+    empty database."""
+    from tests.peers.postgres import Missing, PrivateCluster
 
-    binaries = _postgres_bin()
-    if binaries is None:
-        pytest.fail("PostgreSQL is missing: ./scripts/test installs Debian's postgresql")
-    root = Path(tempfile.mkdtemp(prefix="ainews-pg-"))
-    root.chmod(0o755)
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(root, "postgres", "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    data, socket_dir, port = root / "data", root, "54329"
-    subprocess.run([*run_as, str(binaries / "initdb"), "-D", str(data), "-A", "trust",
-                    "-U", "ainews", "-E", "UTF8", "--no-sync"], check=True,
-                   capture_output=True)
-    options = (f"-c listen_addresses='' -k {socket_dir} -p {port} -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off")
-    subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-o", options,
-                    "-l", str(root / "log"), "-w", "start"], check=True, capture_output=True)
     try:
-        import psycopg
-
-        with psycopg.connect(host=str(socket_dir), port=port, user="ainews", dbname="postgres",
-                             autocommit=True) as connection:
-            connection.execute("CREATE DATABASE ainews_test")
-        yield f"postgresql+psycopg://ainews@/ainews_test?host={socket_dir}&port={port}"
+        cluster = PrivateCluster(54329, fast=True)
+    except Missing as exc:
+        pytest.fail(str(exc))
+    try:
+        cluster.start()
+        yield cluster.create_database("ainews_test")
     finally:
-        subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], check=False, capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -13,21 +13,19 @@ import contextlib
 import itertools
 import logging
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ainews_newsletter.database import dispose_all
-from tests.conftest import Project, SmtpServer, _postgres_bin, smtp_env
+from tests.conftest import Project, SmtpServer, smtp_env
+from tests.peers.postgres import Missing, PrivateCluster
 
 pytestmark = pytest.mark.clock
 
@@ -48,54 +46,20 @@ def _real_clock() -> dict[str, str]:
             if key != "LD_PRELOAD" and not key.startswith("FAKETIME")}
 
 
-class Cluster:
-    """A private PostgreSQL cluster this module may stop and start: Unix socket only."""
+class Cluster(PrivateCluster):
+    """A private PostgreSQL cluster this module may stop and start (tests/peers/postgres.py),
+    on the real clock; one database per test."""
 
     def __init__(self) -> None:
-        binaries = _postgres_bin()
-        if binaries is None:
-            pytest.fail("PostgreSQL is missing: ./scripts/test installs Debian's postgresql")
-        self.binaries = binaries
-        self.root = Path(tempfile.mkdtemp(prefix="ainews-pg-restart-"))
-        self.root.chmod(0o755)
-        self.run_as: list[str] = []
-        if os.geteuid() == 0:  # initdb refuses to run as root
-            shutil.chown(self.root, "postgres", "postgres")
-            self.run_as = ["runuser", "-u", "postgres", "--"]
-        self.data, self.port = self.root / "data", "54347"
-        subprocess.run([*self.run_as, str(binaries / "initdb"), "-D", str(self.data), "-A",
-                        "trust", "-U", "ainews", "-E", "UTF8", "--no-sync"], check=True,
-                       capture_output=True)
+        try:
+            super().__init__(54347, prefix="ainews-pg-restart-", fast=True,
+                             environ=_real_clock())
+        except Missing as exc:
+            pytest.fail(str(exc))
         self.databases = itertools.count(1)
 
-    def _pg_ctl(self, *args: str) -> None:
-        options = (f"-c listen_addresses='' -k {self.root} -p {self.port} -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off")
-        subprocess.run([*self.run_as, str(self.binaries / "pg_ctl"), "-D", str(self.data),
-                        "-o", options, "-l", str(self.root / "log"), "-w", "-t", "60", *args],
-                       check=True, capture_output=True, timeout=90, env=_real_clock())
-
-    def start(self) -> None:
-        self._pg_ctl("start")
-
-    def stop(self) -> None:
-        """A fast shutdown: every session is ended ("terminating connection due to
-        administrator command"), as a failover or a minor upgrade does."""
-        self._pg_ctl("stop", "-m", "fast")
-
     def new_database(self) -> str:
-        import psycopg
-
-        name = f"restart_{next(self.databases)}"
-        with psycopg.connect(host=str(self.root), port=self.port, user="ainews",
-                             dbname="postgres", autocommit=True) as connection:
-            connection.execute(f"CREATE DATABASE {name}")
-        return f"postgresql+psycopg://ainews@/{name}?host={self.root}&port={self.port}"
-
-    def close(self) -> None:
-        subprocess.run([*self.run_as, str(self.binaries / "pg_ctl"), "-D", str(self.data),
-                        "-m", "immediate", "stop"], check=False, capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
+        return self.create_database(f"restart_{next(self.databases)}")
 
 
 @pytest.fixture(scope="module")

@@ -269,6 +269,8 @@ def test_relays_from_the_environment_as_json(project: Project) -> None:
      "unknown key 'smtp.relays[0].hots'"),
     ([{"name": "backup", "host": "h", "password_env": "BACKUP_PASSWORD"}], {},
      "relay 'backup': its password_env BACKUP_PASSWORD is not set"),
+    ([{"name": "backup", "host": "h", "password_env": "AINEWS_SMTP__PASSWORD"}], {},
+     "password_env 'AINEWS_SMTP__PASSWORD' must not start with AINEWS_"),
     ([{"host": "h"}, {"host": "h", "port": 25}], {}, "two relays named 'h:25'"),
     ([{"host": "h", "name": "n" * 256}], {}, "is longer than 255 characters"),
 ])

@@ -42,7 +42,7 @@ def _id_and_token(project: Project, address: str) -> tuple[int, str]:
 
 def _two_readers(project: Project, server: SmtpServer) -> Config:
     """Ann and Bob on the same two lists, both sent the same issue, each with a consent, a
-    welcome, a bounce, a click; and a former reader's bounce under Ann's id."""
+    welcome, a bounce, a complaint, a click; and a former reader's bounce under Ann's id."""
     project.write_config("[tracking]\nclicks = true\n")
     assert project.run("subscribers", "lists", "add", "research").exit_code == 0
     for address, name in ((ANN, "Ann Quill"), (BOB, "Bob Marlow")):
@@ -76,6 +76,12 @@ def _two_readers(project: Project, server: SmtpServer) -> Config:
                 status="4.2.2", action="delayed", diagnostic=f"452 4.2.2 {local} mailbox full",
                 source=f"imap:INBOX/{len(local)}", matched_by="tag", delivery_id=delivery_id,
                 issue_id=None, subscriber_id=subscriber_id, sent_at=now, effect="counted"))
+            connection.execute(insert(feedback_events).values(
+                dedup_key=f"complaint-{local}", received_at=now + timedelta(minutes=1),
+                kind="complaint", email=address, status="", action="complained",
+                diagnostic=f"abuse report {local}", feedback_type="abuse",
+                source=f"arf-{local}.eml", matched_by="tag", delivery_id=delivery_id,
+                issue_id=None, subscriber_id=subscriber_id, sent_at=now, effect="none"))
             clicked.append(delivery_id)
         ann_id, _ = _id_and_token(project, ANN)
         connection.execute(insert(feedback_events).values(  # a former owner of Ann's id
@@ -109,9 +115,10 @@ def _check_ann(data: dict[str, Any]) -> None:
                                                                             ANN)
     assert delivery["sent_at"]
     assert data["welcome"]["outcome"] == "sent" and data["welcome"]["last_reply"] == "250 ok ann"
-    [bounce] = data["feedback"]
+    bounce, complaint = sorted(data["feedback"], key=lambda event: event["kind"] != "soft")
     assert (bounce["kind"], bounce["status"], bounce["diagnostic"]) == (
         "soft", "4.2.2", "452 4.2.2 ann mailbox full")
+    assert (complaint["kind"], complaint["diagnostic"]) == ("complaint", "abuse report ann")
     [click] = data["clicks"]
     assert click["issue"] == "2026-W47" and click["link"].startswith("http")
     assert click["by_scanner"] is False

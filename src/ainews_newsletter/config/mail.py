@@ -92,6 +92,17 @@ class RelayConfig(RelayKeys):
     # out of the fields so it is never in a dump, a repr or the generated reference.
     _password: str | None = PrivateAttr(default=None)
 
+    @field_validator("password_env")
+    @classmethod
+    def _not_a_setting(cls, value: str | None) -> str | None:
+        # Every AINEWS_ variable is read as a setting: AINEWS_SMTP__PASSWORD would quietly
+        # be [smtp]'s password too, and any other such name an unknown key.
+        if value is not None and value.upper().startswith("AINEWS_"):
+            raise ValueError(f"password_env {value!r} must not start with AINEWS_ (those "
+                             "are read as settings): name another variable, e.g. "
+                             "BACKUP_RELAY_PASSWORD")
+        return value
+
     @property
     def label(self) -> str:
         return self.name or f"{self.host}:{self.port}"
