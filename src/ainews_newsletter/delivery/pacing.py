@@ -84,8 +84,8 @@ class RateLimiter:
 
     def try_acquire(self) -> bool:
         """Take a slot only if one is free now (never waits)."""
-        if not (self.interval or self.max_per_hour):  # no limit: every slot is free (the
-            return True  # worker-process sender asks once per message)
+        if not self.limits:  # every slot is free (the worker-process sender asks per message)
+            return True
         with self._lock:
             return self._delay() <= 0
 
