@@ -154,9 +154,10 @@ def test_the_command_stores_the_same_with_and_without_reading_ahead(
     started: list[int] = []
     real = subscribers_import.ReadAhead
 
-    def counted(opened: Any) -> ReadAhead:
+    def counted(opened: Any, staging: Any = None) -> ReadAhead:
         started.append(1)
-        return real(opened)
+        assert staging is not None  # an SQLite store: the child stages the batches
+        return real(opened, staging)
 
     monkeypatch.setattr(subscribers_import, "ReadAhead", counted)
     here, ahead = (Project(tmp_path / name) for name in ("here", "ahead"))

@@ -23,11 +23,17 @@ from ainews_newsletter.cli.common import (
 )
 from ainews_newsletter.cli.subscribers import STATUS_CHOICE, list_option, open_store, status_filter
 from ainews_newsletter.errors import AinewsError, SubscriberError
+from ainews_newsletter.subscribers import importer
 from ainews_newsletter.subscribers.consent_records import Agreement
 from ainews_newsletter.subscribers.export import spreadsheet_safe
 from ainews_newsletter.subscribers.formats import FORMATS, open_subscriber_file
-from ainews_newsletter.subscribers.importer import import_rows
-from ainews_newsletter.subscribers.read_ahead import READ_AHEAD_BYTES, ReadAhead, can_read_ahead
+from ainews_newsletter.subscribers.importer import ImportRow, Rejected, Staged, import_rows
+from ainews_newsletter.subscribers.read_ahead import (
+    READ_AHEAD_BYTES,
+    ReadAhead,
+    Staging,
+    can_read_ahead,
+)
 
 if TYPE_CHECKING:
     from ainews_newsletter.pipeline.welcome import Welcomes
@@ -101,13 +107,19 @@ def import_(state: AppState, file: Path, file_format: str, list_name: str | None
         writer = stack.enter_context(_rejects_file(rejects_path))
         # A big file is read and checked by a child process while this one writes
         # (read_ahead.py); forked before the progress bar starts its thread.
-        rows, bytes_read = opened.rows, opened.bytes_read
+        rows: Iterator[ImportRow | Rejected] | Staged = opened.rows
+        bytes_read = opened.bytes_read
         if size >= READ_AHEAD_BYTES and can_read_ahead():
             # No pooled database connection crosses the fork (SQLite's rule; the child never
             # touches one, but nothing of it should be there to close or checkpoint).
             store.engine.dispose()
-            reader = stack.enter_context(ReadAhead(opened))
-            rows, bytes_read = reader.rows, reader.bytes_read
+            # On SQLite the child stages each batch too (staging.py): the rows cross as
+            # SQLite files, which this process copies with one statement a batch.
+            staging = Staging(importer.BATCH_SIZE, status_filter(status)) \
+                if store.engine.dialect.name == "sqlite" else None
+            reader = stack.enter_context(ReadAhead(opened, staging))
+            rows = reader.rows if staging is None else Staged(reader.batches)
+            bytes_read = reader.bytes_read
         progress = stack.enter_context(Progress(
             TextColumn("importing"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
             console=real_console(), transient=True, disable=not console.is_terminal))

@@ -4,6 +4,10 @@ A big import is two jobs of about the same size: reading the file and checking e
 address (Python), and writing the rows (mostly SQLite). In one process they take turns; here
 a forked child reads and checks the rows and hands them over in chunks, so on a machine
 with two cores the reading of the next rows happens while the database writes the last.
+On SQLite the child also stages each batch (staging.py): it writes the batch's rows into an
+SQLite file of its own, and the writer copies them into the store in one statement; then
+only the file's name crosses the pipe, and the child stays at most QUEUED_BATCHES batches
+ahead (a file each, a few MB).
 The rows, their order, the rejects and their line numbers are exactly those of the file's
 own reader (`Opened.rows`): the child runs that same reader.
 
@@ -16,22 +20,39 @@ writes to finish before it reads on: it stays at most QUEUED_CHUNKS chunks ahead
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import queue
+import shutil
 import signal
+import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator
+from itertools import islice
 from multiprocessing.connection import Connection
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from ainews_newsletter.errors import SubscriberError
+from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.formats import Opened
-from ainews_newsletter.subscribers.importer import ImportRow, Rejected
+from ainews_newsletter.subscribers.import_rules import ImportRow, Rejected
+from ainews_newsletter.subscribers.staging import StagedBatch, write_batch
 
 CHUNK_ROWS = 5000  # rows a message: small enough that the first batch starts soon
 QUEUED_CHUNKS = 40  # received but not yet taken: ~200,000 rows, ~15 MB
 READ_AHEAD_BYTES = 1 << 20  # smaller files are read in this process: a fork is not worth it
+QUEUED_BATCHES = 2  # staged batches written but not yet taken by the writer
 _REJECTED_FIELDS = len(Rejected._fields)
+
+
+class Staging(NamedTuple):
+    """Asked of the child: stage the rows in batches of `batch_size` (the writer's
+    transaction size), each with --status applied (import_rules.arriving)."""
+
+    batch_size: int
+    status: SubscriberStatus | None
 
 
 def can_read_ahead() -> bool:
@@ -44,10 +65,18 @@ class ReadAhead:
     progress (how far into the file the child was when it sent the rows taken so far),
     and `close` (also as a context manager) when done or failed: it stops the child."""
 
-    def __init__(self, opened: Opened) -> None:
+    def __init__(self, opened: Opened, staging: Staging | None = None) -> None:
         context = multiprocessing.get_context("fork")
         receiving, sending = context.Pipe(duplex=False)
-        self._process = context.Process(target=_produce, args=(opened, sending, receiving),
+        # Staged: the child writes a batch only with a credit, given back as the writer
+        # takes the next one; its files go to a folder of this import's own.
+        self._credits = context.Semaphore(QUEUED_BATCHES)
+        self._folder = None if staging is None else Path(
+            tempfile.mkdtemp(prefix="ainews-import-"))
+        stager = None if staging is None or self._folder is None else _Stager(
+            staging, self._folder, self._credits, os.getpid())
+        self._process = context.Process(target=_produce,
+                                        args=(opened, sending, receiving, stager),
                                         name="ainews-import-reader", daemon=True)
         self._process.start()
         sending.close()  # the child's end: when the child ends, reading here sees EOF
@@ -59,6 +88,7 @@ class ReadAhead:
                                           daemon=True)
         self._receiver.start()
         self.rows = self._rows()
+        self.batches = self._batches()
 
     def bytes_read(self) -> int:
         return self._position
@@ -80,8 +110,8 @@ class ReadAhead:
             if message is None:
                 return
 
-    def _rows(self) -> Iterator[ImportRow | Rejected]:
-        make: Any = tuple.__new__  # a named tuple from its values, without _make's checks
+    def _messages(self) -> Iterator[Any]:
+        """The child's payloads in order, until its "end"; its failure raised here."""
         while True:
             message = self._chunks.get()
             if message is None:
@@ -95,8 +125,20 @@ class ReadAhead:
             self._position = position
             if kind == "end":
                 return
+            yield payload
+
+    def _rows(self) -> Iterator[ImportRow | Rejected]:
+        make: Any = tuple.__new__  # a named tuple from its values, without _make's checks
+        for payload in self._messages():
             for values in payload:
                 yield make(Rejected if len(values) == _REJECTED_FIELDS else ImportRow, values)
+
+    def _batches(self) -> Iterator[StagedBatch]:
+        """The staged batches (Staging asked), each taken when the writer asks for the
+        next one: then the child may write another."""
+        for payload in self._messages():
+            yield StagedBatch._make(payload)
+            self._credits.release()
 
     def close(self) -> None:
         self._stopped.set()
@@ -107,6 +149,8 @@ class ReadAhead:
         # it sees the end and, stopped, returns.
         self._receiver.join(timeout=5)
         self._receiving.close()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
     def __enter__(self) -> ReadAhead:
         return self
@@ -115,11 +159,36 @@ class ReadAhead:
         self.close()
 
 
-def _produce(opened: Opened, sending: Connection, receiving: Connection) -> None:
+class _Stager:
+    """The child's side of staging: a file per batch, each written with a credit."""
+
+    def __init__(self, staging: Staging, folder: Path, credits: Any, parent: int) -> None:
+        self._staging, self._folder, self._credits = staging, folder, credits
+        self._parent = parent
+
+    def messages(self, opened: Opened) -> Iterator[bytes]:
+        rows = iter(opened.rows)
+        number = 0
+        while batch := list(islice(rows, self._staging.batch_size)):
+            while not self._credits.acquire(timeout=1):
+                if os.getppid() != self._parent:  # the writer is gone: so is the reader
+                    raise BrokenPipeError
+            number += 1
+            try:
+                staged = write_batch(self._folder / f"batch-{number}.db", batch,
+                                     self._staging.status)
+            except sqlite3.Error as exc:  # e.g. a full disk
+                raise SubscriberError(f"cannot stage the import's rows in {self._folder}: "
+                                      f"{exc}") from None
+            yield _message("batch", opened.bytes_read(), tuple(staged))
+
+
+def _produce(opened: Opened, sending: Connection, receiving: Connection,
+             stager: _Stager | None) -> None:
     """The child: every row of `opened` in chunks of plain tuples (a named tuple pickles
-    by its class, several times slower), then ("end", position); a failure as ("error",
-    the exception), raised where the parent's rows stop. Ctrl-C is the parent's to handle:
-    it stops the child."""
+    by its class, several times slower), or staged batch by batch (`stager`), then
+    ("end", position); a failure as ("error", the exception), raised where the parent's
+    rows stop. Ctrl-C is the parent's to handle: it stops the child."""
     # The child's copy of the parent's end closed first: then, if the parent dies (kill -9,
     # SIGTERM), no one reads the pipe any more, the next send fails (EPIPE) and the child
     # ends, instead of waiting on a full pipe for ever.
@@ -128,7 +197,9 @@ def _produce(opened: Opened, sending: Connection, receiving: Connection) -> None
     chunk: list[tuple[Any, ...]] = []
     try:
         try:
-            for row in opened.rows:
+            for message in (() if stager is None else stager.messages(opened)):
+                sending.send_bytes(message)
+            for row in (() if stager is not None else opened.rows):
                 chunk.append(tuple(row))
                 if len(chunk) == CHUNK_ROWS:
                     sending.send_bytes(_message("rows", opened.bytes_read(), chunk))
