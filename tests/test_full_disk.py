@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sqlite3
 import subprocess
 from collections import Counter
@@ -131,6 +132,40 @@ def test_import_on_a_full_disk_stores_nothing_then_the_same_import_finishes(
     assert count(database, "SELECT count(*) FROM subscribers") == 5_010
     assert count(database, "SELECT count(DISTINCT email) FROM subscribers") == 5_010
     assert integrity(database) == "ok"
+
+
+def test_import_whose_staging_folder_is_full_says_which_and_stores_nothing(
+        project: Project, small_disk: Callable[[str], Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big file's batches are staged in the temporary folder (read_ahead.py), not beside
+    the database: when that disk is full the line names the folder there, the database
+    keeps what it had, and with space again the same import finishes."""
+    import tempfile
+
+    scratch = small_disk("16m")
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # TMPDIR, read once per process
+    database = project.root / "data" / "ainews.db"
+    project.import_readers(10)
+    big = project.root / "big.csv"  # over read_ahead.READ_AHEAD_BYTES: read by a child
+    big.write_text("email,name\n" + "".join(f"late{i:05d}@example.com,Late Reader {i}\n"
+                                           for i in range(40_000)), encoding="utf-8")
+    assert big.stat().st_size > (1 << 20)
+    filler = fill(scratch, leave=64 * 1024)
+
+    result = project.run("subscribers", "import", str(big))
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.match(rf"error: the disk holding {re.escape(str(scratch))}/ainews-import-\w+ "
+                    r"is full \(No space left on device\); free space and run the command "
+                    "again — nothing was half-written: ", lines[0]), lines[0]
+    assert count(database, "SELECT count(*) FROM subscribers") == 10
+    assert list(scratch.glob("ainews-import-*")) == []  # the staging folder went too
+
+    filler.unlink()
+    again = project.run("subscribers", "import", str(big))
+    assert again.exit_code == 0, again.output
+    assert count(database, "SELECT count(*) FROM subscribers") == 40_010
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["threads", "worker-processes"])

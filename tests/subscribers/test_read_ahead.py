@@ -5,6 +5,7 @@ their lines — and a failure must arrive where it happened, as the same error."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -16,10 +17,13 @@ import pytest
 from sqlalchemy import select
 
 from ainews_newsletter.errors import SubscriberError
+from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers import read_ahead
+from ainews_newsletter.subscribers.arrivals import new_tokens
 from ainews_newsletter.subscribers.formats import Opened, open_subscriber_file
+from ainews_newsletter.subscribers.import_rules import arriving
 from ainews_newsletter.subscribers.importer import ImportRow, Rejected
-from ainews_newsletter.subscribers.read_ahead import ReadAhead, can_read_ahead
+from ainews_newsletter.subscribers.read_ahead import ReadAhead, Staging, can_read_ahead
 from ainews_newsletter.subscribers.schema import subscribers
 from tests.conftest import Project
 
@@ -236,3 +240,99 @@ def test_the_child_ends_when_the_parent_is_killed(tmp_path: Path, kill: int) -> 
         parent.wait()
         if child and _running(child):
             os.kill(child, signal.SIGKILL)  # a failed run leaves no orphan behind
+
+
+def _staged_rows(path: str) -> list[tuple[object, ...]]:
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        return connection.execute(
+            "SELECT line, email, normalized, name, status, attributes, lists, language, token "
+            "FROM rows ORDER BY seq").fetchall()
+
+
+@pytest.mark.parametrize("status", [None, SubscriberStatus.PENDING], ids=["as-read", "pending"])
+def test_staged_batches_hold_the_rows_read_here_each_person_once(
+        tmp_path: Path, status: SubscriberStatus | None) -> None:
+    """Staging (an SQLite store): each batch's file holds the batch's rows as the file's
+    own reader gives them here, a repeat folded into its first row, each with the status
+    it arrives with (--status applied, never over a row that left) and a token of its own;
+    the rejects travel beside it with their lines. The folder goes with the reader."""
+    path = _mixed_file(tmp_path / "mixed.csv", 700)
+    here = list(open_subscriber_file(path).rows)
+    with ReadAhead(open_subscriber_file(path), Staging(100, status)) as reader:
+        batches = list(reader.batches)
+        folder = Path(batches[0].path).parent
+        staged = [_staged_rows(batch.path) for batch in batches]
+        assert reader.bytes_read() == path.stat().st_size
+    assert not folder.exists()
+    assert [batch.items for batch in batches] == [100] * 7
+    tokens = [row[-1] for rows in staged for row in rows]
+    width = len(new_tokens(1)[0])  # what the import gives every new reader
+    assert len(set(tokens)) == len(tokens) and {len(str(token)) for token in tokens} == {width}
+    folded = 0
+    for number, batch in enumerate(batches):
+        read = here[number * 100:(number + 1) * 100]
+        assert [Rejected(*fields) for fields in batch.rejects] == [
+            row for row in read if isinstance(row, Rejected)]
+        expected, duplicates = arriving([row for row in read if isinstance(row, ImportRow)],
+                                        status)
+        assert batch.duplicates == duplicates
+        folded += duplicates
+        assert [row[:-1] for row in staged[number]] == [
+            (row.line, row.email, row.normalized, row.name, incoming.value,
+             json.dumps(row.attributes) if row.attributes else None,
+             json.dumps(list(row.lists)) if row.lists else None, row.language)
+            for row, incoming in expected]
+    assert folded > 0  # the file's repeats in other case were folded, not staged twice
+    statuses = {row[4] for rows in staged for row in rows}
+    assert statuses == ({"pending", "unsubscribed"} if status else {"active", "unsubscribed"})
+
+
+def test_the_child_stages_at_most_a_few_batches_ahead(tmp_path: Path) -> None:
+    """A batch file is written only with a credit the writer gives back as it takes the
+    next batch: an import stalled on its database holds a few batch files on disk, not the
+    whole file staged."""
+    import time
+
+    path = _mixed_file(tmp_path / "mixed.csv", 3000)
+    with ReadAhead(open_subscriber_file(path), Staging(50, None)) as reader:
+        first = next(reader.batches)
+        folder = Path(first.path).parent
+
+        def staged() -> int:
+            return len(list(folder.glob("batch-*.db")))
+
+        for _ in range(300):  # bounded: up to ~30 s for the child to write what it may
+            if staged() == read_ahead.QUEUED_BATCHES:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)  # had it no limit, it would have written more by now
+        assert staged() == read_ahead.QUEUED_BATCHES  # the one taken and one more
+        assert reader._process.is_alive()  # waiting for a credit, not finished
+        rest = list(reader.batches)
+    assert len(rest) == 3000 // 50 - 1
+
+
+def test_a_dry_run_of_a_big_file_counts_as_the_import_and_stores_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dry run holds one transaction across all batches, where no staged file can be
+    attached: it copies each batch's rows instead, and counts what the real import then
+    does."""
+    from ainews_newsletter.cli import subscribers_import
+    from ainews_newsletter.subscribers import importer
+
+    path = _mixed_file(tmp_path / "mixed.csv", 1200)
+    monkeypatch.setattr(subscribers_import, "READ_AHEAD_BYTES", 1)
+    monkeypatch.setattr(importer, "BATCH_SIZE", 300)  # several batches in the one transaction
+    project = Project(tmp_path / "dry")
+    project.root.mkdir()
+    project.write_config()
+    project.import_readers(3)  # the store exists, with readers of its own
+    before = _stored(project)
+    dry = project.run("subscribers", "import", str(path), "--json", "--dry-run")
+    assert _stored(project) == before
+    real = project.run("subscribers", "import", str(path), "--json")
+    assert dry.exit_code == real.exit_code == 1
+    assert json.loads(dry.stdout) == {**json.loads(real.stdout), "dry_run": True}
+    assert json.loads(real.stdout)["imported"] > 900

@@ -19,6 +19,7 @@ writes to finish before it reads on: it stays at most QUEUED_CHUNKS chunks ahead
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import pickle
@@ -174,12 +175,15 @@ class _Stager:
                 if os.getppid() != self._parent:  # the writer is gone: so is the reader
                     raise BrokenPipeError
             number += 1
+            path = self._folder / f"batch-{number}.db"
             try:
-                staged = write_batch(self._folder / f"batch-{number}.db", batch,
-                                     self._staging.status)
-            except sqlite3.Error as exc:  # e.g. a full disk
-                raise SubscriberError(f"cannot stage the import's rows in {self._folder}: "
-                                      f"{exc}") from None
+                staged = write_batch(path, batch, self._staging.status)
+            except sqlite3.Error as exc:
+                if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:  # said as a full disk is,
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),  # naming the
+                                  str(path)) from None  # folder (storage_faults.py)
+                raise SubscriberError(f"cannot stage the import's rows in {path}: {exc}"
+                                      ) from None
             yield _message("batch", opened.bytes_read(), tuple(staged))
 
 
