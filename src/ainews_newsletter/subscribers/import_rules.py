@@ -73,13 +73,9 @@ def fold(first: ImportRow, row: ImportRow) -> ImportRow:
 Arriving = tuple[ImportRow, SubscriberStatus]  # a row and the status it arrives with
 
 
-def arriving(rows: Iterable[ImportRow], status: SubscriberStatus | None,
-             ) -> tuple[list[Arriving], int]:
-    """A batch's rows, each person once (the later rows folded into the first, which keeps
-    its place), each with the status it arrives with: the file's, or `status` (--status)
-    for a row that names none or names one that has not left (--status never overrides a
-    source saying a reader left), else active. Also how many rows were folded away
-    (duplicates)."""
+def each_once(rows: Iterable[ImportRow]) -> tuple[list[ImportRow], int]:
+    """A batch's rows, each person once: the later rows folded into the first, which
+    keeps its place. Also how many rows were folded away (duplicates)."""
     unique: dict[str, ImportRow] = {}
     duplicates = 0
     for row in rows:
@@ -87,7 +83,21 @@ def arriving(rows: Iterable[ImportRow], status: SubscriberStatus | None,
         if first is not row:
             duplicates += 1
             unique[row.normalized] = fold(first, row)
-    default = status or SubscriberStatus.ACTIVE
-    return [(row, default if row.status is None else
-             row.status if row.status.has_left else status or row.status)
-            for row in unique.values()], duplicates
+    return list(unique.values()), duplicates
+
+
+def arriving_status(given: SubscriberStatus | None,
+                    status: SubscriberStatus | None) -> SubscriberStatus:
+    """The status a row arrives with: the file's (`given`), or `status` (--status) for a
+    row that names none or names one that has not left (--status never overrides a source
+    saying a reader left), else active."""
+    if given is None:
+        return status or SubscriberStatus.ACTIVE
+    return given if given.has_left else status or given
+
+
+def arriving(rows: Iterable[ImportRow], status: SubscriberStatus | None,
+             ) -> tuple[list[Arriving], int]:
+    """`each_once`'s rows, each with its `arriving_status`."""
+    unique, duplicates = each_once(rows)
+    return [(row, arriving_status(row.status, status)) for row in unique], duplicates

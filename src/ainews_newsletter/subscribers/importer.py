@@ -197,7 +197,7 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected] | S
     of the active readers it added (this import's own: `import --welcome` welcomes exactly
     those, not a concurrent import's). `agreement` is the consent record of each new
     subscriber (active ones confirmed at the import). An erased address is refused unless
-    `force_erased` (which lifts its mark). `status` is --status (import_rules.arriving);
+    `force_erased` (which lifts its mark). `status` is --status (import_rules.arriving_status);
     staged rows had it applied when they were staged."""
     summary = ImportSummary()
     if not force_erased:

@@ -50,7 +50,7 @@ _REJECTED_FIELDS = len(Rejected._fields)
 
 class Staging(NamedTuple):
     """Asked of the child: stage the rows in batches of `batch_size` (the writer's
-    transaction size), each with --status applied (import_rules.arriving)."""
+    transaction size), each with --status applied (import_rules.arriving_status)."""
 
     batch_size: int
     status: SubscriberStatus | None

@@ -9,7 +9,7 @@ in one statement (staged_merge.py), which binds nothing per row. A batch read in
 writer's own process (a small file, another program's rows) is staged the same way into a
 temporary table of its connection, so every SQLite import takes the same path.
 
-A staged row is a person once (repeats in the batch folded: import_rules.arriving), with
+A staged row is a person once (repeats in the batch folded: import_rules.each_once), with
 the status it arrives with and the token it gets if new, every value as the store keeps it
 (JSON text, NULL for a missing name, attributes, lists or language)."""
 
@@ -23,7 +23,12 @@ from typing import Any, NamedTuple
 
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.arrivals import new_tokens
-from ainews_newsletter.subscribers.import_rules import ImportRow, Rejected, arriving
+from ainews_newsletter.subscribers.import_rules import (
+    ImportRow,
+    Rejected,
+    arriving_status,
+    each_once,
+)
 
 STAGED = "rows"  # the table in a batch's own file (attached as STAGE_SCHEMA)
 STAGE_SCHEMA = "stage"
@@ -47,13 +52,14 @@ class StagedBatch(NamedTuple):
 
 def _values(batch: Sequence[ImportRow], status: SubscriberStatus | None,
             ) -> tuple[list[tuple[Any, ...]], int]:
-    rows, duplicates = arriving(batch, status)
+    rows, duplicates = each_once(batch)
     tokens = new_tokens(len(rows))
     dumps = json.dumps
-    return [(row.line, row.email, row.normalized, row.name or None, incoming.value,
+    return [(row.line, row.email, row.normalized, row.name or None,
+             arriving_status(row.status, status).value,
              dumps(row.attributes) if row.attributes else None,
              dumps(list(row.lists)) if row.lists else None, row.language or None, token)
-            for (row, incoming), token in zip(rows, tokens, strict=True)], duplicates
+            for row, token in zip(rows, tokens, strict=True)], duplicates
 
 
 def write_batch(path: Path, batch: Sequence[ImportRow | Rejected],
