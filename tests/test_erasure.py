@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 from datetime import timedelta
 from typing import Any
@@ -136,6 +137,26 @@ def test_erase_refuses_without_the_secret_key(project: Project) -> None:
     assert project.query("SELECT count(*) FROM subscribers") == [(1,)]
     nothing = project.run("subscribers", "erase", "--yes", env=ENV)
     assert nothing.exit_code != 0 and "at least one EMAIL" in nothing.output
+
+
+def test_an_erased_address_repeated_in_a_file_is_refused_at_every_line(
+        any_project: Project) -> None:
+    """Both databases alike: each line of an erased address is a reject of its own, none
+    of them a duplicate (on SQLite the repeats are folded when a batch is staged, and
+    still refused one by one)."""
+    p = any_project
+    p.run("subscribers", "add", ADDRESS)
+    assert p.run("subscribers", "erase", ADDRESS, "--yes", env=ENV).exit_code == 0
+    csv_file = p.root / "list.csv"
+    csv_file.write_text(f"email\n{ADDRESS.lower()}\n{OTHER}\n{ADDRESS.upper()}\n"
+                        f"{OTHER.upper()}\n", encoding="utf-8")
+    result = p.run("subscribers", "import", str(csv_file), "--json", env=ENV)
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert (summary["imported"], summary["duplicates"], summary["rejected"]) == (1, 1, 2)
+    refused = [line for line in result.stderr.splitlines() if "erased on request" in line]
+    assert [re.search(r"list\.csv:(\d+): ", line).group(1)  # type: ignore[union-attr]
+            for line in refused] == ["2", "4"]
 
 
 def test_an_erased_address_is_refused_on_import_and_add_unless_forced(

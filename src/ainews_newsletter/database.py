@@ -27,7 +27,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    OperationalError,
+    ProgrammingError,
+    StatementError,
+)
 from sqlalchemy.types import TypeDecorator
 
 from ainews_newsletter import migrations
@@ -314,3 +320,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@contextmanager
+def as_sqlalchemy_error(sql: str, parameters: tuple[Any, ...]) -> Iterator[None]:
+    """The driver's errors ("database is locked", "disk is full") as SQLAlchemy would have
+    raised them: every caller, and the CLI's one-line error, knows those."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise sqlalchemy_error(sql, parameters, exc) from exc
+
+
+def sqlalchemy_error(sql: str, parameters: tuple[Any, ...],
+                     exc: sqlite3.Error) -> StatementError:
+    """The driver's error as SQLAlchemy's (as_sqlalchemy_error's, for a caller that cannot
+    afford a context manager per statement)."""
+    # Without the values (as the engines' hide_parameters): they name readers, and an
+    # error's text reaches the log and the scheduler's run records.
+    return DBAPIError.instance(sql, parameters, exc, sqlite3.Error, hide_parameters=True)

@@ -191,10 +191,14 @@ from ainews_newsletter.subscribers import read_ahead
 from ainews_newsletter.subscribers.formats import open_subscriber_file
 read_ahead.CHUNK_ROWS = 10
 read_ahead.QUEUED_CHUNKS = 1
-reader = read_ahead.ReadAhead(open_subscriber_file(Path(sys.argv[1])))
-next(reader.rows)
-print(reader._process.pid, flush=True)
-time.sleep(600)  # never reads on: the child fills the pipe and waits
+staged = sys.argv[2] == "staged"
+staging = read_ahead.Staging(100, None) if staged else None
+reader = read_ahead.ReadAhead(open_subscriber_file(Path(sys.argv[1])), staging)
+folder = Path(next(reader.batches).path).parent if staged else ""
+if not staged:
+    next(reader.rows)
+print(reader._process.pid, folder, flush=True)
+time.sleep(600)  # never reads on: the child fills the pipe (or waits for a credit)
 """
 
 
@@ -209,9 +213,12 @@ def _running(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 @pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "term"])
-def test_the_child_ends_when_the_parent_is_killed(tmp_path: Path, kill: int) -> None:
+@pytest.mark.parametrize("mode", ["rows", "staged"])
+def test_the_child_ends_when_the_parent_is_killed(tmp_path: Path, kill: int,
+                                                  mode: str) -> None:
     """kill -9 or a SIGTERM (systemd, `docker stop`, `timeout`) of the importing process:
-    its reader must not linger, blocked on a pipe no one reads."""
+    its reader must not linger, blocked on a pipe no one reads or waiting for a credit, and
+    staging leaves no batch file behind."""
     import subprocess
     import sys
     import time
@@ -220,14 +227,17 @@ def test_the_child_ends_when_the_parent_is_killed(tmp_path: Path, kill: int) -> 
 
     path = _mixed_file(tmp_path / "mixed.csv", 20000)
     code = str(Path(ainews_newsletter.__file__).parents[1])  # the code under test, not another
-    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_PROBE, str(path)],
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_PROBE, str(path), mode],
                               stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": code})
     child = 0
     try:
         assert parent.stdout is not None
-        child = int(parent.stdout.readline())
+        pid, _, folder = parent.stdout.readline().strip().partition(" ")
+        child = int(pid)
         assert _running(child)
+        if mode == "staged":
+            assert len(list(Path(folder).glob("batch-*.db"))) >= 1
         parent.send_signal(kill)
         parent.wait(timeout=30)
         for _ in range(300):  # bounded: up to ~30 s on a slow machine
@@ -235,6 +245,8 @@ def test_the_child_ends_when_the_parent_is_killed(tmp_path: Path, kill: int) -> 
                 break
             time.sleep(0.1)
         assert not _running(child)
+        if mode == "staged":
+            assert not Path(folder).exists()
     finally:
         parent.kill()
         parent.wait()

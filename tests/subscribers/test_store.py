@@ -9,6 +9,7 @@ import re
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -353,3 +354,32 @@ def test_an_import_after_the_largest_sqlite_id_still_finds_its_new_rows(
             "(SELECT count(*) FROM subscriber_events WHERE kind = 'joined' "
             "AND source = 'import')").one()
     assert tuple(counts) == (40, 40, 40)
+
+
+def test_an_import_meeting_a_locked_database_fails_as_sqlalchemy_says_it(
+        tmp_path: Path) -> None:
+    """The staged merge hands some statements to the driver itself (BEGIN IMMEDIATE, the
+    batch file's ATTACH): a write lock held elsewhere past the busy timeout must still be
+    SQLAlchemy's OperationalError (the CLI says those in one line), not sqlite3's."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    path = tmp_path / "locked.db"
+    engine = engine_for(f"sqlite:///{path}")
+    store = SubscriberStore(engine, default_list="newsletter")
+    store.add("first@example.com")
+
+    @event.listens_for(engine, "connect")
+    def impatient(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=50")  # after the usual 10 s one
+
+    engine.dispose()  # the next connection is made with it
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            import_rows(store, [_row(2, "late@example.com")])
+    finally:
+        holder.rollback()
+        holder.close()
+    assert import_rows(store, [_row(2, "late@example.com")]).imported == 1

@@ -20,12 +20,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from ainews_newsletter.database import as_sqlalchemy_error, sqlalchemy_error
 from ainews_newsletter.delivery.driver_statement import (
     Converted,
     DriverStatement,
     PsycopgStatement,
-    as_sqlalchemy_error,
-    sqlalchemy_error,
 )
 from ainews_newsletter.delivery.reconnect import Reconnect
 from ainews_newsletter.delivery.retry_policy import RetryPolicy, answer_statement

@@ -5,17 +5,15 @@ SQLAlchemy's."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Dialect, Insert, Table, Update, bindparam
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import DBAPIError
 
-from ainews_newsletter.database import UTCDateTime
+from ainews_newsletter.database import UTCDateTime, as_sqlalchemy_error
 
 # Per column type (named with its dialect): the last datetime converted for it, and the
 # value its bind processor made of it (DriverStatement).
@@ -95,25 +93,6 @@ def _keeps_none(processor: Callable[[Any], Any]) -> bool:
         return processor(None) is None
     except Exception:  # one that cannot take None is asked every time, as before
         return False
-
-
-@contextmanager
-def as_sqlalchemy_error(sql: str, parameters: tuple[Any, ...]) -> Iterator[None]:
-    """The driver's errors ("database is locked", "disk is full") as SQLAlchemy would have
-    raised them: every caller, and the CLI's one-line error, knows those."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise sqlalchemy_error(sql, parameters, exc) from exc
-
-
-def sqlalchemy_error(sql: str, parameters: tuple[Any, ...],
-                     exc: sqlite3.Error) -> StatementError:
-    """The driver's error as SQLAlchemy's (as_sqlalchemy_error's, for a caller that cannot
-    afford a context manager per statement)."""
-    # Without the values (as the engines' hide_parameters): they name readers, and an
-    # error's text reaches the log and the scheduler's run records.
-    return DBAPIError.instance(sql, parameters, exc, sqlite3.Error, hide_parameters=True)
 
 
 def insert_by_driver(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> bool:

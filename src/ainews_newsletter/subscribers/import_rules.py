@@ -73,17 +73,17 @@ def fold(first: ImportRow, row: ImportRow) -> ImportRow:
 Arriving = tuple[ImportRow, SubscriberStatus]  # a row and the status it arrives with
 
 
-def each_once(rows: Iterable[ImportRow]) -> tuple[list[ImportRow], int]:
+def each_once(rows: Iterable[ImportRow]) -> tuple[list[ImportRow], list[ImportRow]]:
     """A batch's rows, each person once: the later rows folded into the first, which
-    keeps its place. Also how many rows were folded away (duplicates)."""
+    keeps its place. Also the rows folded away (the duplicates), in file order."""
     unique: dict[str, ImportRow] = {}
-    duplicates = 0
+    repeats: list[ImportRow] = []
     for row in rows:
         first = unique.setdefault(row.normalized, row)
         if first is not row:
-            duplicates += 1
+            repeats.append(row)
             unique[row.normalized] = fold(first, row)
-    return list(unique.values()), duplicates
+    return list(unique.values()), repeats
 
 
 def arriving_status(given: SubscriberStatus | None,
@@ -98,6 +98,6 @@ def arriving_status(given: SubscriberStatus | None,
 
 def arriving(rows: Iterable[ImportRow], status: SubscriberStatus | None,
              ) -> tuple[list[Arriving], int]:
-    """`each_once`'s rows, each with its `arriving_status`."""
-    unique, duplicates = each_once(rows)
-    return [(row, arriving_status(row.status, status)) for row in unique], duplicates
+    """`each_once`'s rows, each with its `arriving_status`, and how many were folded."""
+    unique, repeats = each_once(rows)
+    return [(row, arriving_status(row.status, status)) for row in unique], len(repeats)

@@ -23,7 +23,11 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection
 
 from ainews_newsletter import clock
-from ainews_newsletter.database import insert_ignoring_conflicts, large_page_cache
+from ainews_newsletter.database import (
+    as_sqlalchemy_error,
+    insert_ignoring_conflicts,
+    large_page_cache,
+)
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.arrivals import Arrival, insert_arrivals, new_tokens
@@ -170,16 +174,24 @@ def _attached(connection: Connection, batch: StagedBatch | None) -> Iterator[Non
     if batch is None:
         yield
         return
-    driver.execute(f"ATTACH DATABASE ? AS {STAGE_SCHEMA}", (batch.path,))
+    attach = f"ATTACH DATABASE ? AS {STAGE_SCHEMA}"
+    with as_sqlalchemy_error(attach, ()):  # e.g. a locked or full disk: the CLI's line
+        driver.execute(attach, (batch.path,))
+    detach = f"DETACH DATABASE {STAGE_SCHEMA}"
     try:
         yield
     except BaseException:
-        with suppress(sqlite3.Error, OSError):  # not to hide the failure itself
-            driver.execute(f"DETACH DATABASE {STAGE_SCHEMA}")
-            os.unlink(batch.path)
+        # Detached after a failure too (else the pooled connection keeps the file, and the
+        # next import's ATTACH fails), never hiding the failure itself.
+        with suppress(sqlite3.Error):
+            driver.execute(detach)
         raise
-    driver.execute(f"DETACH DATABASE {STAGE_SCHEMA}")
-    os.unlink(batch.path)
+    else:
+        with as_sqlalchemy_error(detach, ()):
+            driver.execute(detach)
+    finally:
+        with suppress(OSError):  # read_ahead's close removes the folder in any case
+            os.unlink(batch.path)
 
 
 def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected] | Staged,
@@ -236,9 +248,9 @@ def import_rows(store: SubscriberStore, rows: Iterable[ImportRow | Rejected] | S
                         if staged is not None and outer is None:
                             table = f"{STAGE_SCHEMA}.{STAGED}"
                         elif staged is not None:
-                            copy_here(driver, staged.path)
+                            copy_here(connection, staged.path)
                         else:
-                            summary.duplicates += stage_here(driver, good, status)
+                            summary.duplicates += stage_here(connection, good, status)
                         merge_staged(connection, table, plan, summary, resolver,
                                      list_name is not None, source, agreement,
                                      store.erase_key, force_erased, now)

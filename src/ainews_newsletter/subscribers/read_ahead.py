@@ -29,6 +29,7 @@ import signal
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from itertools import islice
 from multiprocessing.connection import Connection
@@ -79,7 +80,12 @@ class ReadAhead:
         self._process = context.Process(target=_produce,
                                         args=(opened, sending, receiving, stager),
                                         name="ainews-import-reader", daemon=True)
-        self._process.start()
+        try:
+            self._process.start()
+        except BaseException:
+            if self._folder is not None:
+                shutil.rmtree(self._folder, ignore_errors=True)
+            raise
         sending.close()  # the child's end: when the child ends, reading here sees EOF
         self._receiving = receiving
         self._position = 0
@@ -186,6 +192,14 @@ class _Stager:
                                       ) from None
             yield _message("batch", opened.bytes_read(), tuple(staged))
 
+    def outlive_writer(self) -> None:
+        """After the last batch (or the writer gone): wait while the writer lives, whose
+        `close` ends this process and removes the folder itself; a writer that was killed
+        leaves the folder and its batch files to this process to remove."""
+        while os.getppid() == self._parent:
+            time.sleep(0.5)
+        shutil.rmtree(self._folder, ignore_errors=True)
+
 
 def _produce(opened: Opened, sending: Connection, receiving: Connection,
              stager: _Stager | None) -> None:
@@ -218,6 +232,8 @@ def _produce(opened: Opened, sending: Connection, receiving: Connection,
         pass  # the parent stopped reading (it failed, or was interrupted): nothing to say
     finally:
         sending.close()
+    if stager is not None:
+        stager.outlive_writer()
 
 
 def _message(kind: str, position: int, payload: object) -> bytes:

@@ -36,13 +36,13 @@ def lock_for_writing(connection: Connection) -> None:
     run's, across batches)."""
     driver = connection.connection.driver_connection
     if driver is not None and not driver.in_transaction:
-        driver.execute("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # "database is locked" as SQLAlchemy's
 
 
 def _erased(connection: Connection, source: str, key: str, force: bool,
-            refused: list[Rejected]) -> list[str]:
+            refused: list[Rejected], summary: ImportSummary) -> list[str]:
     """The batch's erased addresses to leave out (none when `force`: their marks are
-    lifted); each one refused."""
+    lifted); each refused at every line it is on, its repeats then no duplicates."""
     staged = [row[0] for row in connection.exec_driver_sql(
         f"SELECT normalized FROM {source}")]
     erased = erased_among(connection, key, staged)
@@ -51,10 +51,15 @@ def _erased(connection: Connection, source: str, key: str, force: bool,
     if force:
         lift_erased(connection, key, erased)
         return []
-    refused.extend(Rejected(line, email, f"{email!r} was {REFUSED} (--force-erased imports "
-                            "it anyway)") for line, email in connection.exec_driver_sql(
-        f"SELECT line, email FROM {source} r WHERE normalized IN "
-        "(SELECT value FROM json_each(?)) ORDER BY seq", (json.dumps(sorted(erased)),)))
+    for line, email, repeats in connection.exec_driver_sql(
+            f"SELECT line, email, repeats FROM {source} r WHERE normalized IN "
+            "(SELECT value FROM json_each(?)) ORDER BY seq", (json.dumps(sorted(erased)),)
+            ).fetchall():
+        again = json.loads(repeats) if repeats else []
+        summary.duplicates -= len(again)  # counted when folded, refused now
+        for at, address in [(line, email), *again]:
+            refused.append(Rejected(at, address, f"{address!r} was {REFUSED} "
+                                    "(--force-erased imports it anyway)"))
     return sorted(erased)
 
 
@@ -90,7 +95,7 @@ def merge_staged(connection: Connection, source: str, plan: BatchPlan,
     """Merge the batch staged in table `source` (staging.py) into the store; the caller
     holds the transaction and has taken the write lock (`lock_for_writing`)."""
     skipped = ([] if erase_key is None else
-               _erased(connection, source, erase_key, force_erased, plan.refused))
+               _erased(connection, source, erase_key, force_erased, plan.refused, summary))
     plan_rows(plan, _met(connection, source, skipped, plan.added is not None), summary,
               list_ids, list_explicit, now)
     not_new = json.dumps(skipped + plan.skipped)

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from sqlalchemy import Connection
+
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.arrivals import new_tokens
 from ainews_newsletter.subscribers.import_rules import (
@@ -33,11 +35,14 @@ from ainews_newsletter.subscribers.import_rules import (
 STAGED = "rows"  # the table in a batch's own file (attached as STAGE_SCHEMA)
 STAGE_SCHEMA = "stage"
 TEMPORARY = "temp.import_stage"  # the table on the writer's own connection
-_COLUMNS = "line, email, normalized, name, status, attributes, lists, language, token"
+_COLUMNS = ("line, email, normalized, name, status, attributes, lists, language, token, "
+            "repeats")
+# `repeats`: the rows folded into this one, [[line, email], …] (JSON), or NULL: an erased
+# address is refused at every line it is on (staged_merge._erased).
 _DEFINITION = ("(seq INTEGER PRIMARY KEY, line INTEGER NOT NULL, email TEXT NOT NULL, "
                "normalized TEXT NOT NULL, name TEXT, status TEXT NOT NULL, attributes TEXT, "
-               "lists TEXT, language TEXT, token TEXT NOT NULL)")
-_INSERT = f"INSERT INTO {{table}} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+               "lists TEXT, language TEXT, token TEXT NOT NULL, repeats TEXT)")
+_INSERT = f"INSERT INTO {{table}} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 class StagedBatch(NamedTuple):
@@ -47,19 +52,23 @@ class StagedBatch(NamedTuple):
     path: str  # the batch's SQLite file
     items: int  # rows of the file it held, rejected ones included (progress)
     duplicates: int  # rows folded into an earlier one of the batch
-    rejects: list[tuple[int, str, str]]  # Rejected's fields, in file order
+    rejects: list[tuple[Any, ...]]  # Rejected's fields, in file order
 
 
 def _values(batch: Sequence[ImportRow], status: SubscriberStatus | None,
             ) -> tuple[list[tuple[Any, ...]], int]:
-    rows, duplicates = each_once(batch)
+    rows, repeats = each_once(batch)
+    folded: dict[str, list[tuple[int, str]]] = {}
+    for repeat in repeats:
+        folded.setdefault(repeat.normalized, []).append((repeat.line, repeat.email))
     tokens = new_tokens(len(rows))
     dumps = json.dumps
     return [(row.line, row.email, row.normalized, row.name or None,
              arriving_status(row.status, status).value,
              dumps(row.attributes) if row.attributes else None,
-             dumps(list(row.lists)) if row.lists else None, row.language or None, token)
-            for row, token in zip(rows, tokens, strict=True)], duplicates
+             dumps(list(row.lists)) if row.lists else None, row.language or None, token,
+             dumps(folded[row.normalized]) if folded and row.normalized in folded else None)
+            for row, token in zip(rows, tokens, strict=True)], len(repeats)
 
 
 def write_batch(path: Path, batch: Sequence[ImportRow | Rejected],
@@ -79,31 +88,35 @@ def write_batch(path: Path, batch: Sequence[ImportRow | Rejected],
         connection.execute("COMMIT")
     finally:
         connection.close()
-    return StagedBatch(str(path), len(batch), duplicates, rejects)  # type: ignore[arg-type]
+    return StagedBatch(str(path), len(batch), duplicates, rejects)
 
 
-def stage_here(driver: sqlite3.Connection, batch: Sequence[ImportRow],
+def stage_here(connection: Connection, batch: Sequence[ImportRow],
                status: SubscriberStatus | None) -> int:
     """Stage `batch` into the TEMPORARY table of the writer's own connection (made empty
-    first), in the writer's transaction; returns the duplicates folded away."""
+    first), in the writer's transaction; returns the duplicates folded away. Through
+    SQLAlchemy, so a failure (a full temporary folder) is one it knows."""
     values, duplicates = _values(batch, status)
-    _fresh_temporary(driver)
-    driver.executemany(_INSERT.format(table=TEMPORARY), values)
+    _fresh_temporary(connection, values)
     return duplicates
 
 
-def copy_here(driver: sqlite3.Connection, path: str) -> None:
+def copy_here(connection: Connection, path: str) -> None:
     """A staged file's rows into the TEMPORARY table, where a file cannot be attached:
-    inside a transaction (a dry run holds one across all batches)."""
+    inside a transaction (a dry run holds one across all batches). The file is removed
+    once read: a dry run keeps no more batch files than an import."""
     source = sqlite3.connect(path)
     try:
         rows = source.execute(f"SELECT {_COLUMNS} FROM {STAGED} ORDER BY seq").fetchall()
     finally:
         source.close()
-    _fresh_temporary(driver)
-    driver.executemany(_INSERT.format(table=TEMPORARY), rows)
+    Path(path).unlink()
+    _fresh_temporary(connection, rows)
 
 
-def _fresh_temporary(driver: sqlite3.Connection) -> None:
-    driver.execute(f"CREATE TABLE IF NOT EXISTS {TEMPORARY} {_DEFINITION}")
-    driver.execute(f"DELETE FROM {TEMPORARY}")
+def _fresh_temporary(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """The TEMPORARY table holding `rows` alone."""
+    connection.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {TEMPORARY} {_DEFINITION}")
+    connection.exec_driver_sql(f"DELETE FROM {TEMPORARY}")
+    if rows:  # SQLAlchemy takes an empty list for "no parameters", not for no rows
+        connection.exec_driver_sql(_INSERT.format(table=TEMPORARY), rows)
