@@ -342,8 +342,17 @@ def test_a_dry_run_of_a_big_file_counts_as_the_import_and_stores_nothing(
     project.write_config()
     project.import_readers(3)  # the store exists, with readers of its own
     before = _stored(project)
+    held: list[int] = []  # batch files on disk after each copy
+    copy = importer.copy_here
+
+    def counted(connection: Any, staged: str) -> None:
+        copy(connection, staged)
+        held.append(len(list(Path(staged).parent.glob("batch-*.db"))))
+
+    monkeypatch.setattr(importer, "copy_here", counted)
     dry = project.run("subscribers", "import", str(path), "--json", "--dry-run")
     assert _stored(project) == before
+    assert len(held) == 4 and max(held) <= read_ahead.QUEUED_BATCHES  # none kept once read
     real = project.run("subscribers", "import", str(path), "--json")
     assert dry.exit_code == real.exit_code == 1
     assert json.loads(dry.stdout) == {**json.loads(real.stdout), "dry_run": True}
