@@ -19,6 +19,7 @@ import pytest
 from ainews_newsletter.cli import app
 from ainews_newsletter.cli.common import LazyGroup, short_help_of
 from ainews_newsletter.cli.subscribers import subscribers
+from ainews_newsletter.database import dispose_all
 from tests.conftest import Project
 
 # Runs the CLI in this process, then prints which modules it imported.
@@ -167,3 +168,30 @@ def test_help_reads_the_same_before_and_after_the_commands_are_loaded() -> None:
     assert (lazy_code, loaded_code) == (0, 0)
     assert "ainews_newsletter.cli.subscribers" in loaded_modules - lazy_modules
     assert lazy == loaded
+
+
+@pytest.mark.parametrize(("args", "code"), [(("subscribers", "list"), 0),
+                                            (("send", "--issue", "2099-W01", "--yes"), 1)])
+def test_the_end_closes_the_database_and_keeps_the_exit_code(project: Project,
+                                                              args: tuple[str, ...],
+                                                              code: int) -> None:
+    """At the end (cli/app.py's _before_exit) the pooled connections are closed, so SQLite
+    folds its write-ahead log back and removes it, and the collector is frozen (no full
+    collections while the interpreter shuts down): the command's exit code and output are
+    what they were, whether it succeeded or failed."""
+    project.import_readers(2)
+    dispose_all()  # this process's connections closed: the command's are the last ones
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AINEWS_")}
+    probe = PROBE.replace('print("\\n"', 'import gc; print(gc.get_freeze_count() > 0)\n'
+                                         'print("\\n"')
+    done = subprocess.run([sys.executable, "-c", probe, "--config", str(project.config_path),
+                           *args], capture_output=True, text=True, env=env, check=False)
+    output, _, last = done.stdout.rpartition("\n{")
+    assert json.loads("{" + last)["code"] == code
+    assert output.splitlines()[-1] == "True"
+    if code == 0:
+        assert "reader001@example.com" in output
+    else:
+        assert "no issue '2099-W01' in the ledger" in done.stderr
+    assert project.database.exists()
+    assert not project.database.with_name(project.database.name + "-wal").exists()

@@ -148,7 +148,7 @@ def test_one_time_for_a_whole_commit_is_stored_as_sqlalchemy_stores_it(
     every column of every row, with its storage type, must be what the same writes store
     through SQLAlchemy's own execute, whether the time repeats, changes or comes in
     another zone."""
-    from ainews_newsletter.delivery import ledger as ledger_module
+    from ainews_newsletter.delivery import snapshot as snapshot_module
 
     policy = RetryPolicy(max_attempts=5, base_seconds=60, max_seconds=600)
     when = START + timedelta(seconds=7, microseconds=123456)
@@ -159,7 +159,7 @@ def test_one_time_for_a_whole_commit_is_stored_as_sqlalchemy_stores_it(
     stored = []
     for path in ("driver", "sqlalchemy"):
         if path == "sqlalchemy":  # the snapshot's inserts too
-            monkeypatch.setattr(ledger_module, "insert_by_driver", lambda *args: False)
+            monkeypatch.setattr(snapshot_module, "insert_by_driver", lambda *args: False)
         database = tmp_path / f"{path}.db"
         ledger = Ledger(engine_for(f"sqlite:///{database}"))
         issue_id = _issue_with_rows(ledger, 4)
@@ -264,12 +264,12 @@ def test_the_snapshot_inserted_by_sqlite3_stores_what_sqlalchemy_would(
     """The snapshot's batches go to sqlite3 directly (driver_statement.insert_by_driver):
     every column of every row, and its SQLite storage type, is what SQLAlchemy's own
     insert stores (the other path, kept for PostgreSQL)."""
-    from ainews_newsletter.delivery import ledger as ledger_module
+    from ainews_newsletter.delivery import snapshot as snapshot_module
 
     stored = []
     for path in ("driver", "sqlalchemy"):
         if path == "sqlalchemy":
-            monkeypatch.setattr(ledger_module, "insert_by_driver", lambda *args: False)
+            monkeypatch.setattr(snapshot_module, "insert_by_driver", lambda *args: False)
         database = tmp_path / f"{path}.db"
         ledger = Ledger(engine_for(f"sqlite:///{database}"))
         rendered = RenderedIssue(

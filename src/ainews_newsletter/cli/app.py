@@ -5,6 +5,9 @@ subscriber store, not the renderer or the pipeline."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import sys
 from pathlib import Path
 
 import click
@@ -87,4 +90,23 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 
 
 def main() -> None:
-    cli(prog_name="ainews")
+    try:
+        cli(prog_name="ainews")
+    except SystemExit:  # how click ends every command, with its exit code
+        _before_exit()
+        raise
+
+
+def _before_exit() -> None:
+    """The database connections closed now (SQLite checkpoints its WAL and removes it, as
+    when they closed at exit), then the garbage collector frozen: the interpreter's
+    shutdown would otherwise run full collections over every object the command loaded
+    (SQLAlchemy, the renderer, pydantic), about 0.15 s after a send, for nothing still
+    needed (issue 32). Objects still referenced are torn down as
+    before; only unreachable cycles are left to the process's end, whose finalizers Python
+    never promised to run at exit."""
+    database = sys.modules.get("ainews_newsletter.database")
+    if database is not None:  # a command that opened none (`--help`) does not import it
+        with contextlib.suppress(Exception):  # closing is no reason to change the exit
+            database.dispose_all()
+    gc.freeze()

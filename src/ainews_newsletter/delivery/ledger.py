@@ -3,34 +3,31 @@
 
 Every state change is its own committed transaction, so after a crash the ledger says
 exactly who got the issue, and a second send of the same issue never mails them again.
-The tables are in `tables`, the per-message claim and record in `claims`."""
+The tables are in `tables`, the per-message claim and record in `claims`, the audience
+snapshot in `snapshot`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ainews_newsletter import language_tags, translations
-from ainews_newsletter.database import ensure_schema, insert_ignoring_conflicts
+from ainews_newsletter import translations
+from ainews_newsletter.database import ensure_schema
 from ainews_newsletter.delivery.claims import (
     NOT_ACTIVE_REPLY,
     DeliverableCheck,
     Delivery,
     LedgerWriter,
 )
-from ainews_newsletter.delivery.driver_statement import insert_by_driver
-from ainews_newsletter.delivery.message import message_digest
 from ainews_newsletter.delivery.reconnect import Reconnect, where
-from ainews_newsletter.delivery.returnpath import new_return_tags
+from ainews_newsletter.delivery.snapshot import AudienceSnapshot
 from ainews_newsletter.delivery.tables import (
     deliveries,
     issue_links,
@@ -38,7 +35,6 @@ from ainews_newsletter.delivery.tables import (
     issue_renderings,
     issues,
 )
-from ainews_newsletter.delivery.unlisted import StillListed, drop_unlisted
 from ainews_newsletter.models import (
     DeliveryCounts,
     DeliveryState,
@@ -80,7 +76,7 @@ def _aggregate_time(value: datetime | str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-class Ledger:
+class Ledger(AudienceSnapshot):
     def __init__(self, engine: Engine, reconnect_seconds: float = 120) -> None:
         self.engine = engine
         # A send's writes wait out a database that went away ([storage] reconnect_seconds).
@@ -211,66 +207,7 @@ class Ledger:
             value = connection.execute(query).scalar()
         return None if value is None else _aggregate_time(value)
 
-    # -- audience snapshot ----------------------------------------------------------------
-
-    def snapshot(self, issue_id: int, recipients: Iterable[Recipient], now: datetime,
-                 batch_size: int = 500, tagged: bool = False,
-                 list_identifier: str | None = None,
-                 still_listed: StillListed | None = None,
-                 languages: Collection[str] = (),
-                 own_language: str = translations.SOURCE) -> int:
-        """Copy the audience into the ledger once. Batches are idempotent (a re-run after a
-        crash mid-snapshot adds only the missing rows); `snapshot_at` marks it complete.
-        `tagged`: each row gets a tag (a VERP return path, a provider's metadata header).
-        `list_identifier` ([newsletter] list_identifier): each row keeps its Message-ID's
-        digest, so an event quoting the Message-ID finds it (DeliveryLookup).
-        `still_listed`: asked in each batch's transaction, so a reader erased since the
-        audience was read gets no row (delivery/unlisted.py).
-        `languages`: the languages other than the issue's that have a rendering (catalogs
-        shipped or the operator's); a reader whose language (or its base language) is one
-        of them has it on their row, every other row's language is NULL (the issue's own
-        rendering; `own_language` is the issue's): see `language_tags.edition_for`."""
-        key = None
-        if list_identifier is not None:
-            with self.engine.connect() as connection:
-                key = connection.execute(select(issues.c.period_key)
-                                         .where(issues.c.id == issue_id)).scalar_one()
-        iterator = iter(recipients)
-        editions: dict[str | None, str | None] = {}  # a reader's language → their row's
-        while batch := list(islice(iterator, batch_size)):
-            tags: list[str | None] = (list(new_return_tags(len(batch))) if tagged
-                                      else [None] * len(batch))
-            rows = []
-            for r, tag in zip(batch, tags, strict=True):
-                if r.language not in editions:
-                    editions[r.language] = language_tags.edition_for(r.language, own_language,
-                                                                     languages)
-                rows.append({
-                    "issue_id": issue_id, "subscriber_id": r.subscriber_id, "email": r.email,
-                    "name": r.name, "token": r.token, "state": DeliveryState.QUEUED.value,
-                    "attempts": 0, "updated_at": now, "return_tag": tag,
-                    "message_digest": (None if key is None or list_identifier is None else
-                                       message_digest(list_identifier, key, r.subscriber_id)),
-                    "language": editions[r.language]})
-            self.reconnect.run(partial(self._add_batch, issue_id, rows, batch, still_listed))
-        self.reconnect.run(lambda: self._snapshot_done(issue_id, now))
-        return self.counts(issue_id).total
-
-    def _add_batch(self, issue_id: int, rows: list[dict[str, Any]], batch: list[Recipient],
-                   still_listed: StillListed | None) -> None:
-        """One batch of the snapshot, in one transaction; again after a lost connection it
-        adds only what the first try did not commit (ON CONFLICT DO NOTHING)."""
-        with self.engine.begin() as connection:
-            if not insert_by_driver(connection, deliveries, rows):
-                insert_ignoring_conflicts(connection, deliveries, rows)
-            if still_listed is not None:
-                drop_unlisted(connection, deliveries, batch, still_listed,
-                              DeliveryState.QUEUED.value, issue_id=issue_id)
-
-    def _snapshot_done(self, issue_id: int, now: datetime) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(update(issues).where(issues.c.id == issue_id)
-                               .values(snapshot_at=now))
+    # -- audience snapshot: snapshot.py (AudienceSnapshot) ------------------------------
 
     # -- sending --------------------------------------------------------------------------
 

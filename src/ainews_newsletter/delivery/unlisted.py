@@ -1,5 +1,6 @@
-"""Queued rows for readers who left while they were being queued. A send reads its audience
-in one transaction and writes the ledger rows in another (a welcome round likewise), so an
+"""Queued rows for readers who left while they were being queued. A send on PostgreSQL reads
+its audience in one transaction and writes the ledger rows in another (a welcome round
+likewise, on either database; a send on SQLite copies it in one statement, snapshot.py), so an
 erase that commits in between would find no row to hash, and the row written after it would
 keep the erased address and name (issue 29: "found nowhere"). The writer therefore asks, in
 the transaction that writes the rows, which of those readers are still listed under the

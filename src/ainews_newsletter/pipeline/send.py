@@ -242,12 +242,16 @@ def execute_send(config: Config, plan: SendPlan, transport: Transport | None = N
     renderings = frozen_renderings(config, issue)
     clicks = _click_links(config, ledger, issue)
     if issue.snapshot_at is None:
-        recipients = store.iter_recipients(batch_size=SNAPSHOT_BATCH)
-        ledger.snapshot(issue.id, recipients, clock.now(), SNAPSHOT_BATCH,
-                        tagged=tags_deliveries(config),
-                        list_identifier=config.newsletter.list_identifier,
-                        still_listed=still_listed, languages=frozenset(renderings),
-                        own_language=issue.language)
+        tagged, identifier = tags_deliveries(config), config.newsletter.list_identifier
+        if ledger.copies_audience:  # SQLite: the database copies the readers itself
+            ledger.copy_audience(issue.id, store.audience, clock.now(), SNAPSHOT_BATCH,
+                                 tagged=tagged, list_identifier=identifier,
+                                 languages=frozenset(renderings), own_language=issue.language)
+        else:
+            ledger.snapshot(issue.id, store.iter_recipients(batch_size=SNAPSHOT_BATCH),
+                            clock.now(), SNAPSHOT_BATCH, tagged=tagged,
+                            list_identifier=identifier, still_listed=still_listed,
+                            languages=frozenset(renderings), own_language=issue.language)
         issue = ledger.find_issue(issue.list_id, issue.rendered.period.key) or issue
     settings = send_settings(config, clicks)
     hooks = Hooks(deliverable=DeliverableCheck(deliverable_subscriber, deliverable_reader),

@@ -225,6 +225,25 @@ class SubscriberQueries:
                                 token=row.token, language=row.language)
             last_id = rows[-1].id
 
+    def audience(self, connection: Connection, after: int, limit: int,
+                 list_name: str | None = None) -> Select[Any]:
+        """The next `limit` readers of the list with an id above `after`, in id order, as a
+        statement for the database to run itself (a send's snapshot on SQLite copies them
+        into its ledger with one INSERT … SELECT): what iter_recipients reads, the name
+        cleaned the same way (clean_name, made the SQL function ainews_clean_name on this
+        SQLite connection), as columns subscriber_id, email, name, token, language."""
+        driver = connection.connection.driver_connection
+        assert connection.dialect.name == "sqlite" and driver is not None, "SQLite only"
+        driver.create_function("ainews_clean_name", 1, clean_name, deterministic=True)
+        list_id = self.list_id(connection, list_name)
+        return (select(subscribers.c.id.label("subscriber_id"), subscribers.c.email,
+                       func.ainews_clean_name(subscribers.c.name).label("name"),
+                       subscribers.c.token, subscribers.c.language)
+                .join(memberships, and_(memberships.c.subscriber_id == subscribers.c.id,
+                                        memberships.c.list_id == list_id))
+                .where(subscribers.c.id > after, _deliverable_condition())
+                .order_by(subscribers.c.id).limit(limit))
+
     def count_test_addresses(self) -> int:
         """Active subscribers under .test: left from staging, they must not get a real
         issue once [subscribers] allow_test_domains is off (the lint gate says so)."""
