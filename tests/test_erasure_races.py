@@ -7,6 +7,7 @@ the snapshot has no such gap, just before its statement)."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -100,13 +101,37 @@ def test_a_reader_erased_after_the_audience_was_read_gets_no_ledger_row(
         copies.append(1)
         return copy(self, connection, *args)
 
+    from ainews_newsletter.database import sqlite_path
+    from ainews_newsletter.subscribers import queries
+
+    clean = queries.clean_name
+    writers: list[str] = []
+
+    def clean_while_another_tries_to_write(name: str | None) -> str | None:
+        # SQLite, inside the copy's one statement (reading and writing the readers): an
+        # erase could not commit here, as no other writer can begin.
+        if not writers:
+            other = sqlite3.connect(sqlite_path(config.database_url) or "", timeout=0.2,
+                                    isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                writers.append("began")
+                other.execute("ROLLBACK")
+            except sqlite3.OperationalError as exc:
+                writers.append(str(exc))
+            finally:
+                other.close()
+        return clean(name)
+
     monkeypatch.setattr(SubscriberStore, "iter_recipients", read_then_erase)
     monkeypatch.setattr(SubscriberStore, "audience", erase_then_copy)
+    monkeypatch.setattr(queries, "clean_name", clean_while_another_tries_to_write)
     counts = execute_send(config, plan_send(config, Window(week="2026-W47")))
     if p.storage_url is not None and p.storage_url.startswith("postgresql"):
         assert handed == [OTHER, ADDRESS]  # the erased reader was read before the erase
     else:
         assert handed == [] and copies  # no reader was read into Python
+        assert writers == ["database is locked"]  # none could write during the copy
     assert (counts.total, counts.sent) == (1, 1)
     assert smtp_server.recipients() == [OTHER]
     assert p.query("SELECT email FROM deliveries") == [(OTHER,)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +41,9 @@ from ainews_newsletter.errors import ConfigError
 from ainews_newsletter.migrations import SCHEMA_HEAD
 
 _engines: dict[str, Engine] = {}
+# The Python functions an SQLite statement calls, for its runner to register on the
+# connection: name → (arity, the function, deterministic).
+SqlFunctions = dict[str, tuple[int, Callable[..., Any], bool]]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -295,7 +298,8 @@ def insert_ignoring_conflicts(connection: Connection, table: Table,
 
 
 def dispose_all() -> None:
-    """Close every pooled connection (tests, and the end of `ainews demo`)."""
+    """Close every pooled connection (tests, the end of `ainews demo`, and every command's
+    normal exit: cli/app.py)."""
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()

@@ -13,12 +13,14 @@ import sqlite3
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import dispose_all, engine_for
 from ainews_newsletter.delivery.ledger import Ledger
+from ainews_newsletter.delivery.snapshot import AudienceSnapshot
 from ainews_newsletter.models import Period, RenderedIssue
 from ainews_newsletter.subscribers.queries import still_listed
 from ainews_newsletter.subscribers.store import SubscriberStore
@@ -154,3 +156,58 @@ def test_a_copy_run_again_adds_only_what_is_missing(tmp_path: Path) -> None:
     dispose_all()
     assert total == len(_stored(whole)[0])
     assert _stored(resumed) == _stored(whole)
+
+
+@pytest.mark.parametrize("raised", [ValueError("a bug in a language lookup"),
+                                    KeyboardInterrupt()], ids=["bug", "ctrl-c"])
+def test_what_a_function_of_the_copy_raises_arrives_as_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: BaseException) -> None:
+    """sqlite3 turns an exception inside a Python SQL function into a bare "user-defined
+    function raised exception": the copy raises the function's own instead (a bug keeps
+    its traceback, a second Ctrl-C stops the send as Ctrl-C), and the pooled connection
+    keeps none of the batch's functions."""
+    from ainews_newsletter import language_tags
+
+    base = tmp_path / "base.db"
+    _audience(base)
+
+    calls: list[object] = []
+
+    def broken(*arguments: object) -> str | None:
+        calls.append(arguments)
+        raise raised
+
+    monkeypatch.setattr(language_tags, "edition_for", broken)
+    with pytest.raises(type(raised)) as caught:
+        _snapshot(base, "sqlite", tagged=True, identifier="news.example")
+    assert caught.value is raised and len(calls) == 1
+    # The batch's functions are unset on the pooled connection (Python 3.11's sqlite3
+    # cannot delete one: unset, it fails when called): nothing reaches the old one.
+    with engine_for(f"sqlite:///{base}").connect() as connection, \
+            pytest.raises(Exception, match="user-defined function raised exception"):
+        connection.exec_driver_sql("SELECT ainews_edition('fr')").all()
+    assert len(calls) == 1
+
+
+def test_the_last_reader_a_batch_covered_is_noted_as_it_is_copied(tmp_path: Path) -> None:
+    """Each batch ends at the largest id its statement selected (noted by ainews_reader as
+    the rows pass, not by running the audience's query again): batches of 16 over the
+    list's readers cover each once, in order, whatever the gaps between ids."""
+    base = tmp_path / "base.db"
+    _audience(base)
+    ends: list[int | None] = []
+    real = AudienceSnapshot._copy_batch
+
+    def noted(self: AudienceSnapshot, *arguments: Any) -> int | None:
+        end = real(self, *arguments)
+        ends.append(end)
+        return end
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AudienceSnapshot, "_copy_batch", noted)
+        total = _snapshot(base, "sqlite", tagged=False, identifier=None)
+    with closing(sqlite3.connect(base)) as connection:
+        ids = [row[0] for row in connection.execute(
+            "SELECT subscriber_id FROM deliveries ORDER BY subscriber_id")]
+    assert total == len(ids) > 2 * BATCH
+    assert ends == [*ids[BATCH - 1::BATCH], *([ids[-1]] if len(ids) % BATCH else []), None]

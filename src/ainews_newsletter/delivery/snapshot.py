@@ -13,15 +13,18 @@ SQL functions of the statement: `_RowValues`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+import sqlite3
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Select, func, literal, null, select, true, update
+from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter import language_tags, translations
-from ainews_newsletter.database import insert_ignoring_conflicts
+from ainews_newsletter.database import SqlFunctions, insert_ignoring_conflicts
 from ainews_newsletter.delivery.driver_statement import insert_by_driver
 from ainews_newsletter.delivery.message import message_digest
 from ainews_newsletter.delivery.reconnect import Reconnect
@@ -35,8 +38,9 @@ if TYPE_CHECKING:
 
 # The subscriber list's next readers for a copy in the database: (connection, the last id
 # copied, how many) → a statement of (subscriber_id, email, name, token, language) in id
-# order, as the list's iter_recipients reads them (subscribers/queries.py's audience).
-Audience = Callable[[Connection, int, int], Select[Any]]
+# order, as the list's iter_recipients reads them, and the SQL functions it calls
+# (subscribers/queries.py's audience).
+Audience = Callable[[Connection, int, int], tuple[Select[Any], SqlFunctions]]
 
 QUEUED = DeliveryState.QUEUED.value
 # The columns a snapshot writes, in the order `copy_audience` selects them.
@@ -65,6 +69,55 @@ class _RowValues:
             self._editions[language] = language_tags.edition_for(
                 language, self.own_language, self.languages)
         return self._editions[language]
+
+
+class _BatchCalls:
+    """The Python functions one copy statement calls, registered on its connection while it
+    runs. sqlite3 turns anything a function raises (a bug, Ctrl-C) into a bare "user-defined
+    function raised exception": the first one raised is kept and raised in its place. Also
+    ainews_reader, which passes each reader's id through and notes the largest: the last
+    reader the batch covered, without running the audience's query a second time."""
+
+    def __init__(self, functions: SqlFunctions) -> None:
+        self.functions = {name: (arity, self._kept(function), deterministic)
+                          for name, (arity, function, deterministic) in functions.items()}
+        self.functions["ainews_reader"] = (1, self._kept(self._reader), False)
+        self.failure: BaseException | None = None
+        self.last_reader: int | None = None
+
+    def _reader(self, subscriber_id: int) -> int:
+        self.last_reader = max(self.last_reader or 0, subscriber_id)
+        return subscriber_id
+
+    def _kept(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        def kept(*arguments: Any) -> Any:
+            try:
+                return function(*arguments)
+            except BaseException as exc:
+                self.failure = self.failure or exc
+                raise
+
+        return kept
+
+    @contextmanager
+    def registered(self, connection: Connection) -> Iterator[None]:
+        driver = connection.connection.driver_connection
+        assert driver is not None, "a SQLite connection has its sqlite3 connection"
+        for name, (arity, function, deterministic) in self.functions.items():
+            driver.create_function(name, arity, function, deterministic=deterministic)
+        try:
+            yield
+        except DBAPIError:
+            if self.failure is not None:
+                raise self.failure from None
+            raise
+        finally:
+            # The pooled connection keeps no function of this batch (Python 3.11's sqlite3
+            # cannot delete one: set to None it fails when called); a failure to unset one
+            # (the connection closed by the failure) never hides the failure itself.
+            with suppress(sqlite3.Error):
+                for name, (arity, _, _) in self.functions.items():
+                    driver.create_function(name, arity, None)
 
 
 class AudienceSnapshot:
@@ -143,41 +196,29 @@ class AudienceSnapshot:
                     now: datetime, tagged: bool, values: _RowValues) -> int | None:
         """One batch of `copy_audience`, in one transaction; returns the last reader's id
         it covered (None: there was none left)."""
-        with self.engine.begin() as connection:
-            driver = connection.connection.driver_connection
-            assert driver is not None, "a SQLite connection has its sqlite3 connection"
-            tags = iter(new_return_tags(batch_size) if tagged else ())
-            functions = {"ainews_digest": (1, values.digest, True),
-                         "ainews_edition": (1, values.edition, True),
-                         "ainews_return_tag": (0, partial(next, tags), False)}
-            for name, (arity, function, deterministic) in functions.items():
-                driver.create_function(name, arity, function, deterministic=deterministic)
-            try:
-                return self._copy_readers(connection, issue_id, audience, after,
-                                          batch_size, now, tagged)
-            finally:  # the pooled connection keeps no function of this batch
-                for name, (arity, _, _) in functions.items():
-                    driver.create_function(name, arity, None)
-
-    def _copy_readers(self, connection: Connection, issue_id: int, audience: Audience,
-                      after: int, batch_size: int, now: datetime, tagged: bool) -> int | None:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        readers = audience(connection, after, batch_size).subquery()
-        copied = (select(
-            literal(issue_id), readers.c.subscriber_id, readers.c.email, readers.c.name,
-            readers.c.token, literal(QUEUED), literal(0),
-            literal(now, deliveries.c.updated_at.type),
-            func.ainews_return_tag() if tagged else null(),
-            func.ainews_digest(readers.c.subscriber_id),
-            func.ainews_edition(readers.c.language))
-            # WHERE: SQLite reads ON CONFLICT after a bare FROM as a join's ON.
-            .where(true()).order_by(readers.c.subscriber_id))
-        connection.execute(sqlite_insert(deliveries).from_select(COPIED, copied)
-                           .on_conflict_do_nothing())
-        covered = audience(connection, after, batch_size).subquery()
-        last = connection.execute(select(func.max(covered.c.subscriber_id))).scalar()
-        return None if last is None else int(last)
+        with self.engine.begin() as connection:
+            readers_of, needed = audience(connection, after, batch_size)
+            readers = readers_of.subquery()
+            tags = iter(new_return_tags(batch_size) if tagged else ())
+            calls = _BatchCalls({**needed,
+                                 "ainews_digest": (1, values.digest, True),
+                                 "ainews_edition": (1, values.edition, True),
+                                 "ainews_return_tag": (0, partial(next, tags), False)})
+            copied = (select(
+                literal(issue_id), func.ainews_reader(readers.c.subscriber_id),
+                readers.c.email, readers.c.name, readers.c.token, literal(QUEUED),
+                literal(0), literal(now, deliveries.c.updated_at.type),
+                func.ainews_return_tag() if tagged else null(),
+                func.ainews_digest(readers.c.subscriber_id),
+                func.ainews_edition(readers.c.language))
+                # WHERE: SQLite reads ON CONFLICT after a bare FROM as a join's ON.
+                .where(true()).order_by(readers.c.subscriber_id))
+            with calls.registered(connection):
+                connection.execute(sqlite_insert(deliveries).from_select(COPIED, copied)
+                                   .on_conflict_do_nothing())
+            return calls.last_reader
 
     def _add_batch(self, issue_id: int, rows: list[dict[str, Any]], batch: list[Recipient],
                    still_listed: StillListed | None) -> None:

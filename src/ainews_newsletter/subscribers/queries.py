@@ -23,7 +23,12 @@ from sqlalchemy import (
 
 from ainews_newsletter import clock
 from ainews_newsletter.config import Config
-from ainews_newsletter.database import engine_for, ensure_schema, insert_ignoring_conflicts
+from ainews_newsletter.database import (
+    SqlFunctions,
+    engine_for,
+    ensure_schema,
+    insert_ignoring_conflicts,
+)
 from ainews_newsletter.errors import SubscriberError
 from ainews_newsletter.models import Recipient, Subscriber, SubscriberStatus
 from ainews_newsletter.subscribers.addresses import normalize
@@ -226,23 +231,23 @@ class SubscriberQueries:
             last_id = rows[-1].id
 
     def audience(self, connection: Connection, after: int, limit: int,
-                 list_name: str | None = None) -> Select[Any]:
+                 list_name: str | None = None) -> tuple[Select[Any], SqlFunctions]:
         """The next `limit` readers of the list with an id above `after`, in id order, as a
         statement for the database to run itself (a send's snapshot on SQLite copies them
         into its ledger with one INSERT … SELECT): what iter_recipients reads, the name
-        cleaned the same way (clean_name, made the SQL function ainews_clean_name on this
-        SQLite connection), as columns subscriber_id, email, name, token, language."""
-        driver = connection.connection.driver_connection
-        assert connection.dialect.name == "sqlite" and driver is not None, "SQLite only"
-        driver.create_function("ainews_clean_name", 1, clean_name, deterministic=True)
+        cleaned the same way, as columns subscriber_id, email, name, token, language. With
+        the SQL functions it calls, for the caller to register on the connection while it
+        runs (name → arity, function, deterministic): clean_name as ainews_clean_name."""
+        assert connection.dialect.name == "sqlite", "SQLite only"
         list_id = self.list_id(connection, list_name)
-        return (select(subscribers.c.id.label("subscriber_id"), subscribers.c.email,
-                       func.ainews_clean_name(subscribers.c.name).label("name"),
-                       subscribers.c.token, subscribers.c.language)
-                .join(memberships, and_(memberships.c.subscriber_id == subscribers.c.id,
-                                        memberships.c.list_id == list_id))
-                .where(subscribers.c.id > after, _deliverable_condition())
-                .order_by(subscribers.c.id).limit(limit))
+        statement = (select(subscribers.c.id.label("subscriber_id"), subscribers.c.email,
+                            func.ainews_clean_name(subscribers.c.name).label("name"),
+                            subscribers.c.token, subscribers.c.language)
+                     .join(memberships, and_(memberships.c.subscriber_id == subscribers.c.id,
+                                             memberships.c.list_id == list_id))
+                     .where(subscribers.c.id > after, _deliverable_condition())
+                     .order_by(subscribers.c.id).limit(limit))
+        return statement, {"ainews_clean_name": (1, clean_name, True)}
 
     def count_test_addresses(self) -> int:
         """Active subscribers under .test: left from staging, they must not get a real
