@@ -1,11 +1,8 @@
-"""An import batch's new subscribers, written in bulk: their tokens and their INSERT.
+"""An import batch's new subscribers, written in bulk: their tokens, and (PostgreSQL: an
+SQLite import copies its new rows from the staged batch, staged_merge.py) their INSERT.
 
 A new row reaches the driver as an `Arrival` tuple of the values that differ from row to
-row, each already in the driver's form (bulk.native), a missing name, attributes or language
-as "" (never a value of its own: names, JSON and language tags are never empty). On SQLite
-the statement turns "" back into NULL and takes the batch's source and time as literals, and
-the confirmation and unsubscribe times from the status: at a million rows each value bound
-per row costs, and a None costs the driver an adapter lookup (more than a string)."""
+row, each already in the driver's form (bulk.native), None where missing."""
 
 from __future__ import annotations
 
@@ -22,7 +19,7 @@ from ainews_newsletter.subscribers.schema import subscribers
 from ainews_newsletter.subscribers.tokens import TOKEN_BYTES
 
 # email, email_normalized, name, status, attributes, token, language (see the doc above)
-Arrival = tuple[str, str, str, str, Any, str, str]
+Arrival = tuple[str, str, str | None, str, Any, str, str | None]
 
 _COLUMNS = ("email", "email_normalized", "name", "status", "attributes", "token", "language",
             "source", "created_at", "updated_at", "confirmed_at", "unsubscribed_at")
@@ -50,12 +47,6 @@ def new_tokens(count: int) -> list[str]:
 assert TOKEN_BYTES % 3 == 0, "new_tokens slices the base64 of a block at token borders"
 
 
-def sqlite_text(value: str) -> str:
-    """`value` as an SQLite string literal: SQLite's only escape is a doubled quote (no
-    backslashes). A NUL cannot be in a statement's text: dropped (no file name has one)."""
-    return "'" + value.replace("\x00", "").replace("'", "''") + "'"
-
-
 def insert_arrivals(connection: Connection, rows: Sequence[Arrival], source: str,
                     stamp: Any) -> None:
     """INSERT the new rows in their order (ids in file order), created, updated and, as
@@ -63,16 +54,7 @@ def insert_arrivals(connection: Connection, rows: Sequence[Arrival], source: str
     if not rows:
         return
     active, left = SubscriberStatus.ACTIVE.value, SubscriberStatus.UNSUBSCRIBED.value
-    if connection.dialect.name != "sqlite":
-        insert_tuples(connection, subscribers, _COLUMNS, [
-            (email, normalized, name or None, status, attributes or None, token,
-             language or None, source, stamp, stamp, stamp if status == active else None,
-             stamp if status == left else None)
-            for email, normalized, name, status, attributes, token, language in rows])
-        return
-    at, origin = sqlite_text(stamp), sqlite_text(source)
-    connection.exec_driver_sql(
-        f"INSERT INTO {subscribers.name} ({', '.join(_COLUMNS)}) VALUES (?1, ?2, NULLIF(?3, ''), "
-        f"?4, NULLIF(?5, ''), ?6, NULLIF(?7, ''), {origin}, {at}, {at}, "
-        f"CASE ?4 WHEN '{active}' THEN {at} END, CASE ?4 WHEN '{left}' THEN {at} END)",
-        rows)
+    insert_tuples(connection, subscribers, _COLUMNS, [
+        (email, normalized, name, status, attributes, token, language, source, stamp, stamp,
+         stamp if status == active else None, stamp if status == left else None)
+        for email, normalized, name, status, attributes, token, language in rows])

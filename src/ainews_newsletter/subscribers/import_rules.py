@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ainews_newsletter.models import SubscriberStatus
+from ainews_newsletter.subscribers.erased import REFUSED
 
 KEPT_REJECTS = 100  # in ImportSummary.rejects; the command shows 20
 
@@ -30,6 +31,11 @@ class Rejected(NamedTuple):  # a tuple: a file of junk makes one per row
     line: int
     email: str
     reason: str
+
+
+def refused_as_erased(line: int, email: str) -> Rejected:
+    """The reject of a row whose address was erased on request (both databases' way)."""
+    return Rejected(line, email, f"{email!r} was {REFUSED} (--force-erased imports it anyway)")
 
 
 @dataclass

@@ -34,13 +34,14 @@ from ainews_newsletter.subscribers.arrivals import Arrival, insert_arrivals, new
 from ainews_newsletter.subscribers.batch_plan import BatchPlan, Known, plan_rows, write_plan
 from ainews_newsletter.subscribers.bulk import added_since, keyed, last_id, native
 from ainews_newsletter.subscribers.consent_records import Agreement
-from ainews_newsletter.subscribers.erased import REFUSED, check_erase_key, erased_among, lift_erased
+from ainews_newsletter.subscribers.erased import check_erase_key, erased_among, lift_erased
 from ainews_newsletter.subscribers.import_rules import (
     KEPT_REJECTS,
     ImportRow,
     ImportSummary,
     Rejected,
     arriving,
+    refused_as_erased,
 )
 from ainews_newsletter.subscribers.schema import lists, subscribers, suppressions
 from ainews_newsletter.subscribers.staged_merge import lock_for_writing, merge_staged
@@ -93,9 +94,9 @@ def _merge_batch(connection: Connection, rows: list[ImportRow], plan: BatchPlan,
               summary, list_ids, list_explicit, now)
     tokens = new_tokens(len(plan.new_rows))
     new_rows: list[Arrival] = [
-        (row.email, row.normalized, row.name or "", incoming.value,
-         native(row.attributes, dialect) if row.attributes else "", token,
-         row.language or "") for (row, incoming), token in zip(plan.new_rows, tokens,
+        (row.email, row.normalized, row.name or None, incoming.value,
+         native(row.attributes, dialect) if row.attributes else None, token,
+         row.language or None) for (row, incoming), token in zip(plan.new_rows, tokens,
                                                                strict=True)]
     before = last_id(connection, subscribers) if new_rows else 0
     insert_arrivals(connection, new_rows, source[:64], native(now, dialect))
@@ -138,8 +139,7 @@ def _without_erased(connection: Connection, key: str, rows: list[ImportRow], for
     if force:
         lift_erased(connection, key, erased)
         return rows
-    refused.extend(Rejected(row.line, row.email, f"{row.email!r} was {REFUSED} "
-                            "(--force-erased imports it anyway)")
+    refused.extend(refused_as_erased(row.line, row.email)
                    for row in rows if row.normalized in erased)
     return [row for row in rows if row.normalized not in erased]
 

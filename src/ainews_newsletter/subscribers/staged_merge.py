@@ -17,17 +17,27 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from ainews_newsletter.models import SubscriberStatus
-from ainews_newsletter.subscribers.arrivals import sqlite_text
 from ainews_newsletter.subscribers.batch_plan import BatchPlan, Known, Met, plan_rows, write_plan
 from ainews_newsletter.subscribers.bulk import Chosen, added_since, keyed, last_id, native
 from ainews_newsletter.subscribers.consent_records import Agreement
-from ainews_newsletter.subscribers.erased import REFUSED, erased_among, lift_erased
-from ainews_newsletter.subscribers.import_rules import ImportRow, ImportSummary, Rejected
+from ainews_newsletter.subscribers.erased import erased_among, lift_erased
+from ainews_newsletter.subscribers.import_rules import (
+    ImportRow,
+    ImportSummary,
+    Rejected,
+    refused_as_erased,
+)
 from ainews_newsletter.subscribers.schema import subscribers, suppressions
 
 # Rows of the batch not to add (a JSON array parameter): erased, known or suppressed.
 _NOT_SKIPPED = "r.normalized NOT IN (SELECT value FROM json_each(?))"
 _LEFT = ", ".join(f"'{status.value}'" for status in SubscriberStatus if status.has_left)
+
+
+def sqlite_text(value: str) -> str:
+    """`value` as an SQLite string literal: SQLite's only escape is a doubled quote (no
+    backslashes). A NUL cannot be in a statement's text: dropped (no file name has one)."""
+    return "'" + value.replace("\x00", "").replace("'", "''") + "'"
 
 
 def lock_for_writing(connection: Connection) -> None:
@@ -57,9 +67,8 @@ def _erased(connection: Connection, source: str, key: str, force: bool,
             ).fetchall():
         again = json.loads(repeats) if repeats else []
         summary.duplicates -= len(again)  # counted when folded, refused now
-        for at, address in [(line, email), *again]:
-            refused.append(Rejected(at, address, f"{address!r} was {REFUSED} "
-                                    "(--force-erased imports it anyway)"))
+        refused.extend(refused_as_erased(at, address) for at, address in [(line, email),
+                                                                            *again])
     return sorted(erased)
 
 
