@@ -73,10 +73,11 @@ class ReadAhead:
         # Staged: the child writes a batch only with a credit, given back as the writer
         # takes the next one; its files go to a folder of this import's own.
         self._credits = context.Semaphore(QUEUED_BATCHES)
-        self._folder = None if staging is None else Path(
-            tempfile.mkdtemp(prefix="ainews-import-"))
-        stager = None if staging is None or self._folder is None else _Stager(
-            staging, self._folder, self._credits, os.getpid())
+        self._folder: Path | None = None
+        stager = None
+        if staging is not None:
+            self._folder = Path(tempfile.mkdtemp(prefix="ainews-import-"))
+            stager = _Stager(staging, self._folder, self._credits, os.getpid())
         self._process = context.Process(target=_produce,
                                         args=(opened, sending, receiving, stager),
                                         name="ainews-import-reader", daemon=True)
