@@ -25,6 +25,7 @@ from sqlalchemy import Connection
 
 from ainews_newsletter.models import SubscriberStatus
 from ainews_newsletter.subscribers.arrivals import new_tokens
+from ainews_newsletter.subscribers.bulk import native
 from ainews_newsletter.subscribers.import_rules import (
     ImportRow,
     Rejected,
@@ -65,7 +66,7 @@ def _values(batch: Sequence[ImportRow], status: SubscriberStatus | None,
     dumps = json.dumps
     return [(row.line, row.email, row.normalized, row.name or None,
              arriving_status(row.status, status).value,
-             dumps(row.attributes) if row.attributes else None,
+             native(row.attributes, "sqlite") if row.attributes else None,  # as stored
              dumps(list(row.lists)) if row.lists else None, row.language or None, token,
              dumps(folded[row.normalized]) if folded and row.normalized in folded else None)
             for row, token in zip(rows, tokens, strict=True)], len(repeats)
