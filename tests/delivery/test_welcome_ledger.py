@@ -110,10 +110,10 @@ def test_a_4xx_waits_with_backoff_and_fails_after_max_attempts(database_url: str
         if attempt < POLICY.max_attempts:
             assert state == "queued"
             assert ledger.due(now, LEASE, 10) == []  # not before its retry time
-            retry_at = ledger.next_due_at(LEASE)
-            assert retry_at == now + POLICY.delay(attempt)
+            wait = ledger.seconds_to_next_due(now, LEASE)
+            assert wait == POLICY.delay(attempt).total_seconds()
             assert ledger.counts().retrying == 1
-            now = retry_at
+            now += POLICY.delay(attempt)
     assert state == "failed"
     counts = ledger.counts()
     assert (counts.failed, counts.queued) == (1, 0)
@@ -157,8 +157,14 @@ def test_a_dead_senders_claim_is_taken_back_only_after_the_lease(database_url: s
     assert ledger.claim(_only_row(ledger), clock.now(), LEASE) is Claim.CLAIMED
     # ... and the sender dies before recording anything.
     stamp = _age_claim(ledger, LEASE - timedelta(minutes=1))
-    assert ledger.due(clock.now(), LEASE, 10) == []
-    assert ledger.next_due_at(LEASE) == stamp + LEASE
+    now = clock.now()
+    assert ledger.due(now, LEASE, 10) == []
+    wait = ledger.seconds_to_next_due(now, LEASE)
+    assert wait is not None
+    if database_url.startswith("postgresql"):  # by the database's clock, a moment later
+        assert 50 < wait <= 60
+    else:
+        assert wait == (stamp + LEASE - now).total_seconds()
     _age_claim(ledger, timedelta(minutes=2))
     later = clock.now()
     [stale] = ledger.due(later, LEASE, 10)
@@ -182,6 +188,24 @@ def test_on_postgresql_the_lease_runs_by_the_databases_clock(database_url: str) 
         assert ledger.claim(replace(row, attempts=1), ahead, LEASE) is Claim.TAKEN
     else:
         assert [found.id for found in seen] == [row.id, row.id]
+
+
+def test_on_postgresql_the_wait_for_a_lease_is_measured_by_the_databases_clock(
+        database_url: str) -> None:
+    """`serve` sleeps until a dead sender's claim may be taken back. With the process's
+    clock an hour behind the database's (another machine, or a process started later under
+    libfaketime), the wait on PostgreSQL is still the lease, not the lease and an hour; on
+    SQLite the process's clock is the one claims are judged by."""
+    ledger, [reader] = _readers(database_url, 1)
+    ledger.queue([reader], clock.now())
+    behind = clock.now() - timedelta(hours=1)
+    assert ledger.claim(_only_row(ledger), behind, LEASE) is Claim.CLAIMED
+    wait = ledger.seconds_to_next_due(behind, LEASE)
+    assert wait is not None
+    if database_url.startswith("postgresql"):
+        assert LEASE.total_seconds() - 10 < wait <= LEASE.total_seconds()
+    else:
+        assert wait == LEASE.total_seconds()
 
 
 def test_a_row_put_back_keeps_its_attempt_count(database_url: str) -> None:

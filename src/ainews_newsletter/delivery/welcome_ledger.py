@@ -238,17 +238,31 @@ class WelcomeLedger:
                     state=QUEUED, attempts=row.attempts, next_attempt_at=retry_at,
                     last_code=0, last_reply=reason[:1000], updated_at=now))
 
-    def next_due_at(self, lease: timedelta) -> datetime | None:
-        """When the earliest row not due now becomes due (a retry time, or a claim's lease
-        running out); None when nothing is waiting. Rows due already are not looked at."""
+    def seconds_to_next_due(self, now: datetime, lease: timedelta) -> float | None:
+        """How long until the earliest row not due now becomes due (a retry time, or a
+        claim's lease running out); None when nothing is waiting. Each is measured by the
+        clock that judges it (`_due`): a retry time by the process's, a claim's lease on
+        PostgreSQL by the database's. A database clock ahead of ours must not make
+        `serve` sleep past a dead sender's lease (and one behind must not wake it early)."""
+        claim_left: float | None
         with self.engine.connect() as connection:
             retry = connection.execute(select(func.min(welcomes.c.next_attempt_at)).where(
                 welcomes.c.state == QUEUED)).scalar()
-            claimed = connection.execute(select(func.min(welcomes.c.updated_at)).where(
-                welcomes.c.state == SENDING)).scalar()
-        claim_ends = _as_utc(claimed)
-        times = [_as_utc(retry), None if claim_ends is None else claim_ends + lease]
-        return min((time for time in times if time is not None), default=None)
+            if self.database_clock:
+                # timestamp - timestamp is an interval: its seconds, by the server's clock
+                left = func.extract("epoch", func.min(welcomes.c.updated_at).op("+")(
+                    literal(lease, Interval())).op("-")(database_now()))
+                seconds = connection.execute(select(left).where(
+                    welcomes.c.state == SENDING)).scalar()
+                claim_left = None if seconds is None else float(seconds)
+            else:
+                claimed = _as_utc(connection.execute(select(func.min(welcomes.c.updated_at))
+                                                     .where(welcomes.c.state == SENDING)).scalar())
+                claim_left = None if claimed is None else (claimed + lease - now).total_seconds()
+        retry_at = _as_utc(retry)
+        waits = [None if retry_at is None else (retry_at - now).total_seconds(),
+                 claim_left]
+        return min((wait for wait in waits if wait is not None), default=None)
 
     def counts(self) -> WelcomeCounts:
         with self.engine.connect() as connection:

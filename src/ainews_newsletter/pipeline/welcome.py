@@ -306,10 +306,8 @@ class Welcomes:
     def seconds_to_next(self) -> float:
         """How long `serve`'s loop may sleep: until the next retry or lease end, at least
         a second, at most LOOP_SECONDS."""
-        due = self.ledger.next_due_at(self.lease)
-        if due is None:
-            return LOOP_SECONDS
-        return min(LOOP_SECONDS, max(1.0, (due - clock.now()).total_seconds()))
+        wait = self.ledger.seconds_to_next_due(clock.now(), self.lease)
+        return LOOP_SECONDS if wait is None else min(LOOP_SECONDS, max(1.0, wait))
 
 
 def send_waiting_welcomes(config: Config, should_stop: Callable[[], bool] | None = None,
