@@ -325,3 +325,150 @@ def test_a_conversion_is_shared_only_by_utc_datetimes() -> None:
     moment = datetime(2026, 5, 9, 7, 35, 25, 123456)
     assert first.parameters({"now": moment}) == ("2026-05-09 07:35:25.123456",)
     assert second.parameters({"now": moment}) == ("2026/05/09",)
+
+
+def _state(ledger: Ledger, row_id: int) -> tuple[object, ...]:
+    with ledger.engine.connect() as connection:
+        return tuple(connection.execute(select(
+            deliveries.c.state, deliveries.c.attempts, deliveries.c.last_code).where(
+                deliveries.c.id == row_id)).one())
+
+
+LATE_POLICY = RetryPolicy(max_attempts=5, base_seconds=60, max_seconds=600)
+SENT = SendOutcome(DeliveryState.SENT, 250, "2.0.0 queued")
+BUSY = SendOutcome(DeliveryState.DEFERRED, 451, "4.7.1 try again later")
+
+
+def test_a_late_answer_to_a_claim_taken_over_changes_nothing_on_sqlite(
+        tmp_path: Path) -> None:
+    """A sender that was taken for dead (a lone sender gave its claim back) answers after
+    the row's new claim was sent: its 451 must not turn `sent` into `deferred` (a copy
+    more), nor its put-back turn it into `queued`."""
+    ledger = Ledger(engine_for(f"sqlite:///{tmp_path / 'ledger.db'}"))
+    issue_id = _issue_with_rows(ledger, 1)
+    (stale,) = ledger.due(issue_id, START, 10)
+    with ledger.writer() as writer:
+        assert writer.claim(stale, START) is Claim.CLAIMED
+    assert ledger.release_claims(START) == 1  # its sender seemed gone
+    (fresh,) = ledger.due(issue_id, START, 10)
+    assert fresh.attempts == 1
+    with ledger.writer() as writer:
+        assert writer.claim(fresh, START) is Claim.CLAIMED
+        writer.record(fresh, SENT, START, LATE_POLICY)
+        writer.record(stale, BUSY, START, LATE_POLICY)  # the first sender, late
+        writer.requeue(stale, START)
+    assert _state(ledger, fresh.id) == ("sent", 2, 250)
+    assert ledger.due(issue_id, START + timedelta(days=1), 10) == []
+
+
+def test_a_late_answer_to_a_claim_taken_over_changes_nothing_on_postgresql(
+        postgres_url: str) -> None:
+    """The same across two PostgreSQL senders: the first's claim outlives its lease, the
+    second takes the row over and sends it; the first's late 451 (also as part of its next
+    claim's statement) and put-back leave the second's `sent` alone. The second's own
+    answer, written while it still holds the claim, is kept."""
+    engine = engine_for(postgres_url)
+    ledger = Ledger(engine)
+    issue_id = _issue_with_rows(ledger, 2)
+    lease = timedelta(minutes=5)
+    with ledger.writer() as first, ledger.writer() as second:
+        stale = _delivery(first.claim_next(issue_id, START, lease))
+        assert stale is not None
+        with engine.begin() as connection:
+            connection.execute(text(
+                "UPDATE deliveries SET updated_at = timezone('UTC', now()) "
+                "- interval '301 seconds' WHERE id = :id"), {"id": stale.id})
+        other = _delivery(second.claim_next(issue_id, START, lease))  # the queued one
+        fresh = _delivery(second.claim_next(issue_id, START, lease))
+        assert other is not None and fresh is not None and fresh.id == stale.id
+        assert fresh.attempts == 1
+        second.record(fresh, SENT, START, LATE_POLICY)
+        first.record_then_claim_next(stale, BUSY, START, LATE_POLICY, None, issue_id, lease)
+        first.record(stale, BUSY, START, LATE_POLICY)
+        first.requeue(stale, START)
+        assert _state(ledger, stale.id) == ("sent", 2, 250)
+        second.record(other, BUSY, START, LATE_POLICY)
+        assert _state(ledger, other.id) == ("deferred", 1, 451)
+
+
+def test_a_late_250_is_kept_whoever_holds_the_row_now_on_sqlite(tmp_path: Path) -> None:
+    """The other way round: the newer claim found the relay down and put the row back;
+    then the first sender's 250 arrives. The message went, so the row is `sent` (else it
+    would go a second time), and a later answer that is not a 250 cannot undo it."""
+    ledger = Ledger(engine_for(f"sqlite:///{tmp_path / 'ledger.db'}"))
+    issue_id = _issue_with_rows(ledger, 1)
+    (stale,) = ledger.due(issue_id, START, 10)
+    with ledger.writer() as writer:
+        assert writer.claim(stale, START) is Claim.CLAIMED
+    assert ledger.release_claims(START) == 1
+    (fresh,) = ledger.due(issue_id, START, 10)
+    with ledger.writer() as writer:
+        assert writer.claim(fresh, START) is Claim.CLAIMED
+        writer.requeue(fresh, START)  # the relay was down: never sent
+        assert _state(ledger, fresh.id) == ("queued", 1, None)
+        writer.record(stale, SENT, START, LATE_POLICY)
+        assert _state(ledger, fresh.id) == ("sent", 1, 250)
+        writer.record(stale, SENT, START, LATE_POLICY)  # said twice: the first one stays
+        writer.record(fresh, BUSY, START, LATE_POLICY)
+    assert _state(ledger, fresh.id) == ("sent", 1, 250)
+    assert ledger.due(issue_id, START + timedelta(days=1), 10) == []
+
+
+def test_a_late_250_is_kept_whoever_holds_the_row_now_on_postgresql(
+        postgres_url: str) -> None:
+    engine = engine_for(postgres_url)
+    ledger = Ledger(engine)
+    issue_id = _issue_with_rows(ledger, 2)
+    lease = timedelta(minutes=5)
+    with ledger.writer() as first, ledger.writer() as second:
+        stale = _delivery(first.claim_next(issue_id, START, lease))
+        assert stale is not None
+        with engine.begin() as connection:
+            connection.execute(text(
+                "UPDATE deliveries SET updated_at = timezone('UTC', now()) "
+                "- interval '301 seconds' WHERE id = :id"), {"id": stale.id})
+        other = _delivery(second.claim_next(issue_id, START, lease))
+        fresh = _delivery(second.claim_next(issue_id, START, lease))
+        assert other is not None and fresh is not None and fresh.id == stale.id
+        second.requeue(fresh, START)
+        state, claimed = first.record_then_claim_next(stale, SENT, START, LATE_POLICY, None,
+                                                      issue_id, lease)
+        assert state is DeliveryState.SENT and claimed is None  # `other` is the second's
+        assert _state(ledger, stale.id) == ("sent", 1, 250)
+
+
+def _age(engine: Engine, row_id: int) -> None:
+    """The row's claim older than a five-minute lease, by the database's clock."""
+    with engine.begin() as connection:
+        connection.execute(text(
+            "UPDATE deliveries SET updated_at = timezone('UTC', now()) "
+            "- interval '301 seconds' WHERE id = :id"), {"id": row_id})
+
+
+def test_a_late_250_and_the_next_claim_never_take_the_same_row(postgres_url: str) -> None:
+    """On PostgreSQL an answer and the next queued claim are one statement. A late 250 for
+    a row another sender has put back in the queue, from a sender whose queued claims have
+    not got that far, must not also claim that row in the same statement (PostgreSQL does
+    not say which of the two updates wins): it is `sent`, and nobody holds it."""
+    engine = engine_for(postgres_url)
+    ledger = Ledger(engine)
+    issue_id = _issue_with_rows(ledger, 3)
+    lease = timedelta(minutes=5)
+    with ledger.writer() as first, ledger.writer() as second:
+        one = _delivery(first.claim_next(issue_id, START, lease))
+        two = _delivery(second.claim_next(issue_id, START, lease))
+        three = _delivery(second.claim_next(issue_id, START, lease))
+        assert one is not None and two is not None and three is not None
+        _age(engine, two.id)
+        taken = _delivery(first.claim_next(issue_id, START, lease))  # by its lease
+        assert taken is not None and taken.id == two.id and taken.attempts == 1
+        _age(engine, two.id)
+        again = _delivery(second.claim_next(issue_id, START, lease))
+        assert again is not None and again.id == two.id
+        second.requeue(again, START)  # the relay was down
+        first.record(one, SENT, START, LATE_POLICY)
+        state, claimed = first.record_then_claim_next(taken, SENT, START, LATE_POLICY, None,
+                                                      issue_id, lease)
+        assert state is DeliveryState.SENT and claimed is None
+        assert _state(ledger, two.id) == ("sent", 2, 250)
+        assert _state(ledger, three.id) == ("sending", 1, None)

@@ -234,3 +234,45 @@ def test_a_reader_who_left_is_never_welcomed(database_url: str) -> None:
         assert connection.execute(select(welcomes.c.state, welcomes.c.last_reply).where(
             welcomes.c.id == leaving.id)).one() == (
                 "skipped", "not sent: no longer an active subscriber")
+
+
+def test_a_late_answer_to_a_claim_taken_over_changes_nothing(database_url: str) -> None:
+    """A sender taken for dead (its claim outlived the lease) answers after another sent
+    the welcome: its 451 and its put-back leave `sent` alone (no second welcome later)."""
+    ledger, [reader] = _readers(database_url, 1)
+    ledger.queue([reader], clock.now())
+    stale = _only_row(ledger)
+    assert ledger.claim(stale, clock.now(), LEASE) is Claim.CLAIMED
+    _age_claim(ledger, LEASE + timedelta(minutes=1))
+    [fresh] = ledger.due(clock.now(), LEASE, 10)
+    assert ledger.claim(fresh, clock.now(), LEASE) is Claim.CLAIMED
+    sent = SendOutcome(DeliveryState.SENT, 250, "2.0.0 queued")
+    assert ledger.record(fresh, sent, clock.now(), POLICY) == "sent"
+    busy = SendOutcome(DeliveryState.DEFERRED, 451, "4.7.1 try again later")
+    ledger.record(stale, busy, clock.now(), POLICY)
+    ledger.put_back(stale, clock.now(), clock.now(), "cannot connect")
+    with ledger.engine.connect() as connection:
+        assert connection.execute(select(welcomes.c.state, welcomes.c.attempts,
+                                         welcomes.c.last_code)).one() == ("sent", 2, 250)
+    assert ledger.due(clock.now() + timedelta(days=1), LEASE, 10) == []
+
+
+def test_a_late_250_is_kept_whoever_holds_the_row_now(database_url: str) -> None:
+    """The newer claim found the relay down and put the welcome back; then the first
+    sender's 250 arrives: the welcome went, so it is `sent` (not sent a second time)."""
+    ledger, [reader] = _readers(database_url, 1)
+    ledger.queue([reader], clock.now())
+    stale = _only_row(ledger)
+    assert ledger.claim(stale, clock.now(), LEASE) is Claim.CLAIMED
+    _age_claim(ledger, LEASE + timedelta(minutes=1))
+    [fresh] = ledger.due(clock.now(), LEASE, 10)
+    assert ledger.claim(fresh, clock.now(), LEASE) is Claim.CLAIMED
+    ledger.put_back(fresh, clock.now(), clock.now(), "cannot connect")
+    sent = SendOutcome(DeliveryState.SENT, 250, "2.0.0 queued")
+    assert ledger.record(stale, sent, clock.now(), POLICY) == "sent"
+    ledger.record(fresh, SendOutcome(DeliveryState.FAILED, 550, "5.1.1 no"), clock.now(),
+                  POLICY)
+    with ledger.engine.connect() as connection:
+        assert connection.execute(select(welcomes.c.state, welcomes.c.attempts,
+                                         welcomes.c.last_code)).one() == ("sent", 1, 250)
+    assert ledger.due(clock.now() + timedelta(days=1), LEASE, 10) == []

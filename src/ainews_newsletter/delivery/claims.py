@@ -1,19 +1,17 @@
 """Claiming and recording delivery rows: the two statements a send runs per message (on
 PostgreSQL one: the answer and the next row's claim together), and the check, in the claim
-itself, that the reader may still get the issue. The retry policy: retry_policy.py."""
+itself, that the reader may still get the issue. The retry policy: retry_policy.py; the
+values claims take and give: claim_types.py."""
 
 from __future__ import annotations
 
-import enum
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Update,
     update,
@@ -21,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter.database import as_sqlalchemy_error, sqlalchemy_error
+from ainews_newsletter.delivery.claim_types import Claim, Claimed, DeliverableCheck, Delivery
 from ainews_newsletter.delivery.driver_statement import (
     Converted,
     DriverStatement,
@@ -41,7 +40,7 @@ from ainews_newsletter.delivery.row_updates import (
     RECORD_RELAY,
     RECORD_RELAY_SENT_WITH_ID,
     RECORD_SENT_WITH_ID,
-    LockedReader,
+    STILL_CLAIMED,
     after_record,
     claim_lowest_admitted,
 )
@@ -53,42 +52,6 @@ T = TypeVar("T")
 
 __all__ = ["NOT_ACTIVE_REPLY", "Claim", "Claimed", "DeliverableCheck", "Delivery",
            "LedgerWriter", "RetryPolicy"]
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    recipient: Recipient
-    attempts: int
-    return_tag: str | None = None  # VERP tag of its return path (None: rows before 0004)
-
-
-@dataclass(frozen=True)
-class DeliverableCheck:
-    """Whether a subscriber may still be sent to, asked inside the claim's own transaction.
-    The subscribers room provides both forms; the pipeline plugs them in."""
-
-    # SQLite: a condition on the subscriber id column, joined into the claim's UPDATE, so
-    # the check costs no extra statement and runs under the claim's write lock.
-    clause: Callable[[ColumnElement[int]], ColumnElement[bool]]
-    # PostgreSQL: a read of the subscriber that locks the row FOR SHARE until the claim
-    # commits, so an unsubscribe lands either before the check or after the claim; folded
-    # into the claim's statement (row_updates.claim_lowest_admitted).
-    locked_reader: LockedReader
-
-
-class Claim(enum.Enum):
-    CLAIMED = "claimed"  # `sending`, committed: send it
-    TAKEN = "taken"  # not due any more: another sender has it, or it was recorded
-    LEFT = "left"  # the subscriber left before the claim: recorded failed, never sent
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A row `claim_next` took: to send, or (`left`) already recorded as not sent."""
-
-    delivery: Delivery
-    left: bool
 
 
 class LedgerWriter:
@@ -298,7 +261,8 @@ class LedgerWriter:
 
     def _record_left(self, delivery: Delivery, now: datetime) -> None:
         self._execute(RECORD, {
-            "row_id": delivery.id, "new_state": DeliveryState.FAILED.value, "code": 0,
+            "row_id": delivery.id, "claimed_attempts": delivery.attempts + 1,
+            "new_state": DeliveryState.FAILED.value, "code": 0,
             "reply": NOT_ACTIVE_REPLY, "erased_reply": NOT_ACTIVE_REPLY, "next_at": None,
             "now": now, "sent": None})
 
@@ -392,8 +356,8 @@ class LedgerWriter:
         def requeue() -> None:
             with self._committed():
                 self.connection.execute(update(deliveries).where(
-                    deliveries.c.id == delivery.id).values(
+                    deliveries.c.id == delivery.id, STILL_CLAIMED).values(
                         state=DeliveryState.QUEUED.value, attempts=delivery.attempts,
-                        updated_at=now))
+                        updated_at=now), {"claimed_attempts": delivery.attempts + 1})
 
         self._retried(requeue)

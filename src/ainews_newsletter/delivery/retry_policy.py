@@ -58,7 +58,8 @@ def answer_statement(row_id: int, attempts_before: int, outcome: SendOutcome, no
     state, next_attempt = next_state(attempts_before, outcome, now, policy, started)
     sent = state is DeliveryState.SENT
     provider_id = provider_message_id(outcome.reply) if sent else ""
-    values = {"row_id": row_id, "new_state": state.value, "code": outcome.code,
+    values = {"row_id": row_id, "claimed_attempts": attempts_before + 1,
+              "new_state": state.value, "code": outcome.code,
               "reply": outcome.reply[:1000], "erased_reply": scrubbed(outcome.reply),
               "next_at": next_attempt, "now": now,
               "sent": now if sent else None}

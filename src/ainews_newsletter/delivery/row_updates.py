@@ -68,9 +68,21 @@ CLAIM = (update(deliveries)
           .where(deliveries.c.id == bindparam("row_id"), is_due(NOW))
           .values(state=DeliveryState.SENDING.value, attempts=bindparam("new_attempts"),
                   updated_at=NOW))
+# A put-back goes only to the claim it undoes: still `sending` with the attempt count that
+# claim wrote. A sender whose claim was taken over (its lease ran out, or a lone SQLite
+# sender gave it back) and that answers late must not turn the newer claim's `sending` or
+# `sent` into anything else.
+STILL_CLAIMED = and_(deliveries.c.state == DeliveryState.SENDING.value,
+                     deliveries.c.attempts == bindparam("claimed_attempts"))
+# An answer, likewise, except a 250: a message the relay took is sent, whoever holds the
+# row now (the newer claim put back or deferred, its reader left, a 5xx): written over
+# anything but an earlier `sent`, it saves the copy the row would otherwise get again.
+_NEW_STATE = bindparam("new_state", type_=deliveries.c.state.type)
+ANSWERABLE = or_(STILL_CLAIMED, and_(_NEW_STATE == DeliveryState.SENT.value,  # noqa: SIM300 (SQL)
+                                     deliveries.c.state != DeliveryState.SENT.value))
 RECORD = (update(deliveries)
-           .where(deliveries.c.id == bindparam("row_id"))
-           .values(state=bindparam("new_state"), last_code=bindparam("code"),
+           .where(deliveries.c.id == bindparam("row_id"), ANSWERABLE)
+           .values(state=_NEW_STATE, last_code=bindparam("code"),
                    # Erased while it was on its way: the reply may quote the address.
                    last_reply=case((deliveries.c.email.startswith(ERASED_PREFIX),
                                     bindparam("erased_reply")), else_=bindparam("reply")),
@@ -153,6 +165,11 @@ def claim_lowest_admitted(conditions: tuple[ColumnElement[bool], ...],
 def after_record(claim: Update, record: Update) -> Update:
     """PostgreSQL: `claim` with `record` (an answer) in the same statement, as a
     data-modifying WITH query: one round trip and one commit for the answer and the next
-    row's claim. The two never touch the same row (the recorded one is `sending`)."""
-    return claim.add_cte(record.returning(deliveries.c.id).cte("recorded"))
+    row's claim. The two must never touch the same row (PostgreSQL does not say which of
+    two updates of one row in one statement wins): the answered row is mostly `sending`,
+    which the queued claim passes over, but a late 250 is written to a row another sender
+    put back in the queue (ANSWERABLE), so the claim leaves the answered row out by id.
+    Claiming nothing then, the caller's next claim runs after this commit."""
+    return (claim.where(deliveries.c.id != bindparam("row_id"))
+            .add_cte(record.returning(deliveries.c.id).cte("recorded")))
 

@@ -126,6 +126,14 @@ def _due(now: datetime, lease: timedelta, database_clock: bool = False) -> Colum
                and_(welcomes.c.state == SENDING, welcomes.c.updated_at <= lease_start))
 
 
+def _still_claimed(row: WelcomeRow) -> ColumnElement[bool]:
+    """The row as this sender's claim left it (`sending`, the attempt it counted): a late
+    put-back or failure for a claim another sender took over when its lease ran out
+    changes nothing."""
+    return and_(welcomes.c.id == row.id, welcomes.c.state == SENDING,
+                welcomes.c.attempts == row.attempts + 1)
+
+
 class WelcomeLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -208,7 +216,8 @@ class WelcomeLedger:
 
     def record(self, row: WelcomeRow, outcome: SendOutcome, now: datetime,
                policy: RetryPolicy) -> str:
-        """Store the server's answer to a claimed row; returns the state written. A 4xx
+        """Store the server's answer to a claimed row; returns the state it leads to
+        (not written when another sender took the row over meanwhile, unless sent). A 4xx
         goes back to the queue with a retry time (backoff), or fails once max_attempts are
         used or give_up_after has passed since it was queued; a 5xx fails."""
         attempts = row.attempts + 1
@@ -221,7 +230,11 @@ class WelcomeLedger:
                 state = QUEUED
         sent = state == SENT
         with self.engine.begin() as connection:
-            connection.execute(update(welcomes).where(welcomes.c.id == row.id).values(
+            # A 250 is written whoever holds the row now (see row_updates.ANSWERABLE),
+            # anything else only to this sender's own claim.
+            answered = (and_(welcomes.c.id == row.id, welcomes.c.state != SENT) if sent
+                        else _still_claimed(row))
+            connection.execute(update(welcomes).where(answered).values(
                 state=state, last_code=outcome.code, last_reply=outcome.reply[:1000],
                 next_attempt_at=retry_at, updated_at=now, sent_at=now if sent else None,
                 provider_message_id=(provider_message_id(outcome.reply) or None) if sent
@@ -233,8 +246,7 @@ class WelcomeLedger:
         """Undo a claim whose message never went (the server was down): queued again for
         `retry_at`, the attempt not counted."""
         with self.engine.begin() as connection:
-            connection.execute(update(welcomes).where(
-                welcomes.c.id == row.id, welcomes.c.state == SENDING).values(
+            connection.execute(update(welcomes).where(_still_claimed(row)).values(
                     state=QUEUED, attempts=row.attempts, next_attempt_at=retry_at,
                     last_code=0, last_reply=reason[:1000], updated_at=now))
 
