@@ -14,7 +14,13 @@ from sqlalchemy import Engine, bindparam, select, text, update
 
 from ainews_newsletter import clock
 from ainews_newsletter.database import engine_for
-from ainews_newsletter.delivery.claims import Claim, Claimed, Delivery, RetryPolicy
+from ainews_newsletter.delivery.claims import (
+    Claim,
+    Claimed,
+    Delivery,
+    LedgerWriter,
+    RetryPolicy,
+)
 from ainews_newsletter.delivery.ledger import Ledger
 from ainews_newsletter.delivery.tables import deliveries
 from ainews_newsletter.models import (
@@ -94,10 +100,7 @@ def test_the_claim_lease_runs_on_the_databases_clock_not_the_hosts(postgres_url:
         other = _delivery(writer.claim_next(issue_id, ahead, lease))
         assert other is not None and other.id != claimed.id  # the queued one
         assert writer.claim_next(issue_id, ahead, lease) is None  # claimed's lease holds
-        with engine.begin() as connection:
-            connection.execute(text(
-                "UPDATE deliveries SET updated_at = timezone('UTC', now()) "
-                "- interval '301 seconds' WHERE id = :id"), {"id": claimed.id})
+        _age(engine, claimed.id)  # its lease (five minutes) run out
         retaken = _delivery(writer.claim_next(issue_id, behind, lease))
         assert retaken is not None and retaken.id == claimed.id and retaken.attempts == 1
         expires = ledger.claims_expire_at(issue_id, lease)
@@ -292,7 +295,7 @@ def test_a_failing_driver_statement_names_no_reader() -> None:
     scheduler's run records."""
     from sqlalchemy.exc import DBAPIError
 
-    from ainews_newsletter.delivery.driver_statement import as_sqlalchemy_error
+    from ainews_newsletter.database import as_sqlalchemy_error
 
     connection = sqlite3.connect(":memory:")
     parameters = ("zoe.reader@example.com", "Zoë Reader", "token-abc")
@@ -339,6 +342,46 @@ SENT = SendOutcome(DeliveryState.SENT, 250, "2.0.0 queued")
 BUSY = SendOutcome(DeliveryState.DEFERRED, 451, "4.7.1 try again later")
 
 
+LEASE = timedelta(minutes=5)
+
+
+def _age(engine: Engine, row_id: int) -> None:
+    """The row's claim older than LEASE, by the database's clock (PostgreSQL)."""
+    with engine.begin() as connection:
+        connection.execute(text(
+            "UPDATE deliveries SET updated_at = timezone('UTC', now()) "
+            "- interval '301 seconds' WHERE id = :id"), {"id": row_id})
+
+
+def _taken_over_on_sqlite(ledger: Ledger, issue_id: int) -> tuple[Delivery, Delivery]:
+    """The issue's one row claimed, given back by a lone sender (its own seemed gone),
+    and claimed again: (the first claim's row, the newer claim's)."""
+    (stale,) = ledger.due(issue_id, START, 10)
+    with ledger.writer() as writer:
+        assert writer.claim(stale, START) is Claim.CLAIMED
+    assert ledger.release_claims(START) == 1
+    (fresh,) = ledger.due(issue_id, START, 10)
+    assert fresh.attempts == 1
+    with ledger.writer() as writer:
+        assert writer.claim(fresh, START) is Claim.CLAIMED
+    return stale, fresh
+
+
+def _taken_over_on_postgresql(engine: Engine, first: LedgerWriter, second: LedgerWriter,
+                              issue_id: int) -> tuple[Delivery, Delivery, Delivery]:
+    """Of two rows, the first sender claims one and outlives its lease; the second sender
+    claims the other and then takes the first's over: (first's row, the second's other
+    row, the second's claim of the first's row)."""
+    stale = _delivery(first.claim_next(issue_id, START, LEASE))
+    assert stale is not None
+    _age(engine, stale.id)
+    other = _delivery(second.claim_next(issue_id, START, LEASE))  # the queued one
+    fresh = _delivery(second.claim_next(issue_id, START, LEASE))  # by the lease
+    assert other is not None and fresh is not None and fresh.id == stale.id
+    assert fresh.attempts == 1
+    return stale, other, fresh
+
+
 def test_a_late_answer_to_a_claim_taken_over_changes_nothing_on_sqlite(
         tmp_path: Path) -> None:
     """A sender that was taken for dead (a lone sender gave its claim back) answers after
@@ -346,14 +389,8 @@ def test_a_late_answer_to_a_claim_taken_over_changes_nothing_on_sqlite(
     more), nor its put-back turn it into `queued`."""
     ledger = Ledger(engine_for(f"sqlite:///{tmp_path / 'ledger.db'}"))
     issue_id = _issue_with_rows(ledger, 1)
-    (stale,) = ledger.due(issue_id, START, 10)
+    stale, fresh = _taken_over_on_sqlite(ledger, issue_id)
     with ledger.writer() as writer:
-        assert writer.claim(stale, START) is Claim.CLAIMED
-    assert ledger.release_claims(START) == 1  # its sender seemed gone
-    (fresh,) = ledger.due(issue_id, START, 10)
-    assert fresh.attempts == 1
-    with ledger.writer() as writer:
-        assert writer.claim(fresh, START) is Claim.CLAIMED
         writer.record(fresh, SENT, START, LATE_POLICY)
         writer.record(stale, BUSY, START, LATE_POLICY)  # the first sender, late
         writer.requeue(stale, START)
@@ -363,27 +400,17 @@ def test_a_late_answer_to_a_claim_taken_over_changes_nothing_on_sqlite(
 
 def test_a_late_answer_to_a_claim_taken_over_changes_nothing_on_postgresql(
         postgres_url: str) -> None:
-    """The same across two PostgreSQL senders: the first's claim outlives its lease, the
-    second takes the row over and sends it; the first's late 451 (also as part of its next
-    claim's statement) and put-back leave the second's `sent` alone. The second's own
-    answer, written while it still holds the claim, is kept."""
+    """The same across two PostgreSQL senders: the second sends the row it took over; the
+    first's late 451 (also as part of its next claim's statement) and put-back leave the
+    second's `sent` alone. The second's own answer, written while it still holds the
+    claim, is kept."""
     engine = engine_for(postgres_url)
     ledger = Ledger(engine)
     issue_id = _issue_with_rows(ledger, 2)
-    lease = timedelta(minutes=5)
     with ledger.writer() as first, ledger.writer() as second:
-        stale = _delivery(first.claim_next(issue_id, START, lease))
-        assert stale is not None
-        with engine.begin() as connection:
-            connection.execute(text(
-                "UPDATE deliveries SET updated_at = timezone('UTC', now()) "
-                "- interval '301 seconds' WHERE id = :id"), {"id": stale.id})
-        other = _delivery(second.claim_next(issue_id, START, lease))  # the queued one
-        fresh = _delivery(second.claim_next(issue_id, START, lease))
-        assert other is not None and fresh is not None and fresh.id == stale.id
-        assert fresh.attempts == 1
+        stale, other, fresh = _taken_over_on_postgresql(engine, first, second, issue_id)
         second.record(fresh, SENT, START, LATE_POLICY)
-        first.record_then_claim_next(stale, BUSY, START, LATE_POLICY, None, issue_id, lease)
+        first.record_then_claim_next(stale, BUSY, START, LATE_POLICY, None, issue_id, LEASE)
         first.record(stale, BUSY, START, LATE_POLICY)
         first.requeue(stale, START)
         assert _state(ledger, stale.id) == ("sent", 2, 250)
@@ -397,13 +424,8 @@ def test_a_late_250_is_kept_whoever_holds_the_row_now_on_sqlite(tmp_path: Path) 
     would go a second time), and a later answer that is not a 250 cannot undo it."""
     ledger = Ledger(engine_for(f"sqlite:///{tmp_path / 'ledger.db'}"))
     issue_id = _issue_with_rows(ledger, 1)
-    (stale,) = ledger.due(issue_id, START, 10)
+    stale, fresh = _taken_over_on_sqlite(ledger, issue_id)
     with ledger.writer() as writer:
-        assert writer.claim(stale, START) is Claim.CLAIMED
-    assert ledger.release_claims(START) == 1
-    (fresh,) = ledger.due(issue_id, START, 10)
-    with ledger.writer() as writer:
-        assert writer.claim(fresh, START) is Claim.CLAIMED
         writer.requeue(fresh, START)  # the relay was down: never sent
         assert _state(ledger, fresh.id) == ("queued", 1, None)
         writer.record(stale, SENT, START, LATE_POLICY)
@@ -419,30 +441,13 @@ def test_a_late_250_is_kept_whoever_holds_the_row_now_on_postgresql(
     engine = engine_for(postgres_url)
     ledger = Ledger(engine)
     issue_id = _issue_with_rows(ledger, 2)
-    lease = timedelta(minutes=5)
     with ledger.writer() as first, ledger.writer() as second:
-        stale = _delivery(first.claim_next(issue_id, START, lease))
-        assert stale is not None
-        with engine.begin() as connection:
-            connection.execute(text(
-                "UPDATE deliveries SET updated_at = timezone('UTC', now()) "
-                "- interval '301 seconds' WHERE id = :id"), {"id": stale.id})
-        other = _delivery(second.claim_next(issue_id, START, lease))
-        fresh = _delivery(second.claim_next(issue_id, START, lease))
-        assert other is not None and fresh is not None and fresh.id == stale.id
+        stale, _, fresh = _taken_over_on_postgresql(engine, first, second, issue_id)
         second.requeue(fresh, START)
         state, claimed = first.record_then_claim_next(stale, SENT, START, LATE_POLICY, None,
-                                                      issue_id, lease)
+                                                      issue_id, LEASE)
         assert state is DeliveryState.SENT and claimed is None  # `other` is the second's
         assert _state(ledger, stale.id) == ("sent", 1, 250)
-
-
-def _age(engine: Engine, row_id: int) -> None:
-    """The row's claim older than a five-minute lease, by the database's clock."""
-    with engine.begin() as connection:
-        connection.execute(text(
-            "UPDATE deliveries SET updated_at = timezone('UTC', now()) "
-            "- interval '301 seconds' WHERE id = :id"), {"id": row_id})
 
 
 def test_a_late_250_and_the_next_claim_never_take_the_same_row(postgres_url: str) -> None:
@@ -453,22 +458,21 @@ def test_a_late_250_and_the_next_claim_never_take_the_same_row(postgres_url: str
     engine = engine_for(postgres_url)
     ledger = Ledger(engine)
     issue_id = _issue_with_rows(ledger, 3)
-    lease = timedelta(minutes=5)
     with ledger.writer() as first, ledger.writer() as second:
-        one = _delivery(first.claim_next(issue_id, START, lease))
-        two = _delivery(second.claim_next(issue_id, START, lease))
-        three = _delivery(second.claim_next(issue_id, START, lease))
+        one = _delivery(first.claim_next(issue_id, START, LEASE))
+        two = _delivery(second.claim_next(issue_id, START, LEASE))
+        three = _delivery(second.claim_next(issue_id, START, LEASE))
         assert one is not None and two is not None and three is not None
         _age(engine, two.id)
-        taken = _delivery(first.claim_next(issue_id, START, lease))  # by its lease
+        taken = _delivery(first.claim_next(issue_id, START, LEASE))  # by its lease
         assert taken is not None and taken.id == two.id and taken.attempts == 1
         _age(engine, two.id)
-        again = _delivery(second.claim_next(issue_id, START, lease))
+        again = _delivery(second.claim_next(issue_id, START, LEASE))
         assert again is not None and again.id == two.id
         second.requeue(again, START)  # the relay was down
         first.record(one, SENT, START, LATE_POLICY)
         state, claimed = first.record_then_claim_next(taken, SENT, START, LATE_POLICY, None,
-                                                      issue_id, lease)
+                                                      issue_id, LEASE)
         assert state is DeliveryState.SENT and claimed is None
         assert _state(ledger, two.id) == ("sent", 2, 250)
         assert _state(ledger, three.id) == ("sending", 1, None)

@@ -236,9 +236,9 @@ def test_a_reader_who_left_is_never_welcomed(database_url: str) -> None:
                 "skipped", "not sent: no longer an active subscriber")
 
 
-def test_a_late_answer_to_a_claim_taken_over_changes_nothing(database_url: str) -> None:
-    """A sender taken for dead (its claim outlived the lease) answers after another sent
-    the welcome: its 451 and its put-back leave `sent` alone (no second welcome later)."""
+def _taken_over(database_url: str) -> tuple[WelcomeLedger, WelcomeRow, WelcomeRow]:
+    """One reader's welcome claimed by a sender that outlived its lease, and claimed again
+    by another: (the ledger, the first claim's row, the newer claim's)."""
     ledger, [reader] = _readers(database_url, 1)
     ledger.queue([reader], clock.now())
     stale = _only_row(ledger)
@@ -246,6 +246,13 @@ def test_a_late_answer_to_a_claim_taken_over_changes_nothing(database_url: str) 
     _age_claim(ledger, LEASE + timedelta(minutes=1))
     [fresh] = ledger.due(clock.now(), LEASE, 10)
     assert ledger.claim(fresh, clock.now(), LEASE) is Claim.CLAIMED
+    return ledger, stale, fresh
+
+
+def test_a_late_answer_to_a_claim_taken_over_changes_nothing(database_url: str) -> None:
+    """A sender taken for dead (its claim outlived the lease) answers after another sent
+    the welcome: its 451 and its put-back leave `sent` alone (no second welcome later)."""
+    ledger, stale, fresh = _taken_over(database_url)
     sent = SendOutcome(DeliveryState.SENT, 250, "2.0.0 queued")
     assert ledger.record(fresh, sent, clock.now(), POLICY) == "sent"
     busy = SendOutcome(DeliveryState.DEFERRED, 451, "4.7.1 try again later")
@@ -260,13 +267,7 @@ def test_a_late_answer_to_a_claim_taken_over_changes_nothing(database_url: str) 
 def test_a_late_250_is_kept_whoever_holds_the_row_now(database_url: str) -> None:
     """The newer claim found the relay down and put the welcome back; then the first
     sender's 250 arrives: the welcome went, so it is `sent` (not sent a second time)."""
-    ledger, [reader] = _readers(database_url, 1)
-    ledger.queue([reader], clock.now())
-    stale = _only_row(ledger)
-    assert ledger.claim(stale, clock.now(), LEASE) is Claim.CLAIMED
-    _age_claim(ledger, LEASE + timedelta(minutes=1))
-    [fresh] = ledger.due(clock.now(), LEASE, 10)
-    assert ledger.claim(fresh, clock.now(), LEASE) is Claim.CLAIMED
+    ledger, stale, fresh = _taken_over(database_url)
     ledger.put_back(fresh, clock.now(), clock.now(), "cannot connect")
     sent = SendOutcome(DeliveryState.SENT, 250, "2.0.0 queued")
     assert ledger.record(stale, sent, clock.now(), POLICY) == "sent"
