@@ -476,3 +476,24 @@ def test_a_late_250_and_the_next_claim_never_take_the_same_row(postgres_url: str
         assert state is DeliveryState.SENT and claimed is None
         assert _state(ledger, two.id) == ("sent", 2, 250)
         assert _state(ledger, three.id) == ("sending", 1, None)
+
+
+def test_a_value_left_out_of_a_driver_statement_is_an_error_not_null(
+        tmp_path: Path, postgres_url: str) -> None:
+    """The per-message statements run on the drivers themselves; a caller that leaves out
+    one of their values (the claim's attempt count, say) must hear of it at once, not have
+    NULL bound and the answer's UPDATE silently match nothing."""
+    from ainews_newsletter.delivery.driver_statement import DriverStatement, PsycopgStatement
+    from ainews_newsletter.delivery.row_updates import CLAIM_QUEUED, RECORD
+
+    values = {"row_id": 1, "new_state": "sent", "code": 250, "reply": "ok",
+              "erased_reply": "ok", "next_at": None, "now": START, "sent": START}
+    sqlite_engine = engine_for(f"sqlite:///{tmp_path / 'ledger.db'}")
+    statement = DriverStatement(RECORD, sqlite_engine.dialect)
+    with pytest.raises(TypeError, match="no value for claimed_attempts in: UPDATE"):
+        statement.parameters(values)
+    given = statement.parameters({**values, "claimed_attempts": 1})
+    assert given.count(1) >= 2 and "sent" in given  # row_id and claimed_attempts bound
+    claim = PsycopgStatement(CLAIM_QUEUED, engine_for(postgres_url).dialect)
+    with pytest.raises(TypeError, match="no value for after, issue"):
+        claim.first(None, {"now": START})

@@ -5,12 +5,21 @@ SQLAlchemy's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Dialect, Insert, Table, Update, bindparam
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    DateTime,
+    Dialect,
+    Insert,
+    Table,
+    Update,
+    bindparam,
+)
 from sqlalchemy.exc import DBAPIError
 
 from ainews_newsletter.database import UTCDateTime, as_sqlalchemy_error
@@ -46,6 +55,7 @@ class DriverStatement:
         # None, as a template each call's values are laid over; the slots' values then
         # taken in order by one itemgetter (a name may fill several slots: `now`).
         self._defaults: dict[str, Any] = {bind.key: bind.effective_value for bind in binds}
+        self._required = _required(binds)
         names = [bind.key for bind in binds]
         self._in_order: Callable[[dict[str, Any]], tuple[Any, ...]] = (
             itemgetter(*names) if len(names) > 1 else lambda merged: tuple(
@@ -72,6 +82,9 @@ class DriverStatement:
                                         shared if kind else {}, _keeps_none(processor)))
 
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        if self._required:  # asked at the first call only: the hot path stays as it was
+            _check_given(self._required, values, self.sql)
+            self._required = frozenset()
         merged = {**self._defaults, **values}
         for name, processor, kind, last, keeps_none in self._processed:
             value = merged[name]
@@ -85,6 +98,18 @@ class DriverStatement:
                 if type(value) is datetime:  # immutable: the same object, the same text
                     last[kind] = (value, converted)
         return self._in_order(merged)
+
+
+def _required(binds: Iterable[BindParameter[Any]]) -> frozenset[str]:
+    """The names a caller must give: binds with no value of their own. Left out, a value
+    would silently be NULL (an UPDATE whose WHERE then matches nothing, say)."""
+    return frozenset(bind.key for bind in binds if bind.required)
+
+
+def _check_given(required: frozenset[str], values: dict[str, Any], sql: str) -> None:
+    missing = sorted(required - values.keys())
+    if missing:  # a bug of ours, not a user's mistake
+        raise TypeError(f"no value for {', '.join(missing)} in: {sql}")
 
 
 def _keeps_none(processor: Callable[[Any], Any]) -> bool:
@@ -129,12 +154,16 @@ class PsycopgStatement:
             (name, bind.effective_value,
              bind.type.dialect_impl(dialect).bind_processor(dialect))
             for bind, name in compiled.bind_names.items()]
+        self._required = _required(compiled.bind_names)
 
     def first(self, driver: Any, values: dict[str, Any]) -> Any:
         """The statement's first row (a named tuple), or None."""
         from psycopg import Error
         from psycopg.rows import namedtuple_row
 
+        if self._required:  # the first call only, as DriverStatement
+            _check_given(self._required, values, self.sql)
+            self._required = frozenset()
         parameters = {name: (processor(value) if processor is not None else value)
                       for name, default, processor in self._slots
                       for value in (values.get(name, default),)}
