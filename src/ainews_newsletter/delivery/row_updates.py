@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     Interval,
     Select,
+    Table,
     Update,
     and_,
     bindparam,
@@ -68,18 +69,34 @@ CLAIM = (update(deliveries)
           .where(deliveries.c.id == bindparam("row_id"), is_due(NOW))
           .values(state=DeliveryState.SENDING.value, attempts=bindparam("new_attempts"),
                   updated_at=NOW))
-# A put-back goes only to the claim it undoes: still `sending` with the attempt count that
-# claim wrote. A sender whose claim was taken over (its lease ran out, or a lone SQLite
-# sender gave it back) and that answers late must not turn the newer claim's `sending` or
-# `sent` into anything else.
-STILL_CLAIMED = and_(deliveries.c.state == DeliveryState.SENDING.value,
-                     deliveries.c.attempts == bindparam("claimed_attempts"))
-# An answer, likewise, except a 250: a message the relay took is sent, whoever holds the
-# row now (the newer claim put back or deferred, its reader left, a 5xx): written over
-# anything but an earlier `sent`, it saves the copy the row would otherwise get again.
+def still_claimed(table: Table, claimed_attempts: Any) -> ColumnElement[bool]:
+    """The row as a sender's claim left it: still `sending`, with the attempt count that
+    claim wrote (deliveries and welcomes alike). A put-back goes only to such a row: a
+    sender whose claim was taken over (its lease ran out, or a lone SQLite sender gave it
+    back) and that answers late must not turn the newer claim's `sending` or `sent` into
+    anything else."""
+    return and_(table.c.state == DeliveryState.SENDING.value,
+                table.c.attempts == claimed_attempts)
+
+
+def answerable(table: Table, claimed_attempts: Any,
+               is_sent: ColumnElement[bool] | bool) -> ColumnElement[bool]:
+    """Where an answer is written: to the claim it answers (`still_claimed`), except a 250:
+    a message the relay took is sent, whoever holds the row now (the newer claim put back
+    or deferred, its reader left, a 5xx): written over anything but an earlier `sent`, it
+    saves the copy the row would otherwise get again. `is_sent`: a condition on a bound
+    state (a statement built once), or a bool when the state is known already."""
+    claimed = still_claimed(table, claimed_attempts)
+    if is_sent is False:
+        return claimed
+    not_sent_yet = table.c.state != DeliveryState.SENT.value
+    return or_(claimed, not_sent_yet if is_sent is True else and_(is_sent, not_sent_yet))
+
+
+STILL_CLAIMED = still_claimed(deliveries, bindparam("claimed_attempts"))
 _NEW_STATE = bindparam("new_state", type_=deliveries.c.state.type)
-ANSWERABLE = or_(STILL_CLAIMED, and_(_NEW_STATE == DeliveryState.SENT.value,  # noqa: SIM300 (SQL)
-                                     deliveries.c.state != DeliveryState.SENT.value))
+ANSWERABLE = answerable(deliveries, bindparam("claimed_attempts"),
+                        _NEW_STATE == DeliveryState.SENT.value)  # noqa: SIM300 (SQL)
 RECORD = (update(deliveries)
            .where(deliveries.c.id == bindparam("row_id"), ANSWERABLE)
            .values(state=_NEW_STATE, last_code=bindparam("code"),

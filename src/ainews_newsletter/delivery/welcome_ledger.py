@@ -41,7 +41,7 @@ from ainews_newsletter.delivery.claims import (
 )
 from ainews_newsletter.delivery.provider_ids import provider_message_id
 from ainews_newsletter.delivery.returnpath import new_return_tag
-from ainews_newsletter.delivery.row_updates import database_now
+from ainews_newsletter.delivery.row_updates import answerable, database_now, still_claimed
 from ainews_newsletter.delivery.tables import welcomes
 from ainews_newsletter.delivery.unlisted import StillListed, drop_unlisted
 from ainews_newsletter.models import DeliveryState, Recipient, SendOutcome
@@ -124,14 +124,6 @@ def _due(now: datetime, lease: timedelta, database_clock: bool = False) -> Colum
                     or_(welcomes.c.next_attempt_at.is_(None),
                         welcomes.c.next_attempt_at <= now)),
                and_(welcomes.c.state == SENDING, welcomes.c.updated_at <= lease_start))
-
-
-def _still_claimed(row: WelcomeRow) -> ColumnElement[bool]:
-    """The row as this sender's claim left it (`sending`, the attempt it counted): a late
-    put-back or failure for a claim another sender took over when its lease ran out
-    changes nothing."""
-    return and_(welcomes.c.id == row.id, welcomes.c.state == SENDING,
-                welcomes.c.attempts == row.attempts + 1)
 
 
 class WelcomeLedger:
@@ -230,11 +222,8 @@ class WelcomeLedger:
                 state = QUEUED
         sent = state == SENT
         with self.engine.begin() as connection:
-            # A 250 is written whoever holds the row now (see row_updates.ANSWERABLE),
-            # anything else only to this sender's own claim.
-            answered = (and_(welcomes.c.id == row.id, welcomes.c.state != SENT) if sent
-                        else _still_claimed(row))
-            connection.execute(update(welcomes).where(answered).values(
+            connection.execute(update(welcomes).where(
+                welcomes.c.id == row.id, answerable(welcomes, attempts, sent)).values(
                 state=state, last_code=outcome.code, last_reply=outcome.reply[:1000],
                 next_attempt_at=retry_at, updated_at=now, sent_at=now if sent else None,
                 provider_message_id=(provider_message_id(outcome.reply) or None) if sent
@@ -246,7 +235,8 @@ class WelcomeLedger:
         """Undo a claim whose message never went (the server was down): queued again for
         `retry_at`, the attempt not counted."""
         with self.engine.begin() as connection:
-            connection.execute(update(welcomes).where(_still_claimed(row)).values(
+            connection.execute(update(welcomes).where(
+                welcomes.c.id == row.id, still_claimed(welcomes, row.attempts + 1)).values(
                     state=QUEUED, attempts=row.attempts, next_attempt_at=retry_at,
                     last_code=0, last_reply=reason[:1000], updated_at=now))
 
